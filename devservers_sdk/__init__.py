@@ -1,0 +1,1 @@
+"""devservers SDK: personal PyTorch development servers on Kubernetes."""

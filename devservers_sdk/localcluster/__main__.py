@@ -1,0 +1,60 @@
+"""``python -m devservers_sdk.localcluster serve --kubeconfig PATH [--port N] [--state-dir DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from .cluster import serve
+
+
+def _capacity(values: list[str]) -> dict[str, str]:
+    capacity = {}
+    for value in values:
+        key, sep, amount = value.partition("=")
+        if not sep or not key or not amount:
+            raise argparse.ArgumentTypeError(f"--node-capacity expects RESOURCE=QUANTITY, got {value!r}")
+        capacity[key] = amount
+    return capacity
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devservers_sdk.localcluster",
+        description="A local Kubernetes API emulator whose kubelet runs pods as local processes.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser(
+        "serve", help="run the cluster in the foreground until SIGINT/SIGTERM",
+        epilog="example: python -m devservers_sdk.localcluster serve --kubeconfig ./kubeconfig && "
+               "kubectl --kubeconfig ./kubeconfig get nodes",
+    )
+    serve_parser.add_argument("--kubeconfig", required=True, type=Path,
+                              help="where to write the kubeconfig (mode 0600) once the cluster is ready")
+    serve_parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 picks a free one)")
+    serve_parser.add_argument("--state-dir", type=Path, default=None,
+                              help="where volumes and pod sandboxes live (default: a temporary directory)")
+    serve_parser.add_argument("--node-capacity", action="append", default=[], metavar="RESOURCE=QUANTITY",
+                              help="extra node capacity, e.g. nvidia.com/gpu=2 (repeatable)")
+    serve_parser.add_argument("-v", "--verbose", action="store_true", help="log requests and controller activity")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        capacity = _capacity(args.node_capacity)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
+
+    def ready(url: str) -> None:
+        print(f"local cluster serving at {url}; kubeconfig written to {args.kubeconfig}", flush=True)
+
+    asyncio.run(serve(kubeconfig=args.kubeconfig, port=args.port, state_dir=args.state_dir,
+                      node_capacity=capacity or None, on_ready=ready))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""Running the emulator: in a background thread for tests and scripts, or in the foreground as a server.
+
+The API server runs on its own event loop in its own thread, because the synchronous ``kubernetes``
+client (and ``kubectl`` subprocesses a test waits on) would deadlock against a server sharing the caller's
+loop. It binds 127.0.0.1 only, and writes a kubeconfig (mode 0600) holding a random bearer token once it
+answers requests, so "the kubeconfig exists" means "the cluster is ready".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from aiohttp import web
+
+from . import tls
+from .api import ClusterAPI
+from .controllers import Controllers
+from .server import ApiServer
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CONTEXT_NAME = "devservers-local"
+ADMIN_USER = "localcluster-admin"
+
+
+def kubeconfig_document(server: str, token: str, *, ca_pem: bytes, name: str = CONTEXT_NAME,
+                        namespace: str = "default", user: str = ADMIN_USER) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "clusters": [{"name": name, "cluster": {"server": server,
+                                                "certificate-authority-data": base64.b64encode(ca_pem).decode()}}],
+        "users": [{"name": f"{name}-{user}", "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-{user}", "namespace": namespace}}],
+        "current-context": name,
+    }
+
+
+def write_kubeconfig(path: Path, document: dict[str, Any]) -> None:
+    """Write atomically with mode 0600: the file holds a credential, and readers poll for it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        yaml.safe_dump(document, handle, sort_keys=False)
+    os.replace(tmp, path)
+
+
+class ClusterRuntime:
+    """Everything that lives on the cluster's event loop: API, controllers, kubelet and HTTP server."""
+
+    def __init__(self, *, state_dir: Path, port: int = 0, node_capacity: dict[str, str] | None = None,
+                 kubelet: bool = True) -> None:
+        self.state_dir = state_dir
+        self.port = port
+        self.token = secrets.token_urlsafe(32)
+        self.certificate = tls.generate()
+        self.api = ClusterAPI(user=ADMIN_USER)
+        self.controllers = Controllers(self.api, state_dir=state_dir)
+        self.kubelet: Any = None
+        if kubelet:
+            from .kubelet import Kubelet
+
+            self.kubelet = Kubelet(self.api, state_dir=state_dir, capacity=node_capacity)
+        tokens = {self.token: {"username": ADMIN_USER, "groups": ["system:masters", "system:authenticated"]}}
+        self.server = ApiServer(self.api, tokens=tokens, kubelet=self.kubelet)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    def add_user(self, username: str, groups: list[str] | None = None) -> str:
+        """Register a bearer token for another identity (RBAC is not enforced; admission sees the user)."""
+        token = secrets.token_urlsafe(32)
+        self.server.tokens[token] = {"username": username, "groups": [*(groups or []), "system:authenticated"]}
+        return token
+
+    async def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        await self.controllers.start()
+        if self.kubelet is not None:
+            await self.kubelet.start()
+        self._runner = web.AppRunner(self.server.app, handle_signals=False, access_log=None,
+                                     shutdown_timeout=1.0)
+        await self._runner.setup()
+        ssl_context = self.certificate.server_context(self.state_dir / "pki")
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True, ssl_context=ssl_context)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # aiohttp exposes no public accessor
+        self.port = sockets[0].getsockname()[1]
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.server.server_url = f"127.0.0.1:{self.port}"
+
+    async def stop(self) -> None:
+        self.server.stop_watches()
+        if self.kubelet is not None:
+            await self.kubelet.stop()
+        await self.controllers.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def kubeconfig(self, *, namespace: str = "default", token: str | None = None) -> dict[str, Any]:
+        return kubeconfig_document(self.url, token or self.token, ca_pem=self.certificate.ca_pem,
+                                   namespace=namespace)
+
+
+class LocalCluster:
+    """A local cluster in a background thread.
+
+    Example::
+
+        with LocalCluster() as cluster:
+            subprocess.run(["kubectl", "--kubeconfig", cluster.kubeconfig, "get", "nodes"], check=True)
+    """
+
+    def __init__(self, *, state_dir: Path | str | None = None, port: int = 0,
+                 node_capacity: dict[str, str] | None = None, kubelet: bool = True) -> None:
+        self._own_state_dir = state_dir is None
+        self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="localcluster-"))
+        self._port = port
+        self._node_capacity = node_capacity
+        self._with_kubelet = kubelet
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self.runtime: ClusterRuntime | None = None
+        self.kubeconfig = str(self.state_dir / "kubeconfig")
+
+    @property
+    def url(self) -> str:
+        assert self.runtime is not None
+        return self.runtime.url
+
+    @property
+    def token(self) -> str:
+        assert self.runtime is not None
+        return self.runtime.token
+
+    def start(self) -> LocalCluster:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def main() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                self.runtime = ClusterRuntime(state_dir=self.state_dir, port=self._port,
+                                              node_capacity=self._node_capacity, kubelet=self._with_kubelet)
+                loop.run_until_complete(self.runtime.start())
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self.runtime.stop())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+        self._thread = threading.Thread(target=main, name="localcluster", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            raise RuntimeError(f"the local cluster failed to start: {failure[0]}") from failure[0]
+        assert self.runtime is not None
+        write_kubeconfig(Path(self.kubeconfig), self.runtime.kubeconfig())
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=30)
+        if self._own_state_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def call(self, fn: Callable[[], T], timeout: float = 30) -> T:
+        """Run ``fn`` on the cluster's loop (e.g. to inspect the store or toggle a fault) and return its result."""
+        assert self._loop is not None
+
+        async def run() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    def add_user(self, username: str, groups: list[str] | None = None) -> str:
+        assert self.runtime is not None
+        runtime = self.runtime
+        return self.call(lambda: runtime.add_user(username, groups))
+
+    def kubeconfig_for(self, path: Path | str, *, namespace: str = "default", token: str | None = None) -> str:
+        """Write another kubeconfig for this cluster (a namespace or identity of its own) and return its path."""
+        assert self.runtime is not None
+        write_kubeconfig(Path(path), self.runtime.kubeconfig(namespace=namespace, token=token))
+        return str(path)
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+async def serve(*, kubeconfig: Path, port: int = 0, state_dir: Path | None = None,
+                node_capacity: dict[str, str] | None = None, on_ready: Callable[[str], None] | None = None) -> None:
+    """Run the cluster in the foreground until SIGINT or SIGTERM, then shut down cleanly."""
+    temporary = state_dir is None
+    state = state_dir or Path(tempfile.mkdtemp(prefix="localcluster-"))
+    runtime = ClusterRuntime(state_dir=state, port=port, node_capacity=node_capacity)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await runtime.start()
+    try:
+        write_kubeconfig(kubeconfig, runtime.kubeconfig())
+        if on_ready is not None:
+            on_ready(runtime.url)
+        await stop.wait()
+    finally:
+        await runtime.stop()
+        with contextlib.suppress(FileNotFoundError):
+            kubeconfig.unlink()
+        if temporary:
+            shutil.rmtree(state, ignore_errors=True)
