@@ -611,13 +611,15 @@ class ClusterAPI:
                 f'fieldValidation must be one of "Ignore", "Warn", or "Strict", got "{field_validation}"')
         unknown: list[str]
         if rt.schema is not None:
-            obj = schema.apply_defaults(rt.schema, obj)
+            # The apiserver's order: prune unknown fields, then default, then validate.
             obj, unknown = schema.prune(rt.schema, obj)
+            obj = schema.apply_defaults(rt.schema, obj)
         else:
             unknown = strategies.unknown_builtin_fields(rt, obj)
         if unknown and field_validation == "Strict":
             detail = ", ".join(f'unknown field "{path}"' for path in unknown)
-            raise errors.bad_request(f"strict decoding error: {detail}")
+            raise errors.bad_request(f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+                                     f"strict decoding error: {detail}")
         if unknown and field_validation == "Warn" and warnings is not None:
             warnings.extend(f'unknown field "{path}"' for path in unknown)
         return obj

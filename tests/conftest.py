@@ -1,0 +1,1 @@
+pytest_plugins = ["devservers_sdk.localcluster.pytest_plugin"]
