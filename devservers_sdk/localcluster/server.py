@@ -62,6 +62,7 @@ class ApiServer:
         self.requests = RequestCounter()
         self.server_url = ""
         self._shutting_down = asyncio.Event()
+        self._openapi_cache = openapi.OpenAPIV3Cache(api.registry)
         self.app = web.Application(client_max_size=MAX_BODY_BYTES + 1, middlewares=[self._middleware])
         self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
 
@@ -138,8 +139,13 @@ class ApiServer:
         return _json(discovery.api_group_list(self.api.registry))
 
     def _openapi(self, request: web.Request, rest: list[str]) -> web.Response:
+        if rest == ["v2"]:
+            if "protobuf" in request.headers.get("Accept", ""):
+                return web.Response(body=openapi.openapi_v2_protobuf(),
+                                    headers={"Content-Type": openapi.OPENAPI_V2_PROTOBUF})
+            raise StatusError(404, "NotFound", "the local cluster serves /openapi/v2 only as protobuf; use /openapi/v3")
         if rest == ["v3"]:
-            return _json(openapi.openapi_v3_index(self.api.registry))
+            return web.Response(body=self._openapi_cache.index(), headers={"Content-Type": JSON})
         if rest and rest[0] == "v3":
             path = "/".join(rest[1:])
             if path == "api/v1":
@@ -148,10 +154,10 @@ class ApiServer:
                 _, group, version = path.split("/")
             else:
                 raise StatusError(404, "NotFound", "the server could not find the requested resource")
-            document = openapi.openapi_v3_document(self.api.registry, group, version)
-            if document is None:
+            entry = self._openapi_cache.document(group, version)
+            if entry is None:
                 raise StatusError(404, "NotFound", "the server could not find the requested resource")
-            return _json(document)
+            return web.Response(body=entry[0], headers={"Content-Type": JSON, "Etag": f'"{entry[1]}"'})
         raise StatusError(404, "NotFound", "the server could not find the requested resource")
 
     async def _resource_request(self, request: web.Request, group: str, version: str,
