@@ -75,6 +75,8 @@ def bench_startup(rounds: int) -> dict[str, float]:
                                         "--kubeconfig", str(kubeconfig), "--state-dir", str(Path(tmp) / "state")],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             while not kubeconfig.exists():
+                if process.poll() is not None:
+                    raise SystemExit(f"localcluster serve exited with {process.returncode} before it was ready")
                 time.sleep(0.005)
             subprocess_times.append(time.perf_counter() - started)
             process.terminate()

@@ -1,0 +1,701 @@
+"""The DevServer and DevServerFlavor resources as pydantic models: the contract every other part speaks.
+
+Attributes are snake_case; their camelCase aliases (generated, ``world_size`` is ``worldSize``) are the CRD
+field names. Python code constructs models with the snake_case names (``LifecycleSpec(time_to_live="4h")``,
+which type-checks); manifests use camelCase; ``populate_by_name`` accepts either. Serialise with
+``model_dump(mode="json", by_alias=True, exclude_none=True)`` (``to_manifest`` does), so an unset field is
+absent rather than ``null``.
+
+``crds.py`` generates the CRDs from these classes, so a rule written here is enforced twice: by the SDK
+before anything is sent (with a message that says what to write instead) and by the apiserver for
+``kubectl apply``. The rules a structural schema cannot express are enforced here only, and listed in
+the ``crds`` module docstring. Specs refuse unknown fields (a typo such as ``worldsize`` is an error that
+names it); statuses and object metadata ignore them, because the server may know more than this SDK.
+
+Name budget: a DevServer ``<name>`` becomes a StatefulSet whose pods are ``<name>-<ordinal>``, whose pods
+carry the label ``controller-revision-hash: <name>-<hash>`` (the hash is up to 10 characters), and whose
+home volumes are PersistentVolumeClaims ``home-<name>-<ordinal>``. Pod names double as hostnames and the
+label value is a label value, so all of them must fit in 63 characters; the headless Service ``<name>``
+needs a DNS-1035 label (starting with a letter). ``CHILD_NAME_TEMPLATES`` lists these and
+``MAX_NAME_LENGTH`` is derived from the longest (today the revision-hash label: 63 - 11 = 52). The
+apiserver would accept a 60-character DevServer and then fail every pod, far from the user's command.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    AliasGenerator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    StrictBool,
+    StrictInt,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
+
+from devservers_sdk.durations import DURATION_PATTERN, parse_duration
+from devservers_sdk.quantities import QUANTITY_PATTERN, parse_quantity
+
+__all__ = [
+    "API_GROUP",
+    "API_VERSION",
+    "CHILD_NAME_TEMPLATES",
+    "DEVSERVER_KIND",
+    "DEVSERVER_PLURAL",
+    "FLAVOR_KIND",
+    "FLAVOR_PLURAL",
+    "GPU_RESOURCE",
+    "MAX_NAME_LENGTH",
+    "MAX_WORLD_SIZE",
+    "NAME_PATTERN",
+    "Condition",
+    "DevServer",
+    "DevServerFlavor",
+    "DevServerFlavorSpec",
+    "DevServerSpec",
+    "DevServerStatus",
+    "DistributedSpec",
+    "FlavorResources",
+    "LifecycleSpec",
+    "ObjectMeta",
+    "Toleration",
+    "validate_name",
+]
+
+API_GROUP = "devservers.io"
+API_VERSION = "v1"
+DEVSERVER_KIND = "DevServer"
+DEVSERVER_PLURAL = "devservers"
+FLAVOR_KIND = "DevServerFlavor"
+FLAVOR_PLURAL = "devserverflavors"
+GPU_RESOURCE = "nvidia.com/gpu"
+
+_GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
+
+MAX_WORLD_SIZE = 1000
+"""The most pods a distributed DevServer may have; it bounds the ordinal in child names to 3 digits."""
+
+_KUBERNETES_NAME_LIMIT = 63  # DNS labels, hostnames and label values
+_REVISION_HASH_LENGTH = 10  # StatefulSet's hash is a safe-encoded uint32 in decimal: at most 10 characters
+
+CHILD_NAME_TEMPLATES: dict[str, str] = {
+    "StatefulSet pod name and hostname": "{name}-{ordinal}",
+    "pod label controller-revision-hash": "{name}-{revision_hash}",
+    "home PersistentVolumeClaim": "home-{name}-{ordinal}",
+    "headless Service": "{name}",
+}
+"""Every child name or label value derived from a DevServer name that must fit in 63 characters."""
+
+
+def _longest_child_overhead() -> int:
+    return max(
+        len(template.format(name="", ordinal=MAX_WORLD_SIZE - 1, revision_hash="x" * _REVISION_HASH_LENGTH))
+        for template in CHILD_NAME_TEMPLATES.values()
+    )
+
+
+MAX_NAME_LENGTH = _KUBERNETES_NAME_LIMIT - _longest_child_overhead()
+"""The longest DevServer name whose every child name still fits Kubernetes' 63-character limit (52)."""
+
+NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+"""A DNS-1035 label: the headless Service named after the DevServer must start with a letter."""
+
+_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# A Kubernetes label value, except that the empty value is refused: an owner must name someone.
+_OWNER_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+_NCCL_KEY_PATTERN = r"^NCCL_[A-Z0-9_]+$"
+_IMAGE_PATTERN = r"^\S+$"
+
+
+def validate_name(name: str) -> str:
+    """Check a DevServer name against the Kubernetes rules of every object made from it.
+
+    Returns:
+        The name, unchanged.
+
+    Raises:
+        ValueError: the name is empty, too long for its child objects, or not a DNS-1035 label; the
+            message says which rule and what to write instead.
+    """
+    if not name:
+        raise ValueError('DevServer name is empty: use lowercase letters, digits and "-", e.g. "alice-dev"')
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(
+            f'DevServer name "{name}" is {len(name)} characters; the limit is {MAX_NAME_LENGTH} so that pod '
+            f"and volume names fit Kubernetes' {_KUBERNETES_NAME_LIMIT}-character limit"
+        )
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise ValueError(
+            f'DevServer name "{name}" is invalid: use lowercase letters, digits and "-", starting with a '
+            f'letter and ending with a letter or digit, e.g. "alice-dev"'
+        )
+    return name
+
+
+# --- field types: one validator with a readable message, and the same rule as a schema for the CRD ----
+
+
+@dataclass(frozen=True)
+class _Matches:
+    """``Annotated`` metadata: a regular-expression rule with a readable error, and the same rule as
+    ``pattern``/``maxLength`` in the JSON schema (pydantic's own ``pattern=`` only says "should match '^...$'").
+    """
+
+    pattern: str
+    what: str
+    advice: str
+    max_length: int | None = None
+
+    def _check(self, value: str) -> str:
+        if self.max_length is not None and len(value) > self.max_length:
+            raise ValueError(
+                f'"{value}" is not a valid {self.what}: it is {len(value)} characters, at most {self.max_length}'
+            )
+        if not re.fullmatch(self.pattern, value):
+            raise ValueError(f'"{value}" is not a valid {self.what}: {self.advice}')
+        return value
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema["pattern"] = self.pattern
+        if self.max_length is not None:
+            json_schema["maxLength"] = self.max_length
+        return json_schema
+
+
+_Subdomain = Annotated[
+    str,
+    _Matches(
+        _SUBDOMAIN_PATTERN,
+        what="Kubernetes name",
+        advice='use lowercase letters, digits, "-" and ".", starting and ending with a letter or digit, '
+        'e.g. "gpu-small"',
+        max_length=253,
+    ),
+]
+# The operator labels children with devservers.io/owner=<owner>, and `devctl list` selects on it.
+_Owner = Annotated[
+    str,
+    _Matches(
+        _OWNER_PATTERN,
+        what="owner",
+        advice='it becomes a Kubernetes label value: use letters, digits, "-", "_" and ".", starting and '
+        'ending with a letter or digit, e.g. "alice" (not an e-mail address)',
+        max_length=63,
+    ),
+]
+_Image = Annotated[
+    str,
+    _Matches(
+        _IMAGE_PATTERN,
+        what="image",
+        advice='write an image reference without spaces, e.g. "pytorch/pytorch:2.5.1"',
+    ),
+]
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+# Kept as the string the user wrote ("1h30m", not 5400): the object should read back as it was applied.
+_Duration = Annotated[
+    str, AfterValidator(_check_duration), WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN})
+]
+
+
+def _quantity_text(value: Any) -> Any:
+    # YAML turns `cpu: 2` into an int; Kubernetes quantities accept both, and we store the string form.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _check_non_negative_quantity(value: str) -> str:
+    if parse_quantity(value) < 0:
+        raise ValueError(f'quantity "{value}" is negative; resources are counted from zero up')
+    return value
+
+
+def _check_positive_quantity(value: str) -> str:
+    if parse_quantity(value) <= 0:
+        raise ValueError(f'quantity "{value}" must be more than zero, e.g. 100Gi')
+    return value
+
+
+_QUANTITY_SCHEMA = WithJsonSchema(
+    {
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "pattern": QUANTITY_PATTERN,
+        "x-kubernetes-int-or-string": True,
+    }
+)
+_Quantity = Annotated[
+    str, BeforeValidator(_quantity_text), AfterValidator(_check_non_negative_quantity), _QUANTITY_SCHEMA
+]
+_PositiveQuantity = Annotated[
+    str, BeforeValidator(_quantity_text), AfterValidator(_check_positive_quantity), _QUANTITY_SCHEMA
+]
+
+
+def _check_nccl_key(key: str) -> str:
+    if not re.fullmatch(_NCCL_KEY_PATTERN, key):
+        raise ValueError(
+            f'"{key}" is not an NCCL setting: keys are NCCL environment variables such as NCCL_DEBUG or '
+            f"NCCL_SOCKET_IFNAME (upper case, starting with NCCL_)"
+        )
+    return key
+
+
+_NcclKey = Annotated[str, AfterValidator(_check_nccl_key)]
+
+
+# camelCase as validation and serialization aliases, not `alias=`: type checkers then see the snake_case
+# names in __init__, so `LifecycleSpec(time_to_live="4h")` type-checks without the pydantic mypy plugin.
+_CAMEL_CASE = AliasGenerator(validation_alias=to_camel, serialization_alias=to_camel)
+
+
+class _Spec(BaseModel):
+    """Base of what users write: unknown fields are typos, and typos are errors naming the field."""
+
+    model_config = ConfigDict(populate_by_name=True, alias_generator=_CAMEL_CASE, extra="forbid")
+
+
+class _Observed(BaseModel):
+    """Base of what the server reports: tolerate fields a newer operator or apiserver adds."""
+
+    model_config = ConfigDict(populate_by_name=True, alias_generator=_CAMEL_CASE, extra="ignore")
+
+
+# --- DevServer ------------------------------------------------------------------------------------------
+
+
+class DistributedSpec(_Spec):
+    """How a distributed DevServer's pods form one torchrun group."""
+
+    world_size: StrictInt = Field(
+        default=2,
+        ge=1,
+        le=MAX_WORLD_SIZE,
+        description="Number of pods (torchrun nodes), each a copy of the flavor. Pod i has rank i and the "
+        "stable DNS name <name>-<i>.<name>.<namespace>.svc; pod 0 is the rendezvous master.",
+    )
+    nprocs_per_node: StrictInt = Field(
+        default=1,
+        ge=1,
+        description="Processes torchrun starts on each pod, usually one per GPU of the flavor. Exported as "
+        "PET_NPROC_PER_NODE so that a bare `torchrun train.py` picks it up.",
+    )
+    backend: Literal["nccl", "gloo"] = Field(
+        default="nccl",
+        description="torch.distributed backend: nccl for GPU flavors, gloo for CPU-only ones.",
+    )
+    nccl_settings: dict[_NcclKey, str] = Field(
+        default_factory=dict,
+        description="Extra NCCL environment variables for every pod, e.g. NCCL_DEBUG: INFO. Keys must be "
+        'NCCL_ variables (upper case); values are strings, so quote numbers ("1").',
+    )
+
+
+class LifecycleSpec(_Spec):
+    """When a DevServer stops by itself (idle) or is deleted (expiry)."""
+
+    idle_timeout: StrictInt | None = Field(
+        default=None,
+        ge=60,
+        description="Seconds without activity after which the server is stopped (its pods removed, its home "
+        "volumes and the DevServer kept), when autoShutdown is true. Unset: the flavor's defaultIdleTimeout.",
+    )
+    auto_shutdown: StrictBool = Field(
+        default=True,
+        description="Stop the server after idleTimeout of inactivity. false keeps it running until it expires "
+        "or is deleted.",
+    )
+    expiration_time: AwareDatetime | None = Field(
+        default=None,
+        description="Absolute time (RFC 3339 with a time zone, e.g. 2025-01-31T18:00:00Z) at which the "
+        "DevServer and its volumes are deleted. If timeToLive is also set, the earlier deadline applies.",
+    )
+    time_to_live: _Duration | None = Field(
+        default=None,
+        description="Lifetime counted from creation, after which the DevServer and its volumes are deleted: "
+        "a number followed by s, m, h or d, e.g. 30m, 4h, 1h30m, 2d. Capped by the flavor's maxTimeToLive.",
+    )
+
+
+class DevServerSpec(_Spec):
+    """What a researcher asks for: whose server, which size, which image, and how long it may live."""
+
+    model_config = ConfigDict(
+        # A rule across two fields, which a structural schema can still state: standalone means no
+        # `distributed` section. (mode is always present server-side: it has a default.)
+        json_schema_extra={
+            "not": {"required": ["distributed"], "properties": {"mode": {"enum": ["standalone"]}}}
+        }
+    )
+
+    owner: _Owner = Field(
+        description="Who the server belongs to (a user name, e.g. alice). Children are labelled "
+        "devservers.io/owner=<owner>, so it must be a valid label value.",
+    )
+    flavor: _Subdomain = Field(
+        description="Name of the DevServerFlavor (cluster-scoped) that sizes each pod: CPU, memory, GPUs, "
+        "node placement, default image and lifetime limits. List them with: kubectl get devserverflavors",
+    )
+    image: _Image | None = Field(
+        default=None,
+        description="Container image for the pods. Unset: the flavor's defaultImage.",
+    )
+    mode: Literal["standalone", "distributed"] = Field(
+        default="standalone",
+        description="standalone: one pod. distributed: distributed.worldSize pods wired for torchrun.",
+    )
+    distributed: DistributedSpec | None = Field(
+        default=None,
+        description="torchrun group settings; only allowed when mode is distributed (defaults apply when "
+        "it is omitted there).",
+    )
+    persistent_home_size: _PositiveQuantity | None = Field(
+        default=None,
+        description="Size of a persistent home volume per pod (a Kubernetes quantity, e.g. 100Gi). It "
+        "survives stops and is deleted with the DevServer. Unset: no persistent home.",
+    )
+    shared_volume_claim_name: _Subdomain | None = Field(
+        default=None,
+        description="Name of an existing PersistentVolumeClaim in the same namespace, mounted at /shared "
+        "on every pod.",
+    )
+    lifecycle: LifecycleSpec = Field(
+        default_factory=LifecycleSpec,
+        description="Idle shutdown and expiry.",
+    )
+
+    @field_validator("distributed")
+    @classmethod
+    def _distributed_needs_distributed_mode(
+        cls, value: DistributedSpec | None, info: ValidationInfo
+    ) -> DistributedSpec | None:
+        # If mode itself was invalid it is missing from info.data: that error is the one to show.
+        if value is not None and info.data.get("mode", "distributed") != "distributed":
+            raise ValueError(
+                'the distributed section is only allowed when mode is "distributed": set mode: distributed, '
+                "or remove distributed"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _default_distributed_section(self) -> DevServerSpec:
+        if self.mode == "distributed" and self.distributed is None:
+            self.distributed = DistributedSpec()
+        return self
+
+
+class Condition(_Observed):
+    """One observation about a DevServer, in the shape of Kubernetes' metav1.Condition."""
+
+    type: str = Field(description="What is observed, e.g. Ready, Expiring, Stopped.")
+    status: Literal["True", "False", "Unknown"] = Field(description="Whether it holds.")
+    reason: str = Field(default="", description="Why, as one CamelCase word, e.g. PodsReady, IdleTimeout.")
+    message: str = Field(default="", description="Why, as a sentence for people.")
+    last_transition_time: datetime | None = Field(default=None, description="When status last changed.")
+    observed_generation: int | None = Field(
+        default=None,
+        description="The metadata.generation this was computed from.",
+    )
+
+
+class DevServerStatus(_Observed):
+    """What the operator observed; written only through the status subresource."""
+
+    phase: (
+        Literal["Pending", "Starting", "Running", "Stopping", "Stopped", "Failed", "Terminating"] | None
+    ) = Field(default=None, description="Summary of the pods' state.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Detailed observations, one per type (Ready, Expiring, Stopped, ...).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation the status reflects."
+    )
+    ready_replicas: int | None = Field(default=None, description="Pods that are ready.")
+    replicas: int | None = Field(default=None, description="Pods that should be running.")
+    pods: list[str] = Field(default_factory=list, description="Pod names, in rank order.")
+    expires_at: datetime | None = Field(
+        default=None,
+        description="When the DevServer will be deleted (the earlier of expirationTime and creation + "
+        "timeToLive).",
+    )
+    last_activity_time: datetime | None = Field(default=None, description="When activity was last seen.")
+    last_activity_source: str | None = Field(
+        default=None,
+        description="Which signal last counted as activity (e.g. a shell session or a kernel).",
+    )
+    stopped_reason: str | None = Field(
+        default=None, description="Why the server is stopped, e.g. IdleTimeout."
+    )
+    stopped_at: datetime | None = Field(default=None, description="When it was stopped.")
+    message: str | None = Field(default=None, description="Human-readable summary of the current state.")
+
+    def condition(self, type: str) -> Condition | None:
+        """The condition of that type, or None if the operator has not reported one."""
+        return next((condition for condition in self.conditions if condition.type == type), None)
+
+
+class ObjectMeta(_Observed):
+    """The part of Kubernetes object metadata the SDK reads; the rest is ignored, not lost on the server."""
+
+    name: str
+    namespace: str | None = None
+    uid: str | None = None
+    resource_version: str | None = None
+    generation: int | None = None
+    creation_timestamp: datetime | None = None
+    deletion_timestamp: datetime | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    def to_manifest(self) -> dict[str, Any]:
+        """What a client sends: the server owns uid, resourceVersion, generation and the timestamps."""
+        manifest: dict[str, Any] = {"name": self.name}
+        if self.namespace is not None:
+            manifest["namespace"] = self.namespace
+        if self.labels:
+            manifest["labels"] = dict(self.labels)
+        if self.annotations:
+            manifest["annotations"] = dict(self.annotations)
+        return manifest
+
+
+class _Resource(BaseModel):
+    """Shared envelope handling: apiVersion and kind are checked, not stored (the class says them)."""
+
+    model_config = ConfigDict(populate_by_name=True, alias_generator=_CAMEL_CASE, extra="forbid")
+    _kind: ClassVar[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_type_meta(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        api_version, kind = data.pop("apiVersion", _GROUP_VERSION), data.pop("kind", cls._kind)
+        if kind != cls._kind or api_version != _GROUP_VERSION:
+            raise ValueError(
+                f"expected a {cls._kind} manifest (apiVersion: {_GROUP_VERSION}, kind: {cls._kind}), "
+                f"got apiVersion: {api_version}, kind: {kind}"
+            )
+        return data
+
+
+class DevServer(_Resource):
+    """A personal PyTorch dev server: one pod, or a torchrun group of pods."""
+
+    _kind: ClassVar[str] = DEVSERVER_KIND
+
+    metadata: ObjectMeta
+    spec: DevServerSpec
+    status: DevServerStatus = Field(default_factory=DevServerStatus)
+
+    @field_validator("metadata")
+    @classmethod
+    def _name_fits_children(cls, metadata: ObjectMeta) -> ObjectMeta:
+        validate_name(metadata.name)
+        return metadata
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any]) -> DevServer:
+        """Read a manifest or an object from the API server (status included, unknown metadata ignored).
+
+        Raises:
+            pydantic.ValidationError: a rule is broken; ``errors()`` locates each one (e.g.
+                ``("spec", "distributed", "worldSize")``). It is a ``ValueError``.
+        """
+        return cls.model_validate(manifest)
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The manifest to create or replace this DevServer with: no status, no server-owned metadata."""
+        return {
+            "apiVersion": _GROUP_VERSION,
+            "kind": DEVSERVER_KIND,
+            "metadata": self.metadata.to_manifest(),
+            "spec": self.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str | None:
+        return self.metadata.namespace
+
+
+# --- DevServerFlavor ------------------------------------------------------------------------------------
+
+
+class Toleration(_Spec):
+    """A Kubernetes toleration, so a flavor's pods may run on tainted (e.g. GPU) nodes."""
+
+    key: str | None = Field(
+        default=None, description="Taint key, e.g. nvidia.com/gpu. Empty with operator Exists: every taint."
+    )
+    operator: Literal["Exists", "Equal"] = Field(
+        default="Equal", description="Equal: the taint's value must equal value. Exists: any value."
+    )
+    value: str | None = Field(default=None, description="Taint value to match when operator is Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to match. Empty: every effect."
+    )
+    toleration_seconds: StrictInt | None = Field(
+        default=None,
+        description="With effect NoExecute: how long the pod stays after the taint appears. Empty: forever.",
+    )
+
+    @model_validator(mode="after")
+    def _kubernetes_toleration_rules(self) -> Toleration:
+        # apiserver pod validation rules; checked here so a bad flavor fails on apply, not on every pod.
+        if self.operator == "Exists" and self.value:
+            raise ValueError(f'toleration value "{self.value}" must be empty when operator is Exists')
+        if not self.key and self.operator != "Exists":
+            raise ValueError("a toleration without a key must use operator: Exists (it matches every taint)")
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise ValueError("tolerationSeconds only applies to effect: NoExecute")
+        return self
+
+
+class FlavorResources(_Spec):
+    """Requests and limits for each pod, as in a container's resources (quantities such as 4, 500m, 16Gi)."""
+
+    requests: dict[str, _Quantity] = Field(
+        default_factory=dict,
+        description="Resources reserved for each pod, e.g. cpu: 4, memory: 16Gi.",
+    )
+    limits: dict[str, _Quantity] = Field(
+        default_factory=dict,
+        description="Most each pod may use, e.g. memory: 16Gi, nvidia.com/gpu: 1. GPUs go here.",
+    )
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> FlavorResources:
+        for resource, request in self.requests.items():
+            limit = self.limits.get(resource)
+            if limit is not None and parse_quantity(request) > parse_quantity(limit):
+                raise ValueError(
+                    f"requests.{resource} ({request}) is more than limits.{resource} ({limit}); "
+                    "Kubernetes refuses pods that request more than their limit"
+                )
+        for section, values in (("requests", self.requests), ("limits", self.limits)):
+            gpus = values.get(GPU_RESOURCE)
+            if gpus is not None and parse_quantity(gpus) % 1:
+                raise ValueError(f"{section}.{GPU_RESOURCE} ({gpus}) must be a whole number of GPUs")
+        return self
+
+
+class DevServerFlavorSpec(_Spec):
+    """A size on the menu: what each pod gets, where it runs, and the lifetime rules that come with it."""
+
+    resources: FlavorResources = Field(
+        default_factory=FlavorResources,
+        description="CPU, memory and GPUs for each pod. Empty: no requests or limits (best effort).",
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description='Node labels the pods must run on, e.g. nvidia.com/gpu.present: "true".',
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        description="Taints the pods tolerate, e.g. nvidia.com/gpu:NoSchedule on GPU nodes.",
+    )
+    description: str | None = Field(
+        default=None, description="One line for the menu, e.g. '1 GPU, 8 CPU, 32Gi'."
+    )
+    default_image: _Image | None = Field(
+        default=None,
+        description="Image for DevServers of this flavor that do not name one.",
+    )
+    max_time_to_live: _Duration | None = Field(
+        default=None,
+        description="Longest lifetime a DevServer of this flavor may ask for (e.g. 24h); also its lifetime when "
+        "it sets none. Unset: no limit.",
+    )
+    default_idle_timeout: StrictInt | None = Field(
+        default=None,
+        ge=60,
+        description="Seconds of inactivity before a DevServer of this flavor stops, unless it sets "
+        "lifecycle.idleTimeout. Unset: idle servers are not stopped.",
+    )
+
+
+class DevServerFlavor(_Resource):
+    """A cluster-wide DevServer size chosen by name in ``DevServer.spec.flavor``."""
+
+    _kind: ClassVar[str] = FLAVOR_KIND
+
+    metadata: ObjectMeta
+    spec: DevServerFlavorSpec = Field(default_factory=DevServerFlavorSpec)
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any]) -> DevServerFlavor:
+        """Read a flavor manifest or API object.
+
+        Raises:
+            pydantic.ValidationError: a rule is broken; ``errors()`` locates each one.
+        """
+        return cls.model_validate(manifest)
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The manifest to create or replace this flavor with (cluster-scoped: no namespace)."""
+        metadata = self.metadata.to_manifest()
+        metadata.pop("namespace", None)
+        return {
+            "apiVersion": _GROUP_VERSION,
+            "kind": FLAVOR_KIND,
+            "metadata": metadata,
+            "spec": self.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def cpu(self) -> str | None:
+        """CPU per pod as written (requests, else limits), e.g. "4" or "500m"; None if unset."""
+        return self._resource("cpu")
+
+    @property
+    def memory(self) -> str | None:
+        """Memory per pod as written (requests, else limits), e.g. "16Gi"; None if unset."""
+        return self._resource("memory")
+
+    @property
+    def gpus(self) -> int:
+        """NVIDIA GPUs per pod (limits, else requests); 0 for a CPU flavor."""
+        count = self.spec.resources.limits.get(GPU_RESOURCE) or self.spec.resources.requests.get(GPU_RESOURCE)
+        return int(parse_quantity(count)) if count is not None else 0
+
+    def _resource(self, name: str) -> str | None:
+        return self.spec.resources.requests.get(name) or self.spec.resources.limits.get(name)
