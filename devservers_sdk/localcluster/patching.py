@@ -180,12 +180,14 @@ def _decode_operations(operations: Any) -> list[_Operation]:
             raise MalformedPatch(
                 f"json: cannot unmarshal {_json_kind(raw)} into Go value of type jsonpatch.Operation"
             )
+        # The apiserver decodes any list of objects as a patch and fails bad operations while applying
+        # them, so an unknown op or a missing field is a 422 (PatchFailed), not a 400.
         op = raw.get("op")
         if not isinstance(op, str) or op not in _OPERATION_FIELDS:
-            raise MalformedPatch(f"invalid operation {_compact(raw)}: unsupported operation")
+            raise PatchFailed(f"invalid operation {_compact(raw)}: unsupported operation")
         for name in _OPERATION_FIELDS[op]:
             if name not in raw:
-                raise MalformedPatch(
+                raise PatchFailed(
                     f"invalid operation {_compact(raw)}: failed to decode '{name}': "
                     f"operation missing {name} field: missing value"
                 )
@@ -207,20 +209,20 @@ def _decode_operations(operations: Any) -> list[_Operation]:
 def _parse_pointer(pointer: Any, name: str, raw: dict[str, Any]) -> tuple[str, ...]:
     """Split an RFC 6901 JSON pointer into unescaped reference tokens."""
     if not isinstance(pointer, str):
-        raise MalformedPatch(
+        raise PatchFailed(
             f"invalid operation {_compact(raw)}: failed to decode '{name}': JSON pointer must be a string"
         )
     if pointer == "":
         return ()
     if not pointer.startswith("/"):
-        raise MalformedPatch(
+        raise PatchFailed(
             f"invalid operation {_compact(raw)}: failed to decode '{name}': "
             f"JSON pointer {pointer!r} must be empty or start with '/'"
         )
     tokens = []
     for token in pointer[1:].split("/"):
         if _BAD_ESCAPE.search(token):
-            raise MalformedPatch(
+            raise PatchFailed(
                 f"invalid operation {_compact(raw)}: failed to decode '{name}': "
                 f"JSON pointer {pointer!r} has a '~' not followed by '0' or '1'"
             )

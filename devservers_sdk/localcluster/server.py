@@ -201,6 +201,8 @@ class ApiServer:
                 return "watch"
             return "get" if name else "list"
         if method == "POST":
+            if name and not subresource:
+                raise errors.method_not_allowed()
             return "create"
         if method == "PUT":
             return "update"
@@ -220,7 +222,10 @@ class ApiServer:
             assert name is not None
             return self._render(request, rt, self.api.get(rt, namespace, name))
         if verb == "list":
-            limit = _int_param(query, "limit", 0)
+            # The real server does not validate limit: zero or negative means "no limit".
+            limit = max(0, _int_param(query, "limit", 0, allow_negative=True))
+            if query.get("resourceVersion"):
+                self.api.parse_resource_version(query["resourceVersion"])
             listed = self.api.list(rt, namespace, label_selector=query.get("labelSelector", ""),
                                    field_selector=query.get("fieldSelector", ""), limit=limit,
                                    continue_token=query.get("continue", ""))
@@ -244,8 +249,9 @@ class ApiServer:
             return self._render(request, rt, obj, warnings=warnings)
         if verb == "patch":
             assert name is not None
+            existed = self.api.store.get(rt.group_resource, namespace or "", name) is not None
             obj = await self._patch(request, rt, namespace, name, None, warnings)
-            return self._render(request, rt, obj, warnings=warnings)
+            return self._render(request, rt, obj, warnings=warnings, status=200 if existed else 201)
         options = await _delete_options(request)
         if verb == "delete":
             assert name is not None
@@ -471,7 +477,7 @@ def _event_line(event_type: str, obj: dict[str, Any]) -> bytes:
     return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
 
 
-def _int_param(query: Any, name: str, default: int) -> int:
+def _int_param(query: Any, name: str, default: int, *, allow_negative: bool = False) -> int:
     value = query.get(name)
     if value in (None, ""):
         return default
@@ -479,7 +485,7 @@ def _int_param(query: Any, name: str, default: int) -> int:
         number = int(value)
     except ValueError as exc:
         raise errors.bad_request(f'invalid value for {name}: "{value}" is not an integer') from exc
-    if number < 0:
+    if number < 0 and not allow_negative:
         raise errors.bad_request(f"invalid value for {name}: must not be negative")
     return number
 
@@ -488,7 +494,8 @@ def _dry_run(query: Any) -> bool:
     values = query.getall("dryRun", [])
     for value in values:
         if value != "All":
-            raise errors.bad_request(f'Invalid dryRun value: "{value}": supported values: "All"')
+            raise errors.invalid("Options", "", [errors.cause(
+                "dryRun", f'Unsupported value: "{value}": supported values: "All"', "FieldValueNotSupported")])
     return bool(values)
 
 
@@ -497,6 +504,8 @@ def _parse(raw: bytes, *, yaml_allowed: bool = False) -> Any:
         raise errors.bad_request("the request body is empty; expected a JSON object")
     try:
         return json.loads(raw)
+    except RecursionError as exc:
+        raise errors.bad_request("the request body is nested too deeply (the limit is 10000 levels)") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         if yaml_allowed:
             try:

@@ -303,6 +303,18 @@ def test_json_patch_is_atomic_and_does_not_mutate_inputs() -> None:
         ),
         ("nope", "cannot unmarshal string"),
         (["add"], "cannot unmarshal string into Go value of type jsonpatch.Operation"),
+    ],
+)
+def test_json_patch_undecodable_documents_are_malformed(operations: Any, message: str) -> None:
+    with pytest.raises(MalformedPatch, match=message):
+        apply_json_patch({"a": 1}, operations)
+
+
+# The apiserver decodes any list of objects as a patch and only fails bad operations while applying them,
+# which it answers with 422 (PatchFailed), not 400.
+@pytest.mark.parametrize(
+    ("operations", "message"),
+    [
         ([{"path": "/a", "value": 1}], "unsupported operation"),
         ([{"op": "frobnicate", "path": "/a"}], "unsupported operation"),
         ([{"op": "add", "value": 1}], "failed to decode 'path'"),
@@ -317,14 +329,14 @@ def test_json_patch_is_atomic_and_does_not_mutate_inputs() -> None:
         ([{"op": "move", "from": "x", "path": "/a"}], "failed to decode 'from'"),
     ],
 )
-def test_json_patch_malformed_documents(operations: Any, message: str) -> None:
-    with pytest.raises(MalformedPatch, match=message):
+def test_json_patch_bad_operations_fail_to_apply(operations: Any, message: str) -> None:
+    with pytest.raises(PatchFailed, match=message):
         apply_json_patch({"a": 1}, operations)
 
 
-def test_json_patch_malformed_operation_later_in_list_rejects_whole_patch_before_applying() -> None:
-    # Validation happens up front, so a bad second operation is a 400 even if the first would fail (422).
-    with pytest.raises(MalformedPatch):
+def test_json_patch_bad_operation_later_in_list_rejects_whole_patch_before_applying() -> None:
+    # Operations are checked up front, so nothing is applied when any of them is bad.
+    with pytest.raises(PatchFailed, match="unsupported operation"):
         apply_json_patch({}, [{"op": "remove", "path": "/missing"}, {"op": "bogus", "path": "/a"}])
 
 
