@@ -16,12 +16,13 @@ import base64
 import copy
 import datetime
 import json
+import re
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import errors, patching, schema, selectors, strategies
+from . import errors, openapi, patching, schema, selectors, strategies
 from .errors import StatusError
 from .resources import VIRTUAL_KINDS, ResourceRegistry, ResourceType, types_from_crd
 from .store import DEFAULT_HISTORY, Store, TooOldResourceVersion, Watcher
@@ -36,6 +37,9 @@ PATCH_TYPES = {
 }
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _GENERATE_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+# Objects are copied and validated recursively, so nesting is capped well below Python's recursion limit
+# (the real server's JSON decoder stops at 10000 levels); deeper bodies get a 400 instead of a 500.
+MAX_NESTING = 256
 
 # An admission hook sees (operation, resource type, new object, old object, user) and raises StatusError to
 # refuse. It is how tests and the owner-forging check plug in without the emulator knowing about them.
@@ -101,12 +105,22 @@ class ClusterAPI:
         matches = self.matcher(rt, label_selector, field_selector)
         start_after: tuple[str, str] | None = None
         revision = self.store.revision
+        objects: Iterable[dict[str, Any]]
         if continue_token:
             revision, start_after = self._decode_continue(continue_token)
+            # Later pages come from the first page's snapshot, as etcd serves them at its revision.
+            try:
+                scope = namespace if rt.namespaced else None
+                objects = self.store.list_at(rt.group_resource, scope, revision)
+            except TooOldResourceVersion as exc:
+                raise errors.gone("The provided continue parameter is too old to display a consistent list "
+                                  "result. You can start a new list without the continue parameter.") from exc
+        else:
+            objects = self.store.iter(rt.group_resource, namespace if rt.namespaced else None)
         items: list[dict[str, Any]] = []
         next_token = ""
         remaining = 0
-        for obj in self.store.iter(rt.group_resource, namespace if rt.namespaced else None):
+        for obj in objects:
             meta = obj["metadata"]
             key = (meta.get("namespace", ""), meta["name"])
             if start_after is not None and key <= start_after:
@@ -163,7 +177,7 @@ class ClusterAPI:
             since = self.store.revision
             initial = [("ADDED", o) for o in self.store.iter(rt.group_resource, ns) if matches(o)]
         else:
-            since = self._parse_rv(resource_version)
+            since = self.parse_resource_version(resource_version)
         try:
             watcher = self.store.watch(rt.group_resource, ns, matches, since=since)
         except TooOldResourceVersion as exc:
@@ -185,6 +199,7 @@ class ClusterAPI:
         warnings: list[str] | None = None,
         user: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        field_validation = _field_validation(field_validation, "CreateOptions")
         obj = self._check_body(rt, obj)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
@@ -232,6 +247,7 @@ class ClusterAPI:
         warnings: list[str] | None = None,
         user: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        field_validation = _field_validation(field_validation, "UpdateOptions")
         obj = self._check_body(rt, obj)
         meta = obj.setdefault("metadata", {})
         if meta.get("name") not in (None, name):
@@ -272,11 +288,13 @@ class ClusterAPI:
         user: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Apply a patch; ``patch_type`` is one of merge, json, strategic, apply (or its content type)."""
+        field_validation = _field_validation(field_validation, "PatchOptions")
         patch_type = PATCH_TYPES.get(patch_type, patch_type)
         if patch_type not in ("merge", "json", "strategic", "apply"):
             raise errors.unsupported_media_type(patch_type)
         if patch_type == "strategic" and not (rt.builtin and patching.strategic_merge_supported(rt.kind)):
             raise errors.unsupported_media_type("application/strategic-merge-patch+json")
+        _check_nesting(body)
         old = self.store.get(rt.group_resource, namespace or "", name)
         if patch_type == "apply":
             if not field_manager:
@@ -304,6 +322,10 @@ class ClusterAPI:
             raise errors.invalid(rt.kind, name, [errors.cause("", str(exc))], rt.group) from exc
         if not isinstance(patched, dict):
             raise errors.bad_request("the patch must result in an object")
+        problem = strategies.builtin_decoding_error(rt, patched)
+        if problem:  # the patched object does not decode: the real server blames the patch
+            shown = json.dumps(_short_json(patched))
+            raise errors.invalid("", "", [errors.cause("patch", f"Invalid value: {shown}: {problem}")])
         patched.setdefault("metadata", {})
         requested_rv = self._patch_resource_version(patch_type, body)
         if requested_rv and requested_rv != old["metadata"]["resourceVersion"]:
@@ -333,6 +355,9 @@ class ClusterAPI:
         period is returned with its deletionTimestamp set.
         """
         options = options or {}
+        problem = strategies.decoding_error("io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions", options)
+        if problem:
+            raise errors.bad_request(problem)
         old = self.store.get(rt.group_resource, namespace or "", name)
         if old is None:
             raise errors.not_found(rt.plural, name, rt.group)
@@ -567,6 +592,7 @@ class ClusterAPI:
     def _check_body(self, rt: ResourceType, obj: Any) -> dict[str, Any]:
         if not isinstance(obj, dict):
             raise errors.bad_request("the body of the request must be a JSON or YAML object")
+        _check_nesting(obj)
         obj = copy.deepcopy(obj)
         if rt.builtin:
             # Typed decoding fills kind and apiVersion from the URL; only custom resources must carry them.
@@ -583,6 +609,10 @@ class ClusterAPI:
                 f"the API version in the data ({api_version}) does not match the expected API version "
                 f"({rt.api_version})" if api_version != rt.api_version else
                 f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})")
+        problem = strategies.builtin_decoding_error(rt, obj)
+        if problem:
+            raise errors.bad_request(f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+                                     f"{problem}")
         return obj
 
     def _check_namespace(self, rt: ResourceType, namespace: str | None, meta: dict[str, Any]) -> None:
@@ -614,8 +644,16 @@ class ClusterAPI:
             # The apiserver's order: prune unknown fields, then default, then validate.
             obj, unknown = schema.prune(rt.schema, obj)
             obj = schema.apply_defaults(rt.schema, obj)
+            # metadata is decoded as an ObjectMeta, which drops (and reports) the fields it does not know.
+            meta_unknown = [f"metadata.{p}" for p in openapi.unknown_fields_in_schema(
+                {"$ref": openapi.REF_PREFIX + openapi.OBJECT_META}, obj.get("metadata"))]
+            unknown = meta_unknown + unknown
         else:
             unknown = strategies.unknown_builtin_fields(rt, obj)
+        if unknown:
+            # Typed decoding drops unknown fields whatever the validation mode; the mode only decides
+            # whether they are ignored, warned about or refused.
+            obj = _without_paths(obj, unknown)
         if unknown and field_validation == "Strict":
             detail = ", ".join(f'unknown field "{path}"' for path in unknown)
             raise errors.bad_request(f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
@@ -670,7 +708,7 @@ class ClusterAPI:
                 return name
         raise errors.StatusError(500, "AlreadyExists", "could not generate a unique name; try again")
 
-    def _parse_rv(self, value: str) -> int:
+    def parse_resource_version(self, value: str) -> int:
         try:
             revision = int(value)
         except ValueError as exc:
@@ -745,3 +783,46 @@ def _without_nulls(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _without_nulls(v) for k, v in obj.items() if v is not None}
     return obj
+
+
+def _without_paths(obj: dict[str, Any], paths: list[str]) -> dict[str, Any]:
+    """A copy of ``obj`` without the fields at ``paths`` (``spec.containers[0].imagee``, ``bogus``)."""
+    obj = copy.deepcopy(obj)
+    for path in paths:
+        tokens = re.findall(r"\[\d+\]|[^.\[\]]+", path)
+        target: Any = obj
+        for token in tokens[:-1]:
+            if token.startswith("[") and isinstance(target, list) and int(token[1:-1]) < len(target):
+                target = target[int(token[1:-1])]
+            elif not token.startswith("[") and isinstance(target, dict):
+                target = target.get(token)
+            else:
+                target = None
+                break
+        if isinstance(target, dict) and tokens:
+            target.pop(tokens[-1], None)
+    return obj
+
+
+def _check_nesting(value: Any) -> None:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > MAX_NESTING:
+            raise errors.bad_request(f"json: exceeded max depth: the body is nested more than {MAX_NESTING} "
+                                     "levels deep")
+        stack.extend((child, depth + 1) for child in children)
+
+
+def _field_validation(mode: str, options_kind: str) -> str:
+    """Validate the fieldValidation option as the handlers do (422 on the options), "" meaning the default."""
+    if mode == "":
+        return "Warn"
+    if mode not in FIELD_VALIDATION_MODES:
+        raise errors.invalid(options_kind, "", [errors.cause(
+            "fieldValidation", f'Unsupported value: "{mode}": supported values: "Ignore", "Strict", "Warn"',
+            "FieldValueNotSupported")], "meta.k8s.io")
+    return mode

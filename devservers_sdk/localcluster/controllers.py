@@ -33,7 +33,6 @@ from typing import Any
 from .api import ClusterAPI, now_rfc3339
 from .errors import StatusError
 from .resources import ResourceType
-from .selectors import SelectorError, label_selector_from_dict
 from .store import GroupResource, StoredEvent
 from .strategies import CRD_CLEANUP_FINALIZER, DEFAULT_STORAGE_CLASS_ANNOTATION, PVC_PROTECTION_FINALIZER
 
@@ -406,7 +405,9 @@ class Controllers:
 
     def _claim_in_use(self, namespace: str, claim: str) -> bool:
         for pod in self.api.store.iter(PODS, namespace):
-            if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            # Only scheduled pods count: the kubelet will not start a pod whose claim is being deleted.
+            if not pod.get("spec", {}).get("nodeName") or pod.get("status", {}).get("phase") in ("Succeeded",
+                                                                                                 "Failed"):
                 continue
             if claim in _claims_of(pod):
                 return True
@@ -665,10 +666,6 @@ class StatefulSetReconciler:
         current_revision = old_status.get("currentRevision") or self.revision
         if updated == len(existing) and len(existing) == replicas:
             current_revision = self.revision
-        try:
-            selector = str(label_selector_from_dict(self.spec.get("selector")))
-        except SelectorError:
-            selector = ""
         status = {
             "observedGeneration": self.meta.get("generation", 1),
             "replicas": len(existing),
@@ -680,7 +677,6 @@ class StatefulSetReconciler:
             "currentRevision": current_revision,
             "updateRevision": self.revision,
             "collisionCount": 0,
-            "labelSelector": selector,
         }
         if status != old_status:
             sts_rt = self.api.rt("apps", "v1", "statefulsets")

@@ -38,6 +38,7 @@ BOOKMARK_INTERVAL = 10.0
 JSON = "application/json"
 User = dict[str, Any]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+USER = web.RequestKey("user", dict)
 
 
 class RequestCounter:
@@ -76,7 +77,7 @@ class ApiServer:
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             if request.path not in ("/healthz", "/livez", "/readyz", "/version"):
-                request["user"] = self._authenticate(request)
+                request[USER] = self._authenticate(request)
             return await handler(request)
         except StatusError as exc:
             return _status_response(exc)
@@ -217,7 +218,7 @@ class ApiServer:
         if verb not in rt.verbs and not (verb == "watch" and "watch" in rt.verbs):
             raise errors.method_not_allowed()
         query = request.query
-        user = request["user"]
+        user = request[USER]
         if verb == "get":
             assert name is not None
             return self._render(request, rt, self.api.get(rt, namespace, name))
@@ -277,7 +278,7 @@ class ApiServer:
         return self.api.patch(rt, namespace, name, content_type, body, subresource=subresource,
                               dry_run=_dry_run(query), field_validation=query.get("fieldValidation", "Warn"),
                               field_manager=query.get("fieldManager", ""), force=query.get("force") == "true",
-                              warnings=warnings, user=request["user"])
+                              warnings=warnings, user=request[USER])
 
     # -- subresources ------------------------------------------------------------------------------
 
@@ -285,7 +286,7 @@ class ApiServer:
                            subresource: str) -> web.StreamResponse:
         if subresource not in rt.subresources:
             raise StatusError(404, "NotFound", "the server could not find the requested resource")
-        user = request["user"]
+        user = request[USER]
         warnings: list[str] = []
         if subresource == "status":
             if request.method == "GET":
@@ -349,7 +350,7 @@ class ApiServer:
             self.api.update(rt, namespace, name, {**pod, "spec": {**pod["spec"], "nodeName": node}})
             return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}, status=201)
         if subresource == "eviction" and request.method == "POST":
-            answer, _ = self.api.delete(rt, namespace, name, user=request["user"])
+            answer, _ = self.api.delete(rt, namespace, name, user=request[USER])
             return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}, status=201)
         if self.kubelet is None:
             raise StatusError(503, "ServiceUnavailable", "no kubelet is running in this local cluster")

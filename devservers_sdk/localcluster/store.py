@@ -112,6 +112,30 @@ class Store:
         for key in keys:
             yield objects[key]
 
+    def list_at(self, gr: GroupResource, namespace: str | None, revision: int) -> list[dict[str, Any]]:
+        """The objects as they were at ``revision`` (etcd's MVCC read), sorted like ``iter``.
+
+        Rebuilt by undoing the retained history newer than ``revision``; raises TooOldResourceVersion when
+        that history has been compacted away.
+        """
+        if revision >= self._revision:
+            return list(self.iter(gr, namespace))
+        if revision < self._compacted:
+            raise TooOldResourceVersion(revision, self._compacted)
+        state = {k: v for k, v in self._objects[gr].items() if namespace is None or k[0] == namespace}
+        for event in reversed(self._history):
+            if event.revision <= revision:
+                break
+            meta = event.obj["metadata"]
+            key = (meta.get("namespace", ""), meta["name"])
+            if event.group_resource != gr or (namespace is not None and key[0] != namespace):
+                continue
+            if event.type == "ADDED":
+                state.pop(key, None)
+            elif event.old is not None:
+                state[key] = event.old
+        return [state[key] for key in sorted(state)]
+
     def count(self, gr: GroupResource) -> int:
         return len(self._objects[gr])
 

@@ -180,7 +180,17 @@ def scale_of(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
     assert rt.scale is not None
     meta = obj["metadata"]
     status: dict[str, Any] = {"replicas": get_path(obj, rt.scale.status_replicas_path) or 0}
-    if rt.scale.label_selector_path:
+    if rt.builtin:
+        # apps/v1 kinds have no status field for it: the registry renders spec.selector as a string.
+        from .selectors import SelectorError, label_selector_from_dict
+
+        try:
+            selector = str(label_selector_from_dict(get_path(obj, "spec.selector")))
+        except SelectorError:
+            selector = ""
+        if selector:
+            status["selector"] = selector
+    elif rt.scale.label_selector_path:
         selector = get_path(obj, rt.scale.label_selector_path)
         if selector:
             status["selector"] = selector
@@ -207,6 +217,87 @@ def unknown_builtin_fields(rt: ResourceType, obj: dict[str, Any]) -> list[str]:
     from . import openapi
 
     return openapi.unknown_fields(rt.group, rt.version, rt.kind, obj)
+
+
+_GO_TYPES = {"string": "string", "integer": "int64", "number": "float64", "boolean": "bool"}
+
+
+def decoding_error(component: str, obj: Any) -> str | None:
+    """The first error Go's ``encoding/json`` would hit decoding ``obj`` into the built-in type
+    ``component`` (an OpenAPI component name), worded like it, or None. Built-in kinds are decoded into
+    typed structs before anything else happens, so a wrong JSON type is a 400, never a stored object."""
+    from . import openapi
+
+    if component not in openapi.builtin_components():
+        return None
+    return _decoding_error({"$ref": openapi.REF_PREFIX + component}, obj, "", component.rsplit(".", 1)[-1])
+
+
+def builtin_decoding_error(rt: ResourceType, obj: Any) -> str | None:
+    from . import openapi
+
+    name = openapi.builtin_schema_name(rt.group, rt.version, rt.kind) if rt.builtin else None
+    return decoding_error(name, obj) if name else None
+
+
+def _decoding_error(schema: dict[str, Any], value: Any, path: str, struct: str) -> str | None:
+    from . import openapi
+
+    if value is None:  # null decodes to the zero value anywhere
+        return None
+    type_name = None
+    for _ in range(64):
+        if "$ref" in schema:
+            type_name = schema["$ref"].rsplit(".", 1)[-1]
+            rest = {k: v for k, v in schema.items() if k != "$ref"}
+            schema = {**openapi.resolve_ref(schema["$ref"]), **rest}
+        elif isinstance(schema.get("allOf"), list) and len(schema["allOf"]) == 1:
+            schema = {**schema["allOf"][0], **{k: v for k, v in schema.items() if k != "allOf"}}
+        else:
+            break
+    kind = schema.get("type") if isinstance(schema.get("type"), str) else None
+    if kind is None and isinstance(schema.get("properties"), dict):
+        kind = "object"
+    if schema.get("x-kubernetes-int-or-string"):
+        ok = isinstance(value, (int, float, str)) and not isinstance(value, bool)
+        expected = type_name or "intstr.IntOrString"
+    elif kind is None:
+        return None  # RawExtension, JSON, FieldsV1: anything goes
+    else:
+        checks = {"string": lambda v: isinstance(v, str),
+                  "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+                  "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+                  "boolean": lambda v: isinstance(v, bool),
+                  "array": lambda v: isinstance(v, list),
+                  "object": lambda v: isinstance(v, dict)}
+        ok = checks.get(kind, lambda v: True)(value)
+        expected = _GO_TYPES.get(kind) or (f"v1.{type_name}" if type_name else
+                                          "[]interface {}" if kind == "array" else "map[string]interface {}")
+    if not ok:
+        found = ("string" if isinstance(value, str) else "bool" if isinstance(value, bool) else
+                 "number" if isinstance(value, (int, float)) else
+                 "array" if isinstance(value, list) else "object")
+        where = f"Go struct field {struct}.{path}" if path else "Go value"
+        return f"json: cannot unmarshal {found} into {where} of type {expected}"
+    if isinstance(value, dict):
+        properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        additional = schema.get("additionalProperties")
+        for key, item in value.items():
+            if key in properties:
+                problem = _decoding_error(properties[key], item, f"{path}.{key}" if path else key,
+                                          type_name or struct)
+            elif isinstance(additional, dict):
+                problem = _decoding_error(additional, item, path, struct)
+            else:
+                continue
+            if problem:
+                return problem
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for item in value:
+            problem = _decoding_error(schema["items"], item, path, struct)
+            if problem:
+                return problem
+    return None
 
 
 # -- metadata --------------------------------------------------------------------------------------
