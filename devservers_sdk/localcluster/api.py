@@ -13,6 +13,7 @@ Construct with ``ClusterAPI()``; every method is synchronous and must run on the
 from __future__ import annotations
 
 import base64
+import builtins
 import copy
 import datetime
 import json
@@ -117,7 +118,7 @@ class ClusterAPI:
                                   "result. You can start a new list without the continue parameter.") from exc
         else:
             objects = self.store.iter(rt.group_resource, namespace if rt.namespaced else None)
-        items: list[dict[str, Any]] = []
+        items: builtins.list[dict[str, Any]] = []
         next_token = ""
         remaining = 0
         for obj in objects:
@@ -162,7 +163,7 @@ class ClusterAPI:
         label_selector: str = "",
         field_selector: str = "",
         send_initial_events: bool = False,
-    ) -> tuple[Watcher, list[tuple[str, dict[str, Any]]]]:
+    ) -> tuple[Watcher, builtins.list[tuple[str, dict[str, Any]]]]:
         """Start a watch; returns the watcher and the synthetic ADDED events that precede its stream.
 
         Semantics of ``resourceVersion`` as the real server: unset or "0" means "start from the current
@@ -172,7 +173,7 @@ class ClusterAPI:
         matches = self.matcher(rt, label_selector, field_selector)
         ns = namespace if rt.namespaced else None
         since: int | None
-        initial: list[tuple[str, dict[str, Any]]] = []
+        initial: builtins.list[tuple[str, dict[str, Any]]] = []
         if resource_version in ("", "0") or send_initial_events:
             since = self.store.revision
             initial = [("ADDED", o) for o in self.store.iter(rt.group_resource, ns) if matches(o)]
@@ -196,7 +197,7 @@ class ClusterAPI:
         *,
         dry_run: bool = False,
         field_validation: str = "Warn",
-        warnings: list[str] | None = None,
+        warnings: builtins.list[str] | None = None,
         user: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         field_validation = _field_validation(field_validation, "CreateOptions")
@@ -244,7 +245,7 @@ class ClusterAPI:
         subresource: str | None = None,
         dry_run: bool = False,
         field_validation: str = "Warn",
-        warnings: list[str] | None = None,
+        warnings: builtins.list[str] | None = None,
         user: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         field_validation = _field_validation(field_validation, "UpdateOptions")
@@ -284,7 +285,7 @@ class ClusterAPI:
         field_validation: str = "Warn",
         field_manager: str = "",
         force: bool = False,
-        warnings: list[str] | None = None,
+        warnings: builtins.list[str] | None = None,
         user: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Apply a patch; ``patch_type`` is one of merge, json, strategic, apply (or its content type)."""
@@ -479,7 +480,7 @@ class ClusterAPI:
         subresource: str | None,
         dry_run: bool,
         field_validation: str,
-        warnings: list[str] | None,
+        warnings: builtins.list[str] | None,
         user: dict[str, Any] | None,
     ) -> dict[str, Any]:
         old_versioned = self._as_version(old, rt)
@@ -554,7 +555,7 @@ class ClusterAPI:
         dry_run: bool,
         field_validation: str,
         field_manager: str,
-        warnings: list[str] | None,
+        warnings: builtins.list[str] | None,
         user: dict[str, Any] | None,
     ) -> dict[str, Any]:
         """Server-side apply, approximated: merge the configuration in, and remove the fields this manager
@@ -635,11 +636,11 @@ class ClusterAPI:
                 f"because it is being terminated")
 
     def _apply_schema(self, rt: ResourceType, obj: dict[str, Any], field_validation: str,
-                      warnings: list[str] | None) -> dict[str, Any]:
+                      warnings: builtins.list[str] | None) -> dict[str, Any]:
         if field_validation not in FIELD_VALIDATION_MODES:
             raise errors.bad_request(
                 f'fieldValidation must be one of "Ignore", "Warn", or "Strict", got "{field_validation}"')
-        unknown: list[str]
+        unknown: builtins.list[str]
         if rt.schema is not None:
             # The apiserver's order: prune unknown fields, then default, then validate.
             obj, unknown = schema.prune(rt.schema, obj)

@@ -310,7 +310,7 @@ class Controllers:
                 dep_rt = self._rt(gr)
                 if dependent is None or dep_rt is None:
                     continue
-                ref = next((r for r in dependent["metadata"].get("ownerReferences") or []
+                ref: dict[str, Any] = next((r for r in dependent["metadata"].get("ownerReferences") or []
                             if r.get("uid") == meta["uid"]), {})
                 blocking = blocking or bool(ref.get("blockOwnerDeletion"))
                 if not dependent["metadata"].get("deletionTimestamp"):

@@ -280,7 +280,8 @@ def _decoding_error(schema: dict[str, Any], value: Any, path: str, struct: str) 
         where = f"Go struct field {struct}.{path}" if path else "Go value"
         return f"json: cannot unmarshal {found} into {where} of type {expected}"
     if isinstance(value, dict):
-        properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        raw_properties = schema.get("properties")
+        properties: dict[str, Any] = raw_properties if isinstance(raw_properties, dict) else {}
         additional = schema.get("additionalProperties")
         for key, item in value.items():
             if key in properties:

@@ -190,3 +190,39 @@ def test_builtin_objects_apply_get_and_client_side_apply_update(kubeconfig: str,
     services = kubectl(kubeconfig, "-n", namespace, "get", "svc", "web").stdout.splitlines()
     assert services[0].split()[:4] == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP"]
     assert services[1].split()[:3] == ["web", "ClusterIP", "None"]
+
+
+def test_pod_wait_logs_follow_and_exec(kubeconfig: str, namespace: str) -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "talker"},
+           "spec": {"terminationGracePeriodSeconds": 1,
+                    "volumes": [{"name": "scratch", "emptyDir": {}}],
+                    "containers": [{
+                        "name": "main", "image": "busybox:1.36",
+                        "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+                        "command": ["sh", "-c", "echo hello; while [ ! -f /scratch/stop ]; do sleep 0.1; done; "
+                                                "echo goodbye; sleep 3600"]}]}}
+    kubectl(kubeconfig, "-n", namespace, "apply", "-f", "-", stdin=json.dumps(pod))
+    kubectl(kubeconfig, "-n", namespace, "wait", "pod/talker", "--for=condition=Ready", "--timeout=30s")
+
+    follower = subprocess.Popen([KUBECTL, "--kubeconfig", kubeconfig, "-n", namespace, "logs", "-f", "talker"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert follower.stdout is not None
+        assert follower.stdout.readline() == "hello\n"
+        # A line written after `logs -f` started must arrive on the same stream.
+        kubectl(kubeconfig, "-n", namespace, "exec", "talker", "--", "touch", "/scratch/stop")
+        assert follower.stdout.readline() == "goodbye\n"
+    finally:
+        follower.kill()
+        follower.communicate()
+
+    echoed = kubectl(kubeconfig, "-n", namespace, "exec", "-i", "talker", "--", "sh", "-c", "tr a-z A-Z",
+                     stdin="shout please\n")
+    assert echoed.stdout == "SHOUT PLEASE\n"
+    failed = kubectl(kubeconfig, "-n", namespace, "exec", "talker", "--", "sh", "-c", "echo oops >&2; exit 7",
+                     check=False)
+    assert failed.returncode == 7
+    assert "oops" in failed.stderr
+
+    kubectl(kubeconfig, "-n", namespace, "delete", "pod", "talker", "--wait=true")
+    assert kubectl(kubeconfig, "-n", namespace, "get", "pods", "-o", "name").stdout.strip() == ""
