@@ -104,6 +104,9 @@ class ClusterRuntime:
         self.port = sockets[0].getsockname()[1]
         self.url = f"https://127.0.0.1:{self.port}"
         self.server.server_url = f"127.0.0.1:{self.port}"
+        if self.kubelet is not None:
+            # Pods learn the API address from KUBERNETES_SERVICE_HOST/PORT, known only once we listen.
+            self.kubelet.api_server_url = self.url
 
     async def stop(self) -> None:
         self.server.stop_watches()

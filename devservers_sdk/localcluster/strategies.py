@@ -485,6 +485,13 @@ def _default_container(container: dict[str, Any]) -> None:
     for port in container.get("ports") or []:
         if isinstance(port, dict):
             port.setdefault("protocol", "TCP")
+    for probe_kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+        probe = container.get(probe_kind)
+        if isinstance(probe, dict):
+            probe.setdefault("timeoutSeconds", 1)
+            probe.setdefault("periodSeconds", 10)
+            probe.setdefault("successThreshold", 1)
+            probe.setdefault("failureThreshold", 3)
 
 
 def _default_pod_spec(spec: dict[str, Any]) -> None:
