@@ -8,6 +8,7 @@ tests marked ``emulator_only`` (they inspect or steer the emulator itself) are t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
@@ -81,10 +82,9 @@ def namespace(cluster: ClusterHandle, request: pytest.FixtureRequest) -> Iterato
     try:
         yield name
     finally:
-        try:
+        # Cleanup must not mask the test's own outcome.
+        with contextlib.suppress(Exception):
             core.delete_namespace(name)
-        except Exception:  # cleanup must not mask the test's own outcome
-            pass
         core.api_client.close()
 
 

@@ -350,7 +350,7 @@ class ApiServer:
             self.api.update(rt, namespace, name, {**pod, "spec": {**pod["spec"], "nodeName": node}})
             return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}, status=201)
         if subresource == "eviction" and request.method == "POST":
-            answer, _ = self.api.delete(rt, namespace, name, user=request[USER])
+            self.api.delete(rt, namespace, name, user=request[USER])
             return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}, status=201)
         if self.kubelet is None:
             raise StatusError(503, "ServiceUnavailable", "no kubelet is running in this local cluster")
