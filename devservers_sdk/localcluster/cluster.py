@@ -99,9 +99,7 @@ class ClusterRuntime:
         ssl_context = self.certificate.server_context(self.state_dir / "pki")
         site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True, ssl_context=ssl_context)
         await site.start()
-        server = site._server  # aiohttp exposes no public accessor for the bound port
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1]
+        self.port = self._runner.addresses[0][1]
         self.url = f"https://127.0.0.1:{self.port}"
         self.server.server_url = f"127.0.0.1:{self.port}"
         if self.kubelet is not None:

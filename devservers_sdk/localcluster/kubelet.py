@@ -73,6 +73,7 @@ from typing import TYPE_CHECKING, Any
 from . import errors, sandbox
 from .errors import StatusError
 from .scheduler import Scheduler, parse_quantity
+from .strategies import qos_class
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -705,7 +706,7 @@ class PodWorker:
             "hostIP": HOST_IP,
             "hostIPs": [{"ip": HOST_IP}],
             "startTime": self.start_time,
-            "qosClass": current.get("qosClass") or _qos_class(self.spec),
+            "qosClass": current.get("qosClass") or qos_class(self.spec),
         }
         if self.pod_ip:
             status["podIP"] = self.pod_ip
@@ -1879,23 +1880,6 @@ def _dial_error(host: str, port: int, exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return f"dial tcp {host}:{port}: connect: connection refused"
     return f"dial tcp {host}:{port}: {getattr(exc, 'strerror', None) or exc}"
-
-
-def _qos_class(spec: dict[str, Any]) -> str:
-    containers = (spec.get("containers") or []) + (spec.get("initContainers") or [])
-    requests_seen = limits_seen = False
-    guaranteed = bool(containers)
-    for container in containers:
-        resources = container.get("resources") or {}
-        requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
-        requests_seen = requests_seen or any(k in requests for k in ("cpu", "memory"))
-        limits_seen = limits_seen or any(k in limits for k in ("cpu", "memory"))
-        for resource in ("cpu", "memory"):
-            if resource not in limits or requests.get(resource, limits[resource]) != limits[resource]:
-                guaranteed = False
-    if guaranteed:
-        return "Guaranteed"
-    return "Burstable" if requests_seen or limits_seen else "BestEffort"
 
 
 # -- the node -----------------------------------------------------------------------------------------
