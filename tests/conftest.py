@@ -1,1 +1,1 @@
-pytest_plugins = ["devservers_sdk.localcluster.pytest_plugin"]
+pytest_plugins = ["devservers_sdk.localcluster.pytest_plugin", "tests.platform_fixture"]
