@@ -257,7 +257,9 @@ def flavor_crd() -> dict[str, Any]:
         plural=FLAVOR_PLURAL,
         scope="Cluster",
         short_names=["devflavor"],
-        categories=["devservers"],
+        # Not in the "devservers" category: kubectl expands a category before it looks up a resource, so a
+        # flavor in it would show up in `kubectl get devservers`.
+        categories=[],
         description="A DevServer size on the cluster's menu, chosen by name in a DevServer's spec.flavor.",
         properties={"metadata": {"type": "object"}, "spec": spec},
         required=[],

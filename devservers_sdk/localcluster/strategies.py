@@ -19,7 +19,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from . import errors, schema
-from .resources import ResourceType
+from .resources import VIRTUAL_KINDS, ResourceType
 
 if TYPE_CHECKING:
     from .api import ClusterAPI
@@ -305,6 +305,8 @@ def _decoding_error(schema: dict[str, Any], value: Any, path: str, struct: str) 
 
 
 def _name_causes(rt: ResourceType, name: str) -> list[Cause]:
+    if rt.group_resource in VIRTUAL_KINDS:
+        return []  # review requests are answered, never stored, and need no name
     if not name:
         return [errors.cause("metadata.name", "Required value: name or generateName is required",
                              "FieldValueRequired")]

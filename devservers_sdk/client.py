@@ -1,0 +1,1311 @@
+"""``DevServerClient``: every DevServer operation, named after its kubectl verb.
+
+The CLI, the magics and scripts all go through this class, so it validates before it sends (an unknown
+flavor lists those that exist, a bad duration shows the accepted forms, a long name states the limit)
+and raises only ``DevServerError`` subclasses whose message says what to do next.
+
+Conventions shared with the operator (it creates the objects, this client finds and drives them):
+
+* **Pods.** The pods of DevServer ``X`` carry the label ``devservers.io/name=X``; the rank of a pod is its
+  label ``apps.kubernetes.io/pod-index`` (set by the StatefulSet controller: the operator creates the
+  StatefulSet ``X`` whose pods are ``X-<rank>``). ``exec``, ``shell`` and ``logs`` select pods by these two
+  labels only, never by name, and use the first container unless told otherwise.
+* **Activity.** ``exec``, ``exec_stream`` and ``shell`` set the annotation ``devservers.io/last-activity``
+  (RFC 3339, UTC) on the DevServer when they start, every minute while they last, and when they end
+  (JSON merge patch, best effort; see ``activity.py``). The idle policy must count it as activity.
+* **Stop and start.** ``stop`` sets the annotation ``devservers.io/desired-state: Stopped`` and ``start``
+  sets it to ``Running``. The operator scales the StatefulSet to zero (keeping the DevServer and its home
+  volumes) while it is ``Stopped``, reports phase ``Stopped``, and runs the pods again on ``Running``
+  (absent means ``Running``). An idle shutdown by the operator should set the same annotation to
+  ``Stopped``, so that ``start`` is how a user resumes either way.
+* **Extend.** ``extend(name, by=...)`` writes ``spec.lifecycle.expirationTime = max(current expiry, now)
+  + by``, where the current expiry is ``status.expiresAt``, else the earlier of ``expirationTime`` and
+  ``creationTimestamp + timeToLive``. The operator applies the earlier of expirationTime and creation +
+  timeToLive and caps it by the flavor's ``maxTimeToLive``, so ``extend`` also removes a ``timeToLive``
+  that would otherwise cut the extension short.
+"""
+
+from __future__ import annotations
+
+import builtins
+import codecs
+import contextlib
+import io
+import math
+import os
+import select
+import shlex
+import signal
+import stat
+import sys
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import IO, Any, Literal
+
+from . import errors
+from .activity import ActivityHeartbeat, activity_patch, rfc3339
+from .durations import format_duration, parse_duration
+from .errors import (
+    ClusterUnreachableError,
+    DevServerFailedError,
+    DevServerNotFoundError,
+    DevServerNotReadyError,
+    ExecError,
+    InvalidSpecError,
+    NotFoundError,
+    WaitTimeoutError,
+)
+from .kube import (
+    DEVSERVERS,
+    EVENTS,
+    FLAVORS,
+    MERGE_PATCH,
+    PODS,
+    STDERR,
+    STDIN,
+    STDOUT,
+    ExecSession,
+    Kube,
+    Message,
+    WatchExpired,
+)
+from .models import DevServer, DevServerFlavor, validate_name
+from .settings import load_kubeconfig, resolve_namespace, resolve_owner
+
+__all__ = [
+    "DESIRED_STATE_ANNOTATION",
+    "NAME_LABEL",
+    "RANK_LABEL",
+    "DevServerClient",
+    "DevServerDescription",
+    "EventSummary",
+    "ExecResult",
+    "ExecStream",
+    "PodSummary",
+]
+
+NAME_LABEL = "devservers.io/name"
+RANK_LABEL = "apps.kubernetes.io/pod-index"
+DESIRED_STATE_ANNOTATION = "devservers.io/desired-state"
+DEFAULT_WAIT_TIMEOUT = 300.0
+DEFAULT_SHELL = ["/bin/sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi"]
+
+_STDIN_CHUNK = 256 * 1024  # one WebSocket frame each
+_STDIN_BACKLOG = 2 * 1024 * 1024
+_STREAM_NAMES = {STDOUT: "stdout", STDERR: "stderr"}
+
+Progress = Callable[[DevServer], None]
+StdinSource = bytes | bytearray | memoryview | str | IO[bytes] | IO[str] | Iterable[bytes]
+
+
+# -- results ---------------------------------------------------------------------------------------------
+
+@dataclass
+class ExecResult:
+    """What a command run with ``exec`` did, shaped like ``subprocess.CompletedProcess``.
+
+    Attributes:
+        args: the command as given.
+        returncode: its exit status (0 is success).
+        stdout: its standard output; ``str`` (UTF-8, undecodable bytes replaced) when ``text=True``, the
+            default, else ``bytes``.
+        stderr: its standard error, likewise.
+        devserver: the DevServer it ran in.
+        pod: the pod it ran in.
+    """
+
+    args: str | list[str]
+    returncode: int
+    stdout: str | bytes
+    stderr: str | bytes
+    devserver: str = ""
+    pod: str = ""
+
+    def check_returncode(self) -> None:
+        """Raise ``ExecError`` if the command exited non-zero (as ``CompletedProcess.check_returncode``)."""
+        if self.returncode != 0:
+            raise ExecError(_exit_message(self), result=self, kind="DevServer", name=self.devserver)
+
+
+@dataclass
+class PodSummary:
+    """One pod of a DevServer, as ``describe`` shows it."""
+
+    name: str
+    rank: int | None
+    phase: str
+    ready: bool
+    restarts: int
+    node: str | None = None
+    ip: str | None = None
+    started_at: datetime | None = None
+    message: str | None = None
+
+
+@dataclass
+class EventSummary:
+    """One Kubernetes Event about a DevServer or one of its pods."""
+
+    type: str
+    reason: str
+    message: str
+    object: str
+    count: int = 1
+    last_seen: datetime | None = None
+
+
+@dataclass
+class DevServerDescription:
+    """Everything ``describe`` gathers: the DevServer, its pods (rank order) and recent events (oldest first)."""
+
+    devserver: DevServer
+    pods: list[PodSummary] = field(default_factory=list)
+    events: list[EventSummary] = field(default_factory=list)
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and value:
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return None
+
+
+def _camel(part: str) -> str:
+    head, *rest = part.split("_")
+    return head + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
+def _invalid_from_validation(exc: Exception, name: str) -> InvalidSpecError:
+    """The first error of a pydantic ``ValidationError``, with its field in CRD spelling."""
+    problems = exc.errors() if hasattr(exc, "errors") else []
+    if not problems:
+        return InvalidSpecError(f"DevServer '{name}' is invalid: {exc}", kind="DevServer", name=name)
+    first = problems[0]
+    path = ".".join(_camel(str(part)) for part in first.get("loc", ())
+                    if not isinstance(part, int) and part != "[key]")
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+    return InvalidSpecError(f"DevServer '{name}' is invalid: {path}: {message}{more}.", field=path or None,
+                            kind="DevServer", name=name)
+
+
+def _duration(value: str | timedelta, *, field_name: str, argument: str, name: str) -> timedelta:
+    if isinstance(value, timedelta):
+        if value <= timedelta(0):
+            raise InvalidSpecError(f"{argument} must be longer than zero, e.g. 30m, 4h, 1h30m, 2d.",
+                                   field=field_name, kind="DevServer", name=name)
+        return value
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise InvalidSpecError(f"Invalid {argument} for DevServer '{name}': {exc}.", field=field_name,
+                               kind="DevServer", name=name) from exc
+
+
+def _exit_message(result: ExecResult) -> str:
+    command = result.args if isinstance(result.args, str) else shlex.join(result.args)
+    where = f" in DevServer '{result.devserver}'" if result.devserver else ""
+    message = f"Command `{command}` exited with code {result.returncode}{where}"
+    stderr = result.stderr.decode("utf-8", "replace") if isinstance(result.stderr, bytes) else result.stderr
+    tail = stderr.strip().splitlines()[-3:]
+    return message + (": " + " / ".join(tail) if tail else ".")
+
+
+def _stdin_chunks(stdin: Any) -> Iterator[bytes]:
+    """Chunks of bytes from a file (read lazily) or an iterable (``bytes`` and ``str`` go to ``send_all``)."""
+    read = getattr(stdin, "read", None)
+    if read is not None:
+        while True:
+            chunk = read(_STDIN_CHUNK)
+            if not chunk:
+                return
+            yield chunk.encode() if isinstance(chunk, str) else chunk
+    for chunk in stdin:
+        yield chunk.encode() if isinstance(chunk, str) else chunk
+
+
+def _run(session: ExecSession, stdin: StdinSource | None, deadline: float | None) -> Iterator[Message]:
+    """Drive a session to its end: feed stdin as the socket drains, yield ``(channel, data)`` as it arrives.
+
+    Raises:
+        TimeoutError: the deadline passed (the session is closed, which kills the command).
+    """
+    fd = _pipe_fd(stdin)
+    chunks = _stdin_chunks(stdin) if stdin is not None and fd is None else None
+    stdin_open = stdin is not None
+    if isinstance(stdin, bytes | bytearray | memoryview | str):
+        session.send_all(STDIN, stdin.encode() if isinstance(stdin, str) else bytes(stdin), then_close=True)
+        chunks, stdin_open = None, False
+    try:
+        while not session.closed:
+            if stdin_open and chunks is not None:
+                while session.backlog < _STDIN_BACKLOG:
+                    chunk = next(chunks, None)
+                    if chunk is None:
+                        session.close_stdin()
+                        stdin_open = False
+                        break
+                    if chunk:
+                        session.send(STDIN, chunk)
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if deadline is not None and wait == 0.0:
+                raise TimeoutError
+            read_fds = [fd] if fd is not None and stdin_open and session.backlog < _STDIN_BACKLOG else []
+            messages, ready = session.pump(wait, read_fds=read_fds, hungry=stdin_open and chunks is not None)
+            if ready and fd is not None:
+                data = os.read(fd, _STDIN_CHUNK)
+                if data:
+                    session.send(STDIN, data)
+                else:
+                    session.close_stdin()
+                    stdin_open = False
+            yield from messages
+    finally:
+        session.close()
+
+
+def _pipe_fd(stdin: Any) -> int | None:
+    """The descriptor of a stdin that is a pipe, socket or terminal (read as data arrives, not in blocks)."""
+    fileno = getattr(stdin, "fileno", None)
+    if fileno is None:
+        return None
+    try:
+        fd = int(fileno())
+        mode = os.fstat(fd).st_mode
+    except (OSError, ValueError, AttributeError):
+        return None
+    return fd if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode) else None
+
+
+class ExecStream:
+    """Output of ``exec_stream`` as it arrives: iterate for ``(stream, chunk)``, then read ``returncode``.
+
+    ``stream`` is ``"stdout"`` or ``"stderr"``; ``chunk`` is ``str`` (``text=True``) or ``bytes``. Use it as
+    a context manager (or call ``close``) to hang up early, which stops the command.
+
+    Attributes:
+        args: the command as given.
+        returncode: the exit status once the iteration is over, else ``None``.
+        pod: the pod it runs in.
+    """
+
+    def __init__(self, messages: Iterator[Message], *, args: str | list[str], text: bool, check: bool,
+                 devserver: str, pod: str, session: ExecSession, heartbeat: ActivityHeartbeat,
+                 command_failed: Callable[[ExecSession], ExecError | None]) -> None:
+        self.args = args
+        self.pod = pod
+        self.devserver = devserver
+        self.returncode: int | None = None
+        self._messages = messages
+        self._text = text
+        self._check = check
+        self._session = session
+        self._heartbeat = heartbeat
+        self._command_failed = command_failed
+        self._decoders = {name: codecs.getincrementaldecoder("utf-8")("replace") for name in ("stdout", "stderr")}
+        self._stderr_tail = b""
+        self._closed = False
+
+    def __iter__(self) -> Iterator[tuple[str, str | bytes]]:
+        try:
+            for channel, data in self._messages:
+                stream = _STREAM_NAMES.get(channel)
+                if stream is None or not data:
+                    continue
+                if stream == "stderr":
+                    self._stderr_tail = bytes(self._stderr_tail + data)[-4096:]
+                yield (stream, self._decoders[stream].decode(data) if self._text else bytes(data))
+            self._finish()
+        finally:
+            self.close()
+
+    def _finish(self) -> None:
+        failure = self._command_failed(self._session)
+        if failure is not None:
+            raise failure
+        self.returncode = self._session.exit_code
+        if self._check and self.returncode:
+            result = ExecResult(self.args, self.returncode, "", self._stderr_tail.decode("utf-8", "replace"),
+                                devserver=self.devserver, pod=self.pod)
+            result.check_returncode()
+
+    def close(self) -> None:
+        """Hang up: the command is killed if it is still running."""
+        if self._closed:
+            return
+        self._closed = True
+        self._session.close()
+        self._heartbeat.__exit__(None, None, None)
+
+    def __enter__(self) -> ExecStream:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+# -- the client ------------------------------------------------------------------------------------------
+
+class DevServerClient:
+    """Create, inspect, use and delete DevServers in one namespace of one cluster.
+
+    Args:
+        namespace: the namespace to work in; default ``DEVSERVERS_NAMESPACE``, then the kubeconfig
+            context's namespace, then ``default``.
+        context: the kubeconfig context; default ``DEVSERVERS_CONTEXT``, then ``current-context``.
+        kubeconfig: the kubeconfig path; default ``KUBECONFIG``, then ``~/.kube/config``.
+        owner: the owner recorded on new DevServers; default ``DEVSERVERS_OWNER``, then the user name the
+            cluster reports for the credentials (SelfSubjectReview), then the kubeconfig user.
+        request_timeout: seconds allowed for each API request.
+
+    Raises:
+        ConfigurationError: no kubeconfig, or an unknown context. Nothing is sent to the cluster until a
+            method needs it.
+
+    Example:
+        >>> client = DevServerClient(namespace="alice")  # doctest: +SKIP
+        >>> server = client.create("mydev", flavor="cpu-small", time_to_live="4h", wait=True)  # doctest: +SKIP
+        >>> client.exec("mydev", ["python", "-c", "print(6 * 7)"]).stdout  # doctest: +SKIP
+        '42\\n'
+    """
+
+    def __init__(self, *, namespace: str | None = None, context: str | None = None,
+                 kubeconfig: str | os.PathLike[str] | None = None, owner: str | None = None,
+                 request_timeout: float = 30.0) -> None:
+        self._info = load_kubeconfig(kubeconfig, context)
+        self.namespace = resolve_namespace(namespace, self._info)
+        self.context = self._info.context
+        self.server = self._info.server
+        self._owner = owner
+        self._kube = Kube(self._info, timeout=request_timeout)
+
+    def __repr__(self) -> str:
+        return f"DevServerClient(context={self.context!r}, namespace={self.namespace!r})"
+
+    def close(self) -> None:
+        """Release the connections (the client can still be used afterwards; it reconnects)."""
+        self._kube.close()
+
+    def __enter__(self) -> DevServerClient:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def owner(self) -> str:
+        """Who new DevServers belong to (resolved on first use; may ask the cluster who we are).
+
+        Raises:
+            ConfigurationError: nothing names an owner.
+        """
+        if self._owner is None:
+            self._owner = resolve_owner(None, whoami=self._kube.whoami, info=self._info)
+        return self._owner
+
+    def whoami(self) -> str | None:
+        """The user name the cluster sees for these credentials, or ``None`` if it does not say.
+
+        Returns:
+            The SelfSubjectReview user name, e.g. ``alice@example.com``.
+
+        Raises:
+            ClusterUnreachableError, AuthenticationError: the cluster cannot be asked.
+
+        Example:
+            >>> DevServerClient().whoami()  # doctest: +SKIP
+            'localcluster-admin'
+        """
+        return self._kube.whoami()
+
+    # -- flavors -------------------------------------------------------------------------------------
+
+    def flavors(self) -> builtins.list[DevServerFlavor]:
+        """The DevServerFlavors installed on the cluster, sorted by name.
+
+        Returns:
+            Each flavor, with ``.cpu``, ``.memory``, ``.gpus`` and its ``spec``.
+
+        Raises:
+            NotFoundError: the CRDs are not installed.
+            DevServerError: the cluster cannot be reached or refuses.
+
+        Example:
+            >>> [f.name for f in DevServerClient().flavors()]  # doctest: +SKIP
+            ['cpu-small', 'gpu-small']
+        """
+        items = self._kube.list(FLAVORS).get("items") or []
+        flavors = [DevServerFlavor.from_manifest(_typed(item, FLAVORS)) for item in items]
+        return sorted(flavors, key=lambda flavor: flavor.name)
+
+    def _require_flavor(self, flavor: str) -> DevServerFlavor:
+        try:
+            return DevServerFlavor.from_manifest(_typed(self._kube.get(FLAVORS, flavor), FLAVORS))
+        except NotFoundError as exc:
+            if exc.kind != FLAVORS.kind or exc.name != flavor:
+                raise
+            available = [f.name for f in self.flavors()]
+            raise errors.flavor_not_found(flavor, available) from exc
+
+    # -- CRUD ----------------------------------------------------------------------------------------
+
+    def create(self, name: str, *, flavor: str, image: str | None = None,
+               mode: Literal["standalone", "distributed"] = "standalone", world_size: int | None = None,
+               nprocs_per_node: int | None = None, backend: Literal["nccl", "gloo"] | None = None,
+               nccl_settings: dict[str, str] | None = None, home_size: str | None = None,
+               shared_volume: str | None = None, time_to_live: str | timedelta | None = None,
+               idle_timeout: int | str | timedelta | None = None, auto_shutdown: bool = True,
+               expiration_time: datetime | str | None = None, wait: bool = False,
+               timeout: float = DEFAULT_WAIT_TIMEOUT, on_progress: Progress | None = None) -> DevServer:
+        """Create a DevServer (and optionally wait until it runs).
+
+        Everything is validated before the DevServer is sent: the name, the durations and the spec rules
+        locally, then the flavor against the cluster.
+
+        Args:
+            name: the DevServer name (lowercase letters, digits, ``-``; at most ``MAX_NAME_LENGTH``).
+            flavor: the DevServerFlavor that sizes each pod (see ``flavors()``).
+            image: the container image; default: the flavor's ``defaultImage``.
+            mode: ``"standalone"`` (one pod) or ``"distributed"`` (a torchrun group).
+            world_size: pods in the group (distributed only; default 2).
+            nprocs_per_node: processes per pod (distributed only; default 1).
+            backend: ``"nccl"`` or ``"gloo"`` (distributed only; default nccl).
+            nccl_settings: extra ``NCCL_*`` environment variables (distributed only).
+            home_size: size of a persistent home volume per pod, e.g. ``"100Gi"``.
+            shared_volume: an existing PersistentVolumeClaim to mount at ``/shared``.
+            time_to_live: lifetime from creation, e.g. ``"4h"``, ``"1h30m"``, ``"2d"``, or a ``timedelta``.
+            idle_timeout: stop after this much inactivity: seconds, ``"30m"`` or a ``timedelta`` (≥ 1 min).
+            auto_shutdown: whether the idle timeout applies.
+            expiration_time: absolute deletion time (aware ``datetime`` or RFC 3339 string).
+            wait: wait until phase ``Running`` before returning.
+            timeout: seconds to wait when ``wait`` is true.
+            on_progress: called with the DevServer on every change while waiting.
+
+        Returns:
+            The DevServer as created (or as running, with ``wait=True``).
+
+        Raises:
+            InvalidSpecError: a rule is broken (``.field`` names it, e.g. ``spec.lifecycle.timeToLive``).
+            FlavorNotFoundError: no such flavor; the message lists the existing ones.
+            AlreadyExistsError: the name is taken in the namespace.
+            WaitTimeoutError, DevServerFailedError: with ``wait=True``.
+
+        Example:
+            >>> client.create("mydev", flavor="gpu-small", time_to_live="8h", home_size="100Gi")  # doctest: +SKIP
+            >>> client.create("ddp", flavor="gpu-large", mode="distributed", world_size=2,  # doctest: +SKIP
+            ...               nprocs_per_node=8, wait=True, on_progress=lambda s: print(s.status.phase))
+        """
+        try:
+            validate_name(name)
+        except ValueError as exc:
+            raise InvalidSpecError(f"{exc}.", field="metadata.name", kind="DevServer", name=name) from exc
+        lifecycle: dict[str, Any] = {"autoShutdown": auto_shutdown}
+        if time_to_live is not None:
+            ttl = _duration(time_to_live, field_name="spec.lifecycle.timeToLive", argument="time_to_live", name=name)
+            lifecycle["timeToLive"] = time_to_live if isinstance(time_to_live, str) else format_duration(ttl)
+        if idle_timeout is not None:
+            lifecycle["idleTimeout"] = self._idle_seconds(idle_timeout, name)
+        if expiration_time is not None:
+            lifecycle["expirationTime"] = self._expiration(expiration_time, name)
+        distributed = {key: value for key, value in (("worldSize", world_size), ("nprocsPerNode", nprocs_per_node),
+                                                     ("backend", backend), ("ncclSettings", nccl_settings))
+                       if value is not None}
+        if distributed and mode != "distributed":
+            given = ", ".join(sorted(distributed))
+            raise InvalidSpecError(f"DevServer '{name}': {given} only apply to mode='distributed'; pass "
+                                   f"mode='distributed' or leave them out.", field="spec.mode",
+                                   kind="DevServer", name=name)
+        spec: dict[str, Any] = {"owner": self.owner, "flavor": flavor, "mode": mode, "lifecycle": lifecycle}
+        optional = {"image": image, "persistentHomeSize": home_size, "sharedVolumeClaimName": shared_volume,
+                    "distributed": distributed or None}
+        spec.update({key: value for key, value in optional.items() if value is not None})
+        manifest = {"apiVersion": DEVSERVERS.api_version, "kind": DEVSERVERS.kind,
+                    "metadata": {"name": name, "namespace": self.namespace}, "spec": spec}
+        try:
+            devserver = DevServer.from_manifest(manifest)
+        except ValueError as exc:
+            raise _invalid_from_validation(exc, name) from exc
+        self._require_flavor(flavor)
+        created = self._kube.create(DEVSERVERS, devserver.to_manifest(), namespace=self.namespace)
+        if wait:
+            return self.wait(name, timeout=timeout, on_progress=on_progress)
+        return DevServer.from_manifest(created)
+
+    @staticmethod
+    def _idle_seconds(value: int | str | timedelta, name: str) -> int:
+        if isinstance(value, bool):
+            raise InvalidSpecError("idle_timeout must be seconds, a duration such as 30m, or a timedelta.",
+                                   field="spec.lifecycle.idleTimeout", kind="DevServer", name=name)
+        if isinstance(value, int):
+            seconds = value
+        else:
+            seconds = int(_duration(value, field_name="spec.lifecycle.idleTimeout", argument="idle_timeout",
+                                    name=name).total_seconds())
+        if seconds < 60:
+            raise InvalidSpecError(f"idle_timeout for DevServer '{name}' is {seconds}s; it must be at least 1m "
+                                   f"(60 seconds).", field="spec.lifecycle.idleTimeout", kind="DevServer", name=name)
+        return seconds
+
+    @staticmethod
+    def _expiration(value: datetime | str, name: str) -> str:
+        moment = value if isinstance(value, datetime) else _parse_time(value)
+        if moment is None or moment.tzinfo is None:
+            raise InvalidSpecError(f"expiration_time for DevServer '{name}' must be an RFC 3339 time with a time "
+                                   f"zone, e.g. 2025-01-31T18:00:00Z (got {value!r}).",
+                                   field="spec.lifecycle.expirationTime", kind="DevServer", name=name)
+        return rfc3339(moment)
+
+    def get(self, name: str) -> DevServer:
+        """Read one DevServer, status included.
+
+        Args:
+            name: the DevServer name.
+
+        Returns:
+            The DevServer.
+
+        Raises:
+            DevServerNotFoundError: no such DevServer in the namespace.
+
+        Example:
+            >>> client.get("mydev").status.phase  # doctest: +SKIP
+            'Running'
+        """
+        return self._devserver(self._kube.get(DEVSERVERS, name, namespace=self.namespace))
+
+    def list(self, *, owner: str | None = None, all_namespaces: bool = False) -> builtins.list[DevServer]:
+        """List DevServers, sorted by namespace and name.
+
+        Args:
+            owner: only those whose ``spec.owner`` is this (``None``: everyone's). Pass ``client.owner``
+                for your own.
+            all_namespaces: list every namespace instead of the client's.
+
+        Returns:
+            The DevServers.
+
+        Raises:
+            PermissionDeniedError: e.g. listing all namespaces without the right.
+
+        Example:
+            >>> [s.name for s in client.list(owner=client.owner)]  # doctest: +SKIP
+            ['mydev']
+        """
+        listing = self._kube.list(DEVSERVERS, namespace=None if all_namespaces else self.namespace)
+        servers = [self._devserver(item) for item in listing.get("items") or []]
+        if owner is not None:
+            servers = [server for server in servers if server.spec.owner == owner]
+        return sorted(servers, key=lambda server: (server.namespace or "", server.name))
+
+    def describe(self, name: str, *, events: int = 20) -> DevServerDescription:
+        """The DevServer with its pods and the recent events about it and them.
+
+        Args:
+            name: the DevServer name.
+            events: how many recent events to keep (newest are kept, shown oldest first).
+
+        Returns:
+            A ``DevServerDescription``.
+
+        Raises:
+            DevServerNotFoundError: no such DevServer.
+
+        Example:
+            >>> for event in client.describe("mydev").events:  # doctest: +SKIP
+            ...     print(event.reason, event.message)
+        """
+        devserver = self.get(name)
+        pods = [_pod_summary(pod) for pod in self._pods(name)]
+        found: builtins.list[EventSummary] = []
+        for involved in [name, *(pod.name for pod in pods)]:
+            listing = self._kube.list(EVENTS, namespace=self.namespace,
+                                      field_selector=f"involvedObject.name={involved}")
+            found.extend(_event_summary(event) for event in listing.get("items") or []
+                         if (event.get("involvedObject") or {}).get("kind") in ("DevServer", "Pod", "StatefulSet"))
+        epoch = datetime.min.replace(tzinfo=UTC)
+        found.sort(key=lambda event: event.last_seen or epoch)
+        return DevServerDescription(devserver=devserver, pods=pods, events=found[-events:] if events else [])
+
+    def update(self, name: str, *, flavor: str | None = None, image: str | None = None) -> DevServer:
+        """Change the flavor and/or image of a DevServer; the operator rolls its pods.
+
+        Args:
+            name: the DevServer name.
+            flavor: the new flavor (checked to exist first).
+            image: the new image.
+
+        Returns:
+            The DevServer as updated.
+
+        Raises:
+            InvalidSpecError: nothing to change, or an invalid value.
+            FlavorNotFoundError: no such flavor.
+            DevServerNotFoundError: no such DevServer.
+
+        Example:
+            >>> client.update("mydev", flavor="gpu-large")  # doctest: +SKIP
+        """
+        changes = {key: value for key, value in (("flavor", flavor), ("image", image)) if value is not None}
+        if not changes:
+            raise InvalidSpecError(f"Nothing to update on DevServer '{name}': pass flavor=... and/or image=...",
+                                   kind="DevServer", name=name)
+        current = self.get(name)
+        try:
+            DevServer.from_manifest({**current.to_manifest(), "spec": {**current.to_manifest()["spec"], **changes}})
+        except ValueError as exc:
+            raise _invalid_from_validation(exc, name) from exc
+        if flavor is not None:
+            self._require_flavor(flavor)
+        return self._patch(name, {"spec": changes})
+
+    def extend(self, name: str, *, by: str | timedelta) -> DevServer:
+        """Push a DevServer's expiry back: new expiry = max(current expiry, now) + ``by``.
+
+        The new deadline is written to ``spec.lifecycle.expirationTime`` (and a ``timeToLive`` is removed,
+        since the earlier of the two would apply). The operator caps it by the flavor's ``maxTimeToLive``.
+
+        Args:
+            name: the DevServer name.
+            by: how much longer, e.g. ``"2h"`` or ``timedelta(hours=2)``.
+
+        Returns:
+            The DevServer as updated.
+
+        Raises:
+            InvalidSpecError: ``by`` is not a positive duration.
+            DevServerNotFoundError: no such DevServer.
+
+        Example:
+            >>> client.extend("mydev", by="2h").spec.lifecycle.expiration_time  # doctest: +SKIP
+        """
+        delta = _duration(by, field_name="spec.lifecycle.expirationTime", argument="by", name=name)
+        for attempt in range(3):
+            manifest = self._kube.get(DEVSERVERS, name, namespace=self.namespace)
+            now = datetime.now(UTC)
+            expiry = _current_expiry(manifest)
+            new = max(expiry or now, now) + delta
+            patch = {"metadata": {"resourceVersion": manifest["metadata"].get("resourceVersion")},
+                     "spec": {"lifecycle": {"expirationTime": rfc3339(new), "timeToLive": None}}}
+            try:
+                return self._patch(name, patch)
+            except errors.ConflictError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def stop(self, name: str, *, wait: bool = False, timeout: float = DEFAULT_WAIT_TIMEOUT) -> DevServer:
+        """Stop a DevServer: its pods go away, the DevServer and its home volumes stay.
+
+        Sets the annotation ``devservers.io/desired-state: Stopped`` (see the module docstring).
+
+        Args:
+            name: the DevServer name.
+            wait: wait until the operator reports phase ``Stopped``.
+            timeout: seconds to wait.
+
+        Returns:
+            The DevServer.
+
+        Raises:
+            DevServerNotFoundError: no such DevServer.
+            WaitTimeoutError: with ``wait=True``.
+
+        Example:
+            >>> client.stop("mydev")  # doctest: +SKIP
+        """
+        server = self._patch(name, {"metadata": {"annotations": {DESIRED_STATE_ANNOTATION: "Stopped"}}})
+        return self.wait(name, for_phase="Stopped", timeout=timeout) if wait else server
+
+    def start(self, name: str, *, wait: bool = False, timeout: float = DEFAULT_WAIT_TIMEOUT) -> DevServer:
+        """Start a stopped DevServer again (annotation ``devservers.io/desired-state: Running``).
+
+        Args:
+            name: the DevServer name.
+            wait: wait until phase ``Running``.
+            timeout: seconds to wait.
+
+        Returns:
+            The DevServer.
+
+        Raises:
+            DevServerNotFoundError: no such DevServer.
+            WaitTimeoutError, DevServerFailedError: with ``wait=True``.
+
+        Example:
+            >>> client.start("mydev", wait=True)  # doctest: +SKIP
+        """
+        server = self._patch(name, {"metadata": {"annotations": {DESIRED_STATE_ANNOTATION: "Running"}}})
+        return self.wait(name, timeout=timeout) if wait else server
+
+    def delete(self, name: str, *, wait: bool = False, timeout: float = DEFAULT_WAIT_TIMEOUT) -> None:
+        """Delete a DevServer with its pods and volumes.
+
+        Args:
+            name: the DevServer name.
+            wait: wait until it is gone (finalizers done).
+            timeout: seconds to wait.
+
+        Raises:
+            DevServerNotFoundError: no such DevServer.
+            WaitTimeoutError: with ``wait=True``, still there after ``timeout``.
+
+        Example:
+            >>> client.delete("mydev", wait=True)  # doctest: +SKIP
+        """
+        self._kube.delete(DEVSERVERS, name, namespace=self.namespace)
+        if wait:
+            try:
+                self.wait(name, for_phase=None, timeout=timeout)
+            except DevServerNotFoundError:
+                return
+
+    # -- wait ----------------------------------------------------------------------------------------
+
+    def wait(self, name: str, *, for_phase: str | None = "Running", timeout: float = DEFAULT_WAIT_TIMEOUT,
+             on_progress: Progress | None = None) -> DevServer:
+        """Wait until a DevServer reaches a phase, watching it (no polling).
+
+        Args:
+            name: the DevServer name.
+            for_phase: the phase to wait for (``Running``, ``Stopped``...). ``None`` waits until it is
+                deleted (it then raises ``DevServerNotFoundError``, which ``delete(wait=True)`` expects).
+            timeout: seconds before giving up.
+            on_progress: called with the DevServer at the start and on every change.
+
+        Returns:
+            The DevServer in the wanted phase.
+
+        Raises:
+            DevServerFailedError: it reached ``Failed`` (unless that is what was asked for).
+            DevServerNotFoundError: it does not exist, or was deleted while waiting.
+            WaitTimeoutError: ``timeout`` passed; the message gives the phase and last condition.
+
+        Example:
+            >>> client.wait("mydev", timeout=600, on_progress=lambda s: print(s.status.phase))  # doctest: +SKIP
+        """
+        deadline = time.monotonic() + timeout
+        manifest = self._kube.get(DEVSERVERS, name, namespace=self.namespace)
+        last = self._devserver(manifest)
+        if on_progress is not None:
+            on_progress(last)
+        if self._reached(last, for_phase):
+            return last
+        version = manifest["metadata"].get("resourceVersion")
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                for event, obj in self._kube.watch(DEVSERVERS, namespace=self.namespace,
+                                                   field_selector=f"metadata.name={name}",
+                                                   resource_version=version,
+                                                   timeout_seconds=max(1, math.ceil(remaining))):
+                    version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                    if event == "BOOKMARK":
+                        continue
+                    if event == "DELETED":
+                        raise errors.devserver_not_found(name, self.namespace) if for_phase is None else \
+                            DevServerNotFoundError(
+                                f"DevServer '{name}' was deleted while waiting for phase {for_phase}.",
+                                kind="DevServer", name=name, namespace=self.namespace)
+                    current = self._devserver(obj)
+                    if on_progress is not None and current.model_dump() != last.model_dump():
+                        on_progress(current)
+                    last = current
+                    if self._reached(last, for_phase):
+                        return last
+                    if time.monotonic() >= deadline:
+                        break
+            except WatchExpired:
+                manifest = self._kube.get(DEVSERVERS, name, namespace=self.namespace)
+                last, version = self._devserver(manifest), manifest["metadata"].get("resourceVersion")
+                if self._reached(last, for_phase):
+                    return last
+            except ClusterUnreachableError:
+                if time.monotonic() < deadline:
+                    raise
+        raise self._timeout_error(last, for_phase, timeout)
+
+    @staticmethod
+    def _reached(server: DevServer, for_phase: str | None) -> bool:
+        phase = server.status.phase
+        if for_phase is not None and phase == for_phase:
+            return True
+        if phase == "Failed" and for_phase != "Failed":
+            reason = server.status.message or _last_condition(server) or "no reason given"
+            raise DevServerFailedError(
+                f"DevServer '{server.name}' failed: {reason}. See what happened with: devctl describe "
+                f"{server.name}", devserver=server, kind="DevServer", name=server.name, namespace=server.namespace)
+        return False
+
+    @staticmethod
+    def _timeout_error(server: DevServer, for_phase: str | None, timeout: float) -> WaitTimeoutError:
+        phase = server.status.phase
+        goal = f"reach phase {for_phase}" if for_phase else "go away"
+        state = f"it is still {phase}" if phase else "it has no phase yet (is the devservers operator running?)"
+        condition = _last_condition(server)
+        detail = f"; last condition: {condition}" if condition else ""
+        return WaitTimeoutError(
+            f"DevServer '{server.name}' did not {goal} within {timeout:g}s: {state}{detail}. See what is "
+            f"happening with: devctl describe {server.name}", phase=phase, last=server, kind="DevServer",
+            name=server.name, namespace=server.namespace)
+
+    # -- exec, shell, logs ---------------------------------------------------------------------------
+
+    def exec(self, name: str, command: str | Sequence[str], *, rank: int = 0,
+             stdin: StdinSource | None = None, timeout: float | None = None, check: bool = False,
+             text: bool = True, container: str | None = None) -> ExecResult:
+        """Run a command in a DevServer's pod and collect its output, like ``subprocess.run``.
+
+        Args:
+            name: the DevServer name.
+            command: an argv list, or a string run by ``/bin/sh -c``.
+            rank: which pod of a distributed DevServer (0 for standalone).
+            stdin: input for the command: ``bytes``, ``str``, a binary or text file (a pipe or socket is
+                forwarded as data arrives), or an iterable of ``bytes``. End of input is sent after it.
+                ``None``: the command gets no stdin.
+            timeout: seconds before the command is killed and ``ExecError`` raised (``None``: no limit).
+            check: raise ``ExecError`` if the command exits non-zero.
+            text: decode output as UTF-8 into ``str`` (``False``: ``bytes``).
+            container: the container (default: the pod's first).
+
+        Returns:
+            An ``ExecResult`` with ``args``, ``returncode``, ``stdout`` and ``stderr``.
+
+        Raises:
+            DevServerNotFoundError: no such DevServer.
+            DevServerNotReadyError: no running pod for that rank.
+            ExecError: the command could not start, timed out, or failed with ``check=True``.
+
+        Example:
+            >>> client.exec("mydev", ["nvidia-smi", "-L"], check=True).stdout  # doctest: +SKIP
+            >>> client.exec("mydev", ["tar", "xz", "-C", "/tmp"], stdin=open("data.tgz", "rb"))  # doctest: +SKIP
+        """
+        argv = self._argv(command)
+        pod = self._running_pod(name, rank)
+        stdout, stderr = io.BytesIO(), io.BytesIO()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with ActivityHeartbeat(lambda: self._record_activity(name)):
+            session = self._kube.exec(self.namespace, pod, argv, container=container, stdin=stdin is not None)
+            session.sinks.update({STDOUT: stdout, STDERR: stderr})
+            try:
+                for _ in _run(session, stdin, deadline):
+                    pass  # all output goes to the sinks
+            except TimeoutError:
+                partial = ExecResult(command if isinstance(command, str) else argv, -9,
+                                     *self._decode(stdout, stderr, text), devserver=name, pod=pod)
+                raise ExecError(f"Command `{shlex.join(argv)}` in DevServer '{name}' did not finish within "
+                                f"{timeout:g}s and was stopped.", result=partial, kind="DevServer",
+                                name=name) from None
+        failure = self._command_failed(session, argv, name, pod)
+        if failure is not None:
+            raise failure
+        returncode = session.exit_code
+        result = ExecResult(command if isinstance(command, str) else argv,
+                            returncode if returncode is not None else -1,
+                            *self._decode(stdout, stderr, text), devserver=name, pod=pod)
+        if check:
+            result.check_returncode()
+        return result
+
+    def exec_stream(self, name: str, command: str | Sequence[str], *, rank: int = 0,
+                    stdin: StdinSource | None = None, timeout: float | None = None, check: bool = False,
+                    text: bool = True, container: str | None = None) -> ExecStream:
+        """Run a command and get its output as it arrives.
+
+        The command starts at once (errors such as a missing DevServer are raised here); iterate the
+        result for ``(stream, chunk)`` pairs, then read its ``returncode``.
+
+        Args:
+            name, command, rank, stdin, container: as for ``exec``.
+            timeout: seconds before the command is killed and ``ExecError`` raised while iterating.
+            check: raise ``ExecError`` at the end of the iteration if the command exited non-zero.
+            text: yield ``str`` chunks (UTF-8, split safely across chunks) instead of ``bytes``.
+
+        Returns:
+            An ``ExecStream`` (iterable, context manager).
+
+        Raises:
+            DevServerNotFoundError, DevServerNotReadyError: as for ``exec``.
+            ExecError: while iterating: the command could not start, timed out, or failed with ``check``.
+
+        Example:
+            >>> with client.exec_stream("mydev", "python train.py") as run:  # doctest: +SKIP
+            ...     for stream, chunk in run:
+            ...         print(chunk, end="")
+            >>> run.returncode  # doctest: +SKIP
+            0
+        """
+        argv = self._argv(command)
+        pod = self._running_pod(name, rank)
+        heartbeat = ActivityHeartbeat(lambda: self._record_activity(name)).__enter__()
+        try:
+            session = self._kube.exec(self.namespace, pod, argv, container=container, stdin=stdin is not None)
+        except BaseException:
+            heartbeat.__exit__(None, None, None)
+            raise
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def messages() -> Iterator[Message]:
+            try:
+                yield from _run(session, stdin, deadline)
+            except TimeoutError:
+                raise ExecError(f"Command `{shlex.join(argv)}` in DevServer '{name}' did not finish within "
+                                f"{timeout:g}s and was stopped.", kind="DevServer", name=name) from None
+
+        return ExecStream(messages(), args=command if isinstance(command, str) else argv, text=text,
+                          check=check, devserver=name, pod=pod, session=session, heartbeat=heartbeat,
+                          command_failed=lambda s: self._command_failed(s, argv, name, pod))
+
+    def shell(self, name: str, *, rank: int = 0, command: str | Sequence[str] | None = None,
+              container: str | None = None, stdin: IO[Any] | None = None, stdout: IO[Any] | None = None) -> int:
+        """Attach this terminal to a shell in a DevServer's pod, until the shell exits.
+
+        The terminal is put in raw mode (every key goes to the remote shell, ^C included) and restored
+        afterwards; window size changes are forwarded. Without a terminal, input and output are plain
+        streams (like ``kubectl exec -i``).
+
+        Args:
+            name: the DevServer name.
+            rank: which pod.
+            command: what to run (default: ``bash -l``, else ``sh -l``).
+            container: the container (default: the pod's first).
+            stdin, stdout: the streams to attach (default: ``sys.stdin`` and ``sys.stdout``).
+
+        Returns:
+            The exit status of the shell.
+
+        Raises:
+            DevServerNotFoundError, DevServerNotReadyError: as for ``exec``.
+            ExecError: the shell could not start.
+
+        Example:
+            >>> raise SystemExit(client.shell("mydev"))  # doctest: +SKIP
+        """
+        in_stream, out_stream = stdin or sys.stdin, stdout or sys.stdout
+        in_fd, out_fd = in_stream.fileno(), out_stream.fileno()
+        tty = os.isatty(in_fd)
+        argv = self._argv(command) if command is not None else self._default_shell()
+        pod = self._running_pod(name, rank)
+        with ActivityHeartbeat(lambda: self._record_activity(name)):
+            session = self._kube.exec(self.namespace, pod, argv, container=container, stdin=True, tty=tty)
+            with _Terminal(in_fd, out_fd, enabled=tty) as terminal:
+                if terminal.size:
+                    session.resize(*terminal.size)
+                self._attach(session, terminal, in_fd, out_fd)
+        failure = self._command_failed(session, argv, name, pod)
+        if failure is not None:
+            raise failure
+        code = session.exit_code
+        return code if code is not None else 1
+
+    @staticmethod
+    def _attach(session: ExecSession, terminal: _Terminal, in_fd: int, out_fd: int) -> None:
+        reading = True
+        try:
+            while not session.closed:
+                fds = [terminal.wakeup_fd] if terminal.wakeup_fd is not None else []
+                if reading and session.backlog < _STDIN_BACKLOG:
+                    fds.append(in_fd)
+                messages, ready = session.pump(None, read_fds=fds)
+                if terminal.wakeup_fd is not None and terminal.wakeup_fd in ready:
+                    size = terminal.drain_resize()
+                    if size:
+                        session.resize(*size)
+                if in_fd in ready:
+                    data = os.read(in_fd, 65536)
+                    if data:
+                        session.send(STDIN, data)
+                    else:
+                        session.close_stdin()
+                        reading = False
+                for channel, output in messages:
+                    if channel in (STDOUT, STDERR) and output:
+                        _write_all(out_fd if channel == STDOUT or terminal.enabled else 2, output)
+        finally:
+            session.close()
+
+    @staticmethod
+    def _default_shell() -> builtins.list[str]:
+        term = os.environ.get("TERM")
+        return ["env", f"TERM={term}", *DEFAULT_SHELL] if term else list(DEFAULT_SHELL)
+
+    def logs(self, name: str, *, rank: int = 0, follow: bool = False, tail: int | None = None,
+             container: str | None = None) -> Generator[str, None, None]:
+        """The log lines of a DevServer's pod (without their newline), optionally following new ones.
+
+        Args:
+            name: the DevServer name.
+            rank: which pod.
+            follow: keep yielding lines as they are written, until the container stops (or the iterator is
+                closed).
+            tail: only the last ``tail`` lines.
+            container: the container (default: the pod's first).
+
+        Returns:
+            A generator of lines (``close()`` it to stop following).
+
+        Raises:
+            DevServerNotFoundError: no such DevServer.
+            DevServerNotReadyError: no pod for that rank.
+
+        Example:
+            >>> for line in client.logs("mydev", follow=True, tail=10):  # doctest: +SKIP
+            ...     print(line)
+        """
+        pod = self._pod_name(name, rank, running=False)
+        chunks = self._kube.logs(self.namespace, pod, container=container, follow=follow, tail=tail)
+        return _lines(chunks)
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _devserver(self, manifest: dict[str, Any]) -> DevServer:
+        try:
+            return DevServer.from_manifest(_typed(manifest, DEVSERVERS))
+        except ValueError as exc:  # stored by another client, or by a newer CRD than this SDK knows
+            metadata = manifest.get("metadata") or {}
+            error = _invalid_from_validation(exc, str(metadata.get("name")))
+            raise InvalidSpecError(
+                f"DevServer '{metadata.get('name')}' in namespace '{metadata.get('namespace')}' cannot be read by "
+                f"this SDK ({error.message.split(': ', 1)[-1].rstrip('.')}). Upgrade devservers, or fix the "
+                f"object with: kubectl edit devserver {metadata.get('name')}", field=error.field,
+                kind="DevServer", name=metadata.get("name"), namespace=metadata.get("namespace")) from exc
+
+    def _patch(self, name: str, patch: dict[str, Any]) -> DevServer:
+        return self._devserver(self._kube.patch(DEVSERVERS, name, patch, namespace=self.namespace,
+                                                content_type=MERGE_PATCH))
+
+    def _record_activity(self, name: str) -> None:
+        self._kube.patch(DEVSERVERS, name, activity_patch(), namespace=self.namespace, timeout=10.0)
+
+    @staticmethod
+    def _argv(command: str | Sequence[str]) -> builtins.list[str]:
+        if isinstance(command, str):
+            return ["/bin/sh", "-c", command]
+        argv = [str(part) for part in command]
+        if not argv:
+            raise InvalidSpecError("The command is empty: pass a list such as ['python', 'train.py'] or a string.")
+        return argv
+
+    def _pods(self, name: str) -> builtins.list[dict[str, Any]]:
+        listing = self._kube.list(PODS, namespace=self.namespace, label_selector=f"{NAME_LABEL}={name}")
+        pods = listing.get("items") or []
+        return sorted(pods, key=lambda pod: (_rank(pod) if _rank(pod) is not None else 1 << 30,
+                                             pod["metadata"]["name"]))
+
+    def _pod_name(self, name: str, rank: int, *, running: bool) -> str:
+        selector = f"{NAME_LABEL}={name},{RANK_LABEL}={rank}"
+        pods = self._kube.list(PODS, namespace=self.namespace, label_selector=selector).get("items") or []
+        live = [pod for pod in pods if not pod["metadata"].get("deletionTimestamp")]
+        usable = [pod for pod in live if (pod.get("status") or {}).get("phase") == "Running"] if running else live
+        if usable:
+            return str(usable[0]["metadata"]["name"])
+        server = self.get(name)  # raises DevServerNotFoundError when that is the problem
+        phase = server.status.phase or "not reported"
+        if phase == "Stopped":
+            hint = f"it is stopped. Start it with: devctl start {name}"
+        elif live:
+            pod_phase = (live[0].get("status") or {}).get("phase") or "unknown"
+            hint = f"its pod {live[0]['metadata']['name']} is {pod_phase}. Wait for it with: devctl wait {name}"
+        else:
+            ranks = sorted(r for r in (_rank(p) for p in self._pods(name)) if r is not None)
+            known = f" (ranks present: {', '.join(map(str, ranks))})" if ranks else ""
+            hint = f"phase {phase}{known}. Wait for it with: devctl wait {name}"
+        state = "running pod" if running else "pod"
+        raise DevServerNotReadyError(f"DevServer '{name}' has no {state} for rank {rank}: {hint}",
+                                     kind="DevServer", name=name, namespace=self.namespace)
+
+    def _running_pod(self, name: str, rank: int) -> str:
+        return self._pod_name(name, rank, running=True)
+
+    @staticmethod
+    def _command_failed(session: ExecSession, argv: builtins.list[str], name: str, pod: str) -> ExecError | None:
+        failure = session.failure
+        if failure is None:
+            if session.status is None and session.exit_code is None:
+                result = ExecResult(argv, -1, "", "", devserver=name, pod=pod)
+                return ExecError(f"The connection to pod {pod} of DevServer '{name}' ended before `{shlex.join(argv)}` "
+                                 f"reported an exit status. Retry; if it persists, check the cluster.",
+                                 result=result, kind="DevServer", name=name)
+            return None
+        code = 127 if "not found" in failure else 126
+        result = ExecResult(argv, code, "", failure, devserver=name, pod=pod)
+        return ExecError(f"Could not run `{shlex.join(argv)}` in DevServer '{name}' (pod {pod}): {failure}. "
+                         f"Check that the command exists in the image.", result=result, kind="DevServer", name=name)
+
+    @staticmethod
+    def _decode(stdout: io.BytesIO, stderr: io.BytesIO, text: bool) -> tuple[str | bytes, str | bytes]:
+        out, err = stdout.getvalue(), stderr.getvalue()
+        if text:
+            return out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+        return out, err
+
+
+# -- module helpers --------------------------------------------------------------------------------------
+
+def _typed(manifest: dict[str, Any], resource: Any) -> dict[str, Any]:
+    """Items of a List carry no apiVersion/kind on every server; the models want them."""
+    if "kind" not in manifest or "apiVersion" not in manifest:
+        manifest = {**manifest, "apiVersion": resource.api_version, "kind": resource.kind}
+    return manifest
+
+
+def _rank(pod: dict[str, Any]) -> int | None:
+    value = ((pod.get("metadata") or {}).get("labels") or {}).get(RANK_LABEL)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _pod_summary(pod: dict[str, Any]) -> PodSummary:
+    status = pod.get("status") or {}
+    containers = status.get("containerStatuses") or []
+    waiting = next((c["state"]["waiting"] for c in containers if (c.get("state") or {}).get("waiting")), None)
+    message = (waiting or {}).get("reason") or status.get("message") or status.get("reason")
+    return PodSummary(
+        name=pod["metadata"]["name"], rank=_rank(pod), phase=status.get("phase") or "Unknown",
+        ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []),
+        restarts=sum(int(c.get("restartCount") or 0) for c in containers),
+        node=(pod.get("spec") or {}).get("nodeName"), ip=status.get("podIP"),
+        started_at=_parse_time(status.get("startTime")), message=message)
+
+
+def _event_summary(event: dict[str, Any]) -> EventSummary:
+    involved = event.get("involvedObject") or {}
+    last = event.get("lastTimestamp") or event.get("eventTime") or (event.get("metadata") or {}).get("creationTimestamp")
+    return EventSummary(type=event.get("type") or "Normal", reason=event.get("reason") or "",
+                        message=(event.get("message") or "").strip(),
+                        object=f"{involved.get('kind', '?')}/{involved.get('name', '?')}",
+                        count=int(event.get("count") or 1), last_seen=_parse_time(last))
+
+
+def _last_condition(server: DevServer) -> str | None:
+    conditions = server.status.conditions
+    if not conditions:
+        return None
+    epoch = datetime.min.replace(tzinfo=UTC)
+    failing = [c for c in conditions if c.status != "True"] or conditions
+    latest = max(failing, key=lambda c: _parse_time(c.last_transition_time) or epoch)
+    text = f"{latest.type}={latest.status}"
+    if latest.reason:
+        text += f" ({latest.reason})"
+    return text + (f": {latest.message}" if latest.message else "")
+
+
+def _current_expiry(manifest: dict[str, Any]) -> datetime | None:
+    reported = _parse_time((manifest.get("status") or {}).get("expiresAt"))
+    if reported is not None:
+        return reported
+    lifecycle = (manifest.get("spec") or {}).get("lifecycle") or {}
+    candidates = []
+    if lifecycle.get("expirationTime"):
+        candidates.append(_parse_time(lifecycle["expirationTime"]))
+    created = _parse_time((manifest.get("metadata") or {}).get("creationTimestamp"))
+    if lifecycle.get("timeToLive") and created is not None:
+        with contextlib.suppress(ValueError):
+            candidates.append(created + parse_duration(lifecycle["timeToLive"]))
+    found = [c for c in candidates if c is not None]
+    return min(found) if found else None
+
+
+def _lines(chunks: Iterator[bytes]) -> Generator[str, None, None]:
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    pending = ""
+    try:
+        for chunk in chunks:
+            pending += decoder.decode(chunk)
+            *complete, pending = pending.split("\n")
+            yield from complete
+        pending += decoder.decode(b"", final=True)
+        if pending:
+            yield pending
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [])
+            continue
+        view = view[written:]
+
+
+class _Terminal:
+    """Raw mode and window-size tracking for ``shell``, undone on exit whatever happens."""
+
+    def __init__(self, in_fd: int, out_fd: int, *, enabled: bool) -> None:
+        self.in_fd, self.out_fd, self.enabled = in_fd, out_fd, enabled
+        self.wakeup_fd: int | None = None
+        self._wakeup_write: int | None = None
+        self._saved: Any = None
+        self._old_handler: Any = None
+        self._handler_installed = False
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        if not self.enabled:
+            return None
+        for fd in (self.out_fd, self.in_fd):
+            with contextlib.suppress(OSError):
+                columns, lines = os.get_terminal_size(fd)
+                return columns, lines
+        return None
+
+    def drain_resize(self) -> tuple[int, int] | None:
+        if self.wakeup_fd is not None:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self.wakeup_fd, 4096)
+        return self.size
+
+    def __enter__(self) -> _Terminal:
+        if not self.enabled:
+            return self
+        import termios
+        import tty
+
+        self._saved = termios.tcgetattr(self.in_fd)
+        tty.setraw(self.in_fd, termios.TCSANOW)  # not TCSAFLUSH: keep what was typed ahead
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGWINCH"):
+            self.wakeup_fd, self._wakeup_write = os.pipe()
+            os.set_blocking(self.wakeup_fd, False)
+            os.set_blocking(self._wakeup_write, False)
+            write_fd = self._wakeup_write
+
+            def on_resize(signum: int, frame: Any) -> None:
+                with contextlib.suppress(OSError):
+                    os.write(write_fd, b"w")
+
+            self._old_handler = signal.signal(signal.SIGWINCH, on_resize)
+            self._handler_installed = True
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if not self.enabled:
+            return
+        import termios
+
+        if self._handler_installed:
+            signal.signal(signal.SIGWINCH, self._old_handler if self._old_handler is not None else signal.SIG_DFL)
+        for fd in (self.wakeup_fd, self._wakeup_write):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        if self._saved is not None:
+            with contextlib.suppress(termios.error):
+                termios.tcsetattr(self.in_fd, termios.TCSADRAIN, self._saved)
+

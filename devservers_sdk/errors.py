@@ -1,0 +1,291 @@
+"""Errors people can act on: one tree, one mapping from API statuses, one sentence per next step.
+
+Every error the SDK raises is a ``DevServerError``; catching that one class is enough for a front end
+(``devctl`` prints ``Error: <message>`` and exits 1, the magics raise ``UsageError``). Messages are whole
+sentences that name the object and say what to do next, because that line is all the user sees::
+
+    DevServerError
+    ├── ConfigurationError          no kubeconfig, unknown context, credentials the client cannot load
+    ├── ClusterUnreachableError     connection refused, timeout, DNS, TLS (names context and server)
+    ├── AuthenticationError         401: the server rejected the credentials (invalid or expired)
+    ├── PermissionDeniedError       403: RBAC says no
+    ├── NotFoundError               404
+    │   ├── DevServerNotFoundError
+    │   └── FlavorNotFoundError     lists the flavors that exist
+    ├── AlreadyExistsError          409 AlreadyExists: the name is taken
+    ├── ConflictError               409 Conflict: someone else changed the object meanwhile
+    ├── InvalidSpecError            422 from the server, or the SDK's own validation (``.field``); a ValueError
+    ├── ServerError                 5xx and statuses the SDK does not expect
+    ├── DevServerNotReadyError      no running pod to exec into (yet)
+    ├── WaitTimeoutError            ``wait`` ran out of time; a TimeoutError
+    ├── DevServerFailedError        the DevServer reached phase Failed while being waited for
+    └── ExecError                   a command failed to start, or exited non-zero with ``check=True``
+
+API statuses are mapped in exactly one place, ``error_from_api``; ``kube.py`` calls it for every
+``ApiException`` and chains the original with ``raise ... from``, so ``--debug`` still shows the wire error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+__all__ = [
+    "AlreadyExistsError",
+    "AuthenticationError",
+    "ClusterUnreachableError",
+    "ConfigurationError",
+    "ConflictError",
+    "DevServerError",
+    "DevServerFailedError",
+    "DevServerNotFoundError",
+    "DevServerNotReadyError",
+    "ExecError",
+    "FlavorNotFoundError",
+    "InvalidSpecError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ServerError",
+    "WaitTimeoutError",
+    "error_from_api",
+]
+
+DEVSERVER_KIND = "DevServer"
+FLAVOR_KIND = "DevServerFlavor"
+
+
+class DevServerError(Exception):
+    """The root of every error the SDK raises.
+
+    Attributes:
+        message: the whole sentence shown to the user (also ``str(error)``).
+        status: the HTTP status when the error came from the API server, else ``None``.
+        reason: the API server's ``reason`` (``NotFound``, ``AlreadyExists``...), else ``None``.
+        kind, name, namespace: the object concerned, when there is one.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, reason: str | None = None,
+                 kind: str | None = None, name: str | None = None, namespace: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.reason = reason
+        self.kind = kind
+        self.name = name
+        self.namespace = namespace
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigurationError(DevServerError):
+    """The client cannot be configured: no kubeconfig, an unknown context, unusable credentials."""
+
+
+class ClusterUnreachableError(DevServerError):
+    """The API server could not be reached (refused, timed out, DNS, TLS)."""
+
+    def __init__(self, message: str, *, context: str | None = None, server: str | None = None) -> None:
+        super().__init__(message)
+        self.context = context
+        self.server = server
+
+
+class AuthenticationError(DevServerError):
+    """The server rejected the credentials (HTTP 401): invalid or expired token or certificate."""
+
+
+class PermissionDeniedError(DevServerError):
+    """The credentials are valid but not allowed to do this (HTTP 403)."""
+
+
+class NotFoundError(DevServerError):
+    """An object does not exist (HTTP 404)."""
+
+
+class DevServerNotFoundError(NotFoundError):
+    """The named DevServer does not exist in the namespace."""
+
+
+class FlavorNotFoundError(NotFoundError):
+    """The named DevServerFlavor does not exist; ``available`` lists those that do."""
+
+    def __init__(self, message: str, *, available: Sequence[str] = (), **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.available = list(available)
+
+
+class AlreadyExistsError(DevServerError):
+    """An object of that name already exists (HTTP 409 AlreadyExists)."""
+
+
+class ConflictError(DevServerError):
+    """The object changed between read and write (HTTP 409 Conflict); retrying usually works."""
+
+
+class InvalidSpecError(DevServerError, ValueError):
+    """A spec is invalid: refused by the server (HTTP 422) or by the SDK before sending it.
+
+    Attributes:
+        field: the offending field as a dotted path in CRD spelling (``spec.lifecycle.timeToLive``),
+            or ``None`` when the server did not name one.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.field = field
+
+
+class ServerError(DevServerError):
+    """The API server failed (5xx) or answered with a status the SDK does not expect."""
+
+
+class DevServerNotReadyError(DevServerError):
+    """The DevServer exists but has no running pod for the requested rank."""
+
+
+class WaitTimeoutError(DevServerError, TimeoutError):
+    """``wait`` gave up; ``phase`` is the phase it was stuck in, ``last`` the last object seen."""
+
+    def __init__(self, message: str, *, phase: str | None = None, last: Any = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.phase = phase
+        self.last = last
+
+
+class DevServerFailedError(DevServerError):
+    """The DevServer reached phase ``Failed``; ``devserver`` is the object as last seen."""
+
+    def __init__(self, message: str, *, devserver: Any = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.devserver = devserver
+
+
+class ExecError(DevServerError):
+    """A command could not be started, or exited non-zero with ``check=True``.
+
+    Attributes:
+        result: the ``ExecResult`` (``args``, ``returncode``, ``stdout``, ``stderr``).
+    """
+
+    def __init__(self, message: str, *, result: Any = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.result = result
+
+    @property
+    def returncode(self) -> int | None:
+        return getattr(self.result, "returncode", None)
+
+
+# -- the status table ---------------------------------------------------------------------------------
+
+_MISSING_API = "the server could not find the requested resource"
+
+
+def describe_object(kind: str, name: str | None, namespace: str | None) -> str:
+    """``DevServer 'mydev' in namespace 'alice'``, or less when parts are unknown."""
+    text = f"{kind} '{name}'" if name else f"{kind} objects"
+    if namespace:
+        text += f" in namespace '{namespace}'"
+    return text
+
+
+def _first_field(message: str, causes: Iterable[dict[str, Any]] | None) -> str | None:
+    for cause in causes or ():
+        if cause.get("field"):
+            return str(cause["field"])
+    match = re.search(r"is invalid: ([A-Za-z][\w.\[\]\-/]*):", message)
+    return match.group(1) if match else None
+
+
+def flavor_not_found(name: str, available: Sequence[str], **kwargs: Any) -> FlavorNotFoundError:
+    """The error for an unknown flavor, listing the ones that exist."""
+    if available:
+        hint = f"Available flavors: {', '.join(sorted(available))}. See them with: devctl flavors"
+    else:
+        hint = "No flavors are installed on this cluster; ask your cluster admin to create some " \
+               "(e.g. kubectl apply -f examples/flavors/)"
+    return FlavorNotFoundError(f"Flavor '{name}' does not exist. {hint}", available=available,
+                               kind=FLAVOR_KIND, name=name, **kwargs)
+
+
+def devserver_not_found(name: str, namespace: str | None, **kwargs: Any) -> DevServerNotFoundError:
+    where = f" in namespace '{namespace}'" if namespace else ""
+    return DevServerNotFoundError(f"DevServer '{name}' not found{where}. List yours with: devctl list",
+                                  kind=DEVSERVER_KIND, name=name, namespace=namespace, **kwargs)
+
+
+def error_from_api(status: int, reason: str, message: str, *, kind: str, name: str, namespace: str,
+                   causes: Iterable[dict[str, Any]] | None = None, context: str | None = None) -> DevServerError:
+    """Map one failed API call to the error a user can act on.
+
+    Args:
+        status: the HTTP status (``0`` is never passed here: transport failures are
+            ``ClusterUnreachableError``, built by ``kube.py``).
+        reason: the ``reason`` of the server's ``Status`` (``NotFound``, ``AlreadyExists``, ``Conflict``...).
+        message: the ``message`` of the server's ``Status``.
+        kind: the kind of object the call was about (``DevServer``, ``DevServerFlavor``, ``Pod``...).
+        name: its name, or ``""`` for a collection.
+        namespace: its namespace, or ``""`` for a cluster-scoped object.
+        causes: ``details.causes`` of the Status, to name the invalid field of a 422.
+        context: the kubeconfig context in use, named in authentication errors.
+
+    Returns:
+        The ``DevServerError`` subclass for the status, with the server's fields attached.
+
+    Example:
+        >>> str(error_from_api(404, "NotFound", 'devservers.devservers.io "mydev" not found',
+        ...                    kind="DevServer", name="mydev", namespace="alice"))
+        "DevServer 'mydev' not found in namespace 'alice'. List yours with: devctl list"
+    """
+    common: dict[str, Any] = {"status": status, "reason": reason, "kind": kind, "name": name or None,
+                              "namespace": namespace or None}
+    what = describe_object(kind, name, namespace)
+    detail = message.strip() or reason or f"HTTP {status}"
+    if status == 401:
+        via = f" of context '{context}'" if context else ""
+        return AuthenticationError(
+            f"The cluster rejected the credentials{via} (401 Unauthorized): the token or certificate is "
+            f"invalid or has expired. Log in again or fetch a fresh kubeconfig (for the local cluster: "
+            f"devctl local up), then retry.", **common)
+    if status == 403:
+        return PermissionDeniedError(
+            f"Permission denied for {what}: {detail}. Ask your cluster admin for access to DevServers "
+            f"in this namespace, or use another namespace with --namespace.", **common)
+    if status == 404:
+        if message.strip() == _MISSING_API:
+            return NotFoundError(
+                f"The cluster does not serve {kind} objects: the devservers CRDs are not installed. "
+                f"Install them with: kubectl apply -f crds/", **common)
+        if kind == DEVSERVER_KIND and name:
+            return devserver_not_found(name, namespace or None, status=status, reason=reason)
+        if kind == FLAVOR_KIND and name:
+            return FlavorNotFoundError(
+                f"Flavor '{name}' does not exist. See the available flavors with: devctl flavors", **common)
+        if kind == "Namespace" or (reason == "NotFound" and f'namespaces "{namespace}" not found' in message):
+            return NotFoundError(
+                f"Namespace '{namespace or name}' does not exist. Pick another with --namespace, or "
+                f"create it with: kubectl create namespace {namespace or name}", **common)
+        return NotFoundError(f"{what} not found ({detail}).", **common)
+    if status == 409:
+        if reason == "AlreadyExists":
+            hint = f"Pick another name, or delete it first with: devctl delete {name}" if kind == DEVSERVER_KIND \
+                else "Pick another name, or delete the existing one first"
+            return AlreadyExistsError(f"{what} already exists. {hint}.", **common)
+        return ConflictError(
+            f"{what} was changed by someone else while this request was in flight ({detail}). "
+            f"Retry the command.", **common)
+    if status == 422 or status == 400:
+        field = _first_field(message, causes)
+        label = "was refused by the server" if status == 422 else "was rejected as a bad request"
+        return InvalidSpecError(f"{what} {label}: {detail}. Fix the spec and retry.", field=field, **common)
+    if status == 429:
+        return ServerError(f"The cluster is overloaded and throttled the request for {what} ({detail}). "
+                           f"Retry in a moment.", **common)
+    if status >= 500:
+        return ServerError(
+            f"The cluster failed to handle the request for {what} ({status} {reason}: {detail}). "
+            f"Retry; if it keeps failing, ask your cluster admin to check the API server.", **common)
+    return ServerError(f"Unexpected answer from the cluster for {what} ({status} {reason}: {detail}).",
+                       **common)

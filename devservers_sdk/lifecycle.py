@@ -1,0 +1,592 @@
+"""When a DevServer expires, when it is idle, and what the operator should do about it now.
+
+Why a module of pure functions: the peer project swept a full LIST of every DevServer each minute to find
+expired ones, and never stopped idle ones at all. Here each DevServer carries its own deadlines, computed
+from its spec, its flavor and the signals of activity, and ``plan`` answers two questions for one object:
+*what to do now* and *when to look again* (``requeue_after``), so the operator schedules a wake-up per
+object and does no sweeps. No I/O happens here, so every rule is unit-tested with plain datetimes.
+
+The rules, in the words of the issue and the model descriptions:
+
+* **Expiry** (deletes the DevServer and its home volumes): the earlier of ``lifecycle.expirationTime``
+  and creation + ``lifecycle.timeToLive``, capped at creation + the flavor's ``maxTimeToLive``. The
+  flavor's maximum is also the lifetime of a DevServer that sets neither. ``ExpiringSoon`` (a condition
+  and one Event) comes ``warning_lead`` before the deadline.
+* **Extend** moves the deadline to ``max(current deadline, now) + by`` (what ``DevServerClient.extend``
+  writes to ``spec.lifecycle.expirationTime``) and *refuses*, with ``LifetimeLimitError``, to pass the
+  flavor's cap: silently clamping would leave someone believing they have two more hours.
+* **Idle** (stops: StatefulSet to zero replicas, DevServer and home volumes kept): with ``autoShutdown``
+  and an idle timeout (``lifecycle.idleTimeout``, else the flavor's ``defaultIdleTimeout``), a server
+  whose last activity is older than the timeout is stopped. Activity is the latest of the SDK's
+  ``devservers.io/last-activity`` annotation, an in-pod probe report, the last pod start (so ``start``
+  after an idle stop does not stop the server again at once), the last activity already recorded in
+  status, and creation. **The probe is the only witness of work started with nohup, a notebook kernel or
+  a training job**, so a server is only stopped on a *fresh, successful* probe that saw nothing: a probe
+  that failed, or that never ran, leaves the server running (condition Idle Unknown, ``probe_wanted``).
+  That also keeps the probe cheap at scale: the operator execs into a pod only once its annotation-based
+  idle deadline has passed, not on a timer for every server.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal, NamedTuple
+
+from .activity import ACTIVITY_ANNOTATION, rfc3339
+from .durations import format_duration, parse_duration
+from .errors import InvalidSpecError
+from .models import DevServer, DevServerFlavorSpec, DevServerSpec
+
+__all__ = [
+    "ACTIVITY_ANNOTATION",
+    "CLOCK_SKEW",
+    "CPU_ACTIVE_CORES",
+    "DEFAULT_PROBE_MAX_AGE",
+    "DEFAULT_WARNING_LEAD",
+    "DESIRED_STATE_ANNOTATION",
+    "GPU_ACTIVE_PERCENT",
+    "PROBE_RETRY",
+    "STOPPED_REASON_IDLE",
+    "STOPPED_REASON_REQUESTED",
+    "Action",
+    "Activity",
+    "Decision",
+    "LifetimeLimitError",
+    "ProbeReport",
+    "desired_stopped",
+    "expires_at",
+    "extend",
+    "idle_timeout",
+    "last_activity",
+    "lifetime_cap",
+    "plan",
+]
+
+DESIRED_STATE_ANNOTATION = "devservers.io/desired-state"
+"""``Stopped`` or ``Running`` (absent: Running); ``DevServerClient.stop``/``start`` write it, and so does
+the operator when it stops an idle server, so that ``start`` resumes either kind of stop."""
+
+STOPPED_REASON_IDLE = "Idle"
+STOPPED_REASON_REQUESTED = "Requested"
+
+DEFAULT_WARNING_LEAD = timedelta(minutes=15)
+DEFAULT_PROBE_MAX_AGE = timedelta(minutes=5)
+"""A probe report older than this no longer proves the server idle *now*."""
+PROBE_RETRY = timedelta(minutes=1)
+"""How soon to look again when a server looks idle but no usable probe confirms it."""
+CLOCK_SKEW = timedelta(minutes=5)
+"""An activity annotation further in the future than this is ignored: a clock may be a little off, but a
+hand-written ``2099-01-01T00:00:00Z`` must not make a server immune to idle shutdown."""
+
+CPU_ACTIVE_CORES = 0.1
+"""CPU use (cores, averaged over the probe window) that counts as work; an idle shell stays far below."""
+GPU_ACTIVE_PERCENT = 5.0
+"""GPU utilisation (percent, busiest GPU) that counts as work."""
+
+Action = Literal["none", "warn_expiring", "expire", "stop_idle"]
+
+
+class LifetimeLimitError(InvalidSpecError):
+    """An extension would take a DevServer past its flavor's ``maxTimeToLive``; nothing was changed.
+
+    A ``DevServerError`` and a ``ValueError``. Attributes ``cap`` (the latest allowed deadline) and
+    ``requested`` (the deadline asked for).
+    """
+
+    def __init__(self, message: str, *, cap: datetime, requested: datetime, name: str | None = None) -> None:
+        super().__init__(message, field="spec.lifecycle.expirationTime", kind="DevServer", name=name)
+        self.cap = cap
+        self.requested = requested
+
+
+# -- expiry ----------------------------------------------------------------------------------------------
+
+
+def _require_aware(moment: datetime, what: str) -> None:
+    # Comparing naive and aware datetimes raises deep inside min(); say which argument is wrong instead.
+    if moment.tzinfo is None:
+        raise ValueError(f"{what} must be timezone-aware (e.g. datetime.now(UTC)), got {moment.isoformat()}")
+
+
+def lifetime_cap(*, created_at: datetime, flavor_spec: DevServerFlavorSpec | None) -> datetime | None:
+    """Creation + the flavor's ``maxTimeToLive``: the latest any deadline may be; None without a maximum."""
+    _require_aware(created_at, "created_at")
+    if flavor_spec is None or flavor_spec.max_time_to_live is None:
+        return None
+    return created_at + parse_duration(flavor_spec.max_time_to_live)
+
+
+def expires_at(
+    spec: DevServerSpec, *, created_at: datetime, flavor_spec: DevServerFlavorSpec | None
+) -> datetime | None:
+    """When the DevServer is to be deleted, or None if never.
+
+    The earlier of ``expirationTime`` and ``created_at + timeToLive``, capped at ``created_at`` + the
+    flavor's ``maxTimeToLive``; a DevServer that sets neither lives exactly the flavor's maximum.
+    """
+    _require_aware(created_at, "created_at")
+    lifecycle = spec.lifecycle
+    candidates: list[datetime] = []
+    if lifecycle.expiration_time is not None:
+        candidates.append(lifecycle.expiration_time)
+    if lifecycle.time_to_live is not None:
+        candidates.append(created_at + parse_duration(lifecycle.time_to_live))
+    cap = lifetime_cap(created_at=created_at, flavor_spec=flavor_spec)
+    if cap is not None:
+        candidates.append(cap)
+    return min(candidates) if candidates else None
+
+
+def extend(
+    spec: DevServerSpec,
+    *,
+    created_at: datetime,
+    now: datetime,
+    by: timedelta,
+    flavor_spec: DevServerFlavorSpec | None,
+    name: str | None = None,
+) -> datetime:
+    """The new deadline after extending by ``by``: ``max(current deadline, now) + by``.
+
+    Write it to ``spec.lifecycle.expirationTime`` and drop ``timeToLive`` (the earlier of the two would
+    otherwise still apply), as ``DevServerClient.extend`` does.
+
+    Raises:
+        ValueError: ``by`` is not positive.
+        LifetimeLimitError: the new deadline would pass creation + the flavor's ``maxTimeToLive``. The
+            message gives the cap, the most that can still be added, and what to do instead.
+    """
+    _require_aware(now, "now")
+    label = f"DevServer '{name}'" if name else "the DevServer"
+    if by <= timedelta(0):
+        raise ValueError(f"cannot extend {label} by {by}: the extension must be positive, e.g. 2h")
+    current = expires_at(spec, created_at=created_at, flavor_spec=flavor_spec)
+    requested = max(current or now, now) + by
+    cap = lifetime_cap(created_at=created_at, flavor_spec=flavor_spec)
+    if cap is not None and requested > cap:
+        assert flavor_spec is not None and flavor_spec.max_time_to_live is not None
+        room = cap - max(current or now, now)
+        left = (
+            f"at most {format_duration(room)} more can be added"
+            if room >= timedelta(seconds=1)
+            else "it is already at that limit"
+        )
+        raise LifetimeLimitError(
+            f"cannot extend {label} by {format_duration(by)}: that passes the maximum lifetime of its flavor "
+            f"'{spec.flavor}' ({flavor_spec.max_time_to_live}, ends at {rfc3339(cap)}); {left}. Ask an admin "
+            "for a flavor with a longer maxTimeToLive, or create a new server",
+            cap=cap,
+            requested=requested,
+            name=name,
+        )
+    return requested
+
+
+# -- activity --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProbeReport:
+    """What one in-pod probe saw, as the operator parsed it. Only ``observed_at`` is required.
+
+    Attributes:
+        observed_at: when the probe ran (timezone-aware).
+        error: why the probe failed (exec refused, command missing, timeout); None when it worked.
+            A failed report proves nothing either way.
+        interactive_sessions: terminals, shells and notebook kernels open in the pod.
+        cpu_seconds: CPU seconds the container consumed during ``window_seconds``.
+        window_seconds: the length of that measurement.
+        gpu_utilization: utilisation of the busiest GPU in percent; None without ``nvidia-smi``.
+    """
+
+    observed_at: datetime
+    error: str | None = None
+    interactive_sessions: int = 0
+    cpu_seconds: float | None = None
+    window_seconds: float | None = None
+    gpu_utilization: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def cpu_cores(self) -> float | None:
+        if self.cpu_seconds is None or not self.window_seconds or self.window_seconds <= 0:
+            return None
+        return self.cpu_seconds / self.window_seconds
+
+    def active_signal(self) -> str | None:
+        """The signal that shows work (``session``, ``gpu``, ``cpu``), or None when it saw none or failed."""
+        if not self.ok:
+            return None
+        if self.interactive_sessions > 0:
+            return "session"
+        if self.gpu_utilization is not None and self.gpu_utilization >= GPU_ACTIVE_PERCENT:
+            return "gpu"
+        cores = self.cpu_cores
+        if cores is not None and cores >= CPU_ACTIVE_CORES:
+            return "cpu"
+        return None
+
+    def describe(self) -> str:
+        if not self.ok:
+            return f"the in-pod probe failed: {self.error}"
+        parts = [f"{self.interactive_sessions} interactive session(s)"]
+        if self.cpu_cores is not None:
+            parts.append(f"{self.cpu_cores:.2f} CPU cores")
+        if self.gpu_utilization is not None:
+            parts.append(f"GPU {self.gpu_utilization:.0f}%")
+        return "the in-pod probe saw " + ", ".join(parts)
+
+    @classmethod
+    def combine(cls, reports: Iterable[ProbeReport]) -> ProbeReport | None:
+        """One report for a server from one report per rank: busy if any rank is busy, failed if any failed.
+
+        A failure anywhere makes the whole report failed, because an unprobed rank may be the busy one.
+        ``observed_at`` is the oldest, so freshness is judged by the stalest rank.
+        """
+        reports = list(reports)
+        if not reports:
+            return None
+        failures = [f"{report.error}" for report in reports if report.error is not None]
+        cores = [c for c in (r.cpu_cores for r in reports) if c is not None]
+        gpus = [r.gpu_utilization for r in reports if r.gpu_utilization is not None]
+        return cls(
+            observed_at=min(report.observed_at for report in reports),
+            error="; ".join(failures) if failures else None,
+            interactive_sessions=sum(report.interactive_sessions for report in reports),
+            cpu_seconds=max(cores) if cores else None,
+            window_seconds=1.0 if cores else None,
+            gpu_utilization=max(gpus) if gpus else None,
+        )
+
+
+_SOURCE_TEXT = {
+    "sdk": f"devctl/SDK exec or shell (annotation {ACTIVITY_ANNOTATION})",
+    "session": "an interactive session (in-pod probe)",
+    "gpu": "GPU use (in-pod probe)",
+    "cpu": "CPU use (in-pod probe)",
+    "start": "the pods starting",
+    "creation": "creation",
+}
+_SOURCE_PRIORITY = {"sdk": 5, "session": 4, "gpu": 3, "cpu": 2, "start": 1, "creation": 0}
+
+
+class Activity(NamedTuple):
+    """The latest moment of activity and the signal that reported it (what ``status.lastActivitySource``
+    shows): ``sdk``, ``session``, ``gpu``, ``cpu``, ``start`` or ``creation``."""
+
+    at: datetime
+    source: str
+
+    def describe(self) -> str:
+        return f"{_SOURCE_TEXT.get(self.source, self.source)} at {rfc3339(self.at)}"
+
+
+def _parse_annotation_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None  # unreadable: ignored, it cannot make a server idle or busy by itself
+    return moment if moment.tzinfo is not None else None
+
+
+def last_activity(
+    annotations: Mapping[str, str],
+    probe: ProbeReport | None,
+    *,
+    created_at: datetime,
+    now: datetime,
+    started_at: datetime | None = None,
+    previous: Activity | None = None,
+) -> Activity:
+    """The latest activity among every signal; creation when there is nothing else.
+
+    Args:
+        annotations: the DevServer's annotations (``devservers.io/last-activity``, RFC 3339).
+        probe: the latest in-pod probe report; counts only when it succeeded and saw work.
+        created_at: the DevServer's creationTimestamp.
+        now: the current time; an annotation up to ``CLOCK_SKEW`` ahead counts as now, beyond it is ignored.
+        started_at: when the pods last started (e.g. the latest pod ``startTime``): a restart is activity.
+        previous: ``status.lastActivityTime``/``lastActivitySource``, so probe findings survive restarts.
+    """
+    _require_aware(created_at, "created_at")
+    _require_aware(now, "now")
+    candidates = [Activity(created_at, "creation")]
+    annotated = _parse_annotation_time(annotations.get(ACTIVITY_ANNOTATION))
+    if annotated is not None and annotated <= now + CLOCK_SKEW:
+        candidates.append(Activity(min(annotated, now), "sdk"))
+    if probe is not None:
+        signal = probe.active_signal()
+        if signal is not None:
+            candidates.append(Activity(min(probe.observed_at, now), signal))
+    if started_at is not None:
+        candidates.append(Activity(min(started_at, now), "start"))
+    if previous is not None and previous.at <= now + CLOCK_SKEW:
+        candidates.append(Activity(min(previous.at, now), previous.source))
+    return max(candidates, key=lambda activity: (activity.at, _SOURCE_PRIORITY.get(activity.source, 0)))
+
+
+def idle_timeout(spec: DevServerSpec, flavor_spec: DevServerFlavorSpec | None) -> timedelta | None:
+    """The idle timeout that applies, or None when idle servers are not stopped."""
+    if not spec.lifecycle.auto_shutdown:
+        return None
+    seconds = spec.lifecycle.idle_timeout
+    if seconds is None and flavor_spec is not None:
+        seconds = flavor_spec.default_idle_timeout
+    return timedelta(seconds=seconds) if seconds is not None else None
+
+
+def desired_stopped(devserver: DevServer) -> bool:
+    """Whether ``devservers.io/desired-state`` asks for the server to be stopped (case-insensitive)."""
+    value = devserver.metadata.annotations.get(DESIRED_STATE_ANNOTATION, "")
+    return value.strip().lower() == "stopped"
+
+
+# -- the decision ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one DevServer now, and when to look at it again.
+
+    Attributes:
+        action: ``expire`` (delete the DevServer), ``stop_idle`` (set the desired-state annotation to
+            Stopped, which scales the StatefulSet to 0), ``warn_expiring`` (emit the ExpiringSoon Event)
+            or ``none``.
+        reason, message: for the Event of the action and the status (CamelCase reason, one sentence).
+        requeue_after: seconds until the next deadline at which the answer may change (the operator
+            schedules its next look then); None when nothing is scheduled. Independent of the action:
+            the operator's own write after an action triggers a new look anyway.
+        expires_at: the deadline (for ``status.expiresAt``).
+        activity: the last activity (for ``status.lastActivityTime``/``lastActivitySource``).
+        idle: the Idle condition as ``(status, reason, message)``.
+        expiring_soon: whether the deadline is within the warning lead (or past).
+        warning: the ExpiringSoon Event message when one is due now, whatever the action (a server
+            stopped for idleness still gets its warning); None once the previous status already says
+            ExpiringSoon, so the Event is emitted once per deadline, not per reconcile.
+        idle_deadline: when the server becomes idle if nothing happens; None when idle stops do not apply.
+        probe_wanted: the server looks idle but no fresh successful probe confirms it; probe and plan again.
+    """
+
+    action: Action
+    reason: str
+    message: str
+    requeue_after: float | None
+    expires_at: datetime | None
+    activity: Activity
+    idle: tuple[Literal["True", "False", "Unknown"], str, str]
+    expiring_soon: bool = False
+    warning: str | None = None
+    idle_deadline: datetime | None = None
+    probe_wanted: bool = False
+
+
+def _previous_activity(devserver: DevServer) -> Activity | None:
+    status = devserver.status
+    if status.last_activity_time is None or status.last_activity_time.tzinfo is None:
+        return None
+    return Activity(status.last_activity_time, status.last_activity_source or "sdk")
+
+
+def _until(moment: datetime, now: datetime) -> str:
+    return format_duration(max(moment - now, timedelta(0)))
+
+
+def plan(
+    devserver: DevServer,
+    *,
+    now: datetime,
+    flavor_spec: DevServerFlavorSpec | None,
+    probe: ProbeReport | None = None,
+    started_at: datetime | None = None,
+    warning_lead: timedelta = DEFAULT_WARNING_LEAD,
+    probe_max_age: timedelta = DEFAULT_PROBE_MAX_AGE,
+) -> Decision:
+    """Decide what the lifecycle asks of ``devserver`` at ``now``. Priority: expire > stop_idle > warn.
+
+    Args:
+        devserver: as read from the server (metadata, spec, annotations, the previous status).
+        now: the current time (timezone-aware).
+        flavor_spec: its flavor's spec, or None when the flavor is missing (no cap, no default timeout).
+        probe: the latest in-pod probe report (``ProbeReport.combine`` for several ranks), if any.
+        started_at: when its pods last started (see ``status.latest_pod_start``).
+        warning_lead: how long before expiry the ExpiringSoon warning comes.
+        probe_max_age: how old a probe report may be and still confirm idleness.
+
+    Raises:
+        ValueError: ``now`` is naive, or the DevServer has no creationTimestamp (not read from a server).
+    """
+    _require_aware(now, "now")
+    created_at = devserver.metadata.creation_timestamp
+    if created_at is None:
+        raise ValueError(
+            f"DevServer '{devserver.name}' has no metadata.creationTimestamp; plan() needs the object as "
+            "stored by the API server"
+        )
+    name, spec = devserver.name, devserver.spec
+    deadline = expires_at(spec, created_at=created_at, flavor_spec=flavor_spec)
+    activity = last_activity(
+        devserver.metadata.annotations,
+        probe,
+        created_at=created_at,
+        now=now,
+        started_at=started_at,
+        previous=_previous_activity(devserver),
+    )
+    if devserver.metadata.deletion_timestamp is not None:
+        return Decision(
+            action="none",
+            reason="Terminating",
+            message=f"DevServer '{name}' is being deleted",
+            requeue_after=None,
+            expires_at=deadline,
+            activity=activity,
+            idle=("False", "Terminating", "the server is being deleted"),
+        )
+
+    wakeups: list[datetime] = []
+    expiring_soon = deadline is not None and now >= deadline - warning_lead
+    if deadline is not None:
+        wakeups.append(deadline if expiring_soon else deadline - warning_lead)
+
+    # Idle: only a running server can become idle; a stopped one keeps the state of its stop.
+    timeout = idle_timeout(spec, flavor_spec)
+    idle_deadline: datetime | None = None
+    probe_wanted = False
+    idle_now = False
+    idle: tuple[Literal["True", "False", "Unknown"], str, str]
+    if desired_stopped(devserver):
+        if devserver.status.stopped_reason == STOPPED_REASON_IDLE:
+            previous = devserver.status.condition("Idle")
+            idle = ("True", "IdleTimeout", previous.message if previous else "stopped after being idle")
+        else:
+            idle = ("False", "Stopped", "the server is stopped; idle shutdown does not apply")
+    elif not spec.lifecycle.auto_shutdown:
+        idle = (
+            "False",
+            "AutoShutdownDisabled",
+            f"lifecycle.autoShutdown is false; last activity: {activity.describe()}",
+        )
+    elif timeout is None:
+        idle = (
+            "False",
+            "NoIdleTimeout",
+            "neither lifecycle.idleTimeout nor the flavor's defaultIdleTimeout is set; last activity: "
+            f"{activity.describe()}",
+        )
+    else:
+        idle_deadline = activity.at + timeout
+        if now < idle_deadline:
+            wakeups.append(idle_deadline)
+            idle = (
+                "False",
+                "Active",
+                f"last activity: {activity.describe()}; stops at {rfc3339(idle_deadline)} if idle until then "
+                f"(idle timeout {format_duration(timeout)})",
+            )
+        else:
+            fresh = probe is not None and probe.ok and now - probe.observed_at <= probe_max_age
+            idle_for = format_duration(now - activity.at)
+            if fresh:
+                assert probe is not None
+                idle_now = True
+                idle = (
+                    "True",
+                    "IdleTimeout",
+                    f"idle for {idle_for} (idle timeout {format_duration(timeout)}): last activity: "
+                    f"{activity.describe()}; {probe.describe()}",
+                )
+            else:
+                probe_wanted = True
+                wakeups.append(now + PROBE_RETRY)
+                why = (
+                    probe.describe()
+                    if probe is not None and not probe.ok
+                    else (
+                        "no recent in-pod probe"
+                        if probe is None
+                        else f"the last in-pod probe is from {rfc3339(probe.observed_at)}"
+                    )
+                )
+                idle = (
+                    "Unknown",
+                    "IdleUnconfirmed",
+                    f"no activity recorded for {idle_for} (last: {activity.describe()}), but {why}; not "
+                    "stopping until a probe confirms the server is idle",
+                )
+
+    requeue_after = None
+    if wakeups:
+        requeue_after = max(0.0, math.ceil((min(wakeups) - now).total_seconds()))
+
+    warning = None
+    if expiring_soon:
+        assert deadline is not None
+        previous = devserver.status.condition("ExpiringSoon")
+        if previous is None or previous.status != "True":
+            warning = (
+                f"DevServer '{name}' will be deleted with its home volumes at {rfc3339(deadline)} (in "
+                f"{_until(deadline, now)}); extend it with: devctl extend {name} --by 2h"
+            )
+
+    def decision(action: Action, reason: str, message: str) -> Decision:
+        return Decision(
+            action=action,
+            reason=reason,
+            message=message,
+            requeue_after=requeue_after,
+            expires_at=deadline,
+            activity=activity,
+            idle=idle,
+            expiring_soon=expiring_soon,
+            warning=warning,
+            idle_deadline=idle_deadline,
+            probe_wanted=probe_wanted,
+        )
+
+    if deadline is not None and now >= deadline:
+        return Decision(
+            action="expire",
+            reason="Expired",
+            message=f"DevServer '{name}' expired at {rfc3339(deadline)} "
+            f"({_lifetime_source(spec, flavor_spec)}); deleting it with its home volumes",
+            requeue_after=None,
+            expires_at=deadline,
+            activity=activity,
+            idle=idle,
+            expiring_soon=True,
+        )
+    if idle_now:
+        return decision(
+            "stop_idle",
+            STOPPED_REASON_IDLE,
+            f"Stopping DevServer '{name}': {idle[2]}. Its home volumes are kept; resume it with: "
+            f"devctl start {name}",
+        )
+    if warning is not None:
+        return decision("warn_expiring", "ExpiringSoon", warning)
+    if expiring_soon:
+        assert deadline is not None
+        return decision("none", "ExpiringSoon", f"DevServer '{name}' expires at {rfc3339(deadline)}")
+    message = f"DevServer '{name}' " + (
+        f"expires at {rfc3339(deadline)}" if deadline is not None else "has no expiry"
+    )
+    return decision("none", "Scheduled" if deadline is not None else "NoExpiry", message)
+
+
+def _lifetime_source(spec: DevServerSpec, flavor_spec: DevServerFlavorSpec | None) -> str:
+    lifecycle, parts = spec.lifecycle, []
+    if lifecycle.expiration_time is not None:
+        parts.append(f"expirationTime {rfc3339(lifecycle.expiration_time)}")
+    if lifecycle.time_to_live is not None:
+        parts.append(f"timeToLive {lifecycle.time_to_live}")
+    if flavor_spec is not None and flavor_spec.max_time_to_live is not None:
+        parts.append(f"flavor maximum {flavor_spec.max_time_to_live}")
+    return ", ".join(parts)

@@ -1,0 +1,190 @@
+"""Where the client's kubeconfig, context, namespace and owner come from.
+
+Precedence, as in pydantic-settings and kubectl: explicit argument > environment > kubeconfig > default.
+
+============  ===================================  =============================  ===========================
+setting       explicit                             environment                    then
+============  ===================================  =============================  ===========================
+kubeconfig    ``kubeconfig=``                      ``KUBECONFIG`` (``:``-list)    ``~/.kube/config``
+context       ``context=``                         ``DEVSERVERS_CONTEXT``         ``current-context``
+namespace     ``namespace=``                       ``DEVSERVERS_NAMESPACE``       context namespace, ``default``
+owner         ``owner=``                           ``DEVSERVERS_OWNER``           SelfSubjectReview username,
+                                                                                  then the kubeconfig user name
+============  ===================================  =============================  ===========================
+
+The kubeconfig is read here with plain YAML (merging a ``KUBECONFIG`` list the way kubectl does: the
+first file that sets a key wins) so that resolving a namespace costs no import of the ``kubernetes``
+package; ``kube.py`` hands the same path and context to the official loader to build the API client.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigurationError
+
+NAMESPACE_ENV = "DEVSERVERS_NAMESPACE"
+OWNER_ENV = "DEVSERVERS_OWNER"
+CONTEXT_ENV = "DEVSERVERS_CONTEXT"
+KUBECONFIG_ENV = "KUBECONFIG"
+DEFAULT_KUBECONFIG = "~/.kube/config"
+DEFAULT_NAMESPACE = "default"
+
+_NO_KUBECONFIG_HINT = ("Point KUBECONFIG at your cluster's kubeconfig, pass kubeconfig=..., "
+                       "or start a local cluster with: devctl local up")
+
+
+@dataclass(frozen=True)
+class KubeconfigInfo:
+    """What the SDK needs to know of a kubeconfig before it talks to the cluster.
+
+    Attributes:
+        paths: the files read, in precedence order (``path`` is the first).
+        context: the context in use.
+        cluster: the cluster that context points at.
+        server: that cluster's API server URL.
+        user: the kubeconfig user name of the context (an owner of last resort).
+        namespace: the context's namespace, or ``None`` when it sets none.
+    """
+
+    paths: tuple[str, ...]
+    context: str
+    cluster: str
+    server: str
+    user: str
+    namespace: str | None
+
+    @property
+    def path(self) -> str:
+        return self.paths[0]
+
+
+def kubeconfig_paths(kubeconfig: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The kubeconfig files to read: the explicit one, else the ``KUBECONFIG`` list, else ``~/.kube/config``."""
+    if kubeconfig:
+        return [Path(kubeconfig).expanduser()]
+    env = os.environ.get(KUBECONFIG_ENV, "")
+    listed = [Path(p).expanduser() for p in env.split(os.pathsep) if p.strip()]
+    return listed or [Path(DEFAULT_KUBECONFIG).expanduser()]
+
+
+def _named(entries: Any, key: str) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for entry in entries or ():
+        if isinstance(entry, dict) and entry.get("name") is not None:
+            found.setdefault(str(entry["name"]), entry.get(key) or {})
+    return found
+
+
+def load_kubeconfig(kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None) -> KubeconfigInfo:
+    """Read and merge the kubeconfig files, and resolve the context to use.
+
+    Args:
+        kubeconfig: a kubeconfig path; ``None`` reads ``KUBECONFIG`` or ``~/.kube/config``.
+        context: a context name; ``None`` uses ``DEVSERVERS_CONTEXT`` or the ``current-context``.
+
+    Returns:
+        The resolved ``KubeconfigInfo``.
+
+    Raises:
+        ConfigurationError: no readable kubeconfig, no context selected, or an unknown context
+            (the message lists the known ones).
+
+    Example:
+        >>> info = load_kubeconfig("/tmp/kubeconfig")  # doctest: +SKIP
+        >>> info.context, info.namespace
+        ('devservers-local', 'default')
+    """
+    import yaml
+
+    paths = kubeconfig_paths(kubeconfig)
+    existing = [p for p in paths if p.is_file()]
+    if not existing:
+        shown = ", ".join(str(p) for p in paths)
+        raise ConfigurationError(f"No kubeconfig found (looked at {shown}). {_NO_KUBECONFIG_HINT}.")
+    contexts: dict[str, dict[str, Any]] = {}
+    clusters: dict[str, dict[str, Any]] = {}
+    current = ""
+    for path in existing:
+        try:
+            document = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigurationError(f"Cannot read the kubeconfig {path}: {exc}. {_NO_KUBECONFIG_HINT}.") from exc
+        if not isinstance(document, dict):
+            raise ConfigurationError(f"The kubeconfig {path} is not a kubeconfig (expected a mapping).")
+        for name, value in _named(document.get("contexts"), "context").items():
+            contexts.setdefault(name, value)
+        for name, value in _named(document.get("clusters"), "cluster").items():
+            clusters.setdefault(name, value)
+        current = current or str(document.get("current-context") or "")
+    shown = ", ".join(str(p) for p in existing)
+    chosen = context or os.environ.get(CONTEXT_ENV) or current
+    if not chosen:
+        raise ConfigurationError(f"The kubeconfig ({shown}) selects no context. Pass context=... or set "
+                                 f"one with: kubectl config use-context NAME")
+    if chosen not in contexts:
+        known = ", ".join(sorted(contexts)) or "none"
+        raise ConfigurationError(f"Context '{chosen}' is not in the kubeconfig ({shown}); known contexts: "
+                                 f"{known}. Pick one with --context or: kubectl config use-context NAME")
+    entry = contexts[chosen]
+    cluster = str(entry.get("cluster") or "")
+    return KubeconfigInfo(
+        paths=tuple(str(p) for p in existing),
+        context=chosen,
+        cluster=cluster,
+        server=str(clusters.get(cluster, {}).get("server") or ""),
+        user=str(entry.get("user") or ""),
+        namespace=str(entry["namespace"]) if entry.get("namespace") else None,
+    )
+
+
+def resolve_namespace(explicit: str | None, info: KubeconfigInfo | None) -> str:
+    """explicit argument > ``DEVSERVERS_NAMESPACE`` > the context's namespace > ``default``."""
+    return explicit or os.environ.get(NAMESPACE_ENV) or (info.namespace if info else None) or DEFAULT_NAMESPACE
+
+
+def owner_from_username(username: str) -> str:
+    """A DevServer owner (a label value: 63 characters of letters, digits, ``-_.``) from a login name.
+
+    Cluster identities are rarely label values: ``alice@example.com`` becomes ``alice``,
+    ``system:serviceaccount:ml:builder`` becomes ``builder``, ``arn:aws:sts::1:assumed-role/Dev/alice``
+    becomes ``alice``; other characters become ``-``.
+
+    Example:
+        >>> owner_from_username("alice@example.com")
+        'alice'
+    """
+    text = username.strip()
+    text = text.split("@", 1)[0] if "@" in text else text
+    text = re.split(r"[:/]", text)[-1] or text
+    text = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:63]
+    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", text)
+
+
+def resolve_owner(explicit: str | None, *, whoami: Callable[[], str | None], info: KubeconfigInfo | None) -> str:
+    """explicit argument > ``DEVSERVERS_OWNER`` > the server's idea of who we are > the kubeconfig user.
+
+    Explicit and environment values are taken as given (the model validates them); identities from the
+    cluster or the kubeconfig go through ``owner_from_username``.
+
+    Args:
+        explicit: the ``owner=`` the caller gave, if any.
+        whoami: asks the cluster (SelfSubjectReview); only called when nothing before it decides.
+            It may return ``None`` (API not served, or not allowed).
+        info: the kubeconfig, for the last resort.
+
+    Raises:
+        ConfigurationError: nothing names an owner.
+    """
+    owner = explicit or os.environ.get(OWNER_ENV)
+    if not owner:
+        identity = whoami() or (info.user if info else None)
+        owner = owner_from_username(identity) if identity else None
+    if not owner:
+        raise ConfigurationError(f"Cannot tell who you are: pass owner=... or set {OWNER_ENV}.")
+    return owner

@@ -1,0 +1,493 @@
+"""A DevServer's status derived from what its pods actually do, not from "the objects were created".
+
+Why: the peer project set ``Running`` as soon as it created a Deployment, so an image that could not be
+pulled still read Running. Here ``derive_status`` is a pure function of the observed objects (the
+StatefulSet, the pods, their Events), the lifecycle ``Decision`` and the previous status, so the
+operator writes the truth after every reconcile and every rule is unit-tested on realistic pod JSON.
+
+Phase, first match wins:
+
+* ``Terminating``: the DevServer has a deletionTimestamp.
+* ``Stopping``/``Stopped``: the desired state is Stopped; Stopping while pods remain.
+* ``Failed``: a dependency is missing (``missing``: the flavor, the shared claim) or a pod cannot run
+  (ErrImagePull, ImagePullBackOff, CrashLoopBackOff, a bad image name or container config, a failed pod).
+  ``Degraded`` carries the reason and the kubelet's message. The operator keeps reconciling: fixing the
+  cause brings the server back, nothing here is final.
+* ``Pending``: a pod is not scheduled (``Scheduled`` False with the scheduler's message), or pods do not
+  exist yet.
+* ``Starting``: every pod is scheduled but not all ranks are Ready, or a rollout is in progress (pods of
+  an older template), so ``wait`` after ``update`` does not return while the old pods still answer.
+* ``Running``: every rank is Ready on the current template.
+
+Conditions ``Ready``, ``Scheduled``, ``Idle``, ``ExpiringSoon``, ``Degraded`` always appear, each with a
+reason and a message; ``lastTransitionTime`` only moves when the condition's status changes.
+
+``pods_to_replace`` names the failing pods of an older template that the operator must delete itself:
+the StatefulSet controller will not replace a pod that never became Ready, even when the new template
+fixes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from .activity import rfc3339
+from .lifecycle import (
+    DEFAULT_WARNING_LEAD,
+    STOPPED_REASON_IDLE,
+    STOPPED_REASON_REQUESTED,
+    Decision,
+)
+from .manifests import RANK_LABEL, rank_count
+from .models import Condition, DevServer, DevServerStatus
+
+__all__ = [
+    "CONDITION_TYPES",
+    "FAILING_WAITING_REASONS",
+    "derive_status",
+    "latest_pod_start",
+    "pod_rank",
+    "pods_to_replace",
+]
+
+CONDITION_TYPES = ("Ready", "Scheduled", "Idle", "ExpiringSoon", "Degraded")
+
+FAILING_WAITING_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CrashLoopBackOff",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
+"""Container waiting reasons that will not fix themselves: the server is Failed until the spec changes."""
+
+_MISSING_REASONS = {"flavor": "FlavorNotFound", "sharedVolumeClaim": "SharedVolumeClaimNotFound"}
+
+Phase = Literal["Pending", "Starting", "Running", "Stopping", "Stopped", "Failed", "Terminating"]
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+# -- reading pods ----------------------------------------------------------------------------------------
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def pod_rank(pod: Mapping[str, Any]) -> int | None:
+    """A pod's rank: its ``apps.kubernetes.io/pod-index`` label, else the ordinal suffix of its name."""
+    metadata = pod.get("metadata") or {}
+    for candidate in (
+        (metadata.get("labels") or {}).get(RANK_LABEL),
+        str(metadata.get("name", "")).rpartition("-")[2],
+    ):
+        if candidate is not None and str(candidate).isdigit():
+            return int(candidate)
+    return None
+
+
+def _name(pod: Mapping[str, Any]) -> str:
+    return str((pod.get("metadata") or {}).get("name", "?"))
+
+
+def _terminating(pod: Mapping[str, Any]) -> bool:
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def _pod_condition(pod: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    return next((c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == kind), None)
+
+
+def _ready(pod: Mapping[str, Any]) -> bool:
+    condition = _pod_condition(pod, "Ready")
+    return condition is not None and condition.get("status") == "True" and not _terminating(pod)
+
+
+def latest_pod_start(pods: Iterable[Mapping[str, Any]]) -> datetime | None:
+    """The latest ``status.startTime`` of the live pods: when the server last (re)started, for idle timing."""
+    starts = [
+        start
+        for pod in pods
+        if not _terminating(pod)
+        if (start := _parse_time((pod.get("status") or {}).get("startTime"))) is not None
+    ]
+    return max(starts) if starts else None
+
+
+def _container_failure(pod: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(reason, message)`` of the first container that cannot run, or of a failed pod."""
+    status = pod.get("status") or {}
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for container in status.get(key) or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            if reason not in FAILING_WAITING_REASONS:
+                continue
+            message = f"pod {_name(pod)}: container {container.get('name', '?')}: {reason}"
+            if waiting.get("message"):
+                message += f": {waiting['message']}"
+            last = (container.get("lastState") or {}).get("terminated")
+            if reason == "CrashLoopBackOff" and last:
+                message += (
+                    f"; last exit: {last.get('reason') or 'Error'} (exit code {last.get('exitCode')}). "
+                    f"See its output with: devctl logs --previous"
+                )
+            return str(reason), message
+    if status.get("phase") == "Failed":
+        reason = status.get("reason") or "PodFailed"
+        return str(reason), f"pod {_name(pod)} failed: {status.get('message') or reason}"
+    return None
+
+
+def pods_to_replace(statefulset: Mapping[str, Any] | None, pods: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Failing pods left on an older template: delete them so the StatefulSet recreates them.
+
+    The StatefulSet controller waits for every pod to be Ready before it replaces the next one, so a pod
+    stuck in ImagePullBackOff on the old template blocks the very update that fixes it (Kubernetes'
+    "forced rollback" caveat). Deleting such a pod loses nothing: its container never ran, or keeps dying.
+    """
+    revision = _expected_revision(statefulset)
+    if not revision:
+        return []
+    return sorted(
+        _name(pod)
+        for pod in pods
+        if not _terminating(pod)
+        and (pod.get("metadata") or {}).get("labels", {}).get("controller-revision-hash")
+        not in (None, revision)
+        and _container_failure(pod) is not None
+    )
+
+
+def _event_time(event: Mapping[str, Any]) -> str:
+    return str(
+        event.get("lastTimestamp")
+        or event.get("eventTime")
+        or (event.get("metadata") or {}).get("creationTimestamp")
+        or ""
+    )
+
+
+def _latest_event(events: Sequence[Mapping[str, Any]], pod: str) -> Mapping[str, Any] | None:
+    """The newest Warning (or autoscaler) Event about a pod: why it is stuck, in the cluster's words."""
+    relevant = [
+        event
+        for event in events
+        if (event.get("involvedObject") or {}).get("name") == pod
+        and (
+            event.get("type") == "Warning" or event.get("reason") in ("TriggeredScaleUp", "NotTriggerScaleUp")
+        )
+    ]
+    return max(relevant, key=_event_time) if relevant else None
+
+
+def _waiting_reason(pod: Mapping[str, Any]) -> str:
+    status = pod.get("status") or {}
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for container in status.get(key) or []:
+            waiting = (container.get("state") or {}).get("waiting")
+            if waiting and waiting.get("reason"):
+                return str(waiting["reason"])
+    if any((c.get("state") or {}).get("running") for c in status.get("containerStatuses") or []):
+        return "not ready"
+    return str(status.get("phase") or "starting")
+
+
+# -- conditions ------------------------------------------------------------------------------------------
+
+
+def _condition(
+    previous: DevServerStatus,
+    kind: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    *,
+    now: datetime,
+    generation: int | None,
+) -> Condition:
+    # metav1.Condition: lastTransitionTime is when *status* changed; reason/message updates keep it.
+    before = previous.condition(kind)
+    changed = before is None or before.status != status or before.last_transition_time is None
+    return Condition(
+        type=kind,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=now if changed else before.last_transition_time if before else now,
+        observed_generation=generation,
+    )
+
+
+# -- the status ------------------------------------------------------------------------------------------
+
+
+def _expected_revision(statefulset: Mapping[str, Any] | None) -> str | None:
+    if not statefulset:
+        return None
+    return (statefulset.get("status") or {}).get("updateRevision")
+
+
+def _rollout_pending(statefulset: Mapping[str, Any] | None, live: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why the pods are not yet on the StatefulSet's current template, or None."""
+    if not statefulset:
+        return None
+    generation = (statefulset.get("metadata") or {}).get("generation")
+    observed = (statefulset.get("status") or {}).get("observedGeneration")
+    if generation is not None and (observed is None or observed < generation):
+        return "the StatefulSet controller has not seen the new template yet"
+    revision = _expected_revision(statefulset)
+    if revision:
+        stale = [
+            _name(p)
+            for p in live
+            if (p.get("metadata") or {}).get("labels", {}).get("controller-revision-hash")
+            not in (None, revision)
+        ]
+        if stale:
+            return f"rolling out the new template; still on the old one: {', '.join(stale)}"
+    return None
+
+
+def derive_status(
+    devserver: DevServer,
+    *,
+    statefulset: Mapping[str, Any] | None,
+    pods: Sequence[Mapping[str, Any]],
+    events: Sequence[Mapping[str, Any]] = (),
+    now: datetime,
+    expires_at: datetime | None,
+    desired_stopped: bool,
+    missing: Mapping[str, str] | None = None,
+    lifecycle: Decision | None = None,
+    warning_lead: timedelta = DEFAULT_WARNING_LEAD,
+) -> DevServerStatus:
+    """The status to write for ``devserver`` (whose current ``status`` is the previous one).
+
+    Args:
+        devserver: as read from the server; its status is compared to keep ``lastTransitionTime``.
+        statefulset: the live StatefulSet (with status), or None if absent.
+        pods: the DevServer's pods (label ``devservers.io/name``), terminating ones included.
+        events: recent Events about those pods (FailedScheduling, FailedMount, ...), for messages.
+        now: the current time.
+        expires_at: the deadline (``lifecycle.expires_at``), for ``expiresAt`` and ``ExpiringSoon``.
+        desired_stopped: whether the server should be stopped (``lifecycle.desired_stopped``).
+        missing: what the server needs but does not exist, by kind (``flavor``, ``sharedVolumeClaim``),
+            with the message to show, e.g. ``{"flavor": "DevServerFlavor 'x' not found; ..."}``.
+        lifecycle: this reconcile's ``lifecycle.plan``: gives Idle and the last activity.
+        warning_lead: how long before ``expires_at`` ``ExpiringSoon`` turns True.
+    """
+    previous = devserver.status
+    generation = devserver.metadata.generation
+    missing = dict(missing or {})
+    replicas = 0 if desired_stopped else rank_count(devserver)
+    live = sorted((p for p in pods if not _terminating(p)), key=lambda p: (pod_rank(p) or 0, _name(p)))
+    ranks = {rank: pod for pod in live if (rank := pod_rank(pod)) is not None and rank < replicas}
+    ready = sum(1 for pod in ranks.values() if _ready(pod))
+
+    # Scheduling, from every live pod.
+    unscheduled = [
+        pod for pod in live if (c := _pod_condition(pod, "PodScheduled")) is None or c.get("status") != "True"
+    ]
+    failures = [failure for pod in live if (failure := _container_failure(pod)) is not None]
+
+    phase: Phase
+    degraded: tuple[ConditionStatus, str, str] = ("False", "AsExpected", "no problem found")
+    if missing:
+        first = sorted(missing)[0]
+        degraded = (
+            "True",
+            _MISSING_REASONS.get(first, "DependencyNotFound"),
+            "; ".join(missing[kind] for kind in sorted(missing)),
+        )
+    elif failures:
+        degraded = ("True", failures[0][0], "; ".join(message for _, message in failures))
+
+    stopped_reason: str | None = None
+    stopped_at: datetime | None = None
+    if devserver.metadata.deletion_timestamp is not None:
+        phase, message = "Terminating", "being deleted with its pods and home volumes"
+    elif desired_stopped:
+        if previous.stopped_reason is not None and previous.phase in ("Stopping", "Stopped"):
+            stopped_reason, stopped_at = previous.stopped_reason, previous.stopped_at or now
+        elif lifecycle is not None and lifecycle.action == "stop_idle":
+            stopped_reason, stopped_at = STOPPED_REASON_IDLE, now
+        else:
+            stopped_reason, stopped_at = STOPPED_REASON_REQUESTED, now
+        why = "after being idle" if stopped_reason == STOPPED_REASON_IDLE else "on request"
+        phase = "Stopping" if pods else "Stopped"
+        message = (
+            f"stopping {why}: {len(pods)} pod(s) still shutting down"
+            if pods
+            else f"stopped {why} at {rfc3339(stopped_at)}; its home volumes are kept. Start it with: "
+            f"devctl start {devserver.name}"
+        )
+    elif degraded[0] == "True":
+        phase, message = "Failed", degraded[2]
+    elif statefulset is None:
+        phase, message = "Pending", "the StatefulSet does not exist yet"
+    elif unscheduled:
+        phase, message = "Pending", _unscheduled_message(unscheduled, events)
+    elif len(ranks) < replicas:
+        absent = [rank for rank in range(replicas) if rank not in ranks]
+        leaving = sorted(_name(p) for p in pods if _terminating(p) and pod_rank(p) in absent)
+        if leaving:  # a rollout replaces pods one by one: the old pod must go before the new one exists
+            phase, message = "Starting", f"replacing pod(s) {', '.join(leaving)} with the new template"
+        else:
+            ranks_text = ", ".join(map(str, absent))
+            phase, message = "Pending", f"waiting for the pods of rank {ranks_text} to be created"
+    elif ready < replicas:
+        waiting = [pod for pod in ranks.values() if not _ready(pod)]
+        details = []
+        for pod in waiting:
+            detail = f"{_name(pod)} is {_waiting_reason(pod)}"
+            event = _latest_event(events, _name(pod))
+            if event is not None:
+                detail += f" ({event.get('reason')}: {str(event.get('message') or '').strip()})"
+            details.append(detail)
+        phase, message = "Starting", f"{ready}/{replicas} pods ready; " + "; ".join(details)
+    elif (rollout := _rollout_pending(statefulset, live)) is not None:
+        phase, message = "Starting", rollout
+    else:
+        phase, message = "Running", f"{ready}/{replicas} pods ready"
+
+    conditions = _conditions(
+        devserver,
+        phase=phase,
+        message=message,
+        degraded=degraded,
+        unscheduled=unscheduled,
+        live=live,
+        events=events,
+        now=now,
+        expires_at=expires_at,
+        lifecycle=lifecycle,
+        warning_lead=warning_lead,
+        generation=generation,
+    )
+
+    activity_time, activity_source = previous.last_activity_time, previous.last_activity_source
+    if lifecycle is not None:
+        activity_time, activity_source = lifecycle.activity.at, lifecycle.activity.source
+
+    return DevServerStatus(
+        phase=phase,
+        conditions=conditions,
+        observed_generation=generation,
+        ready_replicas=ready,
+        replicas=replicas,
+        pods=[_name(pod) for pod in live],
+        expires_at=expires_at,
+        last_activity_time=activity_time,
+        last_activity_source=activity_source,
+        stopped_reason=stopped_reason,
+        stopped_at=stopped_at,
+        message=message,
+    )
+
+
+def _unscheduled_message(
+    unscheduled: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str, Any]]
+) -> str:
+    parts = []
+    for pod in unscheduled:
+        condition = _pod_condition(pod, "PodScheduled")
+        text = str((condition or {}).get("message") or "").strip()
+        event = _latest_event(events, _name(pod))
+        if not text and event is not None:
+            text = str(event.get("message") or "").strip()
+        parts.append(f"pod {_name(pod)} is not scheduled: {text or 'waiting for the scheduler'}")
+        if event is not None and event.get("reason") in ("TriggeredScaleUp", "NotTriggerScaleUp"):
+            parts[-1] += f" ({event.get('reason')}: {str(event.get('message') or '').strip()})"
+    return "; ".join(parts)
+
+
+def _conditions(
+    devserver: DevServer,
+    *,
+    phase: Phase,
+    message: str,
+    degraded: tuple[ConditionStatus, str, str],
+    unscheduled: Sequence[Mapping[str, Any]],
+    live: Sequence[Mapping[str, Any]],
+    events: Sequence[Mapping[str, Any]],
+    now: datetime,
+    expires_at: datetime | None,
+    lifecycle: Decision | None,
+    warning_lead: timedelta,
+    generation: int | None,
+) -> list[Condition]:
+    previous = devserver.status
+
+    def make(kind: str, status: ConditionStatus, reason: str, text: str) -> Condition:
+        return _condition(previous, kind, status, reason, text, now=now, generation=generation)
+
+    ready_reason = {
+        "Running": "PodsReady",
+        "Starting": "PodsStarting",
+        "Pending": "PodsPending",
+        "Stopping": "Stopping",
+        "Stopped": "Stopped",
+        "Terminating": "Terminating",
+    }
+    ready = make(
+        "Ready",
+        "True" if phase == "Running" else "False",
+        degraded[1] if phase == "Failed" else ready_reason[phase],
+        message,
+    )
+
+    if phase in ("Stopped", "Stopping", "Terminating") or (not live and phase != "Pending"):
+        scheduled = make("Scheduled", "False", "NoPods", f"no pods to schedule: {message}")
+    elif unscheduled:
+        scheduled = make("Scheduled", "False", "Unschedulable", _unscheduled_message(unscheduled, events))
+    elif not live:
+        scheduled = make("Scheduled", "Unknown", "NoPods", "the pods do not exist yet")
+    else:
+        scheduled = make("Scheduled", "True", "AllPodsScheduled", f"{len(live)} pod(s) scheduled")
+
+    if lifecycle is not None:
+        idle = make("Idle", *lifecycle.idle)
+    else:
+        before = previous.condition("Idle")
+        idle = (
+            make("Idle", before.status, before.reason, before.message)
+            if before
+            else make("Idle", "Unknown", "NotEvaluated", "idleness has not been evaluated yet")
+        )
+
+    if expires_at is None:
+        expiring = make("ExpiringSoon", "False", "NoExpiry", "the server has no expiry time")
+    elif now >= expires_at:
+        expiring = make(
+            "ExpiringSoon",
+            "True",
+            "Expired",
+            f"expired at {rfc3339(expires_at)}; it is deleted with its home volumes",
+        )
+    elif now >= expires_at - warning_lead:
+        minutes = max(1, int((expires_at - now).total_seconds() // 60))
+        expiring = make(
+            "ExpiringSoon",
+            "True",
+            "ExpiringSoon",
+            f"deleted with its home volumes at {rfc3339(expires_at)} (in {minutes} min); extend it "
+            f"with: devctl extend {devserver.name} --by 2h",
+        )
+    else:
+        expiring = make("ExpiringSoon", "False", "NotExpiring", f"expires at {rfc3339(expires_at)}")
+
+    return [ready, scheduled, idle, expiring, make("Degraded", *degraded)]

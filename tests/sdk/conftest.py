@@ -1,0 +1,107 @@
+"""Fixtures for the SDK tests: the generated CRDs and sample flavors installed once, a client per test,
+and DevServers with real pods behind them.
+
+There is no operator here, so a "running" DevServer is made the way the operator will make it: a
+StatefulSet named like the DevServer whose pod template carries ``devservers.io/name=<name>`` (the
+StatefulSet controller adds ``apps.kubernetes.io/pod-index``), plus a status written through the status
+subresource when a test needs a phase.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devservers_sdk.client import NAME_LABEL, DevServerClient
+from devservers_sdk.kube import DEVSERVERS, PODS, Kube, Resource
+from devservers_sdk.localcluster.pytest_plugin import wait_for
+from devservers_sdk.settings import load_kubeconfig
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBECTL = str(Path(sys.executable).with_name("kubectl"))
+STATEFULSETS = Resource("apps", "v1", "statefulsets", "StatefulSet")
+
+
+def kubectl(kubeconfig: str, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([KUBECTL, "--kubeconfig", kubeconfig, *args], input=input, capture_output=True,
+                          text=True, check=check, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def crds(kubeconfig: str) -> str:
+    """The generated CRDs and the sample flavors, applied with the real kubectl."""
+    kubectl(kubeconfig, "apply", "-f", str(ROOT / "crds"))
+    kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=30s",
+            "crd/devservers.devservers.io", "crd/devserverflavors.devservers.io")
+    kubectl(kubeconfig, "apply", "-f", str(ROOT / "examples" / "flavors"))
+    return kubeconfig
+
+
+@pytest.fixture
+def client(crds: str, namespace_kubeconfig: str) -> Iterator[DevServerClient]:
+    """A client whose kubeconfig context defaults to the test's namespace."""
+    with DevServerClient(kubeconfig=namespace_kubeconfig) as sdk:
+        yield sdk
+
+
+@pytest.fixture
+def run_kubectl(crds: str, namespace_kubeconfig: str) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The real kubectl, with the test's namespace as its default."""
+    return lambda *args, **kwargs: kubectl(namespace_kubeconfig, *args, **kwargs)
+
+
+@pytest.fixture
+def kube(crds: str, namespace_kubeconfig: str) -> Iterator[Kube]:
+    """The SDK's transport, for tests that play the operator (status writes, pods)."""
+    transport = Kube(load_kubeconfig(namespace_kubeconfig))
+    yield transport
+    transport.close()
+
+
+def _set_status(kube: Kube, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    return kube.patch(DEVSERVERS, name, {"status": status}, namespace=namespace, subresource="status")
+
+
+@pytest.fixture
+def set_status(kube: Kube, namespace: str) -> Callable[[str, dict[str, Any]], dict[str, Any]]:
+    """Write a DevServer status as the operator would (status subresource, merge patch)."""
+    return lambda name, status: _set_status(kube, namespace, name, status)
+
+
+def statefulset(name: str, *, replicas: int = 1, command: list[str] | None = None) -> dict[str, Any]:
+    labels = {NAME_LABEL: name}
+    container: dict[str, Any] = {"name": "main", "image": "local", "command": command or ["sleep", "3600"]}
+    return {
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": name, "labels": labels},
+        "spec": {"replicas": replicas, "serviceName": name, "podManagementPolicy": "Parallel",
+                 "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"terminationGracePeriodSeconds": 1, "containers": [container]}}},
+    }
+
+
+@pytest.fixture
+def running_devserver(client: DevServerClient, kube: Kube, namespace: str) -> Callable[..., str]:
+    """Create a DevServer with ``replicas`` running pods (ranks 0..n-1) and phase Running; returns its name."""
+
+    def make(name: str = "box", *, replicas: int = 1, command: list[str] | None = None,
+             running: bool = True) -> str:
+        client.create(name, flavor="cpu-small")
+        kube.create(STATEFULSETS, statefulset(name, replicas=replicas, command=command), namespace=namespace)
+
+        def pods_up() -> bool:
+            pods = kube.list(PODS, namespace=namespace, label_selector=f"{NAME_LABEL}={name}")["items"]
+            wanted = "Running" if running else None
+            return len(pods) == replicas and all(
+                wanted is None or (p.get("status") or {}).get("phase") == wanted for p in pods)
+
+        wait_for(pods_up, timeout=30, message=f"{replicas} running pod(s) of {name}")
+        _set_status(kube, namespace, name, {"phase": "Running", "readyReplicas": replicas, "replicas": replicas})
+        return name
+
+    return make
