@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .cluster import serve
+from .faults import FaultSettings
 
 
 def _capacity(values: list[str]) -> dict[str, str]:
@@ -39,20 +40,24 @@ def main(argv: list[str] | None = None) -> int:
                               help="where volumes and pod sandboxes live (default: a temporary directory)")
     serve_parser.add_argument("--node-capacity", action="append", default=[], metavar="RESOURCE=QUANTITY",
                               help="extra node capacity, e.g. nvidia.com/gpu=2 (repeatable)")
+    serve_parser.add_argument("--faults", default="", metavar="SETTINGS",
+                              help="make the API flaky, e.g. error=0.05,throttle=0.02,conflict=0.01,latency=0.01,"
+                                   "watch_cut=5,compact_every=10,seed=1 (see faults.py)")
     serve_parser.add_argument("-v", "--verbose", action="store_true", help="log requests and controller activity")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         capacity = _capacity(args.node_capacity)
-    except argparse.ArgumentTypeError as exc:
+        faults = FaultSettings.parse(args.faults) if args.faults else None
+    except (argparse.ArgumentTypeError, ValueError) as exc:
         parser.error(str(exc))
 
     def ready(url: str) -> None:
         print(f"local cluster serving at {url}; kubeconfig written to {args.kubeconfig}", flush=True)
 
     asyncio.run(serve(kubeconfig=args.kubeconfig, port=args.port, state_dir=args.state_dir,
-                      node_capacity=capacity or None, on_ready=ready))
+                      node_capacity=capacity or None, faults=faults, on_ready=ready))
     return 0
 
 

@@ -28,6 +28,7 @@ from aiohttp import web
 from . import tls
 from .api import ClusterAPI
 from .controllers import Controllers
+from .faults import FaultSettings
 from .server import ApiServer
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class ClusterRuntime:
         tokens = {self.token: {"username": ADMIN_USER, "groups": ["system:masters", "system:authenticated"]}}
         self.server = ApiServer(self.api, tokens=tokens, kubelet=self.kubelet)
         self._runner: web.AppRunner | None = None
+        self._compactor: asyncio.Task[None] | None = None
         self.url = ""
 
     def add_user(self, username: str, groups: list[str] | None = None) -> str:
@@ -88,8 +90,21 @@ class ClusterRuntime:
         self.server.tokens[token] = {"username": username, "groups": [*(groups or []), "system:authenticated"]}
         return token
 
+    async def _compact_history(self) -> None:
+        """Compact the watch history on the configured period, as etcd compaction would."""
+        last = asyncio.get_running_loop().time()
+        while True:
+            await asyncio.sleep(0.5)
+            period = self.server.faults.settings.compact_every
+            now = asyncio.get_running_loop().time()
+            if period and now - last >= period:
+                self.api.store.compact()
+                self.server.faults.injected["compaction"] += 1
+                last = now
+
     async def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._compactor = asyncio.create_task(self._compact_history(), name="localcluster-compactor")
         await self.controllers.start()
         if self.kubelet is not None:
             await self.kubelet.start()
@@ -107,6 +122,8 @@ class ClusterRuntime:
             self.kubelet.api_server_url = self.url
 
     async def stop(self) -> None:
+        if self._compactor is not None:
+            self._compactor.cancel()
         self.server.stop_watches()
         if self.kubelet is not None:
             await self.kubelet.stop()
@@ -203,6 +220,24 @@ class LocalCluster:
         runtime = self.runtime
         return self.call(lambda: runtime.add_user(username, groups))
 
+    def set_faults(self, settings: FaultSettings | str) -> None:
+        """Make the API server flaky (see ``faults.py``); ``FaultSettings()`` or ``""`` turns it off."""
+        assert self.runtime is not None
+        runtime = self.runtime
+        parsed = FaultSettings.parse(settings) if isinstance(settings, str) else settings
+        self.call(lambda: runtime.server.faults.configure(parsed))
+
+    def fault_counts(self) -> dict[str, int]:
+        assert self.runtime is not None
+        runtime = self.runtime
+        return self.call(lambda: dict(runtime.server.faults.injected))
+
+    def request_counts(self) -> dict[str, int]:
+        """Requests served so far, by verb and resource (and "total")."""
+        assert self.runtime is not None
+        runtime = self.runtime
+        return self.call(runtime.server.requests.snapshot)
+
     def kubeconfig_for(self, path: Path | str, *, namespace: str = "default", token: str | None = None) -> str:
         """Write another kubeconfig for this cluster (a namespace or identity of its own) and return its path."""
         assert self.runtime is not None
@@ -217,11 +252,14 @@ class LocalCluster:
 
 
 async def serve(*, kubeconfig: Path, port: int = 0, state_dir: Path | None = None,
-                node_capacity: dict[str, str] | None = None, on_ready: Callable[[str], None] | None = None) -> None:
+                node_capacity: dict[str, str] | None = None, faults: FaultSettings | None = None,
+                on_ready: Callable[[str], None] | None = None) -> None:
     """Run the cluster in the foreground until SIGINT or SIGTERM, then shut down cleanly."""
     temporary = state_dir is None
     state = state_dir or Path(tempfile.mkdtemp(prefix="localcluster-"))
     runtime = ClusterRuntime(state_dir=state, port=port, node_capacity=node_capacity)
+    if faults is not None:
+        runtime.server.faults.configure(faults)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

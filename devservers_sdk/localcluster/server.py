@@ -24,6 +24,7 @@ from aiohttp import web
 from . import discovery, errors, openapi, tables
 from .api import ClusterAPI, now_rfc3339
 from .errors import StatusError
+from .faults import FaultInjector
 from .resources import ResourceType
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ class ApiServer:
         self.tokens = tokens
         self.kubelet = kubelet
         self.requests = RequestCounter()
+        self.faults = FaultInjector()
         self.server_url = ""
         self._shutting_down = asyncio.Event()
         self._openapi_cache = openapi.OpenAPIV3Cache(api.registry)
@@ -187,6 +189,13 @@ class ApiServer:
         self.requests.add(verb, rt.plural + (f"/{subresource}" if subresource else ""))
         if rt.namespaced and namespace is None and name is not None:
             raise StatusError(404, "NotFound", "the server could not find the requested resource")
+        streaming = subresource in ("exec", "attach", "log")
+        if self.faults.active and not streaming:
+            if self.faults.settings.latency:
+                await asyncio.sleep(self.faults.settings.latency)
+            fault = self.faults.fault_for(verb, rt.qualified_plural(), name)
+            if fault is not None:
+                raise fault
         if subresource:
             return await self._subresource(request, rt, namespace, name or "", subresource)
         return await self._verb_handler(request, verb, rt, namespace, name)
@@ -400,6 +409,9 @@ class ApiServer:
             return response
         await response.prepare(request)
         deadline = time.monotonic() + timeout
+        lifetime = self.faults.watch_lifetime()
+        if lifetime is not None:
+            deadline = min(deadline, time.monotonic() + lifetime)
         as_version = rt.version != rt.storage_version
         try:
             for event_type, obj in initial:
