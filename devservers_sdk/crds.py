@@ -235,7 +235,8 @@ def devserver_crd() -> dict[str, Any]:
             _column("Ready", "integer", ".status.readyReplicas", "Pods that are ready."),
             _column("Replicas", "integer", ".status.replicas", "Pods that should be running.", priority=1),
             _column("Image", "string", ".spec.image", "Container image, if not the flavor's.", priority=1),
-            _column("Expires", "date", ".status.expiresAt", "When the DevServer will be deleted."),
+            # A string, not a date: kubectl renders a date column as an age, and a future time as <invalid>.
+            _column("Expires", "string", ".status.expiresAt", "When the DevServer will be deleted."),
             _column("Age", "date", ".metadata.creationTimestamp", "Time since creation."),
         ],
         status=True,

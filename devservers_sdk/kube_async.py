@@ -1,0 +1,537 @@
+"""The asyncio twin of ``kube.py``, for the operator: the same resources, errors and plain-dict manifests.
+
+Why a second module: the operator runs on kopf's event loop, and a blocking HTTP call there stalls every
+watch and every other DevServer (the peer project's flavor sweeper did exactly that). ``kubernetes.aio``
+brings the official configuration loading (kubeconfig, in-cluster service-account tokens that rotate,
+exec credential plugins such as ``aws eks get-token``) and an aiohttp session with the right TLS
+context; requests are then sent raw, as in ``kube.py``: bodies are JSON in and JSON out, never the
+generated models, which would cost more CPU than the whole reconcile.
+
+Rules this module keeps:
+
+* **One client per process.** ``AsyncKube.connect`` is called once (kopf's startup handler) and closed at
+  cleanup; it owns one aiohttp connection pool.
+* **Namespaced reads only** for pods and events: there is no helper that lists pods across namespaces.
+* **Complete objects** (``replace``, a PUT of the whole object): what the desired manifest omits is gone
+  afterwards (a GPU flavor changed to a CPU one loses its GPU limit). Not server-side apply: it removes
+  only fields this manager set itself, so a hand edit (``kubectl edit`` adding a toleration) would stay;
+  and not a strategic merge, which removes nothing (the peer project's bug).
+* **Every failure is a ``DevServerError``**: API statuses through ``errors.error_from_api``, the network
+  as ``ClusterUnreachableError``, the kubeconfig as ``ConfigurationError``; chained with ``raise ... from``.
+  Every request has a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import json
+import os
+import subprocess
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+import aiohttp
+
+from .errors import (
+    ClusterUnreachableError,
+    ConfigurationError,
+    DevServerError,
+    ExecError,
+    ServerError,
+    error_from_api,
+)
+from .kube import DEVSERVERS, EVENTS, FLAVORS, MERGE_PATCH, PODS, Resource
+
+if TYPE_CHECKING:
+    from kubernetes.aio.client import ApiClient
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "FIELD_MANAGER",
+    "PVCS",
+    "SERVICES",
+    "STATEFULSETS",
+    "AsyncKube",
+]
+
+DEFAULT_TIMEOUT = 30.0
+"""Seconds one request may take (connect is capped at 10 s)."""
+CONNECT_TIMEOUT = 10.0
+FIELD_MANAGER = "devservers-operator"
+
+STATEFULSETS = Resource("apps", "v1", "statefulsets", "StatefulSet")
+SERVICES = Resource("", "v1", "services", "Service")
+PVCS = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
+
+_EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+_STDOUT, _STDERR, _ERROR, _CLOSE = 1, 2, 3, 255
+_SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+def _status_fields(data: bytes) -> tuple[str, str, list[dict[str, Any]]]:
+    """(reason, message, causes) of a ``metav1.Status`` body; tolerates bodies that are not JSON."""
+    text = data.decode("utf-8", "replace")
+    try:
+        status = json.loads(text) if text else {}
+    except ValueError:
+        return "", text.strip(), []
+    if not isinstance(status, dict):
+        return "", str(status), []
+    causes = (status.get("details") or {}).get("causes") or []
+    return str(status.get("reason") or ""), str(status.get("message") or ""), list(causes)
+
+
+class AsyncKube:
+    """An asyncio connection to one cluster. Build it with ``await AsyncKube.connect()``.
+
+    Args:
+        api: a ``kubernetes.aio`` ``ApiClient`` whose configuration holds the server and credentials.
+        timeout: seconds per request.
+        context: the kubeconfig context (or ``in-cluster``), named in errors.
+    """
+
+    def __init__(
+        self, api: ApiClient, *, timeout: float = DEFAULT_TIMEOUT, context: str = "in-cluster"
+    ) -> None:
+        self.api = api
+        self.timeout = timeout
+        self.context = context
+
+    # -- lifetime ------------------------------------------------------------------------------------
+
+    @classmethod
+    async def connect(
+        cls, *, kubeconfig: str | None = None, context: str | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> AsyncKube:
+        """Load in-cluster credentials inside a pod (unless a kubeconfig is named), else the kubeconfig.
+
+        Precedence: ``kubeconfig`` argument > ``KUBECONFIG`` > in-cluster service account >
+        ``~/.kube/config``.
+
+        Raises:
+            ConfigurationError: neither works; the message says what was tried.
+        """
+        from kubernetes.aio.client import ApiClient, Configuration
+        from kubernetes.aio.config import ConfigException, load_incluster_config, load_kube_config
+
+        configuration = Configuration()
+        path = kubeconfig or os.environ.get("KUBECONFIG") or None
+        in_cluster = (
+            path is None
+            and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+            and os.path.exists(_SERVICE_ACCOUNT_TOKEN)
+        )
+        try:
+            if in_cluster:
+                load_incluster_config(client_configuration=configuration)  # refreshes the rotating token
+                name = "in-cluster"
+            else:
+                first = path.split(os.pathsep)[0] if path else None
+                loader = await load_kube_config(
+                    config_file=first,
+                    context=context,
+                    client_configuration=configuration,
+                    persist_config=False,
+                )
+                name = loader.current_context["name"]
+                user = getattr(loader, "_user", None)
+                if user is not None and "exec" in user:
+                    # Exec plugins (aws eks get-token) issue tokens that expire in minutes: refresh them.
+                    async def refresh(config: Any) -> None:
+                        await loader.load_from_exec_plugin()
+                        config.api_key["BearerToken"] = loader.token
+
+                    configuration.refresh_api_key_hook = refresh  # type: ignore[assignment]
+        except (ConfigException, OSError) as exc:
+            where = f"kubeconfig {path}" if path else "the in-cluster service account or ~/.kube/config"
+            raise ConfigurationError(
+                f"Cannot load cluster credentials from {where}: {exc}. Set KUBECONFIG, or run the operator "
+                "in a pod with a service account."
+            ) from exc
+        configuration.retries = None  # the reconciler retries with backoff; never replay a write here
+        return cls(ApiClient(configuration), timeout=timeout, context=name)
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    @property
+    def server(self) -> str:
+        return str(self.api.configuration.host)
+
+    # -- plumbing ------------------------------------------------------------------------------------
+
+    def _session(self) -> aiohttp.ClientSession:
+        rest = self.api.rest_client
+        if rest.pool_manager is None:
+            rest.pool_manager = rest._create_pool_manager()
+        session: aiohttp.ClientSession = rest.pool_manager
+        return session
+
+    async def _headers(self, method: str, path: str, *, content_type: str | None) -> dict[str, str]:
+        headers = {**self.api.default_headers, "Accept": "application/json", "User-Agent": FIELD_MANAGER}
+        if content_type:
+            headers["Content-Type"] = content_type
+        try:
+            await self.api.update_params_for_auth(headers, [], ["BearerToken"], path, method, None)
+        except Exception as exc:  # a credential plugin failed: nothing this process can fix
+            raise ConfigurationError(
+                f"Cannot get credentials for context '{self.context}': {exc}. Check the kubeconfig or the "
+                "operator's service account."
+            ) from exc
+        return headers
+
+    def _url(self, path: str, query: Sequence[tuple[str, Any]] | None) -> str:
+        url = self.server.rstrip("/") + path
+        pairs = [(key, _query_value(value)) for key, value in query or () if value is not None]
+        return f"{url}?{urlencode(pairs)}" if pairs else url
+
+    def unreachable(self, exc: BaseException) -> ClusterUnreachableError:
+        why = "the request timed out" if isinstance(exc, TimeoutError) else (str(exc) or type(exc).__name__)
+        return ClusterUnreachableError(
+            f"Cannot reach the cluster of context '{self.context}' at {self.server}: {why}. "
+            "Check that the API server is up and reachable from the operator.",
+            context=self.context,
+            server=self.server,
+        )
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Sequence[tuple[str, Any]] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+        kind: str,
+        name: str | None = None,
+        namespace: str | None = None,
+    ) -> Any:
+        """One JSON request; returns the decoded body (``None`` when empty).
+
+        Raises:
+            DevServerError: the mapped API status, or ``ClusterUnreachableError`` for the network.
+        """
+        if body is not None and content_type is None:
+            content_type = "application/json"
+        headers = await self._headers(method, path, content_type=content_type)
+        total = timeout or self.timeout
+        client_timeout = aiohttp.ClientTimeout(total=total, connect=min(CONNECT_TIMEOUT, total))
+        try:
+            response = await self.api.rest_client.request(
+                method, self._url(path, query), headers=headers, body=body, _request_timeout=client_timeout
+            )
+            data = await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise self.unreachable(exc) from exc
+        if not 200 <= response.status <= 299:
+            reason, message, causes = _status_fields(data)
+            raise error_from_api(
+                response.status,
+                reason,
+                message,
+                kind=kind,
+                name=name or "",
+                namespace=namespace or "",
+                causes=causes,
+                context=self.context,
+            )
+        if not data:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise ServerError(
+                f"The cluster answered {method} {path} with something that is not JSON: {data[:200]!r}"
+            ) from exc
+
+    # -- generic verbs -------------------------------------------------------------------------------
+
+    async def get(self, resource: Resource, name: str, *, namespace: str | None = None) -> dict[str, Any]:
+        """GET one object."""
+        result: dict[str, Any] = await self.request(
+            "GET", resource.path(namespace, name), kind=resource.kind, name=name, namespace=namespace
+        )
+        return result
+
+    async def list(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int = 500,
+    ) -> builtins.list[dict[str, Any]]:
+        """LIST objects, page by page; returns the items. Pods and events require a namespace."""
+        if namespace is None and resource.kind in (PODS.kind, EVENTS.kind):
+            raise ValueError(f"listing {resource.plural} across all namespaces is not allowed here; name one")
+        items: builtins.list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            query = [
+                ("labelSelector", label_selector),
+                ("fieldSelector", field_selector),
+                ("limit", limit),
+                ("continue", token),
+            ]
+            page = await self.request(
+                "GET", resource.path(namespace), query=query, kind=resource.kind, namespace=namespace
+            )
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue") or None
+            if not token:
+                return items
+
+    async def patch(
+        self,
+        resource: Resource,
+        name: str,
+        patch: Any,
+        *,
+        namespace: str | None = None,
+        subresource: str | None = None,
+        content_type: str = MERGE_PATCH,
+    ) -> dict[str, Any]:
+        """PATCH (JSON merge patch unless told otherwise); returns the object as stored."""
+        result: dict[str, Any] = await self.request(
+            "PATCH",
+            resource.path(namespace, name, subresource),
+            body=patch,
+            content_type=content_type,
+            kind=resource.kind,
+            name=name,
+            namespace=namespace,
+        )
+        return result
+
+    async def create(self, resource: Resource, manifest: dict[str, Any]) -> dict[str, Any]:
+        """POST a new object (field validation Strict); returns it as stored."""
+        metadata = manifest.get("metadata") or {}
+        namespace = metadata.get("namespace")
+        result: dict[str, Any] = await self.request(
+            "POST",
+            resource.path(namespace),
+            body=manifest,
+            query=[("fieldManager", FIELD_MANAGER), ("fieldValidation", "Strict")],
+            kind=resource.kind,
+            name=metadata.get("name"),
+            namespace=namespace,
+        )
+        return result
+
+    async def replace(self, resource: Resource, manifest: dict[str, Any]) -> dict[str, Any]:
+        """PUT the complete object; returns it as stored.
+
+        Without ``metadata.resourceVersion`` the update is unconditional (StatefulSets and Services allow
+        it): the operator owns the whole spec, so there is nothing to merge and no conflict to retry. Every
+        field absent from ``manifest`` is absent afterwards, whoever set it: a GPU flavor changed to a CPU
+        one loses its GPU limit, node selector and tolerations, and a hand edit of the spec is undone.
+        """
+        metadata = manifest.get("metadata") or {}
+        name, namespace = metadata["name"], metadata.get("namespace")
+        result: dict[str, Any] = await self.request(
+            "PUT",
+            resource.path(namespace, name),
+            body=manifest,
+            query=[("fieldManager", FIELD_MANAGER), ("fieldValidation", "Strict")],
+            kind=resource.kind,
+            name=name,
+            namespace=namespace,
+        )
+        return result
+
+    async def delete(
+        self,
+        resource: Resource,
+        name: str,
+        *,
+        namespace: str | None = None,
+        propagation: str = "Background",
+        missing_ok: bool = True,
+    ) -> dict[str, Any] | None:
+        """DELETE an object; a missing one is fine unless ``missing_ok`` is false."""
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
+        try:
+            result: dict[str, Any] | None = await self.request(
+                "DELETE",
+                resource.path(namespace, name),
+                body=body,
+                kind=resource.kind,
+                name=name,
+                namespace=namespace,
+            )
+        except DevServerError as exc:
+            if exc.status == 404 and missing_ok:
+                return None
+            raise
+        return result
+
+    # -- the operator's vocabulary -------------------------------------------------------------------
+
+    async def get_devserver(self, namespace: str, name: str) -> dict[str, Any]:
+        return await self.get(DEVSERVERS, name, namespace=namespace)
+
+    async def list_devservers(
+        self, namespace: str | None, *, label_selector: str | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        return await self.list(DEVSERVERS, namespace=namespace, label_selector=label_selector)
+
+    async def patch_devserver(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch the DevServer itself (metadata or spec)."""
+        return await self.patch(DEVSERVERS, name, patch, namespace=namespace)
+
+    async def patch_devserver_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge-patch ``status`` through the status subresource (``None`` values remove fields)."""
+        return await self.patch(
+            DEVSERVERS, name, {"status": status}, namespace=namespace, subresource="status"
+        )
+
+    async def delete_devserver(self, namespace: str, name: str) -> None:
+        await self.delete(DEVSERVERS, name, namespace=namespace)
+
+    async def get_flavor(self, name: str) -> dict[str, Any]:
+        return await self.get(FLAVORS, name)
+
+    async def list_flavors(self) -> builtins.list[dict[str, Any]]:
+        return await self.list(FLAVORS, namespace=None)
+
+    async def get_statefulset(self, namespace: str, name: str) -> dict[str, Any]:
+        return await self.get(STATEFULSETS, name, namespace=namespace)
+
+    async def create_statefulset(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        return await self.create(STATEFULSETS, manifest)
+
+    async def replace_statefulset(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        return await self.replace(STATEFULSETS, manifest)
+
+    async def delete_statefulset(self, namespace: str, name: str, *, propagation: str = "Background") -> None:
+        await self.delete(STATEFULSETS, name, namespace=namespace, propagation=propagation)
+
+    async def get_service(self, namespace: str, name: str) -> dict[str, Any]:
+        return await self.get(SERVICES, name, namespace=namespace)
+
+    async def create_service(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        return await self.create(SERVICES, manifest)
+
+    async def replace_service(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        return await self.replace(SERVICES, manifest)
+
+    async def list_pods(self, namespace: str, *, label_selector: str) -> builtins.list[dict[str, Any]]:
+        """Pods of one namespace matching a label selector (never across namespaces)."""
+        return await self.list(PODS, namespace=namespace, label_selector=label_selector)
+
+    async def delete_pod(self, namespace: str, name: str) -> None:
+        await self.delete(PODS, name, namespace=namespace)
+
+    async def get_pvc(self, namespace: str, name: str) -> dict[str, Any]:
+        return await self.get(PVCS, name, namespace=namespace)
+
+    async def create_event(self, namespace: str, event: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "POST", EVENTS.path(namespace), body=event, kind=EVENTS.kind, namespace=namespace
+        )
+        return result
+
+    async def list_events(
+        self, namespace: str, *, field_selector: str | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        return await self.list(EVENTS, namespace=namespace, field_selector=field_selector)
+
+    # -- exec ----------------------------------------------------------------------------------------
+
+    async def exec(
+        self,
+        namespace: str,
+        pod: str,
+        command: Sequence[str],
+        *,
+        container: str | None = None,
+        timeout: float = 30.0,
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run a short command in a pod and collect its output (no stdin, no terminal).
+
+        Returns:
+            A ``CompletedProcess`` with ``returncode``, ``stdout`` and ``stderr`` (bytes).
+
+        Raises:
+            ExecError: the command could not be run (not found in the image, container not running) or
+                gave no exit status before ``timeout``.
+            DevServerError: the API refused the exec (e.g. 404 for a pod that is gone).
+        """
+        path = PODS.path(namespace, pod, "exec")
+        query: builtins.list[tuple[str, Any]] = [("command", part) for part in command]
+        query += [
+            ("stdout", True),
+            ("stderr", True),
+            ("stdin", False),
+            ("tty", False),
+            ("container", container),
+        ]
+        url = self._url(path, query).replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+        headers = await self._headers("GET", path, content_type=None)
+        stdout, stderr = bytearray(), bytearray()
+        status: dict[str, Any] | None = None
+        what = f"exec in pod '{pod}' of namespace '{namespace}'"
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._session().ws_connect(
+                    url, headers=headers, protocols=_EXEC_PROTOCOLS, autoping=True, max_msg_size=0
+                ) as ws:
+                    async for message in ws:
+                        if message.type not in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                            break
+                        data = message.data if isinstance(message.data, bytes) else message.data.encode()
+                        if not data:
+                            continue
+                        channel, payload = data[0], data[1:]
+                        if channel == _STDOUT:
+                            stdout += payload
+                        elif channel == _STDERR:
+                            stderr += payload
+                        elif channel == _ERROR and payload:
+                            try:
+                                status = json.loads(payload)
+                            except ValueError:
+                                status = {"status": "Failure", "message": payload.decode("utf-8", "replace")}
+        except aiohttp.WSServerHandshakeError as exc:
+            raise error_from_api(
+                exc.status, "", exc.message, kind="Pod", name=pod, namespace=namespace, context=self.context
+            ) from exc
+        except TimeoutError as exc:
+            raise ExecError(
+                f"The {what} gave no answer within {timeout:g}s.", name=pod, namespace=namespace
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise self.unreachable(exc) from exc
+        returncode = _exit_code(status)
+        if returncode is None:
+            why = (status or {}).get("message") or "the connection closed without an exit status"
+            raise ExecError(
+                f"The {what} could not run {builtins.list(command)!r}: {why}.", name=pod, namespace=namespace
+            )
+        return subprocess.CompletedProcess(builtins.list(command), returncode, bytes(stdout), bytes(stderr))
+
+
+def _exit_code(status: dict[str, Any] | None) -> int | None:
+    if status is None:
+        return None
+    if status.get("status") == "Success":
+        return 0
+    for cause in (status.get("details") or {}).get("causes") or []:
+        if cause.get("reason") == "ExitCode":
+            try:
+                return int(cause.get("message"))
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

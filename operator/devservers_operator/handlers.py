@@ -1,0 +1,222 @@
+"""kopf's part: settings, the watched objects as in-memory indices, and events turned into reconcile triggers.
+
+Thin by rule: every handler here only records or triggers; ``reconcile.py`` does the work on its own
+queue (``workqueue.py`` says why not kopf's change handlers, timers or daemons).
+
+Watched, each through one kopf watch stream:
+
+* DevServers (the watched namespaces, or the cluster) and DevServerFlavors (cluster-scoped);
+* StatefulSets, Services, pods and home claims labelled ``app.kubernetes.io/managed-by=devservers-operator``, with the
+  label selector sent to the API server, so the operator never receives other pods (no cluster-wide pod
+  LIST or WATCH of everything).
+
+The indices are the caches the reconcile reads instead of GETting. kopf holds every handler back until
+all indices are filled from the initial listings, so after a restart the first reconcile of a DevServer
+already sees its StatefulSet and pods: nothing is recreated twice and no status flaps to Pending.
+
+No kopf finalizer, no kopf annotations or status: the operator writes ``status`` itself through the API,
+and deleting a DevServer is never blocked by an operator that is down (ownerReferences do the cleanup).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from devservers_sdk.kube_async import AsyncKube
+from devservers_sdk.manifests import MANAGED_BY, NAME_LABEL
+from devservers_sdk.models import API_GROUP, API_VERSION, DEVSERVER_PLURAL, FLAVOR_PLURAL
+
+from .reconcile import Key, Reconciler
+from .settings import OperatorSettings
+
+__all__ = ["IndexCache", "QuietEventHandlers"]
+
+log = logging.getLogger(__name__)
+
+MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+_OWNED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+
+
+class IndexCache:
+    """The reconcile's ``Cache``, read from kopf's live indices (see the module docstring)."""
+
+    def __init__(self, indices: dict[str, Any]) -> None:
+        self._devservers: kopf.Index[Key, dict[str, Any]] = indices["devserver_index"]
+        self._flavors: kopf.Index[str, dict[str, Any]] = indices["flavor_index"]
+        self._users: kopf.Index[str, Key] = indices["flavor_user_index"]
+        self._statefulsets: kopf.Index[Key, dict[str, Any]] = indices["statefulset_index"]
+        self._services: kopf.Index[Key, dict[str, Any]] = indices["service_index"]
+        self._pods: kopf.Index[Key, dict[str, Any]] = indices["pod_index"]
+        self._claims: kopf.Index[Key, dict[str, Any]] = indices["claim_index"]
+
+    @staticmethod
+    def _one(index: kopf.Index[Any, dict[str, Any]], key: Any) -> dict[str, Any] | None:
+        store = index.get(key)
+        return next(iter(store), None) if store else None
+
+    def devserver(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._one(self._devservers, (namespace, name))
+
+    def flavor(self, name: str) -> dict[str, Any] | None:
+        return self._one(self._flavors, name)
+
+    def flavor_names(self) -> list[str]:
+        return sorted(self._flavors)
+
+    def statefulset(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._one(self._statefulsets, (namespace, name))
+
+    def service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._one(self._services, (namespace, name))
+
+    def pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        store = self._pods.get((namespace, name))
+        return list(store) if store else []
+
+    def claims(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        store = self._claims.get((namespace, name))
+        return list(store) if store else []
+
+    def flavor_users(self, flavor: str) -> list[Key]:
+        store = self._users.get(flavor)
+        return sorted(set(store)) if store else []
+
+
+class QuietEventHandlers(logging.Filter):
+    """Drops kopf's "Handler 'pod_event' succeeded." lines: one per watch event, thousands a minute at scale.
+
+    Failures, and every line of the operator's own loggers, still show.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO:
+            return True
+        message = record.getMessage()
+        return not (message.startswith("Handler '") and message.endswith("' succeeded."))
+
+
+def _reconciler(memo: Any) -> Reconciler:
+    reconciler: Reconciler = memo["reconciler"]
+    return reconciler
+
+
+# -- lifetime --------------------------------------------------------------------------------------------
+
+
+@kopf.on.startup()
+async def startup(
+    settings: kopf.OperatorSettings,
+    memo: kopf.Memo,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    **kwargs: Any,
+) -> None:
+    """Configure kopf, connect the one API client of the process and start the reconciler."""
+    operator_settings: OperatorSettings = memo.get("settings") or OperatorSettings.from_env()
+    settings.posting.level = logging.INFO
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="devservers.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="devservers.io")
+    settings.batching.worker_limit = None  # never 1: one worker per object, all objects in parallel
+    for plural in ("pods", "statefulsets", "services", "persistentvolumeclaims"):
+        settings.watching.label_selectors[plural] = MANAGED_SELECTOR
+    objects_logger = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, QuietEventHandlers) for f in objects_logger.filters):
+        objects_logger.addFilter(QuietEventHandlers())
+    kube = await AsyncKube.connect()
+    reconciler = Reconciler(kube, IndexCache(kwargs), operator_settings)
+    memo["kube"] = kube
+    memo["reconciler"] = reconciler
+    where = ", ".join(operator_settings.namespaces) or "all namespaces"
+    logger.info(f"devservers operator watching {where} on {kube.server} (context {kube.context})")
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    reconciler: Reconciler | None = memo.get("reconciler")
+    if reconciler is not None:
+        await reconciler.stop()
+    kube: AsyncKube | None = memo.get("kube")
+    if kube is not None:
+        await kube.close()
+
+
+# -- indices (the caches) ----------------------------------------------------------------------------
+
+
+def _key(body: kopf.Body, name: str | None = None) -> Key:
+    return (str(body.metadata.namespace), str(name or body.metadata.name))
+
+
+@kopf.index(API_GROUP, API_VERSION, DEVSERVER_PLURAL)
+async def devserver_index(body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
+    return {_key(body): dict(body)}
+
+
+@kopf.index(API_GROUP, API_VERSION, DEVSERVER_PLURAL)
+async def flavor_user_index(body: kopf.Body, spec: kopf.Spec, **_: Any) -> dict[str, Key]:
+    return {str(spec.get("flavor")): _key(body)}
+
+
+@kopf.index(API_GROUP, API_VERSION, FLAVOR_PLURAL)
+async def flavor_index(body: kopf.Body, name: str, **_: Any) -> dict[str, dict[str, Any]]:
+    return {name: dict(body)}
+
+
+def _owner_key(body: kopf.Body, labels: kopf.Labels) -> dict[Key, dict[str, Any]]:
+    owner = labels.get(NAME_LABEL)
+    return {_key(body, owner): dict(body)} if owner else {}
+
+
+@kopf.index("apps", "v1", "statefulsets", labels=_OWNED)
+async def statefulset_index(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[Key, dict[str, Any]]:
+    return _owner_key(body, labels)
+
+
+@kopf.index("", "v1", "services", labels=_OWNED)
+async def service_index(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[Key, dict[str, Any]]:
+    return _owner_key(body, labels)
+
+
+@kopf.index("", "v1", "pods", labels=_OWNED)
+async def pod_index(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[Key, dict[str, Any]]:
+    return _owner_key(body, labels)
+
+
+@kopf.index("", "v1", "persistentvolumeclaims", labels=_OWNED)
+async def claim_index(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[Key, dict[str, Any]]:
+    return _owner_key(body, labels)
+
+
+# -- events → triggers -----------------------------------------------------------------------------------
+
+
+@kopf.on.event(API_GROUP, API_VERSION, DEVSERVER_PLURAL)
+async def devserver_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _reconciler(memo).devserver_changed(type, body)
+
+
+@kopf.on.event(API_GROUP, API_VERSION, FLAVOR_PLURAL)
+async def flavor_event(name: str, memo: kopf.Memo, **_: Any) -> None:
+    _reconciler(memo).flavor_changed(name)
+
+
+@kopf.on.event("apps", "v1", "statefulsets", labels=_OWNED)
+async def statefulset_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _reconciler(memo).owned_changed("StatefulSet", type, body)
+
+
+@kopf.on.event("", "v1", "services", labels=_OWNED)
+async def service_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _reconciler(memo).owned_changed("Service", type, body)
+
+
+@kopf.on.event("", "v1", "pods", labels=_OWNED)
+async def pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _reconciler(memo).owned_changed("Pod", type, body)
+
+
+@kopf.on.event("", "v1", "persistentvolumeclaims", labels=_OWNED)
+async def claim_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _reconciler(memo).owned_changed("PersistentVolumeClaim", type, body)

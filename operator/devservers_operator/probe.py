@@ -1,0 +1,112 @@
+"""The in-pod idle probe: a tiny POSIX shell script run through ``pods/exec``, and its parser.
+
+``lifecycle.plan`` asks for a probe (``Decision.probe_wanted``) only once a server's annotation-based
+idle deadline has passed, so most servers are never probed and a busy one at most once per idle timeout.
+The probe is the only witness of work started with ``nohup``, a notebook kernel or a training job, so it
+looks at the processes of the container itself:
+
+* **Which processes**: those in the probe's own mount namespace (``[ /proc/<pid>/ns/mnt -ef
+  /proc/$$/ns/mnt ]``), i.e. the container's processes even where ``/proc`` shows the whole host (a
+  container without its own PID namespace, or the local cluster's kubelet). The probe shell itself is
+  left out.
+* **Interactive sessions**: processes whose stdin is a terminal (``/dev/pts/*``: ``kubectl exec -it``,
+  ssh, tmux panes) plus Jupyter kernels (``ipykernel`` in the command line).
+* **CPU**: ``utime + stime`` of every such process (``/proc/<pid>/stat`` fields 14 and 15), sampled
+  twice ``window`` seconds apart; a process that started in between counts whole. Divided by the window
+  it is the cores in use, compared with ``lifecycle.CPU_ACTIVE_CORES``.
+* **GPU**: the busiest GPU's utilisation from ``nvidia-smi`` when the image has it.
+
+Only shell built-ins run during the CPU window, so the probe does not measure itself. A probe that fails
+(no ``/bin/sh``, exec refused, timeout, unreadable output) becomes a ``ProbeReport`` with ``error``: it
+proves nothing, and ``plan`` never stops a server on it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from devservers_sdk.lifecycle import ProbeReport
+
+__all__ = ["PROBE_SCRIPT", "parse_probe", "probe_command"]
+
+PROBE_SCRIPT = r"""
+window=${1:-1}
+self=/proc/$$/ns/mnt
+pids=""
+for d in /proc/[0-9]*; do
+  p=${d#/proc/}
+  [ "$p" = "$$" ] && continue
+  [ "$d/ns/mnt" -ef "$self" ] || continue
+  { read -r line < "$d/stat"; } 2>/dev/null || continue
+  set -- ${line##*") "}
+  v=$(( ${12} + ${13} ))
+  eval "t_$p=$v"
+  pids="$pids $p"
+done
+sleep "$window"
+ticks=0
+for d in /proc/[0-9]*; do
+  p=${d#/proc/}
+  [ "$p" = "$$" ] && continue
+  [ "$d/ns/mnt" -ef "$self" ] || continue
+  { read -r line < "$d/stat"; } 2>/dev/null || continue
+  set -- ${line##*") "}
+  v=$(( ${12} + ${13} ))
+  eval "before=\${t_$p:-0}"
+  [ "$v" -lt "$before" ] && before=0
+  ticks=$(( ticks + v - before ))
+done
+sessions=0
+kernels=0
+for p in $pids; do
+  d=/proc/$p
+  [ -d "$d" ] || continue
+  case $(readlink "$d/fd/0" 2>/dev/null) in /dev/pts/*) sessions=$(( sessions + 1 ));; esac
+  case $(tr '\0' ' ' < "$d/cmdline" 2>/dev/null) in *ipykernel*) kernels=$(( kernels + 1 ));; esac
+done
+echo "sessions=$sessions"
+echo "kernels=$kernels"
+echo "cpu_ticks=$ticks"
+echo "clk_tck=$(getconf CLK_TCK 2>/dev/null || echo 100)"
+echo "window=$window"
+if command -v nvidia-smi >/dev/null 2>&1; then
+  echo "gpu=$(nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits 2>/dev/null | tr '\n' ' ')"
+fi
+"""
+
+
+def probe_command(window: float) -> list[str]:
+    """The argv to exec: ``/bin/sh -c <script> devservers-probe <window>``."""
+    return ["/bin/sh", "-c", PROBE_SCRIPT, "devservers-probe", f"{window:g}"]
+
+
+def parse_probe(stdout: str, *, observed_at: datetime, returncode: int = 0, stderr: str = "") -> ProbeReport:
+    """The script's ``key=value`` lines as a ``ProbeReport``; anything unexpected is a failed report."""
+    if returncode != 0:
+        detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
+        return ProbeReport(
+            observed_at=observed_at, error=f"the probe exited with code {returncode}: {detail}"
+        )
+    values: dict[str, str] = {}
+    for line in stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip()
+    try:
+        sessions = int(values["sessions"]) + int(values.get("kernels") or 0)
+        ticks = int(values["cpu_ticks"])
+        clock = int(values.get("clk_tck") or 100) or 100
+        window = float(values["window"])
+        gpus = [float(part) for part in (values.get("gpu") or "").replace(",", " ").split() if part]
+    except (KeyError, ValueError) as exc:
+        return ProbeReport(
+            observed_at=observed_at,
+            error=f"unreadable probe output ({type(exc).__name__}: {exc}): {stdout[:200]!r}",
+        )
+    return ProbeReport(
+        observed_at=observed_at,
+        interactive_sessions=sessions,
+        cpu_seconds=max(ticks, 0) / clock,
+        window_seconds=window,
+        gpu_utilization=max(gpus) if gpus else None,
+    )

@@ -1,0 +1,731 @@
+"""One reconcile of one DevServer: read the caches, build the desired objects, apply, act, write the status.
+
+Level-triggered: the same function runs for a create, an update, an operator restart (kopf's initial
+listing), a change of an owned StatefulSet, Service or pod, a flavor change and a lifecycle deadline, and
+it always starts from what *is* (the caches kopf fills from its watches), never from what changed.
+
+What it costs the API server, per reconcile (the caches make reads free):
+
+* 0 requests when nothing changed: the StatefulSet and Service carry the hash of the manifest last
+  applied (``devservers.io/applied-hash``), and the status is written only when it differs;
+* 1 create (missing: first time, or healing) or 1 whole-object replace (PUT) per owned object whose desired
+  manifest changed;
+* 1 ``/status`` merge patch when the status changed;
+* 1 GET only for what no watch covers: the shared claim (when named), a flavor missing from the cache;
+* Events only on transitions (Degraded, Unschedulable, ExpiringSoon, the lifecycle's own actions).
+
+What it must never do: delete a home volume other than by deleting the DevServer, stop a server on a
+failed probe, or retry a missing flavor in a loop (the flavor watch brings it back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from devservers_sdk.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    DevServerError,
+    NotFoundError,
+    flavor_not_found,
+)
+from devservers_sdk.kube_async import PVCS, AsyncKube
+from devservers_sdk.lifecycle import (
+    DESIRED_STATE_ANNOTATION,
+    Decision,
+    ProbeReport,
+    desired_stopped,
+    idle_timeout,
+    plan,
+)
+from devservers_sdk.manifests import build_objects, immutable_changes, owner_reference, rank_count
+from devservers_sdk.models import (
+    API_GROUP,
+    API_VERSION,
+    DEVSERVER_KIND,
+    DevServer,
+    DevServerFlavor,
+    DevServerStatus,
+)
+from devservers_sdk.status import derive_status, latest_pod_start, pod_rank, pods_to_replace
+
+from .probe import parse_probe, probe_command
+from .settings import OperatorSettings
+from .workqueue import WorkQueue
+
+__all__ = ["APPLIED_HASH_ANNOTATION", "Cache", "Key", "Reconciler"]
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+"""(namespace, DevServer name)."""
+
+APPLIED_HASH_ANNOTATION = "devservers.io/applied-hash"
+"""On the StatefulSet and the Service: the hash of the manifest the operator last applied."""
+COMPONENT = "devservers-operator"
+CLAIM_RETRY_FIRST = 2.0
+CLAIM_RETRY_MAX = 60.0
+PROBE_CONCURRENCY = 16
+ORPHAN_GRACE = 3.0
+"""Seconds a pod may stay without an owner next to its StatefulSet before the operator replaces it."""
+
+
+class Cache(Protocol):
+    """What the reconcile reads without a request: kopf's indices of the watched objects."""
+
+    def devserver(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def flavor(self, name: str) -> dict[str, Any] | None: ...
+    def flavor_names(self) -> list[str]: ...
+    def statefulset(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def service(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def pods(self, namespace: str, name: str) -> list[dict[str, Any]]: ...
+    def claims(self, namespace: str, name: str) -> list[dict[str, Any]]: ...
+    def flavor_users(self, flavor: str) -> list[Key]: ...
+
+
+def manifest_hash(manifest: Mapping[str, Any]) -> str:
+    """A short stable hash of a manifest (key order does not matter)."""
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[
+        :20
+    ]
+
+
+def _meta(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return (obj or {}).get("metadata") or {}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+@dataclass
+class _Written:
+    """An owned object as this operator last wrote it, and the hash of the manifest it came from."""
+
+    digest: str
+    body: dict[str, Any]
+
+
+@dataclass
+class _Memory:
+    """What the operator remembers of one DevServer between reconciles (lost on restart, by design)."""
+
+    probe: ProbeReport | None = None
+    claim_failures: int = 0
+    own_status_version: str | None = None
+    warned_unschedulable: bool = False
+    written: dict[str, _Written] = field(default_factory=dict)
+    claims_owned: set[str] = field(default_factory=set)
+    last_written: dict[str, Any] | None = None
+
+
+class Reconciler:
+    """Reconciles DevServers; ``trigger``/``forget`` are called from kopf's event handlers.
+
+    Args:
+        kube: the API client.
+        cache: the watched objects.
+        settings: the operator's settings.
+        clock: the current time (tests can move it).
+    """
+
+    def __init__(
+        self,
+        kube: AsyncKube,
+        cache: Cache,
+        settings: OperatorSettings,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.kube = kube
+        self.cache = cache
+        self.settings = settings
+        self.clock = clock
+        self.queue: WorkQueue[Key] = WorkQueue(
+            self.reconcile, concurrency=settings.max_concurrent_reconciles, debounce=settings.debounce
+        )
+        self._memory: dict[Key, _Memory] = {}
+        self._probe_slots = asyncio.Semaphore(PROBE_CONCURRENCY)
+        self._instance = socket.gethostname()
+
+    # -- events in -----------------------------------------------------------------------------------
+
+    def devserver_changed(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A DevServer event: reconcile it, unless the event is the echo of our own status write."""
+        meta = _meta(body)
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        if event_type == "DELETED":
+            self.forget(key)
+            return
+        memory = self._memory.get(key)
+        if (
+            memory is not None
+            and memory.own_status_version
+            and meta.get("resourceVersion") == memory.own_status_version
+        ):
+            return
+        self.queue.trigger(key)
+
+    def owned_changed(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """An owned StatefulSet, Service, pod or claim changed or was deleted: reconcile its DevServer."""
+        meta = _meta(body)
+        name = (meta.get("labels") or {}).get("devservers.io/name")
+        if not name or not meta.get("namespace"):
+            return
+        key = (str(meta["namespace"]), str(name))
+        memory = self._memory.get(key)
+        if event_type == "DELETED" and memory is not None:
+            written = memory.written.get(kind)
+            if written is not None and _meta(written.body).get("uid") == meta.get("uid"):
+                del memory.written[kind]  # gone: the next reconcile creates it again
+            memory.claims_owned.discard(str(meta.get("uid")))
+        self.queue.trigger(key)
+
+    def flavor_changed(self, name: str) -> None:
+        """A flavor appeared, changed or went away: reconcile every DevServer that names it."""
+        for key in self.cache.flavor_users(name):
+            self.queue.trigger(key)
+
+    def forget(self, key: Key) -> None:
+        self.queue.forget(key)
+        self._memory.pop(key, None)
+
+    async def stop(self) -> None:
+        await self.queue.stop()
+
+    # -- the reconcile -------------------------------------------------------------------------------
+
+    async def reconcile(self, key: Key) -> float | None:
+        """Bring one DevServer's objects, status and lifecycle up to date; returns seconds until next look."""
+        namespace, name = key
+        body = self.cache.devserver(namespace, name)
+        if body is None:
+            self.forget(key)
+            return None
+        memory = self._memory.setdefault(key, _Memory())
+        if memory.last_written is not None and _newer(memory.last_written, body):
+            body = memory.last_written  # read our own writes: the cache lags them by a watch event
+        try:
+            devserver = DevServer.from_manifest(_resource_fields(body))
+        except ValidationError as exc:
+            await self._invalid(body, exc)
+            return None
+        now = self.clock()
+        flavor, flavor_problem = await self._flavor(devserver)
+        missing: dict[str, str] = {}
+        if flavor_problem is not None:
+            missing["flavor"] = flavor_problem
+        retry: list[float] = []
+        claim_problem = await self._shared_claim(devserver)
+        if claim_problem is not None:
+            missing["sharedVolumeClaim"] = claim_problem
+            retry.append(min(CLAIM_RETRY_MAX, CLAIM_RETRY_FIRST * 2**memory.claim_failures))
+            memory.claim_failures += 1
+        else:
+            memory.claim_failures = 0
+
+        pods = self.cache.pods(namespace, name)
+        statefulset = self.cache.statefulset(namespace, name)
+        decision = self._plan(devserver, flavor, pods, now, probe=memory.probe)
+        if decision.probe_wanted and flavor is not None and self._probe_due(memory, now):
+            memory.probe = await self._probe(devserver, pods)
+            decision = self._plan(devserver, flavor, pods, now, probe=memory.probe)
+
+        if devserver.metadata.deletion_timestamp is None:
+            if decision.action == "expire":
+                await self._event(devserver, "Normal", "Expired", decision.message)
+                await self.kube.delete_devserver(namespace, name)
+                self.forget(key)
+                return None
+            if decision.warning is not None:
+                await self._event(devserver, "Warning", "ExpiringSoon", decision.warning)
+            if decision.action == "stop_idle" and flavor is not None:
+                body = await self.kube.patch_devserver(
+                    namespace, name, {"metadata": {"annotations": {DESIRED_STATE_ANNOTATION: "Stopped"}}}
+                )
+                memory.last_written = body
+                devserver = DevServer.from_manifest(_resource_fields(body))
+                await self._event(devserver, "Normal", "IdleStop", decision.message)
+
+            if flavor is not None:
+                statefulset, again = await self._apply_objects(
+                    devserver, flavor, statefulset, pods, memory, now
+                )
+                if again is not None:
+                    retry.append(again)
+
+        status = derive_status(
+            devserver,
+            statefulset=statefulset,
+            pods=pods,
+            now=now,
+            expires_at=decision.expires_at,
+            desired_stopped=desired_stopped(devserver),
+            missing=missing,
+            lifecycle=decision,
+            warning_lead=self.settings.warning_lead,
+        )
+        await self._write_status(devserver, body, status, memory, pods)
+        if decision.requeue_after is not None:
+            retry.append(decision.requeue_after)
+        return min(retry) if retry else None
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    async def _flavor(self, devserver: DevServer) -> tuple[DevServerFlavor | None, str | None]:
+        """The DevServer's flavor, or why there is none (a sentence naming the flavor and the fix)."""
+        flavor_name = devserver.spec.flavor
+        body = self.cache.flavor(flavor_name)
+        if body is None:
+            # Not in the cache: absent, or created a moment ago. Ask once; the flavor watch does the rest.
+            try:
+                body = await self.kube.get_flavor(flavor_name)
+            except NotFoundError:
+                available = self.cache.flavor_names()
+                text = flavor_not_found(flavor_name, available).message.rstrip(".")
+                return None, (
+                    f"{text}. DevServer '{devserver.name}' starts once flavor '{flavor_name}' exists; "
+                    f"or pick another with: devctl update {devserver.name} --flavor <name>"
+                )
+        try:
+            return DevServerFlavor.from_manifest(_resource_fields(body)), None
+        except ValidationError as exc:
+            return (
+                None,
+                f"DevServerFlavor '{flavor_name}' is invalid: {_first_error(exc)}. Ask an admin to fix it",
+            )
+
+    async def _shared_claim(self, devserver: DevServer) -> str | None:
+        claim = devserver.spec.shared_volume_claim_name
+        if claim is None:
+            return None
+        namespace = devserver.namespace or ""
+        try:
+            await self.kube.get_pvc(namespace, claim)
+        except NotFoundError:
+            return (
+                f"PersistentVolumeClaim '{claim}' (spec.sharedVolumeClaimName) does not exist in namespace "
+                f"'{namespace}'; create it, or remove sharedVolumeClaimName. The pods start once it exists"
+            )
+        return None
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def _plan(
+        self,
+        devserver: DevServer,
+        flavor: DevServerFlavor | None,
+        pods: Sequence[Mapping[str, Any]],
+        now: datetime,
+        *,
+        probe: ProbeReport | None,
+    ) -> Decision:
+        flavor_spec = flavor.spec if flavor is not None else None
+        return plan(
+            self._scaled(devserver, flavor),
+            now=now,
+            flavor_spec=flavor_spec,
+            probe=probe,
+            started_at=latest_pod_start(pods),
+            warning_lead=self.settings.warning_lead,
+        )
+
+    def _scaled(self, devserver: DevServer, flavor: DevServerFlavor | None) -> DevServer:
+        """The DevServer with its idle timeout multiplied by ``idle_timeout_scale`` (tests and demos)."""
+        scale = self.settings.idle_timeout_scale
+        timeout = idle_timeout(devserver.spec, flavor.spec if flavor is not None else None)
+        if scale == 1 or timeout is None:
+            return devserver
+        lifecycle = devserver.spec.lifecycle.model_copy(
+            update={"idle_timeout": max(1.0, timeout.total_seconds() * scale)}
+        )
+        return devserver.model_copy(
+            update={"spec": devserver.spec.model_copy(update={"lifecycle": lifecycle})}
+        )
+
+    def _probe_due(self, memory: _Memory, now: datetime) -> bool:
+        return memory.probe is None or now - memory.probe.observed_at >= self.settings.probe_interval
+
+    async def _probe(self, devserver: DevServer, pods: Sequence[Mapping[str, Any]]) -> ProbeReport:
+        """Probe every rank; one failed or missing rank makes the report failed (it proves nothing)."""
+        now = self.clock()
+        ranks = rank_count(devserver)
+        live = {
+            rank: pod
+            for pod in pods
+            if not _meta(pod).get("deletionTimestamp")
+            if (rank := pod_rank(pod)) is not None and rank < ranks
+        }
+        if len(live) < ranks:
+            return ProbeReport(observed_at=now, error=f"{ranks - len(live)} rank(s) have no pod to probe")
+
+        async def one(pod: Mapping[str, Any]) -> ProbeReport:
+            pod_name = str(_meta(pod).get("name"))
+            async with self._probe_slots:
+                try:
+                    result = await self.kube.exec(
+                        devserver.namespace or "",
+                        pod_name,
+                        probe_command(self.settings.probe_window),
+                        timeout=self.settings.probe_timeout,
+                    )
+                except DevServerError as exc:
+                    return ProbeReport(observed_at=now, error=f"pod {pod_name}: {exc}")
+            return parse_probe(
+                result.stdout.decode("utf-8", "replace"),
+                observed_at=now,
+                returncode=result.returncode,
+                stderr=result.stderr.decode("utf-8", "replace"),
+            )
+
+        reports = await asyncio.gather(*(one(pod) for pod in live.values()))
+        combined = ProbeReport.combine(reports)
+        assert combined is not None
+        log.debug("Probed DevServer %s/%s: %s", devserver.namespace, devserver.name, combined.describe())
+        return combined
+
+    # -- writing -------------------------------------------------------------------------------------
+
+    async def _apply_objects(
+        self,
+        devserver: DevServer,
+        flavor: DevServerFlavor,
+        statefulset: dict[str, Any] | None,
+        pods: Sequence[Mapping[str, Any]],
+        memory: _Memory,
+        now: datetime,
+    ) -> tuple[dict[str, Any] | None, float | None]:
+        """Apply the StatefulSet and Service where they differ from the desired ones.
+
+        Returns:
+            The StatefulSet to derive the status from (None while it is being recreated), and the seconds
+            until this DevServer needs another look, if any.
+        """
+        namespace = devserver.namespace or ""
+        desired = build_objects(devserver, flavor, self.settings.objects)
+        again: float | None = None
+        if statefulset is not None and _meta(statefulset).get("deletionTimestamp"):
+            statefulset = None  # being deleted (orphaned for a recreate): its DELETED event brings us back
+        elif statefulset is not None and (changed := immutable_changes(statefulset, desired.statefulset)):
+            await self._event(
+                devserver,
+                "Normal",
+                "RecreatingStatefulSet",
+                f"{', '.join(changed)} cannot change in place: recreating StatefulSet "
+                f"'{devserver.name}'; its pods and home volumes are kept and adopted",
+            )
+            await self.kube.delete_statefulset(namespace, devserver.name, propagation="Orphan")
+            statefulset = None
+        else:
+            statefulset = await self._apply("StatefulSet", desired.statefulset, statefulset, memory)
+        service = self.cache.service(namespace, devserver.name)
+        await self._apply("Service", desired.service, service, memory)
+        await self._own_home_claims(devserver, memory)
+        doomed = set(pods_to_replace(statefulset, pods))
+        orphans = [str(_meta(pod).get("name")) for pod in pods if _orphaned(pod)]
+        if statefulset is not None and orphans:
+            # Pods left by a recreate. The StatefulSet controller adopts its orphans at once and then
+            # rolls them to its template; one that stays an orphan (the local cluster never adopts) is
+            # deleted so that the StatefulSet creates it again.
+            created = _parse_time(_meta(statefulset).get("creationTimestamp")) or now
+            waited = (now - created).total_seconds()
+            if waited >= ORPHAN_GRACE:
+                doomed |= set(orphans)
+            else:
+                again = ORPHAN_GRACE - waited
+        for pod_name in sorted(doomed):
+            log.info(
+                "Deleting pod %s/%s: it is not on the StatefulSet's current template", namespace, pod_name
+            )
+            await self.kube.delete_pod(namespace, pod_name)
+        return statefulset, again
+
+    async def _own_home_claims(self, devserver: DevServer, memory: _Memory) -> None:
+        """Make the DevServer a second owner of each home claim (once per claim).
+
+        The StatefulSet's ``whenDeleted: Delete`` policy makes it the claims' owner, so deleting the
+        DevServer deletes them; but so would a mere ``kubectl delete statefulset`` (the operator then
+        heals the StatefulSet with empty homes). With the DevServer as a second owner the garbage collector
+        keeps a claim while the DevServer exists, and deletes it with the DevServer. It also keeps the
+        cascade working for a StatefulSet recreated after an immutable change, whose claims lost their
+        owner.
+        """
+        namespace, uid = devserver.namespace or "", devserver.metadata.uid
+        reference = owner_reference(devserver) | {"controller": False}
+        for claim in self.cache.claims(namespace, devserver.name):
+            meta = _meta(claim)
+            owners = list(meta.get("ownerReferences") or [])
+            claim_uid = str(meta.get("uid"))
+            if (
+                meta.get("deletionTimestamp")
+                or claim_uid in memory.claims_owned
+                or any(owner.get("uid") == uid for owner in owners)
+            ):
+                continue
+            patch = {
+                "metadata": {
+                    "resourceVersion": meta.get("resourceVersion"),
+                    "ownerReferences": [*owners, reference],
+                }
+            }
+            try:
+                await self.kube.patch(PVCS, str(meta.get("name")), patch, namespace=namespace)
+                memory.claims_owned.add(claim_uid)
+            except ConflictError:  # changed meanwhile (e.g. by the StatefulSet controller): next event
+                self.queue.trigger((namespace, devserver.name))
+
+    async def _apply(
+        self, kind: str, desired: dict[str, Any], live: dict[str, Any] | None, memory: _Memory
+    ) -> dict[str, Any] | None:
+        """Create the object, or replace it whole when it differs from what was last applied.
+
+        The cache lags the API by a watch event (kopf gathers an object's events for a moment before it
+        indexes them), so the object this operator itself just wrote is remembered and preferred over an
+        older cached copy: otherwise the next reconcile would create it again (409) or replace it again.
+        """
+        digest = manifest_hash(desired)
+        written = memory.written.get(kind)
+        if live is not None and not _meta(live).get("deletionTimestamp"):
+            live_meta = _meta(live)
+            same_hash = (live_meta.get("annotations") or {}).get(APPLIED_HASH_ANNOTATION) == digest
+            if same_hash and (written is None or _generation(live) in (None, _generation(written.body))):
+                return live  # as last applied, and nobody changed its spec since
+            if written is not None and written.digest == digest and _not_newer(live, written.body):
+                return written.body  # the cache has not caught up with our own replace yet
+        elif live is None and written is not None and written.digest == digest:
+            return written.body  # the cache has not caught up with our own create yet
+        manifest = json.loads(json.dumps(desired))
+        metadata = manifest["metadata"]
+        if live is not None:
+            # The spec is ours alone; metadata others added (annotations, labels, finalizers) is kept.
+            live_meta = _meta(live)
+            metadata["labels"] = {**(live_meta.get("labels") or {}), **metadata.get("labels", {})}
+            metadata["annotations"] = dict(live_meta.get("annotations") or {})
+            if live_meta.get("finalizers"):
+                metadata["finalizers"] = list(live_meta["finalizers"])
+        metadata.setdefault("annotations", {})[APPLIED_HASH_ANNOTATION] = digest
+        create, replace = (
+            (self.kube.create_statefulset, self.kube.replace_statefulset)
+            if kind == "StatefulSet"
+            else (self.kube.create_service, self.kube.replace_service)
+        )
+        if live is None:
+            try:
+                result = await create(manifest)
+            except AlreadyExistsError:  # created by an earlier run this process no longer remembers
+                result = await replace(manifest)
+        else:
+            result = await replace(manifest)
+        memory.written[kind] = _Written(digest, result)
+        return result
+
+    async def _write_status(
+        self,
+        devserver: DevServer,
+        body: Mapping[str, Any],
+        status: DevServerStatus,
+        memory: _Memory,
+        pods: Sequence[Mapping[str, Any]],
+    ) -> None:
+        new = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        old_raw = dict(body.get("status") or {})
+        try:
+            old = DevServerStatus.model_validate(old_raw).model_dump(
+                mode="json", by_alias=True, exclude_none=True
+            )
+        except ValidationError:
+            old = {}
+        if old == new and set(old_raw) <= set(new):
+            return
+        patch: dict[str, Any] = {key: None for key in old_raw if key not in new}
+        patch.update(new)
+        namespace = devserver.namespace or ""
+        log.debug(
+            "Status of DevServer %s/%s: %s: %s", namespace, devserver.name, status.phase, status.message
+        )
+        result = await self.kube.patch_devserver_status(namespace, devserver.name, patch)
+        # Skip the echo of this write, unless someone else changed the object meanwhile.
+        result_meta, body_meta = _meta(result), _meta(body)
+        unchanged = all(
+            result_meta.get(k) == body_meta.get(k) for k in ("generation", "annotations", "labels")
+        )
+        memory.own_status_version = result_meta.get("resourceVersion") if unchanged else None
+        memory.last_written = result
+        if not unchanged:
+            self.queue.trigger((namespace, devserver.name))
+        await self._transition_events(devserver, devserver.status, status, pods, memory)
+
+    async def _transition_events(
+        self,
+        devserver: DevServer,
+        before: DevServerStatus,
+        after: DevServerStatus,
+        pods: Sequence[Mapping[str, Any]],
+        memory: _Memory,
+    ) -> None:
+        """Warn when a problem appears or changes; note when it clears. Never once per reconcile."""
+        old, new = before.condition("Degraded"), after.condition("Degraded")
+        if (
+            new is not None
+            and new.status == "True"
+            and (old is None or old.status != "True" or old.reason != new.reason)
+        ):
+            await self._event(devserver, "Warning", new.reason, new.message)
+        elif old is not None and old.status == "True" and new is not None and new.status != "True":
+            await self._event(devserver, "Normal", "Recovered", f"no longer degraded ({old.reason})")
+        # Unschedulable as the scheduler says it (a pod not yet looked at is no news), once per episode.
+        scheduled = after.condition("Scheduled")
+        if scheduled is not None and scheduled.status == "True":
+            memory.warned_unschedulable = False
+        elif any(_pod_unschedulable(pod) for pod in pods) and not memory.warned_unschedulable:
+            memory.warned_unschedulable = True
+            await self._event(
+                devserver,
+                "Warning",
+                "FailedScheduling",
+                scheduled.message if scheduled is not None else "a pod cannot be scheduled",
+            )
+
+    async def _invalid(self, body: Mapping[str, Any], exc: ValidationError) -> None:
+        """A DevServer that bypassed validation: say so in its status once, and do nothing else."""
+        meta = _meta(body)
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        message = (
+            f"DevServer '{name}' is invalid: {_first_error(exc)}. Fix it with kubectl edit or recreate it"
+        )
+        old = body.get("status") or {}
+        degraded: dict[str, Any] = next(
+            (c for c in old.get("conditions") or [] if c.get("type") == "Degraded"), {}
+        )
+        if old.get("phase") == "Failed" and degraded.get("message") == message:
+            return
+        now = self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+        condition = {
+            "type": "Degraded",
+            "status": "True",
+            "reason": "InvalidSpec",
+            "message": message,
+            "lastTransitionTime": now,
+            "observedGeneration": meta.get("generation"),
+        }
+        await self.kube.patch_devserver_status(
+            namespace,
+            name,
+            {
+                "phase": "Failed",
+                "message": message,
+                "observedGeneration": meta.get("generation"),
+                "conditions": [condition],
+            },
+        )
+        log.warning("DevServer %s/%s: InvalidSpec: %s", namespace, name, message)
+
+    async def _event(self, devserver: DevServer, event_type: str, reason: str, message: str) -> None:
+        """A core/v1 Event about the DevServer (``kubectl describe``, ``devctl describe``); best effort."""
+        now = self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+        namespace = devserver.namespace or ""
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{devserver.name}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                "kind": DEVSERVER_KIND,
+                "name": devserver.name,
+                "namespace": namespace,
+                "uid": devserver.metadata.uid,
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": event_type,
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self._instance,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        log.log(
+            logging.WARNING if event_type == "Warning" else logging.INFO,
+            "DevServer %s/%s: %s: %s",
+            namespace,
+            devserver.name,
+            reason,
+            message,
+        )
+        try:
+            await self.kube.create_event(namespace, event)
+        except DevServerError as exc:
+            log.warning(
+                "Could not record the %s Event of DevServer %s/%s: %s", reason, namespace, devserver.name, exc
+            )
+
+
+def _newer(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether ``a`` is a later version of the object than ``b``.
+
+    resourceVersions are opaque by contract, but every apiserver (etcd revisions) and the local cluster
+    issue increasing integers; anything else compares as "not newer", and the cache is used as it is.
+    """
+    try:
+        return int(_meta(a).get("resourceVersion") or 0) > int(_meta(b).get("resourceVersion") or 0)
+    except (TypeError, ValueError):
+        return False
+
+
+def _parse_time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+    except ValueError:
+        return None
+
+
+def _generation(obj: Mapping[str, Any]) -> int | None:
+    generation = _meta(obj).get("generation")
+    return generation if isinstance(generation, int) else None
+
+
+def _not_newer(live: Mapping[str, Any], written: Mapping[str, Any]) -> bool:
+    """Whether the cached ``live`` is at most as new as what was written (by spec generation)."""
+    live_generation, written_generation = _generation(live), _generation(written)
+    if live_generation is None or written_generation is None:
+        return True  # no generations (Services): trust what was written
+    return live_generation <= written_generation
+
+
+def _orphaned(pod: Mapping[str, Any]) -> bool:
+    meta = _meta(pod)
+    owners = meta.get("ownerReferences") or []
+    return not meta.get("deletionTimestamp") and not any(owner.get("controller") for owner in owners)
+
+
+def _pod_unschedulable(pod: Mapping[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(
+        c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable"
+        for c in conditions
+    )
+
+
+def _resource_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields the models read (the API adds none at the top level, but a cache entry may hold more)."""
+    return {key: body[key] for key in ("apiVersion", "kind", "metadata", "spec", "status") if key in body}
+
+
+def _first_error(exc: ValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return str(exc)
+    first = errors[0]
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    return f"{where}: {first.get('msg')}" if where else str(first.get("msg"))

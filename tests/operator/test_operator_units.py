@@ -1,0 +1,179 @@
+"""The operator's pure parts: the probe's parser (and the script on this machine), the settings from the
+environment, and the work queue's debounce, deadlines, serialisation and backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from devservers_operator.probe import parse_probe, probe_command
+from devservers_operator.settings import OperatorSettings
+from devservers_operator.workqueue import WorkQueue
+
+NOW = datetime(2025, 1, 31, 12, 0, tzinfo=UTC)
+
+
+# -- probe -----------------------------------------------------------------------------------------------
+
+
+def test_probe_output_is_parsed_into_a_report() -> None:
+    report = parse_probe(
+        "sessions=1\nkernels=1\ncpu_ticks=50\nclk_tck=100\nwindow=1\ngpu=3 71 \n", observed_at=NOW
+    )
+    assert report.ok and report.interactive_sessions == 2 and report.cpu_cores == 0.5
+    assert report.gpu_utilization == 71.0 and report.active_signal() == "session"
+
+
+def test_idle_probe_output_shows_no_activity() -> None:
+    report = parse_probe("sessions=0\nkernels=0\ncpu_ticks=1\nclk_tck=100\nwindow=1\n", observed_at=NOW)
+    assert report.ok and report.gpu_utilization is None and report.active_signal() is None
+
+
+@pytest.mark.parametrize(("stdout", "returncode"), [("garbage", 0), ("sessions=x\n", 0), ("", 127)])
+def test_a_broken_probe_is_a_failed_report_never_an_idle_one(stdout: str, returncode: int) -> None:
+    report = parse_probe(stdout, observed_at=NOW, returncode=returncode, stderr="sh: not found")
+    assert not report.ok and report.active_signal() is None and report.error
+
+
+def test_probe_script_runs_under_posix_sh_and_sees_cpu_work() -> None:
+    busy = subprocess.Popen(["/bin/sh", "-c", "while :; do :; done"])
+    try:
+        result = subprocess.run(probe_command(0.5), capture_output=True, text=True, timeout=20)
+    finally:
+        busy.kill()
+        busy.wait()
+    report = parse_probe(result.stdout, observed_at=NOW, returncode=result.returncode, stderr=result.stderr)
+    assert report.ok, report.error
+    assert report.window_seconds == 0.5 and report.cpu_cores is not None and report.cpu_cores >= 0.3, report
+
+
+# -- settings --------------------------------------------------------------------------------------------
+
+
+def test_settings_defaults() -> None:
+    settings = OperatorSettings.from_env({})
+    assert settings.namespaces == () and settings.warning_lead == timedelta(minutes=15)
+    assert settings.probe_interval == timedelta(minutes=1) and settings.idle_timeout_scale == 1.0
+    assert settings.liveness == "http://0.0.0.0:8080/healthz" and settings.max_concurrent_reconciles > 1
+    assert settings.objects.default_image.startswith("pytorch/pytorch")
+
+
+def test_settings_from_environment() -> None:
+    settings = OperatorSettings.from_env(
+        {
+            "DEVSERVERS_NAMESPACES": " ml, alice ,ml",
+            "DEVSERVERS_WARNING_LEAD": "1h",
+            "DEVSERVERS_PROBE_INTERVAL": "30s",
+            "DEVSERVERS_LIVENESS": "",
+            "DEVSERVERS_DEFAULT_IMAGE": "img:1",
+            "DEVSERVERS_IDLE_TIMEOUT_SCALE": "0.5",
+        }
+    )
+    assert settings.namespaces == ("alice", "ml") and settings.warning_lead == timedelta(hours=1)
+    assert settings.probe_interval == timedelta(seconds=30) and settings.liveness is None
+    assert settings.objects.default_image == "img:1" and settings.idle_timeout_scale == 0.5
+    assert OperatorSettings.from_env({"DEVSERVERS_NAMESPACES": "*"}).namespaces == ()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("DEVSERVERS_WARNING_LEAD", "15"),
+        ("DEVSERVERS_PROBE_WINDOW", "0"),
+        ("DEVSERVERS_MAX_CONCURRENT_RECONCILES", "many"),
+        ("DEVSERVERS_MASTER_PORT", "0"),
+    ],
+)
+def test_bad_settings_name_the_variable(key: str, value: str) -> None:
+    with pytest.raises(ValueError, match="DEVSERVERS_"):
+        OperatorSettings.from_env({key: value})
+
+
+# -- work queue ------------------------------------------------------------------------------------------
+
+
+def test_a_burst_of_triggers_is_one_reconcile() -> None:
+    async def main() -> list[str]:
+        calls: list[str] = []
+
+        async def work(key: str) -> float | None:
+            calls.append(key)
+            return None
+
+        queue: WorkQueue[str] = WorkQueue(work, debounce=0.05)
+        for _ in range(50):
+            queue.trigger("a")
+        queue.trigger("b")
+        await asyncio.sleep(0.2)
+        await queue.stop()
+        return calls
+
+    assert sorted(asyncio.run(main())) == ["a", "b"]
+
+
+def test_one_reconcile_per_key_at_a_time_and_a_trigger_during_it_runs_once_more() -> None:
+    async def main() -> tuple[int, int]:
+        running = peak = runs = 0
+
+        async def work(key: str) -> float | None:
+            nonlocal running, peak, runs
+            running += 1
+            peak = max(peak, running)
+            runs += 1
+            await asyncio.sleep(0.1)
+            running -= 1
+            return None
+
+        queue: WorkQueue[str] = WorkQueue(work, debounce=0.0)
+        queue.trigger("a")
+        await asyncio.sleep(0.02)
+        for _ in range(5):
+            queue.trigger("a")  # during the run
+        await asyncio.sleep(0.4)
+        await queue.stop()
+        return peak, runs
+
+    assert asyncio.run(main()) == (1, 2)
+
+
+def test_the_earliest_deadline_wins_and_a_requeue_comes_back() -> None:
+    async def main() -> tuple[list[float], float | None]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        seen: list[float] = []
+
+        async def work(key: str) -> float | None:
+            seen.append(round(loop.time() - start, 1))
+            return 0.2 if len(seen) == 1 else None
+
+        queue: WorkQueue[str] = WorkQueue(work, debounce=0.0)
+        queue.schedule("a", 5.0)
+        queue.schedule("a", 0.1)  # earlier: wins
+        queue.schedule("a", 3.0)  # later: ignored
+        await asyncio.sleep(0.5)
+        left = queue.due_in("a")
+        await queue.stop()
+        return seen, left
+
+    seen, left = asyncio.run(main())
+    assert seen == [0.1, 0.3] and left is None
+
+
+def test_failures_back_off_and_forget_drops_the_key() -> None:
+    async def main() -> tuple[int, float | None, float | None]:
+        async def work(key: str) -> float | None:
+            raise RuntimeError("API down")
+
+        queue: WorkQueue[str] = WorkQueue(work, debounce=0.0)
+        queue.trigger("a")
+        await asyncio.sleep(0.05)
+        first = queue.due_in("a")
+        queue.forget("a")
+        after = queue.due_in("a")
+        await queue.stop()
+        return queue.errors, first, after
+
+    errors, first, after = asyncio.run(main())
+    assert errors == 1 and first is not None and 0.8 < first <= 1.0 and after is None

@@ -1,0 +1,119 @@
+"""Spec changes reach the pods: complete objects are applied (a removed GPU limit is removed), rollouts keep
+the home volumes, and pod problems (unschedulable, image pull) reach the DevServer's status and Events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.operator.conftest import Cluster, ready
+
+pytestmark = pytest.mark.slow
+
+
+def _template_container(kube: Cluster, name: str) -> Any:
+    return kube.statefulset(name).spec.template.spec.containers[0]
+
+
+def test_flavor_update_rolls_the_pod_and_keeps_home_data(kube: Cluster) -> None:
+    kube.create("roll", persistentHomeSize="1Gi")
+    kube.wait_phase("roll", "Running")
+    (before,) = kube.pods("roll")
+    kube.exec("roll-0", "echo precious > /home/dev/notes.txt")
+
+    kube.patch("roll", {"spec": {"flavor": "cpu-medium"}})
+
+    def on_new_pod(server: dict[str, Any]) -> bool:
+        pods = kube.pods("roll")
+        return (
+            server["status"]["observedGeneration"] == server["metadata"]["generation"]
+            and len(pods) == 1
+            and pods[0].metadata.uid != before.metadata.uid
+            and pods[0].spec.containers[0].resources.limits.get("cpu") == "4"
+            and ready(pods[0])
+        )
+
+    kube.wait_phase("roll", "Running", check=on_new_pod)
+    assert kube.exec("roll-0", "cat /home/dev/notes.txt").strip() == "precious"
+    assert [claim.metadata.name for claim in kube.claims("roll")] == ["home-roll-0"]
+
+
+def test_gpu_flavor_reports_the_scheduler_and_switching_to_cpu_removes_every_gpu_field(kube: Cluster) -> None:
+    kube.create("gpu", flavor="gpu-small")
+    server = kube.wait_phase(
+        "gpu", "Pending", check=lambda s: "didn't match" in s["status"].get("message", "")
+    )
+    scheduled = next(c for c in server["status"]["conditions"] if c["type"] == "Scheduled")
+    assert scheduled["status"] == "False" and scheduled["reason"] == "Unschedulable"
+    assert "0/1 nodes are available" in scheduled["message"], scheduled
+    container = _template_container(kube, "gpu")
+    assert container.resources.limits["nvidia.com/gpu"] == "1"
+    assert kube.statefulset("gpu").spec.template.spec.node_selector == {"nvidia.com/gpu.present": "true"}
+    assert "FailedScheduling" in kube.event_reasons("gpu")
+
+    kube.patch("gpu", {"spec": {"flavor": "cpu-small"}})
+    kube.wait_phase("gpu", "Running")
+    template = kube.statefulset("gpu").spec.template.spec
+    limits = template.containers[0].resources.limits
+    assert "nvidia.com/gpu" not in limits and limits == {"cpu": "1", "memory": "2Gi"}
+    assert not template.node_selector and not template.tolerations
+    env = {var.name: var.value for var in template.containers[0].env}
+    assert env.get("NVIDIA_VISIBLE_DEVICES") == "void"
+
+
+def test_image_update_rolls_to_the_new_image(kube: Cluster) -> None:
+    kube.create("img", image="python:3.12")
+    kube.wait_phase("img", "Running")
+    kube.patch("img", {"spec": {"image": "python:3.13"}})
+    kube.wait_phase(
+        "img",
+        "Running",
+        check=lambda s: [p.spec.containers[0].image for p in kube.pods("img")] == ["python:3.13"],
+    )
+    assert _template_container(kube, "img").image == "python:3.13"
+
+
+def test_image_pull_failure_is_reported_and_fixing_the_image_recovers(kube: Cluster) -> None:
+    kube.create("pull", image="registry.invalid/x:1")
+    server = kube.wait_phase("pull", "Failed")
+    degraded = next(c for c in server["status"]["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] in ("ErrImagePull", "ImagePullBackOff")
+    assert "pull-0" in degraded["message"] and "registry.invalid/x:1" in degraded["message"], degraded
+    reasons = kube.event_reasons("pull")
+    assert {"ErrImagePull", "ImagePullBackOff"} & set(reasons), reasons
+
+    # The failing pod is on the old template: the StatefulSet would wait for it forever, the operator
+    # deletes it so the fixed template takes over.
+    kube.patch("pull", {"spec": {"image": "python:3.12"}})
+    kube.wait_phase("pull", "Running")
+    assert "Recovered" in kube.event_reasons("pull")
+
+
+def test_home_size_change_recreates_the_statefulset_keeping_pods_data_and_claims(kube: Cluster) -> None:
+    kube.create("grow", persistentHomeSize="1Gi")
+    kube.wait_phase("grow", "Running")
+    kube.exec("grow-0", "echo still-here > /home/dev/data.txt")
+    old_uid = kube.statefulset("grow").metadata.uid
+
+    # volumeClaimTemplates cannot change in place: orphan-delete the StatefulSet and create it again.
+    kube.patch("grow", {"spec": {"persistentHomeSize": "2Gi"}})
+
+    def recreated(server: dict[str, Any]) -> bool:
+        sts = kube.statefulset("grow")
+        return (
+            sts is not None
+            and sts.metadata.uid != old_uid
+            and sts.spec.volume_claim_templates[0].spec.resources.requests["storage"] == "2Gi"
+            and server["status"]["observedGeneration"] == server["metadata"]["generation"]
+            and [(ready(p), p.metadata.owner_references[0].uid) for p in kube.pods("grow")]
+            == [(True, sts.metadata.uid)]
+        )
+
+    kube.wait_phase("grow", "Running", check=recreated)
+    assert kube.exec("grow-0", "cat /home/dev/data.txt").strip() == "still-here"
+    assert [claim.metadata.name for claim in kube.claims("grow")] == ["home-grow-0"]
+    assert "RecreatingStatefulSet" in kube.event_reasons("grow")
+    # The claim belongs to the new StatefulSet: deleting the DevServer still removes it.
+    kube.delete("grow")
+    kube.wait_for_nothing_left("grow")
