@@ -29,5 +29,6 @@ def test_ruff_is_clean() -> None:
 
 
 def test_mypy_is_clean() -> None:
-    result = run(str(BIN / "mypy"), "--no-incremental", "devservers_sdk")
+    result = run(str(BIN / "mypy"), "--no-incremental", "devservers_sdk", "operator/devservers_operator",
+                 "cli/devservers_cli", "magics/devservers_magics")
     assert result.returncode == 0, result.stdout + result.stderr

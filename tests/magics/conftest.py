@@ -1,0 +1,133 @@
+"""Fixtures for the notebook front end: a real IPython shell with the extension, pointed at the platform.
+
+Everything runs against the session's platform (local cluster, CRDs, sample flavors, the operator), through
+the real SDK client: no fake client, no monkeypatching.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import secrets
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+if importlib.util.find_spec("devservers_magics") is None:  # until pyproject.toml packages magics/
+    sys.path.insert(0, str(REPO / "magics"))
+
+from devservers_sdk.client import DevServerClient  # noqa: E402
+from tests.magics.magic_support import READY_TIMEOUT, CellRun, Recorder  # noqa: E402
+from tests.platform_fixture import KUBECTL, Platform  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def ipython() -> Any:
+    """The one IPython shell of the session (IPython allows one), with the extension loaded."""
+    from IPython.testing.globalipapp import start_ipython
+
+    shell = start_ipython()
+    shell.run_line_magic("load_ext", "devservers_magics")
+    return shell
+
+
+@pytest.fixture
+def shell(ipython: Any, platform: Platform, namespace: str) -> Iterator[Any]:
+    """The shell configured, through ``%config``, for this test's namespace of the platform."""
+    ipython.run_line_magic("config", f"DevServerMagics.kubeconfig = {platform.kubeconfig!r}")
+    ipython.run_line_magic("config", f"DevServerMagics.namespace = {namespace!r}")
+    yield ipython
+    ipython.run_line_magic("config", "DevServerMagics.namespace = None")
+    ipython.run_line_magic("config", "DevServerMagics.kubeconfig = None")
+
+
+@pytest.fixture
+def client(platform: Platform, namespace: str) -> Iterator[DevServerClient]:
+    with DevServerClient(namespace=namespace, kubeconfig=platform.kubeconfig) as sdk:
+        yield sdk
+
+
+def make_namespace(kubeconfig: str, prefix: str) -> str:
+    name = f"{prefix}-{secrets.token_hex(3)}"
+    manifest = json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": {"devservers.io/test": "true"}},
+        }
+    )
+    created = subprocess.run(
+        [KUBECTL, "--kubeconfig", kubeconfig, "apply", "-f", "-"],
+        input=manifest,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    return name
+
+
+@dataclass
+class RunningServer:
+    """A DevServer the operator brought to Running, shared by the tests of a module."""
+
+    name: str
+    namespace: str
+    kubeconfig: str
+    client: DevServerClient = field(repr=False)
+
+
+@pytest.fixture(scope="module")
+def running(platform: Platform, request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    """One running DevServer (cpu-small) in a namespace of the module's own."""
+    prefix = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")[:30]
+    namespace = make_namespace(platform.kubeconfig, prefix)
+    sdk = DevServerClient(namespace=namespace, kubeconfig=platform.kubeconfig)
+    try:
+        sdk.create("cells", flavor="cpu-small", time_to_live="1h", wait=True, timeout=READY_TIMEOUT)
+        yield RunningServer("cells", namespace, platform.kubeconfig, sdk)
+    finally:
+        with contextlib.suppress(Exception):
+            subprocess.run(
+                [
+                    KUBECTL,
+                    "--kubeconfig",
+                    platform.kubeconfig,
+                    "delete",
+                    "namespace",
+                    namespace,
+                    "--wait=false",
+                ],
+                capture_output=True,
+                timeout=60,
+            )
+        sdk.close()
+
+
+@pytest.fixture
+def running_shell(ipython: Any, running: RunningServer) -> Iterator[Any]:
+    ipython.run_line_magic("config", f"DevServerMagics.kubeconfig = {running.kubeconfig!r}")
+    ipython.run_line_magic("config", f"DevServerMagics.namespace = {running.namespace!r}")
+    yield ipython
+    ipython.run_line_magic("config", "DevServerMagics.namespace = None")
+    ipython.run_line_magic("config", "DevServerMagics.kubeconfig = None")
+
+
+@pytest.fixture
+def run_cell(ipython: Any) -> Callable[[str], CellRun]:
+    """Run a cell in the shell as Jupyter would, recording stdout and stderr writes with their times."""
+
+    def run(source: str) -> CellRun:
+        out, err = Recorder(), Recorder()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            result = ipython.run_cell(source, store_history=False)
+        return CellRun(result, out, err)
+
+    return run

@@ -1,0 +1,65 @@
+"""Helpers shared by the magics tests (fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+READY_TIMEOUT = 90.0
+"""Seconds the operator gets to bring a DevServer to Running."""
+
+
+class Recorder(io.TextIOBase):
+    """A text stream that keeps every write with the time it arrived."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[float, str]] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append((time.monotonic(), text))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    @property
+    def text(self) -> str:
+        return "".join(text for _, text in self.writes)
+
+    def first(self, needle: str) -> float:
+        """When the output first contained ``needle``."""
+        seen = ""
+        for moment, text in self.writes:
+            seen += text
+            if needle in seen:
+                return moment
+        raise AssertionError(f"{needle!r} never written; got {seen!r}")
+
+
+@dataclass
+class CellRun:
+    result: Any
+    stdout: Recorder
+    stderr: Recorder
+
+    @property
+    def error(self) -> BaseException | None:
+        return self.result.error_in_exec or self.result.error_before_exec
+
+
+def wait_until(
+    predicate: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.1, message: str = ""
+) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {message or predicate!r} (last value: {last!r})")

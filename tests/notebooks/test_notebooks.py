@@ -1,0 +1,158 @@
+"""The example notebooks, executed by nbval in a real Jupyter kernel against the platform.
+
+Each notebook runs in ``pytest --nbval-lax`` in a subprocess: every cell must run without error (cells tagged
+``raises-exception`` must raise), and the cells marked ``# NBVAL_CHECK_OUTPUT`` must print what the notebook
+has stored. The kernel is this interpreter (a kernelspec written to a temporary ``JUPYTER_PATH``), the
+cluster is the platform's (``KUBECONFIG``) and the namespace a fresh one (``DEVSERVERS_NAMESPACE``), so the
+notebooks themselves name neither.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.platform_fixture import Platform
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((REPO / "examples" / "notebooks").glob("0[12]*.ipynb"))
+KERNEL_NAME = "devservers-test"
+
+
+def kernelspec_path(root: Path) -> str:
+    """A ``JUPYTER_PATH`` whose only kernel runs ipykernel with this very interpreter (and so this venv)."""
+    kernel = root / "kernels" / KERNEL_NAME
+    kernel.mkdir(parents=True)
+    (kernel / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "devservers tests",
+                "language": "python",
+            }
+        )
+    )
+    return str(root)
+
+
+def kernel_env(platform: Platform, namespace: str, tmp_path: Path) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "KUBECONFIG": platform.kubeconfig,
+        "DEVSERVERS_NAMESPACE": namespace,
+        "JUPYTER_PATH": kernelspec_path(tmp_path / "jupyter"),
+        "PYTHONPATH": os.pathsep.join([str(REPO / "magics"), str(REPO)]),
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+    }
+    for variable in ("DEVSERVERS_CONTEXT", "DEVSERVERS_OWNER"):
+        env.pop(variable, None)
+    return env
+
+
+def test_the_notebooks_are_found() -> None:
+    assert [path.name for path in NOTEBOOKS] == ["01-quickstart.ipynb", "02-widgets.ipynb"]
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
+def test_notebook_runs_under_nbval(
+    notebook: Path, platform: Platform, namespace: str, tmp_path: Path
+) -> None:
+    env = kernel_env(platform, namespace, tmp_path)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "--nbval-kernel-name",
+            KERNEL_NAME,
+            "--nbval-cell-timeout",
+            "300",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-o",
+            "addopts=",
+            "--timeout",
+            "600",
+            str(notebook),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=850,
+    )
+    assert result.returncode == 0, (
+        f"nbval failed for {notebook.name}:\n{result.stdout[-8000:]}\n{result.stderr[-2000:]}"
+    )
+    assert " passed" in result.stdout and "failed" not in result.stdout
+
+
+@pytest.mark.timeout(300)
+def test_interrupting_the_kernel_stops_the_remote_cell(
+    platform: Platform, namespace: str, tmp_path: Path
+) -> None:
+    """Jupyter's Interrupt (SIGINT to the kernel) while a %%devserver run cell waits on a silent process."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    from devservers_sdk.client import DevServerClient
+
+    env = kernel_env(platform, namespace, tmp_path)
+    with DevServerClient(namespace=namespace, kubeconfig=platform.kubeconfig) as client:
+        client.create("interrupted", flavor="cpu-small", wait=True, timeout=90)
+        specs = KernelSpecManager(kernel_dirs=[str(Path(env["JUPYTER_PATH"]) / "kernels")])
+        manager = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
+        manager.start_kernel(env=env, cwd=str(tmp_path))
+        kernel = manager.client()
+        kernel.start_channels()
+        try:
+            kernel.wait_for_ready(timeout=60)
+            kernel.execute_interactive("%load_ext devservers_magics", timeout=60)
+            streamed: list[str] = []
+            message_id = kernel.execute(
+                "%%devserver run interrupted\nimport os, time\n"
+                "print(os.getpid(), flush=True)\ntime.sleep(120)\n"
+            )
+            error: dict[str, str] = {}
+            interrupted_at = None
+            while True:
+                message = kernel.get_iopub_msg(timeout=60)
+                if message["parent_header"].get("msg_id") != message_id:
+                    continue
+                kind, content = message["msg_type"], message["content"]
+                if kind == "stream":
+                    streamed.append(content["text"])
+                    if interrupted_at is None and content["name"] == "stdout":
+                        manager.interrupt_kernel()
+                        interrupted_at = time.monotonic()
+                elif kind == "error":
+                    error = content
+                elif kind == "status" and content["execution_state"] == "idle":
+                    break
+            assert interrupted_at is not None and time.monotonic() - interrupted_at < 30
+            assert error.get("ename") == "KeyboardInterrupt", error
+            assert "Interrupted: the cell's remote process on interrupted (rank 0) was stopped." in "".join(
+                streamed
+            )
+            pid = int(re.findall(r"\d+", "".join(streamed))[0])  # -u may send "1664" and "\n" apart
+            deadline = time.monotonic() + 15
+            while client.exec("interrupted", f"kill -0 {pid} 2>/dev/null && echo alive").stdout.strip():
+                assert time.monotonic() < deadline, f"remote process {pid} still alive after the interrupt"
+                time.sleep(0.2)
+            reply = kernel.execute_interactive(
+                "%%devserver run interrupted\nprint('still usable')\n", timeout=60
+            )
+            assert reply["content"]["status"] == "ok"
+        finally:
+            kernel.stop_channels()
+            manager.shutdown_kernel(now=True)
