@@ -45,6 +45,10 @@ _EXPORTS = {
     "WaitTimeoutError": "errors",
     "DevServerFailedError": "errors",
     "ExecError": "errors",
+    "LaunchHandle": "launch",
+    "LaunchFailedError": "launch",
+    "LaunchTimeoutError": "launch",
+    "NotDistributedError": "launch",
     "parse_duration": "durations",
     "format_duration": "durations",
     "parse_quantity": "quantities",
@@ -73,7 +77,11 @@ __all__ = [
     "ExecResult",
     "FlavorNotFoundError",
     "InvalidSpecError",
+    "LaunchFailedError",
+    "LaunchHandle",
+    "LaunchTimeoutError",
     "LifecycleSpec",
+    "NotDistributedError",
     "NotFoundError",
     "PermissionDeniedError",
     "ServerError",
@@ -104,6 +112,7 @@ if TYPE_CHECKING:
         ServerError,
         WaitTimeoutError,
     )
+    from .launch import LaunchFailedError, LaunchHandle, LaunchTimeoutError, NotDistributedError
     from .models import (
         Condition,
         DevServer,

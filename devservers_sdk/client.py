@@ -73,6 +73,7 @@ from .kube import (
     Message,
     WatchExpired,
 )
+from .launch import LaunchHandle, OutputCallback
 from .models import DevServer, DevServerFlavor, validate_name
 from .settings import load_kubeconfig, resolve_namespace, resolve_owner
 
@@ -1146,6 +1147,52 @@ class DevServerClient:
         if text:
             return out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
         return out, err
+
+    # -- launch --------------------------------------------------------------------------------------
+
+    def launch(self, name: str, command: str | Sequence[str], *,
+               nprocs_per_node: int | Literal["auto", "cpu", "gpu"] | None = None,
+               env: dict[str, str] | None = None, workdir: str | None = None, timeout: float | None = None,
+               on_output: OutputCallback | None = None) -> LaunchHandle:
+        """Run ``torchrun`` on every rank of a distributed DevServer at once (see ``launch.py``).
+
+        Each pod runs ``python -m torch.distributed.run [--nproc-per-node N] <command>`` over its own exec
+        session; torchrun takes the rest from the pods' ``PET_*`` environment. The call returns once every
+        rank has started. If a rank fails, the others are stopped; an interrupt during ``wait()`` or the
+        iteration stops them all. Each launch records activity on the DevServer.
+
+        Args:
+            name: the DevServer (``mode: distributed``, phase Running, every rank Ready).
+            command: the script and its arguments: ``"train.py --epochs 3"``, ``["train.py", "--lr", "0.1"]``,
+                ``"python train.py"``, ``"-m pkg.train"``; another program (``"bash run.sh"``) runs as is.
+            nprocs_per_node: processes per pod instead of the DevServer's ``nprocsPerNode`` (or ``"gpu"``).
+            env: extra environment variables for every process (not the ``PET_*``/``MASTER_*``/``NODE_RANK``
+                contract, nor ``LD_PRELOAD``-style ones).
+            workdir: directory to run in (default: the pod's working directory, the home).
+            timeout: seconds after which every rank is stopped and ``wait()`` raises ``LaunchTimeoutError``.
+            on_output: called as ``on_output(rank, stream, line)`` for every line, from a reader thread.
+
+        Returns:
+            A ``LaunchHandle``: iterate it for ``(rank, stream, line)``, ``wait()`` for ``{rank: returncode}``,
+            ``logs(rank=...)``, ``cancel()``; a context manager that stops what still runs on exit.
+
+        Raises:
+            DevServerNotFoundError: no such DevServer.
+            NotDistributedError: a standalone DevServer (use ``exec``/``shell``).
+            DevServerNotReadyError: not Running, or some ranks not Ready (the message names them).
+            InvalidSpecError: a bad command, ``env`` name, ``nprocs_per_node``, ``workdir`` or ``timeout``.
+
+        Example:
+            >>> with client.launch("ddp", "train.py --epochs 3") as run:  # doctest: +SKIP
+            ...     for rank, stream, line in run:
+            ...         print(f"[rank {rank}] {line}")
+            ...     run.wait()
+            {0: 0, 1: 0}
+        """
+        from .launch import launch
+
+        return launch(self, name, command, nprocs_per_node=nprocs_per_node, env=env, workdir=workdir,
+                      timeout=timeout, on_output=on_output)
 
 
 # -- module helpers --------------------------------------------------------------------------------------

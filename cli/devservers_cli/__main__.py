@@ -1,0 +1,5 @@
+"""``python -m devservers_cli`` is ``devctl``."""
+
+from .main import main
+
+main()

@@ -1,0 +1,365 @@
+"""One ``render()`` for every output format, and the columns of each kind of object.
+
+``-o table`` (the default) and ``-o wide`` print aligned columns as kubectl does; ``json`` and ``yaml``
+print the object as the cluster stores it (a ``List`` for several, so ``jq .items`` works as with
+kubectl); ``name`` prints ``devserver.devservers.io/NAME`` lines for scripts. A kind may replace the
+table with prose (``describe``). Everything here takes SDK models and returns a string: no I/O, no
+cluster, so every format is tested without one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from devservers_sdk.client import DevServerDescription, EventSummary, PodSummary
+    from devservers_sdk.models import Condition, DevServer, DevServerFlavor
+
+FORMATS = ("table", "wide", "json", "yaml", "name")
+NONE = "-"
+_GAP = "   "
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: its header and how to read a cell from an object."""
+
+    header: str
+    cell: Callable[[Any], str]
+    wide_only: bool = False
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How one kind of object renders: its kubectl resource name, manifest, columns (or prose)."""
+
+    resource: str
+    name: Callable[[Any], str]
+    manifest: Callable[[Any], dict[str, Any]]
+    columns: tuple[Column, ...] = ()
+    namespace: Callable[[Any], str] = field(default=lambda obj: NONE)
+    text: Callable[[Any], str] | None = None
+
+
+def render(objects: Sequence[Any], output: str, kind: Kind, *, single: bool = False,
+           namespaces: bool = False) -> str:
+    """Format objects for the terminal or a script.
+
+    Args:
+        objects: the objects to show.
+        output: one of ``FORMATS``.
+        kind: how this kind of object renders.
+        single: the command is about one object: json and yaml show it bare instead of in a ``List``.
+        namespaces: add a NAMESPACE column (``list -A``).
+
+    Returns:
+        The text to print, without a trailing newline ("" for an empty table: the caller says so).
+    """
+    if output == "json":
+        import json
+
+        return json.dumps(_document(objects, kind, single), indent=2, ensure_ascii=False)
+    if output == "yaml":
+        import yaml
+
+        return yaml.safe_dump(_document(objects, kind, single), sort_keys=False, allow_unicode=True,
+                              width=10_000).rstrip("\n")
+    if output == "name":
+        return "\n".join(f"{kind.resource}/{kind.name(obj)}" for obj in objects)
+    if output not in ("table", "wide"):
+        raise ValueError(f"unknown output format {output!r}; expected one of {', '.join(FORMATS)}")
+    if kind.text is not None:
+        return "\n\n".join(kind.text(obj) for obj in objects)
+    columns = [c for c in kind.columns if output == "wide" or not c.wide_only]
+    if namespaces:
+        columns.insert(0, Column("NAMESPACE", kind.namespace))
+    return table([c.header for c in columns], [[c.cell(obj) for c in columns] for obj in objects])
+
+
+def _document(objects: Sequence[Any], kind: Kind, single: bool) -> dict[str, Any]:
+    if single and len(objects) == 1:
+        return kind.manifest(objects[0])
+    return {"apiVersion": "v1", "kind": "List", "items": [kind.manifest(obj) for obj in objects]}
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, indent: str = "") -> str:
+    """Left-aligned columns separated by three spaces; no trailing blanks. Empty without rows."""
+    if not rows:
+        return ""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    lines = []
+    for row in [headers, *rows]:
+        cells = [str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)]
+        lines.append(indent + _GAP.join(cells).rstrip())
+    return "\n".join(lines)
+
+
+# -- times, as kubectl writes them -----------------------------------------------------------------------
+
+def human_duration(delta: timedelta) -> str:
+    """``45s``, ``3m20s``, ``25m``, ``5h10m``, ``20h``, ``3d4h``, ``40d``: kubectl's age format."""
+    seconds = max(0, int(delta.total_seconds()))
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 120:
+        return f"{seconds}s"
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
+    if hours < 3:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if days < 8:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    if days < 365 * 2:
+        return f"{days}d"
+    return f"{days // 365}y{days % 365}d" if days < 365 * 8 else f"{days // 365}y"
+
+
+def two_units(delta: timedelta) -> str:
+    """The two largest units: ``45s``, ``4m10s``, ``1h59m``, ``6d23h``. For deadlines, where 119m reads badly."""
+    seconds = max(0, int(delta.total_seconds()))
+    parts = [(seconds // 86400, "d"), (seconds % 86400 // 3600, "h"), (seconds % 3600 // 60, "m"), (seconds % 60, "s")]
+    first = next((i for i, (count, _) in enumerate(parts) if count), len(parts) - 1)
+    return "".join(f"{count}{unit}" for count, unit in parts[first:first + 2] if count) or "0s"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def age(moment: datetime | None) -> str:
+    """Time since ``moment``, or ``-``."""
+    return human_duration(_now() - moment) if moment else NONE
+
+
+def time_left(moment: datetime | None) -> str:
+    """Time until ``moment``; ``expired`` once it has passed; ``-`` when there is none."""
+    if moment is None:
+        return NONE
+    left = moment - _now()
+    return two_units(left) if left > timedelta(0) else "expired"
+
+
+def timestamp(moment: datetime | None, *, relative: Callable[[datetime | None], str] | None = None) -> str:
+    """``2026-05-09T07:35:25Z (3h ago)``-style: absolute UTC time, with a relative hint when asked."""
+    if moment is None:
+        return NONE
+    text = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{text} ({relative(moment)})" if relative else text
+
+
+# -- DevServers ------------------------------------------------------------------------------------------
+
+def devserver_manifest(server: DevServer) -> dict[str, Any]:
+    """The DevServer as the cluster stores it (apiVersion and kind first, as kubectl prints them)."""
+    from devservers_sdk.models import API_GROUP, API_VERSION, DEVSERVER_KIND
+
+    body = server.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": DEVSERVER_KIND, **body}
+
+
+def expires_at(server: DevServer) -> datetime | None:
+    """The operator's ``status.expiresAt``, else the deadline the spec implies (before the operator runs)."""
+    if server.status.expires_at is not None:
+        return server.status.expires_at
+    lifecycle = server.spec.lifecycle
+    deadlines = [lifecycle.expiration_time] if lifecycle.expiration_time else []
+    created = server.metadata.creation_timestamp
+    if lifecycle.time_to_live and created is not None:
+        from devservers_sdk.durations import parse_duration
+
+        deadlines.append(created + parse_duration(lifecycle.time_to_live))
+    return min(deadlines) if deadlines else None
+
+
+def world_size(server: DevServer) -> int:
+    distributed = server.spec.distributed
+    return distributed.world_size if server.spec.mode == "distributed" and distributed else 1
+
+
+def ready(server: DevServer) -> str:
+    """``ready/wanted`` pods: wanted is the operator's ``replicas``, else the world size."""
+    wanted = server.status.replicas if server.status.replicas is not None else world_size(server)
+    return f"{server.status.ready_replicas or 0}/{wanted}"
+
+
+def latest_condition(conditions: Sequence[Condition]) -> Condition | None:
+    """The condition that explains the state best: the newest not-True one, else the newest."""
+    if not conditions:
+        return None
+    epoch = datetime.min.replace(tzinfo=UTC)
+    failing = [c for c in conditions if c.status != "True"] or list(conditions)
+    return max(failing, key=lambda c: c.last_transition_time or epoch)
+
+
+def status_message(server: DevServer) -> str:
+    """One sentence on what the DevServer is doing: the operator's message, else its latest condition."""
+    if server.status.message:
+        return server.status.message
+    condition = latest_condition(server.status.conditions)
+    if condition is None:
+        return ""
+    return condition.message or f"{condition.type}={condition.status} ({condition.reason})"
+
+
+DEVSERVER = Kind(
+    resource="devserver.devservers.io",
+    name=lambda s: s.name,
+    namespace=lambda s: s.namespace or NONE,
+    manifest=devserver_manifest,
+    columns=(
+        Column("NAME", lambda s: s.name),
+        Column("OWNER", lambda s: s.spec.owner),
+        Column("FLAVOR", lambda s: s.spec.flavor),
+        Column("MODE", lambda s: s.spec.mode),
+        Column("PHASE", lambda s: s.status.phase or "Pending"),
+        Column("READY", ready),
+        Column("EXPIRES IN", lambda s: time_left(expires_at(s))),
+        Column("AGE", lambda s: age(s.metadata.creation_timestamp)),
+        Column("IMAGE", lambda s: s.spec.image or "(flavor default)", wide_only=True),
+        Column("IDLE", lambda s: age(s.status.last_activity_time), wide_only=True),
+        Column("MESSAGE", status_message, wide_only=True),
+    ),
+)
+
+
+# -- flavors ---------------------------------------------------------------------------------------------
+
+def flavor_manifest(flavor: DevServerFlavor) -> dict[str, Any]:
+    from devservers_sdk.models import API_GROUP, API_VERSION, FLAVOR_KIND
+
+    body = flavor.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": FLAVOR_KIND, **body}
+
+
+def _seconds(value: int | None) -> str:
+    """A configured number of seconds the way it is written in specs: ``4h``, ``1h30m``."""
+    from devservers_sdk.durations import format_duration
+
+    return format_duration(timedelta(seconds=value)) if value else NONE
+
+
+FLAVOR = Kind(
+    resource="devserverflavor.devservers.io",
+    name=lambda f: f.name,
+    manifest=flavor_manifest,
+    columns=(
+        Column("NAME", lambda f: f.name),
+        Column("CPU", lambda f: f.cpu or NONE),
+        Column("MEMORY", lambda f: f.memory or NONE),
+        Column("GPUS", lambda f: str(f.gpus)),
+        Column("NODE SELECTOR", lambda f: ",".join(f"{k}={v}" for k, v in f.spec.node_selector.items()) or NONE),
+        Column("MAX TTL", lambda f: f.spec.max_time_to_live or NONE, wide_only=True),
+        Column("IDLE TIMEOUT", lambda f: _seconds(f.spec.default_idle_timeout), wide_only=True),
+        Column("IMAGE", lambda f: f.spec.default_image or NONE, wide_only=True),
+        Column("DESCRIPTION", lambda f: f.spec.description or ""),
+    ),
+)
+
+
+# -- describe --------------------------------------------------------------------------------------------
+
+def _fields(pairs: Sequence[tuple[str, str]], indent: str = "") -> str:
+    width = max(len(label) for label, _ in pairs) + 2
+    return "\n".join(f"{indent}{(label + ':').ljust(width)}{value}" for label, value in pairs)
+
+
+def _mode(server: DevServer) -> str:
+    distributed = server.spec.distributed
+    if server.spec.mode != "distributed" or distributed is None:
+        return "standalone (1 pod)"
+    procs = "process" if distributed.nprocs_per_node == 1 else "processes"
+    return (f"distributed: {distributed.world_size} ranks, {distributed.nprocs_per_node} {procs} per rank, "
+            f"backend {distributed.backend}")
+
+
+def _lifecycle(server: DevServer) -> list[tuple[str, str]]:
+    lifecycle, status = server.spec.lifecycle, server.status
+    idle = _seconds(lifecycle.idle_timeout) if lifecycle.idle_timeout else "the flavor's"
+    rows = [
+        ("Expires at", timestamp(expires_at(server), relative=lambda m: f"in {time_left(m)}")),
+        ("Time to live", lifecycle.time_to_live or NONE),
+        ("Expiration time", timestamp(lifecycle.expiration_time)),
+        ("Idle timeout", f"{idle}, auto shutdown {'on' if lifecycle.auto_shutdown else 'off'}"),
+        ("Last activity", timestamp(status.last_activity_time, relative=lambda m: f"idle for {age(m)}"
+                                    + (f", via {status.last_activity_source}" if status.last_activity_source else ""))),
+    ]
+    if status.stopped_reason or status.stopped_at:
+        rows.append(("Stopped", f"{status.stopped_reason or 'yes'} at {timestamp(status.stopped_at)}"))
+    return rows
+
+
+def _pod_row(pod: PodSummary) -> list[str]:
+    return [pod.name, NONE if pod.rank is None else str(pod.rank), pod.phase, "yes" if pod.ready else "no",
+            str(pod.restarts), pod.node or NONE, pod.ip or NONE, age(pod.started_at), pod.message or ""]
+
+
+def _event_row(event: EventSummary) -> list[str]:
+    count = f" (x{event.count})" if event.count > 1 else ""
+    return [age(event.last_seen), event.type, event.reason, event.object, event.message + count]
+
+
+def describe_text(description: DevServerDescription) -> str:
+    """``devctl describe``: spec, status, lifecycle, conditions, pods and recent events."""
+    server = description.devserver
+    spec, status = server.spec, server.status
+    nccl = spec.distributed.nccl_settings if spec.distributed else {}
+    overview = [
+        ("Name", server.name),
+        ("Namespace", server.namespace or NONE),
+        ("Owner", spec.owner),
+        ("Flavor", spec.flavor),
+        ("Image", spec.image or "(flavor default)"),
+        ("Mode", _mode(server)),
+        *([("NCCL settings", " ".join(f"{k}={v}" for k, v in sorted(nccl.items())))] if nccl else []),
+        ("Home volume", f"{spec.persistent_home_size} per rank" if spec.persistent_home_size else "none"),
+        ("Shared volume", f"{spec.shared_volume_claim_name} at /shared" if spec.shared_volume_claim_name
+         else "none"),
+        ("Created", timestamp(server.metadata.creation_timestamp, relative=lambda m: f"{age(m)} ago")),
+    ]
+    generation = server.metadata.generation
+    observed = status.observed_generation
+    state = [
+        ("Phase", status.phase or "Pending (no status yet: is the devservers operator running?)"),
+        ("Ready", ready(server)),
+        ("Message", status.message or NONE),
+        ("Observed", NONE if observed is None else f"generation {observed} of {generation}"),
+    ]
+    sections = [_fields(overview), "Status:\n" + _fields(state, "  "), "Lifecycle:\n" + _fields(_lifecycle(server), "  ")]
+    conditions = [[c.type, c.status, c.reason or NONE, age(c.last_transition_time), c.message]
+                  for c in status.conditions]
+    sections.append("Conditions:\n" + (table(["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"], conditions,
+                                             indent="  ") or "  <none>"))
+    pods = table(["NAME", "RANK", "PHASE", "READY", "RESTARTS", "NODE", "IP", "AGE", "MESSAGE"],
+                 [_pod_row(p) for p in description.pods], indent="  ")
+    sections.append("Pods:\n" + (pods or "  <none>"))
+    events = table(["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+                   [_event_row(e) for e in description.events], indent="  ")
+    sections.append("Events:\n" + (events or "  <none>"))
+    return "\n\n".join(sections)
+
+
+def description_manifest(description: DevServerDescription) -> dict[str, Any]:
+    """``describe -o json|yaml``: the DevServer, its pods and its recent events in one document."""
+    from dataclasses import asdict
+
+    def plain(obj: Any) -> dict[str, Any]:
+        return {key: value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
+                for key, value in asdict(obj).items()}
+
+    return {"devserver": devserver_manifest(description.devserver),
+            "pods": [plain(p) for p in description.pods],
+            "events": [plain(e) for e in description.events]}
+
+
+DESCRIPTION = Kind(
+    resource=DEVSERVER.resource,
+    name=lambda d: d.devserver.name,
+    manifest=description_manifest,
+    text=describe_text,
+)

@@ -1,0 +1,833 @@
+"""Distributed launch: ``torchrun`` on every rank of a DevServer at once, and one handle on all of them.
+
+A distributed DevServer is ``worldSize`` pods whose environment already says everything torchrun needs
+(``PET_NNODES``, ``PET_NODE_RANK``, ``PET_MASTER_ADDR``... see ``manifests.distributed_env``), so
+``launch`` runs the same ``python -m torch.distributed.run <script> <args>`` on every pod, one exec
+session per rank, each pumped by a thread of its own. The user's command is only the script and its
+arguments (``train.py --epochs 3``; ``python train.py``, ``-m package.module`` and other programs work
+too, see ``torchrun_args``).
+
+Why the pieces are shaped this way:
+
+* **One log, many readers.** Every output line becomes an event ``(rank, stream, line)`` appended to one
+  bounded log under a condition variable. ``LaunchHandle.events()`` readers each keep their own position,
+  so a CLI printing lines, a notebook widget and ``logs(rank=1)`` all see everything, from the start,
+  without a queue per consumer.
+* **Stopping must work on a real cluster.** Closing an exec stream does *not* kill the command on real
+  Kubernetes (the runtime keeps it running; only the emulator kills the process group), and torchrun
+  starts its workers in sessions of their own, so no single process group holds a rank's processes.
+  Every process a launch starts therefore carries the variable ``DEVSERVERS_LAUNCH=<launch id>-<rank>``
+  (workers inherit it from torchrun), and stopping a rank execs a small Python script in its pod that
+  finds the processes whose ``/proc/<pid>/environ`` holds that entry, sends them SIGTERM (torchrun
+  forwards it to its workers), and SIGKILLs whatever is left after ``STOP_GRACE`` seconds. Only then is
+  the rank's stream closed. The entry names the rank because the emulator has no PID namespaces.
+* **Fail fast, name the culprit.** The first rank to exit non-zero (or to lose its connection) stops all
+  the others; ``wait()`` then raises ``LaunchFailedError`` naming that rank, its exit code, the worker's
+  own exit code from torchrun's report, and the last lines its script printed.
+* **Interrupts stop the job.** ``KeyboardInterrupt`` (Ctrl-C in a terminal, "interrupt kernel" in
+  Jupyter) during ``wait()`` or the iteration stops every rank before it propagates.
+
+The pods' Python is the first of ``python3``/``python`` on their ``PATH``; it must have torch, and runs
+torchrun in the same process that set itself up (one interpreter start-up per rank, not two).
+``PYTHONUNBUFFERED=1`` is set so that lines arrive as they are printed, and ``DEVSERVER_BACKEND`` holds
+the DevServer's ``spec.distributed.backend`` for scripts that want to follow it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import codecs
+import collections
+import contextlib
+import json
+import re
+import secrets
+import shlex
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+from .activity import ActivityHeartbeat
+from .errors import DevServerError, DevServerNotReadyError, InvalidSpecError, WaitTimeoutError
+from .kube import STDERR, STDOUT, ExecSession
+from .models import DevServer
+
+if TYPE_CHECKING:
+    from .client import DevServerClient
+
+__all__ = [
+    "MARKER_ENV",
+    "LaunchEvent",
+    "LaunchFailedError",
+    "LaunchHandle",
+    "LaunchTimeoutError",
+    "NotDistributedError",
+    "OutputCallback",
+    "launch",
+    "ranks_not_ready",
+    "torchrun_args",
+    "validate_env",
+]
+
+MARKER_ENV = "DEVSERVERS_LAUNCH"
+"""Set to ``<launch id>-<rank>`` on every process of a launch: how ``cancel`` finds them in a pod."""
+STOP_GRACE = 3.0
+"""Seconds between SIGTERM and SIGKILL when a rank is stopped."""
+TAIL_LINES = 20
+RETAINED_LINES = 200_000
+"""Output lines kept by a handle (all ranks); older ones are dropped from ``logs`` and late readers."""
+_LINE_LIMIT = 16 * 1024
+_PUMP_INTERVAL = 0.2
+_START_TIMEOUT = 60.0
+
+LaunchEvent = tuple[int, str, str]
+"""``(rank, stream, line)``: the node rank (pod index), ``"stdout"`` or ``"stderr"``, the line without
+its newline."""
+OutputCallback = Callable[[int, str, str], object]
+
+_STREAM_NAMES = {STDOUT: "stdout", STDERR: "stderr"}
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PYTHON = re.compile(r"^python(\d+(\.\d+)?)?$")
+_CONTRACT_ENV = frozenset({
+    "MASTER_ADDR", "MASTER_PORT", "NNODES", "NODE_RANK", "NPROC_PER_NODE", "RANK", "WORLD_SIZE",
+    "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_RANK", "ROLE_WORLD_SIZE",
+    "HOME", "PATH",
+})
+_CONTRACT_PREFIXES = ("PET_", "TORCHELASTIC_", "DEVSERVER_", "DEVSERVERS_")
+_INJECTION_ENV = frozenset({"PYTHONHOME", "PYTHONSTARTUP", "PYTHONINSPECT", "BASH_ENV", "ENV"})
+_INJECTION_PREFIXES = ("LD_",)
+_INJECTION_ALLOWED = frozenset({"LD_LIBRARY_PATH"})
+# torchrun prints this (glog style) when a worker fails: "E0101 12:00:00.000 123 .../api.py:900] failed
+# (exitcode: 3) local_rank: 0 (pid: 123) of binary: /usr/bin/python3". What follows is its own traceback
+# and report; the script's last words come before.
+_WORKER_FAILED = re.compile(r"failed \(exitcode: (-?\d+)\) local_rank: (\d+)")
+_REPORT_RANK = re.compile(r"^\s*rank\s*:\s*(\d+) \(local_rank: (\d+)\)")
+_REPORT_EXITCODE = re.compile(r"^\s*exitcode\s*:\s*(-?\d+)")
+_TORCH_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] ")
+"""torch's own log lines (glog style), which are not the script's last words."""
+
+# Runs in the pod under /bin/sh: the marker goes into the environment the interpreter starts with (what
+# /proc/<pid>/environ shows), then the first python3/python on PATH runs the bootstrap.
+_WRAPPER = (
+    f'{MARKER_ENV}=$1; export {MARKER_ENV}; boot=$2; shift 2; for py in python3 python; do '
+    'if command -v "$py" >/dev/null 2>&1; then exec "$py" -c "$boot" "$@"; fi; done; '
+    'echo "devservers launch: neither python3 nor python is on PATH ($PATH)" >&2; exit 127'
+)
+# The bootstrap: own session (the runtime's process group is not ours to share), working directory,
+# environment, then torchrun in this same interpreter (no second start-up).
+_BOOTSTRAP = """\
+import importlib.util, json, os, runpy, sys
+config = json.loads(sys.argv[1])
+if importlib.util.find_spec("torch") is None:
+    sys.stderr.write("devservers launch: %s cannot import torch; install PyTorch in the image, or put a "
+                     "Python that has it first on PATH\\n" % sys.executable)
+    sys.exit(127)
+try:
+    os.setsid()
+except OSError:
+    pass
+workdir = config["workdir"]
+if workdir:
+    try:
+        os.chdir(os.path.expanduser(workdir))
+    except OSError as exc:
+        sys.stderr.write("devservers launch: cannot change to directory %r: %s\\n" % (workdir, exc.strerror))
+        sys.exit(2)
+os.environ.update(config["env"])
+sys.stdout.reconfigure(line_buffering=True)
+sys.argv = ["torchrun", *config["args"]]
+runpy.run_module("torch.distributed.run", run_name="__main__", alter_sys=True)
+"""
+# The stopper: every live process whose environment holds the launch's marker gets SIGTERM, then
+# SIGKILL after the grace period. Prints how many it signalled.
+_STOPPER = """\
+import os, signal, sys, time
+marker = sys.argv[1].encode()
+grace = float(sys.argv[2])
+me = os.getpid()
+def marked():
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open("/proc/%s/environ" % entry, "rb") as f:
+                environ = f.read().split(b"\\0")
+            with open("/proc/%s/stat" % entry, "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if marker in environ and state not in (b"Z", b"X"):
+            found.append(int(entry))
+    return found
+def send(pids, sig):
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+pids = marked()
+signalled = len(pids)
+send(pids, signal.SIGTERM)
+deadline = time.monotonic() + grace
+while pids and time.monotonic() < deadline:
+    time.sleep(0.05)
+    pids = marked()
+send(pids, signal.SIGKILL)
+print("stopped %d process(es), %d killed" % (signalled, len(pids)))
+"""
+_STOPPER_WRAPPER = (
+    'code=$1; shift; for py in python3 python; do '
+    'if command -v "$py" >/dev/null 2>&1; then exec "$py" -c "$code" "$@"; fi; done; '
+    'echo "devservers launch: no python3 or python to stop the launch with" >&2; exit 127'
+)
+
+
+# -- errors ----------------------------------------------------------------------------------------------
+
+class NotDistributedError(DevServerError):
+    """``launch`` was asked to run on a standalone DevServer (it needs ``mode: distributed``)."""
+
+
+class LaunchFailedError(DevServerError):
+    """A rank of a launch failed (exited non-zero, or its connection was lost); the others were stopped.
+
+    Attributes:
+        rank: the node rank (pod index) that failed first, or ``None`` (e.g. for a timeout).
+        returncode: its exit status (``-1``: no status was reported).
+        worker_exitcode: the exit code of the failing worker process, from torchrun's report, if found.
+        tail: the last lines the failing rank printed (stdout and stderr, in order) before torchrun's own
+            failure report, i.e. the script's last words.
+        returncodes: every rank's exit status as far as known (stopped ranks: what they reported, else
+            ``-15``).
+    """
+
+    def __init__(self, message: str, *, rank: int | None = None, returncode: int | None = None,
+                 worker_exitcode: int | None = None, tail: Sequence[str] = (),
+                 returncodes: Mapping[int, int | None] | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.rank = rank
+        self.returncode = returncode
+        self.worker_exitcode = worker_exitcode
+        self.tail = list(tail)
+        self.returncodes = dict(returncodes or {})
+
+
+class LaunchTimeoutError(LaunchFailedError, TimeoutError):
+    """The launch ran longer than its ``timeout`` and every rank was stopped."""
+
+
+# -- validation (pure) -----------------------------------------------------------------------------------
+
+def torchrun_args(command: str | Sequence[str], *,
+                  nprocs_per_node: int | Literal["auto", "cpu", "gpu"] | None = None) -> builtins.list[str]:
+    """The arguments given to ``python -m torch.distributed.run`` on every rank.
+
+    The rest of torchrun's options come from the ``PET_*`` environment of the pods.
+
+    Args:
+        command: the script and its arguments, as a list or a shell-like string. Forms:
+            ``train.py --epochs 3`` runs the script with torchrun's Python; ``python train.py ...`` and
+            ``python -u train.py`` likewise (the interpreter named is replaced by the one with torch);
+            ``-m pkg.mod ...`` or ``python -m pkg.mod ...`` run a module; anything else (``bash run.sh``,
+            ``./train``, ``python -O x.py``) runs as is in every worker (torchrun ``--no-python``).
+        nprocs_per_node: processes per pod, overriding the DevServer's ``nprocsPerNode``.
+
+    Returns:
+        The argument list, e.g. ``['--nproc-per-node', '4', 'train.py', '--epochs', '3']``.
+
+    Raises:
+        InvalidSpecError: an empty command, an unparsable string, an option where the script should be,
+            or a bad ``nprocs_per_node``.
+    """
+    if isinstance(command, str):
+        try:
+            argv = shlex.split(command)
+        except ValueError as exc:
+            raise InvalidSpecError(f"The launch command {command!r} cannot be parsed: {exc}.",
+                                   field="command") from exc
+    else:
+        argv = [str(part) for part in command]
+    if not argv:
+        raise InvalidSpecError("The launch command is empty: give the script and its arguments, e.g. "
+                               "'train.py --epochs 3'.", field="command")
+    options: builtins.list[str] = []
+    if nprocs_per_node is not None:
+        if isinstance(nprocs_per_node, str) and nprocs_per_node in ("auto", "cpu", "gpu"):
+            options = ["--nproc-per-node", nprocs_per_node]
+        elif isinstance(nprocs_per_node, int) and not isinstance(nprocs_per_node, bool) and nprocs_per_node >= 1:
+            options = ["--nproc-per-node", str(nprocs_per_node)]
+        else:
+            raise InvalidSpecError(f"nprocs_per_node must be a whole number of processes >= 1 (or 'auto', "
+                                   f"'gpu', 'cpu'), got {nprocs_per_node!r}.", field="nprocs_per_node")
+    head = argv[0]
+    if _PYTHON.match(head.rsplit("/", 1)[-1]) and len(argv) > 1:
+        rest = argv[1:]
+        if rest[0] == "-u":  # unbuffered already: PYTHONUNBUFFERED=1
+            rest = rest[1:]
+        if rest and (rest[0] == "-m" or not rest[0].startswith("-")):
+            return [*options, *rest]
+        return [*options, "--no-python", *argv]
+    if head == "-m":
+        if len(argv) < 2:
+            raise InvalidSpecError("'-m' needs a module name, e.g. '-m mypackage.train'.", field="command")
+        return [*options, *argv]
+    if head.startswith("-"):
+        raise InvalidSpecError(f"The launch command starts with the option {head!r}; give the script and its "
+                               f"arguments (launch passes torchrun's options itself, e.g. "
+                               f"nprocs_per_node=...).", field="command")
+    if head.endswith(".py"):
+        return [*options, *argv]
+    return [*options, "--no-python", *argv]
+
+
+def validate_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    """Check the extra variables of a launch.
+
+    Args:
+        env: names and values to add to every process's environment.
+
+    Returns:
+        A copy, with values as given.
+
+    Raises:
+        InvalidSpecError: a name that is not a valid variable name; one the distributed contract owns
+            (``PET_*``, ``MASTER_ADDR``, ``NODE_RANK``, ``RANK``, ``WORLD_SIZE``, ``DEVSERVER_*``...);
+            one that injects code into every process (``LD_PRELOAD`` and other ``LD_*`` but
+            ``LD_LIBRARY_PATH``, ``PYTHONSTARTUP``...); a value that is not a string or holds a NUL.
+    """
+    checked: dict[str, str] = {}
+    for name, value in (env or {}).items():
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            raise InvalidSpecError(f"Invalid environment variable name {name!r} for launch: use letters, digits "
+                                   f"and '_', not starting with a digit.", field="env")
+        if name in _CONTRACT_ENV or name.startswith(_CONTRACT_PREFIXES):
+            raise InvalidSpecError(
+                f"launch cannot set {name}: the DevServer's distributed environment and torchrun set it "
+                f"(PET_*, MASTER_*, NODE_RANK, NNODES, RANK, WORLD_SIZE, DEVSERVER_*...). Change the "
+                f"DevServer (world size, nprocs per node) or pass nprocs_per_node= instead.", field="env")
+        if name in _INJECTION_ENV or (name.startswith(_INJECTION_PREFIXES) and name not in _INJECTION_ALLOWED):
+            raise InvalidSpecError(
+                f"launch refuses to set {name}: it would load code into every process before the script. "
+                f"Install what you need in the image or import it from the script.", field="env")
+        if not isinstance(value, str) or "\0" in value:
+            raise InvalidSpecError(f"The value of {name} must be a string without NUL characters, got "
+                                   f"{value!r}.", field="env")
+        checked[name] = value
+    return checked
+
+
+def _pod_ready(pod: Mapping[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    if (pod.get("metadata") or {}).get("deletionTimestamp") or status.get("phase") != "Running":
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+def ranks_not_ready(pods: Sequence[Mapping[str, Any]], world_size: int, *,
+                    rank_label: str = "apps.kubernetes.io/pod-index") -> tuple[dict[int, str], builtins.list[str]]:
+    """Match the pods of a distributed DevServer to its ranks.
+
+    Args:
+        pods: the DevServer's pods (as the API returns them).
+        world_size: how many ranks it has.
+        rank_label: the label holding a pod's rank.
+
+    Returns:
+        ``(ready, problems)``: the pod name of each ready rank, and one phrase per rank that is not, e.g.
+        ``rank 1 (pod x-1 is Pending)`` or ``rank 2 (no pod)``.
+    """
+    ready: dict[int, str] = {}
+    seen: dict[int, Mapping[str, Any]] = {}
+    for pod in pods:
+        value = ((pod.get("metadata") or {}).get("labels") or {}).get(rank_label)
+        try:
+            rank = int(value) if value is not None else -1
+        except ValueError:
+            continue
+        if not 0 <= rank < world_size:
+            continue
+        if _pod_ready(pod):
+            ready.setdefault(rank, str(pod["metadata"]["name"]))
+        else:
+            seen.setdefault(rank, pod)
+    problems = []
+    for rank in range(world_size):
+        if rank in ready:
+            continue
+        found = seen.get(rank)
+        if found is None:
+            problems.append(f"rank {rank} (no pod)")
+            continue
+        name = found["metadata"]["name"]
+        if (found.get("metadata") or {}).get("deletionTimestamp"):
+            problems.append(f"rank {rank} (pod {name} is terminating)")
+        else:
+            phase = (found.get("status") or {}).get("phase") or "Unknown"
+            problems.append(f"rank {rank} (pod {name} is {phase}{', not Ready' if phase == 'Running' else ''})")
+    return ready, problems
+
+
+def _require_launchable(server: DevServer) -> int:
+    name = server.name
+    distributed = server.spec.distributed
+    if server.spec.mode != "distributed" or distributed is None:
+        raise NotDistributedError(
+            f"DevServer '{name}' is standalone; launch runs torchrun across the pods of a distributed "
+            f"DevServer. Use exec or shell for a standalone one (devctl exec {name} -- python train.py), or "
+            f"create a distributed one with: devctl create NAME --distributed",
+            kind="DevServer", name=name, namespace=server.namespace)
+    phase = server.status.phase or "not reported yet"
+    if phase != "Running":
+        if phase == "Stopped":
+            hint = f"Start it with: devctl start {name}"
+        elif phase == "Failed":
+            hint = f"See why with: devctl describe {name}"
+        else:
+            hint = f"Wait for it with: devctl wait {name}"
+        raise DevServerNotReadyError(f"DevServer '{name}' is {phase}, not Running, so nothing can be launched on "
+                                     f"it. {hint}", kind="DevServer", name=name, namespace=server.namespace)
+    return distributed.world_size
+
+
+def _torchrun_report(lines: Sequence[str]) -> tuple[int | None, str, int]:
+    """From a failed rank's output: the root-cause worker's exit code and rank in torchrun's report, and
+    where torchrun's own failure output starts (what comes before is the script's)."""
+    cut = next((index for index, line in enumerate(lines) if _WORKER_FAILED.search(line)), len(lines))
+    code: int | None = None
+    rank = ""
+    match = _WORKER_FAILED.search(lines[cut]) if cut < len(lines) else None
+    if match:
+        code = int(match.group(1))
+    root = next((index for index, line in enumerate(lines) if line.startswith("Root Cause")), None)
+    if root is not None:
+        for line in lines[root:]:
+            ranked = _REPORT_RANK.match(line)
+            if ranked and not rank:
+                rank = f"worker rank {ranked.group(1)} (local rank {ranked.group(2)})"
+            exited = _REPORT_EXITCODE.match(line)
+            if exited:
+                code = int(exited.group(1))
+                break
+    return code, rank, cut
+
+
+# -- the handle ------------------------------------------------------------------------------------------
+
+@dataclass
+class _Rank:
+    rank: int
+    pod: str
+    argv: builtins.list[str]
+    session: ExecSession | None = None
+    returncode: int | None = None
+    finished: bool = False
+    stopped: bool = False
+    lost: str | None = None
+    start_error: BaseException | None = None
+    first_output: float | None = None
+    tail: collections.deque[str] | None = None
+
+
+class LaunchHandle:
+    """A launch in progress on every rank of a distributed DevServer (returned by ``launch``).
+
+    Iterate it (or ``events()``) for ``(rank, stream, line)`` as lines arrive; ``wait()`` for the exit
+    statuses; ``cancel()`` to stop every rank. Use it as a context manager: leaving the block stops
+    whatever still runs. All methods are thread-safe.
+
+    Attributes:
+        name: the DevServer.
+        namespace: its namespace.
+        launch_id: the id in every process's ``DEVSERVERS_LAUNCH`` variable (``<launch_id>-<rank>``).
+        pods: the pod of each rank.
+        args: the arguments given to ``python -m torch.distributed.run`` on every rank.
+        started_at: ``time.monotonic()`` when the launch began.
+    """
+
+    def __init__(self, client: DevServerClient, name: str, pods: Mapping[int, str], args: Sequence[str], *,
+                 env: Mapping[str, str], workdir: str | None, timeout: float | None,
+                 on_output: OutputCallback | None) -> None:
+        self.name = name
+        self.namespace = client.namespace
+        self.launch_id = secrets.token_hex(6)
+        self.args = list(args)
+        self.pods = dict(sorted(pods.items()))
+        self.started_at = time.monotonic()
+        self._client = client
+        self._on_output = on_output
+        self._deadline = None if timeout is None else self.started_at + timeout
+        self._timeout = timeout
+        self._cond = threading.Condition()
+        self._lines: builtins.list[LaunchEvent] = []
+        self._dropped = 0
+        self._stop = threading.Event()
+        self._stop_reason: Literal["failure", "cancel", "timeout", "callback"] | None = None
+        self._failure: LaunchFailedError | None = None
+        self._callback_error: BaseException | None = None
+        self._ranks: dict[int, _Rank] = {}
+        for rank, pod in self.pods.items():
+            config = {"workdir": workdir or "", "args": self.args, "env": dict(env)}
+            argv = ["/bin/sh", "-c", _WRAPPER, "devservers-launch", self._marker(rank), _BOOTSTRAP,
+                    json.dumps(config)]
+            self._ranks[rank] = _Rank(rank, pod, argv, tail=collections.deque(maxlen=TAIL_LINES * 5))
+        self._heartbeat = ActivityHeartbeat(lambda: client._record_activity(name))
+        self._threads: builtins.list[threading.Thread] = []
+        self._started = threading.Semaphore(0)
+        self._all_done = False
+
+    # -- starting ------------------------------------------------------------------------------------
+
+    def _marker(self, rank: int) -> str:
+        return f"{self.launch_id}-{rank}"
+
+    def _start(self) -> None:
+        self._heartbeat.__enter__()
+        for info in self._ranks.values():
+            thread = threading.Thread(target=self._run_rank, args=(info,), daemon=True,
+                                      name=f"devservers-launch-{self.name}-{info.rank}")
+            self._threads.append(thread)
+            thread.start()
+        deadline = time.monotonic() + _START_TIMEOUT
+        try:
+            for _ in self._ranks:
+                if not self._started.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                    break
+        except BaseException:
+            self.cancel()
+            raise
+        failed = [info for info in self._ranks.values() if info.start_error is not None]
+        if failed:
+            self.cancel()
+            error = failed[0].start_error
+            assert error is not None
+            if isinstance(error, DevServerError):
+                raise error
+            raise DevServerError(f"Could not start rank {failed[0].rank} of the launch on DevServer "
+                                 f"'{self.name}' (pod {failed[0].pod}): {error}", kind="DevServer",
+                                 name=self.name, namespace=self.namespace) from error
+
+    def _run_rank(self, info: _Rank) -> None:
+        try:
+            info.session = self._client._kube.exec(self.namespace, info.pod, info.argv)
+        except BaseException as exc:  # reported by _start, which stops the others
+            info.start_error = exc
+            info.finished = True
+            info.returncode = -1
+            self._started.release()
+            self._rank_finished(info)
+            return
+        self._started.release()
+        session = info.session
+        decoders = {name: codecs.getincrementaldecoder("utf-8")("replace") for name in ("stdout", "stderr")}
+        partial = {"stdout": "", "stderr": ""}
+        stopper: threading.Thread | None = None
+        give_up_at: float | None = None
+        try:
+            while not session.closed:
+                if self._deadline is not None and time.monotonic() >= self._deadline:
+                    self._request_stop("timeout")
+                if self._stop.is_set() and stopper is None:
+                    info.stopped = True
+                    stopper = threading.Thread(target=self._stop_rank, args=(info,), daemon=True,
+                                               name=f"devservers-launch-stop-{self.name}-{info.rank}")
+                    stopper.start()
+                    give_up_at = time.monotonic() + STOP_GRACE + 10.0
+                if stopper is not None and not stopper.is_alive() and give_up_at is not None:
+                    give_up_at = min(give_up_at, time.monotonic() + 1.0)
+                if give_up_at is not None and time.monotonic() >= give_up_at:
+                    break
+                messages, _ = session.pump(_PUMP_INTERVAL)
+                for channel, data in messages:
+                    stream = _STREAM_NAMES.get(channel)
+                    if stream is None or not data:
+                        continue
+                    text = partial[stream] + decoders[stream].decode(data)
+                    *complete, rest = text.split("\n")
+                    while len(rest) > _LINE_LIMIT:
+                        complete.append(rest[:_LINE_LIMIT])
+                        rest = rest[_LINE_LIMIT:]
+                    partial[stream] = rest
+                    for line in complete:
+                        self._emit(info, stream, line.removesuffix("\r"))
+        except (DevServerError, OSError) as exc:
+            info.lost = str(exc)
+        finally:
+            session.close()
+        for stream in ("stdout", "stderr"):
+            rest = partial[stream] + decoders[stream].decode(b"", final=True)
+            if rest:
+                self._emit(info, stream, rest.removesuffix("\r"))
+        if stopper is not None:
+            stopper.join(timeout=STOP_GRACE + 10.0)
+        code = session.exit_code
+        if code is None and info.lost is None and not info.stopped:
+            failure = session.failure
+            if failure is not None:
+                code = 127 if "not found" in failure else 126
+                self._emit(info, "stderr", failure)
+            else:
+                info.lost = (f"the connection to pod {info.pod} ended before the command reported an exit "
+                             f"status")
+        info.returncode = code if code is not None else (-15 if info.stopped else -1)
+        info.finished = True
+        self._rank_finished(info)
+
+    def _emit(self, info: _Rank, stream: str, line: str) -> None:
+        event = (info.rank, stream, line)
+        if info.first_output is None:
+            info.first_output = time.monotonic()
+        assert info.tail is not None
+        info.tail.append(line)
+        with self._cond:
+            self._lines.append(event)
+            if len(self._lines) > RETAINED_LINES + RETAINED_LINES // 2:
+                excess = len(self._lines) - RETAINED_LINES
+                del self._lines[:excess]
+                self._dropped += excess
+            self._cond.notify_all()
+        if self._on_output is not None and self._callback_error is None:
+            try:
+                self._on_output(*event)
+            except BaseException as exc:
+                self._callback_error = exc
+                self._request_stop("callback")
+
+    def _request_stop(self, reason: Literal["failure", "cancel", "timeout", "callback"]) -> None:
+        with self._cond:
+            if self._stop_reason is None:
+                self._stop_reason = reason
+            self._stop.set()
+            self._cond.notify_all()
+
+    def _stop_rank(self, info: _Rank) -> None:
+        """Stop a rank's processes in its pod: SIGTERM, then SIGKILL after ``STOP_GRACE`` (see the module doc)."""
+        argv = ["/bin/sh", "-c", _STOPPER_WRAPPER, "devservers-launch-stop", _STOPPER,
+                f"{MARKER_ENV}={self._marker(info.rank)}", str(STOP_GRACE)]
+        with contextlib.suppress(DevServerError, OSError):
+            session = self._client._kube.exec(self.namespace, info.pod, argv, timeout=10.0)
+            deadline = time.monotonic() + STOP_GRACE + 10.0
+            try:
+                while not session.closed and time.monotonic() < deadline:
+                    session.pump(max(0.0, deadline - time.monotonic()))
+            finally:
+                session.close()
+
+    def _rank_finished(self, info: _Rank) -> None:
+        failure: LaunchFailedError | None = None
+        with self._cond:
+            if (info.returncode != 0 or info.lost) and not info.stopped and self._failure is None \
+                    and self._stop_reason in (None, "failure"):
+                failure = self._failure_error(info)
+                self._failure = failure
+            done = all(other.finished for other in self._ranks.values())
+        if failure is not None:
+            self._request_stop("failure")
+        if done:
+            self._heartbeat.__exit__(None, None, None)
+            with self._cond:
+                if self._stop_reason == "timeout" and self._failure is None:
+                    self._failure = self._timeout_error()
+                self._all_done = True
+                self._cond.notify_all()
+
+    def _failure_error(self, info: _Rank) -> LaunchFailedError:
+        lines = list(info.tail or ())
+        worker_code, worker_rank, cut = _torchrun_report(lines)
+        said = [line for line in lines[:cut] if line.strip() and not _TORCH_LOG.match(line)][-5:]
+        if info.lost:
+            what = f"Rank {info.rank} of the launch on DevServer '{self.name}' failed: {info.lost}"
+        else:
+            what = f"Rank {info.rank} of the launch on DevServer '{self.name}' (pod {info.pod}) exited with " \
+                   f"code {info.returncode}"
+        if worker_code is not None:
+            what += f"; {worker_rank or 'a worker'} exited with code {worker_code}"
+        others = [rank for rank in self._ranks if rank != info.rank]
+        message = what + (f"; ranks {', '.join(map(str, others))} were stopped." if len(others) > 1 else
+                          f"; rank {others[0]} was stopped." if others else ".")
+        if said:
+            message += f" Last output of rank {info.rank}:\n" + "\n".join(f"    {line}" for line in said)
+        return LaunchFailedError(message, rank=info.rank, returncode=info.returncode, worker_exitcode=worker_code,
+                                 tail=lines[:cut][-TAIL_LINES:], returncodes=self.returncodes, kind="DevServer",
+                                 name=self.name, namespace=self.namespace)
+
+    def _timeout_error(self) -> LaunchTimeoutError:
+        return LaunchTimeoutError(
+            f"The launch on DevServer '{self.name}' did not finish within {self._timeout:g}s; every rank was "
+            f"stopped. Pass a larger timeout=, or none.", returncodes=self.returncodes, kind="DevServer",
+            name=self.name, namespace=self.namespace)
+
+    # -- the public side -----------------------------------------------------------------------------
+
+    @property
+    def ranks(self) -> builtins.list[int]:
+        """The node ranks, in order."""
+        return list(self._ranks)
+
+    @property
+    def returncodes(self) -> dict[int, int | None]:
+        """Each rank's exit status: ``None`` while it runs; ``-15`` if stopped without reporting one, ``-1``
+        if its connection was lost."""
+        return {rank: info.returncode if info.finished else None for rank, info in self._ranks.items()}
+
+    @property
+    def done(self) -> bool:
+        """Whether every rank has finished (and the handle's threads are done with them)."""
+        return self._all_done
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether ``cancel()`` (or an interrupt) stopped the launch."""
+        return self._stop_reason == "cancel"
+
+    @property
+    def failed_rank(self) -> int | None:
+        """The rank whose failure stopped the launch, if any."""
+        return self._failure.rank if self._failure is not None else None
+
+    @property
+    def first_output(self) -> dict[int, float | None]:
+        """Seconds from the start of the launch to each rank's first output line (``None``: none yet)."""
+        return {rank: None if info.first_output is None else info.first_output - self.started_at
+                for rank, info in self._ranks.items()}
+
+    def wait(self, timeout: float | None = None) -> dict[int, int]:
+        """Wait until every rank has finished.
+
+        Args:
+            timeout: seconds to wait; the launch keeps running when they pass (``None``: no limit).
+
+        Returns:
+            The exit status of each rank, e.g. ``{0: 0, 1: 0}``; after ``cancel()``, stopped ranks have
+            the status they reported, or ``-15``.
+
+        Raises:
+            LaunchFailedError: a rank failed (the others were stopped); names the rank, its exit code and
+                the tail of its output.
+            LaunchTimeoutError: the launch's own ``timeout`` passed and every rank was stopped.
+            WaitTimeoutError: this call's ``timeout`` passed; the launch is still running.
+            KeyboardInterrupt: after stopping every rank.
+            Exception: whatever ``on_output`` raised (which stopped the launch).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            with self._cond:
+                while not self._all_done:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        running = [rank for rank, code in self.returncodes.items() if code is None]
+                        raise WaitTimeoutError(
+                            f"The launch on DevServer '{self.name}' is still running after {timeout:g}s (ranks "
+                            f"{', '.join(map(str, running))}); it goes on: wait again, or cancel() it.",
+                            kind="DevServer", name=self.name, namespace=self.namespace)
+                    self._cond.wait(_PUMP_INTERVAL if remaining is None else min(_PUMP_INTERVAL, remaining))
+        except KeyboardInterrupt:
+            self.cancel()
+            raise
+        if self._callback_error is not None:
+            raise self._callback_error
+        if self._failure is not None:
+            self._failure.returncodes = {rank: code for rank, code in self.returncodes.items()}
+            raise self._failure
+        return {rank: int(code) if code is not None else -1 for rank, code in self.returncodes.items()}
+
+    def events(self) -> Iterator[LaunchEvent]:
+        """``(rank, stream, line)`` for every output line, from the first, as they arrive; ends when every
+        rank has finished (then call ``wait()`` for the outcome). Each call is an independent reader.
+
+        Raises:
+            KeyboardInterrupt: after stopping every rank.
+        """
+        position = 0
+        try:
+            while True:
+                with self._cond:
+                    while position >= self._dropped + len(self._lines) and not self._all_done:
+                        self._cond.wait(_PUMP_INTERVAL)
+                    batch = self._lines[max(0, position - self._dropped):]
+                    position = self._dropped + len(self._lines)
+                    finished = self._all_done
+                yield from batch
+                if finished and not batch:
+                    return
+        except KeyboardInterrupt:
+            self.cancel()
+            raise
+
+    def __iter__(self) -> Iterator[LaunchEvent]:
+        return self.events()
+
+    def logs(self, *, rank: int | None = None, stream: Literal["stdout", "stderr"] | None = None) -> str:
+        """The output so far (up to ``RETAINED_LINES`` lines over all ranks), one line per line.
+
+        Args:
+            rank: only this rank's lines; ``None``: every rank, each line prefixed ``[rank N] ``.
+            stream: only ``"stdout"`` or ``"stderr"``; ``None``: both, in arrival order.
+
+        Returns:
+            The lines joined with newlines (and ending with one, unless empty).
+        """
+        with self._cond:
+            events = self._lines[-RETAINED_LINES:]
+        if rank is not None and rank not in self._ranks:
+            raise InvalidSpecError(f"The launch on DevServer '{self.name}' has no rank {rank} (ranks: "
+                                   f"{', '.join(map(str, self._ranks))}).", field="rank")
+        lines = [line if rank is not None else f"[rank {r}] {line}" for r, s, line in events
+                 if (rank is None or r == rank) and (stream is None or s == stream)]
+        return "".join(line + "\n" for line in lines)
+
+    def cancel(self) -> None:
+        """Stop every rank (SIGTERM, SIGKILL after ``STOP_GRACE`` s) and return once they are stopped.
+
+        Does nothing to ranks that already finished; safe to call more than once and from any thread.
+        """
+        self._request_stop("cancel")
+        end = time.monotonic() + STOP_GRACE + 15.0
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=max(0.0, end - time.monotonic()))
+
+    def __enter__(self) -> LaunchHandle:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if not self._all_done:
+            self.cancel()
+
+    def __repr__(self) -> str:
+        state = "done" if self._all_done else "stopping" if self._stop.is_set() else "running"
+        return f"<LaunchHandle {self.name!r} ranks={len(self._ranks)} {state} returncodes={self.returncodes}>"
+
+
+# -- the entry point -------------------------------------------------------------------------------------
+
+def launch(client: DevServerClient, name: str, command: str | Sequence[str], *,
+           nprocs_per_node: int | Literal["auto", "cpu", "gpu"] | None = None,
+           env: Mapping[str, str] | None = None, workdir: str | None = None, timeout: float | None = None,
+           on_output: OutputCallback | None = None) -> LaunchHandle:
+    """Run torchrun on every rank of a distributed DevServer (``DevServerClient.launch`` documents it)."""
+    args = torchrun_args(command, nprocs_per_node=nprocs_per_node)
+    extra = validate_env(env)
+    if workdir is not None and (not isinstance(workdir, str) or not workdir or "\0" in workdir):
+        raise InvalidSpecError(f"workdir must be a non-empty path, got {workdir!r}.", field="workdir")
+    if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
+        raise InvalidSpecError(f"timeout must be a number of seconds > 0, got {timeout!r}.", field="timeout")
+    server = client.get(name)
+    world_size = _require_launchable(server)
+    ready, problems = ranks_not_ready(client._pods(name), world_size)
+    if problems:
+        raise DevServerNotReadyError(
+            f"DevServer '{name}' is Running but not all of its {world_size} ranks are ready: "
+            f"{'; '.join(problems)}. Wait for them with: devctl wait {name}", kind="DevServer", name=name,
+            namespace=client.namespace)
+    distributed = server.spec.distributed
+    assert distributed is not None
+    launch_env = {"PYTHONUNBUFFERED": "1", "DEVSERVER_BACKEND": distributed.backend, **extra}
+    handle = LaunchHandle(client, name, ready, args, env=launch_env, workdir=workdir, timeout=timeout,
+                          on_output=on_output)
+    handle._start()
+    return handle

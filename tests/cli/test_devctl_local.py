@@ -1,0 +1,161 @@
+"""``devctl local up|status|down``: a second local cluster and operator, in a temporary state directory,
+merged into a temporary kubeconfig (never the user's real one)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from devctl_support import DEVCTL, Devctl, devctl_env, make_devctl
+
+from devservers_sdk.localcluster.pytest_plugin import wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.emulator_only]
+
+KUBECTL = str(Path(sys.executable).with_name("kubectl"))
+
+
+def current_context(kubeconfig: Path) -> str:
+    result = subprocess.run([KUBECTL, "config", "current-context"], capture_output=True, text=True,
+                            env={**os.environ, "KUBECONFIG": str(kubeconfig)}, timeout=60)
+    return result.stdout.strip() or result.stderr.strip()
+
+
+def previous_kubeconfig(path: Path) -> None:
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "previous",
+        "clusters": [{"name": "elsewhere", "cluster": {"server": "https://elsewhere.invalid:6443"}}],
+        "users": [{"name": "me", "user": {"token": "secret"}}],
+        "contexts": [{"name": "previous", "context": {"cluster": "elsewhere", "user": "me"}}]}))
+    path.chmod(0o600)
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.fixture
+def local_env(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A state directory and a user kubeconfig of the test's own; whatever was started is stopped after."""
+    state, kubeconfig = tmp_path / "state", tmp_path / "home" / "config"
+    kubeconfig.parent.mkdir()
+    yield state, kubeconfig
+    subprocess.run([*DEVCTL, "local", "down", "--timeout", "5"], capture_output=True, timeout=120,
+                   env=devctl_env(str(kubeconfig), DEVSERVERS_STATE_DIR=str(state)))
+
+
+def test_up_status_down_as_a_user_runs_them(local_env: tuple[Path, Path]) -> None:
+    state, kubeconfig = local_env
+    previous_kubeconfig(kubeconfig)
+    devctl = make_devctl("process", str(kubeconfig), DEVSERVERS_STATE_DIR=str(state))
+
+    before = devctl("local", "status")
+    assert before.exit_code == 3 and "Local cluster: stopped" in before.stdout, str(before)
+
+    up = devctl("local", "up")
+    assert up.exit_code == 0, str(up)
+    assert "cluster ready at https://127.0.0.1:" in up.stdout and "operator ready" in up.stdout
+    assert "sample flavors installed: cpu-large, cpu-medium, cpu-small, gpu-large, gpu-small" in up.stdout
+    assert f"Context 'devservers-local' added to {kubeconfig} and selected (it was 'previous'" in up.stdout
+    assert current_context(kubeconfig) == "devservers-local"
+    assert kubeconfig.stat().st_mode & 0o777 == 0o600
+
+    again = devctl("local", "up")
+    assert again.exit_code == 0 and "already running" in again.stdout, str(again)
+
+    status = devctl("local", "status")
+    assert status.exit_code == 0, str(status)
+    assert "Local cluster: running (pid" in status.stdout and "Operator:      running (pid" in status.stdout
+    assert f"devservers-local in {kubeconfig} (selected)" in status.stdout
+    record = json.loads(devctl("local", "status", "-o", "json").stdout)
+    assert record["running"] is True and record["url"].startswith("https://127.0.0.1:")
+
+    # Every other command (and kubectl) now works against it, through the selected context.
+    created = devctl("create", "hello", "--flavor", "cpu-small", "--wait", "--timeout", "2m")
+    assert created.exit_code == 0, str(created)
+    said = devctl("shell", "hello", "--", "echo", "hi")
+    assert said.exit_code == 0 and said.stdout == "hi\n", str(said)
+    flavors = subprocess.run([KUBECTL, "get", "devserverflavors", "-o", "name"], capture_output=True,
+                             text=True, env={**os.environ, "KUBECONFIG": str(kubeconfig)}, timeout=60)
+    assert "devserverflavor.devservers.io/cpu-large" in flavors.stdout.splitlines()
+
+    down = devctl("local", "down")
+    assert down.exit_code == 0, str(down)
+    assert f"Context 'devservers-local' removed from {kubeconfig}; current context: previous." in down.stdout
+    assert current_context(kubeconfig) == "previous"
+    document = yaml.safe_load(kubeconfig.read_text())
+    assert [c["name"] for c in document["contexts"]] == ["previous"]
+    assert [c["name"] for c in document["clusters"]] == ["elsewhere"]
+    assert [u["name"] for u in document["users"]] == ["me"]
+    wait_for(lambda: gone(record["cluster_pid"]) and gone(record["operator_pid"]), timeout=30,
+             message="both processes gone")
+    assert not (state / "cluster").exists() and (state / "cluster.log").is_file()
+
+    twice = devctl("local", "down")
+    assert twice.exit_code == 0 and "not running" in twice.stdout
+    assert devctl("local", "status").exit_code == 3
+
+
+def test_up_in_process_into_a_new_kubeconfig_and_recovery_after_a_crash(local_env: tuple[Path, Path]) -> None:
+    state, kubeconfig = local_env
+    devctl: Devctl = make_devctl("runner", None, DEVSERVERS_STATE_DIR=str(state))
+
+    up = devctl("local", "up", "--kubeconfig", str(kubeconfig), "--node-capacity", "example.com/widget=3")
+    assert up.exit_code == 0, str(up)
+    assert f"Context 'devservers-local' added to {kubeconfig} and selected." in up.stdout
+    assert current_context(kubeconfig) == "devservers-local"
+    node = subprocess.run([KUBECTL, "get", "nodes", "-o", "json"], capture_output=True, text=True,
+                          env={**os.environ, "KUBECONFIG": str(kubeconfig)}, timeout=60)
+    capacity = json.loads(node.stdout)["items"][0]["status"]["capacity"]
+    assert capacity["example.com/widget"] == "3" and capacity["cpu"] == "64"
+
+    record = json.loads(devctl("local", "status", "-o", "json").stdout)
+    os.kill(record["cluster_pid"], signal.SIGKILL)  # the cluster dies behind devctl's back
+    wait_for(lambda: gone(record["cluster_pid"]), timeout=30, message="the cluster process gone")
+    broken = devctl("local", "status")
+    assert broken.exit_code == 3 and f"not running (pid {record['cluster_pid']} gone)" in broken.stdout
+
+    again = devctl("local", "up", "--kubeconfig", str(kubeconfig))
+    assert again.exit_code == 0 and "Cleaning up a local cluster that is no longer complete" in again.stdout
+    assert json.loads(devctl("local", "status", "-o", "json").stdout)["running"] is True
+
+    down = devctl("local", "down")
+    assert down.exit_code == 0 and "no context is selected now" in down.stdout, str(down)
+    assert "current-context" not in yaml.safe_load(kubeconfig.read_text())
+    usage = devctl("local", "up", "--node-capacity", "cpu")
+    assert usage.exit_code == 2 and "expected KEY=VALUE such as nvidia.com/gpu=2" in usage.stderr, str(usage)
+
+
+def test_up_that_fails_says_why_and_leaves_nothing_behind(local_env: tuple[Path, Path], tmp_path: Path) -> None:
+    state, kubeconfig = local_env
+    previous_kubeconfig(kubeconfig)
+    before = kubeconfig.read_text()
+    broken = tmp_path / "broken" / "devservers_operator"  # an operator that dies at start
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("")
+    (broken / "__main__.py").write_text("raise SystemExit('operator: cannot start (test)')\n")
+    env = devctl_env(str(kubeconfig), DEVSERVERS_STATE_DIR=str(state))
+    env["PYTHONPATH"] = os.pathsep.join([str(broken.parent), env["PYTHONPATH"]])
+    result = subprocess.run([*DEVCTL, "local", "up"], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result
+    assert "Error: The operator exited with code 1 while starting" in result.stderr
+    assert "operator: cannot start (test)" in result.stderr and "Traceback" not in result.stderr
+    assert kubeconfig.read_text() == before
+    status = subprocess.run([*DEVCTL, "local", "status", "-o", "json"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert status.returncode == 3 and json.loads(status.stdout)["cluster_pid"] is None, status
+    assert "Local cluster stopped" in result.stdout
