@@ -9,7 +9,7 @@ Errors are not handled here: every ``DevServerError`` rises to the group (``main
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
 
 import click
 
@@ -249,7 +249,9 @@ def _stream(client: DevServerClient, name: str, rank: int, argv: list[str]) -> i
     from devservers_sdk.errors import ExecError
 
     stdin = None if stdin_is_terminal() else getattr(sys.stdin, "buffer", sys.stdin)
-    outputs = {"stdout": click.get_binary_stream("stdout"), "stderr": click.get_binary_stream("stderr")}
+    # The binary side of our own streams (click's get_binary_stream is typed differently across releases).
+    outputs = {name: cast("BinaryIO", getattr(stream, "buffer", stream))
+               for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr))}
     try:
         with client.exec_stream(name, argv, rank=rank, stdin=stdin, text=False) as run:
             for stream, chunk in run:

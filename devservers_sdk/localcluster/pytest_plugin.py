@@ -75,8 +75,11 @@ def _core_api(kubeconfig: str) -> Any:
 def namespace(cluster: ClusterHandle, request: pytest.FixtureRequest) -> Iterator[str]:
     """A namespace of its own for one test, deleted (without waiting) afterwards."""
     core = _core_api(cluster.kubeconfig)
-    base = request.node.name.lower().replace("_", "-")
-    base = "".join(ch for ch in base if ch.isalnum() or ch == "-").strip("-")[:40].strip("-") or "test"
+    # Prefixed with the test's folder (e.g. "sdk-"), so that a cluster-wide operator started for other tests
+    # can be told to leave a folder's namespaces alone.
+    folder = Path(str(request.node.path)).parent.name.lower()
+    base = f"{folder}-{request.node.name}".lower().replace("_", "-")
+    base = "".join(ch for ch in base if ch.isalnum() or ch == "-").strip("-")[:50].strip("-") or "test"
     name = f"{base}-{secrets.token_hex(3)}"
     core.create_namespace({"metadata": {"name": name, "labels": {"devservers.io/test": "true"}}})
     try:

@@ -77,16 +77,22 @@ def pods_use_this_python() -> Iterator[None]:
         os.environ["PATH"] = before
 
 
-@pytest.fixture(scope="session")
-def launch_platform(request: pytest.FixtureRequest, cluster: ClusterHandle, pods_use_this_python: None) -> Platform:
-    """The platform (or only the CRDs and flavors, when playing the operator), with the small flavor."""
+@pytest.fixture(scope="module")
+def launch_platform(request: pytest.FixtureRequest, cluster: ClusterHandle,
+                    pods_use_this_python: None) -> Iterator[Platform]:
+    """The platform (or only the CRDs and flavors, when playing the operator), with the small flavor.
+
+    The flavor is cluster-scoped and the cluster is shared by the whole session: it is removed afterwards so
+    that other tests see the sample flavors only.
+    """
     if PLAY_OPERATOR:
         apply_crds_and_flavors(cluster.kubeconfig)
         platform = Platform(cluster.kubeconfig, None, Path(os.devnull))
     else:
         platform = request.getfixturevalue("platform")
     kubectl(platform.kubeconfig, "apply", "-f", "-", input_text=FLAVOR_YAML)
-    return platform
+    yield platform
+    kubectl(platform.kubeconfig, "delete", "devserverflavor", FLAVOR, "--ignore-not-found")
 
 
 class Servers:
