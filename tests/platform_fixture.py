@@ -49,10 +49,9 @@ def platform(cluster: ClusterHandle, tmp_path_factory: pytest.TempPathFactory) -
     if cluster.emulator is None and os.environ.get("DEVSERVERS_TEST_EXTERNAL_OPERATOR"):
         yield Platform(cluster.kubeconfig, None, log_path)
         return
-    # No liveness endpoint: a fixed port would collide with other operators on the same machine. The SDK's
-    # tests (namespaces "sdk-*") check the client on its own, without an operator acting on their objects.
+    # No liveness endpoint: a fixed port would collide with other operators on the same machine.
     env = {**os.environ, "KUBECONFIG": cluster.kubeconfig, "PYTHONPATH": str(REPO / "operator"),
-           "DEVSERVERS_LIVENESS": "", "DEVSERVERS_NAMESPACES": "!sdk-*"}
+           "DEVSERVERS_LIVENESS": ""}
     with log_path.open("wb") as log:
         operator = subprocess.Popen([sys.executable, "-m", "devservers_operator"], cwd=REPO, env=env,
                                     stdout=log, stderr=subprocess.STDOUT)

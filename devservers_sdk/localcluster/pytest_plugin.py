@@ -56,7 +56,9 @@ def cluster() -> Iterator[ClusterHandle]:
     if real:
         yield ClusterHandle(kubeconfig=real, emulator=None)
         return
-    with LocalCluster() as local:
+    # A roomy node: pods are local processes whose requests are not enforced, and tests create servers faster
+    # than terminating pods free the host's real 2 CPUs.
+    with LocalCluster(node_capacity={"cpu": "64", "memory": "256Gi"}) as local:
         yield ClusterHandle(kubeconfig=local.kubeconfig, emulator=local)
 
 
