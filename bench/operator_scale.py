@@ -1,0 +1,1225 @@
+"""Benchmark of the operator: N DevServers created at once, to Running, at rest, and deleted.
+
+Run: ``.venv/bin/python bench/operator_scale.py [--sizes 100,500,1000] [--rest-seconds 300] [--flavor bench-tiny]``
+or ``--quick`` (N=50, 30 s at rest) for a smoke run.
+
+Three processes, so that no figure is another's: the local cluster (``python -m devservers_sdk.localcluster
+serve``, its kubelet running every pod as local processes), the operator (``python -m devservers_operator``)
+and this script (the client: creates, deletes and watches over raw HTTPS with aiohttp).
+
+For each N, in a namespace of its own: N DevServers are created concurrently (``--concurrency`` requests in
+flight), and one watch per kind (DevServers, StatefulSets, Services, pods) timestamps every step, so the
+create→Running latency of each DevServer splits into the operator's part (create → StatefulSet; pod Ready →
+DevServer Running) and the emulator's (StatefulSet → pod created → pod Ready). Then all N are deleted and the
+run waits until no DevServer, StatefulSet, Service or pod of the namespace remains. With the largest N
+running, the operator's RSS and CPU time are sampled from ``/proc`` for ``--rest-seconds``.
+
+API requests: the local cluster counts every HTTP request it serves by verb and resource
+(``/debug/localcluster/requests``, itself not counted). Its controllers and kubelet call the API
+in-process, not over HTTP, so the only HTTP clients are this script and the operator. This script counts
+every request it sends by the same key; the operator's requests are the cluster's delta minus those,
+counted from the first create (or delete) until the cluster has served no request for ``--settle`` seconds.
+
+Defaults that keep the figures about the operator, and the run bounded on a small machine: the node gets a
+large fake capacity (``--node-capacity``), the ``bench-tiny`` flavor requests 10m CPU and 16Mi, the
+container command is ``sleep infinity`` (``DEVSERVERS_CONTAINER_COMMAND``; the default keep-alive loop is a
+shell plus a sleep, one more process per pod), and the kubelet's pod sandbox is ``none``
+(``LOCALCLUSTER_ISOLATION``): with the namespace sandbox each exec readiness probe (every pod, every 5 s)
+starts a Python helper, more than 2 cores can run at a few hundred pods. Every pod is still a shim process
+plus its command, and its probes are still run.
+
+Where the limit is: per N, the same StatefulSets and Services are first created by this script alone
+(``--emulator-alone``), which is what the local cluster manages without any operator; the cluster's request
+counters, polled every 100 ms, say when the operator's requests arrived; and the CPU time of each process
+(cluster, operator, pod processes, this script, the rest of the host) per DevServer bounds the rate.
+
+Targets (issue 4): >= 50 DevServers/s and p99 create→Running < 2 s at N=500; <= 8 API requests per
+standalone create; RSS < 250 MB and < 5 % of a core at rest with 1,000 DevServers.
+"""
+
+# ruff: noqa: E402  (the path fix below must come before the other imports)
+from __future__ import annotations
+
+import os
+import sys
+
+# This file is named like the standard library's ``operator``, which collections, asyncio and dataclasses
+# import: take its directory off the path before anything else is imported.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or ".") != _HERE]
+
+import argparse
+import asyncio
+import base64
+import collections
+import contextlib
+import ctypes
+import ctypes.util
+import json
+import shlex
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+KUBECTL = str(Path(sys.executable).with_name("kubectl"))
+GROUP, VERSION = "devservers.io", "v1"
+NAME_LABEL = "devservers.io/name"
+MANAGED_SELECTOR = "app.kubernetes.io/managed-by=devservers-operator"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+TARGET_RATE = 50.0
+TARGET_P99 = 2.0
+TARGET_REQUESTS = 8.0
+TARGET_RSS_MB = 250.0
+TARGET_CORE_PCT = 5.0
+TARGET_N = 500
+REST_TARGET_N = 1000
+
+
+# -- small helpers ---------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process itself (not of its reaped children), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def children_cpu_seconds(pid: int) -> float:
+    """cutime + cstime: CPU seconds of the process's children that ended and were reaped."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
+
+
+def run_queue_wait(pid: int) -> float:
+    """Seconds the process's threads spent runnable but waiting for a CPU (``/proc/PID/task/*/schedstat``)."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in os.scandir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError, ValueError, IndexError), open(f"{task.path}/schedstat") as f:
+                total += int(f.read().split()[1])
+    return total / 1e9
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def host_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores; ``/proc/stat``, idle and iowait excluded)."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    return (sum(values[:8]) - values[3] - values[4]) / CLOCK_TICKS
+
+
+def mem_available_gib() -> float:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024 / 1024
+    return float("nan")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (the cluster's shims and container commands)."""
+    children: dict[int, list[int]] = collections.defaultdict(list)
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            with open(f"/proc/{entry.name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            children[ppid].append(int(entry.name))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Sum of the proportional set size of the cluster's descendants (shared pages counted once)."""
+    total = 0.0
+    for child in descendants(pid):
+        with contextlib.suppress(OSError, ValueError), open(f"/proc/{child}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) / 1024
+                    break
+    return total
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def die_with_parent() -> None:
+    """In a child process: SIGTERM when this script dies, so no cluster or operator outlives the bench."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 60) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    keys = set(after) | set(before)
+    return {k: after.get(k, 0) - before.get(k, 0) for k in keys if after.get(k, 0) != before.get(k, 0)}
+
+
+def minus(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    keys = set(a) | set(b)
+    return {k: a.get(k, 0) - b.get(k, 0) for k in keys if a.get(k, 0) - b.get(k, 0)}
+
+
+# -- the client ------------------------------------------------------------------------------------------
+
+
+class Api:
+    """Raw HTTPS to the cluster from its kubeconfig; counts every request it sends like the server does."""
+
+    def __init__(self, kubeconfig: str, concurrency: int) -> None:
+        config = yaml.safe_load(Path(kubeconfig).read_text())
+        cluster = config["clusters"][0]["cluster"]
+        self.url = cluster["server"]
+        ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
+        self.ssl = ssl.create_default_context(cadata=ca)
+        self.headers = {
+            "Authorization": f"Bearer {config['users'][0]['user']['token']}",
+            "Accept": "application/json",
+        }
+        self.concurrency = concurrency
+        self.sent: collections.Counter[str] = collections.Counter()
+        self.session: aiohttp.ClientSession | None = None
+        self.watch_session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=120)
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self.ssl, limit=self.concurrency),
+            headers=self.headers,
+            timeout=timeout,
+        )
+        self.watch_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self.ssl, limit=0),
+            headers=self.headers,
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+        )
+
+    async def close(self) -> None:
+        for session in (self.session, self.watch_session):
+            if session is not None:
+                await session.close()
+
+    def count(self, key: str) -> None:
+        self.sent[key] += 1
+        self.sent["total"] += 1
+
+    async def request(
+        self, verb: str, resource: str, method: str, path: str, body: Any = None
+    ) -> tuple[int, Any]:
+        assert self.session is not None
+        self.count(f"{verb} {resource}")
+        async with self.session.request(method, self.url + path, json=body) as response:
+            payload = await response.read()
+            return response.status, json.loads(payload) if payload else None
+
+    async def server_counts(self) -> dict[str, int]:
+        """The cluster's request counters (this endpoint is not counted)."""
+        assert self.session is not None
+        async with self.session.get(self.url + "/debug/localcluster/requests") as response:
+            counts: dict[str, int] = await response.json()
+            return counts
+
+    async def quiet(self, settle: float, limit: float) -> dict[str, int]:
+        """Wait until the cluster has served no request for ``settle`` seconds (at most ``limit``)."""
+        deadline = time.monotonic() + limit
+        last = await self.server_counts()
+        since = time.monotonic()
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            now = await self.server_counts()
+            if now.get("total") != last.get("total"):
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= settle:
+                break
+        return last
+
+    async def watch(
+        self,
+        resource: str,
+        path: str,
+        on_event: Callable[[str, dict[str, Any], float], None],
+        opened: asyncio.Event,
+    ) -> None:
+        """One watch (no reconnects: the server keeps it open for at least 30 minutes)."""
+        assert self.watch_session is not None
+        self.count(f"watch {resource}")
+        sep = "&" if "?" in path else "?"
+        async with self.watch_session.get(f"{self.url}{path}{sep}watch=true") as response:
+            opened.set()
+            buffer = b""
+            async for chunk in response.content.iter_any():
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if line.strip():
+                        event = json.loads(line)
+                        on_event(event["type"], event["object"], time.perf_counter())
+
+
+# -- what the watches saw --------------------------------------------------------------------------------
+
+
+@dataclass
+class Tracker:
+    sent: dict[str, float] = field(default_factory=dict)
+    accepted: dict[str, float] = field(default_factory=dict)
+    statefulset: dict[str, float] = field(default_factory=dict)
+    pod_created: dict[str, float] = field(default_factory=dict)
+    pod_ready: dict[str, float] = field(default_factory=dict)
+    running: dict[str, float] = field(default_factory=dict)
+    first_status: dict[str, float] = field(default_factory=dict)
+    live: dict[str, set[str]] = field(default_factory=lambda: collections.defaultdict(set))
+    phases: collections.Counter[str] = field(default_factory=collections.Counter)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def handler(self, kind: str) -> Callable[[str, dict[str, Any], float], None]:
+        def on_event(event_type: str, obj: dict[str, Any], at: float) -> None:
+            meta = obj.get("metadata") or {}
+            name = meta.get("name", "")
+            if event_type == "DELETED":
+                self.live[kind].discard(name)
+            elif event_type in ("ADDED", "MODIFIED"):
+                self.live[kind].add(name)
+                owner = (meta.get("labels") or {}).get(NAME_LABEL, name)
+                if kind == "devservers":
+                    phase = (obj.get("status") or {}).get("phase")
+                    if phase:
+                        self.first_status.setdefault(name, at)
+                    if phase == "Running":
+                        self.running.setdefault(name, at)
+                elif kind == "statefulsets":
+                    self.statefulset.setdefault(owner, at)
+                elif kind == "pods":
+                    self.pod_created.setdefault(owner, at)
+                    conditions = (obj.get("status") or {}).get("conditions") or []
+                    if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+                        self.pod_ready.setdefault(owner, at)
+            self.changed.set()
+
+        return on_event
+
+    async def until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.perf_counter() + timeout
+        while not predicate():
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return False
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), min(remaining, 1.0))
+        return True
+
+
+# -- one size --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Processes:
+    cluster: subprocess.Popen[bytes]
+    operator: subprocess.Popen[bytes]
+    operator_health: str
+
+    def cpu(self) -> tuple[float, float, float]:
+        """CPU seconds of the cluster, the operator and this script."""
+        return cpu_seconds(self.cluster.pid), cpu_seconds(self.operator.pid), cpu_seconds(os.getpid())
+
+    def pods_cpu(self) -> float:
+        """CPU seconds of the processes below the cluster (shims and container commands; live, and ended)."""
+        total = children_cpu_seconds(self.cluster.pid)
+        for pid in descendants(self.cluster.pid):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += cpu_seconds(pid)
+        return total
+
+    def waits(self) -> tuple[float, float]:
+        return run_queue_wait(self.cluster.pid), run_queue_wait(self.operator.pid)
+
+
+class Responsiveness:
+    """Every 100 ms: the cluster's request counters (``/debug/localcluster/requests``) and the operator's
+    liveness endpoint. Their answer times are the lag of each event loop (is one saturated?); the counters
+    say when the operator's requests reached the API server, which no watch delay can blur."""
+
+    def __init__(self, api: Api, operator_health: str) -> None:
+        self.api = api
+        self.operator_health = operator_health
+        self.cluster: list[float] = []
+        self.operator: list[float] = []
+        self.counts: list[tuple[float, dict[str, int]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _counts(self) -> None:
+        assert self.api.watch_session is not None
+        started = time.perf_counter()
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with self.api.watch_session.get(self.api.url + "/debug/localcluster/requests") as response:
+                counts = await response.json()
+            self.counts.append((time.perf_counter(), counts))
+        self.cluster.append(time.perf_counter() - started)
+
+    async def _health(self, session: aiohttp.ClientSession) -> None:
+        started = time.perf_counter()
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with session.get(self.operator_health) as response:
+                await response.read()
+        self.operator.append(time.perf_counter() - started)
+
+    async def _run(self) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as plain:
+            while True:
+                await asyncio.gather(self._counts(), self._health(plain))
+                await asyncio.sleep(0.1)
+
+    def start(self) -> None:
+        self.cluster.clear()
+        self.operator.clear()
+        self.counts.clear()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def reached(self, key: str, base: dict[str, int], target: int) -> float | None:
+        """When the counter ``key`` first reached ``base[key] + target`` (perf_counter), if it did."""
+        for at, counts in self.counts:
+            if counts.get(key, 0) - base.get(key, 0) >= target:
+                return at
+        return None
+
+
+def stage(values: dict[str, float], starts: dict[str, float]) -> list[float]:
+    return [values[k] - starts[k] for k in values if k in starts]
+
+
+async def run_size(
+    api: Api, procs: Processes, args: argparse.Namespace, n: int, rest: bool
+) -> dict[str, Any]:
+    namespace = f"bench-n{n}"
+    result: dict[str, Any] = {"n": n}
+    await api.request("create", "namespaces", "POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
+    tracker = Tracker()
+    watches = []
+    paths = {
+        "devservers": f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/devservers",
+        "statefulsets": f"/apis/apps/v1/namespaces/{namespace}/statefulsets",
+        "services": f"/api/v1/namespaces/{namespace}/services",
+        "pods": f"/api/v1/namespaces/{namespace}/pods?labelSelector={MANAGED_SELECTOR}",
+    }
+    if not args.stage_watches:
+        paths = {"devservers": paths["devservers"]}
+    for kind, path in paths.items():
+        opened = asyncio.Event()
+        watches.append(asyncio.create_task(api.watch(kind, path, tracker.handler(kind), opened)))
+        await asyncio.wait_for(opened.wait(), 30)
+    names = [f"ds-{n}-{i:05d}" for i in range(n)]
+    body_for = lambda name: {  # noqa: E731
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DevServer",
+        "metadata": {"name": name},
+        "spec": {"owner": "bench", "flavor": args.flavor},
+    }
+    collection = paths["devservers"]
+    memory_before = mem_available_gib()
+
+    # -- create ----------------------------------------------------------------------------------------
+    before, sent_before = await api.quiet(args.settle, 30), dict(api.sent)
+    cpu_before, waits_before, pods_cpu_before = procs.cpu(), procs.waits(), procs.pods_cpu()
+    host_before = host_busy_seconds()
+    lag = Responsiveness(api, procs.operator_health)
+    lag.start()
+    failures: collections.Counter[int] = collections.Counter()
+    request_times: list[float] = []
+    gate = asyncio.Semaphore(args.concurrency)
+
+    async def create(name: str) -> None:
+        async with gate:
+            tracker.sent[name] = started = time.perf_counter()
+            status, payload = await api.request("create", "devservers", "POST", collection, body_for(name))
+            tracker.accepted[name] = done = time.perf_counter()
+            request_times.append(done - started)
+            if status != 201:
+                failures[status] += 1
+                if sum(failures.values()) <= 3:
+                    print(f"  create {name}: {status} {str(payload)[:300]}", file=sys.stderr)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(create(name) for name in names))
+    t_submitted = time.perf_counter()
+    timeout = args.timeout or 60 + n * 0.8
+    all_running = await tracker.until(lambda: len(tracker.running) >= n, timeout)
+    t_running = max(tracker.running.values()) if all_running else time.perf_counter()
+    cpu_running, waits_running, pods_cpu_running = procs.cpu(), procs.waits(), procs.pods_cpu()
+    host_running = host_busy_seconds()
+    await lag.stop()
+    sts_done = lag.reached("create statefulsets", before, n)
+    services_done = lag.reached("create services", before, n)
+    if args.dump:
+        series = [
+            (round(at - t0, 2), {k: v - before.get(k, 0) for k, v in counts.items() if v != before.get(k, 0)})
+            for at, counts in lag.counts
+        ]
+        Path(args.dump).with_suffix(f".n{n}.counts.json").write_text(json.dumps(series))
+    after = await api.quiet(args.settle, 120)
+    cpu_after = procs.cpu()
+    operator_create = minus(delta(after, before), delta(dict(api.sent), sent_before))
+    latencies = stage(tracker.running, tracker.sent)
+    elapsed = t_running - t0
+    result.update(
+        all_running=all_running,
+        running=len(tracker.running),
+        failures=dict(failures),
+        submit_s=t_submitted - t0,
+        submit_rate=n / (t_submitted - t0),
+        request_p50=percentile(request_times, 50),
+        request_p99=percentile(request_times, 99),
+        elapsed=elapsed,
+        rate=len(tracker.running) / elapsed,
+        p50=percentile(latencies, 50),
+        p99=percentile(latencies, 99),
+        max=max(latencies, default=float("nan")),
+        stages={
+            "create → StatefulSet (operator)": stage(tracker.statefulset, tracker.sent),
+            "→ pod (cluster's controller)": stage(tracker.pod_created, tracker.statefulset),
+            "→ pod Ready (cluster's kubelet)": stage(tracker.pod_ready, tracker.pod_created),
+            "→ DevServer Running (operator)": stage(tracker.running, tracker.pod_ready),
+        },
+        cluster_cpu_create=cpu_running[0] - cpu_before[0],
+        operator_cpu_create=cpu_running[1] - cpu_before[1],
+        cluster_cpu_settle=cpu_after[0] - cpu_running[0],
+        bench_cpu_create=cpu_running[2] - cpu_before[2],
+        pods_cpu_create=pods_cpu_running - pods_cpu_before,
+        host_cpus=len(os.sched_getaffinity(0)),
+        host_busy_create=host_running - host_before,
+        cluster_wait_create=waits_running[0] - waits_before[0],
+        operator_statefulsets_s=(sts_done - t0) if sts_done else None,
+        operator_services_s=(services_done - t0) if services_done else None,
+        operator_wait_create=waits_running[1] - waits_before[1],
+        cluster_lag=(percentile(lag.cluster, 50), percentile(lag.cluster, 99), max(lag.cluster, default=0)),
+        operator_lag=(
+            percentile(lag.operator, 50),
+            percentile(lag.operator, 99),
+            max(lag.operator, default=0),
+        ),
+        operator_create=operator_create,
+        create_requests=operator_create.get("total", 0) / n,
+        memory_used_gib=memory_before - mem_available_gib(),
+        processes=len(descendants(procs.cluster.pid)),
+        cluster_rss=rss_mb(procs.cluster.pid),
+        pods_pss=tree_rss_mb(procs.cluster.pid),
+        operator_rss_loaded=rss_mb(procs.operator.pid),
+        load=os.getloadavg()[0],
+    )
+    print(
+        f"  N={n}: {len(tracker.running)}/{n} Running in {elapsed:.1f} s; operator made "
+        f"{operator_create.get('total', 0)} requests; settling took {time.perf_counter() - t_running:.1f} s",
+        flush=True,
+    )
+
+    # -- rest ------------------------------------------------------------------------------------------
+    if rest:
+        print(f"  at rest with {n} DevServers for {args.rest_seconds:.0f} s...", flush=True)
+        rest_before = await api.server_counts()
+        sent_rest = dict(api.sent)
+        pid = procs.operator.pid
+        start_cpu, start = cpu_seconds(pid), time.perf_counter()
+        cluster_cpu_start = cpu_seconds(procs.cluster.pid)
+        pods_cpu_start, host_start = procs.pods_cpu(), host_busy_seconds()
+        samples = [rss_mb(pid)]
+        while time.perf_counter() - start < args.rest_seconds:
+            await asyncio.sleep(min(5.0, args.rest_seconds - (time.perf_counter() - start)))
+            samples.append(rss_mb(pid))
+        span = time.perf_counter() - start
+        cpu = cpu_seconds(pid) - start_cpu
+        rest_after = await api.server_counts()
+        result["rest"] = {
+            "n": n,
+            "seconds": span,
+            "cpu_s": cpu,
+            "core_pct": 100 * cpu / span,
+            "rss_start": samples[0],
+            "rss_max": max(samples),
+            "rss_end": samples[-1],
+            "requests": minus(delta(rest_after, rest_before), delta(dict(api.sent), sent_rest)),
+            "cluster_core_pct": 100 * (cpu_seconds(procs.cluster.pid) - cluster_cpu_start) / span,
+            "pods_core_pct": 100 * (procs.pods_cpu() - pods_cpu_start) / span,
+            "host_core_pct": 100 * (host_busy_seconds() - host_start) / span,
+            "running": len(tracker.running),
+            "phases": collections.Counter(
+                "Running" if name in tracker.running else "other" for name in names
+            ),
+        }
+
+    # -- delete ----------------------------------------------------------------------------------------
+    before, sent_before = await api.quiet(args.settle, 30), dict(api.sent)
+    cpu_before = procs.cpu()
+
+    async def delete(name: str) -> None:
+        async with gate:
+            status, payload = await api.request("delete", "devservers", "DELETE", f"{collection}/{name}")
+            if status not in (200, 202):
+                print(f"  delete {name}: {status} {str(payload)[:200]}", file=sys.stderr)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(delete(name) for name in names))
+    kinds = list(paths)
+    gone = await tracker.until(lambda: not any(tracker.live[k] for k in kinds), timeout)
+    t_gone = time.perf_counter()
+    after = await api.quiet(args.settle, 120)
+    cpu_after = procs.cpu()
+    operator_delete = minus(delta(after, before), delta(dict(api.sent), sent_before))
+    result.update(
+        all_gone=gone,
+        left={k: len(tracker.live[k]) for k in kinds if tracker.live[k]},
+        delete_s=t_gone - t0,
+        operator_delete=operator_delete,
+        delete_requests=operator_delete.get("total", 0) / n,
+        cluster_cpu_delete=cpu_after[0] - cpu_before[0],
+        operator_cpu_delete=cpu_after[1] - cpu_before[1],
+    )
+    for task in watches:
+        task.cancel()
+    await asyncio.gather(*watches, return_exceptions=True)
+    if args.dump:
+        wall = time.time() - time.perf_counter()
+        timeline = {
+            name: {
+                step: round(wall + getattr(tracker, step)[name], 3)
+                for step in (
+                    "sent",
+                    "accepted",
+                    "statefulset",
+                    "first_status",
+                    "pod_created",
+                    "pod_ready",
+                    "running",
+                )
+                if name in getattr(tracker, step)
+            }
+            for name in names
+        }
+        Path(args.dump).with_suffix(f".n{n}.json").write_text(json.dumps(timeline, indent=1))
+    await api.request("delete", "namespaces", "DELETE", f"/api/v1/namespaces/{namespace}")
+    print(
+        f"  N={n}: deleted, all gone in {t_gone - t0:.1f} s; operator made "
+        f"{operator_delete.get('total', 0)} requests",
+        flush=True,
+    )
+    return result
+
+
+# -- the emulator alone ------------------------------------------------------------------------------------
+
+
+def baseline_objects(
+    args: argparse.Namespace, namespace: str, name: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The StatefulSet and Service the operator would apply for a DevServer, built by the same code
+    (``devservers_sdk.manifests``), without the owner reference and the operator's label (so it ignores them)."""
+    sys.path.insert(0, str(ROOT))
+    from devservers_sdk.manifests import OperatorConfig, build_objects
+    from devservers_sdk.models import DevServer, DevServerFlavor
+
+    devserver = DevServer.from_manifest(
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "DevServer",
+            "metadata": {"name": name, "namespace": namespace, "uid": "00000000-0000-0000-0000-000000000000"},
+            "spec": {"owner": "bench", "flavor": args.flavor},
+        }
+    )
+    flavor = DevServerFlavor.from_manifest(args.flavor_body)
+    desired = build_objects(
+        devserver, flavor, OperatorConfig(command=tuple(shlex.split(args.container_command)))
+    )
+    objects = []
+    for obj in (desired.statefulset, desired.service):
+        obj = json.loads(json.dumps(obj))
+        obj["metadata"].pop("ownerReferences", None)
+        for labels in (
+            obj["metadata"].get("labels"),
+            ((obj["spec"].get("template") or {}).get("metadata") or {}).get("labels"),
+        ):
+            if labels is not None:
+                labels["app.kubernetes.io/managed-by"] = "bench"
+        objects.append(obj)
+    return objects[0], objects[1]
+
+
+async def run_baseline(api: Api, procs: Processes, args: argparse.Namespace, n: int) -> dict[str, Any]:
+    """N StatefulSets and Services created by this script as the operator would: what the emulator alone does."""
+    namespace = f"bench-emulator-n{n}"
+    await api.request("create", "namespaces", "POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
+    tracker = Tracker()
+    paths = {
+        "statefulsets": f"/apis/apps/v1/namespaces/{namespace}/statefulsets",
+        "pods": f"/api/v1/namespaces/{namespace}/pods?labelSelector=app.kubernetes.io/managed-by=bench",
+    }
+    watches = []
+    for kind, path in paths.items():
+        opened = asyncio.Event()
+        watches.append(asyncio.create_task(api.watch(kind, path, tracker.handler(kind), opened)))
+        await asyncio.wait_for(opened.wait(), 30)
+    names = [f"em-{n}-{i:05d}" for i in range(n)]
+    placeholder = "bench-placeholder-name"
+    template = baseline_objects(args, namespace, placeholder)
+    gate = asyncio.Semaphore(args.concurrency)
+    failures: collections.Counter[int] = collections.Counter()
+    await api.quiet(args.settle, 30)
+    cpu_before, waits_before, host_before = procs.cpu(), procs.waits(), host_busy_seconds()
+    pods_cpu_before = procs.pods_cpu()
+    lag = Responsiveness(api, procs.operator_health)
+    lag.start()
+
+    async def create(name: str) -> None:
+        statefulset, service = (json.loads(json.dumps(obj).replace(placeholder, name)) for obj in template)
+        async with gate:
+            tracker.sent[name] = time.perf_counter()
+            for resource, path, body in (
+                ("statefulsets", paths["statefulsets"], statefulset),
+                ("services", f"/api/v1/namespaces/{namespace}/services", service),
+            ):
+                status, payload = await api.request("create", resource, "POST", path, body)
+                if status != 201:
+                    failures[status] += 1
+                    if sum(failures.values()) <= 3:
+                        print(f"  create {resource} {name}: {status} {str(payload)[:300]}", file=sys.stderr)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(create(name) for name in names))
+    timeout = args.timeout or 60 + n * 0.8
+    ready = await tracker.until(lambda: len(tracker.pod_ready) >= n, timeout)
+    t_ready = max(tracker.pod_ready.values()) if ready else time.perf_counter()
+    cpu_ready, waits_ready, host_ready = procs.cpu(), procs.waits(), host_busy_seconds()
+    pods_cpu = procs.pods_cpu() - pods_cpu_before
+    await lag.stop()
+    latencies = stage(tracker.pod_ready, tracker.sent)
+    result = {
+        "n": n,
+        "ready": len(tracker.pod_ready),
+        "elapsed": t_ready - t0,
+        "rate": len(tracker.pod_ready) / (t_ready - t0),
+        "p50": percentile(latencies, 50),
+        "p99": percentile(latencies, 99),
+        "cluster_cpu": cpu_ready[0] - cpu_before[0],
+        "cluster_wait": waits_ready[0] - waits_before[0],
+        "pods_cpu": pods_cpu,
+        "host_busy": host_ready - host_before,
+        "failures": dict(failures),
+        "cluster_lag": (
+            percentile(lag.cluster, 50),
+            percentile(lag.cluster, 99),
+            max(lag.cluster, default=0),
+        ),
+    }
+    await api.request("delete", "namespaces", "DELETE", f"/api/v1/namespaces/{namespace}")
+    await tracker.until(lambda: not tracker.live["pods"], timeout)
+    for task in watches:
+        task.cancel()
+    await asyncio.gather(*watches, return_exceptions=True)
+    print(
+        f"  emulator alone, N={n}: {result['ready']}/{n} pods Ready in {result['elapsed']:.1f} s", flush=True
+    )
+    return result
+
+
+# -- set-up ----------------------------------------------------------------------------------------------
+
+
+def kubectl(kubeconfig: str, *args: str, input_text: str | None = None) -> str:
+    done = subprocess.run(
+        [KUBECTL, "--kubeconfig", kubeconfig, *args],
+        capture_output=True,
+        text=True,
+        input=input_text,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def flavor_manifest(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DevServerFlavor",
+        "metadata": {"name": args.flavor},
+        "spec": {
+            "description": "benchmark flavor: tiny requests so thousands fit the local node",
+            "resources": {
+                "requests": {"cpu": args.flavor_cpu, "memory": args.flavor_memory},
+                "limits": {"memory": args.flavor_memory},
+            },
+        },
+    }
+
+
+def start_cluster(args: argparse.Namespace, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    kubeconfig = workdir / "kubeconfig"
+    command = [
+        sys.executable,
+        "-m",
+        "devservers_sdk.localcluster",
+        "serve",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--state-dir",
+        str(workdir / "state"),
+    ]
+    for item in args.node_capacity.split(","):
+        command += ["--node-capacity", item.strip()]
+    log = (workdir / "cluster.log").open("wb")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if args.isolation != "auto":
+        env["LOCALCLUSTER_ISOLATION"] = args.isolation
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+    )
+    deadline = time.monotonic() + 60
+    while not kubeconfig.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(
+                f"the local cluster did not start:\n{(workdir / 'cluster.log').read_text()[-3000:]}"
+            )
+        time.sleep(0.05)
+    return process, str(kubeconfig)
+
+
+def start_operator(
+    args: argparse.Namespace, kubeconfig: str, workdir: Path, port: int
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "KUBECONFIG": kubeconfig,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), str(ROOT)]),
+        "DEVSERVERS_LIVENESS": f"http://127.0.0.1:{port}/healthz",
+        "DEVSERVERS_CONTAINER_COMMAND": args.container_command,
+    }
+    env.pop("DEVSERVERS_NAMESPACES", None)
+    log = (workdir / "operator.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devservers_operator"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the operator did not start:\n{(workdir / 'operator.log').read_text()[-3000:]}")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response,
+        ):
+            if response.status == 200:
+                return process
+        time.sleep(0.1)
+
+
+# -- report ----------------------------------------------------------------------------------------------
+
+
+def mark(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def top(counts: dict[str, int], n: int) -> str:
+    items = sorted(((k, v) for k, v in counts.items() if k != "total"), key=lambda kv: -kv[1])
+    return ", ".join(f"{k} {v / n:.2f}" for k, v in items) or "none"
+
+
+def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    flavor_requests = (args.flavor_body.get("spec", {}).get("resources") or {}).get("requests") or {}
+    requests = ", ".join(f"{k} {v}" for k, v in flavor_requests.items()) or "none"
+    print()
+    print(
+        f"operator benchmark: flavor {args.flavor} (requests {requests}), container "
+        f"command {args.container_command!r} (DEVSERVERS_CONTAINER_COMMAND), pod sandbox {args.isolation!r} "
+        f"(LOCALCLUSTER_ISOLATION), node capacity {args.node_capacity}, {os.cpu_count()} host CPUs shared with "
+        "whatever else runs (see 'by other processes')"
+    )
+    print(
+        "requests = operator's HTTP requests counted by the local cluster, minus this script's own, from the "
+        f"first create/delete until {args.settle:g} s without any request"
+    )
+    print()
+    header = (
+        f"{'N':>5} {'all Running':>11} {'DS/s':>6} {'p50':>6} {'p99':>6} {'max':>6} {'submit/s':>8} "
+        f"{'req p99':>7} {'req/create':>10} {'req/delete':>10} {'delete':>7} {'cl CPU':>6} {'op CPU':>6} "
+        f"{'load':>5}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        print(
+            f"{r['n']:>5} {r['elapsed']:>10.1f}s {r['rate']:>6.1f} {r['p50']:>5.2f}s {r['p99']:>5.2f}s "
+            f"{r['max']:>5.2f}s {r['submit_rate']:>8.0f} {r['request_p99'] * 1000:>5.0f}ms "
+            f"{r['create_requests']:>10.2f} {r['delete_requests']:>10.2f} {r['delete_s']:>6.1f}s "
+            f"{r['cluster_cpu_create']:>5.1f}s {r['operator_cpu_create']:>5.1f}s {r['load']:>5.1f}"
+        )
+    print(
+        "  (all Running: first create sent → last DevServer Running; DS/s: N / that; p50/p99/max: create sent → "
+        "Running per DevServer;\n   submit/s: the client's own create rate; req p99: create request latency; "
+        "cl/op CPU: cluster/operator CPU seconds from first create to all Running; load: 1-min load average)"
+    )
+    for r in results:
+        if not r["all_running"] or r["failures"] or not r["all_gone"]:
+            print(
+                f"  N={r['n']}: {r['running']} Running, create failures {r['failures']}, left after delete "
+                f"{r['left']}"
+            )
+    print()
+    if any(r["stages"] for r in results) and args.stage_watches:
+        print(
+            "where the create→Running time goes, as this script's watches saw it (p50 / p99 seconds; the watches "
+            "lag when the cluster is saturated):"
+        )
+        for r in results:
+            parts = [
+                f"{label} {percentile(v, 50):.2f}/{percentile(v, 99):.2f}" for label, v in r["stages"].items()
+            ]
+            print(f"  N={r['n']}: " + "; ".join(parts))
+        print()
+    print(
+        "the operator's own pace, from the cluster's request counters (no watch delay): seconds from the first "
+        "create until the operator had sent all N StatefulSets / all N Services:"
+    )
+    for r in results:
+        sts, services = r["operator_statefulsets_s"], r["operator_services_s"]
+        print(
+            f"  N={r['n']}: "
+            + (f"{sts:.1f} s ({r['n'] / max(sts, 1e-9):.0f} StatefulSets/s)" if sts else "never")
+            + " / "
+            + (f"{services:.1f} s" if services else "never")
+        )
+    print()
+    print(
+        "saturation from first create to all Running (CPU s / run-queue wait s / answer time p50, p99, max ms):"
+    )
+    for r in results:
+        cl, op = r["cluster_lag"], r["operator_lag"]
+        print(
+            f"  N={r['n']}: cluster {r['cluster_cpu_create']:.1f} / {r['cluster_wait_create']:.1f} / "
+            f"{cl[0] * 1000:.0f}, {cl[1] * 1000:.0f}, {cl[2] * 1000:.0f}; operator {r['operator_cpu_create']:.1f} / "
+            f"{r['operator_wait_create']:.1f} / {op[0] * 1000:.0f}, {op[1] * 1000:.0f}, {op[2] * 1000:.0f}"
+            f" (wall {r['elapsed']:.1f} s)"
+        )
+    print()
+    print(
+        "CPU per DevServer created, first create to all Running (ms): the ceiling on 2 cores is "
+        "cores / sum, with nothing else running"
+    )
+    for r in results:
+        parts = {
+            "operator": r["operator_cpu_create"],
+            "cluster (API, controllers, kubelet)": r["cluster_cpu_create"],
+            "pod processes": r["pods_cpu_create"],
+            "this script": r["bench_cpu_create"],
+        }
+        total = sum(parts.values())
+        print(
+            f"  N={r['n']}: "
+            + ", ".join(f"{k} {v / r['n'] * 1000:.1f}" for k, v in parts.items())
+            + f"; sum {total / r['n'] * 1000:.1f} → at most {r['host_cpus'] * r['n'] / total:.0f} DevServers/s on "
+            f"{r['host_cpus']} cores; operator alone at most {r['n'] / max(r['operator_cpu_create'], 1e-9):.0f}/s "
+            f"on one core; whole host busy {r['host_busy_create']:.1f} CPU s of {r['host_cpus'] * r['elapsed']:.1f} "
+            f"({r['host_busy_create'] - total:.1f} s by other processes)"
+        )
+    print()
+    baselines = [r["baseline"] for r in results if r.get("baseline")]
+    if baselines:
+        print(
+            "the local cluster alone: the same StatefulSets + Services created by this script, no operator:"
+        )
+        for b in baselines:
+            cl = b["cluster_lag"]
+            print(
+                f"  N={b['n']}: {b['ready']}/{b['n']} pods Ready in {b['elapsed']:.1f} s = {b['rate']:.1f}/s, "
+                f"create→pod Ready p50 {b['p50']:.2f} s p99 {b['p99']:.2f} s; cluster CPU {b['cluster_cpu']:.1f} s, "
+                f"run-queue wait {b['cluster_wait']:.1f} s, pod processes {b['pods_cpu']:.1f} s, whole host busy "
+                f"{b['host_busy']:.1f} CPU s; cluster answer time p50/p99/max {cl[0] * 1000:.0f}/"
+                f"{cl[1] * 1000:.0f}/{cl[2] * 1000:.0f} ms"
+            )
+        print()
+    print("operator requests per DevServer, by verb and resource:")
+    for r in results:
+        print(f"  N={r['n']} create: {top(r['operator_create'], r['n'])}")
+        print(f"  N={r['n']} delete: {top(r['operator_delete'], r['n'])}")
+    print()
+    print(
+        "memory: "
+        + "; ".join(
+            f"N={r['n']}: {r['processes']} cluster processes, pods {r['pods_pss'] / 1024:.1f} GiB PSS, cluster "
+            f"{r['cluster_rss']:.0f} MB, operator {r['operator_rss_loaded']:.0f} MB, host used +{r['memory_used_gib']:.1f} GiB"
+            for r in results
+        )
+    )
+    rest = next((r["rest"] for r in results if "rest" in r), None)
+    if rest is not None:
+        print()
+        print(
+            f"at rest with {rest['n']} DevServers ({rest['running']} Running) over {rest['seconds']:.0f} s: operator "
+            f"CPU {rest['cpu_s']:.2f} s ({rest['core_pct']:.2f} % of a core), RSS {rest['rss_start']:.0f} → "
+            f"{rest['rss_end']:.0f} MB (max {rest['rss_max']:.0f}); operator requests "
+            f"{rest['requests'].get('total', 0)} ({top(rest['requests'], 1)}); meanwhile the cluster used "
+            f"{rest['cluster_core_pct']:.1f} % of a core, its pod processes (readiness probes) "
+            f"{rest['pods_core_pct']:.1f} %, the whole host {rest['host_core_pct']:.0f} %"
+        )
+    print()
+    print("targets:")
+    at = next((r for r in results if r["n"] == TARGET_N), None)
+    if at is None and results:
+        at = max(results, key=lambda r: r["n"])
+    if at is not None:
+        scale = "" if at["n"] == TARGET_N else f" (measured at N={at['n']}, not {TARGET_N})"
+        print(
+            f"  >= {TARGET_RATE:g} DevServers/s at N={TARGET_N}: {at['rate']:.1f}{scale}  {mark(at['rate'] >= TARGET_RATE)}"
+        )
+        print(
+            f"  p99 create→Running < {TARGET_P99:g} s at N={TARGET_N}: {at['p99']:.2f} s{scale}  "
+            f"{mark(at['p99'] < TARGET_P99)}"
+        )
+    worst = max((r["create_requests"] for r in results), default=float("nan"))
+    print(
+        f"  <= {TARGET_REQUESTS:g} API requests per standalone create: {worst:.2f} (worst N)  "
+        f"{mark(worst <= TARGET_REQUESTS)}"
+    )
+    if rest is not None:
+        scale = "" if rest["n"] >= REST_TARGET_N else f" (measured with {rest['n']}, not {REST_TARGET_N})"
+        print(
+            f"  RSS < {TARGET_RSS_MB:g} MB at rest{scale}: max {rest['rss_max']:.0f} MB  "
+            f"{mark(rest['rss_max'] < TARGET_RSS_MB)}"
+        )
+        print(
+            f"  < {TARGET_CORE_PCT:g} % of a core at rest{scale}: {rest['core_pct']:.2f} %  "
+            f"{mark(rest['core_pct'] < TARGET_CORE_PCT)}"
+        )
+
+
+# -- main ------------------------------------------------------------------------------------------------
+
+
+async def bench(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
+    cluster, operator = None, None
+    results: list[dict[str, Any]] = []
+    try:
+        cluster, kubeconfig = start_cluster(args, workdir)
+        kubectl(kubeconfig, "apply", "-f", str(ROOT / "crds"))
+        kubectl(
+            kubeconfig,
+            "wait",
+            "--for=condition=Established",
+            "--timeout=30s",
+            "crd/devservers.devservers.io",
+            "crd/devserverflavors.devservers.io",
+        )
+        example = ROOT / "examples" / "flavors" / f"{args.flavor}.yaml"
+        if args.flavor == "bench-tiny" or not example.exists():
+            args.flavor_body = flavor_manifest(args)
+        else:
+            args.flavor_body = yaml.safe_load(example.read_text())
+        kubectl(kubeconfig, "apply", "-f", "-", input_text=json.dumps(args.flavor_body))
+        port = free_port()
+        operator = start_operator(args, kubeconfig, workdir, port)
+        procs = Processes(cluster, operator, f"http://127.0.0.1:{port}/healthz")
+        api = Api(kubeconfig, args.concurrency)
+        await api.open()
+        try:
+            await api.quiet(args.settle, 30)
+            largest = max(args.sizes)
+            for n in args.sizes:
+                free = mem_available_gib()
+                if results:
+                    prev = results[-1]
+                    per_pod = max(prev["memory_used_gib"], prev["pods_pss"] / 1024) / prev["n"]
+                    need = per_pod * n * 1.5 + args.min_free_gib
+                    if need > free:
+                        print(
+                            f"  skipping N={n}: {free:.1f} GiB available, about {per_pod * 1024:.1f} MiB per "
+                            f"DevServer measured at N={prev['n']} → {per_pod * n:.1f} GiB needed "
+                            f"(+{args.min_free_gib:g} GiB kept free)",
+                            flush=True,
+                        )
+                        continue
+                print(f"N={n}: creating ({free:.1f} GiB available)...", flush=True)
+                baseline = await run_baseline(api, procs, args, n) if n in args.emulator_alone else None
+                results.append(
+                    await run_size(api, procs, args, n, rest=n == largest and args.rest_seconds > 0)
+                )
+                results[-1]["baseline"] = baseline
+                if operator.poll() is not None:
+                    print(f"the operator exited with {operator.returncode}", file=sys.stderr)
+                    break
+        finally:
+            await api.close()
+    finally:
+        stop_process(operator)
+        stop_process(cluster, timeout=120)
+    log = (
+        (workdir / "operator.log").read_text(errors="replace") if (workdir / "operator.log").exists() else ""
+    )
+    problems = [line for line in log.splitlines() if "Traceback" in line or "[ERROR" in line]
+    if problems:
+        print(f"\nthe operator logged {len(problems)} errors, e.g.: {problems[0][:300]}")
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="100,500,1000", help="comma-separated N, run in this order")
+    parser.add_argument(
+        "--rest-seconds",
+        type=float,
+        default=300.0,
+        help="operator RSS/CPU sampling window with the largest N running (0: skip)",
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: --sizes 50 --rest-seconds 30")
+    parser.add_argument(
+        "--flavor", default="bench-tiny", help="bench-tiny (created here) or a flavor of examples/flavors/"
+    )
+    parser.add_argument("--flavor-cpu", default="10m", help="bench-tiny's CPU request")
+    parser.add_argument("--flavor-memory", default="16Mi", help="bench-tiny's memory request and limit")
+    parser.add_argument(
+        "--container-command",
+        default="sleep infinity",
+        help="DEVSERVERS_CONTAINER_COMMAND for the operator (shell-quoted)",
+    )
+    parser.add_argument(
+        "--node-capacity",
+        default="cpu=4000,memory=16Ti,pods=5000",
+        help="the local node's fake capacity, RESOURCE=QUANTITY,...",
+    )
+    parser.add_argument(
+        "--isolation",
+        default="none",
+        choices=["auto", "namespaces", "user-namespaces", "none"],
+        help="the kubelet's pod sandbox (LOCALCLUSTER_ISOLATION). Default none: plain processes. "
+        "With namespaces (the cluster's own default as root) every exec readiness probe of "
+        "every pod (one per pod per 5 s) starts a Python helper, which alone needs more than "
+        "2 cores at a few hundred pods",
+    )
+    parser.add_argument("--concurrency", type=int, default=64, help="create/delete requests in flight")
+    parser.add_argument(
+        "--settle", type=float, default=3.0, help="seconds without any API request that end a request count"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=0,
+        help="seconds to wait for all Running / all gone (default 60 + 0.8 N)",
+    )
+    parser.add_argument(
+        "--no-stage-watches",
+        dest="stage_watches",
+        action="store_false",
+        help="watch only DevServers (no StatefulSet/Service/pod watches, no stage breakdown)",
+    )
+    parser.add_argument(
+        "--emulator-alone",
+        default="auto",
+        help="sizes (or all, none; auto: those up to 500, to keep the run under 25 minutes) for "
+        "which the same StatefulSets and Services are first created by this script, without "
+        "the operator: what the local cluster alone manages",
+    )
+    parser.add_argument(
+        "--min-free-gib",
+        type=float,
+        default=3.0,
+        help="skip an N whose projected memory would leave less than this available",
+    )
+    parser.add_argument(
+        "--dump", default="", help="write each DevServer's timeline (wall clock) to PATH.nN.json"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.rest_seconds = "50", min(args.rest_seconds, 30.0)
+    args.flavor_body = flavor_manifest(args)
+    args.sizes = [int(part) for part in str(args.sizes).split(",") if part.strip()]
+    if args.emulator_alone == "auto":
+        args.emulator_alone = {n for n in args.sizes if n <= TARGET_N}
+    elif args.emulator_alone == "all":
+        args.emulator_alone = set(args.sizes)
+    elif args.emulator_alone == "none":
+        args.emulator_alone = set()
+    else:
+        args.emulator_alone = {int(part) for part in args.emulator_alone.split(",") if part.strip()}
+    shlex.split(args.container_command)  # fail early on bad quoting
+    workdir = Path(tempfile.mkdtemp(prefix="bench-operator-"))
+    started = time.perf_counter()
+
+    def terminated(signum: int, _frame: Any) -> None:
+        # Stop the operator and the cluster (the finally blocks) rather than leave them to PR_SET_PDEATHSIG.
+        raise SystemExit(f"bench: stopped by signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        results = asyncio.run(bench(args, workdir))
+    finally:
+        if args.keep:
+            print(f"logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    report(results, args)
+    print(f"\ntotal run time {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
