@@ -30,8 +30,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from .api import ClusterAPI, now_rfc3339
+from .api import ClusterAPI
 from .errors import StatusError
+from .events import EventRecorder
 from .resources import ResourceType
 from .store import GroupResource, StoredEvent
 from .strategies import CRD_CLEANUP_FINALIZER, DEFAULT_STORAGE_CLASS_ANNOTATION, PVC_PROTECTION_FINALIZER
@@ -130,35 +131,6 @@ def _owner_uids(obj: dict[str, Any]) -> set[str]:
             and ref.get("uid")}
 
 
-def record_event(api: ClusterAPI, involved: dict[str, Any], *, reason: str, message: str, event_type: str = "Normal",
-                 component: str = "") -> None:
-    """Create or bump a core/v1 Event about ``involved``, as client-go's event recorder does."""
-    meta = involved["metadata"]
-    namespace = meta.get("namespace") or "default"
-    events = api.rt("", "v1", "events")
-    key = hashlib.sha1(f"{meta.get('uid')}/{reason}/{message}".encode()).hexdigest()[:10]
-    name = f"{meta['name']}.{key}"
-    now = now_rfc3339()
-    existing = api.store.get(events.group_resource, namespace, name)
-    try:
-        if existing is not None:
-            api.update(events, namespace, name, {**existing, "count": existing.get("count", 1) + 1,
-                                                 "lastTimestamp": now})
-            return
-        api.create(events, namespace, {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": name, "namespace": namespace},
-            "involvedObject": {"kind": involved.get("kind"), "apiVersion": involved.get("apiVersion"),
-                               "name": meta["name"], "namespace": meta.get("namespace", ""), "uid": meta.get("uid"),
-                               "resourceVersion": meta.get("resourceVersion")},
-            "reason": reason, "message": message, "type": event_type,
-            "source": {"component": component}, "reportingComponent": component, "reportingInstance": "",
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-        })
-    except StatusError as exc:  # an event is best effort, as in client-go
-        log.debug("could not record event %s: %s", reason, exc.message)
-
-
 class Controllers:
     """Starts and stops the built-in controllers on the API server's loop."""
 
@@ -166,6 +138,7 @@ class Controllers:
         self.api = api
         self.state_dir = state_dir
         self.owners = OwnerIndex()
+        self.events = EventRecorder(api, host="")
         self._queues = {
             "gc": WorkQueue("garbage-collector", self._reconcile_gc),
             "namespace": WorkQueue("namespace", self._reconcile_namespace),
@@ -420,8 +393,8 @@ class Controllers:
         if storage_class is None:
             reason = (f'storageclass.storage.k8s.io "{class_name}" not found' if class_name else
                       "no persistent volumes available for this claim and no storage class is set")
-            record_event(self.api, claim, reason="ProvisioningFailed", message=reason, event_type="Warning",
-                         component="persistentvolume-controller")
+            self.events.record(claim, "Warning", "ProvisioningFailed", reason,
+                               component="persistentvolume-controller")
             return None
         pv_name = f"pvc-{meta['uid']}"
         path = self.state_dir / "volumes" / pv_name
@@ -449,8 +422,8 @@ class Controllers:
         self.api.update(claims, meta.get("namespace"), meta["name"], {**bound, "status": {
             "phase": "Bound", "accessModes": spec.get("accessModes", ["ReadWriteOnce"]),
             "capacity": {"storage": storage}}}, subresource="status")
-        record_event(self.api, claim, reason="ProvisioningSucceeded",
-                     message=f"Successfully provisioned volume {pv_name}", component=PROVISIONER)
+        self.events.record(claim, "Normal", "ProvisioningSucceeded", f"Successfully provisioned volume {pv_name}",
+                           component=PROVISIONER)
         return None
 
     def _reclaim_volumes_of(self, claim_uid: str) -> None:
@@ -641,8 +614,8 @@ class StatefulSetReconciler:
                                                             "metadata": metadata,
                                                             "spec": copy.deepcopy(template.get("spec", {}))})
             except StatusError as exc:
-                record_event(self.api, self.sts, reason="FailedCreate", event_type="Warning",
-                             message=f"create Claim {name} for StatefulSet {self.meta['name']} failed error: "
+                self.c.events.record(self.sts, "Warning", "FailedCreate",
+                                     f"create Claim {name} for StatefulSet {self.meta['name']} failed error: "
                                      f"{exc.message}", component="statefulset-controller")
                 if exc.code != 409:
                     raise

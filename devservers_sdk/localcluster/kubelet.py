@@ -72,6 +72,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors, sandbox
 from .errors import StatusError
+from .events import EventRecorder, now
 from .scheduler import Scheduler, parse_quantity
 from .strategies import qos_class
 
@@ -96,12 +97,6 @@ HOST_IP = "127.0.0.1"
 RUNTIME_VERSION = "local://1.0.0"
 MAX_LOG_LINE = 16 * 1024  # containerd splits longer lines into partial (P) records
 CLUSTER_DOMAIN = "cluster.local"
-# Settled events are looked up for aggregation; the cache is bounded like client-go's (4096 entries).
-_EVENT_CACHE = 4096
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _now_micro() -> str:
@@ -343,79 +338,6 @@ def _seconds(value: float) -> str:
 
 
 # -- events -------------------------------------------------------------------------------------------
-
-
-class EventRecorder:
-    """Writes core/v1 Events; repeats of the same event update ``count`` and ``lastTimestamp``."""
-
-    def __init__(self, api: ClusterAPI, host: str) -> None:
-        self.api = api
-        self.host = host
-        self._rt = api.registry.get("", "v1", "events")
-        self._seen: collections.OrderedDict[tuple[Any, ...], tuple[str, str, int]] = collections.OrderedDict()
-
-    def record(
-        self,
-        obj: dict[str, Any],
-        type_: str,
-        reason: str,
-        message: str,
-        *,
-        component: str = "kubelet",
-        field_path: str | None = None,
-    ) -> None:
-        if self._rt is None:
-            return
-        meta = obj.get("metadata", {})
-        namespace = meta.get("namespace") or "default"
-        key = (namespace, meta.get("uid"), meta.get("name"), field_path, component, reason, message, type_)
-        stamp = now()
-        seen = self._seen.get(key)
-        if seen is not None:
-            name, ns, count = seen
-            try:
-                self.api.patch(self._rt, ns, name, "merge", {"count": count + 1, "lastTimestamp": stamp})
-                self._seen[key] = (name, ns, count + 1)
-                self._seen.move_to_end(key)
-                return
-            except StatusError:
-                self._seen.pop(key, None)
-        involved = {
-            "kind": obj.get("kind", "Pod"),
-            "apiVersion": obj.get("apiVersion", "v1"),
-            "name": meta.get("name", ""),
-            "uid": meta.get("uid", ""),
-        }
-        if meta.get("namespace"):
-            involved["namespace"] = meta["namespace"]
-        if meta.get("resourceVersion"):
-            involved["resourceVersion"] = meta["resourceVersion"]
-        if field_path:
-            involved["fieldPath"] = field_path
-        name = f"{meta.get('name', 'event')}.{time.time_ns():x}"
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": name, "namespace": namespace},
-            "involvedObject": involved,
-            "reason": reason,
-            "message": message,
-            "type": type_,
-            "source": {"component": component, **({"host": self.host} if component == "kubelet" else {})},
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-            "reportingComponent": component,
-            "reportingInstance": self.host if component == "kubelet" else "",
-        }
-        try:
-            self.api.create(self._rt, namespace, body)
-        except StatusError as exc:
-            log.debug("event %s/%s not recorded: %s", namespace, reason, exc.message)
-            return
-        self._seen[key] = (name, namespace, 1)
-        while len(self._seen) > _EVENT_CACHE:
-            self._seen.popitem(last=False)
 
 
 # -- containers ---------------------------------------------------------------------------------------

@@ -6,14 +6,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conformance_support import Clients, RawResponse, assert_status, clients_for, wait_for
-
-from devservers_sdk.localcluster.pytest_plugin import ClusterHandle
+from conformance_support import Clients, RawResponse, assert_status, wait_for
 
 JSON = "application/json"
 MERGE = "application/merge-patch+json"
@@ -34,12 +31,6 @@ class Case:
     reason: str | None = None
     says: tuple[str, ...] = ()  # substrings the message must contain (case-insensitive)
     cause: str | None = None  # a details.causes[].field that must be present
-
-
-@pytest.fixture(scope="module")
-def k8s(cluster: ClusterHandle) -> Iterator[Clients]:
-    with clients_for(cluster.kubeconfig) as clients:
-        yield clients
 
 
 def nested(depth: int) -> bytes:

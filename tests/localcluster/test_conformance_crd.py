@@ -12,7 +12,6 @@ from conformance_support import (
     Clients,
     assert_status,
     cause_fields,
-    clients_for,
     crd_body,
     create_crd,
     delete_crd,
@@ -21,8 +20,6 @@ from conformance_support import (
     unique_group,
     wait_for,
 )
-
-from devservers_sdk.localcluster.pytest_plugin import ClusterHandle
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -51,12 +48,6 @@ SCHEMA: dict[str, Any] = {
         "status": {"type": "object", "properties": {"phase": {"type": "string"}}},
     },
 }
-
-
-@pytest.fixture(scope="module")
-def k8s(cluster: ClusterHandle) -> Iterator[Clients]:
-    with clients_for(cluster.kubeconfig) as clients:
-        yield clients
 
 
 @pytest.fixture(scope="module")

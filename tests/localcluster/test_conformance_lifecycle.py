@@ -4,16 +4,13 @@ built-in controllers a client observes (StatefulSet, ClusterIP allocation, volum
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from conformance_support import (
     CONTAINER,
     NOWHERE_NODE,
     Clients,
     cause_fields,
-    clients_for,
     crd_body,
     create_crd,
     delete_crd,
@@ -24,8 +21,6 @@ from conformance_support import (
     wait_for,
 )
 from kubernetes.client.exceptions import ApiException
-
-from devservers_sdk.localcluster.pytest_plugin import ClusterHandle
 
 FINALIZER = "conformance.devservers.io/hold"
 STATEFULSET_STATUS_FIELDS = {
@@ -40,12 +35,6 @@ STATEFULSET_STATUS_FIELDS = {
     "conditions",
     "availableReplicas",
 }
-
-
-@pytest.fixture(scope="module")
-def k8s(cluster: ClusterHandle) -> Iterator[Clients]:
-    with clients_for(cluster.kubeconfig) as clients:
-        yield clients
 
 
 def cm(name: str, **metadata: Any) -> dict[str, Any]:

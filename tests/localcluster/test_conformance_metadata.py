@@ -49,12 +49,6 @@ WIDGET_SCHEMA = {
 
 
 @pytest.fixture(scope="module")
-def k8s(cluster: ClusterHandle) -> Iterator[Clients]:
-    with clients_for(cluster.kubeconfig) as clients:
-        yield clients
-
-
-@pytest.fixture(scope="module")
 def widgets(k8s: Clients) -> Iterator[dict[str, str]]:
     group = unique_group()
     body = crd_body(group, "Widget", WIDGET_SCHEMA, subresources={"status": {}})

@@ -13,7 +13,6 @@ from conformance_support import (
     NOWHERE_NODE,
     Clients,
     assert_status,
-    clients_for,
     crd_body,
     create_crd,
     delete_crd,
@@ -48,12 +47,6 @@ SHARD_SCHEMA = {
 }
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
-
-
-@pytest.fixture(scope="module")
-def k8s(cluster: ClusterHandle) -> Iterator[Clients]:
-    with clients_for(cluster.kubeconfig) as clients:
-        yield clients
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,12 +12,6 @@ from kubernetes import watch
 
 from devservers_sdk.localcluster import server
 from devservers_sdk.localcluster.pytest_plugin import ClusterHandle
-
-
-@pytest.fixture(scope="module")
-def k8s(cluster: ClusterHandle) -> Iterator[Clients]:
-    with clients_for(cluster.kubeconfig) as clients:
-        yield clients
 
 
 def cm(name: str, labels: dict[str, str] | None = None, **data: str) -> dict[str, Any]:
