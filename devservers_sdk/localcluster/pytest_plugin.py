@@ -76,21 +76,34 @@ def _core_api(kubeconfig: str) -> Any:
 @pytest.fixture
 def namespace(cluster: ClusterHandle, request: pytest.FixtureRequest) -> Iterator[str]:
     """A namespace of its own for one test, deleted (without waiting) afterwards."""
-    core = _core_api(cluster.kubeconfig)
-    # Prefixed with the test's folder (e.g. "sdk-"), so that a cluster-wide operator started for other tests
-    # can be told to leave a folder's namespaces alone.
-    folder = Path(str(request.node.path)).parent.name.lower()
-    base = f"{folder}-{request.node.name}".lower().replace("_", "-")
-    base = "".join(ch for ch in base if ch.isalnum() or ch == "-").strip("-")[:50].strip("-") or "test"
-    name = f"{base}-{secrets.token_hex(3)}"
-    core.create_namespace({"metadata": {"name": name, "labels": {"devservers.io/test": "true"}}})
+    # Named after the test's folder and name, so a leftover object says which test made it.
+    folder = Path(str(request.node.path)).parent.name
+    name = create_test_namespace(cluster.kubeconfig, f"{folder}-{request.node.name}")
     try:
         yield name
     finally:
-        # Cleanup must not mask the test's own outcome.
-        with contextlib.suppress(Exception):
-            core.delete_namespace(name)
+        delete_test_namespace(cluster.kubeconfig, name)
+
+
+def create_test_namespace(kubeconfig: str, base: str) -> str:
+    """Create a namespace ``<base>-<random>`` (base made DNS-safe), labelled as a test's, and return its name."""
+    base = base.lower().replace("_", "-")
+    base = "".join(ch for ch in base if ch.isalnum() or ch == "-").strip("-")[:50].strip("-") or "test"
+    name = f"{base}-{secrets.token_hex(3)}"
+    core = _core_api(kubeconfig)
+    try:
+        core.create_namespace({"metadata": {"name": name, "labels": {"devservers.io/test": "true"}}})
+    finally:
         core.api_client.close()
+    return name
+
+
+def delete_test_namespace(kubeconfig: str, name: str) -> None:
+    """Start deleting a test's namespace; never raises, so cleanup cannot mask the test's own outcome."""
+    core = _core_api(kubeconfig)
+    with contextlib.suppress(Exception):
+        core.delete_namespace(name)
+    core.api_client.close()
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ import pytest
 
 from devservers_sdk.client import NAME_LABEL, DevServerClient
 from devservers_sdk.kube import DEVSERVERS, PODS, Kube, Resource
-from devservers_sdk.localcluster.pytest_plugin import ClusterHandle, wait_for
+from devservers_sdk.localcluster.pytest_plugin import ClusterHandle, create_test_namespace, wait_for
 from devservers_sdk.manifests import OperatorConfig, build_objects
 from devservers_sdk.settings import load_kubeconfig
 from tests.platform_fixture import KUBECTL, Platform, apply_crds_and_flavors
@@ -148,15 +147,6 @@ class Servers:
         kube.patch(DEVSERVERS, name, {"status": status}, namespace=self.namespace, subresource="status")
 
 
-def make_namespace(kubeconfig: str, prefix: str) -> str:
-    from kubernetes import client, config
-
-    name = f"{prefix}-{secrets.token_hex(3)}"
-    with config.new_client_from_config(kubeconfig) as api:
-        client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    return name
-
-
 def copy_into_every_rank(client: DevServerClient, name: str, ranks: int, files: dict[str, Path]) -> None:
     for rank in range(ranks):
         for target, source in files.items():
@@ -177,7 +167,7 @@ class DistributedServer:
 @pytest.fixture(scope="module")
 def ddp(launch_platform: Platform, request: pytest.FixtureRequest) -> Iterator[DistributedServer]:
     prefix = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")[:30]
-    namespace = make_namespace(launch_platform.kubeconfig, prefix)
+    namespace = create_test_namespace(launch_platform.kubeconfig, prefix)
     client = DevServerClient(namespace=namespace, kubeconfig=launch_platform.kubeconfig)
     try:
         Servers(client, launch_platform.kubeconfig).running("ddp", mode="distributed", world_size=2,

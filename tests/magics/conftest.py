@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
-import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -18,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from devservers_sdk.localcluster.pytest_plugin import create_test_namespace
 
 REPO = Path(__file__).resolve().parents[2]
 if importlib.util.find_spec("devservers_magics") is None:  # until pyproject.toml packages magics/
@@ -54,26 +54,6 @@ def client(platform: Platform, namespace: str) -> Iterator[DevServerClient]:
         yield sdk
 
 
-def make_namespace(kubeconfig: str, prefix: str) -> str:
-    name = f"{prefix}-{secrets.token_hex(3)}"
-    manifest = json.dumps(
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": name, "labels": {"devservers.io/test": "true"}},
-        }
-    )
-    created = subprocess.run(
-        [KUBECTL, "--kubeconfig", kubeconfig, "apply", "-f", "-"],
-        input=manifest,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert created.returncode == 0, created.stderr
-    return name
-
-
 @dataclass
 class RunningServer:
     """A DevServer the operator brought to Running, shared by the tests of a module."""
@@ -88,7 +68,7 @@ class RunningServer:
 def running(platform: Platform, request: pytest.FixtureRequest) -> Iterator[RunningServer]:
     """One running DevServer (cpu-small) in a namespace of the module's own."""
     prefix = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")[:30]
-    namespace = make_namespace(platform.kubeconfig, prefix)
+    namespace = create_test_namespace(platform.kubeconfig, prefix)
     sdk = DevServerClient(namespace=namespace, kubeconfig=platform.kubeconfig)
     try:
         sdk.create("cells", flavor="cpu-small", time_to_live="1h", wait=True, timeout=READY_TIMEOUT)
