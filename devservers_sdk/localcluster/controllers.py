@@ -33,7 +33,7 @@ from typing import Any
 from .api import ClusterAPI
 from .errors import StatusError
 from .events import EventRecorder
-from .resources import ResourceType
+from .resources import BUILTIN_TYPES, ResourceType
 from .store import GroupResource, StoredEvent
 from .strategies import CRD_CLEANUP_FINALIZER, DEFAULT_STORAGE_CLASS_ANNOTATION, PVC_PROTECTION_FINALIZER
 
@@ -47,6 +47,7 @@ STATEFULSETS: GroupResource = ("apps", "statefulsets")
 NAMESPACES: GroupResource = ("", "namespaces")
 CRDS: GroupResource = ("apiextensions.k8s.io", "customresourcedefinitions")
 PROVISIONER = "localcluster.devservers.io/hostpath"
+BUILTIN_GROUP_RESOURCES = frozenset(rt.group_resource for rt in BUILTIN_TYPES)
 
 
 class WorkQueue:
@@ -183,7 +184,7 @@ class Controllers:
                 self._queues["gc"].add(("dependent", dependent))
             if namespace:
                 self._queues["namespace"].add(namespace)
-            if not _builtin_gr(gr):
+            if gr not in BUILTIN_GROUP_RESOURCES:
                 self._queues["crd"].add(f"{gr[1]}.{gr[0]}")
         elif meta.get("deletionTimestamp"):
             finalizers = meta.get("finalizers") or []
@@ -468,12 +469,6 @@ class Controllers:
         self.api.update(self.api.rt("apiextensions.k8s.io", "v1", "customresourcedefinitions"), None, name,
                         {**crd, "metadata": {**crd["metadata"], "finalizers": finalizers}})
         return None
-
-
-def _builtin_gr(gr: GroupResource) -> bool:
-    from .resources import BUILTIN_TYPES
-
-    return any(rt.group_resource == gr for rt in BUILTIN_TYPES)
 
 
 def _claims_of(pod: dict[str, Any]) -> Iterable[str]:
