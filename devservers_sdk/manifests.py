@@ -484,12 +484,16 @@ def _container(
         "workingDir": config.home_path,
         "env": env,
         "volumeMounts": mounts,
-        "readinessProbe": {
+        # Ready means a shell can be opened: the pod is Ready once one exec has worked. A startup probe
+        # runs until its first success and never again, where a readiness probe would exec into every pod
+        # every few seconds for its whole life (at a thousand pods, hundreds of execs a second on the
+        # nodes for nothing). Every second at first, because users wait on that first success; five
+        # minutes of failures (an image without `true`) before the kubelet gives up on the container.
+        "startupProbe": {
             "exec": {"command": ["true"]},
-            # Short: the first probe decides when a new pod is Ready, and users wait on that.
-            "periodSeconds": 5,
+            "periodSeconds": 1,
             "timeoutSeconds": 5,
-            "failureThreshold": 3,
+            "failureThreshold": 300,
         },
         "securityContext": {
             "allowPrivilegeEscalation": False,

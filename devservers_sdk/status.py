@@ -452,8 +452,10 @@ def _conditions(
 
     if phase in ("Stopped", "Stopping", "Terminating") or (not live and phase != "Pending"):
         scheduled = make("Scheduled", "False", "NoPods", f"no pods to schedule: {message}")
-    elif unscheduled:
+    elif any(_pod_condition(pod, "PodScheduled") is not None for pod in unscheduled):
         scheduled = make("Scheduled", "False", "Unschedulable", _unscheduled_message(unscheduled, events))
+    elif unscheduled:  # created a moment ago: the scheduler has not looked yet, which is no failure
+        scheduled = make("Scheduled", "Unknown", "Scheduling", _unscheduled_message(unscheduled, events))
     elif not live:
         scheduled = make("Scheduled", "Unknown", "NoPods", "the pods do not exist yet")
     else:

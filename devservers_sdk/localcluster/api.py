@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import builtins
-import copy
 import datetime
 import json
 import re
@@ -26,7 +25,7 @@ from typing import Any
 from . import errors, openapi, patching, schema, selectors, strategies
 from .errors import StatusError
 from .resources import VIRTUAL_KINDS, ResourceRegistry, ResourceType, types_from_crd
-from .store import DEFAULT_HISTORY, Store, TooOldResourceVersion, Watcher
+from .store import DEFAULT_HISTORY, Store, TooOldResourceVersion, Watcher, copy_document
 
 FIELD_VALIDATION_MODES = ("Ignore", "Warn", "Strict")
 PATCH_TYPES = {
@@ -383,7 +382,7 @@ class ClusterAPI:
         policy = policy or strategies.default_propagation(rt)
         self._admit("DELETE", rt, None, old, user)
         grace = strategies.grace_period(rt, old, options.get("gracePeriodSeconds"))
-        new = copy.deepcopy(old)
+        new = copy_document(old)
         new_meta = new["metadata"]
         finalizers = list(new_meta.get("finalizers") or [])
         if policy == "Orphan" and "orphan" not in finalizers and not meta.get("deletionTimestamp"):
@@ -443,7 +442,7 @@ class ClusterAPI:
 
     def finalize_deletion(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         """Remove an object whose deletion is complete (used by controllers once finalizers are gone)."""
-        self._remove(rt, copy.deepcopy(obj))
+        self._remove(rt, copy_document(obj))
 
     # -- scale subresource -------------------------------------------------------------------------
 
@@ -462,7 +461,7 @@ class ClusterAPI:
                 "spec.replicas", f"Invalid value: {json.dumps(replicas)}: must be greater than or equal to 0")],
                 "autoscaling")
         old = self.get(rt, namespace, name)
-        new = copy.deepcopy(old)
+        new = copy_document(old)
         strategies.set_path(new, rt.scale.spec_replicas_path, replicas)
         updated = self._update_from(rt, self.store.get(rt.group_resource, namespace or "", name) or old, new,
                                     subresource=None, dry_run=False, field_validation="Ignore", warnings=None,
@@ -492,16 +491,16 @@ class ClusterAPI:
                                   f"Precondition failed: UID in precondition: {uid}, UID in object meta: "
                                   f"{old_meta['uid']}")
         if subresource == "status":
-            new = copy.deepcopy(old_versioned)
+            new = copy_document(old_versioned)
             if "status" in obj:
-                new["status"] = copy.deepcopy(obj["status"])
+                new["status"] = copy_document(obj["status"])
             else:
                 new.pop("status", None)
         else:
-            new = copy.deepcopy(obj)
+            new = copy_document(obj)
             if rt.has_status:
                 if "status" in old_versioned:
-                    new["status"] = copy.deepcopy(old_versioned["status"])
+                    new["status"] = copy_document(old_versioned["status"])
                 else:
                     new.pop("status", None)
         new = self._apply_schema(rt, new, field_validation, warnings)
@@ -515,7 +514,7 @@ class ClusterAPI:
         meta.pop("managedFields", None)
         if subresource == "status":
             meta.clear()
-            meta.update(copy.deepcopy(old_meta))
+            meta.update(copy_document(old_meta))
         if old_meta.get("deletionTimestamp"):
             added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
             if added:
@@ -594,7 +593,7 @@ class ClusterAPI:
         if not isinstance(obj, dict):
             raise errors.bad_request("the body of the request must be a JSON or YAML object")
         _check_nesting(obj)
-        obj = copy.deepcopy(obj)
+        obj = copy_document(obj)
         if rt.builtin:
             # Typed decoding fills kind and apiVersion from the URL; only custom resources must carry them.
             obj.setdefault("kind", rt.kind)
@@ -788,7 +787,7 @@ def _without_nulls(obj: Any) -> Any:
 
 def _without_paths(obj: dict[str, Any], paths: list[str]) -> dict[str, Any]:
     """A copy of ``obj`` without the fields at ``paths`` (``spec.containers[0].imagee``, ``bogus``)."""
-    obj = copy.deepcopy(obj)
+    obj = copy_document(obj)
     for path in paths:
         tokens = re.findall(r"\[\d+\]|[^.\[\]]+", path)
         target: Any = obj

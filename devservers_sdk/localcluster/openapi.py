@@ -132,6 +132,34 @@ def _flatten(schema: dict[str, Any], components: dict[str, dict[str, Any]]) -> d
     return schema
 
 
+_FLAT_REFS: dict[str, dict[str, Any]] = {}
+_FLAT_NODES: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+
+
+def _flattened(schema: dict[str, Any], components: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``_flatten``, remembered for the built-in schemas (loaded once, never changed).
+
+    Strict field validation walks the whole schema of every built-in object written; following the same
+    refs on every write was a large share of the API server's CPU under load. Pure refs are keyed by
+    target, other nodes by identity (the entry keeps the node alive so its id is never reused).
+    """
+    if "$ref" not in schema and "allOf" not in schema:
+        return schema
+    if components is not builtin_components():
+        return _flatten(schema, components)
+    if len(schema) == 1 and isinstance(schema.get("$ref"), str):
+        flat = _FLAT_REFS.get(schema["$ref"])
+        if flat is None:
+            flat = _FLAT_REFS[schema["$ref"]] = _flatten(schema, components)
+        return flat
+    node = _FLAT_NODES.get(id(schema))
+    if node is not None and node[0] is schema:
+        return node[1]
+    flat = _flatten(schema, components)
+    _FLAT_NODES[id(schema)] = (schema, flat)
+    return flat
+
+
 def _walk(
     schema: dict[str, Any],
     value: Any,
@@ -139,7 +167,7 @@ def _walk(
     components: dict[str, dict[str, Any]],
     found: list[str],
 ) -> None:
-    schema = _flatten(schema, components)
+    schema = _flattened(schema, components)
     if isinstance(value, list):
         items = schema.get("items")
         if isinstance(items, dict):
@@ -148,10 +176,11 @@ def _walk(
         return
     if not isinstance(value, dict):
         return
-    properties: dict[str, Any] = dict(schema.get("properties", {}))
+    properties: dict[str, Any] = schema.get("properties", {})
     additional = schema.get("additionalProperties")
     preserve = schema.get("x-kubernetes-preserve-unknown-fields") is True
     if schema.get("x-kubernetes-embedded-resource"):
+        properties = dict(properties)  # the schema is shared; add the embedded object's fields to a copy
         properties.setdefault("apiVersion", {"type": "string"})
         properties.setdefault("kind", {"type": "string"})
         properties.setdefault("metadata", {"$ref": REF_PREFIX + OBJECT_META})

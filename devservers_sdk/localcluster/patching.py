@@ -23,11 +23,12 @@ Errors split the way the apiserver answers them: :class:`MalformedPatch` is a br
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from .store import copy_document
 
 __all__ = [
     "MalformedPatch",
@@ -109,8 +110,8 @@ def apply_merge_patch(target: Any, patch: Any) -> Any:
     a dict when ``patch`` is one; the caller validates the resulting object.
     """
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return copy_document(patch)
+    result = copy_document(target) if isinstance(target, dict) else {}
     _merge_patch_into(result, patch)
     return result
 
@@ -126,7 +127,7 @@ def _merge_patch_into(result: dict[str, Any], patch: dict[str, Any]) -> None:
             _merge_patch_into(current, value)
             result[key] = current
         else:
-            result[key] = copy.deepcopy(value)
+            result[key] = copy_document(value)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -163,7 +164,7 @@ def apply_json_patch(target: Any, operations: Any) -> Any:
     Array indices follow RFC 6902 strictly (no negative indices); ``-`` appends for ``add``.
     """
     decoded = _decode_operations(operations)
-    document = copy.deepcopy(target)
+    document = copy_document(target)
     for operation in decoded:
         document = _apply_operation(document, operation)
     return document
@@ -298,22 +299,22 @@ def _remove(document: Any, tokens: tuple[str, ...], path: str, verb: str = "remo
 def _apply_operation(document: Any, operation: _Operation) -> Any:
     op, tokens, path = operation.op, operation.tokens, operation.path
     if op == "add":
-        return _add(document, tokens, path, copy.deepcopy(operation.value))
+        return _add(document, tokens, path, copy_document(operation.value))
     if op == "remove":
         _remove(document, tokens, path)
         return document
     if op == "replace":
         if not tokens:
-            return copy.deepcopy(operation.value)
+            return copy_document(operation.value)
         parent = _lookup(document, tokens[:-1])
         if not isinstance(parent, (dict, list)):
             raise PatchFailed(f"replace operation does not apply: doc is missing path: {path}: missing value")
         if _lookup(parent, tokens[-1:]) is _MISSING:
             raise PatchFailed(f"replace operation does not apply: doc is missing key: {path}: missing value")
         if isinstance(parent, dict):
-            parent[tokens[-1]] = copy.deepcopy(operation.value)
+            parent[tokens[-1]] = copy_document(operation.value)
         else:
-            parent[int(tokens[-1])] = copy.deepcopy(operation.value)
+            parent[int(tokens[-1])] = copy_document(operation.value)
         return document
     if op == "test":
         actual = _lookup(document, tokens)
@@ -324,7 +325,7 @@ def _apply_operation(document: Any, operation: _Operation) -> Any:
     if _lookup(document, source_tokens) is _MISSING:
         raise PatchFailed(f"{op} operation does not apply: doc is missing from path: {source}: missing value")
     if op == "copy":
-        value = copy.deepcopy(_lookup(document, source_tokens))
+        value = copy_document(_lookup(document, source_tokens))
         return _add(document, tokens, path, value, verb="copy")
     # move
     if source_tokens == tokens:
@@ -495,7 +496,7 @@ def apply_strategic_merge_patch(target: dict[str, Any], patch: Any, *, kind: str
         raise MalformedPatch(
             f"json: cannot unmarshal {_json_kind(patch)} into Go value of type map[string]interface {{}}"
         )
-    merged = _merge_map(copy.deepcopy(target), copy.deepcopy(patch), _KIND_SCHEMAS.get(kind, "Object"), "")
+    merged = _merge_map(copy_document(target), copy_document(patch), _KIND_SCHEMAS.get(kind, "Object"), "")
     return {} if merged is _DELETED else merged
 
 

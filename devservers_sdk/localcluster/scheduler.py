@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import math
 import re
@@ -100,8 +101,13 @@ def int_value(value: str | int | float) -> int:
     return math.ceil(parse_quantity(value))
 
 
+@functools.lru_cache(maxsize=4096)
 def resource_amount(resource: str, value: str | int | float) -> int:
-    """The integer the scheduler compares: millicores for cpu, whole units for everything else."""
+    """The integer the scheduler compares: millicores for cpu, whole units for everything else.
+
+    Cached: every placement sums the requests of every pod on the node, and a cluster has few distinct
+    quantities ("10m", "16Mi") but parsing one goes through Fractions.
+    """
     return milli_value(value) if resource == "cpu" else int_value(value)
 
 
@@ -141,6 +147,27 @@ def pod_requests(spec: dict[str, Any]) -> dict[str, int]:
     for name, amount in init_peak.items():
         result[name] = max(result.get(name, 0), amount)
     return {k: v for k, v in result.items() if v}
+
+
+_REQUESTS_BY_VERSION: dict[tuple[str, str], dict[str, int]] = {}
+
+
+def _stored_pod_requests(pod: dict[str, Any]) -> dict[str, int]:
+    """``pod_requests`` of a stored pod, remembered per (uid, resourceVersion).
+
+    Every placement weighs every pod already on the node, so without this a burst of N pods costs N^2
+    request computations; a stored version never changes, so its requests don't either.
+    """
+    meta = pod.get("metadata", {})
+    key = (meta.get("uid", ""), meta.get("resourceVersion", ""))
+    if not all(key):
+        return pod_requests(pod.get("spec", {}))
+    cached = _REQUESTS_BY_VERSION.get(key)
+    if cached is None:
+        if len(_REQUESTS_BY_VERSION) >= 20_000:
+            _REQUESTS_BY_VERSION.clear()
+        cached = _REQUESTS_BY_VERSION[key] = pod_requests(pod.get("spec", {}))
+    return cached
 
 
 # -- filters -------------------------------------------------------------------------------------------
@@ -291,7 +318,7 @@ def filter_node(
     requested = pod_requests(spec)
     used_amounts: dict[str, int] = collections.Counter()
     for other in others:
-        used_amounts.update(pod_requests(other.get("spec", {})))
+        used_amounts.update(_stored_pod_requests(other))
     for name in sorted(requested):
         if name == "pods":
             continue
@@ -399,7 +426,7 @@ def schedule(
         if verdict.fits:
             allocatable = node.get("status", {}).get("allocatable") or {}
             free = milli_value(allocatable.get("cpu", "0")) - sum(
-                pod_requests(p.get("spec", {})).get("cpu", 0)
+                _stored_pod_requests(p).get("cpu", 0)
                 for p in by_node.get(name, [])
                 if not _terminal(p)
             )

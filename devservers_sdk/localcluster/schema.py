@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import ipaddress
 import json
 import math
@@ -31,6 +30,7 @@ from decimal import Decimal
 from typing import Any, TypeGuard
 
 from devservers_sdk.localcluster.errors import cause
+from devservers_sdk.localcluster.store import copy_document
 
 PRESERVE = "x-kubernetes-preserve-unknown-fields"
 INT_OR_STRING = "x-kubernetes-int-or-string"
@@ -524,21 +524,21 @@ def _default(value: Any, schema: dict[str, Any] | None) -> None:
                 and "default" in sub
                 and (key not in value or _replaces(value[key], sub))
             ):
-                value[key] = copy.deepcopy(sub["default"])
+                value[key] = copy_document(sub["default"])
         additional = schema.get("additionalProperties")
         for key in value:
             if key in properties:
                 _default(value[key], properties[key])
             elif isinstance(additional, dict):
                 if _replaces(value[key], additional):
-                    value[key] = copy.deepcopy(additional["default"])
+                    value[key] = copy_document(additional["default"])
                 _default(value[key], additional)
     elif isinstance(value, list):
         items = schema.get("items")
         if isinstance(items, dict):
             for index, item in enumerate(value):
                 if _replaces(item, items):
-                    value[index] = copy.deepcopy(items["default"])
+                    value[index] = copy_document(items["default"])
                 _default(value[index], items)
 
 
@@ -549,7 +549,7 @@ def apply_defaults(schema: dict[str, Any], obj: Any) -> Any:
     values that were just defaulted, and replace a non-nullable ``null``. Non-nullable nulls without a
     default are dropped, as ``PruneNonNullableNullsWithoutDefaults`` does before defaulting.
     """
-    result = copy.deepcopy(obj)
+    result = copy_document(obj)
     _drop_nonnullable_nulls(result, schema)
     _default(result, schema)
     return result
@@ -615,7 +615,7 @@ def prune(schema: dict[str, Any], obj: Any) -> tuple[Any, list[str]]:
     and metadata is never looked into. The paths (``spec.foo``, ``spec.items[0].bar``) are what the server
     reports as ``unknown field "spec.foo"`` for ``fieldValidation=Strict`` or as a Warning header.
     """
-    result = copy.deepcopy(obj)
+    result = copy_document(obj)
     pruner = _Pruner()
     pruner.prune(result, schema or {}, "", embedded=True)
     return result, sorted(pruner.dropped)
@@ -819,7 +819,7 @@ def _default_errors(schema: Any, path: str) -> Iterator[str]:
 
 def _prune_value(schema: dict[str, Any], value: Any) -> tuple[Any, list[str]]:
     # Defaults are pruned as plain values: only an embedded resource keeps its TypeMeta/ObjectMeta.
-    result = copy.deepcopy(value)
+    result = copy_document(value)
     pruner = _Pruner()
     pruner.prune(result, schema, "", embedded=bool(schema.get(EMBEDDED)))
     return result, pruner.dropped

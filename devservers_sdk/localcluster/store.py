@@ -31,6 +31,17 @@ DEFAULT_HISTORY = 20_000
 MAX_PENDING_EVENTS = 50_000
 
 
+def copy_document(value: Any) -> Any:
+    """A deep copy of a JSON document (dicts, lists and scalars), several times faster than
+    ``copy.deepcopy``, which the API server otherwise spends a large part of a write in. Anything else
+    (never in a stored object) is shared, not copied."""
+    if isinstance(value, dict):
+        return {key: copy_document(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [copy_document(item) for item in value]
+    return value
+
+
 @dataclass(frozen=True)
 class StoredEvent:
     revision: int

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import ipaddress
 import json
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import errors, schema
 from .resources import VIRTUAL_KINDS, ResourceType
+from .store import copy_document
 
 if TYPE_CHECKING:
     from .api import ClusterAPI
@@ -205,7 +206,7 @@ def scale_of(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def answer_review(rt: ResourceType, obj: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
-    answer = copy.deepcopy(obj)
+    answer = copy_document(obj)
     if rt.plural == "selfsubjectreviews":
         answer["status"] = {"userInfo": {"username": user.get("username", ""), "groups": user.get("groups", [])}}
     else:
@@ -240,11 +241,26 @@ def builtin_decoding_error(rt: ResourceType, obj: Any) -> str | None:
     return decoding_error(name, obj) if name else None
 
 
-def _decoding_error(schema: dict[str, Any], value: Any, path: str, struct: str) -> str | None:
+_TYPE_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+}
+
+# Resolutions of built-in schema nodes, which never change once loaded: every write of a built-in object
+# walks its whole schema, and following the same $refs again on each write was the largest part of
+# the API server's CPU in a burst of pod updates. Pure refs are keyed by their target; other nodes by
+# identity, the entry holding the node so that its id is never reused.
+_RESOLVED_REFS: dict[str, tuple[dict[str, Any], str | None]] = {}
+_RESOLVED_NODES: dict[int, tuple[dict[str, Any], dict[str, Any], str | None]] = {}
+
+
+def _resolve_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     from . import openapi
 
-    if value is None:  # null decodes to the zero value anywhere
-        return None
     type_name = None
     for _ in range(64):
         if "$ref" in schema:
@@ -255,6 +271,31 @@ def _decoding_error(schema: dict[str, Any], value: Any, path: str, struct: str) 
             schema = {**schema["allOf"][0], **{k: v for k, v in schema.items() if k != "allOf"}}
         else:
             break
+    return schema, type_name
+
+
+def _resolved_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    if "$ref" not in schema and "allOf" not in schema:
+        return schema, None
+    if len(schema) == 1:
+        ref = schema.get("$ref")
+        if isinstance(ref, str):
+            hit = _RESOLVED_REFS.get(ref)
+            if hit is None:
+                hit = _RESOLVED_REFS[ref] = _resolve_schema(schema)
+            return hit
+    node = _RESOLVED_NODES.get(id(schema))
+    if node is not None and node[0] is schema:
+        return node[1], node[2]
+    resolved, type_name = _resolve_schema(schema)
+    _RESOLVED_NODES[id(schema)] = (schema, resolved, type_name)
+    return resolved, type_name
+
+
+def _decoding_error(schema: dict[str, Any], value: Any, path: str, struct: str) -> str | None:
+    if value is None:  # null decodes to the zero value anywhere
+        return None
+    schema, type_name = _resolved_schema(schema)
     kind = schema.get("type") if isinstance(schema.get("type"), str) else None
     if kind is None and isinstance(schema.get("properties"), dict):
         kind = "object"
@@ -264,13 +305,8 @@ def _decoding_error(schema: dict[str, Any], value: Any, path: str, struct: str) 
     elif kind is None:
         return None  # RawExtension, JSON, FieldsV1: anything goes
     else:
-        checks = {"string": lambda v: isinstance(v, str),
-                  "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-                  "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-                  "boolean": lambda v: isinstance(v, bool),
-                  "array": lambda v: isinstance(v, list),
-                  "object": lambda v: isinstance(v, dict)}
-        ok = checks.get(kind, lambda v: True)(value)
+        check = _TYPE_CHECKS.get(kind)
+        ok = check(value) if check is not None else True
         expected = _GO_TYPES.get(kind) or (f"v1.{type_name}" if type_name else
                                           "[]interface {}" if kind == "array" else "map[string]interface {}")
     if not ok:
@@ -698,7 +734,7 @@ def _validate_pod(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause
     causes = _validate_containers(spec, "spec")
     if old is not None and not causes:
         old_spec = old.get("spec") or {}
-        comparable_new, comparable_old = copy.deepcopy(spec), copy.deepcopy(old_spec)
+        comparable_new, comparable_old = copy_document(spec), copy_document(old_spec)
         for candidate in (comparable_new, comparable_old):
             for key in ("containers", "initContainers"):
                 for container in candidate.get(key) or []:

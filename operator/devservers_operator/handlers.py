@@ -32,7 +32,7 @@ from devservers_sdk.models import API_GROUP, API_VERSION, DEVSERVER_PLURAL, FLAV
 from .reconcile import Key, Reconciler
 from .settings import OperatorSettings
 
-__all__ = ["IndexCache", "QuietEventHandlers"]
+__all__ = ["IndexCache", "NoDiffBase", "QuietEventHandlers"]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,25 @@ class QuietEventHandlers(logging.Filter):
         return not (message.startswith("Handler '") and message.endswith("' succeeded."))
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Keeps no diff-base: without change handlers nothing reads one.
+
+    kopf builds the "essence" of every object on every watch event (a deep copy of the body, then
+    another to strip its progress annotations) for the diffs of ``@kopf.on.create/update`` handlers. This
+    operator registers none, so those copies were a fifth of its CPU per event at scale; kopf skips the
+    diff when both sides are None.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
+        return None
+
+    def fetch(self, *, body: kopf.Body) -> Any:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: Any) -> None:
+        return None
+
+
 def _reconciler(memo: Any) -> Reconciler:
     reconciler: Reconciler = memo["reconciler"]
     return reconciler
@@ -117,7 +136,7 @@ async def startup(
     operator_settings: OperatorSettings = memo.get("settings") or OperatorSettings.from_env()
     settings.posting.level = logging.INFO
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="devservers.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="devservers.io")
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.batching.worker_limit = None  # never 1: one worker per object, all objects in parallel
     for plural in ("pods", "statefulsets", "services", "persistentvolumeclaims"):
         settings.watching.label_selectors[plural] = MANAGED_SELECTOR

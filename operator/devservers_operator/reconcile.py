@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import socket
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -63,7 +64,14 @@ from .probe import parse_probe, probe_command
 from .settings import OperatorSettings
 from .workqueue import WorkQueue
 
-__all__ = ["APPLIED_HASH_ANNOTATION", "Cache", "Key", "Reconciler"]
+__all__ = [
+    "APPLIED_HASH_ANNOTATION",
+    "PROGRESS_WRITE_INTERVAL",
+    "Cache",
+    "Key",
+    "Reconciler",
+    "progress_only",
+]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +85,10 @@ CLAIM_RETRY_FIRST = 2.0
 CLAIM_RETRY_MAX = 60.0
 PROBE_CONCURRENCY = 16
 ORPHAN_GRACE = 3.0
+PROGRESS_WRITE_INTERVAL = 2.0
+"""Seconds between two status writes that only report progress (see ``progress_only``)."""
+_PROGRESS_PHASES = ("Pending", "Starting")
+_NEWS_FIELDS = ("observedGeneration", "expiresAt", "stoppedReason", "stoppedAt", "lastActivityTime")
 """Seconds a pod may stay without an owner next to its StatefulSet before the operator replaces it."""
 
 
@@ -123,6 +135,7 @@ class _Memory:
     probe: ProbeReport | None = None
     claim_failures: int = 0
     own_status_version: str | None = None
+    status_written_at: float = -float("inf")  # time.monotonic() of the last status write
     warned_unschedulable: bool = False
     written: dict[str, _Written] = field(default_factory=dict)
     claims_owned: set[str] = field(default_factory=set)
@@ -275,7 +288,9 @@ class Reconciler:
             lifecycle=decision,
             warning_lead=self.settings.warning_lead,
         )
-        await self._write_status(devserver, body, status, memory, pods)
+        wait = await self._write_status(devserver, body, status, memory, pods)
+        if wait is not None:
+            retry.append(wait)
         if decision.requeue_after is not None:
             retry.append(decision.requeue_after)
         return min(retry) if retry else None
@@ -536,7 +551,8 @@ class Reconciler:
         status: DevServerStatus,
         memory: _Memory,
         pods: Sequence[Mapping[str, Any]],
-    ) -> None:
+    ) -> float | None:
+        """Write the status if it changed; returns seconds to wait when a progress-only write was held back."""
         new = status.model_dump(mode="json", by_alias=True, exclude_none=True)
         old_raw = dict(body.get("status") or {})
         try:
@@ -546,7 +562,11 @@ class Reconciler:
         except ValidationError:
             old = {}
         if old == new and set(old_raw) <= set(new):
-            return
+            return None
+        if progress_only(old, new):
+            wait = memory.status_written_at + PROGRESS_WRITE_INTERVAL - time.monotonic()
+            if wait > 0:
+                return wait
         patch: dict[str, Any] = {key: None for key in old_raw if key not in new}
         patch.update(new)
         namespace = devserver.namespace or ""
@@ -561,9 +581,11 @@ class Reconciler:
         )
         memory.own_status_version = result_meta.get("resourceVersion") if unchanged else None
         memory.last_written = result
+        memory.status_written_at = time.monotonic()
         if not unchanged:
             self.queue.trigger((namespace, devserver.name))
         await self._transition_events(devserver, devserver.status, status, pods, memory)
+        return None
 
     async def _transition_events(
         self,
@@ -669,6 +691,31 @@ class Reconciler:
             log.warning(
                 "Could not record the %s Event of DevServer %s/%s: %s", reason, namespace, devserver.name, exc
             )
+
+
+def progress_only(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether status ``new`` only reports progress over ``old`` on the way to Running.
+
+    Such a write may wait a moment (``PROGRESS_WRITE_INTERVAL``): a create moves through several such
+    steps (the pods are created, scheduled, their containers start) within a second, and writing each
+    one cost a request, a watch event for every watcher and one more reconcile, for statuses that are
+    gone before anyone reads them. Never held back: the first status, any phase outside Pending and
+    Starting (Running, Failed, Stopped...), a new generation, a change of expiry, activity or stop
+    reason, and any change of the Degraded, Idle or ExpiringSoon conditions.
+    """
+    if old.get("phase") not in _PROGRESS_PHASES or new.get("phase") not in _PROGRESS_PHASES:
+        return False
+    if any(old.get(key) != new.get(key) for key in _NEWS_FIELDS):
+        return False
+
+    def news(status: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+        return {
+            c.get("type"): (c.get("status"), c.get("reason"))
+            for c in status.get("conditions") or []
+            if c.get("type") in ("Degraded", "Idle", "ExpiringSoon")
+        }
+
+    return news(old) == news(new)
 
 
 def _newer(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

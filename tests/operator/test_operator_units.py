@@ -1,5 +1,6 @@
 """The operator's pure parts: the probe's parser (and the script on this machine), the settings from the
-environment, and the work queue's debounce, deadlines, serialisation and backoff."""
+environment, the work queue's debounce, deadlines, serialisation and backoff, and which status writes may
+wait."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from devservers_operator.probe import parse_probe, probe_command
+from devservers_operator.reconcile import progress_only
 from devservers_operator.settings import OperatorSettings
 from devservers_operator.workqueue import WorkQueue
 
@@ -177,3 +179,59 @@ def test_failures_back_off_and_forget_drops_the_key() -> None:
 
     errors, first, after = asyncio.run(main())
     assert errors == 1 and first is not None and 0.8 < first <= 1.0 and after is None
+
+
+# -- status writes that may wait ---------------------------------------------------------------------
+
+
+def _status(phase: str | None, message: str = "", **fields: object) -> dict[str, object]:
+    conditions = fields.pop("conditions", [{"type": "Degraded", "status": "False", "reason": "AsExpected"}])
+    status: dict[str, object] = {
+        "phase": phase,
+        "message": message,
+        "observedGeneration": 1,
+        "conditions": conditions,
+    }
+    status.update(fields)
+    return {k: v for k, v in status.items() if v is not None}
+
+
+def test_progress_on_the_way_up_may_wait() -> None:
+    pending = _status("Pending", "waiting for the pods of rank 0 to be created")
+    assert progress_only(
+        pending, _status("Pending", "pod mydev-0 is not scheduled: waiting for the scheduler")
+    )
+    assert progress_only(pending, _status("Starting", "0/1 pods ready; mydev-0 is ContainerCreating"))
+    assert progress_only(_status("Starting", "0/2 pods ready"), _status("Starting", "1/2 pods ready"))
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (_status(None), _status("Pending")),  # the first status acknowledges the object
+        (_status("Starting"), _status("Running")),
+        (_status("Running"), _status("Starting")),
+        (_status("Pending"), _status("Failed")),
+        (_status("Starting"), _status("Stopping")),
+        (_status("Pending"), _status("Pending", observedGeneration=2)),  # a spec change is acknowledged
+        (_status("Pending"), _status("Pending", expiresAt="2026-01-01T00:00:00Z")),  # extend shows at once
+        (
+            _status("Pending"),
+            _status(
+                "Pending", conditions=[{"type": "Degraded", "status": "True", "reason": "FlavorNotFound"}]
+            ),
+        ),
+        (
+            _status("Starting"),
+            _status(
+                "Starting",
+                conditions=[
+                    {"type": "Degraded", "status": "False", "reason": "AsExpected"},
+                    {"type": "ExpiringSoon", "status": "True", "reason": "ExpiresSoon"},
+                ],
+            ),
+        ),
+    ],
+)
+def test_news_is_written_at_once(old: dict[str, object], new: dict[str, object]) -> None:
+    assert not progress_only(old, new)

@@ -234,7 +234,8 @@ def test_the_pod_is_non_root_without_privilege_escalation_or_service_account_tok
     assert c["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
     assert c["imagePullPolicy"] == "IfNotPresent"
     assert c["command"] == list(KEEP_ALIVE_COMMAND)
-    assert c["readinessProbe"]["exec"]["command"] == ["true"]
+    assert c["startupProbe"]["exec"]["command"] == ["true"]
+    assert "readinessProbe" not in c  # no exec into every pod every few seconds for its whole life
     assert c["workingDir"] == "/home/dev"
     assert env_of(sts)["HOME"] == "/home/dev"
 

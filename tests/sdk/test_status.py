@@ -370,6 +370,7 @@ def test_an_unschedulable_pod_is_pending_with_the_schedulers_words() -> None:
 def test_a_pod_the_scheduler_has_not_seen_yet_is_pending() -> None:
     status = derive(pods=[just_created()])
     assert status.phase == "Pending"
+    assert condition(status, "Scheduled")[:2] == ("Unknown", "Scheduling")  # not a failure yet
     assert "waiting for the scheduler" in condition(status, "Scheduled")[2]
 
 
