@@ -573,7 +573,13 @@ class Reconciler:
         log.debug(
             "Status of DevServer %s/%s: %s: %s", namespace, devserver.name, status.phase, status.message
         )
-        result = await self.kube.patch_devserver_status(namespace, devserver.name, patch)
+        try:
+            result = await self.kube.patch_devserver_status(namespace, devserver.name, patch)
+        except NotFoundError:
+            # Deleted since the cache saw it: nothing left to report on, and no reason to retry.
+            log.debug("DevServer %s/%s is gone; its status is not written", namespace, devserver.name)
+            self.forget((namespace, devserver.name))
+            return None
         # Skip the echo of this write, unless someone else changed the object meanwhile.
         result_meta, body_meta = _meta(result), _meta(body)
         unchanged = all(
