@@ -40,19 +40,20 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
-import ipaddress
 import json
 import os
-import random
 import signal
 import stat
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+# Every container start runs this file as the shim, so it imports only what the shim needs: ctypes.util,
+# dataclasses, pathlib, ipaddress and random cost more CPU per pod than the shim itself. The kubelet-side
+# helpers import theirs where they use them.
+if TYPE_CHECKING:
+    from pathlib import Path
 
 ISOLATION_NAMESPACES = "namespaces"
 ISOLATION_USER_NAMESPACES = "user-namespaces"
@@ -89,7 +90,12 @@ _libc: Any = None
 def _lib() -> Any:
     global _libc
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        try:
+            _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        except OSError:  # not glibc: ask the (slow to import) finder
+            from ctypes.util import find_library
+
+            _libc = ctypes.CDLL(find_library("c") or None, use_errno=True)
     return _libc
 
 
@@ -569,6 +575,9 @@ class PodIPAllocator:
     """
 
     def __init__(self, cidr: str | None = None) -> None:
+        import ipaddress
+        import random
+
         if cidr is None:
             cidr = f"127.{random.randint(2, 254)}.0.0/16"
         self.network = ipaddress.ip_network(cidr)
@@ -590,6 +599,8 @@ class PodIPAllocator:
         raise RuntimeError(f"pod network {self.network} is exhausted")
 
     def reserve(self, ip: str) -> bool:
+        import ipaddress
+
         if ip in self._used or ipaddress.ip_address(ip) not in self.network:
             return False
         self._used.add(ip)
@@ -661,6 +672,8 @@ def project_files(directory: Path, files: dict[str, tuple[bytes, int]], *, dir_m
     Each file is replaced by rename so a reader never sees half a file. Files no longer projected are
     removed (a key deleted from a ConfigMap disappears from its volume, as with the real kubelet).
     """
+    from pathlib import Path
+
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, dir_mode)
     wanted = set()
@@ -686,8 +699,7 @@ def project_files(directory: Path, files: dict[str, tuple[bytes, int]], *, dir_m
                 os.rmdir(dirpath)  # only succeeds when empty
 
 
-@dataclass(frozen=True)
-class SandboxPaths:
+class SandboxPaths(NamedTuple):
     """Where one pod's state lives: ``state_dir/pods/<ns>/<name>-<uid>/``."""
 
     root: Path
