@@ -10,10 +10,13 @@ alternates:
 * ``launch()``: time for the call to return (every rank started), to the first output line of each rank,
   and to the end of the job (``wait()``);
 * by hand: two ``kubectl exec <pod> -- python3 -m torch.distributed.run ...`` processes started at once
-  (what a user would type in two terminals), with the same times measured on their output.
+  (what a user would type in two terminals), with the same times measured on their output;
+* ``devctl launch``: the command a user types (``python -m devservers_cli``), timed from its start, so its
+  numbers include devctl's own start-up and the import of the SDK.
 
-The overhead of ``launch()`` is the difference of the medians. Both run the same torchrun on the same pods;
-most of a job's time is the import of torch in every process, on a 2-CPU machine shared by 6 processes.
+The overhead of ``launch()`` is the difference of the medians with the hand-made run. All run the same
+torchrun on the same pods; most of a job's time is the import of torch in every process, on a 2-CPU machine
+shared by 6 processes.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -119,6 +123,32 @@ def with_launch(client: DevServerClient, args: list[str]) -> tuple[float, dict[i
     return returned, first, time.monotonic() - start
 
 
+def with_devctl(kubeconfig: str, namespace: str, args: list[str]) -> tuple[dict[int, float], float]:
+    """The same through ``devctl launch`` as a process: first-line times per rank (from its ``[rank N]``
+    prefixes, stdout or stderr) and the total."""
+    env = {**os.environ, "KUBECONFIG": kubeconfig,
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "cli"), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    start = time.monotonic()
+    first: dict[int, float] = {}
+    process = subprocess.Popen([sys.executable, "-m", "devservers_cli", "-n", namespace, "launch", NAME, "--", *args],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def read(stream: IO[str]) -> None:
+        for line in stream:
+            if line.startswith("[rank "):
+                first.setdefault(int(line[6:line.index("]")]), time.monotonic() - start)
+
+    readers = [threading.Thread(target=read, args=(stream,)) for stream in (process.stdout, process.stderr)]
+    for reader in readers:
+        reader.start()
+    code = process.wait()
+    for reader in readers:
+        reader.join()
+    if code:
+        raise SystemExit(f"devctl launch failed with exit code {code}")
+    return first, time.monotonic() - start
+
+
 def fmt(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:7.0f} ms (min {min(values) * 1000:.0f})"
 
@@ -149,13 +179,16 @@ def main() -> None:
                             stdin=(ROOT / "examples" / "distributed" / "train_ddp.py").read_bytes())
             print(f"DevServer {NAME}: 2 ranks x 2 processes, gloo, on a local cluster; {options.repeat} runs each, "
                   f"alternating; median (min)\n")
-            print(f"{'job / measure':<44} {'launch()':<24} {'kubectl exec x2 by hand':<24} overhead")
+            print(f"{'job / measure':<44} {'launch()':<24} {'kubectl exec x2 by hand':<24} {'overhead':<10} "
+                  f"devctl launch")
             for job, args in JOBS.items():
                 returned: list[float] = []
                 sdk_first: dict[int, list[float]] = {0: [], 1: []}
                 hand_first: dict[int, list[float]] = {0: [], 1: []}
+                cli_first: dict[int, list[float]] = {0: [], 1: []}
                 sdk_total: list[float] = []
                 hand_total: list[float] = []
+                cli_total: list[float] = []
                 for _ in range(options.repeat):
                     back, first, total = with_launch(client, args)
                     returned.append(back)
@@ -166,15 +199,19 @@ def main() -> None:
                     hand_total.append(total)
                     for rank in (0, 1):
                         hand_first[rank].append(first[rank])
+                    first, total = with_devctl(kubeconfig, namespace, args)
+                    cli_total.append(total)
+                    for rank in (0, 1):
+                        cli_first[rank].append(first[rank])
                 print(job)
                 print(f"  {'launch() returns (all ranks started)':<42} {fmt(returned):<24}")
                 for rank in (0, 1):
                     extra = (statistics.median(sdk_first[rank]) - statistics.median(hand_first[rank])) * 1000
                     print(f"  {f'first output line of rank {rank}':<42} {fmt(sdk_first[rank]):<24} "
-                          f"{fmt(hand_first[rank]):<24} {extra:+.0f} ms")
+                          f"{fmt(hand_first[rank]):<24} {f'{extra:+.0f} ms':<10} {fmt(cli_first[rank])}")
                 extra = (statistics.median(sdk_total) - statistics.median(hand_total)) * 1000
                 print(f"  {'whole job (until every rank exited)':<42} {fmt(sdk_total):<24} {fmt(hand_total):<24} "
-                      f"{extra:+.0f} ms")
+                      f"{f'{extra:+.0f} ms':<10} {fmt(cli_total)}")
         finally:
             if operator is not None:
                 operator.terminate()

@@ -377,7 +377,7 @@ def _require_launchable(server: DevServer) -> int:
     if server.spec.mode != "distributed" or distributed is None:
         raise NotDistributedError(
             f"DevServer '{name}' is standalone; launch runs torchrun across the pods of a distributed "
-            f"DevServer. Use exec or shell for a standalone one (devctl exec {name} -- python train.py), or "
+            f"DevServer. Run commands on a standalone one with shell (devctl shell {name} -- python train.py), or "
             f"create a distributed one with: devctl create NAME --distributed",
             kind="DevServer", name=name, namespace=server.namespace)
     phase = server.status.phase or "not reported yet"

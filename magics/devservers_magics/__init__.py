@@ -1,4 +1,4 @@
-"""Notebook front end of devservers: ``%devserver`` magics, ``%%devserver run`` cells and widgets.
+"""Notebook front end of devservers: ``%devserver`` magics, ``%%devserver run`` and ``launch`` cells, widgets.
 
 Load it in IPython or Jupyter with::
 

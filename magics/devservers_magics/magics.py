@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.utils.process import arg_split
 from traitlets import Float, Unicode
 
 from .tables import DevServerTable, FlavorTable
@@ -112,7 +113,7 @@ class DevServerMagics(Magics):
         "logs": "_logs",
         "ui": "_ui",
     }
-    _CELL_VERBS: ClassVar[dict[str, str]] = {"run": "_run", "shell": "_shell"}
+    _CELL_VERBS: ClassVar[dict[str, str]] = {"run": "_run", "shell": "_shell", "launch": "_launch"}
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -150,10 +151,17 @@ class DevServerMagics(Magics):
         if verb not in verbs:
             raise UsageError(_unknown_verb(verb, cell is not None))
         handler: Callable[..., Any] = getattr(self, verbs[verb])
-        if {"-h", "--help"} & set(rest.split()):
+        # Words after a lone "--" belong to the remote script (argparse cannot place them after options).
+        words = arg_split(rest)
+        own, after = (words[: words.index("--")], words[words.index("--") + 1 :]) if "--" in words else (words, [])
+        if {"-h", "--help"} & set(own):
             print(handler.parser.format_help())  # type: ignore[attr-defined]
             return None
-        args = parse_argstring(handler, rest)
+        args = handler.parser.parse_args(own)  # type: ignore[attr-defined]
+        if after:
+            if not hasattr(args, "script_args"):
+                raise UsageError(f"%devserver {verb} takes no arguments after --: {' '.join(after)}")
+            args.script_args = [*args.script_args, *after]
         with usage_errors():
             return handler(args, cell) if cell is not None else handler(args)
 
@@ -417,6 +425,69 @@ class DevServerMagics(Magics):
         """
         self._remote(args, cell, "shell")
 
+    @magic_arguments("devserver launch")
+    @argument("name", metavar="NAME", help="a distributed DevServer, Running")
+    @argument(
+        "--nprocs-per-node",
+        default=None,
+        metavar="N",
+        help="processes per pod (default: the DevServer's nprocsPerNode; also auto, cpu, gpu)",
+    )
+    @argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE", help="a variable for every process (repeatable)"
+    )
+    @argument("--workdir", default=None, metavar="DIR", help="directory to run in (default: the pod's, the home)")
+    @argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop every rank after this long (default: no limit)",
+    )
+    @argument("script_args", nargs="*", metavar="-- ARGS", help="arguments for the cell's script, after --")
+    @_namespace_option
+    def _launch(self, args: Namespace, cell: str) -> Any:
+        """(cell) Run the cell as a script under torchrun on every rank of a distributed DevServer.
+
+        The cell is written to every pod, then torchrun runs it there (the group's shape comes from the
+        DevServer); every rank's output streams in, each line prefixed [rank N]. If a rank fails, the others
+        are stopped and UsageError names the rank; interrupting the kernel stops every rank. Returns the
+        SDK's LaunchHandle (returncodes, logs(rank=...)).
+
+        Example: %%devserver launch ddp -- --epochs 3   (the first line of the cell)
+        """
+        from devservers_sdk.launch import LaunchFailedError
+
+        from .launch_cell import failure_message, print_lines, script_name, write_everywhere
+
+        nprocs = args.nprocs_per_node
+        env = dict(_key_value(item, option="--env") for item in args.env)
+        client = self.client(args.namespace)
+        server = client.get(args.name)
+        # Written only where launch can run: for a standalone or stopped server launch refuses with the SDK's
+        # sentence before it looks at the script.
+        script = script_name(cell)
+        if server.spec.mode == "distributed" and server.spec.distributed and server.status.phase == "Running":
+            script = write_everywhere(client, args.name, server.spec.distributed.world_size, cell)
+        handle = client.launch(
+            args.name,
+            [script, *args.script_args],
+            nprocs_per_node=int(nprocs) if nprocs and nprocs.isdigit() else nprocs,
+            env=env or None,
+            workdir=args.workdir,
+            timeout=args.timeout,
+        )
+        try:
+            with handle:
+                print_lines(handle, sys.stdout, sys.stderr)
+                handle.wait()
+        except LaunchFailedError as exc:
+            raise UsageError(notebook_message(failure_message(exc))) from exc
+        except KeyboardInterrupt:
+            print(f"Interrupted: every rank of the launch on {args.name} was stopped.", file=sys.stderr, flush=True)
+            raise
+        return handle
+
     def _remote(self, args: Namespace, cell: str, kind: Any) -> None:
         from devservers_sdk.errors import ExecError
 
@@ -459,10 +530,10 @@ class DevServerMagics(Magics):
         return float(args.timeout) if args.timeout is not None else float(self.wait_timeout)
 
 
-def _key_value(item: str) -> tuple[str, str]:
+def _key_value(item: str, *, option: str = "--nccl") -> tuple[str, str]:
     key, sep, value = item.partition("=")
     if not sep or not key:
-        raise UsageError(f"--nccl takes KEY=VALUE, e.g. --nccl NCCL_DEBUG=INFO (got {item!r})")
+        raise UsageError(f"{option} takes KEY=VALUE, e.g. {option} NCCL_DEBUG=INFO (got {item!r})")
     return key, value
 
 
@@ -487,7 +558,7 @@ def _verb_handlers() -> list[tuple[str, Any]]:
 
 
 def _summary() -> str:
-    lines = ["Usage: %devserver VERB [options]   or, on a cell's first line, %%devserver run|shell NAME", ""]
+    lines = ["Usage: %devserver VERB [options]   or, on a cell's first line, %%devserver run|shell|launch NAME", ""]
     for verb, handler in _verb_handlers():
         description = handler.parser.description or ""
         example = next(
@@ -510,7 +581,7 @@ def _unknown_verb(verb: str, cell: bool) -> str:
     if cell:
         if verb in DevServerMagics._LINE_VERBS:
             return f"%%devserver {verb} is not a cell magic: use %devserver {verb} on a line of its own."
-        return f"Unknown cell verb {verb!r}: use %%devserver run NAME or %%devserver shell NAME."
+        return f"Unknown cell verb {verb!r}: use %%devserver run NAME, shell NAME or launch NAME."
     if verb in DevServerMagics._CELL_VERBS:
         return (
             f"{verb} runs a cell: write %%devserver {verb} NAME as the first line of the cell, then the "
@@ -527,6 +598,8 @@ def _help_text() -> str:
                                    wait, logs, ui
   %%devserver run NAME [options]   (cell) the cell's Python runs on the DevServer, output streams back
   %%devserver shell NAME           (cell) the cell runs there as a bash script
+  %%devserver launch NAME          (cell) the cell runs under torchrun on every rank of a distributed
+                                   DevServer; each rank's output streams back as [rank N] ...
 
 Line verbs return the SDK's objects (a DevServer, a list of DevServer...), shown as tables:
 servers = %devserver list keeps them. SDK errors are raised as UsageError.
@@ -543,6 +616,12 @@ Examples:
   %%devserver run mydev
   import torch, socket
   print(socket.gethostname(), torch.__version__)
+
+  %%devserver launch ddp
+  import torch, torch.distributed as dist
+  dist.init_process_group("gloo")
+  joined = torch.ones(1); dist.all_reduce(joined)
+  print(f"process {dist.get_rank()}: {joined.item():.0f} processes joined")
 """
     sections = [intro]
     for verb, handler in _verb_handlers():

@@ -154,6 +154,13 @@ def copy_into_every_rank(client: DevServerClient, name: str, ranks: int, files: 
                         check=True)
 
 
+def leftovers(server: DistributedServer, rank: int, tag: str) -> list[str]:
+    """Processes of rank ``rank``'s pod whose command line holds ``tag`` (``ps`` in the pod, as a user would)."""
+    listing = server.client.exec(server.name, ["ps", "-eo", "pid,args"], rank=rank, check=True).stdout
+    assert isinstance(listing, str)
+    return [line for line in listing.splitlines() if tag in line and "ps -eo" not in line]
+
+
 @dataclass
 class DistributedServer:
     """A distributed DevServer the operator brought to Running: worldSize 2, nprocsPerNode 2, gloo."""

@@ -22,16 +22,9 @@ from devservers_sdk.launch import (
     LaunchTimeoutError,
     NotDistributedError,
 )
-from tests.launch.conftest import FLAVOR, DistributedServer, Servers
+from tests.launch.conftest import FLAVOR, DistributedServer, Servers, leftovers
 
 pytestmark = pytest.mark.slow
-
-
-def leftovers(server: DistributedServer, rank: int, tag: str) -> list[str]:
-    """Processes of rank ``rank``'s pod whose command line holds ``tag`` (``ps`` in the pod, as a user would)."""
-    listing = server.client.exec(server.name, ["ps", "-eo", "pid,args"], rank=rank, check=True).stdout
-    assert isinstance(listing, str)
-    return [line for line in listing.splitlines() if tag in line and "ps -eo" not in line]
 
 
 def marked(server: DistributedServer, rank: int, handle: LaunchHandle) -> str:
@@ -210,7 +203,7 @@ def test_a_standalone_server_is_refused_with_what_to_use_instead(client: DevServ
     with pytest.raises(NotDistributedError) as raised:
         client.launch("solo", "train.py")
     message = str(raised.value)
-    assert "DevServer 'solo' is standalone" in message and "devctl exec solo" in message
+    assert "DevServer 'solo' is standalone" in message and "devctl shell solo -- python train.py" in message
     assert "--distributed" in message
 
 

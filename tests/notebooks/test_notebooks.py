@@ -5,6 +5,11 @@ Each notebook runs in ``pytest --nbval-lax`` in a subprocess: every cell must ru
 has stored. The kernel is this interpreter (a kernelspec written to a temporary ``JUPYTER_PATH``), the
 cluster is the platform's (``KUBECONFIG``) and the namespace a fresh one (``DEVSERVERS_NAMESPACE``), so the
 notebooks themselves name neither.
+
+``03-distributed`` runs PyTorch in the DevServer's pods. An image with PyTorch has it on ``PATH``; the
+emulator's pods take ``PATH`` from the cluster process (this one) when they start, so the test puts this
+interpreter's ``bin`` first while that notebook runs, as tests/launch does (on a real cluster the image
+provides torch and this changes nothing).
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import pytest
 from tests.platform_fixture import Platform
 
 REPO = Path(__file__).resolve().parents[2]
-NOTEBOOKS = sorted((REPO / "examples" / "notebooks").glob("0[12]*.ipynb"))
+NOTEBOOKS = sorted((REPO / "examples" / "notebooks").glob("0[123]*.ipynb"))
+RUN_TORCH_IN_PODS = {"03-distributed.ipynb"}
 KERNEL_NAME = "devservers-test"
 
 
@@ -57,14 +63,21 @@ def kernel_env(platform: Platform, namespace: str, tmp_path: Path) -> dict[str, 
 
 
 def test_the_notebooks_are_found() -> None:
-    assert [path.name for path in NOTEBOOKS] == ["01-quickstart.ipynb", "02-widgets.ipynb"]
+    assert [path.name for path in NOTEBOOKS] == [
+        "01-quickstart.ipynb",
+        "02-widgets.ipynb",
+        "03-distributed.ipynb",
+    ]
 
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
 def test_notebook_runs_under_nbval(
-    notebook: Path, platform: Platform, namespace: str, tmp_path: Path
+    notebook: Path, platform: Platform, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if notebook.name in RUN_TORCH_IN_PODS:
+        pods_path = [str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)]
+        monkeypatch.setenv("PATH", os.pathsep.join(pods_path))
     env = kernel_env(platform, namespace, tmp_path)
     result = subprocess.run(
         [
