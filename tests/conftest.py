@@ -1,8 +1,19 @@
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 pytest_plugins = ["devservers_sdk.localcluster.pytest_plugin", "tests.platform_fixture"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A suite started in the background by a non-interactive shell (`.ci/run &`, nohup, some CI runners)
+    # inherits SIGINT *ignored*, and so would every kubectl, devctl and kernel it starts: the Ctrl-C and
+    # interrupt tests would then fail for a reason that is not theirs. A handled signal is reset to its
+    # default in children at exec, so handling it here restores it everywhere.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

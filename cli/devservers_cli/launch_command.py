@@ -21,6 +21,7 @@ Only Click is imported with this module; the SDK comes in when the command runs 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any, Literal
@@ -63,9 +64,9 @@ class LaunchCommand(click.Command):
         try:
             return super().parse_args(ctx, args)
         except click.NoSuchOption as exc:
-            exc.message += (" Options of the command go after --, e.g. devctl launch NAME -- python train.py "
-                            "--epochs 3")
-            raise
+            hint = " Options of the command go after --, e.g. devctl launch NAME -- python train.py --epochs 3"
+            raise click.NoSuchOption(exc.option_name, message=exc.message + hint, possibilities=exc.possibilities,
+                                     ctx=exc.ctx) from exc
 
 
 def use_colour(stream: IO[Any], environ: Mapping[str, str] = os.environ) -> bool:
@@ -124,8 +125,7 @@ def headline(error: LaunchFailedError) -> str:
 
 
 def _follow(handle: LaunchHandle) -> None:
-    colour = {"stdout": use_colour(click.get_text_stream("stdout")),
-              "stderr": use_colour(click.get_text_stream("stderr"))}
+    colour = {"stdout": use_colour(sys.stdout), "stderr": use_colour(sys.stderr)}
     for rank, stream, line in handle:
         click.echo(f"{prefix(rank, colour=colour[stream])} {line}", err=stream == "stderr", color=colour[stream])
     handle.wait()
