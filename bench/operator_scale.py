@@ -1,6 +1,6 @@
 """Benchmark of the operator: N DevServers created at once, to Running, at rest, and deleted.
 
-Run: ``.venv/bin/python bench/operator.py [--sizes 100,500,1000] [--rest-seconds 300] [--flavor bench-tiny]``
+Run: ``.venv/bin/python bench/operator_scale.py [--sizes 100,500,1000] [--rest-seconds 300] [--flavor bench-tiny]``
 or ``--quick`` (N=50, 30 s at rest) for a smoke run.
 
 Three processes, so that no figure is another's: the local cluster (``python -m devservers_sdk.localcluster
