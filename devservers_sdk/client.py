@@ -179,19 +179,15 @@ def _parse_time(value: Any) -> datetime | None:
     return None
 
 
-def _camel(part: str) -> str:
-    head, *rest = part.split("_")
-    return head + "".join(word[:1].upper() + word[1:] for word in rest)
-
-
 def _invalid_from_validation(exc: Exception, name: str) -> InvalidSpecError:
     """The first error of a pydantic ``ValidationError``, with its field in CRD spelling."""
     problems = exc.errors() if hasattr(exc, "errors") else []
     if not problems:
         return InvalidSpecError(f"DevServer '{name}' is invalid: {exc}", kind="DevServer", name=name)
     first = problems[0]
-    path = ".".join(_camel(str(part)) for part in first.get("loc", ())
-                    if not isinstance(part, int) and part != "[key]")
+    # Every caller validates a manifest (camelCase), so the location is already in CRD spelling; turning
+    # it into camelCase again would mangle map keys (ncclSettings.LD_PRELOAD became ncclSettings.LDPRELOAD).
+    path = ".".join(str(part) for part in first.get("loc", ()) if not isinstance(part, int) and part != "[key]")
     message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
     more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
     return InvalidSpecError(f"DevServer '{name}' is invalid: {path}: {message}{more}.", field=path or None,

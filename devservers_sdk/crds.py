@@ -18,14 +18,24 @@ handle stored nulls.
 Enforced by the apiserver (and by the models): types; enums (``mode``, ``backend``, toleration operator
 and effect, condition status, phase); ``worldSize`` 1..1000, ``nprocsPerNode`` >= 1, ``idleTimeout`` and
 ``defaultIdleTimeout`` >= 60; the duration pattern (refuses ``""``, ``0s``, ``90``, ``4 hours``); the
-quantity pattern; owner as a label value; flavor/claim names as DNS-1123 subdomains; image without spaces;
+quantity pattern; owner, node selector values and toleration values as label values; toleration keys as
+qualified names; flavor/claim names as DNS-1123 subdomains; image without spaces;
 the DevServer name (DNS-1035, at most ``MAX_NAME_LENGTH``) via ``metadata.name``; ``distributed`` only with
 ``mode: distributed`` (a ``not`` junctor); required ``owner``/``flavor``/``spec``; defaults.
 
+Enforced by a CEL rule (``x-kubernetes-validations``, which the emulator runs with its CEL subset): NCCL
+setting keys start with ``NCCL_`` and are not ``NCCL_*_PLUGIN``, so no setting can override the distributed
+contract or load a library (``propertyNames`` is not structural); at most ``MAX_NCCL_SETTINGS`` of them, no
+NUL in a value.
+
 Model-only (the SDK checks before sending; the operator sees them when it reads an object): NCCL setting
-keys ``^NCCL_[A-Z0-9_]+$`` (``propertyNames`` is not structural, and the emulator runs no CEL); non-negative
+keys in upper case (``^NCCL_[A-Z0-9_]+$``: a regular expression in the CEL rule would cost more than the
+apiserver's budget allows for unbounded keys); non-negative
 resource quantities and positive ``persistentHomeSize`` (the Kubernetes pattern allows a sign); requests
-<= limits and whole GPU counts; the toleration rules (``Exists`` without value, no key only with
+<= limits, whole numbers for GPUs and other extended resources, and request = limit for those; resource
+names (``cpu``, ``memory``, ``ephemeral-storage``, ``hugepages-*`` or ``domain/name``) and node selector keys
+(label keys): map keys again; the flavor's ``metadata.name`` (the server checks it, the model says it
+first); the toleration rules (``Exists`` without value, no key only with
 ``Exists``, ``tolerationSeconds`` only with ``NoExecute``); timezone-aware ``expirationTime`` (the
 ``date-time`` format allows a missing offset); durations too long for a ``timedelta``; defaulting the
 ``distributed`` section when ``mode`` is distributed (a structural default cannot depend on another field).
@@ -71,7 +81,7 @@ _HEADER = (
 _PASSED_THROUGH = frozenset(
     {
         "type", "description", "default", "enum", "format", "pattern", "minimum", "maximum",
-        "minLength", "maxLength", "minItems", "maxItems", "required", "not",
+        "minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "required", "not",
     }
 )  # fmt: skip
 _NULL = {"type": "null"}
@@ -79,8 +89,8 @@ _NULL = {"type": "null"}
 _KEY_ORDER = (
     "type", "description", "enum", "format", "pattern", "minLength", "maxLength", "minimum", "maximum",
     "anyOf", "x-kubernetes-int-or-string", "default", "required", "not", "properties",
-    "additionalProperties", "items", "minItems", "maxItems", "x-kubernetes-list-type",
-    "x-kubernetes-list-map-keys",
+    "additionalProperties", "items", "minItems", "maxItems", "minProperties", "maxProperties",
+    "x-kubernetes-list-type", "x-kubernetes-list-map-keys", "x-kubernetes-validations",
 )  # fmt: skip
 
 

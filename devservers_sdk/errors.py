@@ -8,7 +8,7 @@ sentences that name the object and say what to do next, because that line is all
     ├── ConfigurationError          no kubeconfig, unknown context, credentials the client cannot load
     ├── ClusterUnreachableError     connection refused, timeout, DNS, TLS (names context and server)
     ├── AuthenticationError         401: the server rejected the credentials (invalid or expired)
-    ├── PermissionDeniedError       403: RBAC says no
+    ├── PermissionDeniedError       403: RBAC says no, or an admission policy (its message says why)
     ├── NotFoundError               404
     │   ├── DevServerNotFoundError
     │   └── FlavorNotFoundError     lists the flavors that exist
@@ -181,6 +181,11 @@ class ExecError(DevServerError):
 # -- the status table ---------------------------------------------------------------------------------
 
 _MISSING_API = "the server could not find the requested resource"
+# How kube-apiserver words a ValidatingAdmissionPolicy's denial (any reason: 403, 422...).
+_POLICY_DENIAL = re.compile(
+    r"ValidatingAdmissionPolicy '(?P<policy>[^']+)'(?: with binding '[^']+')? denied request: (?P<message>.*)",
+    re.DOTALL,
+)
 
 
 def describe_object(kind: str, name: str | None, namespace: str | None) -> str:
@@ -249,6 +254,15 @@ def error_from_api(status: int, reason: str, message: str, *, kind: str, name: s
             f"The cluster rejected the credentials{via} (401 Unauthorized): the token or certificate is "
             f"invalid or has expired. Log in again or fetch a fresh kubeconfig (for the local cluster: "
             f"devctl local up), then retry.", **common)
+    policy = _POLICY_DENIAL.search(message)
+    if policy is not None and status in (403, 422, 400, 401, 413):
+        # An admission policy's own words say what to change; RBAC advice would send the user astray.
+        said = policy.group("message").strip().rstrip(".")
+        text = f"{what} was refused by the cluster's admission policy '{policy.group('policy')}': {said}."
+        if status == 403:
+            return PermissionDeniedError(text, **common)
+        named = re.match(r"(?:spec|metadata)(?:\.[\w\[\]-]+)+", said)
+        return InvalidSpecError(text, field=named.group(0) if named else None, **common)
     if status == 403:
         return PermissionDeniedError(
             f"Permission denied for {what}: {detail}. Ask your cluster admin for access to DevServers "

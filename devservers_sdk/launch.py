@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .activity import ActivityHeartbeat
 from .errors import DevServerError, DevServerNotReadyError, InvalidSpecError, WaitTimeoutError
 from .kube import STDERR, STDOUT, ExecSession
-from .models import DevServer
+from .models import DevServer, env_name_problem
 
 if TYPE_CHECKING:
     from .client import DevServerClient
@@ -91,15 +91,6 @@ OutputCallback = Callable[[int, str, str], object]
 _STREAM_NAMES = {STDOUT: "stdout", STDERR: "stderr"}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PYTHON = re.compile(r"^python(\d+(\.\d+)?)?$")
-_CONTRACT_ENV = frozenset({
-    "MASTER_ADDR", "MASTER_PORT", "NNODES", "NODE_RANK", "NPROC_PER_NODE", "RANK", "WORLD_SIZE",
-    "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_RANK", "ROLE_WORLD_SIZE",
-    "HOME", "PATH",
-})
-_CONTRACT_PREFIXES = ("PET_", "TORCHELASTIC_", "DEVSERVER_", "DEVSERVERS_")
-_INJECTION_ENV = frozenset({"PYTHONHOME", "PYTHONSTARTUP", "PYTHONINSPECT", "BASH_ENV", "ENV"})
-_INJECTION_PREFIXES = ("LD_",)
-_INJECTION_ALLOWED = frozenset({"LD_LIBRARY_PATH"})
 # torchrun prints this (glog style) when a worker fails: "E0101 12:00:00.000 123 .../api.py:900] failed
 # (exitcode: 3) local_rank: 0 (pid: 123) of binary: /usr/bin/python3". What follows is its own traceback
 # and report; the script's last words come before.
@@ -296,23 +287,25 @@ def validate_env(env: Mapping[str, str] | None) -> dict[str, str]:
     Raises:
         InvalidSpecError: a name that is not a valid variable name; one the distributed contract owns
             (``PET_*``, ``MASTER_ADDR``, ``NODE_RANK``, ``RANK``, ``WORLD_SIZE``, ``DEVSERVER_*``...);
-            one that injects code into every process (``LD_PRELOAD`` and other ``LD_*`` but
-            ``LD_LIBRARY_PATH``, ``PYTHONSTARTUP``...); a value that is not a string or holds a NUL.
+            one that loads code into every process (every ``LD_*``, ``PYTHONPATH``, ``PYTHONSTARTUP``,
+            ``NCCL_*_PLUGIN``...: ``models.env_name_problem``); a value that is not a string or holds a NUL.
     """
     checked: dict[str, str] = {}
     for name, value in (env or {}).items():
         if not isinstance(name, str) or not _ENV_NAME.match(name):
             raise InvalidSpecError(f"Invalid environment variable name {name!r} for launch: use letters, digits "
                                    f"and '_', not starting with a digit.", field="env")
-        if name in _CONTRACT_ENV or name.startswith(_CONTRACT_PREFIXES):
+        problem = env_name_problem(name)
+        if problem == "contract":
             raise InvalidSpecError(
                 f"launch cannot set {name}: the DevServer's distributed environment and torchrun set it "
                 f"(PET_*, MASTER_*, NODE_RANK, NNODES, RANK, WORLD_SIZE, DEVSERVER_*...). Change the "
                 f"DevServer (world size, nprocs per node) or pass nprocs_per_node= instead.", field="env")
-        if name in _INJECTION_ENV or (name.startswith(_INJECTION_PREFIXES) and name not in _INJECTION_ALLOWED):
+        if problem == "loader":
             raise InvalidSpecError(
-                f"launch refuses to set {name}: it would load code into every process before the script. "
-                f"Install what you need in the image or import it from the script.", field="env")
+                f"launch refuses to set {name}: it would load code into every process before the script "
+                f"(LD_*, PYTHONPATH, PYTHONSTARTUP, NCCL_*_PLUGIN...). Install what you need in the image, or "
+                f"add to sys.path from the script itself.", field="env")
         if not isinstance(value, str) or "\0" in value:
             raise InvalidSpecError(f"The value of {name} must be a string without NUL characters, got "
                                    f"{value!r}.", field="env")

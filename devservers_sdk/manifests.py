@@ -43,6 +43,7 @@ from .models import (
     DevServer,
     DevServerFlavor,
     DevServerFlavorSpec,
+    env_name_problem,
 )
 from .quantities import format_bytes, parse_quantity
 
@@ -398,11 +399,20 @@ def _nccl_settings(devserver: DevServer) -> list[tuple[str, str]]:
                 kind=DEVSERVER_KIND,
                 name=devserver.name,
             )
-        if not _NCCL_KEY.fullmatch(key):
+        if not _NCCL_KEY.fullmatch(key) or env_name_problem(key) is not None:
             raise InvalidSpecError(
                 f"DevServer '{devserver.name}': spec.distributed.ncclSettings may not set {key}; only NCCL "
-                "variables are allowed (upper case, starting with NCCL_, e.g. NCCL_DEBUG)",
+                "variables are allowed (upper case, starting with NCCL_, e.g. NCCL_DEBUG), and not the "
+                "NCCL_*_PLUGIN ones, which load a library",
                 field="spec.distributed.ncclSettings",
+                kind=DEVSERVER_KIND,
+                name=devserver.name,
+            )
+        if "\0" in str(value):
+            raise InvalidSpecError(
+                f"DevServer '{devserver.name}': spec.distributed.ncclSettings.{key} contains a NUL character, "
+                "which no environment variable can hold; remove it",
+                field=f"spec.distributed.ncclSettings.{key}",
                 kind=DEVSERVER_KIND,
                 name=devserver.name,
             )

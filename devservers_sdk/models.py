@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -38,6 +39,7 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
+    JsonValue,
     StrictBool,
     StrictInt,
     ValidationInfo,
@@ -56,12 +58,17 @@ __all__ = [
     "API_GROUP",
     "API_VERSION",
     "CHILD_NAME_TEMPLATES",
+    "CONTRACT_ENV",
     "DEVSERVER_KIND",
     "DEVSERVER_PLURAL",
     "FLAVOR_KIND",
     "FLAVOR_PLURAL",
     "GPU_RESOURCE",
+    "LOADER_ENV",
+    "MAX_IDLE_TIMEOUT",
+    "MAX_LIFETIME",
     "MAX_NAME_LENGTH",
+    "MAX_NCCL_SETTINGS",
     "MAX_WORLD_SIZE",
     "NAME_PATTERN",
     "Condition",
@@ -75,6 +82,7 @@ __all__ = [
     "LifecycleSpec",
     "ObjectMeta",
     "Toleration",
+    "env_name_problem",
     "validate_name",
 ]
 
@@ -90,6 +98,11 @@ _GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
 
 MAX_WORLD_SIZE = 1000
 """The most pods a distributed DevServer may have; it bounds the ordinal in child names to 3 digits."""
+
+MAX_IDLE_TIMEOUT = 365 * 24 * 3600
+"""The longest idle timeout, in seconds (a year); ``autoShutdown: false`` is the way to say "never"."""
+MAX_LIFETIME = timedelta(days=3650)
+"""The longest ``timeToLive`` and ``maxTimeToLive`` (ten years)."""
 
 _KUBERNETES_NAME_LIMIT = 63  # DNS labels, hostnames and label values
 _REVISION_HASH_LENGTH = 10  # StatefulSet's hash is a safe-encoded uint32 in decimal: at most 10 characters
@@ -121,6 +134,51 @@ _SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0
 _OWNER_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 _NCCL_KEY_PATTERN = r"^NCCL_[A-Z0-9_]+$"
 _IMAGE_PATTERN = r"^\S+$"
+
+MAX_NCCL_SETTINGS = 64
+"""At most this many ``ncclSettings``; NCCL reads a few dozen variables, and the bound keeps the CRD's CEL
+rule over the keys within the apiserver's cost budget."""
+_MAX_NCCL_VALUE_LENGTH = 4096
+
+CONTRACT_ENV = frozenset({
+    "MASTER_ADDR", "MASTER_PORT", "NNODES", "NODE_RANK", "NPROC_PER_NODE", "RANK", "WORLD_SIZE",
+    "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_RANK", "ROLE_WORLD_SIZE",
+    "HOME", "PATH",
+})  # fmt: skip
+"""The distributed contract (DESIGN.md) and what torchrun sets per process: never taken from a user. With
+``_CONTRACT_PREFIXES`` (``PET_*``, ``TORCHELASTIC_*``, ``DEVSERVER_*``, ``DEVSERVERS_*``)."""
+_CONTRACT_PREFIXES = ("PET_", "TORCHELASTIC_", "DEVSERVER_", "DEVSERVERS_")
+
+LOADER_ENV = frozenset({
+    "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONINSPECT", "PYTHONUSERBASE", "PYTHONWARNINGS",
+    "PYTHONBREAKPOINT", "PYTHONEXECUTABLE", "PYTHONPLATLIBDIR", "BASH_ENV", "ENV", "GCONV_PATH",
+    "CUDA_INJECTION64_PATH", "NODE_OPTIONS", "PERL5OPT", "PERL5LIB", "RUBYOPT", "JAVA_TOOL_OPTIONS",
+})  # fmt: skip
+"""Variables that make a program load code before the user's own: ``PYTHONSTARTUP`` runs a file,
+``PYTHONWARNINGS`` and ``PYTHONBREAKPOINT`` import modules, ``PYTHONUSERBASE`` adds ``.pth`` files,
+``BASH_ENV`` is sourced by every non-interactive bash, ``GCONV_PATH`` and ``CUDA_INJECTION64_PATH`` load
+shared objects. With ``_LOADER_PREFIXES`` (every ``LD_*`` of the dynamic loader, ``LD_PRELOAD``,
+``LD_LIBRARY_PATH`` and ``LD_AUDIT`` included) and ``NCCL_*_PLUGIN`` (NCCL loads the named library)."""
+_LOADER_PREFIXES = ("LD_", "DYLD_")
+
+
+def env_name_problem(name: str) -> str | None:
+    """Why a user may not set the environment variable ``name``, or None when they may.
+
+    One rule for every place a user's variables reach a process: ``ncclSettings`` (the models, the CRD's
+    rule and the operator's manifest builder) and ``launch``'s ``env``.
+
+    Returns:
+        ``"contract"`` for a variable of the distributed contract or torchrun (``MASTER_ADDR``, ``PET_*``,
+        ``RANK``...), ``"loader"`` for one that loads code into the process (``LD_PRELOAD``,
+        ``PYTHONPATH``, ``NCCL_NET_PLUGIN``...), else None.
+    """
+    if name in CONTRACT_ENV or name.startswith(_CONTRACT_PREFIXES):
+        return "contract"
+    if name in LOADER_ENV or name.startswith(_LOADER_PREFIXES) or (
+            name.startswith("NCCL_") and name.endswith("_PLUGIN")):
+        return "loader"
+    return None
 
 
 def validate_name(name: str) -> str:
@@ -184,6 +242,61 @@ class _Matches:
         return json_schema
 
 
+_LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+_QUALIFIED_NAME_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+_NATIVE_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+
+
+def _qualified_name_problem(key: str) -> str | None:
+    """Why ``key`` is not a Kubernetes qualified name (a label key: ``[prefix/]name``), or None."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not re.fullmatch(_SUBDOMAIN_PATTERN, prefix)):
+        return "its prefix (before /) must be a DNS subdomain such as example.com"
+    if not name or len(name) > 63 or not re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?", name):
+        return (
+            "its name (after any prefix/) must be 1 to 63 letters, digits, '-', '_' or '.', starting and "
+            "ending with a letter or digit"
+        )
+    return None
+
+
+def _check_label_key(key: str) -> str:
+    problem = _qualified_name_problem(key)
+    if problem is not None:
+        raise ValueError(f'"{key}" is not a valid label key: {problem}, e.g. "nvidia.com/gpu.present"')
+    return key
+
+
+def _check_resource_name(name: str) -> str:
+    # The apiserver's validateContainerResourceName: a native name, or an extended one with a domain.
+    if "/" not in name:
+        if name in _NATIVE_RESOURCES or name.startswith("hugepages-"):
+            return name
+        raise ValueError(
+            f'"{name}" is not a container resource: use cpu, memory, ephemeral-storage, hugepages-<size>, or '
+            "an extended resource with a domain, e.g. nvidia.com/gpu"
+        )
+    problem = _qualified_name_problem(name)
+    if problem is not None or name.startswith("requests."):
+        raise ValueError(
+            f'"{name}" is not a valid extended resource name: '
+            f"{problem or 'it must not start with requests.'}, e.g. nvidia.com/gpu"
+        )
+    return name
+
+
+def _is_extended_resource(name: str) -> bool:
+    return "/" in name and not name.startswith("kubernetes.io/")
+
+
+def _whole(amount: Decimal) -> bool:
+    # Not `amount % 1`: for 1e400 (a quantity the API server accepts) that raises InvalidOperation, which
+    # pydantic does not turn into a validation error, and reading such a flavor crashed the operator.
+    return amount == amount.to_integral_value()
+
+
 _Subdomain = Annotated[
     str,
     _Matches(
@@ -205,6 +318,22 @@ _Owner = Annotated[
         max_length=63,
     ),
 ]
+_LabelKey = Annotated[str, AfterValidator(_check_label_key)]
+_LabelValue = Annotated[
+    str,
+    _Matches(
+        _LABEL_VALUE_PATTERN,
+        what="label value",
+        advice='use letters, digits, "-", "_" and ".", starting and ending with a letter or digit, or nothing',
+        max_length=63,
+    ),
+]
+_TolerationKey = Annotated[
+    str,
+    AfterValidator(_check_label_key),
+    WithJsonSchema({"type": "string", "pattern": _QUALIFIED_NAME_PATTERN, "maxLength": 317}),
+]
+_ResourceName = Annotated[str, AfterValidator(_check_resource_name)]
 _Image = Annotated[
     str,
     _Matches(
@@ -216,7 +345,18 @@ _Image = Annotated[
 
 
 def _check_duration(value: str) -> str:
-    parse_duration(value)
+    # Bounded so that creation time + lifetime stays a date: "999999999d" parses, and made every
+    # reconcile of its DevServer fail with OverflowError (found by tests/fuzz).
+    if parse_duration(value) > MAX_LIFETIME:
+        raise ValueError(f'"{value}" is longer than {MAX_LIFETIME.days} days; delete the DevServer by hand if it '
+                         "must live longer")
+    return value
+
+
+def _no_timestamp_number(value: Any) -> Any:
+    # pydantic would read 9 as 1970-01-01T00:00:09Z; the API server refuses anything but an RFC 3339 string.
+    if isinstance(value, int | float):
+        raise ValueError("must be an RFC 3339 time with a time zone, e.g. 2025-01-31T18:00:00Z, not a number")
     return value
 
 
@@ -266,10 +406,35 @@ def _check_nccl_key(key: str) -> str:
             f'"{key}" is not an NCCL setting: keys are NCCL environment variables such as NCCL_DEBUG or '
             f"NCCL_SOCKET_IFNAME (upper case, starting with NCCL_)"
         )
+    if env_name_problem(key) == "loader":
+        raise ValueError(
+            f'"{key}" makes NCCL load a library into every process, which a DevServer may not choose; '
+            "ask your cluster admin to set it in the image"
+        )
     return key
 
 
+def _check_env_value(value: str) -> str:
+    # A NUL cannot be passed to execve: the container would never start, far from the user's command.
+    if "\0" in value:
+        raise ValueError("an environment variable value cannot contain a NUL character (\\0)")
+    return value
+
+
 _NcclKey = Annotated[str, AfterValidator(_check_nccl_key)]
+_NcclValue = Annotated[
+    str,
+    Field(max_length=_MAX_NCCL_VALUE_LENGTH),
+    AfterValidator(_check_env_value),
+    WithJsonSchema({"type": "string", "maxLength": _MAX_NCCL_VALUE_LENGTH, "pattern": "^[^\\x00]*$"}),
+]
+# The CRD's own guard for what bypasses the SDK; CEL, because a structural schema cannot constrain map keys.
+_NCCL_KEYS_RULE: dict[str, JsonValue] = {
+    "rule": "self.all(k, k.startsWith('NCCL_') && !k.endsWith('_PLUGIN'))",
+    "message": "keys must be NCCL_ variables such as NCCL_DEBUG, and not NCCL_*_PLUGIN: the operator sets "
+    "the torchrun variables (MASTER_ADDR, PET_*, ...) itself, and variables that load code (LD_PRELOAD, "
+    "PYTHONPATH, NCCL_NET_PLUGIN) are not allowed",
+}
 
 
 # camelCase as validation and serialization aliases, not `alias=`: type checkers then see the snake_case
@@ -312,10 +477,12 @@ class DistributedSpec(_Spec):
         default="nccl",
         description="torch.distributed backend: nccl for GPU flavors, gloo for CPU-only ones.",
     )
-    nccl_settings: dict[_NcclKey, str] = Field(
+    nccl_settings: dict[_NcclKey, _NcclValue] = Field(
         default_factory=dict,
+        max_length=MAX_NCCL_SETTINGS,
         description="Extra NCCL environment variables for every pod, e.g. NCCL_DEBUG: INFO. Keys must be "
-        'NCCL_ variables (upper case); values are strings, so quote numbers ("1").',
+        'NCCL_ variables (upper case), not NCCL_*_PLUGIN; values are strings, so quote numbers ("1").',
+        json_schema_extra={"x-kubernetes-validations": [_NCCL_KEYS_RULE]},
     )
 
 
@@ -325,6 +492,7 @@ class LifecycleSpec(_Spec):
     idle_timeout: StrictInt | None = Field(
         default=None,
         ge=60,
+        le=MAX_IDLE_TIMEOUT,
         description="Seconds without activity after which the server is stopped (its pods removed, its home "
         "volumes and the DevServer kept), when autoShutdown is true. Unset: the flavor's defaultIdleTimeout.",
     )
@@ -333,7 +501,7 @@ class LifecycleSpec(_Spec):
         description="Stop the server after idleTimeout of inactivity. false keeps it running until it expires "
         "or is deleted.",
     )
-    expiration_time: AwareDatetime | None = Field(
+    expiration_time: Annotated[AwareDatetime, BeforeValidator(_no_timestamp_number)] | None = Field(
         default=None,
         description="Absolute time (RFC 3339 with a time zone, e.g. 2025-01-31T18:00:00Z) at which the "
         "DevServer and its volumes are deleted. If timeToLive is also set, the earlier deadline applies.",
@@ -559,13 +727,13 @@ class DevServer(_Resource):
 class Toleration(_Spec):
     """A Kubernetes toleration, so a flavor's pods may run on tainted (e.g. GPU) nodes."""
 
-    key: str | None = Field(
+    key: _TolerationKey | None = Field(
         default=None, description="Taint key, e.g. nvidia.com/gpu. Empty with operator Exists: every taint."
     )
     operator: Literal["Exists", "Equal"] = Field(
         default="Equal", description="Equal: the taint's value must equal value. Exists: any value."
     )
-    value: str | None = Field(default=None, description="Taint value to match when operator is Equal.")
+    value: _LabelValue | None = Field(default=None, description="Taint value to match when operator is Equal.")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to match. Empty: every effect."
     )
@@ -589,11 +757,11 @@ class Toleration(_Spec):
 class FlavorResources(_Spec):
     """Requests and limits for each pod, as in a container's resources (quantities such as 4, 500m, 16Gi)."""
 
-    requests: dict[str, _Quantity] = Field(
+    requests: dict[_ResourceName, _Quantity] = Field(
         default_factory=dict,
         description="Resources reserved for each pod, e.g. cpu: 4, memory: 16Gi.",
     )
-    limits: dict[str, _Quantity] = Field(
+    limits: dict[_ResourceName, _Quantity] = Field(
         default_factory=dict,
         description="Most each pod may use, e.g. memory: 16Gi, nvidia.com/gpu: 1. GPUs go here.",
     )
@@ -609,8 +777,19 @@ class FlavorResources(_Spec):
                 )
         for section, values in (("requests", self.requests), ("limits", self.limits)):
             gpus = values.get(GPU_RESOURCE)
-            if gpus is not None and parse_quantity(gpus) % 1:
+            if gpus is not None and not _whole(parse_quantity(gpus)):
                 raise ValueError(f"{section}.{GPU_RESOURCE} ({gpus}) must be a whole number of GPUs")
+            for resource, amount in values.items():
+                if _is_extended_resource(resource) and not _whole(parse_quantity(amount)):
+                    raise ValueError(f"{section}.{resource} ({amount}) must be a whole number: extended "
+                                     "resources are counted in units")
+        for resource, request in self.requests.items():
+            limit = self.limits.get(resource)
+            if _is_extended_resource(resource) and limit is not None and parse_quantity(request) != parse_quantity(limit):
+                raise ValueError(
+                    f"requests.{resource} ({request}) differs from limits.{resource} ({limit}); Kubernetes does "
+                    "not overcommit extended resources: set the same number, or only the limit"
+                )
         return self
 
 
@@ -621,7 +800,7 @@ class DevServerFlavorSpec(_Spec):
         default_factory=FlavorResources,
         description="CPU, memory and GPUs for each pod. Empty: no requests or limits (best effort).",
     )
-    node_selector: dict[str, str] = Field(
+    node_selector: dict[_LabelKey, _LabelValue] = Field(
         default_factory=dict,
         description='Node labels the pods must run on, e.g. nvidia.com/gpu.present: "true".',
     )
@@ -644,6 +823,7 @@ class DevServerFlavorSpec(_Spec):
     default_idle_timeout: StrictInt | None = Field(
         default=None,
         ge=60,
+        le=MAX_IDLE_TIMEOUT,
         description="Seconds of inactivity before a DevServer of this flavor stops, unless it sets "
         "lifecycle.idleTimeout. Unset: idle servers are not stopped.",
     )
@@ -656,6 +836,17 @@ class DevServerFlavor(_Resource):
 
     metadata: ObjectMeta
     spec: DevServerFlavorSpec = Field(default_factory=DevServerFlavorSpec)
+
+    @field_validator("metadata")
+    @classmethod
+    def _name_is_a_subdomain(cls, metadata: ObjectMeta) -> ObjectMeta:
+        # The API server refuses any other flavor name; say so before the round trip.
+        if len(metadata.name) > 253 or not re.fullmatch(_SUBDOMAIN_PATTERN, metadata.name):
+            raise ValueError(
+                f'DevServerFlavor name "{metadata.name}" is invalid: use lowercase letters, digits, "-" and ".", '
+                'starting and ending with a letter or digit, e.g. "gpu-small"'
+            )
+        return metadata
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any]) -> DevServerFlavor:

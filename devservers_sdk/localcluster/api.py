@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import errors, openapi, patching, schema, selectors, strategies
+from .admission import AdmissionRequest, PolicyAdmission
 from .errors import StatusError
 from .resources import VIRTUAL_KINDS, ResourceRegistry, ResourceType, types_from_crd
 from .store import DEFAULT_HISTORY, Store, TooOldResourceVersion, Watcher, copy_document
@@ -41,9 +42,9 @@ _GENERATE_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 # (the real server's JSON decoder stops at 10000 levels); deeper bodies get a 400 instead of a 500.
 MAX_NESTING = 256
 
-# An admission hook sees (operation, resource type, new object, old object, user) and raises StatusError to
-# refuse. It is how tests and the owner-forging check plug in without the emulator knowing about them.
-AdmissionHook = Callable[[str, ResourceType, dict[str, Any] | None, dict[str, Any] | None, dict[str, Any]], None]
+# An admission hook sees one write (``admission.AdmissionRequest``) and raises StatusError to refuse it. The
+# ValidatingAdmissionPolicy plugin is always installed, as on a real server; tests may append their own.
+AdmissionHook = Callable[[AdmissionRequest], None]
 
 
 def now_rfc3339() -> str:
@@ -67,7 +68,7 @@ class ClusterAPI:
     def __init__(self, *, history: int = DEFAULT_HISTORY, user: str = "localcluster-admin") -> None:
         self.registry = ResourceRegistry.with_builtins()
         self.store = Store(history=history)
-        self.admission_hooks: list[AdmissionHook] = []
+        self.admission_hooks: list[AdmissionHook] = [PolicyAdmission(self)]
         self.default_user = {"username": user, "groups": ["system:masters", "system:authenticated"]}
         self._service_ips = strategies.ServiceIPAllocator()
         self._applied_fields: dict[tuple[str, str, str, str, str], list[list[str]]] = {}
@@ -221,7 +222,8 @@ class ClusterAPI:
             self._check_namespace_open(rt, meta["namespace"], name)
         if self.store.get(rt.group_resource, meta.get("namespace", ""), name) is not None:
             raise errors.already_exists(rt.plural, name, rt.group)
-        self._admit("CREATE", rt, obj, None, user)
+        self._admit(AdmissionRequest("CREATE", rt, meta.get("namespace", ""), name, obj, None,
+                                     user or self.default_user, dry_run=dry_run, warnings=warnings))
         if (rt.group, rt.plural) in VIRTUAL_KINDS:
             return strategies.answer_review(rt, obj, user or self.default_user)
         meta["uid"] = str(uuid.uuid4())
@@ -380,7 +382,8 @@ class ClusterAPI:
                 "propagationPolicy", f'Unsupported value: "{policy}": supported values: "Foreground", '
                 '"Background", "Orphan", "nil"', "FieldValueNotSupported")])
         policy = policy or strategies.default_propagation(rt)
-        self._admit("DELETE", rt, None, old, user)
+        self._admit(AdmissionRequest("DELETE", rt, namespace or "", name, None, old, user or self.default_user,
+                                     dry_run=dry_run))
         grace = strategies.grace_period(rt, old, options.get("gracePeriodSeconds"))
         new = copy_document(old)
         new_meta = new["metadata"]
@@ -530,7 +533,9 @@ class ClusterAPI:
         meta["resourceVersion"] = old_meta["resourceVersion"]
         if _without_volatile(new) == _without_volatile(old_versioned):
             return old_versioned
-        self._admit("UPDATE", rt, new, old_versioned, user)
+        self._admit(AdmissionRequest("UPDATE", rt, old_meta.get("namespace", ""), name, new, old_versioned,
+                                     user or self.default_user, subresource=subresource or "", dry_run=dry_run,
+                                     warnings=warnings))
         if dry_run:
             return new
         stored = self._to_storage(new, rt)
@@ -662,10 +667,9 @@ class ClusterAPI:
             warnings.extend(f'unknown field "{path}"' for path in unknown)
         return obj
 
-    def _admit(self, operation: str, rt: ResourceType, new: dict[str, Any] | None, old: dict[str, Any] | None,
-               user: dict[str, Any] | None) -> None:
+    def _admit(self, request: AdmissionRequest) -> None:
         for hook in self.admission_hooks:
-            hook(operation, rt, new, old, user or self.default_user)
+            hook(request)
 
     def _commit(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         revision = self.store.next_revision()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 import json
 import math
@@ -29,12 +30,14 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeGuard
 
+from devservers_sdk.localcluster import cel
 from devservers_sdk.localcluster.errors import cause
 from devservers_sdk.localcluster.store import copy_document
 
 PRESERVE = "x-kubernetes-preserve-unknown-fields"
 INT_OR_STRING = "x-kubernetes-int-or-string"
 EMBEDDED = "x-kubernetes-embedded-resource"
+VALIDATIONS = "x-kubernetes-validations"
 
 # Always kept at the root and at embedded resources: the server handles TypeMeta/ObjectMeta itself.
 _META_FIELDS = frozenset({"apiVersion", "kind", "metadata"})
@@ -301,6 +304,33 @@ class _Validator:
             self._object(schema, value, path)
             if schema.get(EMBEDDED) and not root:
                 self._embedded(value, path)
+        if schema.get(VALIDATIONS):
+            self._rules(schema, value, path)
+
+    def _rules(self, schema: dict[str, Any], value: Any, path: str) -> None:
+        # x-kubernetes-validations, with the emulator's CEL subset. Transition rules (those that read
+        # oldSelf) need the stored object, which this validator does not see: they are not evaluated.
+        shown = schema.get("type") or _type_name(value)
+        for rule in schema[VALIDATIONS]:
+            program = _rule_program(str(rule.get("rule", "")))
+            if program.references("oldSelf"):
+                continue
+            where = f"{path}.{rule['fieldPath'].lstrip('.')}" if rule.get("fieldPath") else path
+            try:
+                outcome = program.evaluate({"self": value})
+            except cel.CelEvalError as exc:
+                self.invalid(where, shown, f"{_rule_message(rule)}: {exc}")
+                continue
+            if outcome is True:
+                continue
+            message = _rule_message(rule)
+            reason = rule.get("reason") or INVALID
+            if reason == "FieldValueForbidden":
+                self.add(where, reason, f"Forbidden: {message}")
+            elif reason == REQUIRED:
+                self.add(where, reason, f"Required value: {message}")
+            else:
+                self.invalid(where, shown, message, reason)
 
     def _enum(self, schema: dict[str, Any], value: Any, path: str) -> None:
         allowed = schema.get("enum")
@@ -461,6 +491,15 @@ class _Validator:
                 self.invalid(where, kind, "must not be empty")
             elif not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", kind.lower()) or len(kind) > 63:
                 self.invalid(where, kind, _KIND_DETAIL)
+
+
+def _rule_message(rule: dict[str, Any]) -> str:
+    return str(rule.get("message") or f"failed rule: {rule.get('rule')}")
+
+
+@functools.lru_cache(maxsize=256)
+def _rule_program(source: str) -> cel.Program:
+    return cel.compile_expression(source, declared=("self", "oldSelf"))
 
 
 def _expected_types(schema: dict[str, Any]) -> tuple[str, ...]:
@@ -736,6 +775,19 @@ class _StructuralChecker:
                 self.invalid(
                     f"{path}.pattern", pattern, f"must be a valid regular expression, but isn't: {err}"
                 )
+        for index, rule in enumerate(schema.get(VALIDATIONS) or []):
+            source = rule.get("rule") if isinstance(rule, dict) else None
+            where = f"{path}.{VALIDATIONS}[{index}].rule"
+            if not isinstance(source, str) or not source.strip():
+                self.required(where, "rule is not specified")
+                continue
+            try:
+                program = _rule_program(source)
+            except cel.CelCompileError as err:
+                self.invalid(where, source, f"compilation failed: {err}")
+                continue
+            if program.evident_type not in (None, "bool"):
+                self.invalid(where, source, "compilation failed: rule must evaluate to bool")
 
     def _meta_fields(self, schema: dict[str, Any], path: str, level: str) -> None:
         properties = schema.get("properties") or {}

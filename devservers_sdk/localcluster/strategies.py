@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import errors, schema
+from . import admission, errors, schema
 from .resources import VIRTUAL_KINDS, ResourceType
 from .store import copy_document
 
@@ -473,6 +473,10 @@ def prepare_for_create(rt: ResourceType, obj: dict[str, Any], api: ClusterAPI) -
         obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"].get("name", "")
     elif kind == ("", "Secret"):
         _normalise_secret(obj)
+    elif kind == ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"):
+        admission.default_policy(obj)
+    elif kind == ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding"):
+        admission.default_binding(obj)
     elif kind == ("apiextensions.k8s.io", "CustomResourceDefinition"):
         _default_crd(obj)
         finalizers = obj["metadata"].setdefault("finalizers", [])
@@ -501,6 +505,10 @@ def prepare_for_update(rt: ResourceType, new: dict[str, Any], old: dict[str, Any
         _default_service_fields(spec)
     elif kind == ("", "Secret"):
         _normalise_secret(new)
+    elif kind == ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"):
+        admission.default_policy(new)
+    elif kind == ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding"):
+        admission.default_binding(new)
     elif kind == ("", "Namespace"):
         new.setdefault("spec", {}).setdefault("finalizers", old.get("spec", {}).get("finalizers", []))
         new["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = new["metadata"]["name"]
@@ -694,6 +702,10 @@ def validate(rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None, 
         return _validate_crd(obj, old, api)
     if kind in (("", "ConfigMap"), ("", "Secret")):
         return _validate_immutable_data(obj, old)
+    if kind == ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"):
+        return admission.validate_policy(obj)
+    if kind == ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding"):
+        return admission.validate_binding(obj)
     return []
 
 
@@ -722,10 +734,115 @@ def _validate_containers(spec: dict[str, Any], prefix: str) -> list[Cause]:
                 names.add(name)
             if not container.get("image"):
                 causes.append(errors.cause(f"{path}.image", "Required value", "FieldValueRequired"))
+    for key in ("initContainers", "containers"):
+        for index, container in enumerate(spec.get(key) or []):
+            if isinstance(container, dict):
+                causes.extend(_container_field_causes(container, f"{prefix}.{key}[{index}]"))
+    causes.extend(_scheduling_causes(spec, prefix))
     policy = spec.get("restartPolicy")
     if policy not in (None, "Always", "OnFailure", "Never"):
         causes.append(errors.cause(f"{prefix}.restartPolicy", f'Unsupported value: "{policy}": supported values: '
                                    '"Always", "OnFailure", "Never"', "FieldValueNotSupported"))
+    return causes
+
+
+# What the apiserver's pod validation checks in the fields an operator fills from user input (resources,
+# env, nodeSelector, tolerations), with its wording: an emulator that accepted these would let a test
+# pass where a real cluster refuses the StatefulSet.
+_STANDARD_CONTAINER_RESOURCES = frozenset({"cpu", "memory", "ephemeral-storage"})
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+
+
+def _is_native_resource(name: str) -> bool:
+    return "/" not in name or name.startswith("kubernetes.io/")
+
+
+def _container_field_causes(container: dict[str, Any], path: str) -> list[Cause]:
+    from .scheduler import parse_quantity
+
+    causes: list[Cause] = []
+    for index, variable in enumerate(container.get("env") or []):
+        name = variable.get("name") if isinstance(variable, dict) else None
+        if isinstance(name, str) and not _ENV_NAME.match(name):
+            causes.append(errors.cause(f"{path}.env[{index}].name", f'Invalid value: "{name}": a valid environment '
+                                       "variable name must consist of alphabetic characters, digits, '_', '-', or "
+                                       "'.', and must not start with a digit (e.g. 'my.env-name',  or "
+                                       "'MY_ENV.NAME',  or 'MyEnvName1', regex used for validation is "
+                                       "'[-._a-zA-Z][-._a-zA-Z0-9]*')"))
+    resources = container.get("resources") or {}
+    amounts: dict[str, dict[str, Any]] = {}
+    for section in ("limits", "requests"):
+        values = resources.get(section) or {}
+        amounts[section] = {}
+        for name, raw in values.items() if isinstance(values, dict) else ():
+            where = f"{path}.resources.{section}[{name}]"
+            native = _is_native_resource(name)
+            if "/" not in name and name not in _STANDARD_CONTAINER_RESOURCES and not name.startswith("hugepages-"):
+                causes.append(errors.cause(where, f'Invalid value: "{name}": must be a standard resource for '
+                                                  "containers"))
+                continue
+            if not native and (name.startswith("requests.") or _qualified_name_causes(where, name)):
+                causes.append(errors.cause(where, f'Invalid value: "{name}": doesn\'t follow extended resource '
+                                                  "name standard"))
+                continue
+            try:
+                amount = parse_quantity(raw)
+            except (ValueError, TypeError):
+                causes.append(errors.cause(where, f"Invalid value: {json.dumps(raw)}: quantities must match the "
+                                                  "regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"))
+                continue
+            if amount < 0:
+                causes.append(errors.cause(where, f'Invalid value: "{raw}": must be greater than or equal to 0'))
+            elif not native and amount.denominator != 1:
+                causes.append(errors.cause(where, f'Invalid value: "{raw}": must be an integer'))
+            amounts[section][name] = amount
+    overcommittable = _STANDARD_CONTAINER_RESOURCES
+    for name, request in amounts["requests"].items():
+        limit = amounts["limits"].get(name)
+        where = f"{path}.resources.requests"
+        if limit is not None and request != limit and name not in overcommittable:
+            causes.append(errors.cause(where, f'Invalid value: "{resources["requests"][name]}": must be equal to '
+                                              f"{name} limit of {resources['limits'][name]}"))
+        elif limit is not None and request > limit:
+            causes.append(errors.cause(where, f'Invalid value: "{resources["requests"][name]}": must be less than '
+                                              f"or equal to {name} limit of {resources['limits'][name]}"))
+        elif limit is None and name not in overcommittable:
+            causes.append(errors.cause(f"{path}.resources.limits", "Required value: Limit must be set for non "
+                                                                   "overcommitable resources", "FieldValueRequired"))
+    return causes
+
+
+def _scheduling_causes(spec: dict[str, Any], prefix: str) -> list[Cause]:
+    causes: list[Cause] = []
+    selector = spec.get("nodeSelector") or {}
+    for key, value in selector.items() if isinstance(selector, dict) else ():
+        causes.extend(_qualified_name_causes(f"{prefix}.nodeSelector", key))
+        if not isinstance(value, str) or len(value) > 63 or not LABEL_VALUE.match(value):
+            causes.append(errors.cause(f"{prefix}.nodeSelector", f"Invalid value: {json.dumps(value)}: a valid label "
+                                       "must be an empty string or consist of alphanumeric characters, '-', '_' or "
+                                       "'.', and must start and end with an alphanumeric character"))
+    for index, toleration in enumerate(spec.get("tolerations") or []):
+        where = f"{prefix}.tolerations[{index}]"
+        if not isinstance(toleration, dict):
+            continue
+        key, operator, value = toleration.get("key") or "", toleration.get("operator") or "Equal", toleration.get("value")
+        if key:
+            causes.extend(_qualified_name_causes(f"{where}.key", key))
+        elif operator != "Exists":
+            causes.append(errors.cause(f"{where}.operator", f'Invalid value: "{operator}": operator must be Exists '
+                                                            "when `key` is empty, which means \"match all values "
+                                                            "and all keys\""))
+        if operator == "Exists" and value:
+            causes.append(errors.cause(f"{where}.operator", f'Invalid value: "{value}": value must be empty when '
+                                                            "`operator` is 'Exists'"))
+        elif operator == "Equal" and value and (len(value) > 63 or not LABEL_VALUE.match(value)):
+            causes.append(errors.cause(f"{where}.value", f'Invalid value: "{value}": a valid label must be an empty '
+                                                         "string or consist of alphanumeric characters, '-', '_' "
+                                                         "or '.', and must start and end with an alphanumeric "
+                                                         "character"))
+        if toleration.get("tolerationSeconds") is not None and toleration.get("effect") != "NoExecute":
+            causes.append(errors.cause(f"{where}.effect", f'Invalid value: "{toleration.get("effect")}": effect '
+                                                          "must be 'NoExecute' when `tolerationSeconds` is set"))
     return causes
 
 

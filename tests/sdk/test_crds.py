@@ -250,6 +250,12 @@ BOTH_REFUSE: list[tuple[str, Any, str, tuple[Any, ...]]] = [
     ("spec.distributed.backend", "mpi", "spec.distributed.backend", ("spec", "distributed", "backend")),
     ("spec.distributed.ncclSettings", {"NCCL_IB_DISABLE": 1}, "spec.distributed.ncclSettings.NCCL_IB_DISABLE",
      ("spec", "distributed", "ncclSettings", "NCCL_IB_DISABLE")),
+    ("spec.distributed.ncclSettings", {"nccl_debug": "INFO"}, "spec.distributed.ncclSettings",
+     ("spec", "distributed", "ncclSettings", "nccl_debug", "[key]")),
+    ("spec.distributed.ncclSettings", {"LD_PRELOAD": "/x.so"}, "spec.distributed.ncclSettings",
+     ("spec", "distributed", "ncclSettings", "LD_PRELOAD", "[key]")),
+    ("spec.distributed.ncclSettings", {"NCCL_NET_PLUGIN": "x"}, "spec.distributed.ncclSettings",
+     ("spec", "distributed", "ncclSettings", "NCCL_NET_PLUGIN", "[key]")),
     ("spec.lifecycle.timeToLive", "", "spec.lifecycle.timeToLive", ("spec", "lifecycle", "timeToLive")),
     ("spec.lifecycle.timeToLive", "4 hours", "spec.lifecycle.timeToLive", ("spec", "lifecycle", "timeToLive")),
     ("spec.lifecycle.timeToLive", "0s", "spec.lifecycle.timeToLive", ("spec", "lifecycle", "timeToLive")),
@@ -306,7 +312,7 @@ def test_server_drops_null_like_the_model_ignores_none() -> None:
 
 
 MODEL_ONLY: list[tuple[str, Any, tuple[Any, ...]]] = [
-    ("spec.distributed.ncclSettings", {"nccl_debug": "INFO"}, ("spec", "distributed", "ncclSettings", "nccl_debug", "[key]")),
+    ("spec.distributed.ncclSettings", {"NCCL_debug": "INFO"}, ("spec", "distributed", "ncclSettings", "NCCL_debug", "[key]")),
     ("spec.persistentHomeSize", "-1Gi", ("spec", "persistentHomeSize")),
     ("spec.lifecycle.expirationTime", "2030-01-01T00:00:00", ("spec", "lifecycle", "expirationTime")),
 ]  # fmt: skip

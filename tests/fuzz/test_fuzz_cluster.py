@@ -1,0 +1,90 @@
+"""Fuzzing the deployed product: raw API writes that skip the SDK, SDK calls, and the operator's answers.
+
+See ``properties.ClusterFuzz`` for what must hold: a refusal names a field, an accepted object is
+reconciled (or marked InvalidSpec exactly when the SDK's model refuses it), the operator never exits, never
+loops on an object in a quiet window, never writes what the API server refuses, never fails a reconcile.
+Few examples here (each one waits for the operator); ``bench/fuzz.py`` runs a thousand.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from kubernetes import client
+
+from tests.fuzz import specs
+from tests.fuzz.properties import CLUSTER_PHASES, ClusterFuzz, PropertyViolation
+
+pytestmark = [pytest.mark.emulator_only, pytest.mark.slow]
+
+EXAMPLES = 8
+# A few pods per example at most: the node is this machine.
+WORLD_SIZES = st.integers(min_value=1, max_value=3)
+
+
+@settings(max_examples=EXAMPLES, phases=CLUSTER_PHASES)
+@given(manifest=specs.devservers(world_sizes=WORLD_SIZES))
+@example(manifest={"apiVersion": "devservers.io/v1", "kind": "DevServer", "metadata": {"name": "fuzzed"},
+                   "spec": {"owner": "alice", "flavor": "cpu-small", "persistentHomeSize": "-1Gi"}})
+def test_raw_devserver_writes(fuzz_cluster: ClusterFuzz, manifest: dict[str, Any]) -> None:
+    fuzz_cluster.devserver_raw(manifest)
+
+
+@settings(max_examples=EXAMPLES, phases=CLUSTER_PHASES)
+@given(manifest=specs.flavors(), devserver=specs.valid_devserver(world_sizes=WORLD_SIZES))
+@example(manifest={"apiVersion": "devservers.io/v1", "kind": "DevServerFlavor",
+                   "metadata": {"name": "fuzzed-flavor"},
+                   "spec": {"resources": {"requests": {"nvidia.com/gpu": "1e400", "cpu": "1e400"}}}},
+         devserver={"apiVersion": "devservers.io/v1", "kind": "DevServer", "metadata": {"name": "fuzzed"},
+                    "spec": {"owner": "alice", "flavor": "cpu-small"}})
+def test_raw_flavor_writes(fuzz_cluster: ClusterFuzz, manifest: dict[str, Any], devserver: dict[str, Any]) -> None:
+    fuzz_cluster.flavor_raw(manifest, devserver)
+
+
+@settings(max_examples=EXAMPLES, phases=CLUSTER_PHASES)
+@given(arguments=specs.create_arguments())
+def test_sdk_creates(fuzz_cluster: ClusterFuzz, arguments: dict[str, Any]) -> None:
+    fuzz_cluster.devserver_sdk(arguments)
+
+
+def test_the_operator_held_up(fuzz_cluster: ClusterFuzz) -> None:
+    # After the properties above (same module, same operator): the last batch's window and log check, and
+    # proof that the examples exercised both outcomes.
+    fuzz_cluster.end_batch()
+    counts = fuzz_cluster.stats.counts
+    assert counts["examples"] >= 3 * EXAMPLES
+    assert counts["reconciled"] > 0 and counts["refused by the API server"] > 0 and counts["refused by the SDK"] > 0
+    assert counts["hot loops"] == counts["refused writes"] == counts["failed reconciles"] == 0
+    assert not fuzz_cluster.stats.violations
+
+
+def test_the_watch_catches_a_loop_and_a_refused_write(fuzz_cluster: ClusterFuzz) -> None:
+    # Guard against checks that pass vacuously: a client hammering one example's namespace during the quiet
+    # window is a hot loop, and a refused write in the operator's log is reported.
+    namespace = fuzz_cluster._namespace("a planted loop")
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with fuzz_cluster.platform.api() as admin:
+            while not stop.is_set():
+                client.CoreV1Api(admin).list_namespaced_pod(namespace)
+                time.sleep(0.05)
+
+    thread = threading.Thread(target=hammer, daemon=True)
+    thread.start()
+    with fuzz_cluster.platform.operator_log.open("a") as log:
+        log.write("[planted] DevServer 'x' in namespace 'y' was refused by the server: planted.\n")
+    try:
+        with pytest.raises(PropertyViolation, match=f"hot loop: .* about namespace {namespace}"):
+            fuzz_cluster.end_batch()
+    finally:
+        stop.set()
+        thread.join()
+    fuzz_cluster.strict = False
+    fuzz_cluster.end_batch()  # the log check the hot loop cut short
+    assert any("was refused by the server: planted" in v for v in fuzz_cluster.stats.violations)
