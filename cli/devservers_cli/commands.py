@@ -16,6 +16,7 @@ import click
 from . import render as views
 from .options import (
     DURATION,
+    Target,
     cluster_options,
     complete_flavor,
     key_values,
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 Backend = Literal["nccl", "gloo"] | None
 WRITE_FORMATS = ("json", "yaml", "name")
+# json and yaml print the objects as the models dump them: only the client can read them that way.
+QUICK_LIST_FORMATS = ("table", "wide", "name")
 PHASES = ("Running", "Stopped", "Failed", "deleted")
 
 
@@ -169,14 +172,35 @@ def list_devservers(ctx: click.Context, all_namespaces: bool, owner: str | None,
       devctl list -A --owner alice
       devctl list -o name          # devserver.devservers.io/NAME, for scripts
     """
-    with target(ctx).client() as client:
-        servers = client.list(owner=owner, all_namespaces=all_namespaces)
-        if not servers and output in ("table", "wide"):
-            scope = "any namespace" if all_namespaces else _where(client)
-            mine = f" owned by '{owner}'" if owner else ""
-            click.echo(f"No DevServers{mine} found in {scope}. Create one with: devctl create NAME "
-                       f"--flavor FLAVOR (see: devctl flavors)", err=True)
+    where = target(ctx)
+    found = _list_quickly(where, owner, all_namespaces) if output in QUICK_LIST_FORMATS else None
+    if found is None:
+        with where.client() as client:
+            found = client.namespace, client.list(owner=owner, all_namespaces=all_namespaces)
+    namespace, servers = found
+    if not servers and output in ("table", "wide"):
+        scope = "any namespace" if all_namespaces else f"namespace '{namespace}'"
+        mine = f" owned by '{owner}'" if owner else ""
+        click.echo(f"No DevServers{mine} found in {scope}. Create one with: devctl create NAME "
+                   f"--flavor FLAVOR (see: devctl flavors)", err=True)
     _show(servers, output, views.DEVSERVER, namespaces=all_namespaces)
+
+
+def _list_quickly(where: Target, owner: str | None, all_namespaces: bool) -> tuple[str, list[Any]] | None:
+    """The namespace and the DevServer manifests, read without the kubernetes client or pydantic.
+
+    ``None`` when only the SDK's client can do this read faithfully (exec credentials, a proxy, an error to
+    report...): the caller then reads again with it, so failures are worded and retried in one place. The
+    fallback happens outside this ``except``, so that ``--debug`` shows the client's traceback alone.
+    """
+    from devservers_sdk.lightweight_read import FullClientRequired, list_devservers
+
+    try:
+        listing = list_devservers(namespace=where.namespace, context=where.context, kubeconfig=where.kubeconfig,
+                                  owner=owner, all_namespaces=all_namespaces)
+    except FullClientRequired:
+        return None
+    return listing.namespace, listing.items
 
 
 @click.command()

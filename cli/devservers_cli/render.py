@@ -3,8 +3,13 @@
 ``-o table`` (the default) and ``-o wide`` print aligned columns as kubectl does; ``json`` and ``yaml``
 print the object as the cluster stores it (a ``List`` for several, so ``jq .items`` works as with
 kubectl); ``name`` prints ``devserver.devservers.io/NAME`` lines for scripts. A kind may replace the
-table with prose (``describe``). Everything here takes SDK models and returns a string: no I/O, no
+table with prose (``describe``). Everything here takes SDK objects and returns a string: no I/O, no
 cluster, so every format is tested without one.
+
+DevServers render from their manifests (plain dicts in the CRD's spelling): a ``DevServer`` model is
+dumped first (``Kind.plain``), and ``devctl list``'s fast path hands over the manifests the server sent
+(``devservers_sdk.lightweight_read``) without importing pydantic. One set of column functions serves
+both, so the two paths cannot print different tables.
 """
 
 from __future__ import annotations
@@ -16,11 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from devservers_sdk.client import DevServerDescription, EventSummary, PodSummary
-    from devservers_sdk.models import Condition, DevServer, DevServerFlavor
+    from devservers_sdk.models import DevServer, DevServerFlavor
+
+Manifest = dict[str, Any]
 
 FORMATS = ("table", "wide", "json", "yaml", "name")
 NONE = "-"
 _GAP = "   "
+
+
+def _as_given(obj: Any) -> Any:
+    return obj
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,8 @@ class Kind:
     columns: tuple[Column, ...] = ()
     namespace: Callable[[Any], str] = field(default=lambda obj: NONE)
     text: Callable[[Any], str] | None = None
+    plain: Callable[[Any], Any] = _as_given
+    """What the other functions read, made once per object (a DevServer model becomes its manifest)."""
 
 
 def render(objects: Sequence[Any], output: str, kind: Kind, *, single: bool = False,
@@ -58,6 +71,7 @@ def render(objects: Sequence[Any], output: str, kind: Kind, *, single: bool = Fa
     Returns:
         The text to print, without a trailing newline ("" for an empty table: the caller says so).
     """
+    objects = [kind.plain(obj) for obj in objects]
     if output == "json":
         import json
 
@@ -155,74 +169,105 @@ def timestamp(moment: datetime | None, *, relative: Callable[[datetime | None], 
 
 # -- DevServers ------------------------------------------------------------------------------------------
 
-def devserver_manifest(server: DevServer) -> dict[str, Any]:
-    """The DevServer as the cluster stores it (apiVersion and kind first, as kubectl prints them)."""
+def devserver_manifest(server: DevServer | Manifest) -> Manifest:
+    """The DevServer as the cluster stores it (apiVersion and kind first, as kubectl prints them).
+
+    A manifest is returned as it is: it was read from the cluster (``devctl list``'s fast path).
+    """
+    if isinstance(server, dict):
+        return server
     from devservers_sdk.models import API_GROUP, API_VERSION, DEVSERVER_KIND
 
     body = server.model_dump(mode="json", by_alias=True, exclude_none=True)
     return {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": DEVSERVER_KIND, **body}
 
 
-def expires_at(server: DevServer) -> datetime | None:
+# What a manifest may leave out and the model fills in (DevServerSpec.mode, DistributedSpec.world_size).
+_DEFAULT_MODE = "standalone"
+_DEFAULT_WORLD_SIZE = 2
+
+
+def _section(manifest: Manifest, *keys: str) -> dict[str, Any]:
+    for key in keys:
+        manifest = manifest.get(key) or {}
+    return manifest
+
+
+def _moment(value: str | None) -> datetime | None:
+    """A timestamp of a manifest (RFC 3339, as the server and the models' dump write them)."""
+    return datetime.fromisoformat(value) if value else None
+
+
+def expires_at(server: DevServer | Manifest) -> datetime | None:
     """The operator's ``status.expiresAt``, else the deadline the spec implies (before the operator runs)."""
-    if server.status.expires_at is not None:
-        return server.status.expires_at
-    lifecycle = server.spec.lifecycle
-    deadlines = [lifecycle.expiration_time] if lifecycle.expiration_time else []
-    created = server.metadata.creation_timestamp
-    if lifecycle.time_to_live and created is not None:
+    manifest = devserver_manifest(server)
+    recorded = _moment(_section(manifest, "status").get("expiresAt"))
+    if recorded is not None:
+        return recorded
+    lifecycle = _section(manifest, "spec", "lifecycle")
+    expiration = _moment(lifecycle.get("expirationTime"))
+    deadlines = [expiration] if expiration else []
+    created = _moment(_section(manifest, "metadata").get("creationTimestamp"))
+    if lifecycle.get("timeToLive") and created is not None:
         from devservers_sdk.durations import parse_duration
 
-        deadlines.append(created + parse_duration(lifecycle.time_to_live))
+        deadlines.append(created + parse_duration(lifecycle["timeToLive"]))
     return min(deadlines) if deadlines else None
 
 
-def world_size(server: DevServer) -> int:
-    distributed = server.spec.distributed
-    return distributed.world_size if server.spec.mode == "distributed" and distributed else 1
+def world_size(server: DevServer | Manifest) -> int:
+    spec = _section(devserver_manifest(server), "spec")
+    if spec.get("mode", _DEFAULT_MODE) != "distributed":
+        return 1
+    return int(_section(spec, "distributed").get("worldSize", _DEFAULT_WORLD_SIZE))
 
 
-def ready(server: DevServer) -> str:
+def ready(server: DevServer | Manifest) -> str:
     """``ready/wanted`` pods: wanted is the operator's ``replicas``, else the world size."""
-    wanted = server.status.replicas if server.status.replicas is not None else world_size(server)
-    return f"{server.status.ready_replicas or 0}/{wanted}"
+    manifest = devserver_manifest(server)
+    status = _section(manifest, "status")
+    wanted = status["replicas"] if status.get("replicas") is not None else world_size(manifest)
+    return f"{status.get('readyReplicas') or 0}/{wanted}"
 
 
-def latest_condition(conditions: Sequence[Condition]) -> Condition | None:
+def latest_condition(conditions: Sequence[Manifest]) -> Manifest | None:
     """The condition that explains the state best: the newest not-True one, else the newest."""
     if not conditions:
         return None
     epoch = datetime.min.replace(tzinfo=UTC)
-    failing = [c for c in conditions if c.status != "True"] or list(conditions)
-    return max(failing, key=lambda c: c.last_transition_time or epoch)
+    failing = [c for c in conditions if c.get("status") != "True"] or list(conditions)
+    return max(failing, key=lambda c: _moment(c.get("lastTransitionTime")) or epoch)
 
 
-def status_message(server: DevServer) -> str:
+def status_message(server: DevServer | Manifest) -> str:
     """One sentence on what the DevServer is doing: the operator's message, else its latest condition."""
-    if server.status.message:
-        return server.status.message
-    condition = latest_condition(server.status.conditions)
+    status = _section(devserver_manifest(server), "status")
+    if status.get("message"):
+        return str(status["message"])
+    condition = latest_condition(status.get("conditions") or [])
     if condition is None:
         return ""
-    return condition.message or f"{condition.type}={condition.status} ({condition.reason})"
+    return condition.get("message") or \
+        f"{condition.get('type')}={condition.get('status')} ({condition.get('reason', '')})"
 
 
 DEVSERVER = Kind(
     resource="devserver.devservers.io",
-    name=lambda s: s.name,
-    namespace=lambda s: s.namespace or NONE,
-    manifest=devserver_manifest,
+    plain=devserver_manifest,
+    name=lambda m: m["metadata"]["name"],
+    namespace=lambda m: m["metadata"].get("namespace") or NONE,
+    manifest=_as_given,
     columns=(
-        Column("NAME", lambda s: s.name),
-        Column("OWNER", lambda s: s.spec.owner),
-        Column("FLAVOR", lambda s: s.spec.flavor),
-        Column("MODE", lambda s: s.spec.mode),
-        Column("PHASE", lambda s: s.status.phase or "Pending"),
+        Column("NAME", lambda m: m["metadata"]["name"]),
+        Column("OWNER", lambda m: m["spec"]["owner"]),
+        Column("FLAVOR", lambda m: m["spec"]["flavor"]),
+        Column("MODE", lambda m: m["spec"].get("mode", _DEFAULT_MODE)),
+        Column("PHASE", lambda m: _section(m, "status").get("phase") or "Pending"),
         Column("READY", ready),
-        Column("EXPIRES IN", lambda s: time_left(expires_at(s))),
-        Column("AGE", lambda s: age(s.metadata.creation_timestamp)),
-        Column("IMAGE", lambda s: s.spec.image or "(flavor default)", wide_only=True),
-        Column("IDLE", lambda s: age(s.status.last_activity_time), wide_only=True),
+        Column("EXPIRES IN", lambda m: time_left(expires_at(m))),
+        Column("AGE", lambda m: age(_moment(m["metadata"].get("creationTimestamp")))),
+        Column("IMAGE", lambda m: m["spec"].get("image") or "(flavor default)", wide_only=True),
+        Column("IDLE", lambda m: age(_moment(_section(m, "status").get("lastActivityTime"))), wide_only=True),
         Column("MESSAGE", status_message, wide_only=True),
     ),
 )
