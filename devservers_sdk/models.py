@@ -353,10 +353,16 @@ def _check_duration(value: str) -> str:
     return value
 
 
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
 def _no_timestamp_number(value: Any) -> Any:
-    # pydantic would read 9 as 1970-01-01T00:00:09Z; the API server refuses anything but an RFC 3339 string.
+    # pydantic would read 9, and "0", as seconds since 1970 (and a bare date as midnight); the API server
+    # refuses anything but an RFC 3339 date-time string.
     if isinstance(value, int | float):
         raise ValueError("must be an RFC 3339 time with a time zone, e.g. 2025-01-31T18:00:00Z, not a number")
+    if isinstance(value, str) and not _RFC3339.fullmatch(value.strip()):
+        raise ValueError(f"must be an RFC 3339 time with a timezone, e.g. 2025-01-31T18:00:00Z, not {value!r}")
     return value
 
 

@@ -93,11 +93,22 @@ def devctl_outputs(secured: SecuredPlatform, team: str, tmp_path_factory: pytest
     assert secured.cluster is not None
     secured.cluster.set_faults(FaultSettings(error=0.5, seed=7))
     # A 500 is the point here, not a failure of the test.
-    with contextlib.suppress(client.ApiException):
-        create_raw("flaky", distributed={"ncclSettings": {"NCCL_DEBUG": "INFO"}}, mode="distributed")
     with contextlib.suppress(DevServerError):
         alice.stop("fine")
-    time.sleep(3)
+
+    def operator_failed() -> bool:
+        log = secured.log()
+        return "Reconciling" in log or "500" in log or "InternalError" in log
+
+    # Give the operator work until one of its requests has failed and been logged: a fixed sleep left it
+    # idle through the whole window on a loaded machine, and then there was no failure to search.
+    deadline = time.monotonic() + 90
+    attempt = 0
+    while not operator_failed() and time.monotonic() < deadline:
+        with contextlib.suppress(client.ApiException):
+            create_raw(f"flaky-{attempt}", distributed={"ncclSettings": {"NCCL_DEBUG": "INFO"}}, mode="distributed")
+        attempt += 1
+        time.sleep(1)
     secured.cluster.set_faults(FaultSettings())
 
     folder = tmp_path_factory.mktemp("devctl")
