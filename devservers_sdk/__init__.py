@@ -32,6 +32,7 @@ _EXPORTS = {
     "DevServerError": "errors",
     "ConfigurationError": "errors",
     "ClusterUnreachableError": "errors",
+    "ClusterFailingError": "errors",
     "AuthenticationError": "errors",
     "PermissionDeniedError": "errors",
     "NotFoundError": "errors",
@@ -49,6 +50,7 @@ _EXPORTS = {
     "LaunchFailedError": "launch",
     "LaunchTimeoutError": "launch",
     "NotDistributedError": "launch",
+    "RetryPolicy": "kube",
     "parse_duration": "durations",
     "format_duration": "durations",
     "parse_quantity": "quantities",
@@ -57,6 +59,7 @@ _EXPORTS = {
 __all__ = [
     "AlreadyExistsError",
     "AuthenticationError",
+    "ClusterFailingError",
     "ClusterUnreachableError",
     "Condition",
     "ConfigurationError",
@@ -84,6 +87,7 @@ __all__ = [
     "NotDistributedError",
     "NotFoundError",
     "PermissionDeniedError",
+    "RetryPolicy",
     "ServerError",
     "WaitTimeoutError",
     "format_duration",
@@ -97,6 +101,7 @@ if TYPE_CHECKING:
     from .errors import (
         AlreadyExistsError,
         AuthenticationError,
+        ClusterFailingError,
         ClusterUnreachableError,
         ConfigurationError,
         ConflictError,
@@ -112,6 +117,7 @@ if TYPE_CHECKING:
         ServerError,
         WaitTimeoutError,
     )
+    from .kube import RetryPolicy
     from .launch import LaunchFailedError, LaunchHandle, LaunchTimeoutError, NotDistributedError
     from .models import (
         Condition,

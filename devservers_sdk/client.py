@@ -31,7 +31,6 @@ import builtins
 import codecs
 import contextlib
 import io
-import math
 import os
 import select
 import shlex
@@ -50,7 +49,6 @@ from . import errors
 from .activity import ActivityHeartbeat, activity_patch, rfc3339
 from .durations import format_duration, parse_duration
 from .errors import (
-    ClusterUnreachableError,
     DevServerFailedError,
     DevServerNotFoundError,
     DevServerNotReadyError,
@@ -71,7 +69,7 @@ from .kube import (
     ExecSession,
     Kube,
     Message,
-    WatchExpired,
+    RetryPolicy,
 )
 from .launch import LaunchHandle, OutputCallback
 from .models import DevServer, DevServerFlavor, validate_name
@@ -363,6 +361,9 @@ class DevServerClient:
         owner: the owner recorded on new DevServers; default ``DEVSERVERS_OWNER``, then the user name the
             cluster reports for the credentials (SelfSubjectReview), then the kubeconfig user.
         request_timeout: seconds allowed for each API request.
+        retry: how requests the cluster fails transiently (5xx, 429, dropped connections) are retried;
+            default ``RetryPolicy()`` (5 tries within 30 s), or ``DEVSERVERS_RETRY_ATTEMPTS`` and
+            ``DEVSERVERS_RETRY_TOTAL`` from the environment. ``RetryPolicy.never()`` turns retries off.
 
     Raises:
         ConfigurationError: no kubeconfig, or an unknown context. Nothing is sent to the cluster until a
@@ -377,13 +378,13 @@ class DevServerClient:
 
     def __init__(self, *, namespace: str | None = None, context: str | None = None,
                  kubeconfig: str | os.PathLike[str] | None = None, owner: str | None = None,
-                 request_timeout: float = 30.0) -> None:
+                 request_timeout: float = 30.0, retry: RetryPolicy | None = None) -> None:
         self._info = load_kubeconfig(kubeconfig, context)
         self.namespace = resolve_namespace(namespace, self._info)
         self.context = self._info.context
         self.server = self._info.server
         self._owner = owner
-        self._kube = Kube(self._info, timeout=request_timeout)
+        self._kube = Kube(self._info, timeout=request_timeout, retry=retry)
 
     def __repr__(self) -> str:
         return f"DevServerClient(context={self.context!r}, namespace={self.namespace!r})"
@@ -686,17 +687,27 @@ class DevServerClient:
             >>> client.extend("mydev", by="2h").spec.lifecycle.expiration_time  # doctest: +SKIP
         """
         delta = _duration(by, field_name="spec.lifecycle.expirationTime", argument="by", name=name)
-        for attempt in range(3):
+        # A read-modify-write: the patch carries the resourceVersion it was computed from, and a 409 means
+        # "read again and recompute". One more case: our own earlier try was committed but its answer lost
+        # (the transport retried it into a 409); re-applying would then extend twice, so a re-read that
+        # already shows the deadline we wrote is our success.
+        attempts = max(3, self._kube.retry.attempts)
+        written: str | None = None
+        for attempt in range(attempts):
             manifest = self._kube.get(DEVSERVERS, name, namespace=self.namespace)
+            lifecycle = (manifest.get("spec") or {}).get("lifecycle") or {}
+            if written is not None and lifecycle.get("expirationTime") == written \
+                    and lifecycle.get("timeToLive") is None:
+                return self._devserver(manifest)
             now = datetime.now(UTC)
             expiry = _current_expiry(manifest)
-            new = max(expiry or now, now) + delta
+            written = rfc3339(max(expiry or now, now) + delta)
             patch = {"metadata": {"resourceVersion": manifest["metadata"].get("resourceVersion")},
-                     "spec": {"lifecycle": {"expirationTime": rfc3339(new), "timeToLive": None}}}
+                     "spec": {"lifecycle": {"expirationTime": written, "timeToLive": None}}}
             try:
                 return self._patch(name, patch)
             except errors.ConflictError:
-                if attempt == 2:
+                if attempt == attempts - 1:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -797,37 +808,26 @@ class DevServerClient:
             on_progress(last)
         if self._reached(last, for_phase):
             return last
-        version = manifest["metadata"].get("resourceVersion")
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                for event, obj in self._kube.watch(DEVSERVERS, namespace=self.namespace,
-                                                   field_selector=f"metadata.name={name}",
-                                                   resource_version=version,
-                                                   timeout_seconds=max(1, math.ceil(remaining))):
-                    version = (obj.get("metadata") or {}).get("resourceVersion") or version
-                    if event == "BOOKMARK":
-                        continue
-                    if event == "DELETED":
-                        raise errors.devserver_not_found(name, self.namespace) if for_phase is None else \
-                            DevServerNotFoundError(
-                                f"DevServer '{name}' was deleted while waiting for phase {for_phase}.",
-                                kind="DevServer", name=name, namespace=self.namespace)
-                    current = self._devserver(obj)
-                    if on_progress is not None and current.model_dump() != last.model_dump():
-                        on_progress(current)
-                    last = current
-                    if self._reached(last, for_phase):
-                        return last
-                    if time.monotonic() >= deadline:
-                        break
-            except WatchExpired:
-                manifest = self._kube.get(DEVSERVERS, name, namespace=self.namespace)
-                last, version = self._devserver(manifest), manifest["metadata"].get("resourceVersion")
+        # follow() resumes cut watches from the last resourceVersion and relists after a 410; a relist that
+        # no longer finds the DevServer reports it DELETED, since it starts from this GET's object.
+        events = self._kube.follow(DEVSERVERS, namespace=self.namespace, field_selector=f"metadata.name={name}",
+                                   resource_version=manifest["metadata"].get("resourceVersion"), seen=[manifest],
+                                   timeout=max(0.0, deadline - time.monotonic()))
+        with contextlib.closing(events):  # returning early closes the watch's connection at once
+            for event, obj in events:
+                if event == "BOOKMARK":
+                    continue
+                if event == "DELETED":
+                    raise errors.devserver_not_found(name, self.namespace) if for_phase is None else \
+                        DevServerNotFoundError(
+                            f"DevServer '{name}' was deleted while waiting for phase {for_phase}.",
+                            kind="DevServer", name=name, namespace=self.namespace)
+                current = self._devserver(obj)
+                if on_progress is not None and current.model_dump() != last.model_dump():
+                    on_progress(current)
+                last = current
                 if self._reached(last, for_phase):
                     return last
-            except ClusterUnreachableError:
-                if time.monotonic() < deadline:
-                    raise
         raise self._timeout_error(last, for_phase, timeout)
 
     @staticmethod

@@ -6,7 +6,8 @@ sentences that name the object and say what to do next, because that line is all
 
     DevServerError
     ├── ConfigurationError          no kubeconfig, unknown context, credentials the client cannot load
-    ├── ClusterUnreachableError     connection refused, timeout, DNS, TLS (names context and server)
+    ├── ClusterUnreachableError     connection refused, timeout, DNS, TLS (names context and server), or a
+    │                               connection that kept dropping until the retries ran out
     ├── AuthenticationError         401: the server rejected the credentials (invalid or expired)
     ├── PermissionDeniedError       403: RBAC says no, or an admission policy (its message says why)
     ├── NotFoundError               404
@@ -16,6 +17,7 @@ sentences that name the object and say what to do next, because that line is all
     ├── ConflictError               409 Conflict: someone else changed the object meanwhile
     ├── InvalidSpecError            422 from the server, or the SDK's own validation (``.field``); a ValueError
     ├── ServerError                 5xx and statuses the SDK does not expect
+    │   └── ClusterFailingError     5xx or 429 on every try until the retries ran out (``attempts``, ``elapsed``)
     ├── DevServerNotReadyError      no running pod to exec into (yet)
     ├── WaitTimeoutError            ``wait`` ran out of time; a TimeoutError
     ├── DevServerFailedError        the DevServer reached phase Failed while being waited for
@@ -23,6 +25,8 @@ sentences that name the object and say what to do next, because that line is all
 
 API statuses are mapped in exactly one place, ``error_from_api``; ``kube.py`` calls it for every
 ``ApiException`` and chains the original with ``raise ... from``, so ``--debug`` still shows the wire error.
+When ``kube.py`` retried a request until its ``RetryPolicy`` ran out, ``cluster_kept_failing`` words the
+give-up: which server, what it kept answering, how many tries over how long, and what to do.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Any
 __all__ = [
     "AlreadyExistsError",
     "AuthenticationError",
+    "ClusterFailingError",
     "ClusterUnreachableError",
     "ConfigurationError",
     "ConflictError",
@@ -48,6 +53,7 @@ __all__ = [
     "PermissionDeniedError",
     "ServerError",
     "WaitTimeoutError",
+    "cluster_kept_failing",
     "error_from_api",
 ]
 
@@ -139,6 +145,23 @@ class InvalidSpecError(DevServerError, ValueError):
 
 class ServerError(DevServerError):
     """The API server failed (5xx) or answered with a status the SDK does not expect."""
+
+
+class ClusterFailingError(ServerError):
+    """The API server answered 5xx or 429 to every try of a request, until the SDK's retries ran out.
+
+    Attributes:
+        attempts: how many times the request was sent.
+        elapsed: seconds from the first try to the give-up.
+        server: the API server's URL.
+    """
+
+    def __init__(self, message: str, *, attempts: int, elapsed: float, server: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.attempts = attempts
+        self.elapsed = elapsed
+        self.server = server
 
 
 class DevServerNotReadyError(DevServerError):
@@ -303,3 +326,50 @@ def error_from_api(status: int, reason: str, message: str, *, kind: str, name: s
             f"Retry; if it keeps failing, ask your cluster admin to check the API server.", **common)
     return ServerError(f"Unexpected answer from the cluster for {what} ({status} {reason}: {detail}).",
                        **common)
+
+
+def _seconds(elapsed: float) -> str:
+    return f"{elapsed:.1f}s" if elapsed < 10 else f"{elapsed:.0f}s"
+
+
+def cluster_kept_failing(last: DevServerError, *, server: str | None, attempts: int, elapsed: float,
+                         statuses: Sequence[int] = (), detail: str = "") -> DevServerError:
+    """The error for a request retried until the retry policy ran out, built from the last failure.
+
+    A status failure (5xx, 429) becomes a ``ClusterFailingError``; a dropped or timed-out connection stays a
+    ``ClusterUnreachableError`` (callers that wait out network trouble catch that class). Either way the
+    message says that the cluster, not the request, is the problem, and that trying later is the fix.
+
+    Args:
+        last: the mapped error of the last try.
+        server: the API server's URL.
+        attempts: tries made, the first included.
+        elapsed: seconds from the first try to the give-up.
+        statuses: the HTTP statuses answered, in order (empty for connection failures).
+        detail: the server's own message in its last answer.
+
+    Example:
+        >>> last = error_from_api(503, "ServiceUnavailable", "etcd leader changed", kind="DevServer", name="",
+        ...                       namespace="alice")
+        >>> print(cluster_kept_failing(last, server="https://k8s:6443", attempts=5, elapsed=8.2,
+        ...                            statuses=[503] * 5, detail="etcd leader changed"))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        The API server at https://k8s:6443 kept answering 503 after 5 attempts over 8.2s (DevServer objects in
+        namespace 'alice': etcd leader changed); try again later or check the cluster.
+    """
+    where = f"The API server at {server}" if server else "The API server"
+    tries = f"after {attempts} attempts over {_seconds(elapsed)}"
+    if isinstance(last, ClusterUnreachableError):
+        # "Cannot reach the cluster of context 'x' at URL: <cause>. <advice>." -> <cause>
+        cause = last.message.split(": ", 1)[-1].split(". ", 1)[0]
+        return ClusterUnreachableError(f"{where} kept failing {tries} ({cause}); try again later or check that "
+                                       f"the cluster is up and reachable (network, VPN).",
+                                       context=last.context, server=last.server or server)
+    seen = list(dict.fromkeys(statuses or ([last.status] if last.status else [])))
+    answers = " and ".join(str(status) for status in seen) or "errors"
+    what = describe_object(last.kind or "object", last.name, last.namespace)
+    about = f"{what}: {detail.strip()}" if detail.strip() else what
+    return ClusterFailingError(f"{where} kept answering {answers} {tries} ({about}); try again later or check "
+                               f"the cluster.", attempts=attempts, elapsed=elapsed, server=server,
+                               status=last.status, reason=last.reason, kind=last.kind, name=last.name,
+                               namespace=last.namespace)

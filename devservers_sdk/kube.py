@@ -24,6 +24,39 @@ the official client. Three decisions shape it:
 Every failure leaves this module as a ``DevServerError`` (``errors.error_from_api`` for API statuses,
 ``ClusterUnreachableError`` for the network and TLS, ``ConfigurationError`` for the kubeconfig), chained
 with ``raise ... from`` to the original exception. Every request carries a timeout.
+
+Retries (``RetryPolicy``: 5 tries within 30 s by default, pauses doubling from 0.5 s with jitter). A real
+control plane answers 500 during an etcd leader change, 429 under priority and fairness, drops connections
+when an apiserver behind a load balancer restarts. What is retried depends on whether sending the request
+again can do harm, decided per request (``Safety``):
+
+* **Reads** (GET, LIST, the connect of a watch or a log stream, SelfSubjectReview): on 5xx, 429, a
+  dropped connection, a read timeout.
+* **Idempotent writes**: a merge patch (setting the same fields twice is setting them once), a PUT, a
+  JSON patch of only ``replace`` operations, a DELETE. Retried like reads, and also on 409 Conflict when
+  the write has no ``resourceVersion`` precondition: such a write is a pure set, so it is simply applied
+  again. With a precondition, 409 goes to the caller, who must re-read and decide (``client.extend`` does).
+  A DELETE that gets 404 after a try that may have reached the server (5xx, dropped connection) succeeded.
+* **Creates** (POST of a named object) may have been committed before a 5xx or a dropped connection, so
+  they are never simply repeated: ``create`` stamps the object with a random token
+  (``CREATE_TOKEN_ANNOTATION``, kept on the object) before the first try, and a retry answered 409
+  AlreadyExists is success only when the object found carries that same token; otherwise the name really was
+  taken. A ``generateName`` create has no name to find again, so it is retried only on 429, which the
+  server sends before doing anything.
+* **Never retried**: 4xx other than 429 (a 400/403/404/422 will not change by asking again), other
+  patches (strategic merge, JSON patch with ``add``, ``remove``...), exec sessions (the command may have
+  started), and connection failures before anything was sent (refused, DNS, TLS): urllib3 already retries
+  those once, and waiting longer would only delay the message that the cluster is down or misconfigured.
+* A read timeout is retried once at most: a server too slow to answer in time gets no faster when every
+  client asks twice as often.
+
+``Retry-After`` (429, 503) is honoured: the pause is at least what the server asked for, and a pause that
+would pass the policy's total time ends the retries at once. When they run out, the error says so
+(``errors.cluster_kept_failing``): ``The API server at https://... kept answering 503 after 5 attempts over
+7.9s (...); try again later or check the cluster.``
+
+Watches (``follow``): a stream that ends or is cut resumes from the last resourceVersion seen (events and
+bookmarks); a 410 Gone lists again and reports what changed meanwhile as events, as client-go's reflector does.
 """
 
 from __future__ import annotations
@@ -33,22 +66,28 @@ import contextlib
 import errno
 import io
 import json
+import logging
 import math
 import os
+import random
+import secrets
 import select
 import struct
 import sys
-from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .errors import (
+    AlreadyExistsError,
     ClusterUnreachableError,
     ConfigurationError,
     DevServerError,
     NotFoundError,
     PermissionDeniedError,
     ServerError,
+    cluster_kept_failing,
     error_from_api,
 )
 from .models import API_GROUP, API_VERSION, DEVSERVER_KIND, DEVSERVER_PLURAL, FLAVOR_KIND, FLAVOR_PLURAL
@@ -61,9 +100,14 @@ if TYPE_CHECKING:
 
 # ssl, socket and urllib.parse are imported where used: `import devservers_sdk` stays cheap for `devctl --help`.
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 DEFAULT_TIMEOUT = 30.0
 """Seconds a single API request may take (connect and read), unless the caller says otherwise."""
 CONNECT_TIMEOUT = 10.0
+CREATE_TOKEN_ANNOTATION = "devservers.io/create-token"
+"""Set by ``Kube.create`` on every named object it creates: tells its own retried create from a name taken."""
 
 
 @dataclass(frozen=True)
@@ -103,10 +147,149 @@ SELF_SUBJECT_REVIEWS = Resource("authentication.k8s.io", "v1", "selfsubjectrevie
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
 
 
 class WatchExpired(ServerError):
     """The watch's resourceVersion is too old (410 Gone): list again and watch from there."""
+
+
+class WatchDropped(ClusterUnreachableError):
+    """The connection of a watch stream broke mid-stream: watch again from the last resourceVersion seen."""
+
+
+_UNSETTLED: Any = object()
+
+
+# -- retries --------------------------------------------------------------------------------------------
+
+Safety = Literal["read", "write", "conditional", "create", "once"]
+"""How safe it is to send a request again (see "Retries" in the module docstring).
+
+``read``: no effect on the server. ``write``: idempotent and unconditional, a pure set (409 is retried too).
+``conditional``: idempotent but with a resourceVersion precondition (409 goes to the caller). ``create``: a
+named POST stamped with ``CREATE_TOKEN_ANNOTATION``. ``once``: retried only when the server certainly did
+nothing (429).
+"""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How ``Kube`` retries requests the cluster failed transiently (see "Retries" in the module docstring).
+
+    Attributes:
+        attempts: tries in all, the first included; 1 never retries.
+        total: seconds from the first try after which no new try starts (a try under way is not cut).
+        backoff: the pause before the first retry; it doubles for each further one, up to ``max_backoff``.
+            Each pause is drawn between half and all of that (jitter, so that clients failed by the same
+            blip do not come back in step).
+        max_backoff: the longest pause of the doubling (a ``Retry-After`` may ask for longer, within ``total``).
+        sleep, clock: how to pause and read the time (tests pass their own).
+
+    Example:
+        >>> DevServerClient(retry=RetryPolicy(attempts=3, total=10))  # doctest: +SKIP
+        >>> DevServerClient(retry=RetryPolicy.never())  # doctest: +SKIP
+    """
+
+    attempts: int = 5
+    total: float = 30.0
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"RetryPolicy.attempts counts the first try too: at least 1, got {self.attempts}")
+        if self.total < 0 or self.backoff < 0 or self.max_backoff < 0:
+            raise ValueError("RetryPolicy times must not be negative")
+
+    @classmethod
+    def never(cls) -> RetryPolicy:
+        """One try, no retries."""
+        return cls(attempts=1)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> RetryPolicy:
+        """The default policy, with ``DEVSERVERS_RETRY_ATTEMPTS`` and ``DEVSERVERS_RETRY_TOTAL`` (seconds) applied.
+
+        Raises:
+            ConfigurationError: a variable is not a number.
+        """
+        environ = dict(os.environ) if environ is None else environ
+        values: dict[str, Any] = {}
+        for key, attribute, kind in (("DEVSERVERS_RETRY_ATTEMPTS", "attempts", int),
+                                     ("DEVSERVERS_RETRY_TOTAL", "total", float)):
+            raw = (environ.get(key) or "").strip()
+            if raw:
+                try:
+                    values[attribute] = kind(raw)
+                except ValueError:
+                    raise ConfigurationError(f"{key}={raw!r} is not a number; unset it or give e.g. "
+                                             f"{key}={5 if kind is int else 30}") from None
+        try:
+            return cls(**values)
+        except ValueError as exc:
+            raise ConfigurationError(f"Invalid retry settings from the environment: {exc}") from None
+
+    def pause(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first retry), without Retry-After."""
+        ceiling = min(self.max_backoff, self.backoff * 2 ** (retry - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class _TryFailed(Exception):
+    """One try of a request failed; carries the mapped error and what the retry loop needs to decide."""
+
+    def __init__(self, error: DevServerError, *, transient: bool = False, maybe_applied: bool = False,
+                 conflict: bool = False, timed_out: bool = False, retry_after: float | None = None,
+                 detail: str = "") -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.transient = transient  # another try may well succeed
+        self.maybe_applied = maybe_applied  # the server may have acted on it before failing
+        self.conflict = conflict  # 409 Conflict: the write was refused as a whole
+        self.timed_out = timed_out
+        self.retry_after = retry_after
+        self.detail = detail  # the server's message, for the give-up error
+
+
+RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (the apiserver sends seconds; an HTTP date is not honoured)."""
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds < math.inf else None
+
+
+def _safety(method: str, body: Any, content_type: str | None) -> Safety:
+    """The safety of a request that does not say (see ``Safety``)."""
+    if method == "GET":
+        return "read"
+    if method in ("PUT", "DELETE") or content_type in (MERGE_PATCH, APPLY_PATCH):
+        if method == "DELETE":
+            conditional = bool(isinstance(body, dict) and body.get("preconditions"))
+        else:
+            conditional = bool(isinstance(body, dict) and (body.get("metadata") or {}).get("resourceVersion"))
+        return "conditional" if conditional else "write"
+    if content_type == JSON_PATCH and isinstance(body, list) and body \
+            and all(isinstance(op, dict) and op.get("op") == "replace" for op in body):
+        return "write"
+    return "once"
+
+
+def _may_retry(safety: Safety, failure: _TryFailed) -> bool:
+    if failure.conflict:
+        return safety in ("write", "create")
+    if not failure.transient:
+        return False
+    if failure.maybe_applied:
+        return safety != "once"
+    return True
 
 
 # -- transport failures ---------------------------------------------------------------------------------
@@ -180,11 +363,15 @@ class Kube:
     Args:
         info: the resolved kubeconfig (``settings.load_kubeconfig``).
         timeout: seconds allowed per request (connect is capped at 10 s).
+        retry: how transient failures are retried (see the module docstring); default
+            ``RetryPolicy.from_env()``.
     """
 
-    def __init__(self, info: KubeconfigInfo, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, info: KubeconfigInfo, *, timeout: float = DEFAULT_TIMEOUT,
+                 retry: RetryPolicy | None = None) -> None:
         self.info = info
         self.timeout = timeout
+        self.retry = retry if retry is not None else RetryPolicy.from_env()
         self._api: ApiClient | None = None
 
     # -- plumbing ------------------------------------------------------------------------------------
@@ -206,8 +393,11 @@ class Kube:
                 raise ConfigurationError(
                     f"Cannot use context '{self.info.context}' of the kubeconfig ({self.info.path}): {exc}. "
                     f"If its credentials expired, log in again or fetch a fresh kubeconfig.") from exc
-            # One quick retry on connect errors; never retry a request that may have reached the server.
-            configuration.retries = urllib3.Retry(total=1, connect=1, read=0, redirect=0, status=0, other=0)
+            # One quick retry on connect errors; everything else is `_retrying`'s, which knows what is safe.
+            # Without respect_retry_after_header=False, urllib3 would take a 429 with Retry-After for a
+            # retry of its own and, with no status retries left, raise it as a connection error.
+            configuration.retries = urllib3.Retry(total=1, connect=1, read=0, redirect=0, status=0, other=0,
+                                                  respect_retry_after_header=False)
             self._api = ApiClient(configuration)
         return self._api
 
@@ -257,28 +447,99 @@ class Kube:
                 url += "?" + urlencode(pairs)
         return url
 
-    def _send(self, method: str, path: str, *, query: Sequence[tuple[str, Any]] | None = None, body: Any = None,
-              content_type: str | None = None, timeout: float | tuple[float, float | None] | None = None,
-              kind: str, name: str | None = None, namespace: str | None = None) -> Any:
-        """Send one request and return the urllib3 response (status 2xx), or raise a ``DevServerError``."""
+    def _transport_failure(self, exc: BaseException, timeout: float | None) -> _TryFailed:
+        """A network failure of one try: transient once a connection was made, final before that."""
+        import ssl
+
+        import urllib3
+
+        error = self.unreachable(exc, timeout)
+        chain = list(_exception_chain(exc))
+        not_connected = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError,
+                         urllib3.exceptions.NameResolutionError, urllib3.exceptions.SSLError, ssl.SSLError,
+                         ConnectionRefusedError)
+        if any(isinstance(e, not_connected) for e in chain):
+            return _TryFailed(error)
+        timed_out = any(isinstance(e, urllib3.exceptions.ReadTimeoutError | TimeoutError) for e in chain)
+        return _TryFailed(error, transient=True, maybe_applied=True, timed_out=timed_out)
+
+    def _status_failure(self, status: int, body: bytes | str | None, retry_after: str | None, *, kind: str,
+                        name: str | None, namespace: str | None) -> _TryFailed:
+        """A failed status of one try, mapped, with what the retry loop needs to know about it."""
+        reason, message, _ = _status_fields(body)
+        error = self.api_error(status, body, kind=kind, name=name, namespace=namespace)
+        return _TryFailed(error, transient=status in RETRIED_STATUSES, maybe_applied=status >= 500,
+                          conflict=status == 409 and reason != "AlreadyExists", retry_after=_retry_after(retry_after),
+                          detail=message or reason)
+
+    def _retrying(self, attempt: Callable[[], T], *, safety: Safety,
+                  settle: Callable[[DevServerError], Any] | None = None) -> T:
+        """Run ``attempt`` until it succeeds, fails for good, or the policy runs out (module docstring).
+
+        Args:
+            attempt: one try; raises ``_TryFailed``.
+            safety: what may be retried.
+            settle: asked about a final failure that follows a try which may have been applied: returns
+                the result that failure stands for (a DELETE's 404, a create's AlreadyExists for our own
+                object), or ``_UNSETTLED``.
+        """
+        policy = self.retry
+        start = policy.clock()
+        statuses: list[int] = []
+        tries = timeouts = 0
+        maybe_applied = False
+        while True:
+            tries += 1
+            try:
+                return attempt()
+            except _TryFailed as failure:
+                error = failure.error
+                if error.status:
+                    statuses.append(error.status)
+                retryable = _may_retry(safety, failure) and not (failure.timed_out and timeouts)
+                if not retryable and settle is not None and maybe_applied:
+                    settled = settle(error)
+                    if settled is not _UNSETTLED:
+                        return settled
+                timeouts += failure.timed_out
+                maybe_applied = maybe_applied or failure.maybe_applied
+                if not retryable:
+                    raise error from failure.__cause__
+                elapsed = policy.clock() - start
+                pause = max(policy.pause(tries), failure.retry_after or 0.0)
+                if tries >= policy.attempts or elapsed + pause > policy.total:
+                    if tries == 1:
+                        raise error from failure.__cause__
+                    raise cluster_kept_failing(error, server=self.info.server, attempts=tries, elapsed=elapsed,
+                                               statuses=statuses, detail=failure.detail) \
+                        from (failure.__cause__ or error)
+                log.debug("%s; try %d of %d again in %.2fs", error, tries + 1, policy.attempts, pause)
+                policy.sleep(pause)
+
+    def _send_once(self, method: str, path: str, *, query: Sequence[tuple[str, Any]] | None, body: Any,
+                   content_type: str | None, request_timeout: tuple[float, float | None], kind: str,
+                   name: str | None, namespace: str | None) -> Any:
+        """Send one request and return the urllib3 response (status 2xx), or raise ``_TryFailed``."""
         import urllib3
 
         headers = self._headers(method, path, content_type=content_type or ("application/json" if body is not None
                                                                             else None))
         url = self._url(path, query)
-        request_timeout = timeout if isinstance(timeout, tuple) else self._timeout(timeout)
         try:
             response = self.api.rest_client.request(method, url, headers=headers, body=body,
                                                     _request_timeout=request_timeout)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise self.unreachable(exc, request_timeout[1]) from exc
+            raise self._transport_failure(exc, request_timeout[1]) from exc
         except Exception as exc:
             from kubernetes.client.exceptions import ApiException
 
             if isinstance(exc, ApiException):
-                if not exc.status:
-                    raise self.unreachable(exc, request_timeout[1]) from exc
-                raise self.api_error(exc.status, exc.body, kind=kind, name=name, namespace=namespace) from exc
+                if not exc.status:  # the client's wrapping of a TLS failure: nothing was sent
+                    raise _TryFailed(self.unreachable(exc, request_timeout[1])) from exc
+                answer_headers = getattr(exc, "headers", None)
+                retry_after = answer_headers.get("Retry-After") if answer_headers is not None else None
+                raise self._status_failure(exc.status, exc.body, retry_after, kind=kind, name=name,
+                                           namespace=namespace) from exc
             raise
         raw = response.response
         if not 200 <= response.status <= 299:
@@ -288,34 +549,60 @@ class Kube:
                 data = b""
             finally:
                 raw.release_conn()
-            raise self.api_error(response.status, data, kind=kind, name=name, namespace=namespace)
+            raise self._status_failure(response.status, data, raw.headers.get("Retry-After"), kind=kind, name=name,
+                                       namespace=namespace)
         return raw
 
-    def request(self, method: str, path: str, *, query: Sequence[tuple[str, Any]] | None = None, body: Any = None,
-                content_type: str | None = None, timeout: float | None = None, kind: str,
-                name: str | None = None, namespace: str | None = None) -> Any:
-        """One JSON request; returns the decoded body (``None`` when empty).
+    def _send(self, method: str, path: str, *, query: Sequence[tuple[str, Any]] | None = None, body: Any = None,
+              content_type: str | None = None, timeout: float | tuple[float, float | None] | None = None,
+              kind: str, name: str | None = None, namespace: str | None = None, safety: Safety = "read") -> Any:
+        """Send a request, retried as its ``safety`` allows, and return the urllib3 response (status 2xx).
+
+        For streams (watch, logs): only the connect is retried; the caller reads the body.
 
         Raises:
             DevServerError: the mapped API status or transport failure.
         """
+        request_timeout = timeout if isinstance(timeout, tuple) else self._timeout(timeout)
+        return self._retrying(lambda: self._send_once(method, path, query=query, body=body,
+                                                      content_type=content_type, request_timeout=request_timeout,
+                                                      kind=kind, name=name, namespace=namespace), safety=safety)
+
+    def request(self, method: str, path: str, *, query: Sequence[tuple[str, Any]] | None = None, body: Any = None,
+                content_type: str | None = None, timeout: float | None = None, kind: str,
+                name: str | None = None, namespace: str | None = None, safety: Safety | None = None,
+                settle: Callable[[DevServerError], Any] | None = None) -> Any:
+        """One JSON request, retried as its safety allows; returns the decoded body (``None`` when empty).
+
+        Args:
+            safety: what may be retried (``Safety``); default: judged from the method, body and content type.
+            settle: see ``_retrying``.
+
+        Raises:
+            DevServerError: the mapped API status or transport failure (after the retries, if any).
+        """
         import urllib3
 
-        raw = self._send(method, path, query=query, body=body, content_type=content_type, timeout=timeout,
-                         kind=kind, name=name, namespace=namespace)
-        try:
-            data = raw.read()
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise self.unreachable(exc, timeout) from exc
-        finally:
-            raw.release_conn()
-        if not data:
-            return None
-        try:
-            return json.loads(data)
-        except ValueError as exc:
-            raise ServerError(f"The cluster answered {method} {path} with something that is not JSON: "
-                              f"{_short(data.decode('utf-8', 'replace'))}") from exc
+        request_timeout = self._timeout(timeout)
+
+        def once() -> Any:
+            raw = self._send_once(method, path, query=query, body=body, content_type=content_type,
+                                  request_timeout=request_timeout, kind=kind, name=name, namespace=namespace)
+            try:
+                data = raw.read()
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise self._transport_failure(exc, request_timeout[1]) from exc
+            finally:
+                raw.release_conn()
+            if not data:
+                return None
+            try:
+                return json.loads(data)
+            except ValueError as exc:
+                raise ServerError(f"The cluster answered {method} {path} with something that is not JSON: "
+                                  f"{_short(data.decode('utf-8', 'replace'))}") from exc
+
+        return self._retrying(once, safety=safety or _safety(method, body, content_type), settle=settle)
 
     # -- objects -------------------------------------------------------------------------------------
 
@@ -334,10 +621,40 @@ class Kube:
 
     def create(self, resource: Resource, manifest: dict[str, Any], *, namespace: str | None = None,
                timeout: float | None = None) -> dict[str, Any]:
-        """POST a new object; returns it as stored."""
-        name = (manifest.get("metadata") or {}).get("name")
-        return self.request("POST", resource.path(namespace), body=manifest, kind=resource.kind, name=name,
-                            namespace=namespace, timeout=timeout, query=[("fieldValidation", "Strict")])
+        """POST a new object; returns it as stored.
+
+        A named object is stamped with ``CREATE_TOKEN_ANNOTATION`` (a random token, or the one the manifest
+        already carries), so that a retry answered AlreadyExists can tell our own earlier try, committed
+        before its answer was lost, from a name someone else took (module docstring, "Retries").
+
+        Raises:
+            AlreadyExistsError: the name is taken by an object this call did not create.
+        """
+        metadata = dict(manifest.get("metadata") or {})
+        name = metadata.get("name")
+        path = resource.path(namespace)
+        query = [("fieldValidation", "Strict")]
+        if not name:  # generateName: a second try would make a second object
+            return self.request("POST", path, body=manifest, kind=resource.kind, namespace=namespace,
+                                timeout=timeout, query=query, safety="once")
+        annotations = dict(metadata.get("annotations") or {})
+        token = annotations.setdefault(CREATE_TOKEN_ANNOTATION, secrets.token_hex(8))
+        body = {**manifest, "metadata": {**metadata, "annotations": annotations}}
+
+        def ours(error: DevServerError) -> Any:
+            if not isinstance(error, AlreadyExistsError):
+                return _UNSETTLED
+            try:
+                existing = self.get(resource, name, namespace=namespace, timeout=timeout)
+            except NotFoundError:  # created by our try, then deleted by someone: the name is free again
+                return _UNSETTLED
+            found = ((existing.get("metadata") or {}).get("annotations") or {}).get(CREATE_TOKEN_ANNOTATION)
+            return existing if found == token else _UNSETTLED
+
+        created: dict[str, Any] = self.request("POST", path, body=body, kind=resource.kind, name=name,
+                                               namespace=namespace, timeout=timeout, query=query,
+                                               safety="create", settle=ours)
+        return created
 
     def patch(self, resource: Resource, name: str, patch: Any, *, namespace: str | None = None,
               content_type: str = MERGE_PATCH, subresource: str | None = None,
@@ -351,9 +668,14 @@ class Kube:
                propagation: str = "Background", timeout: float | None = None) -> dict[str, Any] | None:
         """DELETE an object; returns the server's answer (the object, or a Status)."""
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
+
+        def gone(error: DevServerError) -> Any:
+            # 404 after a try that may have reached the server: that try deleted it.
+            return None if isinstance(error, NotFoundError) else _UNSETTLED
+
         result: dict[str, Any] | None = self.request("DELETE", resource.path(namespace, name), body=body,
                                                      kind=resource.kind, name=name, namespace=namespace,
-                                                     timeout=timeout)
+                                                     timeout=timeout, settle=gone)
         return result
 
     def watch(self, resource: Resource, *, namespace: str | None = None, field_selector: str | None = None,
@@ -362,10 +684,12 @@ class Kube:
         """Watch events (``ADDED``, ``MODIFIED``, ``DELETED``, ``BOOKMARK``) as ``(type, object)``.
 
         The server ends the stream after ``timeout_seconds``; the read timeout is 5 s longer, so a silent
-        dead connection cannot block the caller forever.
+        dead connection cannot block the caller forever. The connect is retried like any read; what happens
+        to the stream after that is the caller's to handle (``follow`` does).
 
         Raises:
             WatchExpired: the resourceVersion is too old; list again.
+            WatchDropped: the connection broke mid-stream; watch again from the last resourceVersion.
             DevServerError: any other failure.
         """
         import urllib3
@@ -391,9 +715,74 @@ class Kube:
             if buffer.strip():
                 yield self._watch_event(buffer, resource, namespace)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise self.unreachable(exc, timeout_seconds + 5.0) from exc
+            error = self.unreachable(exc, timeout_seconds + 5.0)
+            raise WatchDropped(error.message, context=error.context, server=error.server) from exc
         finally:
             raw.release_conn()
+
+    def follow(self, resource: Resource, *, namespace: str | None = None, field_selector: str | None = None,
+               label_selector: str | None = None, resource_version: str | None = None,
+               seen: Iterable[dict[str, Any]] = (), timeout: float) -> Generator[tuple[str, dict[str, Any]], None, None]:
+        """Events for ``timeout`` seconds, across the ends of watch streams (a list-then-watch loop).
+
+        Without ``resource_version`` it starts with a LIST, whose items come first as ``ADDED``. A stream
+        that ends (the server's timeout, a load balancer, a dropped connection) is resumed from the last
+        resourceVersion seen, bookmarks included; a 410 Gone lists again and yields the difference from
+        what was known as ``ADDED``, ``MODIFIED`` and ``DELETED`` events. The caller may stop at any time.
+
+        Args:
+            resource_version: where to start watching, e.g. that of the caller's own GET or LIST.
+            seen: the objects the caller already knows at ``resource_version``, so that a relist can
+                report their deletion.
+            timeout: seconds to follow for.
+
+        Raises:
+            DevServerError: a request failed for good (after its retries), or the stream kept dropping
+                (more than the policy's attempts in a row without an event).
+        """
+        policy = self.retry
+        deadline = policy.clock() + timeout
+        known = {_object_key(obj): obj for obj in seen}
+        version = resource_version
+        drops = 0
+        while (remaining := deadline - policy.clock()) > 0:
+            if version is None:
+                listing = self.list(resource, namespace=namespace, label_selector=label_selector,
+                                    field_selector=field_selector)
+                version = str((listing.get("metadata") or {}).get("resourceVersion") or "") or None
+                yield from _relisted(known, listing.get("items") or [])
+                if version is None:  # a server that cannot say where its list stands: nothing to resume from
+                    raise ServerError(f"The cluster listed {resource.plural} without a resourceVersion; "
+                                      f"cannot watch them.")
+                continue
+            started, events = policy.clock(), 0
+            try:
+                for event, obj in self.watch(resource, namespace=namespace, field_selector=field_selector,
+                                             label_selector=label_selector, resource_version=version,
+                                             timeout_seconds=max(1, math.ceil(remaining))):
+                    events += 1
+                    drops = 0
+                    version = str((obj.get("metadata") or {}).get("resourceVersion") or "") or version
+                    if event == "DELETED":
+                        known.pop(_object_key(obj), None)
+                    elif event != "BOOKMARK":
+                        known[_object_key(obj)] = obj
+                    yield event, obj
+                    if policy.clock() >= deadline:
+                        return
+            except WatchExpired:
+                version = None
+                continue
+            except WatchDropped:
+                drops += 1
+                if drops >= policy.attempts:
+                    raise
+                policy.sleep(min(policy.pause(drops), max(0.0, deadline - policy.clock())))
+                continue
+            if not events and policy.clock() - started < 1.0:
+                # A stream ended at once, with nothing in it: do not come straight back.
+                drops += 1
+                policy.sleep(min(policy.pause(drops), max(0.0, deadline - policy.clock())))
 
     def _watch_event(self, line: bytes, resource: Resource, namespace: str | None) -> tuple[str, dict[str, Any]]:
         event = json.loads(line)
@@ -402,6 +791,9 @@ class Kube:
             code = int(obj.get("code") or 500)
             if code == 410:
                 raise WatchExpired(f"The watch on {resource.plural} expired: {obj.get('message')}", status=410)
+            if code in RETRIED_STATUSES:  # the server's end of the stream failed, not the watch itself
+                raise WatchDropped(f"The watch on {resource.plural} broke ({code}): {obj.get('message')}",
+                                   context=self.info.context, server=self.info.server)
             raise self.api_error(code, json.dumps(obj), kind=resource.kind, name=None, namespace=namespace)
         return kind, obj
 
@@ -494,7 +886,7 @@ class Kube:
                 "metadata": {"name": "devservers-sdk-whoami"}}
         try:
             review = self.request("POST", SELF_SUBJECT_REVIEWS.path(None), body=body,
-                                  kind=SELF_SUBJECT_REVIEWS.kind)
+                                  kind=SELF_SUBJECT_REVIEWS.kind, safety="read")  # a question, not a write
         except (NotFoundError, PermissionDeniedError):
             return None
         username = ((review or {}).get("status") or {}).get("userInfo", {}).get("username")
@@ -505,6 +897,29 @@ def _query_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _object_key(obj: dict[str, Any]) -> tuple[str, str]:
+    metadata = obj.get("metadata") or {}
+    return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+
+
+def _relisted(known: dict[tuple[str, str], dict[str, Any]],
+              items: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """The events that turn ``known`` into ``items`` (a fresh LIST); updates ``known`` in place."""
+    current = {_object_key(item): item for item in items}
+    events: list[tuple[str, dict[str, Any]]] = []
+    for key in [key for key in known if key not in current]:
+        events.append(("DELETED", known.pop(key)))
+    for key, item in current.items():
+        before = known.get(key)
+        if before is None:
+            events.append(("ADDED", item))
+        elif (before.get("metadata") or {}).get("resourceVersion") != (item.get("metadata") or {}).get(
+                "resourceVersion"):
+            events.append(("MODIFIED", item))
+        known[key] = item
+    return events
 
 
 # -- pods/exec over WebSocket ----------------------------------------------------------------------------

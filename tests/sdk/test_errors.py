@@ -103,13 +103,15 @@ def test_tree_matches_the_docstring() -> None:
     drawn = re.findall(r"^\s*[│ ]*[├└]── (\w+)", doc, flags=re.MULTILINE)
     public = {name for name in errors.__all__ if name.endswith("Error") and name != "DevServerError"}
     assert set(drawn) == public
+    parents: list[type] = [DevServerError]  # by depth: the class drawn last at each depth
     for line in doc.splitlines():
         match = re.match(r"^(\s*)([│ ]*)[├└]── (\w+)", line)
         if match:
             depth = len(match.group(2)) // 4
             cls = getattr(errors, match.group(3))
-            expected_parent = NotFoundError if depth == 1 else DevServerError
-            assert cls.__mro__[1] is expected_parent, cls
+            assert cls.__mro__[1] is parents[depth], cls
+            del parents[depth + 1:]
+            parents.append(cls)
 
 
 def test_error_attributes() -> None:
