@@ -19,7 +19,7 @@ from IPython.core.error import UsageError
 from devservers_sdk.client import DevServerClient
 from devservers_sdk.launch import LaunchHandle
 from tests.launch.conftest import EXAMPLE, FLAVOR, READY_TIMEOUT, SCRIPTS, DistributedServer, leftovers
-from tests.magics.magic_support import CellRun, Recorder, wait_until
+from tests.magics.magic_support import CellRun, Recorder, shell_pointed_at, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -52,11 +52,8 @@ def ipython() -> Any:
 @pytest.fixture
 def shell(ipython: Any, ddp: DistributedServer) -> Iterator[Any]:
     """The shell configured, through ``%config``, for the namespace of the module's distributed DevServer."""
-    ipython.run_line_magic("config", f"DevServerMagics.kubeconfig = {ddp.kubeconfig!r}")
-    ipython.run_line_magic("config", f"DevServerMagics.namespace = {ddp.namespace!r}")
-    yield ipython
-    ipython.run_line_magic("config", "DevServerMagics.namespace = None")
-    ipython.run_line_magic("config", "DevServerMagics.kubeconfig = None")
+    with shell_pointed_at(ipython, ddp.kubeconfig, ddp.namespace) as configured:
+        yield configured
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ if importlib.util.find_spec("devservers_magics") is None:  # until pyproject.tom
     sys.path.insert(0, str(REPO / "magics"))
 
 from devservers_sdk.client import DevServerClient  # noqa: E402
-from tests.magics.magic_support import READY_TIMEOUT, CellRun, Recorder  # noqa: E402
+from tests.magics.magic_support import READY_TIMEOUT, CellRun, Recorder, shell_pointed_at  # noqa: E402
 from tests.platform_fixture import KUBECTL, Platform  # noqa: E402
 
 
@@ -41,11 +41,8 @@ def ipython() -> Any:
 @pytest.fixture
 def shell(ipython: Any, platform: Platform, namespace: str) -> Iterator[Any]:
     """The shell configured, through ``%config``, for this test's namespace of the platform."""
-    ipython.run_line_magic("config", f"DevServerMagics.kubeconfig = {platform.kubeconfig!r}")
-    ipython.run_line_magic("config", f"DevServerMagics.namespace = {namespace!r}")
-    yield ipython
-    ipython.run_line_magic("config", "DevServerMagics.namespace = None")
-    ipython.run_line_magic("config", "DevServerMagics.kubeconfig = None")
+    with shell_pointed_at(ipython, platform.kubeconfig, namespace) as shell:
+        yield shell
 
 
 @pytest.fixture
@@ -93,11 +90,8 @@ def running(platform: Platform, request: pytest.FixtureRequest) -> Iterator[Runn
 
 @pytest.fixture
 def running_shell(ipython: Any, running: RunningServer) -> Iterator[Any]:
-    ipython.run_line_magic("config", f"DevServerMagics.kubeconfig = {running.kubeconfig!r}")
-    ipython.run_line_magic("config", f"DevServerMagics.namespace = {running.namespace!r}")
-    yield ipython
-    ipython.run_line_magic("config", "DevServerMagics.namespace = None")
-    ipython.run_line_magic("config", "DevServerMagics.kubeconfig = None")
+    with shell_pointed_at(ipython, running.kubeconfig, running.namespace) as shell:
+        yield shell
 
 
 @pytest.fixture

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,19 @@ import pytest
 
 READY_TIMEOUT = 90.0
 """Seconds the operator gets to bring a DevServer to Running."""
+
+
+@contextlib.contextmanager
+def shell_pointed_at(shell: Any, kubeconfig: str, namespace: str) -> Iterator[Any]:
+    """``shell`` with the magics configured, through ``%config``, for one cluster and namespace, and reset
+    afterwards: the shell is the process's one, shared by every test."""
+    shell.run_line_magic("config", f"DevServerMagics.kubeconfig = {kubeconfig!r}")
+    shell.run_line_magic("config", f"DevServerMagics.namespace = {namespace!r}")
+    try:
+        yield shell
+    finally:
+        shell.run_line_magic("config", "DevServerMagics.namespace = None")
+        shell.run_line_magic("config", "DevServerMagics.kubeconfig = None")
 
 
 class Recorder(io.TextIOBase):
