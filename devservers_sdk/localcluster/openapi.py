@@ -50,12 +50,14 @@ import copy
 import functools
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from devservers_sdk.localcluster.discovery import GIT_VERSION
 from devservers_sdk.localcluster.resources import VIRTUAL_KINDS, ResourceRegistry, ResourceType
+
+T = TypeVar("T")
 
 REF_PREFIX = "#/components/schemas/"
 _SCHEMAS_FILE = Path(__file__).with_name("builtin_schemas.json")
@@ -132,32 +134,44 @@ def _flatten(schema: dict[str, Any], components: dict[str, dict[str, Any]]) -> d
     return schema
 
 
-_FLAT_REFS: dict[str, dict[str, Any]] = {}
-_FLAT_NODES: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+class BuiltinSchemaMemo(Generic[T]):
+    """``compute(node)`` remembered for nodes of the built-in schemas, which are loaded once and never change.
+
+    Every write of a built-in object walks its whole schema (decoding checks, strict field checks), and
+    following the same refs on every write was a large share of the API server's CPU under load. Pure refs
+    (``{"$ref": X}``, often built afresh by callers) are keyed by their target; other nodes by identity, the
+    entry holding the node so that its id is never reused.
+    """
+
+    def __init__(self, compute: Callable[[dict[str, Any]], T]) -> None:
+        self._compute = compute
+        self._by_ref: dict[str, T] = {}
+        self._by_node: dict[int, tuple[dict[str, Any], T]] = {}
+
+    def __call__(self, schema: dict[str, Any]) -> T:
+        if len(schema) == 1 and isinstance(schema.get("$ref"), str):
+            ref = schema["$ref"]
+            if ref not in self._by_ref:
+                self._by_ref[ref] = self._compute(schema)
+            return self._by_ref[ref]
+        node = self._by_node.get(id(schema))
+        if node is not None and node[0] is schema:
+            return node[1]
+        value = self._compute(schema)
+        self._by_node[id(schema)] = (schema, value)
+        return value
+
+
+_flattened_builtin = BuiltinSchemaMemo(lambda schema: _flatten(schema, builtin_components()))
 
 
 def _flattened(schema: dict[str, Any], components: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """``_flatten``, remembered for the built-in schemas (loaded once, never changed).
-
-    Strict field validation walks the whole schema of every built-in object written; following the same
-    refs on every write was a large share of the API server's CPU under load. Pure refs are keyed by
-    target, other nodes by identity (the entry keeps the node alive so its id is never reused).
-    """
+    """``_flatten``, remembered for the built-in schemas (``BuiltinSchemaMemo``)."""
     if "$ref" not in schema and "allOf" not in schema:
         return schema
     if components is not builtin_components():
         return _flatten(schema, components)
-    if len(schema) == 1 and isinstance(schema.get("$ref"), str):
-        flat = _FLAT_REFS.get(schema["$ref"])
-        if flat is None:
-            flat = _FLAT_REFS[schema["$ref"]] = _flatten(schema, components)
-        return flat
-    node = _FLAT_NODES.get(id(schema))
-    if node is not None and node[0] is schema:
-        return node[1]
-    flat = _flatten(schema, components)
-    _FLAT_NODES[id(schema)] = (schema, flat)
-    return flat
+    return _flattened_builtin(schema)
 
 
 def _walk(

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import admission, errors, schema
+from . import admission, errors, openapi, schema
 from .resources import VIRTUAL_KINDS, ResourceType
 from .store import copy_document
 
@@ -250,17 +250,8 @@ _TYPE_CHECKS: dict[str, Callable[[Any], bool]] = {
     "object": lambda v: isinstance(v, dict),
 }
 
-# Resolutions of built-in schema nodes, which never change once loaded: every write of a built-in object
-# walks its whole schema, and following the same $refs again on each write was the largest part of
-# the API server's CPU in a burst of pod updates. Pure refs are keyed by their target; other nodes by
-# identity, the entry holding the node so that its id is never reused.
-_RESOLVED_REFS: dict[str, tuple[dict[str, Any], str | None]] = {}
-_RESOLVED_NODES: dict[int, tuple[dict[str, Any], dict[str, Any], str | None]] = {}
-
 
 def _resolve_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-    from . import openapi
-
     type_name = None
     for _ in range(64):
         if "$ref" in schema:
@@ -274,22 +265,14 @@ def _resolve_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], str | None]
     return schema, type_name
 
 
+_resolved_builtin = openapi.BuiltinSchemaMemo(_resolve_schema)
+
+
 def _resolved_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """``_resolve_schema``, remembered: these are the built-in schemas (``openapi.BuiltinSchemaMemo``)."""
     if "$ref" not in schema and "allOf" not in schema:
         return schema, None
-    if len(schema) == 1:
-        ref = schema.get("$ref")
-        if isinstance(ref, str):
-            hit = _RESOLVED_REFS.get(ref)
-            if hit is None:
-                hit = _RESOLVED_REFS[ref] = _resolve_schema(schema)
-            return hit
-    node = _RESOLVED_NODES.get(id(schema))
-    if node is not None and node[0] is schema:
-        return node[1], node[2]
-    resolved, type_name = _resolve_schema(schema)
-    _RESOLVED_NODES[id(schema)] = (schema, resolved, type_name)
-    return resolved, type_name
+    return _resolved_builtin(schema)
 
 
 def _decoding_error(schema: dict[str, Any], value: Any, path: str, struct: str) -> str | None:
