@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from devservers_sdk.localcluster.faults import FaultSettings
+from devservers_sdk.localcluster.apiserver.faults import FaultSettings
 from tests.reliability.workload import Report, plan, run_scenario
 
 DEFAULT_FAULTS = "error=0.03,throttle=0.01,conflict=0.01,watch_cut=2,compact_every=10"

@@ -1,4 +1,4 @@
-"""Generate ``devservers_sdk/localcluster/builtin_schemas.json`` from the official ``kubernetes`` client.
+"""Generate ``devservers_sdk/localcluster/apiserver/builtin_schemas.json`` from the official ``kubernetes`` client.
 
 The emulator needs the OpenAPI schemas of the built-in kinds it serves, for two things: the per-group
 ``/openapi/v3/...`` documents that kubectl reads, and ``fieldValidation=Strict`` (rejecting
@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-OUTPUT = REPO / "devservers_sdk" / "localcluster" / "builtin_schemas.json"
+OUTPUT = REPO / "devservers_sdk" / "localcluster" / "apiserver" / "builtin_schemas.json"
 REF_PREFIX = "#/components/schemas/"
 
 _CLASS_NAME = re.compile(
@@ -369,7 +369,7 @@ def _model_schema(cls_name: str, namer: _Namer) -> dict[str, Any]:
 def build() -> dict[str, Any]:
     """The document written to builtin_schemas.json (pure; the freshness test calls it too)."""
     sys.path.insert(0, str(REPO))
-    from devservers_sdk.localcluster.resources import BUILTIN_TYPES
+    from devservers_sdk.localcluster.apiserver.resources import BUILTIN_TYPES
 
     # autoscaling/v1 goes before core, which also returns Scale (for replicationcontrollers/scale) but
     # whose own types autoscaling/v1 never reaches.
@@ -434,7 +434,9 @@ def build() -> dict[str, Any]:
 
     return {
         "generator": "tools/generate_builtin_schemas.py",
-        "source": f"kubernetes python client {kubernetes.__version__}",
+        # The major version only: it names the Kubernetes API the models describe (37 = 1.37), and a patch
+        # release of the client, which a fresh install picks up, must not make the committed file stale.
+        "source": f"kubernetes python client {kubernetes.__version__.split('.')[0]}",
         "kinds": dict(sorted(kinds.items())),
         "schemas": dict(sorted(schemas.items())),
     }

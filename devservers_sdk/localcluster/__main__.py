@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .cluster import serve
-from .faults import FaultSettings
+from .apiserver.faults import FaultSettings
 
 
 def _capacity(values: list[str]) -> dict[str, str]:

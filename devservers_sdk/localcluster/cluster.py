@@ -26,10 +26,10 @@ import yaml
 from aiohttp import web
 
 from . import tls
-from .api import ClusterAPI
-from .controllers import Controllers
-from .faults import FaultSettings
-from .server import ApiServer
+from .apiserver.api import ClusterAPI
+from .apiserver.faults import FaultSettings
+from .apiserver.server import ApiServer
+from .controllers.manager import Controllers
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,7 +75,7 @@ class ClusterRuntime:
         self.controllers = Controllers(self.api, state_dir=state_dir)
         self.kubelet: Any = None
         if kubelet:
-            from .kubelet import Kubelet
+            from .node.kubelet import Kubelet
 
             self.kubelet = Kubelet(self.api, state_dir=state_dir, capacity=node_capacity)
         tokens = {self.token: {"username": ADMIN_USER, "groups": ["system:masters", "system:authenticated"]}}

@@ -29,8 +29,8 @@ from devservers_sdk.client import DevServerClient
 from devservers_sdk.kube import DEVSERVERS, Kube, Resource
 from devservers_sdk.lightweight_read import FullClientRequired, list_devservers
 from devservers_sdk.localcluster import tls
+from devservers_sdk.localcluster.apiserver.faults import FaultSettings
 from devservers_sdk.localcluster.cluster import LocalCluster
-from devservers_sdk.localcluster.faults import FaultSettings
 from devservers_sdk.settings import load_kubeconfig
 from tests.platform_fixture import apply_crds_and_flavors
 

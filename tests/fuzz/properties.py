@@ -34,8 +34,8 @@ from pydantic import ValidationError
 
 from devservers_sdk import DevServerClient, DevServerError, FlavorNotFoundError, InvalidSpecError, crds
 from devservers_sdk.lifecycle import desired_stopped, plan
-from devservers_sdk.localcluster.api import ClusterAPI
-from devservers_sdk.localcluster.errors import StatusError
+from devservers_sdk.localcluster.apiserver.api import ClusterAPI
+from devservers_sdk.localcluster.apiserver.errors import StatusError
 from devservers_sdk.manifests import OperatorConfig, build_objects
 from devservers_sdk.models import DevServer, DevServerFlavor
 from devservers_sdk.status import derive_status

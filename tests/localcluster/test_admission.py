@@ -20,7 +20,7 @@ import yaml
 from kubernetes import client, config
 
 from devservers_sdk.localcluster import LocalCluster
-from devservers_sdk.localcluster.cel import CelCompileError, CelEvalError, compile_expression
+from devservers_sdk.localcluster.apiserver.cel import CelCompileError, CelEvalError, compile_expression
 
 pytestmark = pytest.mark.emulator_only
 

@@ -38,13 +38,13 @@ def test_committed_builtin_schemas_are_fresh(generated: tuple[ModuleType, dict[s
     expected = generator.render(document)
     committed = generator.OUTPUT.read_text(encoding="utf-8")
     assert committed == expected, (
-        "devservers_sdk/localcluster/builtin_schemas.json is stale: "
+        "devservers_sdk/localcluster/apiserver/builtin_schemas.json is stale: "
         "run `.venv/bin/python tools/generate_builtin_schemas.py` and commit the result"
     )
 
 
 def test_generated_kinds_cover_builtin_types(generated: tuple[ModuleType, dict[str, Any]]) -> None:
-    from devservers_sdk.localcluster.resources import BUILTIN_TYPES
+    from devservers_sdk.localcluster.apiserver.resources import BUILTIN_TYPES
 
     kinds = generated[1]["kinds"]
     for rt in BUILTIN_TYPES:

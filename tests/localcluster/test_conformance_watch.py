@@ -10,7 +10,7 @@ import pytest
 from conformance_support import Clients, assert_status, clients_for, raises_status
 from kubernetes import watch
 
-from devservers_sdk.localcluster import server
+from devservers_sdk.localcluster.apiserver import server
 from devservers_sdk.localcluster.pytest_plugin import ClusterHandle
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from devservers_sdk.localcluster import discovery
-from devservers_sdk.localcluster.resources import ResourceRegistry, types_from_crd
+from devservers_sdk.localcluster.apiserver import discovery
+from devservers_sdk.localcluster.apiserver.resources import ResourceRegistry, types_from_crd
 
 # What kubectl 1.37 sends on /api and /apis.
 KUBECTL_ACCEPT = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"

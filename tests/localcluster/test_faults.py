@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client, config, watch
 
 from devservers_sdk.localcluster import LocalCluster
-from devservers_sdk.localcluster.faults import FaultSettings
+from devservers_sdk.localcluster.apiserver.faults import FaultSettings
 
 pytestmark = pytest.mark.emulator_only
 

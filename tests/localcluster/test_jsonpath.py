@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from devservers_sdk.localcluster.jsonpath import JSONPathError, evaluate, parse
+from devservers_sdk.localcluster.apiserver.jsonpath import JSONPathError, evaluate, parse
 
 POD = {
     "apiVersion": "v1",

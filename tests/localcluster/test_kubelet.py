@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from devservers_sdk.localcluster import sandbox
-from devservers_sdk.localcluster.api import ClusterAPI
-from devservers_sdk.localcluster.errors import StatusError
-from devservers_sdk.localcluster.kubelet import Kubelet
+from devservers_sdk.localcluster.apiserver.api import ClusterAPI
+from devservers_sdk.localcluster.apiserver.errors import StatusError
+from devservers_sdk.localcluster.node import sandbox
+from devservers_sdk.localcluster.node.kubelet import Kubelet
 
 pytestmark = pytest.mark.emulator_only
 
@@ -855,8 +855,8 @@ def test_nothing_survives_a_sigkilled_cluster(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import asyncio, sys
         from pathlib import Path
-        from devservers_sdk.localcluster.api import ClusterAPI
-        from devservers_sdk.localcluster.kubelet import Kubelet
+        from devservers_sdk.localcluster.apiserver.api import ClusterAPI
+        from devservers_sdk.localcluster.node.kubelet import Kubelet
 
         async def main():
             api = ClusterAPI()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from devservers_sdk.localcluster import sandbox
-from devservers_sdk.localcluster.kubelet import (
+from devservers_sdk.localcluster.node import sandbox
+from devservers_sdk.localcluster.node.kubelet import (
     Backoff,
     _pump,
     _service_env,

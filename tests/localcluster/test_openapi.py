@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from devservers_sdk.localcluster import openapi
-from devservers_sdk.localcluster.resources import ResourceRegistry, ResourceType, types_from_crd
+from devservers_sdk.localcluster.apiserver import openapi
+from devservers_sdk.localcluster.apiserver.resources import ResourceRegistry, ResourceType, types_from_crd
 
 CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",

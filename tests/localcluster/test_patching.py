@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from devservers_sdk.localcluster.patching import (
+from devservers_sdk.localcluster.apiserver.patching import (
     MalformedPatch,
     PatchError,
     PatchFailed,

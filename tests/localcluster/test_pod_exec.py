@@ -29,7 +29,7 @@ from kubernetes import client
 from kubernetes.stream import stream
 from multidict import MultiDict
 
-from devservers_sdk.localcluster import pod_exec
+from devservers_sdk.localcluster.node import pod_exec
 from tests.localcluster.served_app import ServerThread
 
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))

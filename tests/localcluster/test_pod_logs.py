@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 from kubernetes import client
 from multidict import MultiDict
 
-from devservers_sdk.localcluster import errors, pod_logs
+from devservers_sdk.localcluster.apiserver import errors
+from devservers_sdk.localcluster.node import pod_logs
 from tests.localcluster.served_app import ServerThread
 
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from devservers_sdk.localcluster.scheduler import (
+from devservers_sdk.localcluster.controllers.scheduler import (
     claim_problems,
     filter_node,
     int_value,

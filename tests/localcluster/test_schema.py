@@ -7,8 +7,14 @@ from typing import Any
 
 import pytest
 
-from devservers_sdk.localcluster import schema
-from devservers_sdk.localcluster.schema import apply_defaults, go_float, prune, structural_errors, validate
+from devservers_sdk.localcluster.apiserver import schema
+from devservers_sdk.localcluster.apiserver.schema import (
+    apply_defaults,
+    go_float,
+    prune,
+    structural_errors,
+    validate,
+)
 
 WIDGET_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -356,7 +362,7 @@ def test_one_of_all_of_and_not() -> None:
 
 
 def test_causes_fit_errors_invalid() -> None:
-    from devservers_sdk.localcluster.errors import invalid
+    from devservers_sdk.localcluster.apiserver.errors import invalid
 
     error = invalid("Widget", "w1", validate(WIDGET_SCHEMA, widget(replicas=0)), group="example.com")
     assert error.code == 422

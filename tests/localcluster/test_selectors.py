@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from devservers_sdk.localcluster.selectors import (
+from devservers_sdk.localcluster.apiserver.selectors import (
     FieldSelector,
     LabelSelector,
     Requirement,

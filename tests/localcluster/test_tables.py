@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from devservers_sdk.localcluster.tables import human_duration, parse_time, table_for
+from devservers_sdk.localcluster.apiserver.tables import human_duration, parse_time, table_for
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 

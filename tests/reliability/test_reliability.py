@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from devservers_sdk.localcluster.faults import FaultSettings
+from devservers_sdk.localcluster.apiserver.faults import FaultSettings
 from tests.reliability.workload import Report, plan, run_scenario
 
 pytestmark = [pytest.mark.slow, pytest.mark.emulator_only]

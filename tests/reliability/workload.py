@@ -49,8 +49,8 @@ import yaml
 from devservers_sdk.client import DevServerClient
 from devservers_sdk.errors import DevServerError, DevServerNotReadyError, ExecError
 from devservers_sdk.kube import DEVSERVERS, EVENTS, PODS, Kube, Resource, RetryPolicy
+from devservers_sdk.localcluster.apiserver.faults import FaultSettings
 from devservers_sdk.localcluster.cluster import LocalCluster
-from devservers_sdk.localcluster.faults import FaultSettings
 from devservers_sdk.quantities import parse_quantity
 from devservers_sdk.settings import load_kubeconfig
 

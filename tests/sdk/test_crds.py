@@ -16,8 +16,8 @@ import yaml
 from pydantic import ValidationError
 
 from devservers_sdk import crds
-from devservers_sdk.localcluster.jsonpath import evaluate
-from devservers_sdk.localcluster.schema import apply_defaults, prune, structural_errors, validate
+from devservers_sdk.localcluster.apiserver.jsonpath import evaluate
+from devservers_sdk.localcluster.apiserver.schema import apply_defaults, prune, structural_errors, validate
 from devservers_sdk.models import MAX_NAME_LENGTH, DevServer, DevServerFlavor
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,8 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from devservers_sdk.errors import InvalidSpecError
-from devservers_sdk.localcluster import openapi, strategies
-from devservers_sdk.localcluster.resources import ResourceRegistry, ResourceType
+from devservers_sdk.localcluster.apiserver import openapi, strategies
+from devservers_sdk.localcluster.apiserver.resources import ResourceRegistry, ResourceType
 from devservers_sdk.manifests import (
     DEFAULT_IMAGE,
     KEEP_ALIVE_COMMAND,

@@ -11,7 +11,7 @@ import pytest
 
 from devservers_sdk import crds
 from devservers_sdk.lifecycle import DESIRED_STATE_ANNOTATION, Activity, Decision
-from devservers_sdk.localcluster import schema
+from devservers_sdk.localcluster.apiserver import schema
 from devservers_sdk.models import DevServer, DevServerStatus
 from devservers_sdk.status import derive_status, latest_pod_start, pod_rank, pods_to_replace
 

@@ -26,7 +26,7 @@ import yaml
 from kubernetes import client
 
 from devservers_sdk import DevServerClient, DevServerError
-from devservers_sdk.localcluster.faults import FaultSettings
+from devservers_sdk.localcluster.apiserver.faults import FaultSettings
 from devservers_sdk.localcluster.pytest_plugin import wait_for
 from tests.cli.devctl_support import Outcome, devctl_env, run_process
 from tests.security.secured_platform import SecuredPlatform

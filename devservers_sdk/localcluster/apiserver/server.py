@@ -29,7 +29,7 @@ from .faults import FaultInjector
 from .resources import ResourceType
 
 if TYPE_CHECKING:
-    from .kubelet import Kubelet
+    from ..node.kubelet import Kubelet
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from . import errors
+from ..apiserver import errors
 
 log = logging.getLogger(__name__)
 

@@ -70,17 +70,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import errors, sandbox
-from .errors import StatusError
-from .events import EventRecorder, now
-from .scheduler import Scheduler, parse_quantity
-from .strategies import qos_class
+from ..apiserver import errors
+from ..apiserver.errors import StatusError
+from ..apiserver.strategies import qos_class
+from ..controllers.events import EventRecorder, now
+from ..controllers.scheduler import Scheduler, parse_quantity
+from . import sandbox
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from .api import ClusterAPI
-    from .resources import ResourceType
+    from ..apiserver.api import ClusterAPI
+    from ..apiserver.resources import ResourceType
 
 log = logging.getLogger(__name__)
 
@@ -1944,7 +1945,7 @@ class Kubelet:
         }
         await asyncio.to_thread(self._prepare_state, live)
         with contextlib.suppress(Exception):
-            from .discovery import SERVER_MAJOR, SERVER_MINOR
+            from ..apiserver.discovery import SERVER_MAJOR, SERVER_MINOR
 
             self.version_minor = f"{SERVER_MAJOR}.{SERVER_MINOR}"
         self._register_node()
@@ -2144,7 +2145,7 @@ class Kubelet:
 
     def _kubelet_version(self) -> str:
         with contextlib.suppress(Exception):
-            from .discovery import GIT_VERSION
+            from ..apiserver.discovery import GIT_VERSION
 
             return GIT_VERSION
         return f"v{self.version_minor}.0"

@@ -54,8 +54,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from devservers_sdk.localcluster.discovery import GIT_VERSION
-from devservers_sdk.localcluster.resources import VIRTUAL_KINDS, ResourceRegistry, ResourceType
+from devservers_sdk.localcluster.apiserver.discovery import GIT_VERSION
+from devservers_sdk.localcluster.apiserver.resources import VIRTUAL_KINDS, ResourceRegistry, ResourceType
 
 T = TypeVar("T")
 

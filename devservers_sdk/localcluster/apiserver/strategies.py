@@ -741,7 +741,7 @@ def _is_native_resource(name: str) -> bool:
 
 
 def _container_field_causes(container: dict[str, Any], path: str) -> list[Cause]:
-    from .scheduler import parse_quantity
+    from ..controllers.scheduler import parse_quantity
 
     causes: list[Cause] = []
     for index, variable in enumerate(container.get("env") or []):

@@ -36,7 +36,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from devservers_sdk.localcluster.resources import VIRTUAL_KINDS, ResourceRegistry, ResourceType
+from devservers_sdk.localcluster.apiserver.resources import VIRTUAL_KINDS, ResourceRegistry, ResourceType
 
 # A 1.37 server: the same minor as kubectl 1.37 and as the API the official Python client 37 models
 # (the built-in schemas are generated from it), so ``kubectl version`` prints no skew warning. The build

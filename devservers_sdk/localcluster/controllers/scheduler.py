@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from .errors import StatusError
+from ..apiserver.errors import StatusError
 
 if TYPE_CHECKING:
-    from .api import ClusterAPI
-    from .resources import ResourceType
+    from ..apiserver.api import ClusterAPI
+    from ..apiserver.resources import ResourceType
 
 log = logging.getLogger(__name__)
 
@@ -630,7 +630,7 @@ class Scheduler:
         self._event(pod, "Warning", "FailedScheduling", message)
 
     def _set_condition(self, pod: dict[str, Any], condition: dict[str, Any]) -> None:
-        from .api import now_rfc3339
+        from ..apiserver.api import now_rfc3339
 
         status = pod.get("status", {})
         conditions = [dict(c) for c in status.get("conditions") or []]

@@ -30,12 +30,16 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from .api import ClusterAPI
-from .errors import StatusError
+from ..apiserver.api import ClusterAPI
+from ..apiserver.errors import StatusError
+from ..apiserver.resources import BUILTIN_TYPES, ResourceType
+from ..apiserver.store import GroupResource, StoredEvent
+from ..apiserver.strategies import (
+    CRD_CLEANUP_FINALIZER,
+    DEFAULT_STORAGE_CLASS_ANNOTATION,
+    PVC_PROTECTION_FINALIZER,
+)
 from .events import EventRecorder
-from .resources import BUILTIN_TYPES, ResourceType
-from .store import GroupResource, StoredEvent
-from .strategies import CRD_CLEANUP_FINALIZER, DEFAULT_STORAGE_CLASS_ANNOTATION, PVC_PROTECTION_FINALIZER
 
 log = logging.getLogger(__name__)
 

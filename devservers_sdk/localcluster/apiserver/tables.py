@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from devservers_sdk.localcluster import jsonpath
-from devservers_sdk.localcluster.schema import go_float
+from devservers_sdk.localcluster.apiserver import jsonpath
+from devservers_sdk.localcluster.apiserver.schema import go_float
 
 NAME_DESCRIPTION = (
     "Name must be unique within a namespace. Is required when creating resources, although some resources "

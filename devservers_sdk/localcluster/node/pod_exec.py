@@ -54,7 +54,7 @@ from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
-from . import errors
+from ..apiserver import errors
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from .api import now_rfc3339 as now
-from .errors import StatusError
+from ..apiserver.api import now_rfc3339 as now
+from ..apiserver.errors import StatusError
 
 if TYPE_CHECKING:
-    from .api import ClusterAPI
+    from ..apiserver.api import ClusterAPI
 
 log = logging.getLogger(__name__)
 

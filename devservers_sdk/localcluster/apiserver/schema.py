@@ -30,9 +30,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeGuard
 
-from devservers_sdk.localcluster import cel
-from devservers_sdk.localcluster.errors import cause
-from devservers_sdk.localcluster.store import copy_document
+from devservers_sdk.localcluster.apiserver import cel
+from devservers_sdk.localcluster.apiserver.errors import cause
+from devservers_sdk.localcluster.apiserver.store import copy_document
 
 PRESERVE = "x-kubernetes-preserve-unknown-fields"
 INT_OR_STRING = "x-kubernetes-int-or-string"

@@ -1,0 +1,1 @@
+"""The Kubernetes API emulator: storage, admission, schemas, discovery and the HTTP server."""
