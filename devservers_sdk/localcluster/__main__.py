@@ -1,4 +1,7 @@
-"""``python -m devservers_sdk.localcluster serve --kubeconfig PATH [--port N] [--state-dir DIR]``."""
+"""``python -m devservers_sdk.localcluster serve --kubeconfig PATH [--port N] [--state-dir DIR]``.
+
+``python -m devservers_sdk.localcluster build [--cache-dir DIR]`` builds the real control plane's binaries.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
-from .cluster import serve
 from .apiserver.faults import FaultSettings
+from .cluster import serve
 
 
 def _capacity(values: list[str]) -> dict[str, str]:
@@ -44,7 +47,16 @@ def main(argv: list[str] | None = None) -> int:
                               help="make the API flaky, e.g. error=0.05,throttle=0.02,conflict=0.01,latency=0.01,"
                                    "watch_cut=5,compact_every=10,seed=1 (see faults.py)")
     serve_parser.add_argument("-v", "--verbose", action="store_true", help="log requests and controller activity")
+    build_parser = commands.add_parser(
+        "build", help="build (or find cached) etcd, kube-apiserver, kube-controller-manager and kube-scheduler",
+        epilog="example: python -m devservers_sdk.localcluster build  (needs Go; the first build takes a while)",
+    )
+    build_parser.add_argument("--cache-dir", type=Path, default=None,
+                              help="where the binaries are kept (default: $DEVSERVERS_CONTROL_PLANE_CACHE/<version> "
+                                   "or ~/.cache/devservers/control-plane/<version>)")
     args = parser.parse_args(argv)
+    if args.command == "build":
+        return _build(args.cache_dir)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -58,6 +70,24 @@ def main(argv: list[str] | None = None) -> int:
 
     asyncio.run(serve(kubeconfig=args.kubeconfig, port=args.port, state_dir=args.state_dir,
                       node_capacity=capacity or None, faults=faults, on_ready=ready))
+    return 0
+
+
+def _build(cache_dir: Path | None) -> int:
+    import time
+
+    from .controlplane.build import ControlPlaneBuildError, ensure_binaries
+
+    started = time.monotonic()
+    try:
+        binaries = ensure_binaries(cache_dir=cache_dir, progress=lambda line: print(line, flush=True))
+    except ControlPlaneBuildError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    for name, path in binaries.all().items():
+        print(f"{name:<24} {path.stat().st_size / 1e6:7.1f} MB  {path}")
+    print(f"Kubernetes {binaries.kubernetes_version}, etcd {binaries.etcd_version}: "
+          f"ready in {time.monotonic() - started:.1f}s")
     return 0
 
 
