@@ -30,6 +30,7 @@ import ctypes
 import json
 import logging
 import os
+import queue
 import signal
 import socket
 import ssl
@@ -82,7 +83,6 @@ class ControlPlaneError(RuntimeError):
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _prctl = _libc.prctl
-_spawner = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="controlplane-spawner")
 
 
 def _die_with_parent(parent_pid: int) -> Callable[[], None]:
@@ -94,15 +94,44 @@ def _die_with_parent(parent_pid: int) -> Callable[[], None]:
     return in_child
 
 
-def _spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    def start() -> subprocess.Popen[bytes]:
+class _Spawner:
+    """One daemon thread that forks every child: it lives exactly as long as the process, so PR_SET_PDEATHSIG
+    (tied to the forking thread) fires when the process dies, and never because some worker thread ended."""
+
+    def __init__(self) -> None:
+        self._requests: queue.Queue[tuple[concurrent.futures.Future[subprocess.Popen[bytes]], list[str], Path]] = (
+            queue.Queue())
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def spawn(self, command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="controlplane-spawner", daemon=True)
+                self._thread.start()
+        future: concurrent.futures.Future[subprocess.Popen[bytes]] = concurrent.futures.Future()
+        self._requests.put((future, command, log_path))
+        return future.result()
+
+    def _serve(self) -> None:
+        while True:
+            future, command, log_path = self._requests.get()
+            try:
+                future.set_result(self._start(command, log_path))
+            except BaseException as exc:  # handed to the caller, who re-raises it
+                future.set_exception(exc)
+
+    @staticmethod
+    def _start(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
         with open(log_path, "ab") as sink:
             sink.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(command)}\n".encode())
             sink.flush()
             # A session of its own: a Ctrl-C in the terminal reaches us, and we stop the children in order.
             return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
                                     start_new_session=True, preexec_fn=_die_with_parent(os.getpid()))
-    return _spawner.submit(start).result()
+
+
+_spawner = _Spawner()
 
 
 def _free_port() -> int:
@@ -270,7 +299,7 @@ class KubernetesControlPlane:
             if not self.is_running(component):
                 command = [str(self.binaries.path(component)), *self._flags(component),
                            *self.extra_args.get(component, ())]
-                self._processes[component] = _spawn(command, self.log_path(component))
+                self._processes[component] = _spawner.spawn(command, self.log_path(component))
             self._wait_ready(component)
 
     def stop_component(self, component: str, *, timeout: float = 15.0, kill: bool = False) -> None:
