@@ -5,6 +5,11 @@ legacy ``/watch/`` prefix and namespace subresources), bearer-token authenticati
 ``dryRun``/``fieldValidation`` parameters, ``Warning`` headers, the ``as=Table`` rendering that ``kubectl
 get`` asks for, chunked watch streams with bookmarks and timeouts, and the pod subresources handed to the
 kubelet (``exec``, ``attach``, ``log``).
+
+Request bodies may be protobuf (``application/vnd.kubernetes.protobuf``, what kubectl's ``create ...`` and
+``auth whoami`` send) for built-in kinds: ``protobuf.py`` turns them into JSON documents. Answers are always
+JSON, even to clients that prefer protobuf: a deliberate difference from a real server, which clients accept
+because they decode by the answer's Content-Type (see ``protobuf.py``).
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ import logging
 import random
 import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import yaml
 from aiohttp import web
 
-from . import discovery, errors, openapi, tables
+from . import discovery, errors, openapi, protobuf, tables
 from .api import ClusterAPI, now_rfc3339
 from .errors import StatusError
 from .faults import FaultInjector
@@ -255,14 +261,14 @@ class ApiServer:
         dry_run = _dry_run(query)
         validation = query.get("fieldValidation", "Warn")
         if verb == "create":
-            body = await _read_body(request)
+            body = await _read_body(request, rt)
             obj = self.api.create(rt, namespace, body, dry_run=dry_run, field_validation=validation,
                                   warnings=warnings, user=user)
             return self._render(request, rt, obj, status=201, warnings=warnings)
         assert verb in ("update", "patch", "delete", "deletecollection")
         if verb == "update":
             assert name is not None
-            body = await _read_body(request)
+            body = await _read_body(request, rt)
             obj = self.api.update(rt, namespace, name, body, dry_run=dry_run, field_validation=validation,
                                   warnings=warnings, user=user)
             return self._render(request, rt, obj, warnings=warnings)
@@ -310,7 +316,7 @@ class ApiServer:
             if request.method == "GET":
                 return self._render(request, rt, self.api.get(rt, namespace, name))
             if request.method == "PUT":
-                body = await _read_body(request)
+                body = await _read_body(request, rt)
                 obj = self.api.update(rt, namespace, name, body, subresource="status", dry_run=_dry_run(request.query),
                                       field_validation=request.query.get("fieldValidation", "Warn"),
                                       warnings=warnings, user=user)
@@ -323,7 +329,7 @@ class ApiServer:
             if request.method == "GET":
                 return _json(self.api.get_scale(rt, namespace, name))
             if request.method == "PUT":
-                body = await _read_body(request)
+                body = await _read_body(request, kind=("autoscaling/v1", "Scale"))
                 replicas = (body.get("spec") or {}).get("replicas") if isinstance(body, dict) else None
                 return _json(self.api.update_scale(rt, namespace, name, replicas, user=user))
             if request.method == "PATCH":
@@ -345,19 +351,20 @@ class ApiServer:
         if rt.group_resource == ("", "pods"):
             return await self._pod_subresource(request, rt, namespace or "", name, subresource)
         if rt.group_resource == ("", "namespaces") and subresource == "finalize" and request.method == "PUT":
-            body = await _read_body(request)
+            body = await _read_body(request, rt)
             ns = self.api.get(rt, None, name)
             ns = {**ns, "spec": {**ns.get("spec", {}), "finalizers": (body.get("spec") or {}).get("finalizers", [])}}
             return _json(self.api.update(rt, None, name, ns, user=user))
         if rt.group_resource == ("", "serviceaccounts") and subresource == "token" and request.method == "POST":
-            return _json(self._token_request(namespace or "", name, await _read_body(request)), status=201)
+            body = await _read_body(request, kind=("authentication.k8s.io/v1", "TokenRequest"))
+            return _json(self._token_request(namespace or "", name, body), status=201)
         raise errors.method_not_allowed()
 
     async def _pod_subresource(self, request: web.Request, rt: ResourceType, namespace: str, name: str,
                                subresource: str) -> web.StreamResponse:
         pod = self.api.get(rt, namespace, name)
         if subresource == "binding" and request.method == "POST":
-            body = await _read_body(request)
+            body = await _read_body(request, kind=("v1", "Binding"))
             node = ((body.get("target") or {}).get("name")) if isinstance(body, dict) else None
             if not node:
                 raise errors.invalid("Binding", name, [errors.cause("target.name", "Required value",
@@ -381,11 +388,15 @@ class ApiServer:
     def _token_request(self, namespace: str, name: str, body: Any) -> dict[str, Any]:
         import secrets as token_secrets
 
-        self.api.get(self.api.rt("", "v1", "serviceaccounts"), namespace, name)
+        account = self.api.get(self.api.rt("", "v1", "serviceaccounts"), namespace, name)
         token = token_secrets.token_urlsafe(32)
+        # What a real bound token authenticates as (kubectl auth whoami shows it): the account's uid and
+        # the token's own ID (its JWT "jti") as extra.
         self.tokens[token] = {"username": f"system:serviceaccount:{namespace}:{name}",
+                              "uid": account.get("metadata", {}).get("uid", ""),
                               "groups": ["system:serviceaccounts", f"system:serviceaccounts:{namespace}",
-                                         "system:authenticated"]}
+                                         "system:authenticated"],
+                              "extra": {"authentication.kubernetes.io/credential-id": [f"JTI={uuid.uuid4()}"]}}
         spec = (body.get("spec") if isinstance(body, dict) else None) or {}
         seconds = int(spec.get("expirationSeconds") or 3600)
         expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds))
@@ -540,20 +551,43 @@ def _parse(raw: bytes, *, yaml_allowed: bool = False) -> Any:
         raise errors.bad_request(f"couldn't get version/kind; json parse error: {exc}") from exc
 
 
-async def _read_body(request: web.Request) -> Any:
+async def _read_body(request: web.Request, rt: ResourceType | None = None, *,
+                     kind: tuple[str, str] | None = None) -> Any:
+    """The request's object, from JSON, YAML, or protobuf when the body's kind is known (``kind``, or ``rt``'s)."""
     raw = await request.read()
     if len(raw) > MAX_BODY_BYTES:
         raise errors.request_entity_too_large(MAX_BODY_BYTES)
     content_type = request.headers.get("Content-Type", JSON).split(";")[0].strip()
+    if content_type == protobuf.CONTENT_TYPE and (rt is not None or kind is not None):
+        return _protobuf_body(request, raw, rt, kind)
     if content_type not in (JSON, "application/yaml", "", "*/*"):
         raise errors.unsupported_media_type(content_type)
     return _parse(raw, yaml_allowed=content_type == "application/yaml")
 
 
+def _protobuf_body(request: web.Request, raw: bytes, rt: ResourceType | None,
+                   kind: tuple[str, str] | None) -> dict[str, Any]:
+    try:
+        if kind is not None:
+            return protobuf.decode_object(raw, api_version=kind[0], kind=kind[1])
+        assert rt is not None
+        if not rt.builtin:
+            raise protobuf.custom_resource_error(raw, api_version=rt.api_version, kind=rt.kind,
+                                                 field_validation=request.query.get("fieldValidation", ""))
+        return protobuf.decode_object(raw, api_version=rt.api_version, kind=rt.kind)
+    except protobuf.ProtobufError as exc:
+        raise StatusError(exc.code, exc.reason, str(exc)) from exc
+
+
 async def _delete_options(request: web.Request) -> dict[str, Any]:
     raw = await request.read()
     options: dict[str, Any] = {}
-    if raw.strip():
+    if request.headers.get("Content-Type", "").split(";")[0].strip() == protobuf.CONTENT_TYPE and raw:
+        try:
+            options = protobuf.decode_delete_options(raw)
+        except protobuf.ProtobufError as exc:
+            raise errors.bad_request(str(exc)) from exc
+    elif raw.strip():
         parsed = _parse(raw)
         if not isinstance(parsed, dict):
             raise errors.bad_request("DeleteOptions must be a JSON object")

@@ -206,11 +206,18 @@ def scale_of(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def answer_review(rt: ResourceType, obj: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
-    answer = copy_document(obj)
     if rt.plural == "selfsubjectreviews":
-        answer["status"] = {"userInfo": {"username": user.get("username", ""), "groups": user.get("groups", [])}}
-    else:
-        answer["status"] = {"allowed": True, "reason": "the local cluster does not enforce RBAC"}
+        # Like kube-apiserver's selfsubjectreview REST: a new object (nothing of the request's metadata),
+        # with UserInfo's omitempty fields left out when empty.
+        from .api import now_rfc3339
+
+        info = {"username": user.get("username", ""), "uid": user.get("uid", ""),
+                "groups": list(user.get("groups") or []),
+                "extra": {key: list(values) for key, values in sorted((user.get("extra") or {}).items())}}
+        return {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": {"creationTimestamp": now_rfc3339()},
+                "status": {"userInfo": {key: value for key, value in info.items() if value}}}
+    answer = copy_document(obj)
+    answer["status"] = {"allowed": True, "reason": "the local cluster does not enforce RBAC"}
     return answer
 
 
