@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from devservers_sdk.localcluster.controlplane import build, gomod
+from devservers_sdk.localcluster.controlplane import build, gomod, pins
 from devservers_sdk.localcluster.controlplane.build import (
     ControlPlaneBinaries,
     ControlPlaneBuildError,
@@ -91,7 +91,7 @@ def test_failed_build_names_its_log_and_leaves_no_binaries(tmp_path: Path, monke
 
 def test_the_stamp_changes_with_the_pinned_sources(tmp_path: Path) -> None:
     module = tmp_path / "module"
-    shutil.copytree(gomod.KUBERNETES_MODULE, module)
+    shutil.copytree(pins.KUBERNETES_MODULE, module)
     target = build._Target("kubernetes", module, {"kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver"},
                            ("-s", "-w"))
     before = target.stamp()
@@ -105,8 +105,8 @@ def test_the_stamp_changes_with_the_pinned_sources(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("go") is None, reason="needs go to read k8s.io/kubernetes's own go.mod")
 def test_the_committed_replace_list_is_the_staging_set_of_the_pinned_release() -> None:
-    committed = (gomod.KUBERNETES_MODULE / "go.mod").read_text()
-    version = gomod.required_version(committed, "k8s.io/kubernetes")
+    committed = (pins.KUBERNETES_MODULE / "go.mod").read_text()
+    version = pins.required_version(committed, "k8s.io/kubernetes")
     real = gomod.download_go_mod("k8s.io/kubernetes", version)
 
     staging = gomod.staging_modules(real)

@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .gomod import ETCD_MODULE, KUBERNETES_COMMANDS, KUBERNETES_MODULE, go_directive, required_version
+from .pins import ETCD_MODULE, KUBERNETES_COMMANDS, KUBERNETES_MODULE, go_directive, required_version
 
 log = logging.getLogger(__name__)
 

@@ -26,35 +26,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-GO_MODULES = Path(__file__).parent / "go"
-KUBERNETES_MODULE = GO_MODULES / "kubernetes"
-ETCD_MODULE = GO_MODULES / "etcd"
-KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+from .pins import ETCD_MODULE, GO_LINE, KUBERNETES_COMMANDS, KUBERNETES_MODULE, go_directive
 
 _STAGING_REPLACE = re.compile(r"^\s*(k8s\.io/[\w.-]+)\s+=>\s+\./staging/", re.MULTILINE)
-_GO_LINE = re.compile(r"^go[ \t]+(\d+(?:\.\d+)*)[ \t]*$", re.MULTILINE)
-_REQUIRE = re.compile(r"^\s*(?:require\s+)?(\S+)\s+(v\S+)", re.MULTILINE)
 
 
 def staging_modules(real_go_mod: str) -> list[str]:
     """The k8s.io modules that k8s.io/kubernetes's own go.mod replaces with a folder of its repository."""
     return sorted(set(_STAGING_REPLACE.findall(real_go_mod)))
-
-
-def go_directive(go_mod: str) -> str:
-    """The ``go`` line of a go.mod: the oldest Go that may build it."""
-    match = _GO_LINE.search(go_mod)
-    if match is None:
-        raise ValueError("go.mod has no 'go' line")
-    return match.group(1)
-
-
-def required_version(go_mod: str, module: str) -> str:
-    """The version of ``module`` that a go.mod requires."""
-    for name, version in _REQUIRE.findall(go_mod):
-        if name == module:
-            return version
-    raise ValueError(f"go.mod does not require {module}")
 
 
 def staging_version(kubernetes_version: str) -> str:
@@ -127,7 +106,7 @@ def regenerate_etcd(etcd_version: str, directory: Path = ETCD_MODULE) -> None:
     # tidy would raise the go line to etcd's own; keep what etcd asks for, so the Go check reads it.
     go_line = go_directive(download_go_mod("go.etcd.io/etcd/server/v3", etcd_version))
     text = (directory / "go.mod").read_text()
-    (directory / "go.mod").write_text(_GO_LINE.sub(f"go {go_line}", text, count=1))
+    (directory / "go.mod").write_text(GO_LINE.sub(f"go {go_line}", text, count=1))
 
 
 def main(argv: list[str] | None = None) -> int:
