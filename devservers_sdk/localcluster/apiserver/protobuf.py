@@ -468,7 +468,9 @@ def _map(type_name: str, found: list[tuple[int, int | bytes]], where: str) -> di
                 item = b"" if type_name == "bytes" else _ZERO.get(type_name, 0)
             entries[key] = base64.b64encode(item).decode("ascii") if type_name == "bytes" else item
         else:
-            entries[key] = decode_message(item_bytes, type_name)
+            item = decode_message(item_bytes, type_name)
+            # gogo starts a map value as `&ExtraValue{}`: an empty slice type there is [], not null
+            entries[key] = [] if item is None and _is_slice_type(type_name) else item
     return dict(sorted(entries.items()))  # encoding/json writes map keys sorted
 
 
