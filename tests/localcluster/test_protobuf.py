@@ -246,7 +246,7 @@ def test_decoder_matches_the_go_types_on_random_objects() -> None:
     go = shutil.which("go")
     if go is None:
         pytest.skip("no Go toolchain to run protobuf_crosscheck")
-    env = {**os.environ, "GOFLAGS": "-mod=mod", "GOPROXY": "off", "GOWORK": "off"}
+    env = {**os.environ, "GOFLAGS": "-mod=readonly", "GOPROXY": "off", "GOWORK": "off"}
     result = subprocess.run([go, "run", ".", "11", "12"], cwd=CROSSCHECK, capture_output=True, text=True,
                             env=env, timeout=900)
     if result.returncode != 0 and "GOPROXY=off" in result.stderr:
