@@ -1,6 +1,8 @@
-"""``python -m devservers_sdk.localcluster serve --kubeconfig PATH [--port N] [--state-dir DIR]``.
+"""``python -m devservers_sdk.localcluster serve --kubeconfig PATH [--control-plane emulator|kubernetes] ...``.
 
-``python -m devservers_sdk.localcluster build [--cache-dir DIR]`` builds the real control plane's binaries.
+``python -m devservers_sdk.localcluster build [--cache-dir DIR]`` builds the real control plane's binaries;
+``python -m devservers_sdk.localcluster node --kubeconfig PATH --state-dir DIR ...`` runs one node agent
+against any API server (``serve --control-plane kubernetes`` starts one for you).
 """
 
 from __future__ import annotations
@@ -46,7 +48,36 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--faults", default="", metavar="SETTINGS",
                               help="make the API flaky, e.g. error=0.05,throttle=0.02,conflict=0.01,latency=0.01,"
                                    "watch_cut=5,compact_every=10,seed=1 (see faults.py)")
+    serve_parser.add_argument("--control-plane", choices=("emulator", "kubernetes"), default="emulator",
+                              help="emulator (ours, starts in a fraction of a second) or kubernetes (etcd and the "
+                                   "kube-* binaries built from Go modules on first use, with our node agent)")
+    serve_parser.add_argument("--user", action="append", default=[], metavar="NAME[:GROUP,...]",
+                              help="mint a kubeconfig for this identity next to --kubeconfig, e.g. alice or "
+                                   "carol:devservers:admins (repeatable; kubernetes control plane only)")
     serve_parser.add_argument("-v", "--verbose", action="store_true", help="log requests and controller activity")
+    node_parser = commands.add_parser(
+        "node", help="run a node agent (our kubelet) against an API server until SIGINT/SIGTERM",
+        epilog="example: python -m devservers_sdk.localcluster node --kubeconfig node.kubeconfig --state-dir ./node "
+               "--serving-cert kubelet.crt --serving-key kubelet.key --client-ca ca.crt",
+    )
+    node_parser.add_argument("--kubeconfig", required=True, type=Path,
+                             help="credentials of system:node:<name> (group system:nodes), embedded")
+    node_parser.add_argument("--state-dir", required=True, type=Path, help="pods, volumes and the hosts file")
+    node_parser.add_argument("--name", default="localcluster", help="the Node's name")
+    node_parser.add_argument("--capacity", action="append", default=[], metavar="RESOURCE=QUANTITY",
+                             help="extra node capacity, e.g. nvidia.com/gpu=4 (repeatable)")
+    node_parser.add_argument("--serving-cert", type=Path, required=True, help="the kubelet API's certificate")
+    node_parser.add_argument("--serving-key", type=Path, required=True, help="and its key")
+    node_parser.add_argument("--client-ca", type=Path, default=None,
+                             help="require client certificates of this CA on the kubelet API (the API server's)")
+    node_parser.add_argument("--port", type=int, default=0, help="kubelet API port on 127.0.0.1 (0: a free one)")
+    node_parser.add_argument("--port-file", type=Path, default=None, help="write the kubelet API port here")
+    node_parser.add_argument("--provisioner-kubeconfig", type=Path, default=None,
+                             help="also run the local-path volume provisioner with these credentials")
+    node_parser.add_argument("--names-kubeconfig", type=Path, default=None,
+                             help="credentials that may list every pod, Service and Endpoints (as CoreDNS may), "
+                                  "so pods of other nodes and Services resolve through the hosts file")
+    node_parser.add_argument("-v", "--verbose", action="store_true", help="log the agent's activity")
     build_parser = commands.add_parser(
         "build", help="build (or find cached) etcd, kube-apiserver, kube-controller-manager and kube-scheduler",
         epilog="example: python -m devservers_sdk.localcluster build  (needs Go; the first build takes a while)",
@@ -59,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         return _build(args.cache_dir)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "node":
+        return _node(args, parser)
+    if args.control_plane == "kubernetes":
+        return _serve_kubernetes(args, parser)
+    if args.user:
+        parser.error("--user needs --control-plane kubernetes (the emulator does not enforce RBAC)")
     try:
         capacity = _capacity(args.node_capacity)
         faults = FaultSettings.parse(args.faults) if args.faults else None
@@ -70,6 +107,75 @@ def main(argv: list[str] | None = None) -> int:
 
     asyncio.run(serve(kubeconfig=args.kubeconfig, port=args.port, state_dir=args.state_dir,
                       node_capacity=capacity or None, faults=faults, on_ready=ready))
+    return 0
+
+
+def _users(values: list[str]) -> list[tuple[str, list[str]]]:
+    users = []
+    for value in values:
+        name, _, groups = value.partition(":")
+        if not name:
+            raise argparse.ArgumentTypeError(f"--user expects NAME[:GROUP,...], got {value!r}")
+        users.append((name, [g for g in groups.split(",") if g]))
+    return users
+
+
+def _node(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .node.agent import NodeAgent, NodeAgentConfig, run
+
+    try:
+        capacity = _capacity(args.capacity)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
+    config = NodeAgentConfig(
+        kubeconfig=args.kubeconfig, state_dir=args.state_dir, node_name=args.name, capacity=capacity,
+        serving_cert=args.serving_cert, serving_key=args.serving_key, client_ca=args.client_ca,
+        kubelet_port=args.port, provisioner_kubeconfig=args.provisioner_kubeconfig,
+        names_kubeconfig=args.names_kubeconfig,
+    )
+
+    def ready(agent: NodeAgent) -> None:
+        if args.port_file is not None:
+            args.port_file.write_text(f"{agent.kubelet_api.port}\n")
+        print(f"node {args.name} registered; kubelet API on 127.0.0.1:{agent.kubelet_api.port}", flush=True)
+
+    asyncio.run(run(config, on_ready=ready))
+    return 0
+
+
+def _serve_kubernetes(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import signal
+    import tempfile
+    import threading
+
+    from .cluster import LocalCluster
+
+    try:
+        capacity = _capacity(args.node_capacity)
+        users = _users(args.user)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
+    if args.faults:
+        parser.error("--faults is the emulator's: a real API server cannot be told to fail")
+    state = args.state_dir or Path(tempfile.mkdtemp(prefix="localcluster-"))
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    cluster = LocalCluster(state_dir=state, control_plane="kubernetes", node_capacity=capacity or None,
+                           users=users, progress=lambda line: print(line, flush=True))
+    try:
+        cluster.start()
+        cluster.write_kubeconfig(args.kubeconfig)
+        print(f"local cluster (Kubernetes {cluster.version}) serving at {cluster.url}; "
+              f"kubeconfig written to {args.kubeconfig}", flush=True)
+        for name, _groups in users:
+            path = args.kubeconfig.with_name(f"{args.kubeconfig.name}.{name}")
+            cluster.user_kubeconfig(name, path=path)
+            print(f"  {name}: {path}", flush=True)
+        stop.wait()
+    finally:
+        cluster.stop()
+        args.kubeconfig.unlink(missing_ok=True)
     return 0
 
 

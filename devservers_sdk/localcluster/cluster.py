@@ -29,13 +29,16 @@ from . import tls
 from .apiserver.api import ClusterAPI
 from .apiserver.faults import FaultSettings
 from .apiserver.server import ApiServer
+from .controllers.events import EventRecorder
 from .controllers.manager import Controllers
+from .controllers.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CONTEXT_NAME = "devservers-local"
 ADMIN_USER = "localcluster-admin"
+NODE_NAME = "localcluster"
 
 
 def kubeconfig_document(server: str, token: str, *, ca_pem: bytes, name: str = CONTEXT_NAME,
@@ -66,20 +69,29 @@ class ClusterRuntime:
     """Everything that lives on the cluster's event loop: API, controllers, kubelet and HTTP server."""
 
     def __init__(self, *, state_dir: Path, port: int = 0, node_capacity: dict[str, str] | None = None,
-                 kubelet: bool = True) -> None:
+                 kubelet: bool = True, kubelet_options: dict[str, Any] | None = None,
+                 controllers: bool = True) -> None:
         self.state_dir = state_dir
         self.port = port
         self.token = secrets.token_urlsafe(32)
         self.certificate = tls.generate()
         self.api = ClusterAPI(user=ADMIN_USER)
         self.controllers = Controllers(self.api, state_dir=state_dir)
+        self.events = EventRecorder(self.api, NODE_NAME)
+        self.scheduler = Scheduler(self.api, record_event=self._scheduler_event)
+        self._with_kubelet = kubelet
+        self._node_capacity = node_capacity
+        self._kubelet_options = kubelet_options or {}
+        self._with_controllers = controllers
         self.kubelet: Any = None
-        if kubelet:
-            from .node.kubelet import Kubelet
-
-            self.kubelet = Kubelet(self.api, state_dir=state_dir, capacity=node_capacity)
-        tokens = {self.token: {"username": ADMIN_USER, "groups": ["system:masters", "system:authenticated"]}}
-        self.server = ApiServer(self.api, tokens=tokens, kubelet=self.kubelet)
+        # The node agent reaches this API server as a real kubelet would: over HTTPS, as system:node:<name>.
+        self.node_token = secrets.token_urlsafe(32)
+        tokens = {
+            self.token: {"username": ADMIN_USER, "groups": ["system:masters", "system:authenticated"]},
+            self.node_token: {"username": f"system:node:{NODE_NAME}",
+                              "groups": ["system:nodes", "system:authenticated"]},
+        }
+        self.server = ApiServer(self.api, tokens=tokens)
         self._runner: web.AppRunner | None = None
         self._compactor: asyncio.Task[None] | None = None
         self.url = ""
@@ -102,12 +114,16 @@ class ClusterRuntime:
                 self.server.faults.injected["compaction"] += 1
                 last = now
 
+    def _scheduler_event(self, pod: dict[str, Any], type_: str, reason: str, message: str, *,
+                         component: str) -> None:
+        self.events.record(pod, type_, reason, message, component=component)
+
     async def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._compactor = asyncio.create_task(self._compact_history(), name="localcluster-compactor")
-        await self.controllers.start()
-        if self.kubelet is not None:
-            await self.kubelet.start()
+        if self._with_controllers:
+            await self.controllers.start()
+        await self.scheduler.start()
         self._runner = web.AppRunner(self.server.app, handle_signals=False, access_log=None,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
@@ -117,16 +133,25 @@ class ClusterRuntime:
         self.port = self._runner.addresses[0][1]
         self.url = f"https://127.0.0.1:{self.port}"
         self.server.server_url = f"127.0.0.1:{self.port}"
-        if self.kubelet is not None:
-            # Pods learn the API address from KUBERNETES_SERVICE_HOST/PORT, known only once we listen.
-            self.kubelet.api_server_url = self.url
+        if self._with_kubelet:
+            from .node.apiclient import ApiClient, Credentials
+            from .node.kubelet import Kubelet
+
+            client = ApiClient(Credentials(server=self.url, ca_pem=self.certificate.ca_pem, token=self.node_token))
+            options = {"capacity": self._node_capacity, **self._kubelet_options}
+            self.kubelet = Kubelet(client, state_dir=self.state_dir, node_name=NODE_NAME, names_client=client,
+                                   **options)
+            self.server.kubelet = self.kubelet
+            await self.kubelet.start()
 
     async def stop(self) -> None:
         if self._compactor is not None:
             self._compactor.cancel()
-        self.server.stop_watches()
         if self.kubelet is not None:
             await self.kubelet.stop()
+            await self.kubelet.client.close()
+        self.server.stop_watches()
+        await self.scheduler.stop()
         await self.controllers.stop()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -137,7 +162,12 @@ class ClusterRuntime:
 
 
 class LocalCluster:
-    """A local cluster in a background thread.
+    """A local cluster: our emulator in a background thread, or the real control plane with our node agent.
+
+    ``control_plane="emulator"`` (the default) starts in a fraction of a second and can inject faults;
+    ``"kubernetes"`` runs etcd, kube-apiserver, kube-controller-manager and kube-scheduler (built from Go
+    modules on first use, see ``controlplane/``) with our node agent as the node, and mints a client
+    certificate for each of ``users`` (``[("alice", []), ("carol", ["devservers:admins"])]``).
 
     Example::
 
@@ -146,7 +176,15 @@ class LocalCluster:
     """
 
     def __init__(self, *, state_dir: Path | str | None = None, port: int = 0,
-                 node_capacity: dict[str, str] | None = None, kubelet: bool = True) -> None:
+                 node_capacity: dict[str, str] | None = None, kubelet: bool = True,
+                 control_plane: str = "emulator", users: list[tuple[str, list[str]]] | None = None,
+                 progress: Callable[[str], None] | None = None) -> None:
+        if control_plane not in ("emulator", "kubernetes"):
+            raise ValueError(f"control_plane must be 'emulator' or 'kubernetes', not {control_plane!r}")
+        self.control_plane = control_plane
+        self._users = list(users or [])
+        self._progress = progress
+        self.real: Any = None
         self._own_state_dir = state_dir is None
         self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="localcluster-"))
         self._port = port
@@ -159,8 +197,34 @@ class LocalCluster:
 
     @property
     def url(self) -> str:
+        if self.real is not None:
+            return str(self.real.control_plane.server)
         assert self.runtime is not None
         return self.runtime.url
+
+    @property
+    def version(self) -> str:
+        if self.real is not None:
+            return str(self.real.control_plane.binaries.kubernetes_version)
+        from .apiserver.discovery import GIT_VERSION
+
+        return GIT_VERSION
+
+    def write_kubeconfig(self, path: Path | str) -> None:
+        """Write the admin kubeconfig (mode 0600) to ``path``, with its context named ``devservers-local``."""
+        write_kubeconfig(Path(path), yaml.safe_load(Path(self.kubeconfig).read_text()))
+
+    def user_kubeconfig(self, user: str, groups: list[str] | None = None, *, path: Path | str | None = None,
+                        namespace: str = "default") -> str:
+        """A kubeconfig that authenticates as ``user`` in ``groups`` (a client certificate of the cluster CA on
+        the real control plane, a bearer token on the emulator, which does not enforce RBAC)."""
+        target = Path(path) if path else self.state_dir / "users" / f"{user}.kubeconfig"
+        if self.real is not None:
+            source = self.real.control_plane.kubeconfig_for(user, tuple(groups or ()))
+            document = _renamed_context(yaml.safe_load(source.read_text()), namespace)
+            write_kubeconfig(target, document)
+            return str(target)
+        return self.kubeconfig_for(target, namespace=namespace, token=self.add_user(user, groups))
 
     @property
     def token(self) -> str:
@@ -168,6 +232,8 @@ class LocalCluster:
         return self.runtime.token
 
     def start(self) -> LocalCluster:
+        if self.control_plane == "kubernetes":
+            return self._start_kubernetes()
         ready = threading.Event()
         failure: list[BaseException] = []
 
@@ -199,7 +265,26 @@ class LocalCluster:
         write_kubeconfig(Path(self.kubeconfig), self.runtime.kubeconfig())
         return self
 
+    def _start_kubernetes(self) -> LocalCluster:
+        from .controlplane.local import KubernetesRuntime
+
+        self.real = KubernetesRuntime(self.state_dir, node_capacity=self._node_capacity, users=self._users,
+                                      progress=self._progress)
+        try:
+            self.real.start()
+        except BaseException:
+            self.real.stop()
+            raise
+        admin = yaml.safe_load(self.real.control_plane.admin_kubeconfig.read_text())
+        write_kubeconfig(Path(self.kubeconfig), _renamed_context(admin, "default"))
+        return self
+
     def stop(self) -> None:
+        if self.real is not None:
+            self.real.stop()
+            if self._own_state_dir:
+                shutil.rmtree(self.state_dir, ignore_errors=True)
+            return
         if self._loop is not None and self._thread is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=30)
@@ -240,6 +325,12 @@ class LocalCluster:
 
     def kubeconfig_for(self, path: Path | str, *, namespace: str = "default", token: str | None = None) -> str:
         """Write another kubeconfig for this cluster (a namespace or identity of its own) and return its path."""
+        if self.real is not None:
+            if token is not None:
+                raise ValueError("the real control plane authenticates users by certificate: use user_kubeconfig()")
+            write_kubeconfig(Path(path), _renamed_context(yaml.safe_load(Path(self.kubeconfig).read_text()),
+                                                          namespace))
+            return str(path)
         assert self.runtime is not None
         write_kubeconfig(Path(path), self.runtime.kubeconfig(namespace=namespace, token=token))
         return str(path)
@@ -249,6 +340,23 @@ class LocalCluster:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _renamed_context(document: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """A single-context kubeconfig renamed to ``devservers-local`` (what devctl and our docs expect)."""
+    cluster = document["clusters"][0]["cluster"]
+    user = document["users"][0]
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "clusters": [{"name": CONTEXT_NAME, "cluster": cluster}],
+        "users": [{"name": f"{CONTEXT_NAME}-{user['name']}", "user": user["user"]}],
+        "contexts": [{"name": CONTEXT_NAME, "context": {"cluster": CONTEXT_NAME,
+                                                        "user": f"{CONTEXT_NAME}-{user['name']}",
+                                                        "namespace": namespace}}],
+        "current-context": CONTEXT_NAME,
+    }
 
 
 async def serve(*, kubeconfig: Path, port: int = 0, state_dir: Path | None = None,

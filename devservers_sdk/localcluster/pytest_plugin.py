@@ -2,8 +2,18 @@
 
 Load with ``pytest_plugins = ["devservers_sdk.localcluster.pytest_plugin"]`` in a conftest.
 
-Set ``DEVSERVERS_TEST_KUBECONFIG`` to a kubeconfig to run the same tests against a real cluster instead;
-tests marked ``emulator_only`` (they inspect or steer the emulator itself) are then skipped.
+Which cluster the ``cluster`` fixture gives:
+
+* by default, our emulator (``LocalCluster()``);
+* with ``DEVSERVERS_TEST_BACKEND=kubernetes``, the real control plane (etcd and the kube-* binaries, built from
+  Go modules on first use) with our node agent as its node;
+* with ``DEVSERVERS_TEST_KUBECONFIG=/path/to/kubeconfig``, an outside cluster.
+
+Tests marked ``emulator_only`` (they inspect or steer the emulator itself) are skipped on the last two.
+
+The ``kubernetes_binaries`` fixture hands out the built binaries. Building them the first time takes many
+minutes on two cores, so it happens once collection is finished, before any test runs (never inside a test's
+timeout), and only when a selected test needs them; it shows its progress on the terminal.
 """
 
 from __future__ import annotations
@@ -22,6 +32,19 @@ import pytest
 from .cluster import LocalCluster
 
 REAL_CLUSTER_ENV = "DEVSERVERS_TEST_KUBECONFIG"
+BACKEND_ENV = "DEVSERVERS_TEST_BACKEND"
+BACKENDS = ("emulator", "kubernetes")
+# Fixtures that need the real control plane's binaries: the build runs before the tests when one is used.
+_NEEDS_BINARIES = {"kubernetes_binaries", "kubernetes_cluster"}
+_built: pytest.StashKey[Any] = pytest.StashKey()
+
+
+def backend() -> str:
+    """``emulator`` or ``kubernetes`` (``DEVSERVERS_TEST_BACKEND``); a typo fails loudly rather than silently."""
+    value = os.environ.get(BACKEND_ENV, "").strip() or "emulator"
+    if value not in BACKENDS:
+        raise pytest.UsageError(f"{BACKEND_ENV}={value!r}: choose one of {', '.join(BACKENDS)}")
+    return value
 
 
 @dataclass
@@ -30,6 +53,8 @@ class ClusterHandle:
 
     kubeconfig: str
     emulator: LocalCluster | None
+    # Ours, whichever control plane it runs (None for an outside cluster).
+    local: LocalCluster | None = None
 
     def require_emulator(self) -> LocalCluster:
         if self.emulator is None:
@@ -41,25 +66,81 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "emulator_only: meaningful only against the local cluster emulator")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not os.environ.get(REAL_CLUSTER_ENV):
+def pytest_collection_finish(session: pytest.Session) -> None:
+    wanted = backend() == "kubernetes" and not os.environ.get(REAL_CLUSTER_ENV)
+    wanted = wanted or any(_NEEDS_BINARIES & set(getattr(item, "fixturenames", ())) for item in session.items)
+    if not wanted:
         return
-    skip = pytest.mark.skip(reason=f"emulator_only test; {REAL_CLUSTER_ENV} points at a real cluster")
+    from .controlplane.build import ControlPlaneBuildError, ensure_binaries
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+
+    def progress(line: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"[control plane] {line}")
+
+    try:
+        session.stash[_built] = ensure_binaries(progress=progress)
+    except ControlPlaneBuildError as exc:
+        session.stash[_built] = exc
+
+
+@pytest.fixture(scope="session")
+def kubernetes_binaries(request: pytest.FixtureRequest) -> Any:
+    """The real control plane's binaries; skips only when Go is not installed and nothing is cached."""
+    from .controlplane.build import ControlPlaneBuildError, GoToolchainError, ensure_binaries
+
+    built = request.session.stash.get(_built, None)
+    if built is None:
+        try:
+            built = ensure_binaries()
+        except ControlPlaneBuildError as exc:
+            built = exc
+    if isinstance(built, GoToolchainError) and "not installed" in str(built):
+        pytest.skip(str(built))
+    if isinstance(built, ControlPlaneBuildError):
+        raise built
+    return built
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get(REAL_CLUSTER_ENV):
+        reason = f"emulator_only test; {REAL_CLUSTER_ENV} points at a real cluster"
+    elif backend() == "kubernetes":
+        reason = f"emulator_only test; {BACKEND_ENV}=kubernetes runs the real control plane"
+    else:
+        return
+    skip = pytest.mark.skip(reason=reason)
     for item in items:
         if "emulator_only" in item.keywords:
             item.add_marker(skip)
 
 
+# A roomy node: pods are local processes whose requests are not enforced, and tests create servers faster than
+# terminating pods free the host's real 2 CPUs.
+ROOMY_NODE = {"cpu": "64", "memory": "256Gi"}
+TEST_USERS = [("alice", []), ("bob", []), ("carol", ["devservers:admins"])]
+
+
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[ClusterHandle]:
+def cluster(request: pytest.FixtureRequest) -> Iterator[ClusterHandle]:
     real = os.environ.get(REAL_CLUSTER_ENV)
     if real:
         yield ClusterHandle(kubeconfig=real, emulator=None)
         return
-    # A roomy node: pods are local processes whose requests are not enforced, and tests create servers faster
-    # than terminating pods free the host's real 2 CPUs.
-    with LocalCluster(node_capacity={"cpu": "64", "memory": "256Gi"}) as local:
-        yield ClusterHandle(kubeconfig=local.kubeconfig, emulator=local)
+    if backend() == "kubernetes":
+        kubernetes = request.getfixturevalue("kubernetes_cluster")
+        yield ClusterHandle(kubeconfig=kubernetes.kubeconfig, emulator=None, local=kubernetes)
+        return
+    with LocalCluster(node_capacity=ROOMY_NODE) as local:
+        yield ClusterHandle(kubeconfig=local.kubeconfig, emulator=local, local=local)
+
+
+@pytest.fixture(scope="session")
+def kubernetes_cluster(kubernetes_binaries: Any) -> Iterator[LocalCluster]:
+    """The real control plane with our node agent, shared by the session (users alice, bob, carol minted)."""
+    with LocalCluster(control_plane="kubernetes", node_capacity=ROOMY_NODE, users=TEST_USERS) as local:
+        yield local
 
 
 @pytest.fixture(scope="session")

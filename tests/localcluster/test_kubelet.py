@@ -1,7 +1,8 @@
-"""The kubelet against the in-process API: pods really run, as processes, with the real status shapes.
+"""The kubelet against the emulator: pods really run, as processes, with the real status shapes.
 
-Each test builds a ``ClusterAPI`` and a ``Kubelet`` on a fresh event loop (no HTTP), creates objects
-through the API as any client would, and polls with a deadline for what a user would observe.
+Each test starts the emulator and its node agent on a fresh event loop (the agent talks to the API over
+HTTPS, as on any cluster), creates objects through the in-process API as any client would, and polls with
+a deadline for what a user would observe.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pytest
 
 from devservers_sdk.localcluster.apiserver.api import ClusterAPI
 from devservers_sdk.localcluster.apiserver.errors import StatusError
+from devservers_sdk.localcluster.cluster import ClusterRuntime
 from devservers_sdk.localcluster.node import sandbox
 from devservers_sdk.localcluster.node.kubelet import Kubelet
 
@@ -127,13 +129,15 @@ def cluster(tmp_path: Path) -> Callable[..., None]:
 
     def run(scenario: Callable[[Env], Awaitable[None]], **kubelet_options: Any) -> None:
         async def main() -> None:
-            api = ClusterAPI()
-            kubelet = Kubelet(api, state_dir=tmp_path / "state", **kubelet_options)
-            await kubelet.start()
+            # Without the controllers (no provisioner, no StatefulSets): each test plays them by hand.
+            runtime = ClusterRuntime(
+                state_dir=tmp_path / "state", kubelet_options=kubelet_options, controllers=False
+            )
+            await runtime.start()
             try:
-                await scenario(Env(api, kubelet, tmp_path))
+                await scenario(Env(runtime.api, runtime.kubelet, tmp_path))
             finally:
-                await kubelet.stop()
+                await runtime.stop()
 
         asyncio.run(main())
 
@@ -791,6 +795,8 @@ def test_exec_launch_spec_enters_the_container(cluster: Callable[..., None]) -> 
                 "spec": {"schedulerName": "other", "containers": [{"name": "c", "image": "busybox"}]},
             },
         )
+        # The node learns of pods through its watch, like any kubelet.
+        await until(lambda: env.kubelet.pods.get("default", "elsewhere"), "the node to see the pod")
         with pytest.raises(StatusError, match="pod elsewhere does not have a host assigned"):
             env.kubelet.launch_spec("default", "elsewhere", None)
         env.delete("box")
@@ -855,13 +861,12 @@ def test_nothing_survives_a_sigkilled_cluster(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import asyncio, sys
         from pathlib import Path
-        from devservers_sdk.localcluster.apiserver.api import ClusterAPI
-        from devservers_sdk.localcluster.node.kubelet import Kubelet
+        from devservers_sdk.localcluster.cluster import ClusterRuntime
 
         async def main():
-            api = ClusterAPI()
-            kubelet = Kubelet(api, state_dir=Path({str(tmp_path / "state")!r}))
-            await kubelet.start()
+            runtime = ClusterRuntime(state_dir=Path({str(tmp_path / "state")!r}))
+            await runtime.start()
+            api, kubelet = runtime.api, runtime.kubelet
             pods = api.registry.get("", "v1", "pods")
             api.create(pods, "default", {{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "orphan"}},
                 "spec": {{"containers": [{{"name": "main", "image": "busybox",

@@ -134,6 +134,11 @@ class _Spawner:
 _spawner = _Spawner()
 
 
+def spawn_child(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start ``command`` (output appended to ``log_path``) as a child that dies with this process."""
+    return _spawner.spawn(command, log_path)
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))

@@ -73,15 +73,13 @@ from typing import TYPE_CHECKING, Any
 from ..apiserver import errors
 from ..apiserver.errors import StatusError
 from ..apiserver.strategies import qos_class
-from ..controllers.events import EventRecorder, now
-from ..controllers.scheduler import Scheduler, parse_quantity
+from ..controllers.scheduler import parse_quantity
 from . import sandbox
+from .apiclient import ApiClient, Informer, object_path
+from .events import NodeEventRecorder, now
 
 if TYPE_CHECKING:
     from aiohttp import web
-
-    from ..apiserver.api import ClusterAPI
-    from ..apiserver.resources import ResourceType
 
 log = logging.getLogger(__name__)
 
@@ -446,7 +444,8 @@ class PodWorker:
         self.volume_wakeup = asyncio.Event()
         self.exec_pids: set[int] = set()
         self._conditions: dict[str, dict[str, Any]] = {}
-        self._flush_scheduled = False
+        self._status_dirty = asyncio.Event()
+        self._status_writer: asyncio.Task[None] | None = None
         self._stop_requested = asyncio.Event()
         self._grace: float = 0
         self._life: asyncio.Task[None] | None = None
@@ -507,13 +506,35 @@ class PodWorker:
         )
 
     def push_status(self) -> None:
-        """Coalesce status writes: many changes in one loop iteration produce one PATCH."""
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_status)
+        """Coalesce status writes: changes made while a PATCH is in flight go out together in the next."""
+        self._status_dirty.set()
+        if self._status_writer is None or self._status_writer.done():
+            self._status_writer = asyncio.get_running_loop().create_task(
+                self._write_status(), name=f"pod {self.namespace}/{self.name} status"
+            )
 
-    def _flush_status(self) -> None:
-        self._flush_scheduled = False
+    async def _write_status(self) -> None:
+        failures = 0
+        while self._status_dirty.is_set() and not self.gone:
+            self._status_dirty.clear()
+            try:
+                await self._flush_status()
+                failures = 0
+            except StatusError as exc:
+                # The API server is away or refused: keep the change and try again, as the kubelet's
+                # status manager does, without spinning.
+                log.info("status of %s/%s not written: %s", self.namespace, self.name, exc.message)
+                self._status_dirty.set()
+                failures += 1
+                await asyncio.sleep(min(0.2 * 2**failures, 5.0))
+
+    async def flush_status(self) -> None:
+        """Write the status now and wait for it (the next step depends on it being visible)."""
+        self._status_dirty.clear()
+        with contextlib.suppress(StatusError):
+            await self._flush_status()
+
+    async def _flush_status(self) -> None:
         if self.gone:
             return
         current = self.pod.get("status", {})
@@ -525,19 +546,15 @@ class PodWorker:
         if not patch:
             return
         try:
-            self.pod = self.kubelet.api.patch(
-                self.kubelet.pods_rt,
-                self.namespace,
-                self.name,
-                "merge",
+            self.pod = await self.kubelet.client.merge_patch(
+                object_path("pods", self.namespace, self.name) + "/status",
                 {"metadata": {"uid": self.uid}, "status": patch},
-                subresource="status",
             )
         except StatusError as exc:
             if exc.code in (404, 409):  # deleted, or replaced by a pod of the same name (uid precondition)
                 self.gone = True
-            else:
-                log.warning("status of %s/%s not written: %s", self.namespace, self.name, exc.message)
+                return
+            raise
 
     # -- status ----------------------------------------------------------------------------------------
 
@@ -780,8 +797,7 @@ class PodWorker:
         self.pod_ip = HOST_IP if self.spec.get("hostNetwork") else self.kubelet.ips.allocate()
         await self._setup_volumes()
         self.sandbox_ready = True
-        self.push_status()
-        self._flush_status()
+        await self.flush_status()
         # Containers must find their own and their peers' names from their first instruction.
         await self.kubelet.refresh_hosts()
 
@@ -835,14 +851,14 @@ class PodWorker:
                         if "persistentVolumeClaim" in volume
                         else f"{self.name}-{name}"
                     )
-                    source = self._claim_path(claim)
+                    source = await self._claim_path(claim)
                     if source is None:
                         unbound.add(name)
                         continue
                     dirs.append(Path(source))
                     self.volume_sources[name] = source
                 elif any(k in volume for k in ("configMap", "secret", "downwardAPI", "projected")):
-                    files = self._projected_files(volume, refs)
+                    files = await self._projected_files(volume, refs)
                     path = self.paths.volume(name)
                     writes.append((path, files))
                     dirs.append(path)
@@ -891,11 +907,11 @@ class PodWorker:
 
         return await asyncio.to_thread(check)
 
-    def _claim_path(self, claim_name: str) -> str | None:
+    async def _claim_path(self, claim_name: str) -> str | None:
         """The directory of the PersistentVolume bound to ``claim_name``, or None while unbound."""
-        api = self.kubelet.api
+        client = self.kubelet.client
         try:
-            claim = api.get(self.kubelet.rt("persistentvolumeclaims"), self.namespace, claim_name)
+            claim = await client.get(object_path("persistentvolumeclaims", self.namespace, claim_name))
         except StatusError as exc:
             if exc.code == 404:
                 raise ConfigError(f'persistentvolumeclaim "{claim_name}" not found') from exc
@@ -904,23 +920,23 @@ class PodWorker:
         if not volume_name or claim.get("status", {}).get("phase") not in (None, "Bound"):
             return None
         try:
-            pv = api.get(self.kubelet.rt("persistentvolumes"), None, volume_name)
+            pv = await client.get(object_path("persistentvolumes", None, volume_name))
         except StatusError:
             return None
         spec = pv.get("spec", {})
         path = (spec.get("hostPath") or {}).get("path") or (spec.get("local") or {}).get("path")
         return path or str(self.kubelet.state_dir / "volumes" / volume_name)
 
-    def _projected_files(
+    async def _projected_files(
         self, volume: dict[str, Any], refs: set[tuple[str, str]]
     ) -> dict[str, tuple[bytes, int]]:
         if "configMap" in volume:
-            return self._object_files(
+            return await self._object_files(
                 "configmaps", volume["configMap"], volume["configMap"].get("defaultMode"), refs
             )
         if "secret" in volume:
             source = {**volume["secret"], "name": volume["secret"].get("secretName", "")}
-            return self._object_files("secrets", source, volume["secret"].get("defaultMode"), refs)
+            return await self._object_files("secrets", source, volume["secret"].get("defaultMode"), refs)
         if "downwardAPI" in volume:
             return self._downward_files(
                 volume["downwardAPI"].get("items") or [], volume["downwardAPI"].get("defaultMode")
@@ -930,32 +946,58 @@ class PodWorker:
         default_mode = projected.get("defaultMode")
         for source in projected.get("sources") or []:
             if "configMap" in source:
-                if source["configMap"].get("name") == "kube-root-ca.crt" and not self._exists(
+                if source["configMap"].get("name") == "kube-root-ca.crt" and not await self._exists(
                     "configmaps", "kube-root-ca.crt"
                 ):
                     # The auto-mounted service account volume wants this ConfigMap; without one, an empty
                     # CA file keeps such pods starting (the emulator's CA is in the kubeconfig).
                     files["ca.crt"] = (b"", default_mode or 0o644)
                     continue
-                files.update(self._object_files("configmaps", source["configMap"], default_mode, refs))
+                files.update(await self._object_files("configmaps", source["configMap"], default_mode, refs))
             elif "secret" in source:
-                files.update(self._object_files("secrets", source["secret"], default_mode, refs))
+                files.update(await self._object_files("secrets", source["secret"], default_mode, refs))
             elif "downwardAPI" in source:
                 files.update(self._downward_files(source["downwardAPI"].get("items") or [], default_mode))
             elif "serviceAccountToken" in source:
-                token = self._dummy_token(source["serviceAccountToken"])
+                token = await self._service_account_token(source["serviceAccountToken"])
                 files[source["serviceAccountToken"].get("path", "token")] = (
                     token.encode(),
                     default_mode or 0o644,
                 )
         return files
 
-    def _exists(self, plural: str, name: str) -> bool:
+    async def _exists(self, plural: str, name: str) -> bool:
         try:
-            self.kubelet.api.get(self.kubelet.rt(plural), self.namespace, name)
+            await self.kubelet.watched_object(plural, self.namespace, name)
             return True
         except StatusError:
             return False
+
+    async def _service_account_token(self, source: dict[str, Any]) -> str:
+        """A token for the pod's service account from the TokenRequest API, bound to this pod.
+
+        That is what a real kubelet mounts, so a pod's in-cluster config works against a real API server.
+        An API server without TokenRequest (the emulator) gets a JWT-shaped placeholder instead.
+        """
+        sa = self.spec.get("serviceAccountName") or "default"
+        request = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "audiences": [source["audience"]] if source.get("audience") else None,
+                "expirationSeconds": int(source.get("expirationSeconds") or 3607),
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": self.name, "uid": self.uid},
+            },
+        }
+        try:
+            answer = await self.kubelet.client.create(
+                object_path("serviceaccounts", self.namespace, sa) + "/token", request
+            )
+            return str(answer["status"]["token"])
+        except StatusError as exc:
+            if exc.code not in (404, 405):
+                raise
+        return self._dummy_token(source)
 
     def _dummy_token(self, source: dict[str, Any]) -> str:
         """A JWT-shaped token naming the pod's service account (the API server does not accept it)."""
@@ -977,7 +1019,7 @@ class PodWorker:
         }
         return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.localcluster"
 
-    def _object_files(
+    async def _object_files(
         self, plural: str, source: dict[str, Any], default_mode: int | None, refs: set[tuple[str, str]]
     ) -> dict[str, tuple[bytes, int]]:
         kind = "configmap" if plural == "configmaps" else "secret"
@@ -985,7 +1027,7 @@ class PodWorker:
         refs.add((plural, name))
         mode = default_mode if default_mode is not None else 0o644
         try:
-            obj = self.kubelet.api.get(self.kubelet.rt(plural), self.namespace, name)
+            obj = await self.kubelet.watched_object(plural, self.namespace, name)
         except StatusError as exc:
             if exc.code == 404:
                 if source.get("optional"):
@@ -1111,7 +1153,7 @@ class PodWorker:
         await self._pull(c)
         while True:
             try:
-                env = self._container_env(c)
+                env = await self._container_env(c)
                 mounts = self._mounts(c, env)
                 break
             except ConfigError as exc:
@@ -1214,9 +1256,9 @@ class PodWorker:
         digest = hashlib.sha256(f"{host}/{path}{ref}".encode()).hexdigest()
         c.image_id = f"{host}/{path}@sha256:{digest}"
 
-    def _container_env(self, c: ContainerRuntime) -> dict[str, str]:
+    async def _container_env(self, c: ContainerRuntime) -> dict[str, str]:
         """The process environment, built in the kubelet's order (see ``makeEnvironmentVariables``)."""
-        api, kubelet = self.kubelet.api, self.kubelet
+        kubelet = self.kubelet
         pod = self._pod_with_ips()
         spec = c.spec
         hostname = self.hostname
@@ -1228,9 +1270,11 @@ class PodWorker:
                 if not ref:
                     continue
                 try:
-                    obj = api.get(kubelet.rt(plural), self.namespace, ref.get("name", ""))
+                    obj = await kubelet.watched_object(plural, self.namespace, ref.get("name", ""))
                 except StatusError as exc:
-                    if exc.code == 404 and ref.get("optional"):
+                    if exc.code != 404:
+                        raise ConfigError(str(exc.message)) from exc
+                    if ref.get("optional"):
                         continue
                     raise ConfigError(
                         f'{"configmap" if plural == "configmaps" else "secret"} "{ref.get("name")}" not found'
@@ -1244,9 +1288,11 @@ class PodWorker:
                     env[prefix + key] = value
         service_env: dict[str, str] = {}
         if self.spec.get("enableServiceLinks", True):
-            services = api.list(kubelet.rt("services"), self.namespace)["items"]
+            services = [
+                s for s in kubelet.services.values() if s["metadata"].get("namespace") == self.namespace
+            ]
             service_env.update(_service_env(services))
-        service_env.update(_kubernetes_env(kubelet.api_server_url or kubelet.discover_api_url()))
+        service_env.update(_kubernetes_env(kubelet.api_server_url))
 
         def lookup(name: str) -> str | None:
             if name in env:
@@ -1269,9 +1315,11 @@ class PodWorker:
                 plural = "configmaps" if is_cm else "secrets"
                 kind = "ConfigMap" if is_cm else "Secret"
                 try:
-                    obj = api.get(kubelet.rt(plural), self.namespace, ref.get("name", ""))
+                    obj = await kubelet.watched_object(plural, self.namespace, ref.get("name", ""))
                 except StatusError as exc:
-                    if exc.code == 404 and ref.get("optional"):
+                    if exc.code != 404:
+                        raise ConfigError(str(exc.message)) from exc
+                    if ref.get("optional"):
                         continue
                     raise ConfigError(f'{kind.lower()} "{ref.get("name")}" not found') from exc
                 data = (
@@ -1585,7 +1633,7 @@ class PodWorker:
         url = f"{scheme.lower()}://{host}:{port}{path}"
         headers = {
             "Host": f"{host}:{port}",
-            "User-Agent": f"kube-probe/{self.kubelet.version_minor}",
+            "User-Agent": f"kube-probe/{self.kubelet.version.lstrip('v').rsplit('.', 1)[0]}",
             "Accept": "*/*",
             "Connection": "close",
         }
@@ -1676,14 +1724,8 @@ class PodWorker:
     async def _finish_deletion(self) -> None:
         kubelet = self.kubelet
         if not self.gone and not kubelet.stopping:
-            self._flush_status()
-            with contextlib.suppress(StatusError):
-                kubelet.api.delete(
-                    kubelet.pods_rt,
-                    self.namespace,
-                    self.name,
-                    options={"gracePeriodSeconds": 0, "preconditions": {"uid": self.uid}},
-                )
+            await self.flush_status()
+            await self._delete_from_api()
         self.gone = True
         if self.pod_ip and self.pod_ip != HOST_IP:
             kubelet.ips.release(self.pod_ip)
@@ -1693,6 +1735,28 @@ class PodWorker:
             if kubelet.state_dir in root.parents:
                 await asyncio.to_thread(shutil.rmtree, root, True)
             kubelet.hosts_changed()
+
+    async def _delete_from_api(self) -> None:
+        """Finish a graceful deletion (grace 0, this uid only), retrying while the API server fails."""
+        failures = 0
+        while not self.kubelet.stopping:
+            try:
+                await self.kubelet.client.delete(
+                    object_path("pods", self.namespace, self.name),
+                    {
+                        "apiVersion": "v1",
+                        "kind": "DeleteOptions",
+                        "gracePeriodSeconds": 0,
+                        "preconditions": {"uid": self.uid},
+                    },
+                )
+                return
+            except StatusError as exc:
+                if exc.code in (404, 409):  # gone already, or a new pod of the same name
+                    return
+                failures += 1
+                log.info("deletion of %s/%s not finished: %s", self.namespace, self.name, exc.message)
+                await asyncio.sleep(min(0.2 * 2**failures, 5.0))
 
     async def shutdown(self) -> None:
         """The kubelet is stopping: stop the containers quickly and leave the API alone."""
@@ -1873,17 +1937,19 @@ def _boot_id() -> str:
 
 
 class Kubelet:
-    """Registers the node, runs the scheduler and every pod bound to the node. See the module docstring.
+    """A node: registers itself, runs every pod bound to it, and keeps its Lease. See the module docstring.
 
-    ``capacity`` is merged over the host's (so ``{"nvidia.com/gpu": "2"}`` adds two GPUs); ``isolation``
-    forces a mode of ``sandbox.ISOLATION_MODES`` instead of probing (``LOCALCLUSTER_ISOLATION`` too);
-    ``api_server_url`` is what pods get as ``KUBERNETES_SERVICE_HOST/PORT``; it may be set after ``start``
-    (the HTTP server usually starts later), otherwise the ``kubernetes`` Endpoints or Service is used.
+    It reaches the cluster only through ``client`` (an :class:`ApiClient` authenticated as
+    ``system:node:<node_name>``), whichever control plane serves it. ``capacity`` is merged over the host's (so
+    ``{"nvidia.com/gpu": "2"}`` adds two GPUs); ``isolation`` forces a mode of ``sandbox.ISOLATION_MODES``
+    instead of probing (``LOCALCLUSTER_ISOLATION`` too); ``api_server_url`` is what pods get as
+    ``KUBERNETES_SERVICE_HOST/PORT`` (default: the URL the client talks to); ``kubelet_port`` is the port of
+    the kubelet API the API server proxies exec, logs and port-forward to (advertised in the Node status).
     """
 
     def __init__(
         self,
-        api: ClusterAPI,
+        client: ApiClient,
         *,
         state_dir: Path,
         node_name: str = "localcluster",
@@ -1891,21 +1957,24 @@ class Kubelet:
         isolation: str = "auto",
         api_server_url: str | None = None,
         pod_cidr: str | None = None,
+        kubelet_port: int = 10250,
+        labels: dict[str, str] | None = None,
+        names_client: ApiClient | None = None,
     ) -> None:
-        self.api = api
+        self.client = client
         self.state_dir = Path(state_dir)
         self.node_name = node_name
         self.capacity = {**host_capacity(self.state_dir), **(capacity or {})}
         self.allocatable = dict(self.capacity)
-        self.api_server_url = api_server_url or ""
+        self.api_server_url = api_server_url or client.server
+        self.kubelet_port = kubelet_port
+        self.extra_labels = dict(labels or {})
         self._requested_isolation = os.environ.get("LOCALCLUSTER_ISOLATION") or isolation
         if self._requested_isolation not in (*sandbox.ISOLATION_MODES, "auto"):
             raise ValueError(f"isolation must be auto or one of {sandbox.ISOLATION_MODES}")
         self._isolation: str | None = None
         self.ips = sandbox.PodIPAllocator(pod_cidr)
-        self.pods_rt = self.rt("pods")
-        self.events = EventRecorder(api, node_name)
-        self.scheduler = Scheduler(api, record_event=self._scheduler_event)
+        self.events = NodeEventRecorder(client, node_name)
         self.hosts_path = self.state_dir / "hosts"
         self.pyhooks_dir = self.state_dir / "pyhooks"
         self.pulled_images: set[str] = set()
@@ -1913,21 +1982,29 @@ class Kubelet:
         # One per container run (and killed probe), done once the process is reaped and its pipes closed.
         self.waiters: set[asyncio.Future[Any]] = set()
         self.stopping = False
-        self.version_minor = "1.37"
+        self.version = "v1.37.0"
+        # The pods bound here: all a node may list and watch (the Node authorizer insists on the selector).
+        self.pods = client.informer(object_path("pods"), field_selector=f"spec.nodeName={node_name}")
+        # The hosts file stands in for cluster DNS, so it reads what CoreDNS reads (every pod, Service and
+        # Endpoints) with credentials of its own; without them it knows this node's pods and the Services.
+        names = names_client or client
+        self.cluster_pods = names_client.informer(object_path("pods")) if names_client else None
+        self.services = names.informer(object_path("services"))
+        self.endpoints = names_client.informer(object_path("endpoints")) if names_client else None
+        # ConfigMaps and Secrets one by one, as the kubelet's watch-based manager does: the Node authorizer
+        # lets a node read only those its pods use, and only by name.
+        self._object_watches: dict[tuple[str, str, str], Informer] = {}
         self._workers: dict[str, PodWorker] = {}
         self._by_name: dict[tuple[str, str], PodWorker] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._hosts_wakeup: asyncio.Event | None = None
         self._hosts_written = ""
         self._hosts_lock = asyncio.Lock()
-        self._subscribed = False
+        self._node_uid = ""
         self._started = False
 
-    def rt(self, plural: str, group: str = "", version: str = "v1") -> ResourceType:
-        rt = self.api.registry.get(group, version, plural)
-        if rt is None:
-            raise StatusError(404, "NotFound", f"the server could not find the requested resource ({plural})")
-        return rt
+    def _name_informers(self) -> list[Informer]:
+        return [i for i in (self.cluster_pods, self.services, self.endpoints) if i is not None]
 
     @property
     def isolation_mode(self) -> str:
@@ -1939,34 +2016,34 @@ class Kubelet:
     async def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._isolation = await self._probe_isolation()
+        with contextlib.suppress(StatusError, KeyError):
+            self.version = str((await self.client.get("/version"))["gitVersion"])
+        self.events.start()
+        await self._register_node()
+        self._hosts_wakeup = asyncio.Event()
+        self.pods.add_handler(self._on_pod_event)
+        for informer in self._name_informers():
+            informer.add_handler(lambda _kind, _obj: self.hosts_changed())
+        for informer in (self.pods, *self._name_informers()):
+            informer.start()
+        await asyncio.gather(*(i.synced.wait() for i in (self.pods, *self._name_informers())))
         live = {
             (p["metadata"]["namespace"], f"{p['metadata']['name']}-{p['metadata']['uid']}")
-            for p in self.api.list(self.pods_rt)["items"]
+            for p in self.pods.values()
         }
         await asyncio.to_thread(self._prepare_state, live)
-        with contextlib.suppress(Exception):
-            from ..apiserver.discovery import SERVER_MAJOR, SERVER_MINOR
-
-            self.version_minor = f"{SERVER_MAJOR}.{SERVER_MINOR}"
-        self._register_node()
-        self._hosts_wakeup = asyncio.Event()
-        if not self._subscribed:
-            self.api.store.on_event(self._on_event)
-            self._subscribed = True
-        await self.scheduler.start()
-        for pod in self.api.list(self.pods_rt)["items"]:
+        self._started = True
+        for pod in self.pods.values():
             self._observe_pod(pod)
         self._tasks = [
             asyncio.create_task(self._heartbeat(), name="kubelet heartbeat"),
             asyncio.create_task(self._hosts_loop(), name="kubelet hosts file"),
         ]
         self._hosts_wakeup.set()
-        self._started = True
 
     async def stop(self) -> None:
         """Stop every container (SIGTERM, then SIGKILL after a short grace) and all background work."""
         self.stopping = True
-        await self.scheduler.stop()
         workers = list(self._workers.values())
         await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
         for task in self._tasks:
@@ -1975,6 +2052,10 @@ class Kubelet:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        for informer in [self.pods, *self._name_informers(), *self._object_watches.values()]:
+            await informer.stop()
+        self._object_watches.clear()
+        await self.events.stop()
         # Belt and braces: any shim still alive (a worker that failed) takes its whole tree down, and
         # every run is reaped before the loop may close.
         for pid in list(self.shims):
@@ -2019,75 +2100,102 @@ class Kubelet:
                 await asyncio.to_thread(shutil.rmtree, scratch, True)
         return sandbox.ISOLATION_NONE
 
-    def discover_api_url(self) -> str:
-        """Without an explicit URL, the ``kubernetes`` Endpoints/Service of ``default`` locate the API."""
-        with contextlib.suppress(StatusError):
-            endpoints = self.api.get(self.rt("endpoints"), "default", "kubernetes")
-            for subset in endpoints.get("subsets") or []:
-                addresses, ports = subset.get("addresses") or [], subset.get("ports") or []
-                if addresses and ports:
-                    return f"https://{addresses[0].get('ip')}:{ports[0].get('port')}"
-        with contextlib.suppress(StatusError):
-            service = self.api.get(self.rt("services"), "default", "kubernetes")
-            ports = service.get("spec", {}).get("ports") or [{}]
-            return f"https://{service['spec'].get('clusterIP')}:{ports[0].get('port', 443)}"
-        return "https://127.0.0.1:443"
+    # -- objects the pods use -----------------------------------------------------------------------------
+
+    async def watched_object(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        """A ConfigMap or Secret a pod uses, from a watch kept on it (raises ``StatusError`` 404 if absent).
+
+        The first use starts the watch and waits for its first LIST; changes then refresh the volumes of
+        the pods that project the object.
+        """
+        key = (plural, namespace, name)
+        informer = self._object_watches.get(key)
+        if informer is None:
+            informer = self.client.informer(
+                object_path(plural, namespace), field_selector=f"metadata.name={name}"
+            )
+            informer.add_handler(lambda _kind, obj, key=key: self._on_object_event(key, obj))
+            self._object_watches[key] = informer
+            informer.start()
+        try:
+            await asyncio.wait_for(informer.synced.wait(), timeout=30)
+        except TimeoutError:
+            raise StatusError(503, "ServiceUnavailable", f"{plural} {namespace}/{name}: no answer") from None
+        if informer.forbidden:
+            raise StatusError(403, "Forbidden", f'{plural} "{name}" is forbidden for node {self.node_name}')
+        obj = informer.get(namespace, name)
+        if obj is None:
+            raise StatusError(404, "NotFound", f'{plural} "{name}" not found')
+        return obj
+
+    def _on_object_event(self, key: tuple[str, str, str], obj: dict[str, Any]) -> None:
+        plural, namespace, name = key
+        for worker in list(self._workers.values()):
+            if worker.namespace == namespace and (plural, name) in worker.volume_refs:
+                worker.volume_wakeup.set()
+                worker.detach(worker.refresh_projected_volumes())
+
+    def _release_object_watches(self) -> None:
+        """Stop watching objects no pod on this node uses any more."""
+        used = {(plural, w.namespace, name) for w in self._workers.values() for plural, name in w.volume_refs}
+        for key in [k for k in self._object_watches if k not in used]:
+            informer = self._object_watches.pop(key)
+            asyncio.get_running_loop().create_task(informer.stop())
 
     # -- node -------------------------------------------------------------------------------------------
 
-    def _register_node(self) -> None:
-        nodes = self.rt("nodes")
-        labels = {
+    def _labels(self) -> dict[str, str]:
+        return {
             "beta.kubernetes.io/arch": _arch(),
             "beta.kubernetes.io/os": "linux",
             "kubernetes.io/arch": _arch(),
             "kubernetes.io/hostname": self.node_name,
             "kubernetes.io/os": "linux",
             "node.kubernetes.io/instance-type": "local",
+            **self.extra_labels,
         }
-        annotations = {
-            "node.alpha.kubernetes.io/ttl": "0",
-            "volumes.kubernetes.io/controller-managed-attach-detach": "true",
-        }
+
+    async def _register_node(self) -> None:
+        path = object_path("nodes", None, self.node_name)
         try:
-            node = self.api.get(nodes, None, self.node_name)
+            node = await self.client.get(path)
             cidr = node.get("spec", {}).get("podCIDR")
             if cidr and not self._workers:
                 # A persistent cluster keeps handing out addresses from the range its Node advertises.
                 with contextlib.suppress(ValueError):
                     self.ips = sandbox.PodIPAllocator(cidr)
-            merged = {
-                **node,
-                "metadata": {
-                    **node["metadata"],
-                    "labels": {**(node["metadata"].get("labels") or {}), **labels},
-                },
-            }
-            self.api.update(nodes, None, self.node_name, merged)
+            labels = node["metadata"].get("labels") or {}
+            if any(labels.get(k) != v for k, v in self._labels().items()):
+                node = await self.client.merge_patch(path, {"metadata": {"labels": self._labels()}})
         except StatusError as exc:
             if exc.code != 404:
                 raise
-            node = self.api.create(
-                nodes,
-                None,
+            node = await self.client.create(
+                object_path("nodes"),
                 {
                     "apiVersion": "v1",
                     "kind": "Node",
-                    "metadata": {"name": self.node_name, "labels": labels, "annotations": annotations},
+                    "metadata": {
+                        "name": self.node_name,
+                        "labels": self._labels(),
+                        "annotations": {
+                            "node.alpha.kubernetes.io/ttl": "0",
+                            "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+                        },
+                    },
                     "spec": {"podCIDR": self.ips.cidr, "podCIDRs": [self.ips.cidr]},
                 },
             )
             self.events.record(node, "Normal", "Starting", "Starting kubelet.")
-        self._write_node_status(first=True)
-        self._renew_lease()
+        self._node_uid = node["metadata"]["uid"]
+        await self._write_node_status(first=True, node=node)
+        await self._renew_lease()
 
-    def _write_node_status(self, *, first: bool = False) -> None:
-        nodes = self.rt("nodes")
+    async def _write_node_status(self, *, first: bool = False, node: dict[str, Any] | None = None) -> None:
+        path = object_path("nodes", None, self.node_name)
         stamp = now()
-        try:
-            node = self.api.get(nodes, None, self.node_name)
-        except StatusError:
-            return
+        if node is None:
+            node = await self.client.get(path)
         previous = {c.get("type"): c for c in node.get("status", {}).get("conditions") or []}
 
         def condition(type_: str, status: str, reason: str, message: str) -> dict[str, Any]:
@@ -2124,7 +2232,7 @@ class Kubelet:
                 {"type": "InternalIP", "address": HOST_IP},
                 {"type": "Hostname", "address": self.node_name},
             ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
             "nodeInfo": {
                 "machineID": _machine_id(),
                 "systemUUID": _machine_id(),
@@ -2132,119 +2240,84 @@ class Kubelet:
                 "kernelVersion": platform.release(),
                 "osImage": _os_image(),
                 "containerRuntimeVersion": RUNTIME_VERSION,
-                "kubeletVersion": self._kubelet_version(),
+                "kubeletVersion": self.version,
                 "kubeProxyVersion": "",
                 "operatingSystem": "linux",
                 "architecture": _arch(),
             },
             "images": [],
         }
-        self.api.patch(nodes, None, self.node_name, "merge", {"status": status}, subresource="status")
+        await self.client.merge_patch(path + "/status", {"status": status})
         if first and (previous.get("Ready") or {}).get("status") != "True":
             self.events.record(node, "Normal", "NodeReady", f"Node {self.node_name} status is now: NodeReady")
 
-    def _kubelet_version(self) -> str:
-        with contextlib.suppress(Exception):
-            from ..apiserver.discovery import GIT_VERSION
-
-            return GIT_VERSION
-        return f"v{self.version_minor}.0"
-
-    def _renew_lease(self) -> None:
-        with contextlib.suppress(StatusError):
-            leases = self.rt("leases", "coordination.k8s.io")
-            spec = {
-                "holderIdentity": self.node_name,
-                "leaseDurationSeconds": LEASE_DURATION,
-                "renewTime": _now_micro(),
-            }
-            try:
-                lease = self.api.get(leases, "kube-node-lease", self.node_name)
-                self.api.update(
-                    leases,
-                    "kube-node-lease",
-                    self.node_name,
-                    {**lease, "spec": {**lease.get("spec", {}), **spec}},
-                )
-            except StatusError as exc:
-                if exc.code != 404:
-                    raise
-                node = self.api.get(self.rt("nodes"), None, self.node_name)
-                self.api.create(
-                    leases,
-                    "kube-node-lease",
-                    {
-                        "apiVersion": "coordination.k8s.io/v1",
-                        "kind": "Lease",
-                        "metadata": {
-                            "name": self.node_name,
-                            "namespace": "kube-node-lease",
-                            "ownerReferences": [
-                                {
-                                    "apiVersion": "v1",
-                                    "kind": "Node",
-                                    "name": self.node_name,
-                                    "uid": node["metadata"]["uid"],
-                                }
-                            ],
-                        },
-                        "spec": {**spec, "acquireTime": spec["renewTime"]},
+    async def _renew_lease(self) -> None:
+        path = object_path("leases", "kube-node-lease", self.node_name, group="coordination.k8s.io")
+        spec = {
+            "holderIdentity": self.node_name,
+            "leaseDurationSeconds": LEASE_DURATION,
+            "renewTime": _now_micro(),
+        }
+        try:
+            lease = await self.client.get(path)
+            await self.client.replace(path, {**lease, "spec": {**lease.get("spec", {}), **spec}})
+        except StatusError as exc:
+            if exc.code != 404:
+                raise
+            await self.client.create(
+                object_path("leases", "kube-node-lease", group="coordination.k8s.io"),
+                {
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": "Lease",
+                    "metadata": {
+                        "name": self.node_name,
+                        "namespace": "kube-node-lease",
+                        "ownerReferences": [
+                            {"apiVersion": "v1", "kind": "Node", "name": self.node_name, "uid": self._node_uid}
+                        ],
                     },
-                )
+                    "spec": {**spec, "acquireTime": spec["renewTime"]},
+                },
+            )
 
     async def _heartbeat(self) -> None:
         last_status = time.monotonic()
         while True:
             await asyncio.sleep(LEASE_RENEW_SECONDS)
             try:
-                self._renew_lease()
+                if not await self._node_exists():
+                    # Someone deleted the Node (kubectl delete node): register again, as a kubelet does.
+                    await self._register_node()
+                    last_status = time.monotonic()
+                    continue
+                await self._renew_lease()
                 if time.monotonic() - last_status >= NODE_STATUS_SECONDS:
                     last_status = time.monotonic()
-                    self._write_node_status()
-                elif not self._node_exists():
-                    # Someone deleted the Node (kubectl delete node): register again, as a kubelet does.
-                    self._register_node()
-            except Exception:
-                log.exception("node heartbeat failed")
+                    await self._write_node_status()
+            except Exception as exc:
+                log.warning("node heartbeat failed: %s", exc)
 
-    def _node_exists(self) -> bool:
+    async def _node_exists(self) -> bool:
         try:
-            self.api.get(self.rt("nodes"), None, self.node_name)
+            await self.client.get(object_path("nodes", None, self.node_name))
             return True
-        except StatusError:
-            return False
-
-    def _scheduler_event(
-        self, pod: dict[str, Any], type_: str, reason: str, message: str, *, component: str
-    ) -> None:
-        self.events.record(pod, type_, reason, message, component=component)
+        except StatusError as exc:
+            if exc.code == 404:
+                return False
+            raise
 
     # -- pods -------------------------------------------------------------------------------------------
 
-    def _on_event(self, event: Any) -> None:
+    def _on_pod_event(self, kind: str, pod: dict[str, Any]) -> None:
         if self.stopping or not self._started:
             return
-        group, resource = event.group_resource
-        if (group, resource) == ("", "pods"):
-            if event.type == "DELETED":
-                worker = self._workers.get(event.obj["metadata"].get("uid", ""))
-                if worker is not None:
-                    worker.observe_deleted()
-            else:
-                self._observe_pod(event.obj)
-            self.hosts_changed()
-        elif (group, resource) in (("", "services"), ("", "endpoints")):
-            self.hosts_changed()
-        elif (group, resource) in (("", "configmaps"), ("", "secrets")):
-            meta = event.obj["metadata"]
-            ref = (resource, meta["name"])
-            for worker in list(self._workers.values()):
-                if worker.namespace == meta.get("namespace") and ref in worker.volume_refs:
-                    worker.volume_wakeup.set()
-                    worker.detach(worker.refresh_projected_volumes())
-        elif (group, resource) in (("", "persistentvolumeclaims"), ("", "persistentvolumes")):
-            for worker in list(self._workers.values()):
-                worker.volume_wakeup.set()
+        if kind == "DELETED":
+            worker = self._workers.get(pod["metadata"].get("uid", ""))
+            if worker is not None:
+                worker.observe_deleted()
+        else:
+            self._observe_pod(pod)
+        self.hosts_changed()
 
     def _observe_pod(self, pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
@@ -2265,6 +2338,7 @@ class Kubelet:
         self._workers.pop(worker.uid, None)
         if self._by_name.get((worker.namespace, worker.name)) is worker:
             del self._by_name[(worker.namespace, worker.name)]
+        self._release_object_watches()
 
     # -- names ------------------------------------------------------------------------------------------
 
@@ -2283,10 +2357,14 @@ class Kubelet:
     def _render_hosts(self) -> str:
         pods = [
             p
-            for p in self.api.list(self.pods_rt)["items"]
+            for p in (self.cluster_pods or self.pods).values()
             if p.get("status", {}).get("podIP")
             and p.get("status", {}).get("phase") not in ("Succeeded", "Failed")
         ]
+        # Pods of this node carry the address they were given here even before their status says so.
+        for worker in self._workers.values():
+            if worker.pod_ip and not worker.pod.get("status", {}).get("podIP") and not worker.terminating:
+                pods.append(worker._pod_with_ips())
         # Ready pods by (namespace, label, value): a Service looks its selector up here instead of
         # scanning its namespace's pods, which made each rewrite O(services x pods) at a thousand pods.
         ready_by_label: dict[tuple[str, str, str], list[dict[str, Any]]] = collections.defaultdict(list)
@@ -2296,7 +2374,7 @@ class Kubelet:
                 for label, value in (pod["metadata"].get("labels") or {}).items():
                     ready_by_label[(namespace, label, value)].append(pod)
         services = []
-        for svc in self.api.list(self.rt("services"))["items"]:
+        for svc in self.services.values():
             ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
             selector = svc.get("spec", {}).get("selector") or {}
             ip = None
@@ -2309,13 +2387,12 @@ class Kubelet:
                     if all(labels.get(k) == v for k, v in selector.items()):
                         ip = pod["status"]["podIP"]
                         break
-            else:
-                with contextlib.suppress(StatusError):
-                    endpoints = self.api.get(self.rt("endpoints"), ns, name)
-                    for subset in endpoints.get("subsets") or []:
-                        if subset.get("addresses"):
-                            ip = subset["addresses"][0].get("ip")
-                            break
+            elif self.endpoints is not None:
+                endpoints = self.endpoints.get(ns, name) or {}
+                for subset in endpoints.get("subsets") or []:
+                    if subset.get("addresses"):
+                        ip = subset["addresses"][0].get("ip")
+                        break
             if ip:
                 services.append((ns, name, ip))
         return sandbox.render_hosts(pods, services, CLUSTER_DOMAIN)
@@ -2335,10 +2412,14 @@ class Kubelet:
     # -- for the exec and log handlers -------------------------------------------------------------------
 
     def _worker_for(self, namespace: str, pod_name: str) -> tuple[dict[str, Any], PodWorker | None]:
-        pod = self.api.get(self.pods_rt, namespace, pod_name)
+        worker = self._by_name.get((namespace, pod_name))
+        pod = worker.pod if worker is not None else self.pods.get(namespace, pod_name)
+        if pod is None:
+            raise errors.not_found("pods", pod_name)
         if not pod.get("spec", {}).get("nodeName"):
             raise errors.bad_request(f"pod {pod_name} does not have a host assigned")
-        worker = self._workers.get(pod["metadata"]["uid"])
+        if worker is None:
+            worker = self._workers.get(pod["metadata"]["uid"])
         return pod, worker
 
     @staticmethod
@@ -2424,6 +2505,25 @@ class Kubelet:
         worker = self._by_name.get((namespace, pod_name))
         c = worker.containers.get(container) if worker is not None else None
         return bool(c is not None and c.running and c.process_alive)
+
+    # -- for the kubelet API (kubelet_api.KubeletAPIServer) ----------------------------------------------
+
+    def _local_worker(self, namespace: str, pod_name: str) -> PodWorker:
+        worker = self._by_name.get((namespace, pod_name))
+        if worker is None or worker.gone:
+            raise errors.not_found("pods", pod_name)
+        return worker
+
+    def pod_uid(self, namespace: str, pod_name: str) -> str:
+        """The UID of a pod this node runs (404 for one it does not)."""
+        return self._local_worker(namespace, pod_name).uid
+
+    def pod_ip(self, namespace: str, pod_name: str) -> str:
+        """Where port-forward connects: the pod's IP once its sandbox is up."""
+        worker = self._local_worker(namespace, pod_name)
+        if not worker.pod_ip:
+            raise errors.bad_request(f'pod "{pod_name}" has no IP address yet: its sandbox is not ready')
+        return worker.pod_ip
 
     async def handle_exec(
         self, request: web.Request, pod: dict[str, Any], *, attach: bool = False
