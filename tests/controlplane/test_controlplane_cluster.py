@@ -113,6 +113,16 @@ def test_admin_creates_a_namespace_and_a_configmap(control_plane: KubernetesCont
     wait_for(lambda: kubectl(admin, "-n", "team-a", "get", "configmap", "kube-root-ca.crt",
                              check=False).returncode == 0, what="kube-root-ca.crt in namespace team-a")
 
+    def audited() -> bool:
+        for line in control_plane.audit_log.read_text().splitlines():
+            event = json.loads(line)
+            target = event.get("objectRef", {})
+            if (event["user"]["username"] == "kubernetes-admin" and event["verb"] == "create"
+                    and target.get("resource") == "configmaps" and target.get("namespace") == "team-a"):
+                return event["level"] == "Metadata" and "requestObject" not in event
+        return False
+    wait_for(audited, what="a Metadata-level audit event for the admin's ConfigMap create")
+
 
 def test_the_default_storage_class_is_standard(control_plane: KubernetesControlPlane) -> None:
     status, storage_class = control_plane.request("GET", "/apis/storage.k8s.io/v1/storageclasses/standard")
