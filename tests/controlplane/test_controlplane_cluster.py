@@ -160,6 +160,22 @@ def test_restarting_the_api_server_alone(control_plane: KubernetesControlPlane) 
         assert control_plane.is_running(component), f"{component} died while the API server restarted"
 
 
+def test_killing_and_restarting_etcd_under_a_running_api_server(control_plane: KubernetesControlPlane) -> None:
+    admin = control_plane.admin_kubeconfig
+    kubectl(admin, "-n", "default", "create", "configmap", "before-etcd-kill", "--from-literal=c=d")
+
+    control_plane.stop_component("etcd", kill=True)
+    assert not control_plane.is_running("etcd")
+    control_plane.start_component("etcd")
+
+    def readable() -> bool:
+        result = kubectl(admin, "-n", "default", "get", "configmap", "before-etcd-kill", "-o", "json", check=False)
+        return result.returncode == 0 and json.loads(result.stdout)["data"] == {"c": "d"}
+    wait_for(readable, what="the API server to serve the ConfigMap again from the restarted etcd")
+    kubectl(admin, "-n", "default", "create", "configmap", "after-etcd-kill", "--from-literal=e=f")
+    assert control_plane.is_running("kube-apiserver"), "the API server died with etcd"
+
+
 def test_stop_and_start_keep_objects_url_and_credentials(binaries: ControlPlaneBinaries, tmp_path: Path) -> None:
     state = tmp_path / "state"
     plane = KubernetesControlPlane(state, binaries=binaries)
