@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--control-plane", choices=("emulator", "kubernetes"), default="emulator",
                               help="emulator (ours, starts in a fraction of a second) or kubernetes (etcd and the "
                                    "kube-* binaries built from Go modules on first use, with our node agent)")
+    serve_parser.add_argument("--nodes", type=int, default=1, metavar="N",
+                              help="run N nodes, each a node agent of its own (kubernetes control plane only)")
     serve_parser.add_argument("--user", action="append", default=[], metavar="NAME[:GROUP,...]",
                               help="mint a kubeconfig for this identity next to --kubeconfig, e.g. alice or "
                                    "carol:devservers:admins (repeatable; kubernetes control plane only)")
@@ -72,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                              help="require client certificates of this CA on the kubelet API (the API server's)")
     node_parser.add_argument("--port", type=int, default=0, help="kubelet API port on 127.0.0.1 (0: a free one)")
     node_parser.add_argument("--port-file", type=Path, default=None, help="write the kubelet API port here")
+    node_parser.add_argument("--pod-cidr", default=None, metavar="CIDR",
+                             help="pod addresses come from this range of 127.0.0.0/8 (default: a random /16)")
     node_parser.add_argument("--provisioner-kubeconfig", type=Path, default=None,
                              help="also run the local-path volume provisioner with these credentials")
     node_parser.add_argument("--names-kubeconfig", type=Path, default=None,
@@ -96,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve_kubernetes(args, parser)
     if args.user:
         parser.error("--user needs --control-plane kubernetes (the emulator does not enforce RBAC)")
+    if args.nodes != 1:
+        parser.error("--nodes needs --control-plane kubernetes (the emulator runs one node)")
     try:
         capacity = _capacity(args.node_capacity)
         faults = FaultSettings.parse(args.faults) if args.faults else None
@@ -131,7 +137,7 @@ def _node(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         kubeconfig=args.kubeconfig, state_dir=args.state_dir, node_name=args.name, capacity=capacity,
         serving_cert=args.serving_cert, serving_key=args.serving_key, client_ca=args.client_ca,
         kubelet_port=args.port, provisioner_kubeconfig=args.provisioner_kubeconfig,
-        names_kubeconfig=args.names_kubeconfig,
+        names_kubeconfig=args.names_kubeconfig, pod_cidr=args.pod_cidr,
     )
 
     def ready(agent: NodeAgent) -> None:
@@ -162,7 +168,7 @@ def _serve_kubernetes(args: argparse.Namespace, parser: argparse.ArgumentParser)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     cluster = LocalCluster(state_dir=state, control_plane="kubernetes", node_capacity=capacity or None,
-                           users=users, progress=lambda line: print(line, flush=True))
+                           users=users, progress=lambda line: print(line, flush=True), nodes=args.nodes)
     try:
         cluster.start()
         cluster.write_kubeconfig(args.kubeconfig)

@@ -178,12 +178,15 @@ class LocalCluster:
     def __init__(self, *, state_dir: Path | str | None = None, port: int = 0,
                  node_capacity: dict[str, str] | None = None, kubelet: bool = True,
                  control_plane: str = "emulator", users: list[tuple[str, list[str]]] | None = None,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None, nodes: int = 1) -> None:
         if control_plane not in ("emulator", "kubernetes"):
             raise ValueError(f"control_plane must be 'emulator' or 'kubernetes', not {control_plane!r}")
         self.control_plane = control_plane
         self._users = list(users or [])
         self._progress = progress
+        self._nodes = nodes
+        if nodes != 1 and control_plane != "kubernetes":
+            raise ValueError("several nodes need control_plane='kubernetes' (the emulator runs one node)")
         self.real: Any = None
         self._own_state_dir = state_dir is None
         self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="localcluster-"))
@@ -269,7 +272,7 @@ class LocalCluster:
         from .controlplane.local import KubernetesRuntime
 
         self.real = KubernetesRuntime(self.state_dir, node_capacity=self._node_capacity, users=self._users,
-                                      progress=self._progress)
+                                      progress=self._progress, nodes=self._nodes)
         try:
             self.real.start()
         except BaseException:

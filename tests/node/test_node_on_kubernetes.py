@@ -360,3 +360,77 @@ def test_the_node_cannot_read_what_its_pods_do_not_use(real: LocalCluster, ns: s
                              timeout=60)
     assert listing.returncode == 1
     assert "can only list/watch pods with spec.nodeName field selector" in listing.stderr
+
+
+def test_two_nodes_share_names_and_a_drain_moves_a_pod(kubernetes_binaries: Any, tmp_path: Path) -> None:
+    with LocalCluster(state_dir=tmp_path / "cluster", control_plane="kubernetes", nodes=2) as cluster:
+        nodes = get(cluster, "nodes")["items"]
+        assert sorted(n["metadata"]["name"] for n in nodes) == ["localcluster", "localcluster-2"]
+        cidrs = {n["spec"]["podCIDR"] for n in nodes}
+        assert len(cidrs) == 2, cidrs
+        for name, node in (("a", "localcluster"), ("b", "localcluster-2")):
+            run_pod(cluster, "default", name, "sleep 3600", nodeName=node, hostname=name, subdomain="pair")
+        kubectl(cluster, "apply", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "pair", "namespace": "default"},
+            "spec": {"clusterIP": "None", "selector": {"pair": "yes"}, "ports": [{"port": 80}]}}))
+        for name in ("a", "b"):
+            wait_for(running(cluster, "default", name), timeout=120, message=f"pod {name} Running")
+        ip_b = get(cluster, "pod", "b")["status"]["podIP"]
+        # A pod on one node resolves a pod on the other by name: each node's hosts file knows every pod.
+        resolved = wait_for(lambda: kubectl(cluster, "exec", "a", "--", "getent", "hosts", ip_b,
+                                            check=False).stdout, timeout=60, message="b's address from a")
+        assert ip_b in resolved
+
+        kubectl(cluster, "create", "deployment", "mover", "--image=busybox", "--", "sleep", "3600")
+        wait_for(lambda: get(cluster, "deployment", "mover").get("status", {}).get("readyReplicas") == 1,
+                 timeout=120, message="the deployment's pod Ready")
+        first = get(cluster, "pods", "-l", "app=mover")["items"][0]
+        source = first["spec"]["nodeName"]
+        target = "localcluster-2" if source == "localcluster" else "localcluster"
+        kubectl(cluster, "drain", source, "--ignore-daemonsets", "--force", "--timeout=120s", timeout=180)
+
+        def moved() -> bool:
+            pods = get(cluster, "pods", "-l", "app=mover")["items"]
+            return any(p["spec"].get("nodeName") == target and p["status"].get("phase") == "Running"
+                       and p["metadata"]["name"] != first["metadata"]["name"] for p in pods)
+
+        wait_for(moved, timeout=120, message=f"the deployment's pod Running on {target} after draining {source}")
+
+
+def test_nothing_outlives_a_killed_parent(kubernetes_binaries: Any, tmp_path: Path) -> None:
+    """SIGKILL the process that runs the control plane and the node: no etcd, kube-*, agent or pod survives."""
+    state = tmp_path / "cluster"
+    marker = f"orphan-marker-{tmp_path.name}"
+    script = textwrap.dedent(f"""
+        import json, subprocess, sys, time
+        from pathlib import Path
+        from devservers_sdk.localcluster import LocalCluster
+        cluster = LocalCluster(state_dir=Path({str(state)!r}), control_plane="kubernetes").start()
+        kubectl = [{KUBECTL!r}, "--kubeconfig", cluster.kubeconfig]
+        pod = {{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "sleeper"}},
+               "spec": {{"containers": [{{"name": "main", "image": "busybox",
+                                         "command": ["sh", "-c", "sleep 3600", "{marker}"]}}]}}}}
+        subprocess.run(kubectl + ["apply", "-f", "-"], input=json.dumps(pod), text=True, check=True,
+                       capture_output=True)
+        while subprocess.run(kubectl + ["get", "pod", "sleeper", "-o", "jsonpath={{.status.phase}}"],
+                             capture_output=True, text=True).stdout != "Running":
+            time.sleep(0.2)
+        print("running", flush=True)
+        time.sleep(3600)
+    """)
+    parent = subprocess.Popen([PY, "-c", script], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[2])
+
+    def survivors() -> list[str]:
+        listing = subprocess.run(["ps", "-eww", "-o", "pid=,args="], capture_output=True, text=True).stdout
+        return [line for line in listing.splitlines() if str(state) in line or marker in line]
+
+    try:
+        assert parent.stdout is not None
+        assert parent.stdout.readline().strip() == "running"
+        assert any("kube-apiserver" in line for line in survivors()), survivors()
+        wait_for(lambda: any(marker in line for line in survivors()), timeout=30, message="the pod's process")
+    finally:
+        parent.kill()
+        parent.wait(30)
+    assert wait_for(lambda: not survivors(), timeout=60, message="every child gone") is True

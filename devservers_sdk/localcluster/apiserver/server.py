@@ -55,18 +55,19 @@ class RequestCounter:
 
     ``by_namespace`` counts them per namespace as well, so a test can tell which object a client keeps
     asking about (a controller looping on one object) when each object lives in a namespace of its own.
-    The node agent's own requests (pod status, leases, events, its watches) are counted apart, under
-    ``node ...`` keys and ``node total``: they are the cluster's cost, not its clients'.
+    The node agent's own requests (pod status, leases, events, its watches) are counted apart, in
+    ``node_counts``: they are the cluster's cost, not its clients'.
     """
 
     def __init__(self) -> None:
         self.counts: collections.Counter[str] = collections.Counter()
+        self.node_counts: collections.Counter[str] = collections.Counter()
         self.by_namespace: collections.Counter[str] = collections.Counter()
 
     def add(self, verb: str, resource: str, namespace: str | None = None, *, node: bool = False) -> None:
         if node:
-            self.counts[f"node {verb} {resource}"] += 1
-            self.counts["node total"] += 1
+            self.node_counts[f"{verb} {resource}"] += 1
+            self.node_counts["total"] += 1
             return
         self.counts[f"{verb} {resource}"] += 1
         self.counts["total"] += 1

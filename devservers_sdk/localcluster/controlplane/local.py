@@ -7,13 +7,17 @@ local-path provisioner under an identity that may only manage volumes. Everythin
 
     <state>/control-plane/   etcd data, PKI, component logs, kubeconfigs (see runner.py)
     <state>/node/            the agent's pods, volumes, hosts file; <state>/node/agent.log
+    <state>/node-2/ ...      further nodes (``nodes=N``), each an agent of its own named localcluster-2, ...
 
-Ready means: ``/readyz`` ok, the default ServiceAccount exists, and the Node is Ready.
+Ready means: ``/readyz`` ok, the default ServiceAccount exists, and every Node is Ready. Each node hands out pod
+addresses from its own /16 of 127.0.0.0/8, advertised as its ``podCIDR``, so pods on different nodes never share
+an address; the first node also runs the volume provisioner (one per cluster, as one would deploy it).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -68,22 +72,24 @@ class KubernetesRuntime:
 
     def __init__(self, state_dir: Path, *, node_capacity: dict[str, str] | None = None,
                  users: Sequence[tuple[str, Sequence[str]]] = (),
-                 progress: Callable[[str], None] | None = None, ready_timeout: float = 180.0) -> None:
+                 progress: Callable[[str], None] | None = None, ready_timeout: float = 180.0,
+                 nodes: int = 1) -> None:
+        if nodes < 1:
+            raise ValueError("a cluster needs at least one node")
         self.state_dir = Path(state_dir)
         self.node_capacity = dict(node_capacity or {})
         self.users = list(users)
         self.progress = progress or (lambda line: None)
         self.ready_timeout = ready_timeout
+        self.node_names = [NODE_NAME] + [f"{NODE_NAME}-{n}" for n in range(2, nodes + 1)]
         self.control_plane: KubernetesControlPlane | None = None
-        self._agent: Any = None
+        self._agents: dict[str, Any] = {}
 
-    @property
-    def node_dir(self) -> Path:
-        return self.state_dir / "node"
+    def node_dir(self, name: str = NODE_NAME) -> Path:
+        return self.state_dir / ("node" if name == NODE_NAME else name.replace(NODE_NAME, "node", 1))
 
-    @property
-    def agent_log(self) -> Path:
-        return self.node_dir / "agent.log"
+    def agent_log(self, name: str = NODE_NAME) -> Path:
+        return self.node_dir(name) / "agent.log"
 
     def start(self) -> None:
         binaries = ensure_binaries(progress=self.progress)
@@ -91,7 +97,8 @@ class KubernetesRuntime:
             self.state_dir / "control-plane", binaries=binaries, users=self.users, ready_timeout=self.ready_timeout)
         self.control_plane.start()
         self._bootstrap()
-        self.start_node()
+        for name in self.node_names:
+            self.start_node(name)
 
     def _bootstrap(self) -> None:
         assert self.control_plane is not None
@@ -105,34 +112,52 @@ class KubernetesRuntime:
             if status not in (200, 201, 409):
                 raise ControlPlaneError(f"creating {manifest['metadata']['name']} failed: HTTP {status} {answer}")
 
-    def start_node(self) -> None:
-        """Start the node agent (again) and wait until its Node is Ready."""
+    def start_node(self, name: str = NODE_NAME) -> None:
+        """Start a node's agent (again) and wait until its Node is Ready."""
         assert self.control_plane is not None
-        if self._agent is not None and self._agent.poll() is None:
+        if self.node_running(name):
             return
         cp = self.control_plane
-        self.node_dir.mkdir(parents=True, exist_ok=True)
-        node_kubeconfig = cp.kubeconfig_for(f"system:node:{NODE_NAME}", ("system:nodes",), name=f"node-{NODE_NAME}")
-        provisioner_kubeconfig = cp.kubeconfig_for(PROVISIONER_USER, (), name="local-path-provisioner")
+        directory = self.node_dir(name)
+        directory.mkdir(parents=True, exist_ok=True)
+        node_kubeconfig = cp.kubeconfig_for(f"system:node:{name}", ("system:nodes",), name=f"node-{name}")
         names_kubeconfig = cp.kubeconfig_for(NAMES_USER, (), name="cluster-names")
-        serving = cp.pki.kubelet_serving_certificate(NODE_NAME)
-        port_file = self.node_dir / "kubelet-port"
+        serving = cp.pki.kubelet_serving_certificate(name)
+        port_file = directory / "kubelet-port"
         port = int(port_file.read_text()) if port_file.exists() else 0
         command = [
             sys.executable, "-m", "devservers_sdk.localcluster", "node",
-            "--kubeconfig", str(node_kubeconfig), "--state-dir", str(self.node_dir), "--name", NODE_NAME,
-            "--serving-cert", str(serving.cert), "--serving-key", str(serving.key),
-            "--client-ca", str(cp.ca_file), "--provisioner-kubeconfig", str(provisioner_kubeconfig),
+            "--kubeconfig", str(node_kubeconfig), "--state-dir", str(directory), "--name", name,
+            "--serving-cert", str(serving.cert), "--serving-key", str(serving.key), "--client-ca", str(cp.ca_file),
             "--port", str(port), "--port-file", str(port_file), "--names-kubeconfig", str(names_kubeconfig),
+            "--pod-cidr", self._pod_cidr(name),
         ]
+        if name == NODE_NAME:
+            provisioner_kubeconfig = cp.kubeconfig_for(PROVISIONER_USER, (), name="local-path-provisioner")
+            command += ["--provisioner-kubeconfig", str(provisioner_kubeconfig)]
         for resource, amount in self.node_capacity.items():
             command += ["--capacity", f"{resource}={amount}"]
-        self._agent = spawn_child(command, self.agent_log)
-        self.wait_for_node_ready()
+        self._agents[name] = spawn_child(command, self.agent_log(name))
+        self.wait_for_node_ready(name)
 
-    def stop_node(self, *, kill: bool = False, timeout: float = 20.0) -> None:
-        """Stop the agent: SIGTERM (its pods stop with it), or SIGKILL as a crashed node would."""
-        agent, self._agent = self._agent, None
+    def _pod_cidr(self, name: str) -> str:
+        """The node's /16 of 127.0.0.0/8: remembered in its state dir, distinct from the other nodes'."""
+        remembered = self.node_dir(name) / "pod-cidr"
+        if remembered.exists():
+            return remembered.read_text().strip()
+        taken = set()
+        for other in self.node_names:
+            path = self.node_dir(other) / "pod-cidr"
+            if path.exists():
+                taken.add(path.read_text().strip())
+        choices = [f"127.{octet}.0.0/16" for octet in range(2, 255) if f"127.{octet}.0.0/16" not in taken]
+        cidr = random.choice(choices)
+        remembered.write_text(cidr + "\n")
+        return cidr
+
+    def stop_node(self, name: str = NODE_NAME, *, kill: bool = False, timeout: float = 20.0) -> None:
+        """Stop a node's agent: SIGTERM (its pods stop with it), or SIGKILL as a crashed node would."""
+        agent = self._agents.pop(name, None)
         if agent is None or agent.poll() is not None:
             return
         if kill:
@@ -145,19 +170,21 @@ class KubernetesRuntime:
             agent.kill()
             agent.wait(10)
 
-    def node_running(self) -> bool:
-        return self._agent is not None and self._agent.poll() is None
+    def node_running(self, name: str = NODE_NAME) -> bool:
+        agent = self._agents.get(name)
+        return agent is not None and agent.poll() is None
 
-    def wait_for_node_ready(self) -> None:
+    def wait_for_node_ready(self, name: str = NODE_NAME) -> None:
         assert self.control_plane is not None
         deadline = time.monotonic() + self.ready_timeout
         last = "no Node object yet"
         while time.monotonic() < deadline:
-            if self._agent is not None and self._agent.poll() is not None:
+            agent = self._agents.get(name)
+            if agent is not None and agent.poll() is not None:
                 raise ControlPlaneError(
-                    f"the node agent exited with code {self._agent.returncode}; its log {self.agent_log} ends "
-                    f"with:\n{_tail(self.agent_log)}")
-            status, node = self.control_plane.request("GET", f"/api/v1/nodes/{NODE_NAME}")
+                    f"the node agent of {name} exited with code {agent.returncode}; its log {self.agent_log(name)} "
+                    f"ends with:\n{_tail(self.agent_log(name))}")
+            status, node = self.control_plane.request("GET", f"/api/v1/nodes/{name}")
             if status == 200:
                 ready = next((c for c in node.get("status", {}).get("conditions") or [] if c["type"] == "Ready"),
                              None)
@@ -165,11 +192,12 @@ class KubernetesRuntime:
                     return
                 last = json.dumps(ready) if ready else "no Ready condition"
             time.sleep(0.2)
-        raise ControlPlaneError(f"node {NODE_NAME} was not Ready within {self.ready_timeout:.0f}s ({last}); "
-                                f"the agent's log {self.agent_log} ends with:\n{_tail(self.agent_log)}")
+        raise ControlPlaneError(f"node {name} was not Ready within {self.ready_timeout:.0f}s ({last}); "
+                                f"the agent's log {self.agent_log(name)} ends with:\n{_tail(self.agent_log(name))}")
 
     def stop(self) -> None:
-        self.stop_node()
+        for name in list(self._agents):
+            self.stop_node(name)
         if self.control_plane is not None:
             self.control_plane.stop()
 

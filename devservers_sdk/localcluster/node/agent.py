@@ -50,6 +50,7 @@ class NodeAgentConfig:
     provisioner_kubeconfig: Path | None = None
     # Read access to every pod, Service and Endpoints (what CoreDNS holds), for the hosts file.
     names_kubeconfig: Path | None = None
+    pod_cidr: str | None = None
     isolation: str = "auto"
 
 
@@ -96,6 +97,7 @@ class NodeAgent:
             labels=config.labels,
             isolation=config.isolation,
             names_client=self.names_client,
+            pod_cidr=config.pod_cidr,
         )
         self.kubelet_api = KubeletAPIServer(kubelet, port=config.kubelet_port, ssl_context=_serving_context(config))
         await self.kubelet_api.start()
