@@ -15,6 +15,11 @@ The binaries are built the way Kubernetes releases are (``hack/lib/version.sh``)
 ``-trimpath``, and the version stamped into both ``k8s.io/component-base/version`` (what ``/version`` serves) and
 ``k8s.io/client-go/pkg/version`` (the user agent). Without those, ``kubectl version`` reports
 ``v0.0.0-master+$Format:%H$`` and version-skew checks misbehave.
+
+Measured on this project's 2-core machine (module cache warm, Go build cache cold): the three kube-* binaries
+take 13-20 minutes (about 19 CPU-minutes; 2.7 GB peak memory), etcd under a minute; sizes with ``-s -w``:
+kube-apiserver 119 MB, kube-controller-manager 105 MB, kube-scheduler 81 MB, etcd 25 MB. A cached call
+returns in well under a second and never runs ``go``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ from the real go.mod of the version asked for, never written by hand: a version 
 It rewrites ``go/kubernetes`` (and ``go/etcd`` when ``--etcd`` is given) and runs ``go mod tidy`` in each,
 which fills in go.sum; commit the result. etcd lives in its own module so that its grpc and OpenTelemetry
 versions never mix with Kubernetes'. Its go.mod needs no replace: etcd's own ``../`` replaces
-(etcd-io/etcd#18501) are ignored in a dependency, and its requires name published tags.
+(etcd-io/etcd#18501) are ignored in a dependency, and its requires name published tags. The etcd pinned is the
+one the Kubernetes release is tested with (kubeadm's ``DefaultEtcdVersion``: 3.7.0 for Kubernetes 1.37).
 """
 
 from __future__ import annotations
