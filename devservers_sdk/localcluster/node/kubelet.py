@@ -1,10 +1,19 @@
 """A kubelet whose containers are local processes: the node, pod lifecycle, probes, logs and volumes.
 
+It is a client of the API server like any kubelet, over HTTPS only (``apiclient.py``), authenticated as
+``system:node:<name>``, so it works the same against our emulator and a real kube-apiserver, and can do only
+what the Node authorizer and NodeRestriction admit: it watches the pods bound to it (``spec.nodeName``
+selector), reads each ConfigMap and Secret its pods use through a watch on that one object, reads claims and
+volumes by name, and writes ``pods/status``, ``nodes/status``, its Lease and Events. The hosts file (below),
+our stand-in for cluster DNS, needs every pod and Service: with ``names_client`` it reads them with
+credentials of their own, as CoreDNS would.
+
 What clients observe of a real kubelet, and what is mirrored here:
 
 * **The Node.** One Node object with the usual labels, capacity/allocatable (host cpu and memory, 110
   pods, plus extended resources given to the constructor, e.g. ``nvidia.com/gpu``), a Ready condition,
-  addresses and nodeInfo; its Lease in ``kube-node-lease`` is renewed every 10 s.
+  addresses, nodeInfo and the kubelet API's port in ``daemonEndpoints``; its Lease in ``kube-node-lease``
+  is renewed every 10 s. A deleted Node is registered again.
 * **Pod status**, written through ``pods/status`` exactly when the real kubelet would change it: phase,
   the five conditions with ``lastTransitionTime``, hostIP, podIP(s), startTime, qosClass and container
   statuses (``local://`` container IDs, states waiting/running/terminated, ``lastState``, restartCount,
@@ -43,7 +52,8 @@ Not mirrored: resource limits are not enforced (no cgroups), no OOMKilled, no ne
 host's ports), no PID namespace (``ps`` shows the host; the container's main process is not PID 1, so
 it dies of SIGTERM where a real PID 1 without a handler would ignore it), no image GC, no ephemeral
 containers or ``attach``, ``terminationMessagePath`` is not read (``FallbackToLogsOnError`` is).
-Service-account tokens projected into pods are placeholders the API server does not accept.
+Projected service-account tokens come from the TokenRequest API, bound to the pod, so a pod's in-cluster
+config works against a real API server; the emulator, which has no TokenRequest, gets a placeholder.
 """
 
 from __future__ import annotations
