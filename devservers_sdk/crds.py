@@ -194,7 +194,9 @@ def _crd(
                 "plural": plural,
                 "singular": kind.lower(),
                 "shortNames": short_names,
-                "categories": categories,
+                # Omitted when empty, as the API server stores it (omitempty): an empty list here would differ
+                # from the stored object, and every `kubectl apply` of the file would say "configured".
+                **({"categories": categories} if categories else {}),
             },
             "versions": [version],
         },

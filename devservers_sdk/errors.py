@@ -8,7 +8,8 @@ sentences that name the object and say what to do next, because that line is all
     ├── ConfigurationError          no kubeconfig, unknown context, credentials the client cannot load
     ├── ClusterUnreachableError     connection refused, timeout, DNS, TLS (names context and server), or a
     │                               connection that kept dropping until the retries ran out
-    ├── AuthenticationError         401: the server rejected the credentials (invalid or expired)
+    ├── AuthenticationError         401: the server rejected the credentials (invalid or expired), or 403 for
+    │                               system:anonymous: none were sent (a failed credential plugin)
     ├── PermissionDeniedError       403: RBAC says no, or an admission policy (its message says why)
     ├── NotFoundError               404
     │   ├── DevServerNotFoundError
@@ -203,7 +204,12 @@ class ExecError(DevServerError):
 
 # -- the status table ---------------------------------------------------------------------------------
 
-_MISSING_API = "the server could not find the requested resource"
+# A resource the server does not serve: a Status with this message from a built-in group's handler, or the
+# plain-text "404 page not found" of kube-apiserver's fall-through handler, which answers for every group it
+# does not know and for every unknown resource of a CRD group (devservers.io before or without our CRDs).
+_MISSING_API = ("the server could not find the requested resource", "404 page not found")
+# RBAC's denial of a request that carried no credentials at all (anonymous authentication is on by default).
+_ANONYMOUS_DENIAL = 'User "system:anonymous" cannot'
 # How kube-apiserver words a ValidatingAdmissionPolicy's denial (any reason: 403, 422...).
 _POLICY_DENIAL = re.compile(
     r"ValidatingAdmissionPolicy '(?P<policy>[^']+)'(?: with binding '[^']+')? denied request: (?P<message>.*)",
@@ -271,8 +277,15 @@ def error_from_api(status: int, reason: str, message: str, *, kind: str, name: s
                               "namespace": namespace or None}
     what = describe_object(kind, name, namespace)
     detail = message.strip() or reason or f"HTTP {status}"
+    via = f" of context '{context}'" if context else ""
+    if status == 403 and _ANONYMOUS_DENIAL in message:
+        # The client sent no credentials (e.g. its exec plugin failed: an expired SSO login), so RBAC judged
+        # system:anonymous: asking an admin for access would not help, logging in would.
+        return AuthenticationError(
+            f"The cluster received no credentials{via} and treated the request as system:anonymous (403 "
+            f"Forbidden: {detail}): the kubeconfig's token, certificate or credential plugin gave none. Log in "
+            f"again or fetch a fresh kubeconfig (for the local cluster: devctl local up), then retry.", **common)
     if status == 401:
-        via = f" of context '{context}'" if context else ""
         return AuthenticationError(
             f"The cluster rejected the credentials{via} (401 Unauthorized): the token or certificate is "
             f"invalid or has expired. Log in again or fetch a fresh kubeconfig (for the local cluster: "
@@ -291,7 +304,7 @@ def error_from_api(status: int, reason: str, message: str, *, kind: str, name: s
             f"Permission denied for {what}: {detail}. Ask your cluster admin for access to DevServers "
             f"in this namespace, or use another namespace with --namespace.", **common)
     if status == 404:
-        if message.strip() == _MISSING_API:
+        if message.strip() in _MISSING_API:
             return NotFoundError(
                 f"The cluster does not serve {kind} objects: the devservers CRDs are not installed. "
                 f"Install them with: kubectl apply -f crds/", **common)

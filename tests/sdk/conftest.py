@@ -42,6 +42,15 @@ def crds(kubeconfig: str) -> str:
     return kubeconfig
 
 
+@pytest.fixture(scope="session")
+def admin_user(kubeconfig: str) -> str:
+    """Who the session's kubeconfig authenticates as, in the cluster's own words (``kubectl auth whoami``):
+    localcluster-admin on the emulator, kubernetes-admin on the real control plane."""
+    answer = kubectl(kubeconfig, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout.strip()
+    assert answer, "kubectl auth whoami named no user"
+    return answer
+
+
 @pytest.fixture
 def client(crds: str, namespace_kubeconfig: str) -> Iterator[DevServerClient]:
     """A client whose kubeconfig context defaults to the test's namespace."""

@@ -34,13 +34,13 @@ def parse(text: str) -> datetime:
 
 # -- settings through the client --------------------------------------------------------------------------
 
-def test_namespace_and_owner_resolution(crds: str, namespace_kubeconfig: str, namespace: str,
+def test_namespace_and_owner_resolution(crds: str, namespace_kubeconfig: str, namespace: str, admin_user: str,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DEVSERVERS_NAMESPACE", raising=False)
     monkeypatch.delenv("DEVSERVERS_OWNER", raising=False)
     client = DevServerClient(kubeconfig=namespace_kubeconfig)
     assert client.namespace == namespace  # from the kubeconfig context
-    assert client.owner == "localcluster-admin"  # from SelfSubjectReview
+    assert client.owner == admin_user  # from SelfSubjectReview
     monkeypatch.setenv("DEVSERVERS_NAMESPACE", "from-env")
     monkeypatch.setenv("DEVSERVERS_OWNER", "env-owner")
     client = DevServerClient(kubeconfig=namespace_kubeconfig)
@@ -106,11 +106,11 @@ def test_flavors(client: DevServerClient) -> None:
     assert list(flavors) == sorted(flavors)
 
 
-def test_create_get_list_delete(client: DevServerClient, namespace: str) -> None:
+def test_create_get_list_delete(client: DevServerClient, namespace: str, admin_user: str) -> None:
     created = client.create("mydev", flavor="cpu-small", image="python:3.12", time_to_live="4h",
                             idle_timeout="30m", home_size="10Gi", auto_shutdown=False)
     assert isinstance(created, DevServer)
-    assert (created.name, created.namespace, created.spec.owner) == ("mydev", namespace, "localcluster-admin")
+    assert (created.name, created.namespace, created.spec.owner) == ("mydev", namespace, admin_user)
     assert created.spec.lifecycle.time_to_live == "4h" and created.spec.lifecycle.idle_timeout == 1800
     assert created.spec.lifecycle.auto_shutdown is False and created.spec.persistent_home_size == "10Gi"
     fetched = client.get("mydev")

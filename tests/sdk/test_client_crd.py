@@ -30,13 +30,13 @@ def test_generated_crds_apply_cleanly(run_kubectl: Kubectl) -> None:
 
 
 def test_kubectl_reads_what_the_sdk_created(client: DevServerClient, run_kubectl: Kubectl,
-                                            set_status: Callable[..., Any]) -> None:
+                                            set_status: Callable[..., Any], admin_user: str) -> None:
     client.create("mydev", flavor="gpu-small", image="python:3.12", time_to_live="4h")
     set_status("mydev", {"phase": "Running", "readyReplicas": 1, "replicas": 1,
                          "expiresAt": "2099-01-01T00:00:00Z"})
     table = run_kubectl("get", "devservers.devservers.io").stdout.splitlines()
     assert table[0].split() == ["NAME", "OWNER", "FLAVOR", "MODE", "PHASE", "READY", "EXPIRES", "AGE"]
-    assert table[1].split()[:6] == ["mydev", "localcluster-admin", "gpu-small", "standalone", "Running", "1"]
+    assert table[1].split()[:6] == ["mydev", admin_user, "gpu-small", "standalone", "Running", "1"]
     wide = run_kubectl("get", "dev", "-o", "wide").stdout.splitlines()  # the short name, with priority columns
     assert "REPLICAS" in wide[0].split() and "IMAGE" in wide[0].split() and "python:3.12" in wide[1]
     stored = json.loads(run_kubectl("get", "devserver", "mydev", "-o", "json").stdout)

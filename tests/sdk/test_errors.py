@@ -34,6 +34,10 @@ STATUS_TABLE = [
     (403, "Forbidden", 'devservers.devservers.io "mydev" is forbidden: User "bob" cannot get resource',
      "DevServer", "mydev", PermissionDeniedError,
      ["Permission denied", "DevServer 'mydev' in namespace 'alice'", "cluster admin"]),
+    # No credentials at all (a failed exec plugin): a real API server judges system:anonymous and says 403.
+    (403, "Forbidden", 'devservers.devservers.io is forbidden: User "system:anonymous" cannot list resource '
+     '"devservers" in API group "devservers.io" in the namespace "alice"', "DevServer", "", AuthenticationError,
+     ["received no credentials", "context 'ctx'", "system:anonymous", "Log in again"]),
     (404, "NotFound", 'devservers.devservers.io "mydev" not found', "DevServer", "mydev", DevServerNotFoundError,
      ["DevServer 'mydev' not found in namespace 'alice'. List yours with: devctl list"]),
     (404, "NotFound", 'devserverflavors.devservers.io "huge" not found', "DevServerFlavor", "huge",
@@ -41,6 +45,9 @@ STATUS_TABLE = [
     (404, "NotFound", 'pods "mydev-0" not found', "Pod", "mydev-0", NotFoundError,
      ["Pod 'mydev-0' in namespace 'alice' not found"]),
     (404, "NotFound", "the server could not find the requested resource", "DevServer", "mydev", NotFoundError,
+     ["CRDs are not installed", "kubectl apply -f crds/"]),
+    # kube-apiserver's plain-text answer for a group or CRD resource it does not serve.
+    (404, "", "404 page not found", "DevServerFlavor", "", NotFoundError,
      ["CRDs are not installed", "kubectl apply -f crds/"]),
     (404, "NotFound", 'namespaces "alice" not found', "DevServer", "", NotFoundError,
      ["Namespace 'alice' does not exist", "kubectl create namespace alice"]),
