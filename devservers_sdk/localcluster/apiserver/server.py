@@ -385,6 +385,15 @@ class ApiServer:
         if subresource == "eviction" and request.method == "POST":
             self.api.delete(rt, namespace, name, user=request[USER])
             return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}, status=201)
+        if not pod.get("spec", {}).get("nodeName") and subresource in ("exec", "attach", "log", "portforward"):
+            # The pod registry answers these itself, before it looks for a kubelet to proxy to: 204 No Content
+            # for the log (once the container name is valid), a 400 for the streams.
+            if subresource == "log" and request.method == "GET":
+                from ..node.kubelet import Kubelet
+
+                Kubelet.container_name(pod, request.query.get("container"))
+                return web.Response(status=204)
+            raise errors.bad_request(f"pod {name} does not have a host assigned")
         if self.kubelet is None:
             raise StatusError(503, "ServiceUnavailable", "no kubelet is running in this local cluster")
         if subresource in ("exec", "attach") and request.method in ("GET", "POST"):

@@ -53,7 +53,7 @@ host's ports), no PID namespace (``ps`` shows the host; the container's main pro
 it dies of SIGTERM where a real PID 1 without a handler would ignore it), no image GC, no ephemeral
 containers or ``attach``, ``terminationMessagePath`` is not read (``FallbackToLogsOnError`` is).
 Projected service-account tokens come from the TokenRequest API, bound to the pod, so a pod's in-cluster
-config works against a real API server; the emulator, which has no TokenRequest, gets a placeholder.
+config works (on either control plane); only an API server without TokenRequest gets a placeholder.
 """
 
 from __future__ import annotations
@@ -986,8 +986,8 @@ class PodWorker:
     async def _service_account_token(self, source: dict[str, Any]) -> str:
         """A token for the pod's service account from the TokenRequest API, bound to this pod.
 
-        That is what a real kubelet mounts, so a pod's in-cluster config works against a real API server.
-        An API server without TokenRequest (the emulator) gets a JWT-shaped placeholder instead.
+        That is what a real kubelet mounts, so a pod's in-cluster config works. An API server without
+        TokenRequest gets a JWT-shaped placeholder instead.
         """
         sa = self.spec.get("serviceAccountName") or "default"
         request = {
