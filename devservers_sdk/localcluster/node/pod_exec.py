@@ -1,9 +1,12 @@
-"""The ``pods/exec`` subresource: the remotecommand protocol over WebSocket, run as local processes.
+"""The ``pods/exec`` subresource: the remotecommand protocols, run as local processes.
 
 kubectl (1.31+, WebSockets by default) and ``kubernetes.stream.stream`` talk to the API server's exec
-endpoint with a WebSocket whose subprotocol multiplexes channels. Those clients only work if the
-framing, the negotiation and the end-of-session status match what a real cluster sends, so this module
-mirrors the upstream code paths (verified against kubernetes/kubernetes sources):
+endpoint with a WebSocket whose subprotocol multiplexes channels; a real API server forwards SPDY clients,
+and translates v5 WebSockets, to the kubelet's SPDY endpoint. Those clients only work if the framing, the
+negotiation and the end-of-session status match what a real cluster sends, so this module mirrors the
+upstream code paths (verified against kubernetes/kubernetes and k8s.io/cri-streaming sources). One
+session (process, pty, resize, exit status) runs under either transport, an :class:`ExecChannels`:
+:class:`WebSocketChannels` or :class:`SpdyChannels`.
 
 * Negotiation. A request offering ``v5.channel.k8s.io`` anywhere in ``Sec-WebSocket-Protocol`` is
   served by the API server itself (``proxy.StreamTranslatorHandler``, which only speaks v5). Any other
@@ -29,8 +32,13 @@ mirrors the upstream code paths (verified against kubernetes/kubernetes sources)
 
 Processes run in their own session: a client that goes away gets its process group killed, and a TTY
 session gets a real pty as its controlling terminal so that ^C typed by the user becomes SIGINT through
-the line discipline. SPDY, which older kubectl or ``KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false`` use, is
-answered with a Status explaining that only WebSockets are served.
+the line discipline.
+
+SPDY (``remotecommand`` v4 to v1 over ``node/spdy.py``: one stream per channel, told apart by the
+``streamType`` header, v4 reporting a JSON Status on the error stream and older versions only a failure's
+message) is served by the kubelet API (``kubelet_api.py``), where a real API server sends it.
+:func:`serve_exec`, which the emulator's API server calls, still answers a SPDY upgrade with a Status
+asking for WebSockets: that is the emulator's own endpoint, and its clients all speak WebSockets.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ from typing import Any, Protocol
 from aiohttp import WSMsgType, web
 
 from ..apiserver import errors
+from . import spdy
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +74,10 @@ V4 = "v4.channel.k8s.io"
 V4_BASE64 = "v4.base64.channel.k8s.io"
 V1 = "channel.k8s.io"
 V1_BASE64 = "base64.channel.k8s.io"
+V3 = "v3.channel.k8s.io"
+V2 = "v2.channel.k8s.io"
+# What the kubelet accepts over SPDY, in its order of preference (remotecommand.SupportedStreamingProtocols).
+SPDY_PROTOCOLS = [V4, V3, V2, V1]
 # What the kubelet's own WebSocket server accepts; the API server handles v5 before proxying.
 _KUBELET_PROTOCOLS = frozenset({V4, V4_BASE64, V1, V1_BASE64})
 
@@ -81,6 +94,10 @@ _FIRST_RESIZE_WAIT = 0.5
 # After the process exits, output is drained until EOF; a background child that keeps the pipe open
 # but writes nothing for this long no longer holds the session open.
 _IDLE_AFTER_EXIT = 1.0
+# How long a SPDY client has to open its streams (DefaultStreamCreationTimeout).
+_SPDY_STREAM_CREATION_TIMEOUT = 30.0
+# After the status, how long the client has to hang up before the connection is closed under it.
+_SPDY_CLOSE_GRACE = 15.0
 _PREFIXES = [bytes((n,)) for n in range(256)]
 # Makes the pty the controlling terminal without ``preexec_fn`` (unsafe with threads): a session
 # leader that opens a tty without O_NOCTTY acquires it. ``$0`` is the pty path, ``$@`` the argv.
@@ -197,7 +214,7 @@ async def serve_exec(
         return _status_response(
             errors.bad_request(
                 f"none of the requested WebSocket subprotocols ({offered}) is supported: use {V5}, {V4}, "
-                f"{V4_BASE64}, {V1} or {V1_BASE64} (v2/v3 exist only for SPDY, which is not served)"
+                f"{V4_BASE64}, {V1} or {V1_BASE64} (v2/v3 exist only for SPDY)"
             )
         )
     ws = web.WebSocketResponse(
@@ -211,9 +228,36 @@ async def serve_exec(
     if not ws.can_prepare(request).ok:
         return _status_response(errors.bad_request("malformed WebSocket upgrade request"))
     await ws.prepare(request)
-    session = _ExecSession(ws, protocol, launch, command, stdin, stdout, stderr, tty, on_started)
-    await session.run()
+    await run_exec(
+        WebSocketChannels(ws, protocol),
+        launch=launch,
+        command=command,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        tty=tty,
+        on_started=on_started,
+    )
     return ws
+
+
+async def run_exec(
+    channels: ExecChannels,
+    *,
+    launch: LaunchSpec,
+    command: list[str],
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    tty: bool,
+    on_started: Callable[[int], None] | None = None,
+) -> None:
+    """Run ``command`` in ``launch``'s container for a client already connected through ``channels``.
+
+    ``stderr`` must already be false with ``tty`` (the terminal merges it). Returns once the status is
+    reported and the channels are closed, or the client went away (then the process group is killed).
+    """
+    await _ExecSession(channels, launch, command, stdin, stdout, stderr, tty, on_started).run()
 
 
 class _PipeSink(asyncio.BaseProtocol):
@@ -333,11 +377,224 @@ class _ResizeDecoder:
                     self._apply(min(width, 0xFFFF), min(height, 0xFFFF))
 
 
+class InputSink(Protocol):
+    """Where a transport delivers what the client sends."""
+
+    async def feed_stdin(self, data: bytes | memoryview) -> None: ...
+
+    def close_stdin(self) -> None: ...
+
+    def feed_resize(self, data: bytes | memoryview) -> None: ...
+
+
+class ExecChannels(Protocol):
+    """The client's end of a remotecommand session: WebSocket channels, or SPDY streams.
+
+    Channels are numbered as on the WebSocket (1 stdout, 2 stderr, 3 error); each transport maps them.
+    """
+
+    @property
+    def translated(self) -> bool:
+        """True for v5 WebSockets, whose messages the API server's stream translator words."""
+        ...
+
+    async def begin(self, first: int) -> None: ...
+
+    async def send(self, channel: int, data: bytes) -> None: ...
+
+    async def pump_input(self, sink: InputSink) -> None:
+        """Deliver the client's input to ``sink``; return when the client has gone away."""
+        ...
+
+    async def report(self, status: dict[str, Any]) -> None:
+        """Send the final ``metav1.Status`` as the protocol wants it, then close."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class WebSocketChannels:
+    """The remotecommand WebSocket protocols (see the module docstring)."""
+
+    def __init__(self, ws: web.WebSocketResponse, protocol: str) -> None:
+        self.ws = ws
+        self.protocol = protocol
+        self.base64 = protocol in (V1_BASE64, V4_BASE64)
+
+    @property
+    def translated(self) -> bool:
+        return self.protocol == V5
+
+    async def begin(self, first: int) -> None:
+        await self.send(first, b"")
+
+    async def send(self, channel: int, data: bytes) -> None:
+        if self.base64:
+            await self.ws.send_str(chr(48 + channel) + base64.b64encode(data).decode("ascii"))
+        else:
+            await self.ws.send_bytes(_PREFIXES[channel] + data)
+
+    async def pump_input(self, sink: InputSink) -> None:
+        """Demultiplex client frames until the client closes the connection."""
+        stream_close = self.protocol == V5
+        while True:
+            msg = await self.ws.receive()
+            if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
+                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                    return
+                continue
+            data: bytes = msg.data
+            if not data:
+                continue
+            channel = data[0]
+            if stream_close and channel == CLOSE:
+                if len(data) == 2 and data[1] == STDIN:
+                    sink.close_stdin()
+                continue
+            if self.base64:
+                channel -= 48
+                try:
+                    payload: bytes | memoryview = base64.b64decode(data[1:], validate=True)
+                except ValueError:
+                    log.warning("exec: invalid base64 frame on channel %d ignored", channel)
+                    continue
+            else:
+                payload = memoryview(data)[1:]
+            if channel == STDIN:
+                await sink.feed_stdin(payload)
+            elif channel == RESIZE:
+                sink.feed_resize(payload)
+
+    async def report(self, status: dict[str, Any]) -> None:
+        # Like the translator's finish(): report, then close and let the client close its side once it
+        # has read everything.
+        if self.protocol in (V5, V4, V4_BASE64):
+            await self.send(ERROR, json.dumps(status, separators=(",", ":")).encode())
+        elif status["status"] != "Success":
+            await self.send(ERROR, status["message"].encode())
+        await self.ws.close()
+
+    async def close(self) -> None:
+        if not self.ws.closed:
+            with contextlib.suppress(Exception):
+                await self.ws.close()
+
+
+class SpdyChannels:
+    """The remotecommand protocols over SPDY streams (the kubelet's ``createHTTPStreamStreams``).
+
+    The client opens one stream per channel, told apart by their ``streamType`` header. v4 reports the
+    end as a JSON ``metav1.Status`` on the error stream; v1 to v3 write only a failure's message there.
+    v2 and v1 have no resize stream.
+    """
+
+    def __init__(
+        self, session: spdy.SpdySession, protocol: str, streams: Mapping[str, spdy.SpdyStream]
+    ) -> None:
+        self.session = session
+        self.protocol = protocol
+        self.streams = dict(streams)
+        self._by_channel = {
+            channel: self.streams[kind]
+            for channel, kind in ((STDOUT, "stdout"), (STDERR, "stderr"), (ERROR, "error"))
+            if kind in self.streams
+        }
+
+    @property
+    def translated(self) -> bool:
+        return False
+
+    async def begin(self, first: int) -> None:
+        return None  # a SPDY client needs no first message: its streams were replied to already
+
+    async def send(self, channel: int, data: bytes) -> None:
+        stream = self._by_channel.get(channel)
+        if stream is not None and data:
+            await stream.write(data)
+
+    async def pump_input(self, sink: InputSink) -> None:
+        async def copy_stdin(stream: spdy.SpdyStream) -> None:
+            while chunk := await stream.read():
+                await sink.feed_stdin(chunk)
+            sink.close_stdin()
+
+        async def copy_resize(stream: spdy.SpdyStream) -> None:
+            while chunk := await stream.read():
+                sink.feed_resize(chunk)
+
+        tasks = []
+        if "stdin" in self.streams:
+            tasks.append(asyncio.create_task(copy_stdin(self.streams["stdin"])))
+        if "resize" in self.streams:
+            tasks.append(asyncio.create_task(copy_resize(self.streams["resize"])))
+        for kind in ("error", "stdout", "stderr"):
+            if kind in self.streams:
+                self.streams[kind].discard_input()
+        try:
+            await self.session.peer_closed.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def report(self, status: dict[str, Any]) -> None:
+        error = self.streams.get("error")
+        if error is not None:
+            if self.protocol == V4:
+                # The kubelet's own status type has no metadata field (cri-streaming's streamStatus).
+                kubelet_status = {k: v for k, v in status.items() if k != "metadata"}
+                await error.write(json.dumps(kubelet_status, separators=(",", ":")).encode())
+            elif status["status"] != "Success":
+                await error.write(status["message"].encode())
+        await self.close()
+
+    async def close(self) -> None:
+        # FIN on every stream, then wait for the client to hang up: it does as soon as it has read the
+        # status, and closing first could reset output still in flight.
+        for stream in self.streams.values():
+            with contextlib.suppress(ConnectionError):
+                await stream.close()
+        await self.session.close(grace=_SPDY_CLOSE_GRACE)
+
+
+SPDY_STREAM_TYPES = frozenset({"error", "stdin", "stdout", "stderr", "resize"})
+
+
+async def accept_spdy_streams(
+    session: spdy.SpdySession,
+    protocol: str,
+    *,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    tty: bool,
+    timeout: float = _SPDY_STREAM_CREATION_TIMEOUT,
+) -> dict[str, spdy.SpdyStream]:
+    """Wait for the streams a remotecommand client opens (error, then one per requested channel).
+
+    Raises ``TimeoutError`` when they do not all arrive in time, ``ConnectionResetError`` when the client
+    hangs up first.
+    """
+    expected = 1 + stdin + stdout + stderr + (tty and protocol in (V4, V3))
+    streams: dict[str, spdy.SpdyStream] = {}
+    async with asyncio.timeout(timeout):
+        while len(streams) < expected:
+            stream = await session.next_stream()
+            if stream is None:
+                raise ConnectionResetError("the client closed the connection before opening its streams")
+            kind = stream.header("streamType") or ""
+            if kind in SPDY_STREAM_TYPES:
+                streams[kind] = stream
+            else:
+                log.warning("exec: unexpected SPDY stream type %r ignored", kind)
+                stream.discard_input()
+    return streams
+
+
 class _ExecSession:
     def __init__(
         self,
-        ws: web.WebSocketResponse,
-        protocol: str,
+        channels: ExecChannels,
         launch: LaunchSpec,
         command: list[str],
         stdin: bool,
@@ -346,9 +603,7 @@ class _ExecSession:
         tty: bool,
         on_started: Callable[[int], None] | None,
     ) -> None:
-        self.ws = ws
-        self.protocol = protocol
-        self.base64 = protocol in (V1_BASE64, V4_BASE64)
+        self.channels = channels
         self.launch = launch
         self.command = command
         self.want_stdin, self.want_stdout, self.want_stderr, self.tty = stdin, stdout, stderr, tty
@@ -363,46 +618,25 @@ class _ExecSession:
         self.idle_since: dict[int, float | None] = {}
         self.proc: asyncio.subprocess.Process | None = None
 
-    # -- wire format -------------------------------------------------------------------------
+    # -- what the client sends -----------------------------------------------------------------
 
-    async def send(self, channel: int, data: bytes) -> None:
-        if self.base64:
-            await self.ws.send_str(chr(48 + channel) + base64.b64encode(data).decode("ascii"))
-        else:
-            await self.ws.send_bytes(_PREFIXES[channel] + data)
+    async def feed_stdin(self, data: bytes | memoryview) -> None:
+        self.sized.set()
+        if self.stdin is not None and self.want_stdin:
+            await self.stdin.write(data)
+
+    def close_stdin(self) -> None:
+        if self.stdin is not None:
+            self.stdin.close()
+
+    def feed_resize(self, data: bytes | memoryview) -> None:
+        self.resize.feed(data)
 
     async def pump_input(self) -> None:
-        """Demultiplex client frames until the client closes the connection."""
-        stream_close = self.protocol == V5
-        while True:
-            msg = await self.ws.receive()
-            if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
-                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-                    return
-                continue
-            data: bytes = msg.data
-            if not data:
-                continue
-            channel = data[0]
-            if stream_close and channel == CLOSE:
-                if len(data) == 2 and data[1] == STDIN and self.stdin is not None:
-                    self.stdin.close()
-                continue
-            if self.base64:
-                channel -= 48
-                try:
-                    payload: bytes | memoryview = base64.b64decode(data[1:], validate=True)
-                except ValueError:
-                    log.warning("exec: invalid base64 frame on channel %d ignored", channel)
-                    continue
-            else:
-                payload = memoryview(data)[1:]
-            if channel == STDIN:
-                self.sized.set()
-                if self.stdin is not None and self.want_stdin:
-                    await self.stdin.write(payload)
-            elif channel == RESIZE:
-                self.resize.feed(payload)
+        await self.channels.pump_input(self)
+
+    async def send(self, channel: int, data: bytes) -> None:
+        await self.channels.send(channel, data)
 
     async def pump_output(self, channel: int, reader: asyncio.StreamReader, forward: bool) -> None:
         loop = asyncio.get_running_loop()
@@ -531,7 +765,7 @@ class _ExecSession:
         output_tasks: dict[asyncio.Task[None], int] = {}
         try:
             first = STDOUT if self.want_stdout else STDERR if self.want_stderr else ERROR
-            await self.send(first, b"")
+            await self.channels.begin(first)
             try:
                 if self.tty:
                     tty_path = await self._open_pty()
@@ -569,7 +803,7 @@ class _ExecSession:
                 return  # nobody left to report to
             await self._finish(self._exit_status(exit_task.result()), input_task)
         except ConnectionError as exc:
-            # Writes to a WebSocket whose peer vanished; nothing left to tell it.
+            # Writes to a client that vanished; nothing left to tell it.
             log.debug("exec: connection lost: %s", exc)
         finally:
             self._kill()
@@ -584,9 +818,7 @@ class _ExecSession:
             if self.master_fd is not None:
                 os.close(self.master_fd)
                 self.master_fd = None
-            if not self.ws.closed:
-                with contextlib.suppress(Exception):
-                    await self.ws.close()
+            await self.channels.close()
 
     async def _drain(
         self, output_tasks: dict[asyncio.Task[None], int], input_task: asyncio.Task[None]
@@ -605,23 +837,18 @@ class _ExecSession:
             task.cancel()
 
     async def _finish(self, status: dict[str, Any], input_task: asyncio.Task[None] | None) -> None:
-        # Like the translator's finish(): stop reading input, report, then close and let the client
-        # close its side once it has read everything.
+        # Stop reading input, then report and close.
         if input_task is not None:
             input_task.cancel()
             await asyncio.gather(input_task, return_exceptions=True)
-        if self.protocol in (V5, V4, V4_BASE64):
-            await self.send(ERROR, json.dumps(status, separators=(",", ":")).encode())
-        elif status["status"] != "Success":
-            await self.send(ERROR, status["message"].encode())
-        await self.ws.close()
+        await self.channels.report(status)
 
     def _exit_status(self, returncode: int) -> dict[str, Any]:
         if returncode == 0:
             return {"metadata": {}, "status": "Success"}
         # Container runtimes report a death by signal N as 128+N.
         code = returncode if returncode > 0 else 128 - returncode
-        if self.protocol == V5:
+        if self.channels.translated:
             detail = f"command terminated with exit code {code}"
         else:
             detail = f"error executing command [{' '.join(self.command)}], exit code {code}"
@@ -639,7 +866,7 @@ class _ExecSession:
             reason = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
         cause = f"error executing command in container: failed to exec in container: {reason}"
         message = f"Internal error occurred: {cause}"
-        if self.protocol == V5:
+        if self.channels.translated:
             # The translator turns the kubelet's status into an error and wraps it once more.
             cause, message = message, f"Internal error occurred: {message}"
         return {
