@@ -35,7 +35,7 @@ import logging
 import ssl
 import struct
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -272,6 +272,60 @@ class ByteWriter(Protocol):
     async def drain(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+class MessageWriter:
+    """A :class:`ByteWriter` over a message transport, e.g. the WebSocket of ``SPDY/3.1+portforward.k8s.io``
+    tunnelling (each flush becomes one binary message).
+
+    Writes are flushed in the background in order, so frames the session writes without draining (replies,
+    pongs, resets) still go out.
+    """
+
+    def __init__(
+        self, send: Callable[[bytes], Awaitable[None]], close: Callable[[], Awaitable[object]]
+    ) -> None:
+        self._send = send
+        self._close = close
+        self._pending: list[bytes] = []
+        self._flushing: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def write(self, data: bytes) -> None:
+        if self._closed:
+            raise ConnectionResetError("the tunnel is closed")
+        self._pending.append(data)
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._pending:
+            data, self._pending = b"".join(self._pending), []
+            try:
+                await self._send(data)
+            except Exception as exc:  # the transport is gone: so is the session
+                log.debug("spdy: tunnel write failed: %s", exc)
+                self._closed = True
+                self._pending.clear()
+
+    async def drain(self) -> None:
+        if self._flushing is not None:
+            await asyncio.shield(self._flushing)
+        if self._closed:
+            raise ConnectionResetError("the tunnel is closed")
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            flushing = self._flushing
+
+            async def finish() -> None:
+                if flushing is not None:
+                    await asyncio.gather(flushing, return_exceptions=True)
+                with contextlib.suppress(Exception):
+                    await self._close()
+
+            asyncio.get_running_loop().create_task(finish())
 
 
 class SpdyStream:
