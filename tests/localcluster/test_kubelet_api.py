@@ -19,6 +19,7 @@ import ssl
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -656,3 +657,35 @@ def test_port_forward_requires_ports_over_websocket(node: Node) -> None:
             return info.value.status
 
     assert run(attempt()) == 400
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_spdy_exec_client_hanging_up_kills_the_command(node: Node) -> None:
+    marker = f"kubelet-api-hangup-{os.getpid()}-{time.monotonic_ns()}"
+    query = exec_query([PY, "-c", "import time; time.sleep(300)", marker])
+
+    async def start_and_hang_up() -> None:
+        session, _ = await spdy.dial(
+            "127.0.0.1", node.server.port, node.path("exec", "box", "main", query=query), ["v4.channel.k8s.io"],
+            ssl_context=node.ca,
+        )  # fmt: skip
+        for kind in ("error", "stdout", "stderr"):
+            await session.open_stream({"streamType": kind})
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: wait_for(lambda: _processes_with(marker), message="the command running")
+        )
+        await session.close()  # no status read: the client is simply gone
+
+    run(start_and_hang_up())
+    wait_for(lambda: not _processes_with(marker), message="the command killed after the client hung up")
