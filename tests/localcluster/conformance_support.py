@@ -12,10 +12,12 @@ import http.client
 import json
 import secrets
 import ssl
+import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,7 +46,12 @@ class RawResponse:
 
 
 class RawHTTPS:
-    """Plain HTTPS to the API server with the kubeconfig's CA and token; sends exactly the bytes given."""
+    """Plain HTTPS to the API server with the kubeconfig's CA and credentials; sends exactly the bytes given.
+
+    The kubeconfig's user may hold a bearer token (the emulator) or a client certificate (the real control
+    plane, whose admin is ``kubernetes-admin`` by certificate). A request that names its own ``token`` goes
+    without the certificate, so ``token=""`` is truly anonymous and a wrong token is not rescued by it.
+    """
 
     def __init__(self, kubeconfig: str) -> None:
         with open(kubeconfig) as handle:
@@ -56,13 +63,29 @@ class RawHTTPS:
         self.token: str = user.get("token", "")
         url = urllib.parse.urlparse(cluster["server"])
         self.host, self.port = url.hostname or "127.0.0.1", url.port or 443
-        self.ssl = ssl.create_default_context()
-        if cluster.get("certificate-authority-data"):
-            self.ssl.load_verify_locations(
-                cadata=base64.b64decode(cluster["certificate-authority-data"]).decode()
-            )
-        elif cluster.get("certificate-authority"):
-            self.ssl.load_verify_locations(cafile=cluster["certificate-authority"])
+        self.anonymous_ssl = self._context(cluster)
+        self.ssl = self._context(cluster)
+        certificate, key = _pem(user, "client-certificate"), _pem(user, "client-key")
+        if certificate and key:
+            # ssl loads a certificate chain only from files: a private directory, removed once loaded.
+            with tempfile.TemporaryDirectory() as folder:
+                cert_path, key_path = Path(folder, "client.crt"), Path(folder, "client.key")
+                cert_path.write_bytes(certificate)
+                key_path.touch(mode=0o600)
+                key_path.write_bytes(key)
+                self.ssl.load_cert_chain(cert_path, key_path)
+
+    @staticmethod
+    def _context(cluster: dict[str, Any]) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        authority = _pem(cluster, "certificate-authority")
+        if authority:
+            context.load_verify_locations(cadata=authority.decode())
+        return context
+
+    def _connection(self, token: str | None, timeout: float) -> http.client.HTTPSConnection:
+        context = self.ssl if token is None else self.anonymous_ssl
+        return http.client.HTTPSConnection(self.host, self.port, context=context, timeout=timeout)
 
     def request(
         self,
@@ -83,11 +106,11 @@ class RawHTTPS:
             all_headers["Content-Type"] = content_type or "application/json"
         elif content_type:
             all_headers["Content-Type"] = content_type
-        token = self.token if token is None else token
-        if token:
-            all_headers["Authorization"] = f"Bearer {token}"
+        bearer = self.token if token is None else token
+        if bearer:
+            all_headers["Authorization"] = f"Bearer {bearer}"
         all_headers.update(headers or {})
-        connection = http.client.HTTPSConnection(self.host, self.port, context=self.ssl, timeout=timeout)
+        connection = self._connection(token, timeout)
         try:
             connection.request(method, path, body=body, headers=all_headers)
             response = connection.getresponse()
@@ -98,11 +121,12 @@ class RawHTTPS:
 
     def watch_lines(self, path: str, *, timeout: float = 10) -> Iterator[dict[str, Any]]:
         """Stream a watch: yields each event as a dict until the server ends the response."""
-        connection = http.client.HTTPSConnection(self.host, self.port, context=self.ssl, timeout=timeout)
+        connection = self._connection(None, timeout)
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         try:
-            connection.request(
-                "GET", path, headers={"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
-            )
+            connection.request("GET", path, headers=headers)
             response = connection.getresponse()
             if response.status != 200:
                 raise AssertionError(f"watch answered {response.status}: {response.read()[:500]!r}")
@@ -114,6 +138,15 @@ class RawHTTPS:
                     yield json.loads(line)
         finally:
             connection.close()
+
+
+def _pem(section: dict[str, Any], key: str) -> bytes:
+    """A kubeconfig's ``<key>-data`` (base64) or ``<key>`` (a file path), as PEM bytes; empty when absent."""
+    if section.get(f"{key}-data"):
+        return base64.b64decode(section[f"{key}-data"])
+    if section.get(key):
+        return Path(section[key]).read_bytes()
+    return b""
 
 
 @dataclass
@@ -207,6 +240,21 @@ def gone(fn: Any, *args: Any, **kwargs: Any) -> bool:
             return True
         raise
     return False
+
+
+def published_root_ca(clients: Clients, namespace: str) -> list[str]:
+    """``["kube-root-ca.crt"]`` once the cluster has published that ConfigMap into ``namespace``, or ``[]``
+    on a cluster that publishes none (the emulator). A real cluster's controller-manager puts it into every
+    namespace shortly after the namespace is made; ``default`` tells which kind of cluster this is."""
+    name = "kube-root-ca.crt"
+    if name not in {c.metadata.name for c in clients.core.list_namespaced_config_map("default").items}:
+        return []
+    wait_for(
+        lambda: name in {c.metadata.name for c in clients.core.list_namespaced_config_map(namespace).items},
+        timeout=30,
+        message=f"{name} to be published into {namespace}",
+    )
+    return [name]
 
 
 # -- CRDs --------------------------------------------------------------------------------------------

@@ -90,7 +90,9 @@ def test_label_selector_transitions_are_added_and_deleted(k8s: Clients, namespac
     k8s.core.create_namespaced_config_map(namespace, cm("obj"))
     k8s.core.patch_namespaced_config_map("obj", namespace, {"metadata": {"labels": {"app": "w"}}})
     k8s.core.patch_namespaced_config_map("obj", namespace, {"data": {"while": "matching"}})
-    k8s.core.patch_namespaced_config_map("obj", namespace, {"metadata": {"labels": {"app": "other"}}})
+    unlabelled = k8s.core.patch_namespaced_config_map(
+        "obj", namespace, {"metadata": {"labels": {"app": "other"}}}
+    )
     k8s.core.patch_namespaced_config_map("obj", namespace, {"data": {"while": "not matching"}})
     k8s.core.delete_namespaced_config_map("obj", namespace)
     k8s.core.create_namespaced_config_map(namespace, cm("sentinel", {"app": "w"}))
@@ -108,8 +110,11 @@ def test_label_selector_transitions_are_added_and_deleted(k8s: Clients, namespac
         ("DELETED", "obj"),
         ("ADDED", "sentinel"),
     ]
-    # The DELETED event carries the object as it is now (no longer matching).
-    assert events[2][2]["metadata"]["labels"] == {"app": "other"}
+    # The DELETED event carries the object as the watcher last saw it match (the watch cache's previous
+    # object), at the resourceVersion of the write that made it stop matching.
+    gone_event = events[2][2]
+    assert gone_event["metadata"]["labels"] == {"app": "w"} and gone_event["data"] == {"while": "matching"}
+    assert gone_event["metadata"]["resourceVersion"] == unlabelled.metadata.resource_version
     # Set-based selectors work on watches too.
     stream = watch.Watch().stream(
         k8s.core.list_namespaced_config_map,

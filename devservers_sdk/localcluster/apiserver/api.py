@@ -138,7 +138,10 @@ class ClusterAPI:
         list_meta: dict[str, Any] = {"resourceVersion": str(revision)}
         if next_token:
             list_meta["continue"] = next_token
-            list_meta["remainingItemCount"] = remaining
+            # Only an unfiltered list can count what is left without reading it all: with a selector
+            # the real server leaves the count out rather than give one that includes non-matches.
+            if not label_selector and not field_selector:
+                list_meta["remainingItemCount"] = remaining
         return {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": list_meta, "items": items}
 
     def matcher(self, rt: ResourceType, label_selector: str, field_selector: str) -> Callable[[dict[str, Any]], bool]:
@@ -178,7 +181,7 @@ class ClusterAPI:
             since = self.store.revision
             initial = [("ADDED", o) for o in self.store.iter(rt.group_resource, ns) if matches(o)]
         else:
-            since = self.parse_resource_version(resource_version)
+            since = _watch_resource_version(resource_version)
         try:
             watcher = self.store.watch(rt.group_resource, ns, matches, since=since)
         except TooOldResourceVersion as exc:
@@ -296,11 +299,25 @@ class ClusterAPI:
             raise errors.unsupported_media_type(patch_type)
         if patch_type == "strategic" and not (rt.builtin and patching.strategic_merge_supported(rt.kind)):
             raise errors.unsupported_media_type("application/strategic-merge-patch+json")
-        _check_nesting(body)
+        try:
+            _check_nesting(body)
+        except StatusError:
+            # Deeper than the emulator goes (the real decoder allows 10000 levels). When the patch already
+            # breaks a typed field of a built-in kind, the real server's answer is known: it blames the patch.
+            problem = _typed_patch_problem(rt, patch_type, body)
+            if problem:
+                try:
+                    shown = json.dumps(_short_json(body))
+                except RecursionError:
+                    shown = '"..."'
+                raise errors.invalid("", "", [errors.cause("patch", f"Invalid value: {shown}: {problem}")]) from None
+            raise
         old = self.store.get(rt.group_resource, namespace or "", name)
         if patch_type == "apply":
             if not field_manager:
-                raise errors.bad_request("PATCH requests with apply content type require a fieldManager")
+                raise errors.invalid("PatchOptions", "", [errors.cause(
+                    "fieldManager", "Required value: is required for apply patch", "FieldValueRequired")],
+                    "meta.k8s.io")
             return self._server_side_apply(rt, namespace, name, old, body, subresource=subresource, dry_run=dry_run,
                                            field_validation=field_validation, field_manager=field_manager,
                                            warnings=warnings, user=user)
@@ -337,8 +354,13 @@ class ClusterAPI:
         if patched["metadata"].get("name", name) != name:
             raise errors.bad_request("metadata.name: the name in the patch does not match the name on the URL")
         patched["metadata"]["name"] = name
-        return self._update_from(rt, old, patched, subresource=subresource, dry_run=dry_run,
-                                 field_validation=field_validation, warnings=warnings, user=user)
+        try:
+            return self._update_from(rt, old, patched, subresource=subresource, dry_run=dry_run,
+                                     field_validation=field_validation, warnings=warnings, user=user)
+        except StrictDecodingError as exc:
+            # A patch is decoded strictly once applied, and the real server blames the patch (422) for it.
+            shown = json.dumps(_short_json(patched))
+            raise errors.invalid("", "", [errors.cause("patch", f"Invalid value: {shown}: {exc.detail}")]) from exc
 
     def delete(
         self,
@@ -365,15 +387,17 @@ class ClusterAPI:
             raise errors.not_found(rt.plural, name, rt.group)
         meta = old["metadata"]
         preconditions = options.get("preconditions") or {}
+        # The storage layer checks delete preconditions and names the object by its kind, not its resource.
         if preconditions.get("uid") and preconditions["uid"] != meta["uid"]:
-            raise errors.conflict(rt.plural, name, rt.group,
-                                  f"Precondition failed: UID in precondition: {preconditions['uid']}, "
-                                  f"UID in object meta: {meta['uid']}")
+            raise errors.conflict(rt.kind, name, "",
+                                  f"the UID in the precondition ({preconditions['uid']}) does not match the UID "
+                                  f"in record ({meta['uid']}). The object might have been deleted and then "
+                                  "recreated")
         if preconditions.get("resourceVersion") and preconditions["resourceVersion"] != meta["resourceVersion"]:
-            raise errors.conflict(rt.plural, name, rt.group,
-                                  f"Precondition failed: ResourceVersion in precondition: "
-                                  f"{preconditions['resourceVersion']}, ResourceVersion in object meta: "
-                                  f"{meta['resourceVersion']}")
+            raise errors.conflict(rt.kind, name, "",
+                                  f"the ResourceVersion in the precondition ({preconditions['resourceVersion']}) "
+                                  f"does not match the ResourceVersion in record ({meta['resourceVersion']}). "
+                                  "The object might have been modified")
         policy = options.get("propagationPolicy")
         if policy is None and options.get("orphanDependents") is not None:
             policy = "Orphan" if options["orphanDependents"] else "Background"
@@ -387,7 +411,7 @@ class ClusterAPI:
         grace = strategies.grace_period(rt, old, options.get("gracePeriodSeconds"))
         new = copy_document(old)
         new_meta = new["metadata"]
-        finalizers = list(new_meta.get("finalizers") or [])
+        finalizers = strategies.finalizers_on_delete(rt, new)
         if policy == "Orphan" and "orphan" not in finalizers and not meta.get("deletionTimestamp"):
             finalizers.append("orphan")
         if policy == "Foreground" and "foregroundDeletion" not in finalizers and not meta.get("deletionTimestamp"):
@@ -595,6 +619,8 @@ class ClusterAPI:
         return result
 
     def _check_body(self, rt: ResourceType, obj: Any) -> dict[str, Any]:
+        if obj is None:  # JSON null decodes into the zero value of the type: an empty object
+            obj = {}
         if not isinstance(obj, dict):
             raise errors.bad_request("the body of the request must be a JSON or YAML object")
         _check_nesting(obj)
@@ -660,9 +686,7 @@ class ClusterAPI:
             # whether they are ignored, warned about or refused.
             obj = _without_paths(obj, unknown)
         if unknown and field_validation == "Strict":
-            detail = ", ".join(f'unknown field "{path}"' for path in unknown)
-            raise errors.bad_request(f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
-                                     f"strict decoding error: {detail}")
+            raise StrictDecodingError(rt, openapi.strict_decoding_error(unknown))
         if unknown and field_validation == "Warn" and warnings is not None:
             warnings.extend(f'unknown field "{path}"' for path in unknown)
         return obj
@@ -713,12 +737,10 @@ class ClusterAPI:
         raise errors.StatusError(500, "AlreadyExists", "could not generate a unique name; try again")
 
     def parse_resource_version(self, value: str) -> int:
-        try:
-            revision = int(value)
-        except ValueError as exc:
-            raise errors.bad_request(f'invalid resource version "{value}"') from exc
-        if revision < 0:
-            raise errors.bad_request(f'invalid resource version "{value}"')
+        """A list's ``resourceVersion``: 400 BadRequest, worded as the real server, when not a revision."""
+        revision = _revision(value)
+        if revision is None:
+            raise errors.bad_request(f"invalid resource version: {_revision_problem(value)}")
         return revision
 
     def _patch_resource_version(self, patch_type: str, body: Any) -> str | None:
@@ -806,6 +828,44 @@ def _without_paths(obj: dict[str, Any], paths: list[str]) -> dict[str, Any]:
         if isinstance(target, dict) and tokens:
             target.pop(tokens[-1], None)
     return obj
+
+
+class StrictDecodingError(errors.StatusError):
+    """Unknown fields under ``fieldValidation=Strict``: 400 on a create or an update, re-raised on a patch."""
+
+    def __init__(self, rt: ResourceType, detail: str) -> None:
+        super().__init__(400, "BadRequest",
+                         f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {detail}')
+        self.detail = detail
+
+
+def _revision(value: str) -> int | None:
+    """``value`` as etcd's revision (Go's ParseUint: ASCII digits only), or None."""
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+def _revision_problem(value: str) -> str:
+    return f'resourceVersion: Invalid value: "{value}": strconv.ParseUint: parsing "{value}": invalid syntax'
+
+
+def _watch_resource_version(value: str) -> int:
+    """A watch's ``resourceVersion``. Released servers answer a bad one with 500 and no reason (unlike a
+    list's 400; kubernetes/kubernetes#139485): clients see what a real cluster tells them."""
+    revision = _revision(value)
+    if revision is None:
+        raise errors.StatusError(500, "", _revision_problem(value))
+    return revision
+
+
+def _typed_patch_problem(rt: ResourceType, patch_type: str, body: Any) -> str | None:
+    """The decoding error a merge-style patch of a built-in kind is bound to cause, whatever it patches:
+    every non-null value of such a patch ends up in the result (only as deep as the kind's own schema)."""
+    if patch_type not in ("merge", "strategic") or not rt.builtin or not isinstance(body, dict):
+        return None
+    try:
+        return strategies.builtin_decoding_error(rt, body)
+    except RecursionError:
+        return None
 
 
 def _check_nesting(value: Any) -> None:

@@ -39,6 +39,8 @@ class StatusError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
+        if not self.reason:  # a bare 500 from deep inside the real server carries none
+            del status["reason"]
         if self.details is not None:
             status["details"] = self.details
         return status
@@ -96,7 +98,9 @@ def invalid(kind: str, name: str, causes: list[dict[str, str]], group: str = "")
         422,
         "Invalid",
         f'{qualified} "{name}" is invalid: {summary}',
-        details={"name": name, "group": group, "kind": kind, "causes": causes},
+        # Go's StatusDetails leaves out what is empty (omitempty), as for an object without a name yet.
+        details={**({"name": name} if name else {}), **({"group": group} if group else {}),
+                 **({"kind": kind} if kind else {}), "causes": causes},
     )
 
 

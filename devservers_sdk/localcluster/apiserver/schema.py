@@ -236,8 +236,9 @@ def _child(path: str, name: str) -> str:
 
 
 def _where(path: str) -> str:
-    # kube-openapi names the offending value "<path> in body" (with an empty name at the root).
-    return f"{path} in body" if path else "in body"
+    # kube-openapi names the offending value "<path> in body"; at the root the name is empty, which leaves
+    # the real server's message with a double space after "Invalid value: ...:".
+    return f"{path} in body"
 
 
 def _compile_pattern(pattern: str) -> re.Pattern[str] | None:
@@ -289,6 +290,12 @@ class _Validator:
             type_ok = True
         if not type_ok:
             self.type_error(path, ",".join(expected), actual)
+            if actual == "number" and schema.get("type") == "integer":
+                # kube-openapi's number validator checks the value against the declared type's range as
+                # well, and reports it without a field (shown as "<nil>").
+                fmt = schema.get("format")
+                wanted = f"integer with format {fmt}" if fmt in ("int32", "int64") else "integer (default format)"
+                self.invalid("<nil>", "", f"Checked value must be of type {wanted} in {path}")
             self._enum(schema, value, path)
             return
 

@@ -87,14 +87,15 @@ def _label_key_errors(key: str) -> list[str]:
         if not prefix:
             errors.append("prefix part must be non-empty")
         else:
-            if len(prefix) > _PREFIX_MAX:
-                errors.append(f"prefix part must be no more than {_PREFIX_MAX} characters")
+            # Go measures strings in bytes, and since 1.35 the messages say so.
+            if len(prefix.encode()) > _PREFIX_MAX:
+                errors.append(f"prefix part must be no more than {_PREFIX_MAX} bytes")
             if not _DNS1123_SUBDOMAIN.fullmatch(prefix):
                 errors.append(f"prefix part {_SUBDOMAIN_FORMAT_ERROR}")
     if not name:
         errors.append("name part must be non-empty")
-    elif len(name) > _NAME_MAX:
-        errors.append(f"name part must be no more than {_NAME_MAX} characters")
+    elif len(name.encode()) > _NAME_MAX:
+        errors.append(f"name part must be no more than {_NAME_MAX} bytes")
     if not _QUALIFIED_NAME.fullmatch(name):
         errors.append(f"name part {_NAME_FORMAT_ERROR}")
     return errors
@@ -102,8 +103,8 @@ def _label_key_errors(key: str) -> list[str]:
 
 def _label_value_errors(value: str) -> list[str]:
     errors = []
-    if len(value) > _NAME_MAX:
-        errors.append(f"must be no more than {_NAME_MAX} characters")
+    if len(value.encode()) > _NAME_MAX:
+        errors.append(f"must be no more than {_NAME_MAX} bytes")
     if not _LABEL_VALUE.fullmatch(value):
         errors.append(_VALUE_FORMAT_ERROR)
     return errors

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-from . import discovery, errors, openapi, protobuf, tables
+from . import authorization, discovery, errors, openapi, protobuf, tables
 from .api import ClusterAPI, now_rfc3339
 from .errors import StatusError
 from .faults import FaultInjector
@@ -48,6 +48,7 @@ User = dict[str, Any]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 USER = web.RequestKey("user", dict)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_GO_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 class RequestCounter:
@@ -100,7 +101,7 @@ class ApiServer:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            if request.path not in ("/healthz", "/livez", "/readyz", "/version"):
+            if not authorization.is_public(request.path):
                 request[USER] = self._authenticate(request)
             return await handler(request)
         except StatusError as exc:
@@ -116,7 +117,11 @@ class ApiServer:
     def _authenticate(self, request: web.Request) -> User:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        user = self.tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+        if scheme.lower() != "bearer" or not token.strip():
+            # No credentials: anonymous, which may read only the public paths (see authorization.py).
+            attributes = authorization.request_attributes(request.method, request.path, request.query)
+            raise authorization.forbidden(attributes)
+        user = self.tokens.get(token.strip())
         if user is None:
             raise errors.unauthorized()
         return user
@@ -144,14 +149,14 @@ class ApiServer:
         if head == "apis":
             if len(parts) == 1:
                 return self._discovery_root(request, legacy=False)
+            group = parts[1]
+            versions = self.api.registry.groups().get(group)
+            if not versions:
+                return _page_not_found()
             if len(parts) == 2:
-                group = parts[1]
-                versions = self.api.registry.groups().get(group)
-                if not versions:
-                    raise StatusError(404, "NotFound", "the server could not find the requested resource")
                 return _json(discovery.api_group(group, versions))
-            return await self._resource_request(request, parts[1], parts[2], parts[3:])
-        raise StatusError(404, "NotFound", "the server could not find the requested resource")
+            return await self._resource_request(request, group, parts[2], parts[3:])
+        return _page_not_found()
 
     def _discovery_root(self, request: web.Request, *, legacy: bool) -> web.Response:
         accept = request.headers.get("Accept", "")
@@ -522,6 +527,11 @@ def _json(body: Any, *, status: int = 200, content_type: str = JSON,
                         headers={"Content-Type": content_type, **(headers or {})})
 
 
+def _page_not_found() -> web.Response:
+    """A path no API group serves: the real server's last handler answers plain text, not a Status."""
+    return web.Response(text="404 page not found\n", status=404, content_type="text/plain", charset="utf-8")
+
+
 def _status_response(exc: StatusError) -> web.Response:
     return _json(exc.to_status(), status=exc.code, headers=exc.headers)
 
@@ -534,10 +544,10 @@ def _int_param(query: Any, name: str, default: int, *, allow_negative: bool = Fa
     value = query.get(name)
     if value in (None, ""):
         return default
-    try:
-        number = int(value)
-    except ValueError as exc:
-        raise errors.bad_request(f'invalid value for {name}: "{value}" is not an integer') from exc
+    if not _GO_INTEGER.fullmatch(value):
+        # The query parameter codec's own words (it does not name the parameter).
+        raise errors.bad_request(f'strconv.ParseInt: parsing "{value}": invalid syntax')
+    number = int(value)
     if number < 0 and not allow_negative:
         raise errors.bad_request(f"invalid value for {name}: must not be negative")
     return number

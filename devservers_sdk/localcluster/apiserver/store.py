@@ -7,7 +7,8 @@ What clients depend on, and this store reproduces:
 * history is finite: a watch from a revision older than the retained window gets ``410 Gone`` and the
   client must relist (kopf, client-go reflectors and the Python ``Watch`` all implement this path);
 * watch events are computed against the watcher's selectors, so an object that stops matching a label
-  selector is seen as DELETED by that watcher and one that starts matching as ADDED.
+  selector is seen as DELETED by that watcher (carrying the object as it last matched, at the new
+  revision) and one that starts matching as ADDED.
 
 Stored objects are treated as immutable: every write stores a new dict. That lets LIST and watch fan-out
 hand out references without copying, which keeps LIST of thousands of objects cheap.
@@ -76,7 +77,10 @@ class Watcher:
         elif now_matches:
             self._put(("ADDED", event.obj))
         elif was_matching:
-            self._put(("DELETED", event.obj))
+            # As the watch cache does: the object as this watcher last matched it, at the event's revision.
+            assert event.old is not None
+            meta = {**event.old["metadata"], "resourceVersion": event.obj["metadata"]["resourceVersion"]}
+            self._put(("DELETED", {**event.old, "metadata": meta}))
 
     def _put(self, item: tuple[str, dict[str, Any]]) -> None:
         if self.queue.qsize() >= MAX_PENDING_EVENTS:

@@ -172,9 +172,27 @@ def needs_finalization(rt: ResourceType, obj: dict[str, Any]) -> bool:
     return rt.group_resource == ("", "namespaces") and bool(obj.get("spec", {}).get("finalizers"))
 
 
+def finalizers_on_delete(rt: ResourceType, obj: dict[str, Any]) -> list[str]:
+    """The finalizers an object holds once a delete begins: a CRD takes the cleanup finalizer only then (its
+    REST storage adds it on the first delete), so its custom resources go before it does."""
+    finalizers = list(obj["metadata"].get("finalizers") or [])
+    first_delete = not obj["metadata"].get("deletionTimestamp")
+    if rt.group_resource == ("apiextensions.k8s.io", "customresourcedefinitions") and first_delete \
+            and CRD_CLEANUP_FINALIZER not in finalizers:
+        finalizers.append(CRD_CLEANUP_FINALIZER)
+    return finalizers
+
+
 def prepare_for_deletion(rt: ResourceType, obj: dict[str, Any]) -> None:
     if rt.group_resource == ("", "namespaces"):
         obj.setdefault("status", {})["phase"] = "Terminating"
+    elif rt.group_resource == ("apiextensions.k8s.io", "customresourcedefinitions"):
+        conditions = obj.setdefault("status", {}).setdefault("conditions", [])
+        if any(c.get("type") == "Terminating" for c in conditions):
+            return
+        conditions.append({"type": "Terminating", "status": "True", "reason": "InstanceDeletionPending",
+                           "message": "CustomResourceDefinition marked for deletion; CustomResource deletion will "
+                                      "begin soon", "lastTransitionTime": obj["metadata"]["deletionTimestamp"]})
 
 
 def scale_of(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
@@ -200,9 +218,14 @@ def scale_of(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
         "apiVersion": "autoscaling/v1",
         "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
                      if k in meta},
-        "spec": {"replicas": get_path(obj, rt.scale.spec_replicas_path) or 0},
+        "spec": _scale_spec(get_path(obj, rt.scale.spec_replicas_path) or 0),
         "status": status,
     }
+
+
+def _scale_spec(replicas: int) -> dict[str, Any]:
+    # autoscaling/v1 ScaleSpec.replicas is omitempty: a Scale of zero says nothing (clients read it as 0).
+    return {"replicas": replicas} if replicas else {}
 
 
 def answer_review(rt: ResourceType, obj: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
@@ -354,12 +377,14 @@ def _name_causes(rt: ResourceType, name: str) -> list[Cause]:
 def _qualified_name_causes(field: str, key: str) -> list[Cause]:
     prefix, _, name = key.rpartition("/")
     problems = []
-    if "/" in key and (not prefix or len(prefix) > 253 or not DNS1123_SUBDOMAIN.match(prefix)):
+    if "/" in key and len(prefix.encode()) > 253:
+        problems.append("prefix part must be no more than 253 bytes")
+    elif "/" in key and (not prefix or not DNS1123_SUBDOMAIN.match(prefix)):
         problems.append("prefix part " + _SUBDOMAIN_MESSAGE)
     if not name:
         problems.append("name part must be non-empty")
-    elif len(name) > 63:
-        problems.append("name part must be no more than 63 characters")
+    elif len(name.encode()) > 63:
+        problems.append("name part must be no more than 63 bytes")
     elif not QUALIFIED_NAME.match(name):
         problems.append("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and "
                         "end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex "
@@ -382,9 +407,9 @@ def validate_metadata(rt: ResourceType, obj: dict[str, Any]) -> list[Cause]:
         causes.extend(_qualified_name_causes("metadata.labels", key))
         if not isinstance(value, str):
             causes.append(errors.cause("metadata.labels", f"Invalid value: {json.dumps(value)}: must be a string"))
-        elif len(value) > 63:
+        elif len(value.encode()) > 63:
             causes.append(errors.cause("metadata.labels", f'Invalid value: "{value}": must be no more than 63 '
-                                                          "characters"))
+                                                          "bytes"))
         elif not LABEL_VALUE.match(value):
             causes.append(errors.cause(
                 "metadata.labels", f'Invalid value: "{value}": a valid label must be an empty string or consist of '
@@ -469,9 +494,6 @@ def prepare_for_create(rt: ResourceType, obj: dict[str, Any], api: ClusterAPI) -
         admission.default_binding(obj)
     elif kind == ("apiextensions.k8s.io", "CustomResourceDefinition"):
         _default_crd(obj)
-        finalizers = obj["metadata"].setdefault("finalizers", [])
-        if CRD_CLEANUP_FINALIZER not in finalizers:
-            finalizers.append(CRD_CLEANUP_FINALIZER)
         obj["status"] = _crd_status(obj)
     elif kind == ("", "Node"):
         obj.setdefault("status", {})
@@ -975,20 +997,44 @@ def _validate_crd(obj: dict[str, Any], old: dict[str, Any] | None, api: ClusterA
     if versions and len(storage) != 1:
         causes.append(errors.cause("spec.versions", "Invalid value: must have exactly one version marked as "
                                                     "storage version"))
-    for index, version in enumerate(versions):
-        if not isinstance(version, dict):
+    schemas = [(version.get("schema") or {}).get("openAPIV3Schema") if isinstance(version, dict) else None
+               for version in versions]
+    if schemas and schemas[0] is not None and all(s == schemas[0] for s in schemas):
+        # The internal CRD type holds one schema shared by every version as spec.validation (v1beta1's
+        # field), so that is the path the real server's errors name.
+        causes.extend(_schema_causes(schemas[0], "spec.validation.openAPIV3Schema"))
+        schemas = []
+    for index, openapi_schema in enumerate(schemas):
+        if not isinstance(versions[index], dict):
             continue
-        openapi_schema = (version.get("schema") or {}).get("openAPIV3Schema")
         if openapi_schema is None:
             causes.append(errors.cause(f"spec.versions[{index}].schema.openAPIV3Schema", "Required value: schemas "
                                        "are required", "FieldValueRequired"))
             continue
-        for problem in schema.structural_errors(openapi_schema):
-            causes.append(errors.cause(f"spec.versions[{index}].schema.openAPIV3Schema", problem))
+        causes.extend(_schema_causes(openapi_schema, f"spec.versions[{index}].schema.openAPIV3Schema"))
     if old is not None:
         old_spec = old.get("spec") or {}
         if old_spec.get("group") != group or old_spec.get("names", {}).get("plural") != plural:
             causes.append(errors.cause("spec.group", "Invalid value: field is immutable"))
+    return causes
+
+
+def _schema_causes(openapi_schema: dict[str, Any], path: str) -> list[dict[str, str]]:
+    """One cause per problem of a CRD schema, on the problem's own field as the real server names it."""
+    causes = []
+    for problem in schema.structural_errors(openapi_schema, path=path):
+        field, _, detail = problem.partition(": ")
+        if detail.startswith("Required value"):
+            reason = "FieldValueRequired"
+        elif detail.startswith("Forbidden"):
+            reason = "FieldValueForbidden"
+        elif detail.startswith("Unsupported value"):
+            reason = "FieldValueNotSupported"
+        elif " must be of type " in detail:
+            reason = "FieldValueTypeInvalid"
+        else:
+            reason = "FieldValueInvalid"
+        causes.append(errors.cause(field, detail, reason))
     return causes
 
 
