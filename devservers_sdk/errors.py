@@ -11,6 +11,7 @@ sentences that name the object and say what to do next, because that line is all
     ├── AuthenticationError         401: the server rejected the credentials (invalid or expired), or 403 for
     │                               system:anonymous: none were sent (a failed credential plugin)
     ├── PermissionDeniedError       403: RBAC says no, or an admission policy (its message says why)
+    │   └── NamespaceTerminatingError  403 from NamespaceLifecycle: nothing new in a namespace being deleted
     ├── NotFoundError               404
     │   ├── DevServerNotFoundError
     │   └── FlavorNotFoundError     lists the flavors that exist
@@ -50,6 +51,7 @@ __all__ = [
     "ExecError",
     "FlavorNotFoundError",
     "InvalidSpecError",
+    "NamespaceTerminatingError",
     "NotFoundError",
     "PermissionDeniedError",
     "ServerError",
@@ -105,6 +107,13 @@ class AuthenticationError(DevServerError):
 
 class PermissionDeniedError(DevServerError):
     """The credentials are valid but not allowed to do this (HTTP 403)."""
+
+
+class NamespaceTerminatingError(PermissionDeniedError):
+    """A create in a namespace that is being deleted (403 from the NamespaceLifecycle admission plugin).
+
+    No access an admin could grant helps: the namespace and everything in it are going away.
+    """
 
 
 class NotFoundError(DevServerError):
@@ -299,6 +308,12 @@ def error_from_api(status: int, reason: str, message: str, *, kind: str, name: s
             return PermissionDeniedError(text, **common)
         named = re.match(r"(?:spec|metadata)(?:\.[\w\[\]-]+)+", said)
         return InvalidSpecError(text, field=named.group(0) if named else None, **common)
+    if status == 403 and (any(c.get("reason") == "NamespaceTerminating" for c in causes or ())
+                          or "because it is being terminated" in message):
+        # kube-apiserver's NamespaceLifecycle admission: RBAC allowed it, the namespace is being deleted.
+        return NamespaceTerminatingError(
+            f"Namespace '{namespace}' is being deleted, so {what} cannot be created in it ({detail}). "
+            f"Use another namespace with --namespace, or wait until it is gone and create it again.", **common)
     if status == 403:
         return PermissionDeniedError(
             f"Permission denied for {what}: {detail}. Ask your cluster admin for access to DevServers "

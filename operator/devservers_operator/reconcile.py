@@ -37,6 +37,7 @@ from devservers_sdk.errors import (
     AlreadyExistsError,
     ConflictError,
     DevServerError,
+    NamespaceTerminatingError,
     NotFoundError,
     flavor_not_found,
 )
@@ -220,6 +221,15 @@ class Reconciler:
 
     async def reconcile(self, key: Key) -> float | None:
         """Bring one DevServer's objects, status and lifecycle up to date; returns seconds until next look."""
+        try:
+            return await self._reconcile(key)
+        except NamespaceTerminatingError as exc:
+            # The namespace controller deletes the DevServer with everything else: no retry, no error.
+            log.info("DevServer %s/%s: not reconciled, its namespace is being deleted: %s", *key, exc)
+            self.forget(key)
+            return None
+
+    async def _reconcile(self, key: Key) -> float | None:
         namespace, name = key
         body = self.cache.devserver(namespace, name)
         if body is None:

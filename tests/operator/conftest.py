@@ -4,12 +4,19 @@ flavors installed, and the operator itself running as ``python -m devservers_ope
 The cluster: the session's default local cluster has this machine's CPUs (often 2), where cpu-medium (4
 CPUs) could never schedule. The operator tests get their own local cluster with the capacity of a small
 GPU node (64 CPUs, 512Gi, 2 GPUs), so flavor changes schedule and gpu-large (8 GPUs) does not. With
-``DEVSERVERS_TEST_KUBECONFIG`` set, the real cluster is used instead.
+``DEVSERVERS_TEST_BACKEND=kubernetes`` that cluster is our real control plane (etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler) with the same node; with ``DEVSERVERS_TEST_KUBECONFIG`` set, the
+outside cluster is used instead.
 
 The operator runs once for the session (it watches every namespace; each test has its own), with the idle
 clock scaled (``DEVSERVERS_IDLE_TIMEOUT_SCALE=0.05``: the minimum idleTimeout of 60 s becomes 3 s) and a
 probe interval of 1 s, so the idle tests take seconds. ``restart()`` kills and restarts it; its log is
 checked for tracebacks and errors when the session ends.
+
+On the real control plane the operator is not a process of ours: ``operator/deploy`` is applied as a
+platform team applies it, and the operator is the Deployment's pod under its own ServiceAccount and RBAC
+(``tests.platform_fixture.DeployedOperator``, with these settings in its environment). Restarting it is
+scaling the Deployment to 0 and back; killing it is deleting its pod with grace period 0.
 """
 
 from __future__ import annotations
@@ -35,7 +42,14 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from devservers_sdk.localcluster.cluster import LocalCluster
-from devservers_sdk.localcluster.pytest_plugin import REAL_CLUSTER_ENV, ClusterHandle, wait_for
+from devservers_sdk.localcluster.pytest_plugin import (
+    REAL_CLUSTER_ENV,
+    TEST_USERS,
+    ClusterHandle,
+    backend,
+    wait_for,
+)
+from tests.platform_fixture import DeployedOperator, make_admin_a_devservers_admin, on_real_control_plane
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
@@ -51,14 +65,21 @@ OPERATOR_ENV = {
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[ClusterHandle]:
+def cluster(request: pytest.FixtureRequest) -> Iterator[ClusterHandle]:
     """Overrides the plugin's cluster for these tests: one with room for every sample CPU flavor."""
     real = os.environ.get(REAL_CLUSTER_ENV)
     if real:
         yield ClusterHandle(kubeconfig=real, emulator=None)
         return
+    if backend() == "kubernetes":
+        request.getfixturevalue("kubernetes_binaries")
+        with LocalCluster(control_plane="kubernetes", node_capacity=NODE_CAPACITY, users=TEST_USERS) as local:
+            handle = ClusterHandle(kubeconfig=local.kubeconfig, emulator=None, local=local)
+            make_admin_a_devservers_admin(handle)
+            yield handle
+        return
     with LocalCluster(node_capacity=NODE_CAPACITY) as local:
-        yield ClusterHandle(kubeconfig=local.kubeconfig, emulator=local)
+        yield ClusterHandle(kubeconfig=local.kubeconfig, emulator=local, local=local)
 
 
 def kubectl(
@@ -172,14 +193,30 @@ class OperatorProcess:
 
 
 @pytest.fixture(scope="session")
-def operator(crds: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(crds, tmp_path_factory.mktemp("operator") / "operator.log")
+def operator(
+    cluster: ClusterHandle, crds: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess | DeployedOperator]:
+    workdir = tmp_path_factory.mktemp("operator")
+    if on_real_control_plane(cluster):
+        deployed = DeployedOperator(crds, workdir, env=OPERATOR_ENV)
+        deployed.install()
+        try:
+            yield deployed
+        finally:
+            deployed.close()
+        assert deployed.restarts_seen == 0, f"the operator's container restarted:\n{deployed.log()[-8000:]}"
+        check_operator_log(deployed.log())
+        return
+    process = OperatorProcess(crds, workdir / "operator.log")
     process.start()
     try:
         yield process
     finally:
         process.stop()
-    log = process.log()
+    check_operator_log(process.log())
+
+
+def check_operator_log(log: str) -> None:
     problems = [
         line for line in log.splitlines() if "Traceback" in line or "[ERROR" in line or " ERROR " in line
     ]
@@ -189,7 +226,7 @@ def operator(crds: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Op
 class Cluster:
     """What a test does with the cluster: the DevServer API, owned objects, exec, events."""
 
-    def __init__(self, kubeconfig: str, namespace: str, operator: OperatorProcess) -> None:
+    def __init__(self, kubeconfig: str, namespace: str, operator: OperatorProcess | DeployedOperator) -> None:
         self.kubeconfig = kubeconfig
         self.namespace = namespace
         self.operator = operator
@@ -349,7 +386,7 @@ class Cluster:
 
 
 @pytest.fixture
-def kube(operator: OperatorProcess, crds: str, namespace: str) -> Cluster:
+def kube(operator: OperatorProcess | DeployedOperator, crds: str, namespace: str) -> Cluster:
     return Cluster(crds, namespace, operator)
 
 

@@ -102,7 +102,9 @@ spec:
 """,
     )
     kube.wait_phase("early", "Running")
-    assert "Recovered" in kube.event_reasons("early")
+    # The Event follows the status write (on a real API server, often after the status is read here).
+    wait_for(lambda: "Recovered" in kube.event_reasons("early"), timeout=30,
+             message="a Recovered Event of DevServer early")
 
 
 def test_missing_shared_claim_is_named_and_recovers_when_created(kube: Cluster) -> None:

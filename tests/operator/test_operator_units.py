@@ -235,3 +235,24 @@ def test_progress_on_the_way_up_may_wait() -> None:
 )
 def test_news_is_written_at_once(old: dict[str, object], new: dict[str, object]) -> None:
     assert not progress_only(old, new)
+
+
+# -- API errors the operator must tell apart ------------------------------------------------------------
+
+
+def test_a_create_in_a_terminating_namespace_is_not_a_permission_problem() -> None:
+    """kube-apiserver's NamespaceLifecycle answer, as the real control plane sent it to the operator when a
+    test's namespace was deleted under a DevServer: a 403 no admin can fix, which the reconcile drops."""
+    from devservers_sdk.errors import NamespaceTerminatingError, PermissionDeniedError, error_from_api
+
+    message = ('statefulsets.apps "img" is forbidden: unable to create new content in namespace team because '
+               "it is being terminated")
+    causes = [{"reason": "NamespaceTerminating", "message": "namespace team is being terminated",
+               "field": "metadata.namespace"}]
+    error = error_from_api(403, "Forbidden", message, kind="StatefulSet", name="img", namespace="team",
+                           causes=causes)
+    assert isinstance(error, NamespaceTerminatingError) and isinstance(error, PermissionDeniedError)
+    assert "Namespace 'team' is being deleted" in str(error) and "Ask your cluster admin" not in str(error)
+    rbac = error_from_api(403, "Forbidden", 'statefulsets.apps "img" is forbidden: User "x" cannot create',
+                          kind="StatefulSet", name="img", namespace="team")
+    assert type(rbac) is PermissionDeniedError and "Ask your cluster admin" in str(rbac)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from devservers_sdk.localcluster.pytest_plugin import wait_for
 from tests.operator.conftest import Cluster, ready
 
 pytestmark = pytest.mark.slow
@@ -50,7 +51,8 @@ def test_gpu_flavor_reports_the_scheduler_and_switching_to_cpu_removes_every_gpu
     container = _template_container(kube, "gpu")
     assert container.resources.limits["nvidia.com/gpu"] == "1"
     assert kube.statefulset("gpu").spec.template.spec.node_selector == {"nvidia.com/gpu.present": "true"}
-    assert "FailedScheduling" in kube.event_reasons("gpu")
+    wait_for(lambda: "FailedScheduling" in kube.event_reasons("gpu"), timeout=30,
+             message="a FailedScheduling Event of DevServer gpu")
 
     kube.patch("gpu", {"spec": {"flavor": "cpu-small"}})
     kube.wait_phase("gpu", "Running")
@@ -80,14 +82,16 @@ def test_image_pull_failure_is_reported_and_fixing_the_image_recovers(kube: Clus
     degraded = next(c for c in server["status"]["conditions"] if c["type"] == "Degraded")
     assert degraded["status"] == "True" and degraded["reason"] in ("ErrImagePull", "ImagePullBackOff")
     assert "pull-0" in degraded["message"] and "registry.invalid/x:1" in degraded["message"], degraded
-    reasons = kube.event_reasons("pull")
-    assert {"ErrImagePull", "ImagePullBackOff"} & set(reasons), reasons
+    # The Event follows the status write (on a real API server, often after the status is read here).
+    wait_for(lambda: {"ErrImagePull", "ImagePullBackOff"} & set(kube.event_reasons("pull")),
+             timeout=30, message="an ErrImagePull or ImagePullBackOff Event of DevServer pull")
 
     # The failing pod is on the old template: the StatefulSet would wait for it forever, the operator
     # deletes it so the fixed template takes over.
     kube.patch("pull", {"spec": {"image": "python:3.12"}})
     kube.wait_phase("pull", "Running")
-    assert "Recovered" in kube.event_reasons("pull")
+    wait_for(lambda: "Recovered" in kube.event_reasons("pull"), timeout=30,
+             message="a Recovered Event of DevServer pull")
 
 
 def test_home_size_change_recreates_the_statefulset_keeping_pods_data_and_claims(kube: Cluster) -> None:
