@@ -7,12 +7,25 @@ from pathlib import Path
 
 import click
 
-from .options import SECONDS, key_values, kubeconfig_option, output_option, target, timeout_option
+from .options import (
+    SECONDS,
+    key_values,
+    kubeconfig_option,
+    output_option,
+    stdin_is_terminal,
+    target,
+    timeout_option,
+)
 
 state_dir_option = click.option(
     "--state-dir", metavar="DIR",
     help="Where pids, logs and volumes live (default: DEVSERVERS_STATE_DIR, else "
          "$XDG_STATE_HOME/devservers/local, i.e. ~/.local/state/devservers/local).")
+
+
+def _defaulted(ctx: click.Context, option: str) -> bool:
+    """Was ``option`` left at its default (so this command may pick one that suits the control plane)?"""
+    return ctx.get_parameter_source(option) is click.core.ParameterSource.DEFAULT
 
 
 def _user_kubeconfig(ctx: click.Context) -> Path:
@@ -26,71 +39,124 @@ def _user_kubeconfig(ctx: click.Context) -> Path:
 def local() -> None:
     """Run a cluster with the devservers operator on this machine.
 
-    The local cluster is an emulator of the Kubernetes API whose pods are local processes: no
-    containers, no images, no GPUs, but every devctl command (and kubectl) works against it.
+    By default the local cluster is our emulator of the Kubernetes API (it starts in a second and keeps
+    its objects in memory); with `up --kubernetes` it is a real control plane (etcd, kube-apiserver,
+    kube-controller-manager, kube-scheduler, built from source on first use) whose data survives `down`.
+    Either way pods are local processes: no containers, no images, no GPUs, but every devctl command
+    (and kubectl) works against it.
 
     \b
     Examples:
       devctl local up
+      devctl local up --kubernetes
       devctl local status
       devctl local down
+      devctl local down --purge
     """
 
 
 @local.command()
 @state_dir_option
-@timeout_option("2m", what="if the cluster or the operator is not ready")
+@click.option("--kubernetes", "real", is_flag=True,
+              help="Run a real Kubernetes control plane instead of the emulator (its binaries are built with "
+                   "Go the first time, which takes many minutes; its data is kept by `devctl local down`).")
+@timeout_option("2m", what="if the cluster or the operator is not ready (5m for --kubernetes)")
 @click.option("--node-capacity", "capacity", multiple=True, metavar="RESOURCE=QUANTITY",
               callback=key_values("nvidia.com/gpu=2"),
               help="What the node advertises, over cpu=64 and memory=256Gi, e.g. nvidia.com/gpu=2 "
                    "(repeatable).")
 @kubeconfig_option
 @click.pass_context
-def up(ctx: click.Context, state_dir: str | None, timeout: float, capacity: dict[str, str]) -> None:
+def up(ctx: click.Context, state_dir: str | None, real: bool, timeout: float,
+       capacity: dict[str, str]) -> None:
     """Start the local cluster and the operator in the background, and select their context.
 
     Installs the CRDs and the sample flavors, then adds a `devservers-local` context to your
     kubeconfig (--kubeconfig, else the first file of KUBECONFIG, else ~/.kube/config) and selects it;
     `devctl local down` selects the previous one again. Running it twice is harmless.
 
-    \b
-    Example:
-      devctl local up && devctl create mydev --flavor cpu-small --wait
-    """
-    from .local_platform import LocalPlatform, LocalPlatformError
+    With --kubernetes, the cluster is a real control plane with our node agent: the first time, its
+    binaries are built from source with Go (many minutes, with progress); later it starts in well under
+    a minute, and finds again every DevServer and home volume of its previous run.
 
+    \b
+    Examples:
+      devctl local up && devctl create mydev --flavor cpu-small --wait
+      devctl local up --kubernetes
+    """
+    from .local_platform import EMULATOR, KUBERNETES, LocalPlatform, LocalPlatformError
+
+    if real and _defaulted(ctx, "timeout"):
+        timeout = 300.0  # a real control plane on a busy laptop takes a minute or more to become ready
     platform = LocalPlatform(Path(state_dir) if state_dir else None)
     try:
         status, started = platform.up(_user_kubeconfig(ctx), report=click.echo, timeout=timeout,
-                                      node_capacity=capacity)
+                                      node_capacity=capacity, control_plane=KUBERNETES if real else EMULATOR)
     except LocalPlatformError as exc:
         raise click.ClickException(str(exc)) from exc
     if started:
-        click.echo(f"The local cluster is up at {status.url}. Try: devctl create mydev --flavor cpu-small --wait")
+        click.echo(f"The local cluster ({status.label}) is up at {status.url}. "
+                   f"Try: devctl create mydev --flavor cpu-small --wait")
     else:
-        click.echo(f"The local cluster is already running at {status.url} (pids {status.cluster_pid}, "
-                   f"{status.operator_pid}; state in {status.state_dir}).")
+        click.echo(f"The local cluster ({status.label}) is already running at "
+                   f"{status.url} (pids {status.cluster_pid}, {status.operator_pid}; "
+                   f"state in {status.state_dir}).")
 
 
 @local.command()
 @state_dir_option
+@click.option("--purge", is_flag=True,
+              help="Also delete the state directory: a real control plane's DevServers and home volumes, and "
+                   "the logs (asks first on a terminal).")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask before --purge deletes.")
 @click.option("--timeout", type=SECONDS, default="15s", show_default=True,
-              help="How long to wait after SIGTERM before SIGKILL.")
-def down(state_dir: str | None, timeout: float) -> None:
+              help="How long to wait after SIGTERM before SIGKILL (at least 1m for --kubernetes's cluster, "
+                   "which stops its node, pods and etcd in order).")
+@click.pass_context
+def down(ctx: click.Context, state_dir: str | None, purge: bool, yes: bool, timeout: float) -> None:
     """Stop the local cluster and the operator, and remove their kubeconfig context.
 
-    Everything in the cluster is gone afterwards; logs stay in the state directory.
+    The emulator keeps its objects in memory: they are gone afterwards. A real control plane (`up
+    --kubernetes`) keeps its data in the state directory, and the next `devctl local up --kubernetes`
+    finds every DevServer and home volume again; --purge deletes it (and the logs) for good.
 
     \b
-    Example:
+    Examples:
       devctl local down
+      devctl local down --purge --yes
     """
-    from .local_platform import LocalPlatform
+    from .local_platform import KUBERNETES, LocalPlatform, LocalPlatformError
 
-    if not LocalPlatform(Path(state_dir) if state_dir else None).down(report=click.echo, timeout=timeout):
-        click.echo("The local cluster is not running.")
+    platform = LocalPlatform(Path(state_dir) if state_dir else None)
+    if purge and not yes and stdin_is_terminal() and platform.root.exists():
+        click.confirm(f"Delete {platform.root} for good, with the DevServers and home volumes of the local "
+                      f"Kubernetes control plane and the logs?", abort=True)
+    running = platform.status()
+    if running.control_plane == KUBERNETES and _defaulted(ctx, "timeout"):
+        timeout = 60.0
+    was_up = platform.down(report=click.echo, timeout=timeout)
+    if purge:
+        try:
+            deleted = platform.purge()
+        except LocalPlatformError as exc:
+            raise click.ClickException(str(exc)) from exc
+        done = "The local cluster is down" if was_up else "The local cluster was not running"
+        click.echo(f"{done}; its state directory {platform.root} is deleted." if deleted else
+                   f"{done}; there was no state directory to delete ({platform.root}).")
         return
-    click.echo("The local cluster is down.")
+    if not was_up:
+        kept = platform.status().kept_data
+        click.echo("The local cluster is not running." + (
+            f" The data of a Kubernetes control plane is kept in {kept} (`devctl local up --kubernetes` "
+            f"starts it again, `devctl local down --purge` deletes it)." if kept else ""))
+        return
+    if running.control_plane == KUBERNETES:
+        click.echo(f"The local cluster is down. Its data is kept in {platform.kubernetes_data}: "
+                   f"`devctl local up --kubernetes` starts it again with every DevServer and home volume; "
+                   f"`devctl local down --purge` deletes it.")
+    else:
+        click.echo("The local cluster is down. The emulator kept its objects in memory, so nothing of it is "
+                   f"kept (logs stay in {platform.root}).")
 
 
 @local.command()
@@ -98,7 +164,7 @@ def down(state_dir: str | None, timeout: float) -> None:
 @output_option(("table", "json"))
 @click.pass_context
 def status(ctx: click.Context, state_dir: str | None, output: str) -> None:
-    """Say whether the local cluster and the operator run, with pids, URL and kubeconfig context.
+    """Say whether the local cluster and the operator run, which control plane, pids, URL and context.
 
     Exits 0 when both run, 3 when they do not (as `systemctl status` does).
 
@@ -121,9 +187,12 @@ def status(ctx: click.Context, state_dir: str | None, output: str) -> None:
         selected = "selected" if state.selected else "not selected"
         context = f"{state.context} in {state.kubeconfig} ({selected})" if state.context else "-"
         rows = [("Local cluster", process(state.cluster_alive, state.cluster_pid)),
+                ("Control plane", state.describe_control_plane()),
                 ("Operator", process(state.operator_alive, state.operator_pid)),
                 ("URL", state.url or "-"), ("Context", context), ("Started", state.started_at or "-"),
                 ("State", state.state_dir)]
+        if state.kept_data and not state.cluster_alive:
+            rows.append(("Kept data", f"{state.kept_data} (`devctl local up --kubernetes` starts it again)"))
         for label, value in rows:
             click.echo(f"{label + ':':<15}{value}")
     if not state.running:

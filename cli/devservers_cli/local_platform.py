@@ -5,14 +5,25 @@ CRDs and the sample flavors, starts ``python -m devservers_operator`` against it
 endpoint, then merges a ``devservers-local`` context into the user's kubeconfig and selects it. ``down``
 undoes all of it, restoring the context that was selected before. Both are idempotent.
 
+Two control planes (``up --kubernetes`` picks the second):
+
+* **the emulator** (the default): starts in a second and keeps its objects in memory, so nothing of a
+  stopped one is worth keeping and ``down`` removes its volumes;
+* **the real one** (etcd, kube-apiserver, kube-controller-manager, kube-scheduler built from their Go modules
+  on first use, plus our node agent): etcd's data, the PKI, the remembered ports and the home volumes live in
+  ``kubernetes/`` of the state directory, which ``down`` keeps, so the next ``up --kubernetes`` finds every
+  DevServer and home again at the same URL. ``down --purge`` deletes the whole state directory. The build
+  runs in ``up`` itself, before anything starts and outside ``--timeout``, so its progress reaches the
+  terminal.
+
 Decisions, and why:
 
 * **State directory**: ``DEVSERVERS_STATE_DIR``, else ``$XDG_STATE_HOME/devservers/local``, else
   ``~/.local/state/devservers/local`` (the XDG home of "state that should persist between restarts but is
   not important enough for data": pids, logs). It holds ``local.json`` (what ``up`` started and changed,
-  read by ``down`` and ``status``), the cluster's own kubeconfig, both logs, and ``cluster/`` (the
-  emulator's volumes and pod sandboxes, removed by ``down``: the emulator keeps its objects in memory, so
-  the volumes of a stopped cluster belong to nothing).
+  read by ``down`` and ``status``), the cluster's own kubeconfig, both logs, ``cluster/`` (the emulator's
+  volumes and pod sandboxes, removed by ``down``: the emulator keeps its objects in memory, so the volumes
+  of a stopped cluster belong to nothing) and ``kubernetes/`` (the real control plane's data, kept).
 * **Processes** run in sessions of their own (``start_new_session``), detached from the terminal, so
   closing it or pressing Ctrl-C in it does not stop them. A pid is only trusted while ``/proc/<pid>/
   cmdline`` still names the module that was started, so a recycled pid is never signalled.
@@ -47,6 +58,7 @@ CONTEXT = "devservers-local"
 STATE_DIR_ENV = "DEVSERVERS_STATE_DIR"
 CLUSTER_MODULE = "devservers_sdk.localcluster"
 OPERATOR_MODULE = "devservers_operator"
+EMULATOR, KUBERNETES = "emulator", "kubernetes"
 NODE_CAPACITY = {"cpu": "64", "memory": "256Gi"}
 """What the local node advertises over the host's figures: every CPU sample flavor fits, twice over.
 
@@ -81,6 +93,8 @@ class Record:
     entries: dict[str, str] | None = None
     previous_context: str | None = None
     started_at: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    control_plane: str = EMULATOR
+    version: str | None = None  # of Kubernetes, for the real control plane
 
 
 @dataclass
@@ -97,10 +111,27 @@ class Status:
     context: str | None
     selected: bool
     started_at: str | None
+    control_plane: str | None  # emulator or kubernetes; None when nothing was started
+    version: str | None
+    kept_data: str | None  # a real control plane's data directory, when there is one (running or not)
 
     @property
     def running(self) -> bool:
         return self.cluster_alive and self.operator_alive
+
+    @property
+    def label(self) -> str:
+        """``Kubernetes v1.37.2`` or ``emulator``: which control plane, in a word or two."""
+        if self.control_plane == KUBERNETES:
+            return f"Kubernetes {self.version}" if self.version else "Kubernetes"
+        return self.control_plane or "-"
+
+    def describe_control_plane(self) -> str:
+        if self.control_plane == KUBERNETES:
+            return f"{self.label}: etcd and the kube-* binaries, with our node agent"
+        if self.control_plane == EMULATOR:
+            return "emulator: ours, objects in memory"
+        return "-"
 
 
 # -- processes -------------------------------------------------------------------------------------------
@@ -206,6 +237,7 @@ class LocalPlatform:
         self.cluster_log = self.root / "cluster.log"
         self.operator_log = self.root / "operator.log"
         self.data = self.root / "cluster"
+        self.kubernetes_data = self.root / KUBERNETES
 
     # -- record ----------------------------------------------------------------------------------------
 
@@ -233,28 +265,48 @@ class LocalPlatform:
             operator_alive=record.operator_pid is not None and _is_ours(record.operator_pid, OPERATOR_MODULE),
             url=record.url, kubeconfig=record.kubeconfig, context=entries.context if entries else None,
             selected=bool(entries and path and kubeconfig.selected(path) == entries.context),
-            started_at=record.started_at or None)
+            started_at=record.started_at or None,
+            control_plane=record.control_plane if record.cluster_pid is not None else None,
+            version=record.version,
+            kept_data=str(self.kubernetes_data) if self.kubernetes_data.is_dir() else None)
 
     # -- up --------------------------------------------------------------------------------------------
 
     def up(self, user_kubeconfig: Path, *, report: Report, timeout: float = 120.0,
-           node_capacity: dict[str, str] | None = None) -> tuple[Status, bool]:
+           node_capacity: dict[str, str] | None = None, control_plane: str = EMULATOR) -> tuple[Status, bool]:
         """Start everything, unless it already runs.
+
+        Args:
+            control_plane: ``emulator``, or ``kubernetes`` (built first if this machine has no binaries yet;
+                its data is kept by ``down`` and found again here).
 
         Returns:
             The status, and whether this call started it (``False``: it was already running).
 
         Raises:
-            LocalPlatformError: a part did not start; what did start is stopped again.
+            LocalPlatformError: a part did not start, or the other control plane runs; what this call
+                started is stopped again.
         """
+        if control_plane not in (EMULATOR, KUBERNETES):
+            raise ValueError(f"control_plane must be {EMULATOR!r} or {KUBERNETES!r}, not {control_plane!r}")
         current = self.status()
         if current.running:
+            if current.control_plane != control_plane:
+                flag = " --kubernetes" if control_plane == KUBERNETES else ""
+                raise LocalPlatformError(
+                    f"The local cluster in {self.root} already runs the {current.control_plane} control "
+                    f"plane; stop it with `devctl local down`, then run `devctl local up{flag}` again.")
             return current, False
         if current.cluster_pid or current.operator_pid:
             report("Cleaning up a local cluster that is no longer complete...")
             self._stop_processes(self._load() or Record(), report=lambda _: None)
         self.root.mkdir(parents=True, exist_ok=True)
-        record = Record()
+        record = Record(control_plane=control_plane)
+        if control_plane == KUBERNETES:
+            record.version = self._build(report)
+        elif self.kubernetes_data.is_dir():
+            report(f"(The data of a stopped Kubernetes control plane stays in {self.kubernetes_data}; "
+                   "`devctl local up --kubernetes` would start it again.)")
         try:
             self._start_cluster(record, report, timeout, {**NODE_CAPACITY, **(node_capacity or {})})
             self._install(report)
@@ -288,12 +340,36 @@ class LocalPlatform:
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         return env
 
+    def _build(self, report: Report) -> str:
+        """The real control plane's binaries, built now if none are cached; returns Kubernetes' version."""
+        from devservers_sdk.localcluster.controlplane.build import ControlPlaneBuildError, ensure_binaries
+
+        report("Checking the Kubernetes control plane's binaries (the first build takes many minutes)...")
+        started = time.monotonic()
+        try:
+            binaries = ensure_binaries(progress=lambda line: report(f"  {line}"))
+        except ControlPlaneBuildError as exc:
+            raise LocalPlatformError(f"The Kubernetes control plane could not be built: {exc}") from exc
+        report(f"  Kubernetes {binaries.kubernetes_version} and etcd {binaries.etcd_version} ready in "
+               f"{binaries.kube_apiserver.parent.parent} ({time.monotonic() - started:.1f}s)")
+        return str(binaries.kubernetes_version)
+
     def _start_cluster(self, record: Record, report: Report, timeout: float, capacity: dict[str, str]) -> None:
         self.cluster_kubeconfig.unlink(missing_ok=True)
-        report(f"Starting the local cluster (log: {self.cluster_log})...")
+        real = record.control_plane == KUBERNETES
+        if not real:
+            report(f"Starting the local cluster (log: {self.cluster_log})...")
+        elif (self.kubernetes_data / "control-plane" / "etcd").is_dir():
+            report(f"Starting the Kubernetes control plane and the node again, with the data kept in "
+                   f"{self.kubernetes_data} (log: {self.cluster_log})...")
+        else:
+            report(f"Starting the Kubernetes control plane and the node, data in {self.kubernetes_data} "
+                   f"(log: {self.cluster_log})...")
         started = time.monotonic()
         argv = [sys.executable, "-m", CLUSTER_MODULE, "serve", "--kubeconfig", str(self.cluster_kubeconfig),
-                "--state-dir", str(self.data)]
+                "--state-dir", str(self.kubernetes_data if real else self.data)]
+        if real:
+            argv += ["--control-plane", KUBERNETES]
         argv += [f"--node-capacity={resource}={amount}" for resource, amount in capacity.items()]
         # Pods are processes of the cluster: this Python environment is their "image" (python, torch...).
         path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)])
@@ -376,7 +452,10 @@ class LocalPlatform:
     # -- down ------------------------------------------------------------------------------------------
 
     def down(self, *, report: Report, timeout: float = 15.0) -> bool:
-        """Stop everything ``up`` started and undo its kubeconfig change; ``False`` if nothing was up."""
+        """Stop everything ``up`` started and undo its kubeconfig change; ``False`` if nothing was up.
+
+        The emulator's volumes are removed (its objects were in memory); a real control plane's data is kept.
+        """
         record = self._load()
         if record is None:
             return False
@@ -391,6 +470,17 @@ class LocalPlatform:
         shutil.rmtree(self.data, ignore_errors=True)
         self.cluster_kubeconfig.unlink(missing_ok=True)
         self.record_path.unlink(missing_ok=True)
+        return True
+
+    def purge(self) -> bool:
+        """Delete the state directory (call after ``down``); ``False`` if there was none."""
+        import shutil
+
+        if self._load() is not None and self.status().cluster_alive:
+            raise LocalPlatformError(f"The local cluster of {self.root} still runs; stop it first.")
+        if not self.root.exists():
+            return False
+        shutil.rmtree(self.root)
         return True
 
     def _stop_processes(self, record: Record, *, report: Report, timeout: float = 15.0) -> None:

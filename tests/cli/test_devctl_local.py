@@ -1,23 +1,30 @@
 """``devctl local up|status|down``: a second local cluster and operator, in a temporary state directory,
-merged into a temporary kubeconfig (never the user's real one)."""
+merged into a temporary kubeconfig (never the user's real one).
+
+These tests start clusters of their own (the emulator, or with ``--kubernetes`` the real control plane) and
+never touch the session's, so they run whatever ``DEVSERVERS_TEST_BACKEND`` says.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pexpect
 import pytest
 import yaml
 from devctl_support import DEVCTL, Devctl, devctl_env, make_devctl
 
 from devservers_sdk.localcluster.pytest_plugin import wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.emulator_only]
+pytestmark = pytest.mark.slow
 
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
 
@@ -26,6 +33,12 @@ def current_context(kubeconfig: Path) -> str:
     result = subprocess.run([KUBECTL, "config", "current-context"], capture_output=True, text=True,
                             env={**os.environ, "KUBECONFIG": str(kubeconfig)}, timeout=60)
     return result.stdout.strip() or result.stderr.strip()
+
+
+def kubectl_uid(kubeconfig: Path, name: str) -> str:
+    result = subprocess.run([KUBECTL, "get", name, "-o", "jsonpath={.metadata.uid}"], capture_output=True,
+                            text=True, env={**os.environ, "KUBECONFIG": str(kubeconfig)}, timeout=60)
+    return result.stdout.strip()
 
 
 def previous_kubeconfig(path: Path) -> None:
@@ -159,3 +172,70 @@ def test_up_that_fails_says_why_and_leaves_nothing_behind(local_env: tuple[Path,
                             timeout=60)
     assert status.returncode == 3 and json.loads(status.stdout)["cluster_pid"] is None, status
     assert "Local cluster stopped" in result.stdout
+
+
+def test_up_kubernetes_keeps_every_devserver_and_home_across_down_and_purge_deletes_them(
+        local_env: tuple[Path, Path], kubernetes_binaries: Any) -> None:
+    state, kubeconfig = local_env
+    data = state / "kubernetes"
+    devctl = make_devctl("process", str(kubeconfig), DEVSERVERS_STATE_DIR=str(state))
+    version = kubernetes_binaries.kubernetes_version
+
+    up = devctl("local", "up", "--kubernetes")
+    assert up.exit_code == 0, str(up)
+    assert f"Kubernetes {version} and etcd {kubernetes_binaries.etcd_version} ready in" in up.stdout
+    assert f"Starting the Kubernetes control plane and the node, data in {data}" in up.stdout
+    assert "operator ready" in up.stdout and f"The local cluster (Kubernetes {version}) is up at" in up.stdout
+    record = json.loads(devctl("local", "status", "-o", "json").stdout)
+    assert (record["running"], record["control_plane"], record["version"]) == (True, "kubernetes", version)
+    shown = devctl("local", "status")
+    assert shown.exit_code == 0 and f"Control plane: Kubernetes {version}: etcd and the kube-*" in shown.stdout
+    # The server is the real kube-apiserver, not the emulator.
+    server = subprocess.run([KUBECTL, "version", "-o", "json"], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "KUBECONFIG": str(kubeconfig)})
+    assert json.loads(server.stdout)["serverVersion"]["gitVersion"] == version, server
+    other = devctl("local", "up")
+    assert other.exit_code == 1 and "already runs the kubernetes control plane" in other.stderr, str(other)
+
+    created = devctl("create", "keep", "--flavor", "cpu-small", "--home-size", "1Gi", "--wait", "--timeout", "3m")
+    assert created.exit_code == 0, str(created)
+    uid = kubectl_uid(kubeconfig, "devserver/keep")
+    assert uid
+    marker = secrets.token_hex(8)
+    wrote = devctl("shell", "keep", "--", "sh", "-c", f'echo {marker} > "$HOME/marker" && sync')
+    assert wrote.exit_code == 0, str(wrote)
+
+    down = devctl("local", "down")
+    assert down.exit_code == 0, str(down)
+    assert f"The local cluster is down. Its data is kept in {data}" in down.stdout
+    wait_for(lambda: gone(record["cluster_pid"]) and gone(record["operator_pid"]), timeout=90,
+             message="the cluster and the operator gone")
+    stopped = devctl("local", "status")
+    assert stopped.exit_code == 3 and f"Kept data:     {data}" in stopped.stdout, str(stopped)
+
+    again = devctl("local", "up", "--kubernetes")
+    assert again.exit_code == 0, str(again)
+    assert f"Starting the Kubernetes control plane and the node again, with the data kept in {data}" in again.stdout
+    assert json.loads(devctl("local", "status", "-o", "json").stdout)["url"] == record["url"]  # same port
+    waited = devctl("wait", "keep", "--for", "Running", "--timeout", "3m")
+    assert waited.exit_code == 0, str(waited)
+    assert kubectl_uid(kubeconfig, "devserver/keep") == uid  # the same object, not a new one of that name
+    read = devctl("shell", "keep", "--", "sh", "-c", 'cat "$HOME/marker"')
+    assert read.exit_code == 0 and read.stdout == f"{marker}\n", str(read)
+
+    # --purge asks first on a terminal: "no" leaves everything running.
+    env = devctl_env(str(kubeconfig), DEVSERVERS_STATE_DIR=str(state))
+    child = pexpect.spawn(DEVCTL[0], [*DEVCTL[1:], "local", "down", "--purge"], env=env, encoding="utf-8",
+                          timeout=120)
+    child.expect(rf"Delete {state} for good, with the DevServers and home volumes .*\? \[y/N\]: ")
+    child.sendline("n")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1 and "Aborted!" in (child.before or "")
+    assert json.loads(devctl("local", "status", "-o", "json").stdout)["running"] is True
+
+    purged = devctl("local", "down", "--purge")  # not a terminal: no question
+    assert purged.exit_code == 0, str(purged)
+    assert f"The local cluster is down; its state directory {state} is deleted." in purged.stdout
+    assert not state.exists()
+    assert current_context(kubeconfig) != "devservers-local"
