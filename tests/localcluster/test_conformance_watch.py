@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from conformance_support import Clients, assert_status, clients_for, raises_status
+from conformance_support import Clients, assert_status, clients_for, published_root_ca, raises_status
 from kubernetes import watch
 
 from devservers_sdk.localcluster.apiserver import server
@@ -129,6 +129,7 @@ def test_label_selector_transitions_are_added_and_deleted(k8s: Clients, namespac
 
 
 def test_watch_timeout_seconds_ends_the_stream(k8s: Clients, namespace: str) -> None:
+    published_root_ca(k8s, namespace)  # so that nothing happens in the namespace while the watch is open
     started = time.monotonic()
     events = list(
         k8s.raw.watch_lines(
@@ -185,6 +186,7 @@ def test_bookmarks(k8s: Clients, namespace: str, monkeypatch: pytest.MonkeyPatch
 
 
 def test_watch_sees_concurrent_writes_in_order(k8s: Clients, namespace: str) -> None:
+    published_root_ca(k8s, namespace)  # a real cluster's kube-root-ca.crt lands before the watch's version
     rv = k8s.core.list_namespaced_config_map(namespace).metadata.resource_version
 
     def writer() -> None:

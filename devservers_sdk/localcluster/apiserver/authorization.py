@@ -70,18 +70,19 @@ def request_attributes(method: str, path: str, query: Mapping[str, str]) -> Requ
     name = rest[1] if len(rest) > 1 else ""
     subresource = "/".join(rest[2:3])
     verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, "get")
-    if method == "GET":
-        watching = watch_prefix or query.get("watch", "").lower() in ("1", "true")
-        verb = "watch" if watching else ("get" if name else "list")
-    elif method == "DELETE" and not name:
-        verb = "deletecollection"
-    if not name and verb in ("list", "watch", "deletecollection"):
-        # A list or watch narrowed to one object by field selector is authorized as that object.
+    if watch_prefix and method == "GET":
+        verb = "watch"
+    elif method == "GET" and not name:
+        verb = "watch" if query.get("watch", "").lower() in ("1", "true") else "list"
+        # A list or ?watch narrowed to one object by field selector is authorized as that object (not so a
+        # watch by the legacy /watch/ prefix, whose verb is known before the query is read).
         for term in query.get("fieldSelector", "").split(","):
             key, _, value = term.partition("=")
             value = value.removeprefix("=").strip()
             if key.strip() == "metadata.name" and value:
                 name = value
+    elif method == "DELETE" and not name:
+        verb = "deletecollection"
     return RequestAttributes(verb=verb, path=path, resource=resource, group=group, namespace=namespace,
                              name=name, subresource=subresource)
 
