@@ -91,7 +91,14 @@ class ClusterRuntime:
             self.node_token: {"username": f"system:node:{NODE_NAME}",
                               "groups": ["system:nodes", "system:authenticated"]},
         }
-        self.server = ApiServer(self.api, tokens=tokens)
+        # Between the API server and the node's kubelet API, what a real cluster has: the kubelet serves a
+        # certificate of the cluster CA, and takes only the API server's kubelet client certificate.
+        pki = state_dir / "pki"
+        self._kubelet_serving = self.certificate.issue("localcluster-kubelet", hosts=("127.0.0.1",))
+        kubelet_client = self.certificate.issue(tls.APISERVER_KUBELET_CLIENT, client=True)
+        self.server = ApiServer(self.api, tokens=tokens,
+                                kubelet_client_ssl=kubelet_client.client_context(pki, name="apiserver-kubelet-client"))
+        self.kubelet_api: Any = None
         self._runner: web.AppRunner | None = None
         self._compactor: asyncio.Task[None] | None = None
         self.url = ""
@@ -136,12 +143,19 @@ class ClusterRuntime:
         if self._with_kubelet:
             from .node.apiclient import ApiClient, Credentials
             from .node.kubelet import Kubelet
+            from .node.kubelet_api import KubeletAPIServer
 
             client = ApiClient(Credentials(server=self.url, ca_pem=self.certificate.ca_pem, token=self.node_token))
             options = {"capacity": self._node_capacity, **self._kubelet_options}
             self.kubelet = Kubelet(client, state_dir=self.state_dir, node_name=NODE_NAME, names_client=client,
                                    **options)
-            self.server.kubelet = self.kubelet
+            # The API server reaches pods only through the kubelet API, at the port the Node advertises: it
+            # must listen before the Node is registered.
+            serving = self._kubelet_serving.server_context(self.state_dir / "pki", name="kubelet",
+                                                           verify_clients=True)
+            self.kubelet_api = KubeletAPIServer(self.kubelet, ssl_context=serving)
+            await self.kubelet_api.start()
+            self.kubelet.kubelet_port = self.kubelet_api.port
             await self.kubelet.start()
 
     async def stop(self) -> None:
@@ -150,6 +164,9 @@ class ClusterRuntime:
         if self.kubelet is not None:
             await self.kubelet.stop()
             await self.kubelet.client.close()
+        if self.kubelet_api is not None:
+            await self.kubelet_api.stop()
+        await self.server.kubelet_proxy.close()
         self.server.stop_watches()
         await self.scheduler.stop()
         await self.controllers.stop()

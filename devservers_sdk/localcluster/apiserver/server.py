@@ -3,8 +3,8 @@
 Everything here is about the wire, none of it about semantics (``api.py``): URL shapes (including the
 legacy ``/watch/`` prefix and namespace subresources), bearer-token authentication, patch content types,
 ``dryRun``/``fieldValidation`` parameters, ``Warning`` headers, the ``as=Table`` rendering that ``kubectl
-get`` asks for, chunked watch streams with bookmarks and timeouts, and the pod subresources handed to the
-kubelet (``exec``, ``attach``, ``log``).
+get`` asks for, chunked watch streams with bookmarks and timeouts, and the pod subresources proxied to the
+node's kubelet API (``exec``, ``attach``, ``portforward``, ``log``: ``kubelet_proxy.py``).
 
 Request bodies may be protobuf (``application/vnd.kubernetes.protobuf``, what kubectl's ``create ...`` and
 ``auth whoami`` send) for built-in kinds: ``protobuf.py`` turns them into JSON documents. Answers are always
@@ -28,14 +28,14 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-from . import authorization, discovery, errors, openapi, protobuf, tables
+from . import authorization, discovery, errors, kubelet_proxy, openapi, protobuf, tables
 from .api import ClusterAPI, now_rfc3339
 from .errors import StatusError
 from .faults import FaultInjector
 from .resources import ResourceType
 
 if TYPE_CHECKING:
-    from ..node.kubelet import Kubelet
+    import ssl
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +80,12 @@ class RequestCounter:
 
 
 class ApiServer:
-    def __init__(self, api: ClusterAPI, *, tokens: dict[str, User], kubelet: Kubelet | None = None) -> None:
+    def __init__(self, api: ClusterAPI, *, tokens: dict[str, User],
+                 kubelet_client_ssl: ssl.SSLContext | None = None) -> None:
         self.api = api
         self.tokens = tokens
-        self.kubelet = kubelet
+        # The kubelet client: what --kubelet-client-certificate and --kubelet-certificate-authority configure.
+        self.kubelet_proxy = kubelet_proxy.KubeletProxy(kubelet_client_ssl)
         self.requests = RequestCounter()
         self.faults = FaultInjector()
         self.server_url = ""
@@ -217,7 +219,7 @@ class ApiServer:
                           node=request[USER].get("username", "").startswith("system:node:"))
         if rt.namespaced and namespace is None and name is not None:
             raise StatusError(404, "NotFound", "the server could not find the requested resource")
-        streaming = subresource in ("exec", "attach", "log")
+        streaming = subresource in ("exec", "attach", "log", "portforward")
         if self.faults.active and not streaming:
             if self.faults.settings.latency:
                 await asyncio.sleep(self.faults.settings.latency)
@@ -390,22 +392,30 @@ class ApiServer:
         if subresource == "eviction" and request.method == "POST":
             self.api.delete(rt, namespace, name, user=request[USER])
             return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}, status=201)
-        if not pod.get("spec", {}).get("nodeName") and subresource in ("exec", "attach", "log", "portforward"):
-            # The pod registry answers these itself, before it looks for a kubelet to proxy to: 204 No Content
-            # for the log (once the container name is valid), a 400 for the streams.
-            if subresource == "log" and request.method == "GET":
-                from ..node.kubelet import Kubelet
-
-                Kubelet.container_name(pod, request.query.get("container"))
-                return web.Response(status=204)
-            raise errors.bad_request(f"pod {name} does not have a host assigned")
-        if self.kubelet is None:
-            raise StatusError(503, "ServiceUnavailable", "no kubelet is running in this local cluster")
-        if subresource in ("exec", "attach") and request.method in ("GET", "POST"):
-            return await self.kubelet.handle_exec(request, pod, attach=subresource == "attach")
+        if subresource in ("exec", "attach", "portforward") and request.method in ("GET", "POST"):
+            # The location first: it checks the container before the node (strategy.go streamLocation).
+            path = kubelet_proxy.stream_path(pod, subresource, request.query)
+            location = self._kubelet_location(pod, name)
+            return await self.kubelet_proxy.upgrade(request, location, path)
         if subresource == "log" and request.method == "GET":
-            return await self.kubelet.handle_log(request, pod)
+            from ..node.pod_logs import parse_log_query
+
+            options = parse_log_query(request.query, pod_name=name)
+            container = kubelet_proxy.validate_container(pod, request.query.get("container"))
+            if not pod.get("spec", {}).get("nodeName"):
+                # LogLocation gives no location for a pod without a node: 204 No Content.
+                return web.Response(status=204)
+            location = self._kubelet_location(pod, name)
+            return await self.kubelet_proxy.logs(request, location, kubelet_proxy.log_path(pod, options, container),
+                                                 name)
         raise errors.method_not_allowed()
+
+    def _kubelet_location(self, pod: dict[str, Any], name: str) -> kubelet_proxy.KubeletLocation:
+        node_name = pod.get("spec", {}).get("nodeName")
+        if not node_name:
+            raise errors.bad_request(f"pod {name} does not have a host assigned")
+        node = self.api.get(self.api.rt("", "v1", "nodes"), None, node_name)
+        return kubelet_proxy.kubelet_location(node)
 
     def _token_request(self, namespace: str, name: str, body: Any) -> dict[str, Any]:
         import secrets as token_secrets

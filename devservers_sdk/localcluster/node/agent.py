@@ -52,6 +52,8 @@ class NodeAgentConfig:
     names_kubeconfig: Path | None = None
     pod_cidr: str | None = None
     isolation: str = "auto"
+    # What the Node declares in status.declaredFeatures (None: the kubelet's default, as a 1.37 kubelet).
+    declared_features: tuple[str, ...] | None = None
 
 
 def _credentials(path: Path) -> Credentials:
@@ -98,6 +100,7 @@ class NodeAgent:
             isolation=config.isolation,
             names_client=self.names_client,
             pod_cidr=config.pod_cidr,
+            declared_features=config.declared_features,
         )
         self.kubelet_api = KubeletAPIServer(kubelet, port=config.kubelet_port, ssl_context=_serving_context(config))
         await self.kubelet_api.start()

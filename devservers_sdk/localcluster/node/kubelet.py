@@ -13,7 +13,14 @@ What clients observe of a real kubelet, and what is mirrored here:
 * **The Node.** One Node object with the usual labels, capacity/allocatable (host cpu and memory, 110
   pods, plus extended resources given to the constructor, e.g. ``nvidia.com/gpu``), a Ready condition,
   addresses, nodeInfo and the kubelet API's port in ``daemonEndpoints``; its Lease in ``kube-node-lease``
-  is renewed every 10 s. A deleted Node is registered again.
+  is renewed every 10 s. A deleted Node is registered again. ``status.declaredFeatures``
+  (NodeDeclaredFeatures, GA in 1.37) lists what this node implements of the features a 1.37 kubelet may
+  declare (``DECLARABLE_FEATURES``): by default ``ExtendWebSocketsToKubelet``, so the API server passes
+  v5 WebSocket exec/attach and tunnelled port-forward straight to the kubelet API instead of translating
+  them into SPDY. A real 1.37 kubelet with default gates also declares
+  ``InPlacePodLevelResourcesVerticalScaling``, ``InPlacePodVerticalScalingInitContainers`` and
+  ``RestartAllContainersOnContainerExits``; this one implements none of them, so it does not claim them
+  (the scheduler and the ``NodeDeclaredFeatureValidator`` admission plugin keep pods needing them away).
 * **Pod status**, written through ``pods/status`` exactly when the real kubelet would change it: phase,
   the five conditions with ``lastTransitionTime``, hostIP, podIP(s), startTime, qosClass and container
   statuses (``local://`` container IDs, states waiting/running/terminated, ``lastState``, restartCount,
@@ -51,7 +58,8 @@ Not mirrored: resource limits are not enforced (no cgroups), no OOMKilled, no ne
 ``hostNetwork`` pod gets the node's address, others a loopback address of their own, but all share the
 host's ports), no PID namespace (``ps`` shows the host; the container's main process is not PID 1, so
 it dies of SIGTERM where a real PID 1 without a handler would ignore it), no image GC, no ephemeral
-containers or ``attach``, ``terminationMessagePath`` is not read (``FallbackToLogsOnError`` is).
+containers, ``attach`` streams a container's output (from its log) but gives it no stdin,
+``terminationMessagePath`` is not read (``FallbackToLogsOnError`` is).
 Projected service-account tokens come from the TokenRequest API, bound to the pod, so a pod's in-cluster
 config works (on either control plane); only an API server without TokenRequest gets a placeholder.
 """
@@ -78,7 +86,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..apiserver import errors
 from ..apiserver.errors import StatusError
@@ -87,9 +95,6 @@ from ..controllers.scheduler import parse_quantity
 from . import sandbox
 from .apiclient import ApiClient, Informer, object_path
 from .events import NodeEventRecorder, now
-
-if TYPE_CHECKING:
-    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +108,20 @@ NODE_STATUS_SECONDS = 300.0
 # Grace period used for every container when the whole cluster shuts down.
 SHUTDOWN_GRACE = 2.0
 HOST_IP = "127.0.0.1"
+# k8s.io/component-helpers/nodedeclaredfeatures/features: every feature a 1.37 kubelet can declare.
+DECLARABLE_FEATURES = (
+    "DRANodeAllocatableResources",
+    "DRAOptionalNodeOperations",
+    "ExtendWebSocketsToKubelet",
+    "InPlacePodLevelResourcesVerticalScaling",
+    "InPlacePodVerticalScalingInitContainers",
+    "InPlacePodVerticalScalingMemoryBackedVolumes",
+    "RestartAllContainersOnContainerExits",
+    "UserNamespacesHostNetworkSupport",
+    "VolumeBindMountOptions",
+)
+# What this node implements of them (its kubelet API serves v5 WebSockets and tunnelled port-forward).
+DEFAULT_DECLARED_FEATURES = ("ExtendWebSocketsToKubelet",)
 RUNTIME_VERSION = "local://1.0.0"
 MAX_LOG_LINE = 16 * 1024  # containerd splits longer lines into partial (P) records
 CLUSTER_DOMAIN = "cluster.local"
@@ -1943,6 +1962,17 @@ def _boot_id() -> str:
     return str(uuid.uuid4())
 
 
+def declared_feature_list(features: Iterable[str]) -> list[str]:
+    """``status.declaredFeatures`` as the API server validates it: known names, sorted, without duplicates."""
+    chosen = sorted(set(features))
+    unknown = [f for f in chosen if f not in DECLARABLE_FEATURES]
+    if unknown:
+        raise ValueError(
+            f"unknown node feature(s) {', '.join(unknown)}: a 1.37 kubelet declares only {', '.join(DECLARABLE_FEATURES)}"
+        )
+    return chosen
+
+
 # -- the kubelet ---------------------------------------------------------------------------------------
 
 
@@ -1954,7 +1984,9 @@ class Kubelet:
     ``{"nvidia.com/gpu": "2"}`` adds two GPUs); ``isolation`` forces a mode of ``sandbox.ISOLATION_MODES``
     instead of probing (``LOCALCLUSTER_ISOLATION`` too); ``api_server_url`` is what pods get as
     ``KUBERNETES_SERVICE_HOST/PORT`` (default: the URL the client talks to); ``kubelet_port`` is the port of
-    the kubelet API the API server proxies exec, logs and port-forward to (advertised in the Node status).
+    the kubelet API the API server proxies exec, logs and port-forward to (advertised in the Node status);
+    ``declared_features`` is what the Node declares (default :data:`DEFAULT_DECLARED_FEATURES`; each must be
+    one of :data:`DECLARABLE_FEATURES`).
     """
 
     def __init__(
@@ -1970,8 +2002,12 @@ class Kubelet:
         kubelet_port: int = 10250,
         labels: dict[str, str] | None = None,
         names_client: ApiClient | None = None,
+        declared_features: Iterable[str] | None = None,
     ) -> None:
         self.client = client
+        self.declared_features = declared_feature_list(
+            DEFAULT_DECLARED_FEATURES if declared_features is None else declared_features
+        )
         self.state_dir = Path(state_dir)
         self.node_name = node_name
         self.capacity = {**host_capacity(self.state_dir), **(capacity or {})}
@@ -2243,6 +2279,8 @@ class Kubelet:
                 {"type": "Hostname", "address": self.node_name},
             ],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
+            # A merge patch replaces the list; null removes it (the API server drops an empty one too).
+            "declaredFeatures": self.declared_features or None,
             "nodeInfo": {
                 "machineID": _machine_id(),
                 "systemUUID": _machine_id(),
@@ -2534,41 +2572,6 @@ class Kubelet:
         if not worker.pod_ip:
             raise errors.bad_request(f'pod "{pod_name}" has no IP address yet: its sandbox is not ready')
         return worker.pod_ip
-
-    async def handle_exec(
-        self, request: web.Request, pod: dict[str, Any], *, attach: bool = False
-    ) -> web.StreamResponse:
-        """``pods/exec`` as the server hands it over: resolve the container, then run the session."""
-        from . import pod_exec
-
-        if attach:
-            raise errors.bad_request(
-                "attach is not supported by the local cluster: containers have no console"
-            )
-        options = pod_exec.parse_exec_query(request.query)
-        if not options.command:
-            raise errors.bad_request("you must specify at least one command for the container")
-        namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
-        launch = self.launch_spec(namespace, name, options.container)
-        return await pod_exec.serve_exec(
-            request,
-            launch=launch,
-            command=options.command,
-            stdin=options.stdin,
-            stdout=options.stdout,
-            stderr=options.stderr,
-            tty=options.tty,
-            on_started=lambda pid: self.track_process(namespace, name, pid),
-        )
-
-    async def handle_log(self, request: web.Request, pod: dict[str, Any]) -> web.StreamResponse:
-        from . import pod_logs
-
-        namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
-        options = pod_logs.parse_log_query(request.query, pod_name=name)
-        container = self.container_name(pod, request.query.get("container"))
-        source = pod_logs.ContainerLogSource(self, namespace, name, container)
-        return await pod_logs.serve_logs(request, source=source, **options)
 
 
 def _pod_ready(pod: dict[str, Any]) -> bool:

@@ -192,11 +192,22 @@ class KubeletAPIServer:
         tail = query.pop("tail", None)
         if tail and tail != "all":
             query["tailLines"] = tail
+        # The kubelet answers in text (go-restful's WriteError), literal JSON included; the API server makes
+        # a Status of it (GenericHttpResponseChecker), so the text is what kubectl ends up showing.
         try:
             options = pod_logs.parse_log_query(query, pod_name=pod)
-            self.runtime.pod_uid(namespace, pod)
         except errors.StatusError as err:
-            return _status_response(err)
+            if err.code == 422:
+                return _text_error(422, '{"message": "Invalid request."}')
+            return _text_error(400, '{"message": "Unable to decode query."}')
+        try:
+            self.runtime.pod_uid(namespace, pod)
+        except errors.StatusError:
+            return _text_error(404, f'pod "{pod}" does not exist')
+        try:
+            self.runtime.log_path(namespace, pod, container, options["previous"])
+        except errors.StatusError as err:
+            return _text_error(400, err.message)
         source = pod_logs.ContainerLogSource(self.runtime, namespace, pod, container)
         return await pod_logs.serve_logs(request, source=source, **options)
 

@@ -99,7 +99,7 @@ def _query_int(query: Mapping[str, str], name: str) -> int | None:
         ) from None
 
 
-def _parse_rfc3339_ns(text: str) -> int:
+def parse_rfc3339_ns(text: str) -> int:
     """Nanoseconds since the epoch of an RFC 3339 time (``Z`` or offset, optional fraction)."""
     if len(text) < 20 or text[10] not in "Tt":
         raise ValueError(text)
@@ -120,6 +120,9 @@ def _parse_rfc3339_ns(text: str) -> int:
     return seconds * 1_000_000_000 + int((fraction + "000000000")[:9])
 
 
+_parse_rfc3339_ns = parse_rfc3339_ns  # its earlier, private name
+
+
 def parse_log_query(query: Mapping[str, str], *, pod_name: str = "") -> dict[str, Any]:
     """Validate a ``pods/log`` query into the keyword arguments of :func:`serve_logs` (minus ``source``).
 
@@ -136,7 +139,7 @@ def parse_log_query(query: Mapping[str, str], *, pod_name: str = "") -> dict[str
     }
     if options["since_time"] is not None:
         try:
-            _parse_rfc3339_ns(options["since_time"])
+            parse_rfc3339_ns(options["since_time"])
         except ValueError:
             raise errors.bad_request(
                 f'invalid value for query parameter "sinceTime": parsing time "{options["since_time"]}" '
@@ -385,7 +388,7 @@ async def serve_logs(
     if since_seconds is not None:
         since_ns = time.time_ns() - since_seconds * 1_000_000_000
     if since_time is not None:
-        since_ns = max(since_ns or 0, _parse_rfc3339_ns(since_time))
+        since_ns = max(since_ns or 0, parse_rfc3339_ns(since_time))
     formatter = _Formatter(timestamps=timestamps, since_ns=since_ns, limit_bytes=limit_bytes)
     response = web.StreamResponse(headers={"Content-Type": "text/plain"})
     await response.prepare(request)
