@@ -48,8 +48,16 @@ def test_serve_writes_a_private_kubeconfig_requires_the_token_and_stops_cleanly(
         assert cluster["server"].startswith("https://127.0.0.1:")
         context = ssl.create_default_context(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
 
+        # Without credentials a request is system:anonymous, refused as a real server does (403); a token
+        # that is not the kubeconfig's is refused as unauthenticated (401).
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{cluster['server']}/api/v1/namespaces", context=context, timeout=10)
+        assert refused.value.code == 403
+        assert 'User "system:anonymous" cannot list' in json.loads(refused.value.read())["message"]
+        wrong = urllib.request.Request(f"{cluster['server']}/api/v1/namespaces",
+                                       headers={"Authorization": "Bearer not-the-token"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(wrong, context=context, timeout=10)
         assert refused.value.code == 401
         assert json.loads(refused.value.read())["reason"] == "Unauthorized"
 
