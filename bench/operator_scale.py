@@ -1,7 +1,8 @@
 """Benchmark of the operator: N DevServers created at once, to Running, at rest, and deleted.
 
 Run: ``.venv/bin/python bench/operator_scale.py [--sizes 100,500,1000] [--rest-seconds 300] [--flavor bench-tiny]``
-or ``--quick`` (N=50, 30 s at rest) for a smoke run.
+or ``--quick`` (N=50, 30 s at rest) for a smoke run; ``--control-plane kubernetes`` runs the same on the real
+control plane, ``--control-plane both`` on each in turn and prints their figures side by side.
 
 Three processes, so that no figure is another's: the local cluster (``python -m devservers_sdk.localcluster
 serve``, its kubelet running every pod as local processes), the operator (``python -m devservers_operator``)
@@ -32,6 +33,16 @@ Where the limit is: per N, the same StatefulSets and Services are first created 
 (``--emulator-alone``), which is what the local cluster manages without any operator; the cluster's request
 counters, polled every 100 ms, say when the operator's requests arrived; and the CPU time of each process
 (cluster, operator, pod processes, this script, the rest of the host) per DevServer bounds the rate.
+
+On the real control plane (``--control-plane kubernetes``: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler, and our node agent as a process of its own, started in this script's process by
+``LocalCluster``), the operator runs as the ServiceAccount ``operator/deploy/operator-rbac.yaml`` ships (its
+ClusterRole, a bound token from the TokenRequest API), so it holds only what a platform team grants it. Its
+requests are counted by the real API server: the audit log (Metadata level, one line per request stage; a
+request counts once, by its ``auditID``) filtered to that ServiceAccount, and the same log gives every other
+client's requests (the StatefulSet controller, the scheduler, the node agent...). CPU is read per process:
+kube-apiserver, etcd, kube-controller-manager, kube-scheduler, the node agent and the pods below it; on the
+emulator, the one emulator+node process and the pods below it. The emulator's run is unchanged.
 
 Targets (issue 4): >= 50 DevServers/s and p99 create→Running < 2 s at N=500; <= 8 API requests per
 standalone create; RSS < 250 MB and < 5 % of a core at rest with 1,000 DevServers.
@@ -88,6 +99,13 @@ TARGET_RSS_MB = 250.0
 TARGET_CORE_PCT = 5.0
 TARGET_N = 500
 REST_TARGET_N = 1000
+
+PLANES = ("emulator", "kubernetes")
+OPERATOR_NAMESPACE = "devservers-system"
+OPERATOR_ACCOUNT = "devservers-operator"
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_ACCOUNT}"
+# The real control plane's own processes, in the order the report lists them.
+REAL_COMPONENTS = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler")
 
 
 # -- small helpers ---------------------------------------------------------------------------------------
@@ -214,19 +232,145 @@ def minus(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
 # -- the client ------------------------------------------------------------------------------------------
 
 
-class Api:
-    """Raw HTTPS to the cluster from its kubeconfig; counts every request it sends like the server does."""
+class EmulatorRequests:
+    """The emulator's request counters (``/debug/localcluster/requests``): every HTTP client's requests, the
+    operator's and this script's, by "verb resource" (the node agent's are counted apart, and not here)."""
 
-    def __init__(self, kubeconfig: str, concurrency: int) -> None:
+    includes_this_script = True
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def snapshot(self, session: aiohttp.ClientSession) -> dict[str, int]:
+        async with session.get(self.url + "/debug/localcluster/requests") as response:
+            counts: dict[str, int] = await response.json()
+            return counts
+
+    async def answer(self, session: aiohttp.ClientSession) -> dict[str, int]:
+        """One request through the API server (its answer time is the server's lag) and the counts."""
+        return await self.snapshot(session)
+
+
+def short_user(username: str) -> str:
+    """``system:serviceaccount:kube-system:statefulset-controller`` → ``statefulset-controller``."""
+    if username == OPERATOR_USER:
+        return "operator"
+    if username == "kubernetes-admin":
+        return "this script"
+    if username.startswith("system:serviceaccount:"):
+        return username.rsplit(":", 1)[1]
+    if username.startswith("system:node:"):
+        return "node " + username.split(":", 2)[2]
+    return username.removeprefix("system:")
+
+
+class AuditRequests:
+    """Requests as kube-apiserver's audit log records them, read incrementally from the file.
+
+    Each request is written once per stage (``RequestReceived`` is omitted by the policy): ``ResponseComplete``
+    for most, ``ResponseStarted`` then ``ResponseComplete`` for watches and exec. A request counts once, by its
+    ``auditID``. The operator's requests are keyed "verb resource" (and "total"), like the emulator's counters;
+    every other client's are keyed "@user verb resource" (and "@user total"), so a figure about the operator
+    never includes them."""
+
+    includes_this_script = False
+
+    def __init__(self, path: Path, url: str) -> None:
+        self.path = path
+        self.url = url
+        self.counts: collections.Counter[str] = collections.Counter()
+        self._offset = 0
+        self._partial = b""
+        self._started: set[str] = set()
+
+    def read(self) -> dict[str, int]:
+        with contextlib.suppress(FileNotFoundError), open(self.path, "rb") as log:
+            log.seek(self._offset)
+            chunk = log.read()
+            self._offset += len(chunk)
+        lines = (self._partial + chunk).split(b"\n") if chunk else [self._partial]
+        self._partial = lines.pop()
+        for line in lines:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                self._add(json.loads(line))
+        return dict(self.counts)
+
+    def _add(self, event: dict[str, Any]) -> None:
+        audit_id, stage = event["auditID"], event["stage"]
+        if stage == "ResponseStarted":
+            self._started.add(audit_id)
+        elif audit_id in self._started:
+            self._started.discard(audit_id)
+            return
+        ref = event.get("objectRef")
+        if ref:
+            what = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        else:
+            what = event.get("requestURI", "").split("?", 1)[0]
+        user = (event.get("user") or {}).get("username", "")
+        refused = (event.get("responseStatus") or {}).get("code", 200) >= 400
+        if user == OPERATOR_USER:
+            # Every request, refused or not, as the emulator counts them; the refused ones also apart.
+            self.counts[f"{event['verb']} {what}"] += 1
+            self.counts["total"] += 1
+            self.counts["refused"] += refused
+            return
+        # Another client: its successful requests by verb and resource (what the pace figures count), the
+        # refused ones apart (a controller retrying a write the server refuses).
+        prefix = f"@{short_user(user)} "
+        self.counts[f"{prefix}{'refused ' if refused else ''}{event['verb']} {what}"] += 1
+        self.counts[f"{prefix}total"] += 1
+        self.counts[f"{prefix}refused"] += refused
+
+    async def snapshot(self, session: aiohttp.ClientSession) -> dict[str, int]:
+        return self.read()
+
+    async def answer(self, session: aiohttp.ClientSession) -> dict[str, int]:
+        """``/livez`` (not audited) for the server's lag, then the counts."""
+        async with session.get(self.url + "/livez") as response:
+            await response.read()
+        return self.read()
+
+
+def operator_only(counts: dict[str, int]) -> dict[str, int]:
+    return {k: v for k, v in counts.items() if not k.startswith("@")}
+
+
+def by_client(counts: dict[str, int]) -> dict[str, int]:
+    """Every other client's request totals, by user (from "@user total" keys), and how many of them the
+    server refused ("user refused")."""
+    found = {}
+    for key, value in counts.items():
+        if key.startswith("@") and key.endswith((" total", " refused")):
+            user, what = key[1:].rsplit(" ", 1)
+            found[user if what == "total" else f"{user} refused"] = value
+    return found
+
+
+class Api:
+    """Raw HTTPS to the cluster from its kubeconfig (a bearer token or a client certificate); counts every
+    request it sends like the server does."""
+
+    def __init__(self, kubeconfig: str, concurrency: int, *, audit_log: Path | None = None) -> None:
         config = yaml.safe_load(Path(kubeconfig).read_text())
         cluster = config["clusters"][0]["cluster"]
+        user = config["users"][0]["user"]
         self.url = cluster["server"]
         ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
         self.ssl = ssl.create_default_context(cadata=ca)
-        self.headers = {
-            "Authorization": f"Bearer {config['users'][0]['user']['token']}",
-            "Accept": "application/json",
-        }
+        self.headers = {"Accept": "application/json"}
+        if "token" in user:
+            self.headers["Authorization"] = f"Bearer {user['token']}"
+        else:
+            # ssl loads a certificate chain from files only: a private directory for the admin's key.
+            with tempfile.TemporaryDirectory(prefix="bench-client-") as directory:
+                cert, key = Path(directory, "client.crt"), Path(directory, "client.key")
+                cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
+                key.write_bytes(base64.b64decode(user["client-key-data"]))
+                self.ssl.load_cert_chain(cert, key)
+        self.requests: EmulatorRequests | AuditRequests = (
+            AuditRequests(audit_log, self.url) if audit_log is not None else EmulatorRequests(self.url)
+        )
         self.concurrency = concurrency
         self.sent: collections.Counter[str] = collections.Counter()
         self.session: aiohttp.ClientSession | None = None
@@ -264,14 +408,27 @@ class Api:
             return response.status, json.loads(payload) if payload else None
 
     async def server_counts(self) -> dict[str, int]:
-        """The cluster's request counters (this endpoint is not counted)."""
+        """The server's request counts: the emulator's counters (this endpoint is not counted), or the audit
+        log's on the real control plane."""
         assert self.session is not None
-        async with self.session.get(self.url + "/debug/localcluster/requests") as response:
-            counts: dict[str, int] = await response.json()
-            return counts
+        return await self.requests.snapshot(self.session)
+
+    def operator_requests(
+        self,
+        after: dict[str, int],
+        before: dict[str, int],
+        sent_after: dict[str, int],
+        sent_before: dict[str, int],
+    ) -> dict[str, int]:
+        """The operator's requests between two snapshots: the emulator counts this script's too (taken off
+        here); the audit log names the operator's user."""
+        if self.requests.includes_this_script:
+            return minus(delta(after, before), delta(sent_after, sent_before))
+        return operator_only(delta(after, before))
 
     async def quiet(self, settle: float, limit: float) -> dict[str, int]:
-        """Wait until the cluster has served no request for ``settle`` seconds (at most ``limit``)."""
+        """Wait until the cluster has served no request for ``settle`` seconds (at most ``limit``): on the
+        real control plane, no request of the operator's (its controllers and node never rest)."""
         deadline = time.monotonic() + limit
         last = await self.server_counts()
         since = time.monotonic()
@@ -366,24 +523,45 @@ class Tracker:
 
 @dataclass
 class Processes:
-    cluster: subprocess.Popen[bytes]
+    """The processes whose CPU is measured: the cluster's own (by name: the emulator+node process, or each
+    control-plane component and the node agent), the node's (its pods are its descendants), the operator."""
+
+    cluster: dict[str, int]
+    node_pid: int
     operator: subprocess.Popen[bytes]
     operator_health: str
 
     def cpu(self) -> tuple[float, float, float]:
-        """CPU seconds of the cluster, the operator and this script."""
-        return cpu_seconds(self.cluster.pid), cpu_seconds(self.operator.pid), cpu_seconds(os.getpid())
+        """CPU seconds of the cluster (all its processes), the operator and this script."""
+        return sum(self.parts().values()), cpu_seconds(self.operator.pid), cpu_seconds(os.getpid())
+
+    def parts(self) -> dict[str, float]:
+        """CPU seconds of each of the cluster's own processes (0 for one that is gone)."""
+        sample = {}
+        for name, pid in self.cluster.items():
+            try:
+                sample[name] = cpu_seconds(pid)
+            except (OSError, ValueError, IndexError):
+                sample[name] = 0.0
+        return sample
 
     def pods_cpu(self) -> float:
-        """CPU seconds of the processes below the cluster (shims and container commands; live, and ended)."""
-        total = children_cpu_seconds(self.cluster.pid)
-        for pid in descendants(self.cluster.pid):
+        """CPU seconds of the processes below the node (shims and container commands; live, and ended)."""
+        total = children_cpu_seconds(self.node_pid)
+        for pid in descendants(self.node_pid):
             with contextlib.suppress(OSError, ValueError, IndexError):
                 total += cpu_seconds(pid)
         return total
 
     def waits(self) -> tuple[float, float]:
-        return run_queue_wait(self.cluster.pid), run_queue_wait(self.operator.pid)
+        return sum(run_queue_wait(pid) for pid in self.cluster.values()), run_queue_wait(self.operator.pid)
+
+    def rss(self) -> float:
+        total = 0.0
+        for pid in self.cluster.values():
+            with contextlib.suppress(OSError, ValueError):
+                total += rss_mb(pid)
+        return total
 
 
 class Responsiveness:
@@ -403,8 +581,7 @@ class Responsiveness:
         assert self.api.watch_session is not None
         started = time.perf_counter()
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            async with self.api.watch_session.get(self.api.url + "/debug/localcluster/requests") as response:
-                counts = await response.json()
+            counts = await self.api.requests.answer(self.api.watch_session)
             self.counts.append((time.perf_counter(), counts))
         self.cluster.append(time.perf_counter() - started)
 
@@ -444,12 +621,39 @@ def stage(values: dict[str, float], starts: dict[str, float]) -> list[float]:
     return [values[k] - starts[k] for k in values if k in starts]
 
 
+async def delete_namespace(api: Api, namespace: str, timeout: float = 300) -> None:
+    """Delete the namespace and wait until it is gone, so that no clean-up overlaps the next measurement."""
+    await api.request("delete", "namespaces", "DELETE", f"/api/v1/namespaces/{namespace}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, _ = await api.request("get", "namespaces", "GET", f"/api/v1/namespaces/{namespace}")
+        if status == 404:
+            return
+        await asyncio.sleep(0.5)
+    print(f"  namespace {namespace} still there {timeout:.0f} s after its deletion", file=sys.stderr)
+
+
+async def create_namespace(api: Api, namespace: str) -> None:
+    """Create the namespace and wait for its ``default`` ServiceAccount: until the service-account controller
+    has made it, the real API server refuses every pod there, and the StatefulSet controller backs off."""
+    await api.request("create", "namespaces", "POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status, _ = await api.request(
+            "get", "serviceaccounts", "GET", f"/api/v1/namespaces/{namespace}/serviceaccounts/default"
+        )
+        if status == 200:
+            return
+        await asyncio.sleep(0.2)
+    raise SystemExit(f"namespace {namespace!r} got no default ServiceAccount within 60 s")
+
+
 async def run_size(
     api: Api, procs: Processes, args: argparse.Namespace, n: int, rest: bool
 ) -> dict[str, Any]:
     namespace = f"bench-n{n}"
     result: dict[str, Any] = {"n": n}
-    await api.request("create", "namespaces", "POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
+    await create_namespace(api, namespace)
     tracker = Tracker()
     watches = []
     paths = {
@@ -477,6 +681,7 @@ async def run_size(
     # -- create ----------------------------------------------------------------------------------------
     before, sent_before = await api.quiet(args.settle, 30), dict(api.sent)
     cpu_before, waits_before, pods_cpu_before = procs.cpu(), procs.waits(), procs.pods_cpu()
+    parts_before = procs.parts()
     host_before = host_busy_seconds()
     lag = Responsiveness(api, procs.operator_health)
     lag.start()
@@ -502,10 +707,15 @@ async def run_size(
     all_running = await tracker.until(lambda: len(tracker.running) >= n, timeout)
     t_running = max(tracker.running.values()) if all_running else time.perf_counter()
     cpu_running, waits_running, pods_cpu_running = procs.cpu(), procs.waits(), procs.pods_cpu()
+    parts_running = procs.parts()
     host_running = host_busy_seconds()
     await lag.stop()
     sts_done = lag.reached("create statefulsets", before, n)
     services_done = lag.reached("create services", before, n)
+    # On the real control plane, when its StatefulSet controller had created all N pods and the scheduler
+    # had bound them (the audit log's counts; the emulator does both in-process, uncounted).
+    pods_done = lag.reached("@statefulset-controller create pods", before, n)
+    bound_done = lag.reached("@kube-scheduler create pods/binding", before, n)
     if args.dump:
         series = [
             (round(at - t0, 2), {k: v - before.get(k, 0) for k, v in counts.items() if v != before.get(k, 0)})
@@ -514,7 +724,7 @@ async def run_size(
         Path(args.dump).with_suffix(f".n{n}.counts.json").write_text(json.dumps(series))
     after = await api.quiet(args.settle, 120)
     cpu_after = procs.cpu()
-    operator_create = minus(delta(after, before), delta(dict(api.sent), sent_before))
+    operator_create = api.operator_requests(after, before, dict(api.sent), sent_before)
     latencies = stage(tracker.running, tracker.sent)
     elapsed = t_running - t0
     result.update(
@@ -537,6 +747,7 @@ async def run_size(
             "→ DevServer Running (operator)": stage(tracker.running, tracker.pod_ready),
         },
         cluster_cpu_create=cpu_running[0] - cpu_before[0],
+        cluster_parts_create={k: v - parts_before.get(k, 0.0) for k, v in parts_running.items()},
         operator_cpu_create=cpu_running[1] - cpu_before[1],
         cluster_cpu_settle=cpu_after[0] - cpu_running[0],
         bench_cpu_create=cpu_running[2] - cpu_before[2],
@@ -546,6 +757,8 @@ async def run_size(
         cluster_wait_create=waits_running[0] - waits_before[0],
         operator_statefulsets_s=(sts_done - t0) if sts_done else None,
         operator_services_s=(services_done - t0) if services_done else None,
+        controller_pods_s=(pods_done - t0) if pods_done else None,
+        scheduler_bound_s=(bound_done - t0) if bound_done else None,
         operator_wait_create=waits_running[1] - waits_before[1],
         cluster_lag=(percentile(lag.cluster, 50), percentile(lag.cluster, 99), max(lag.cluster, default=0)),
         operator_lag=(
@@ -554,11 +767,12 @@ async def run_size(
             max(lag.operator, default=0),
         ),
         operator_create=operator_create,
+        others_create=by_client(delta(after, before)),
         create_requests=operator_create.get("total", 0) / n,
         memory_used_gib=memory_before - mem_available_gib(),
-        processes=len(descendants(procs.cluster.pid)),
-        cluster_rss=rss_mb(procs.cluster.pid),
-        pods_pss=tree_rss_mb(procs.cluster.pid),
+        processes=len(descendants(procs.node_pid)),
+        cluster_rss=procs.rss(),
+        pods_pss=tree_rss_mb(procs.node_pid),
         operator_rss_loaded=rss_mb(procs.operator.pid),
         load=os.getloadavg()[0],
     )
@@ -575,7 +789,7 @@ async def run_size(
         sent_rest = dict(api.sent)
         pid = procs.operator.pid
         start_cpu, start = cpu_seconds(pid), time.perf_counter()
-        cluster_cpu_start = cpu_seconds(procs.cluster.pid)
+        cluster_cpu_start, parts_start = procs.cpu()[0], procs.parts()
         pods_cpu_start, host_start = procs.pods_cpu(), host_busy_seconds()
         samples = [rss_mb(pid)]
         while time.perf_counter() - start < args.rest_seconds:
@@ -592,8 +806,12 @@ async def run_size(
             "rss_start": samples[0],
             "rss_max": max(samples),
             "rss_end": samples[-1],
-            "requests": minus(delta(rest_after, rest_before), delta(dict(api.sent), sent_rest)),
-            "cluster_core_pct": 100 * (cpu_seconds(procs.cluster.pid) - cluster_cpu_start) / span,
+            "requests": api.operator_requests(rest_after, rest_before, dict(api.sent), sent_rest),
+            "others": by_client(delta(rest_after, rest_before)),
+            "cluster_core_pct": 100 * (procs.cpu()[0] - cluster_cpu_start) / span,
+            "parts_core_pct": {
+                k: 100 * (v - parts_start.get(k, 0.0)) / span for k, v in procs.parts().items()
+            },
             "pods_core_pct": 100 * (procs.pods_cpu() - pods_cpu_start) / span,
             "host_core_pct": 100 * (host_busy_seconds() - host_start) / span,
             "running": len(tracker.running),
@@ -619,7 +837,7 @@ async def run_size(
     t_gone = time.perf_counter()
     after = await api.quiet(args.settle, 120)
     cpu_after = procs.cpu()
-    operator_delete = minus(delta(after, before), delta(dict(api.sent), sent_before))
+    operator_delete = api.operator_requests(after, before, dict(api.sent), sent_before)
     result.update(
         all_gone=gone,
         left={k: len(tracker.live[k]) for k in kinds if tracker.live[k]},
@@ -651,7 +869,7 @@ async def run_size(
             for name in names
         }
         Path(args.dump).with_suffix(f".n{n}.json").write_text(json.dumps(timeline, indent=1))
-    await api.request("delete", "namespaces", "DELETE", f"/api/v1/namespaces/{namespace}")
+    await delete_namespace(api, namespace)
     print(
         f"  N={n}: deleted, all gone in {t_gone - t0:.1f} s; operator made "
         f"{operator_delete.get('total', 0)} requests",
@@ -701,7 +919,7 @@ def baseline_objects(
 async def run_baseline(api: Api, procs: Processes, args: argparse.Namespace, n: int) -> dict[str, Any]:
     """N StatefulSets and Services created by this script as the operator would: what the emulator alone does."""
     namespace = f"bench-emulator-n{n}"
-    await api.request("create", "namespaces", "POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
+    await create_namespace(api, namespace)
     tracker = Tracker()
     paths = {
         "statefulsets": f"/apis/apps/v1/namespaces/{namespace}/statefulsets",
@@ -764,8 +982,15 @@ async def run_baseline(api: Api, procs: Processes, args: argparse.Namespace, n: 
             max(lag.cluster, default=0),
         ),
     }
-    await api.request("delete", "namespaces", "DELETE", f"/api/v1/namespaces/{namespace}")
+    # The StatefulSets first: a namespace being deleted loses its pods before its StatefulSets, whose
+    # controller would then try to recreate them (refused) while the next run is measured.
+    for resource, collection in (
+        ("statefulsets", paths["statefulsets"]),
+        ("services", f"/api/v1/namespaces/{namespace}/services"),
+    ):
+        await api.request("deletecollection", resource, "DELETE", collection)
     await tracker.until(lambda: not tracker.live["pods"], timeout)
+    await delete_namespace(api, namespace)
     for task in watches:
         task.cancel()
     await asyncio.gather(*watches, return_exceptions=True)
@@ -837,6 +1062,73 @@ def start_cluster(args: argparse.Namespace, workdir: Path) -> tuple[subprocess.P
     return process, str(kubeconfig)
 
 
+def start_real_cluster(args: argparse.Namespace, workdir: Path) -> Any:
+    """The real control plane and our node agent (``LocalCluster(control_plane="kubernetes")``): etcd and the
+    kube-* binaries (built once, cached) and the agent are child processes of this script."""
+    sys.path.insert(0, str(ROOT))
+    from devservers_sdk.localcluster import LocalCluster
+
+    if args.isolation != "auto":
+        os.environ["LOCALCLUSTER_ISOLATION"] = args.isolation  # the node agent inherits it
+    capacity = dict(item.strip().split("=", 1) for item in args.node_capacity.split(","))
+    for attempt in range(1, 4):
+        cluster = LocalCluster(
+            state_dir=workdir / f"state-{attempt}",
+            control_plane="kubernetes",
+            node_capacity=capacity,
+            progress=lambda line: print(f"  {line}", flush=True),
+        )
+        try:
+            cluster.start()
+            return cluster
+        except RuntimeError as exc:
+            # The components' ports are picked free, then bound by the component moments later: on a busy
+            # machine another process can take one in between. Fresh ports, in a fresh state dir.
+            if "address already in use" not in str(exc) or attempt == 3:
+                raise
+            print(
+                f"  the control plane lost a port race ({str(exc).splitlines()[0]}); starting again",
+                flush=True,
+            )
+    raise AssertionError("unreachable")
+
+
+def real_processes(cluster: Any) -> tuple[dict[str, int], int]:
+    """The pids of the control plane's components and of the node agent, and the node agent's."""
+    control_plane = cluster.real.control_plane
+    pids = {name: control_plane.pid(name) for name in REAL_COMPONENTS}
+    node = cluster.real.node_pid()
+    missing = [name for name, pid in pids.items() if pid is None] + (["node agent"] if node is None else [])
+    if missing:
+        raise SystemExit(f"the real control plane is not running: {', '.join(missing)} stopped")
+    return {**pids, "node agent": node}, node
+
+
+def operator_identity(kubeconfig: str, workdir: Path) -> str:
+    """A kubeconfig for the operator's own ServiceAccount, with only the RBAC ``operator/deploy`` ships: the
+    namespace, the ServiceAccount and its ClusterRole and binding, then a token from the TokenRequest API."""
+    deploy = ROOT / "operator" / "deploy"
+    kubectl(
+        kubeconfig, "apply", "-f", str(deploy / "namespace.yaml"), "-f", str(deploy / "operator-rbac.yaml")
+    )
+    token = kubectl(
+        kubeconfig, "create", "token", OPERATOR_ACCOUNT, "-n", OPERATOR_NAMESPACE, "--duration=24h"
+    ).strip()
+    admin = yaml.safe_load(Path(kubeconfig).read_text())
+    document = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "bench", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": OPERATOR_ACCOUNT, "user": {"token": token}}],
+        "contexts": [{"name": "bench", "context": {"cluster": "bench", "user": OPERATOR_ACCOUNT}}],
+        "current-context": "bench",
+    }
+    path = workdir / "operator.kubeconfig"
+    path.write_text(yaml.safe_dump(document))
+    path.chmod(0o600)
+    return str(path)
+
+
 def start_operator(
     args: argparse.Namespace, kubeconfig: str, workdir: Path, port: int
 ) -> subprocess.Popen[bytes]:
@@ -873,29 +1165,57 @@ def start_operator(
 # -- report ----------------------------------------------------------------------------------------------
 
 
+PLANE_TITLES = {
+    "emulator": "emulator",
+    "kubernetes": "real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, node agent)",
+}
+
+
 def mark(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
 
 def top(counts: dict[str, int], n: int) -> str:
-    items = sorted(((k, v) for k, v in counts.items() if k != "total"), key=lambda kv: -kv[1])
+    items = sorted(
+        ((k, v) for k, v in counts.items() if k not in ("total", "refused")), key=lambda kv: -kv[1]
+    )
     return ", ".join(f"{k} {v / n:.2f}" for k, v in items) or "none"
 
 
-def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+def clients(counts: dict[str, int], n: int) -> str:
+    """Other clients' requests per DevServer, each with how many the server refused."""
+    users = sorted((k for k in counts if not k.endswith(" refused")), key=lambda k: -counts[k])
+    return (
+        ", ".join(
+            f"{user} {counts[user] / n:.2f}"
+            + (f" ({counts[f'{user} refused'] / n:.2f} refused)" if counts.get(f"{user} refused") else "")
+            for user in users
+        )
+        or "none"
+    )
+
+
+def report(results: list[dict[str, Any]], args: argparse.Namespace, plane: str = "emulator") -> None:
     flavor_requests = (args.flavor_body.get("spec", {}).get("resources") or {}).get("requests") or {}
     requests = ", ".join(f"{k} {v}" for k, v in flavor_requests.items()) or "none"
+    real = plane == "kubernetes"
     print()
     print(
-        f"operator benchmark: flavor {args.flavor} (requests {requests}), container "
+        f"operator benchmark on the {PLANE_TITLES[plane]}: flavor {args.flavor} (requests {requests}), container "
         f"command {args.container_command!r} (DEVSERVERS_CONTAINER_COMMAND), pod sandbox {args.isolation!r} "
         f"(LOCALCLUSTER_ISOLATION), node capacity {args.node_capacity}, {os.cpu_count()} host CPUs shared with "
         "whatever else runs (see 'by other processes')"
     )
-    print(
-        "requests = operator's HTTP requests counted by the local cluster, minus this script's own, from the "
-        f"first create/delete until {args.settle:g} s without any request"
-    )
+    if real:
+        print(
+            f"requests = the operator's requests ({OPERATOR_USER}) counted by kube-apiserver's audit log, from "
+            f"the first create/delete until {args.settle:g} s without any request of the operator's"
+        )
+    else:
+        print(
+            "requests = operator's HTTP requests counted by the local cluster, minus this script's own, from the "
+            f"first create/delete until {args.settle:g} s without any request"
+        )
     print()
     header = (
         f"{'N':>5} {'all Running':>11} {'DS/s':>6} {'p50':>6} {'p99':>6} {'max':>6} {'submit/s':>8} "
@@ -946,6 +1266,24 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
             + " / "
             + (f"{services:.1f} s" if services else "never")
         )
+    if real:
+        print(
+            "the control plane's pace, from the audit log: seconds from the first create until the StatefulSet "
+            "controller had created all N pods / the scheduler had bound all N:"
+        )
+        for r in results:
+            pods, bound = r.get("controller_pods_s"), r.get("scheduler_bound_s")
+            print(
+                f"  N={r['n']}: "
+                + (f"{pods:.1f} s ({r['n'] / max(pods, 1e-9):.0f} pods/s)" if pods else "never")
+                + " / "
+                + (f"{bound:.1f} s ({r['n'] / max(bound, 1e-9):.0f} bindings/s)" if bound else "never")
+            )
+        print(
+            "every other client's requests per DevServer, first create until the operator was quiet (audit log):"
+        )
+        for r in results:
+            print(f"  N={r['n']}: {clients(r.get('others_create') or {}, r['n'])}")
     print()
     print(
         "saturation from first create to all Running (CPU s / run-queue wait s / answer time p50, p99, max ms):"
@@ -964,16 +1302,18 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         "cores / sum, with nothing else running"
     )
     for r in results:
-        parts = {
-            "operator": r["operator_cpu_create"],
-            "cluster (API, controllers, kubelet)": r["cluster_cpu_create"],
-            "pod processes": r["pods_cpu_create"],
-            "this script": r["bench_cpu_create"],
-        }
-        total = sum(parts.values())
+        if real:
+            cpu_parts: dict[str, float] = {"operator": r["operator_cpu_create"], **r["cluster_parts_create"]}
+        else:
+            cpu_parts = {
+                "operator": r["operator_cpu_create"],
+                "cluster (API, controllers, kubelet)": r["cluster_cpu_create"],
+            }
+        cpu_parts.update({"pod processes": r["pods_cpu_create"], "this script": r["bench_cpu_create"]})
+        total = sum(cpu_parts.values())
         print(
             f"  N={r['n']}: "
-            + ", ".join(f"{k} {v / r['n'] * 1000:.1f}" for k, v in parts.items())
+            + ", ".join(f"{k} {v / r['n'] * 1000:.1f}" for k, v in cpu_parts.items())
             + f"; sum {total / r['n'] * 1000:.1f} → at most {r['host_cpus'] * r['n'] / total:.0f} DevServers/s on "
             f"{r['host_cpus']} cores; operator alone at most {r['n'] / max(r['operator_cpu_create'], 1e-9):.0f}/s "
             f"on one core; whole host busy {r['host_busy_create']:.1f} CPU s of {r['host_cpus'] * r['elapsed']:.1f} "
@@ -983,7 +1323,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     baselines = [r["baseline"] for r in results if r.get("baseline")]
     if baselines:
         print(
-            "the local cluster alone: the same StatefulSets + Services created by this script, no operator:"
+            f"the {'control plane' if real else 'local cluster'} alone: the same StatefulSets + Services created "
+            "by this script, no operator:"
         )
         for b in baselines:
             cl = b["cluster_lag"]
@@ -997,8 +1338,12 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         print()
     print("operator requests per DevServer, by verb and resource:")
     for r in results:
-        print(f"  N={r['n']} create: {top(r['operator_create'], r['n'])}")
-        print(f"  N={r['n']} delete: {top(r['operator_delete'], r['n'])}")
+        for phase in ("create", "delete"):
+            counts = r[f"operator_{phase}"]
+            refused = (
+                f" ({counts['refused'] / r['n']:.2f} refused by the server)" if counts.get("refused") else ""
+            )
+            print(f"  N={r['n']} {phase}: {top(counts, r['n'])}{refused}")
     print()
     print(
         "memory: "
@@ -1019,6 +1364,13 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
             f"{rest['cluster_core_pct']:.1f} % of a core, its pod processes (readiness probes) "
             f"{rest['pods_core_pct']:.1f} %, the whole host {rest['host_core_pct']:.0f} %"
         )
+        if real:
+            print(
+                "  the cluster's processes at rest (% of a core): "
+                + ", ".join(f"{k} {v:.1f}" for k, v in rest["parts_core_pct"].items())
+                + f"; other clients' requests over {rest['seconds']:.0f} s: "
+                + clients(rest["others"], 1)
+            )
     print()
     print("targets:")
     at = next((r for r in results if r["n"] == TARGET_N), None)
@@ -1050,14 +1402,163 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         )
 
 
+def side_by_side(by_plane: dict[str, list[dict[str, Any]]]) -> None:
+    """One table: a column per (N, control plane), a row per figure, the target beside it where issue 4 sets
+    one (``ok``/``MISSED`` in the cell where it applies)."""
+    sizes = sorted({r["n"] for results in by_plane.values() for r in results})
+    columns = [
+        (
+            f"{'real' if plane == 'kubernetes' else 'emulator'} N={n}",
+            next((r for r in results if r["n"] == n), None),
+        )
+        for n in sizes
+        for plane, results in by_plane.items()
+    ]
+
+    def per_ds(seconds: float | None, r: dict[str, Any]) -> str:
+        return "-" if seconds is None else f"{seconds / r['n'] * 1000:.1f}"
+
+    def part(name: str) -> Callable[[dict[str, Any]], str]:
+        return lambda r: per_ds(r["cluster_parts_create"].get(name), r)
+
+    def others(r: dict[str, Any]) -> str:
+        return per_ds(
+            r["host_busy_create"]
+            - r["operator_cpu_create"]
+            - r["cluster_cpu_create"]
+            - r["pods_cpu_create"]
+            - r["bench_cpu_create"],
+            r,
+        )
+
+    def rest(key: str, fmt: str) -> Callable[[dict[str, Any]], str]:
+        return lambda r: format(r["rest"][key], fmt) if "rest" in r else "-"
+
+    def control_plane_requests(r: dict[str, Any]) -> str:
+        """The controllers', the scheduler's and the node's requests (the audit log; not this script's)."""
+        others = {k: v for k, v in (r.get("others_create") or {}).items() if not k.startswith("this script")}
+        totals = [v for k, v in others.items() if not k.endswith(" refused")]
+        return f"{sum(totals) / r['n']:.1f}" if totals else "-"
+
+    def control_plane_refused(r: dict[str, Any]) -> str:
+        others = r.get("others_create") or {}
+        refused = [v for k, v in others.items() if k.endswith(" refused") and not k.startswith("this script")]
+        return f"{sum(refused) / r['n']:.1f}" if others else "-"
+
+    def baseline(r: dict[str, Any]) -> str:
+        b = r.get("baseline")
+        return f"{b['rate']:.1f}" if b else "-"
+
+    # label, cell, target text, whether the cell meets the target (None: the target is not about this cell)
+    rows: list[tuple[str, Callable[[dict[str, Any]], str], str, Callable[[dict[str, Any]], bool | None]]] = [
+        ("all Running (s)", lambda r: f"{r['elapsed']:.1f}", "", lambda r: None),
+        (
+            "DevServers/s",
+            lambda r: f"{r['rate']:.1f}",
+            f">= {TARGET_RATE:g} at N={TARGET_N}",
+            lambda r: r["rate"] >= TARGET_RATE if r["n"] == TARGET_N else None,
+        ),
+        ("p50 create→Running (s)", lambda r: f"{r['p50']:.2f}", "", lambda r: None),
+        (
+            "p99 create→Running (s)",
+            lambda r: f"{r['p99']:.2f}",
+            f"< {TARGET_P99:g} at N={TARGET_N}",
+            lambda r: r["p99"] < TARGET_P99 if r["n"] == TARGET_N else None,
+        ),
+        (
+            "operator API requests / create",
+            lambda r: f"{r['create_requests']:.2f}",
+            f"<= {TARGET_REQUESTS:g}",
+            lambda r: r["create_requests"] <= TARGET_REQUESTS,
+        ),
+        ("operator API requests / delete", lambda r: f"{r['delete_requests']:.2f}", "", lambda r: None),
+        ("other clients' API requests / create", control_plane_requests, "", lambda r: None),
+        ("  of which refused by the server", control_plane_refused, "", lambda r: None),
+        ("create failures", lambda r: str(sum(r["failures"].values())), "0", lambda r: not r["failures"]),
+        ("CPU ms / DevServer, first create → all Running:", lambda r: "", "", lambda r: None),
+        ("  operator", lambda r: per_ds(r["operator_cpu_create"], r), "", lambda r: None),
+        ("  emulator + node (one process)", part("emulator + node"), "", lambda r: None),
+        *[(f"  {name}", part(name), "", lambda r: None) for name in (*REAL_COMPONENTS, "node agent")],
+        ("  pod processes", lambda r: per_ds(r["pods_cpu_create"], r), "", lambda r: None),
+        ("  this script (client, watches)", lambda r: per_ds(r["bench_cpu_create"], r), "", lambda r: None),
+        ("  rest of the host (others' tests)", others, "", lambda r: None),
+        ("  whole host busy", lambda r: per_ds(r["host_busy_create"], r), "", lambda r: None),
+        (
+            "run-queue wait, cluster processes (s)",
+            lambda r: f"{r['cluster_wait_create']:.1f}",
+            "",
+            lambda r: None,
+        ),
+        ("run-queue wait, operator (s)", lambda r: f"{r['operator_wait_create']:.1f}", "", lambda r: None),
+        ("cluster alone: pods Ready/s", baseline, "", lambda r: None),
+        ("1-min load average", lambda r: f"{r['load']:.1f}", "", lambda r: None),
+        (
+            "at rest: operator RSS max (MB)",
+            rest("rss_max", ".0f"),
+            f"< {TARGET_RSS_MB:g} with {REST_TARGET_N}",
+            lambda r: (
+                r["rest"]["rss_max"] < TARGET_RSS_MB
+                if r.get("rest", {}).get("n", 0) >= REST_TARGET_N
+                else None
+            ),
+        ),
+        (
+            "at rest: operator % of a core",
+            rest("core_pct", ".2f"),
+            f"< {TARGET_CORE_PCT:g} with {REST_TARGET_N}",
+            lambda r: (
+                r["rest"]["core_pct"] < TARGET_CORE_PCT
+                if r.get("rest", {}).get("n", 0) >= REST_TARGET_N
+                else None
+            ),
+        ),
+        ("at rest: cluster % of a core", rest("cluster_core_pct", ".1f"), "", lambda r: None),
+        ("at rest: pod processes % of a core", rest("pods_core_pct", ".1f"), "", lambda r: None),
+    ]
+    table = [["", *(title for title, _ in columns), "target"]]
+    for label, cell, target, meets in rows:
+        values = []
+        for _, r in columns:
+            if r is None:
+                values.append("-")
+                continue
+            text = cell(r)
+            verdict = meets(r) if text not in ("", "-") else None
+            values.append(text if verdict is None else f"{text} {mark(verdict)}")
+        if label.startswith("  ") and all(v in ("-", "") for v in values):
+            continue  # a process the runs did not have
+        table.append([label, *values, target])
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    print()
+    print(
+        "side by side (emulator: one process serves the API, runs the controllers and the node; real: etcd, "
+        "kube-apiserver, kube-controller-manager, kube-scheduler and our node agent, each a process):"
+    )
+    for i, row in enumerate(table):
+        print(
+            "  " + "  ".join(v.ljust(widths[0]) if j == 0 else v.rjust(widths[j]) for j, v in enumerate(row))
+        )
+        if i == 0:
+            print("  " + "-" * (sum(widths) + 2 * (len(widths) - 1)))
+
+
 # -- main ------------------------------------------------------------------------------------------------
 
 
-async def bench(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
-    cluster, operator = None, None
+async def bench(args: argparse.Namespace, workdir: Path, plane: str) -> list[dict[str, Any]]:
+    cluster, real, operator = None, None, None
     results: list[dict[str, Any]] = []
+    workdir.mkdir(parents=True, exist_ok=True)
     try:
-        cluster, kubeconfig = start_cluster(args, workdir)
+        if plane == "kubernetes":
+            started = time.perf_counter()
+            real = await asyncio.to_thread(start_real_cluster, args, workdir)
+            kubeconfig = real.kubeconfig
+            print(
+                f"  real control plane (Kubernetes {real.version}) ready in {time.perf_counter() - started:.0f} s"
+            )
+        else:
+            cluster, kubeconfig = start_cluster(args, workdir)
         kubectl(kubeconfig, "apply", "-f", str(ROOT / "crds"))
         kubectl(
             kubeconfig,
@@ -1074,9 +1575,16 @@ async def bench(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]
             args.flavor_body = yaml.safe_load(example.read_text())
         kubectl(kubeconfig, "apply", "-f", "-", input_text=json.dumps(args.flavor_body))
         port = free_port()
-        operator = start_operator(args, kubeconfig, workdir, port)
-        procs = Processes(cluster, operator, f"http://127.0.0.1:{port}/healthz")
-        api = Api(kubeconfig, args.concurrency)
+        if real is not None:
+            operator = start_operator(args, operator_identity(kubeconfig, workdir), workdir, port)
+            parts, node_pid = real_processes(real)
+            audit_log = real.real.control_plane.audit_log
+        else:
+            assert cluster is not None
+            operator = start_operator(args, kubeconfig, workdir, port)
+            parts, node_pid, audit_log = {"emulator + node": cluster.pid}, cluster.pid, None
+        procs = Processes(parts, node_pid, operator, f"http://127.0.0.1:{port}/healthz")
+        api = Api(kubeconfig, args.concurrency, audit_log=audit_log)
         await api.open()
         try:
             await api.quiet(args.settle, 30)
@@ -1109,6 +1617,8 @@ async def bench(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]
     finally:
         stop_process(operator)
         stop_process(cluster, timeout=120)
+        if real is not None:
+            await asyncio.to_thread(real.stop)
     log = (
         (workdir / "operator.log").read_text(errors="replace") if (workdir / "operator.log").exists() else ""
     )
@@ -1130,6 +1640,13 @@ def main() -> int:
         help="operator RSS/CPU sampling window with the largest N running (0: skip)",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: --sizes 50 --rest-seconds 30")
+    parser.add_argument(
+        "--control-plane",
+        default="emulator",
+        choices=[*PLANES, "both"],
+        help="emulator (ours, the default), kubernetes (etcd and the kube-* binaries, built once and cached, "
+        "with our node agent), or both, one after the other, with their figures side by side",
+    )
     parser.add_argument(
         "--flavor", default="bench-tiny", help="bench-tiny (created here) or a flavor of examples/flavors/"
     )
@@ -1209,14 +1726,24 @@ def main() -> int:
         raise SystemExit(f"bench: stopped by signal {signal.Signals(signum).name}")
 
     signal.signal(signal.SIGTERM, terminated)
+    planes = list(PLANES) if args.control_plane == "both" else [args.control_plane]
+    dump = args.dump
+    by_plane: dict[str, list[dict[str, Any]]] = {}
     try:
-        results = asyncio.run(bench(args, workdir))
+        for plane in planes:
+            if dump and len(planes) > 1:
+                args.dump = f"{dump}-{plane}"
+            print(f"== {PLANE_TITLES[plane]}", flush=True)
+            by_plane[plane] = asyncio.run(bench(args, workdir / plane, plane))
+            report(by_plane[plane], args, plane)
+            print(flush=True)
     finally:
         if args.keep:
             print(f"logs kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    report(results, args)
+    if len(by_plane) > 1:
+        side_by_side(by_plane)
     print(f"\ntotal run time {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -174,6 +174,11 @@ class KubernetesRuntime:
         agent = self._agents.get(name)
         return agent is not None and agent.poll() is None
 
+    def node_pid(self, name: str = NODE_NAME) -> int | None:
+        """The process id of a node's running agent (its pods are its descendants), or None."""
+        agent = self._agents.get(name)
+        return agent.pid if agent is not None and agent.poll() is None else None
+
     def wait_for_node_ready(self, name: str = NODE_NAME) -> None:
         assert self.control_plane is not None
         deadline = time.monotonic() + self.ready_timeout
