@@ -22,6 +22,7 @@ from conformance_support import (
     unique_group,
     wait_for,
 )
+from kubernetes.client.exceptions import ApiException
 
 from devservers_sdk.localcluster.pytest_plugin import ClusterHandle
 
@@ -455,9 +456,19 @@ def test_scale_subresource_of_statefulset(k8s: Clients, namespace: str) -> None:
     scaled = k8s.apps.patch_namespaced_stateful_set_scale("sts-scale", namespace, {"spec": {"replicas": 2}})
     assert scaled.spec.replicas == 2
     assert k8s.apps.read_namespaced_stateful_set("sts-scale", namespace).spec.replicas == 2
-    scale = k8s.apps.read_namespaced_stateful_set_scale("sts-scale", namespace)
-    scale.spec.replicas = 1
-    assert k8s.apps.replace_namespaced_stateful_set_scale("sts-scale", namespace, scale).spec.replicas == 1
+    # A read-modify-replace carries the resourceVersion; the StatefulSet controller writes the status
+    # meanwhile (at once on a real cluster), so the replace is retried on 409 as any client's would be.
+    def replaced() -> Any:
+        scale = k8s.apps.read_namespaced_stateful_set_scale("sts-scale", namespace)
+        scale.spec.replicas = 1
+        try:
+            return k8s.apps.replace_namespaced_stateful_set_scale("sts-scale", namespace, scale)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            return None
+
+    assert wait_for(replaced, timeout=20, message="a replace of the scale without conflict").spec.replicas == 1
     assert k8s.apps.read_namespaced_stateful_set("sts-scale", namespace).spec.replicas == 1
     wait_for(
         lambda: (
