@@ -3,6 +3,7 @@
 # in it, list, create a 2-rank distributed one and run a command on rank 1, delete both, stop the cluster.
 #
 #   examples/main_job.sh                 # after: python3 -m venv .venv && .venv/bin/pip install -e '.[dev]'
+#   examples/main_job.sh --kubernetes    # the same on a real control plane (devctl local up --kubernetes)
 #
 # It never touches your ~/.kube/config: unless KUBECONFIG is set, the local context goes into a kubeconfig
 # in the state directory (DEVSERVERS_STATE_DIR, default ~/.local/state/devservers/local). Safe to run
@@ -26,7 +27,7 @@ expect() {  # expect WHAT ACTUAL WANTED
   if [ "$2" != "$3" ]; then echo "main job: $1 printed '$2', expected '$3'" >&2; exit 1; fi
 }
 
-step local up
+step local up "$@"
 
 # Left over by an earlier run that stopped half-way: start from a clean slate.
 for name in mydev ddp; do
