@@ -101,7 +101,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _builtin("", "v1", "Namespace", "namespaces", namespaced=False, short_names=("ns",), subresources=("status", "finalize"),
              verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
     _builtin("", "v1", "Pod", "pods", short_names=("po",), categories=("all",),
-             subresources=("status", "exec", "log", "attach", "binding", "eviction")),
+             subresources=("status", "exec", "log", "attach", "portforward", "binding", "eviction")),
     _builtin("", "v1", "Service", "services", short_names=("svc",), categories=("all",), subresources=("status",),
              verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")),
     _builtin("", "v1", "Endpoints", "endpoints", short_names=("ep",)),

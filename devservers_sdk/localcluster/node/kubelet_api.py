@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import errno
 import logging
@@ -129,6 +130,9 @@ class KubeletAPIServer:
         self._runner: web.AppRunner | None = None
         self._site: web.SockSite | None = None
         self.port = 0
+        # Streaming sessions by "<verb> <transport> <protocol>" (``exec websocket v5.channel.k8s.io``,
+        # ``exec spdy v4.channel.k8s.io``): what the API server chose to send, for tests and diagnostics.
+        self.sessions: collections.Counter[str] = collections.Counter()
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -178,6 +182,20 @@ class KubeletAPIServer:
     async def _healthz(self, _: web.Request) -> web.Response:
         return web.Response(text="ok")
 
+    def _count(self, verb: str, request: web.Request) -> None:
+        if request.headers.get("Upgrade", "").strip().lower() == "websocket":
+            offers = _websocket_offers(request)
+            if verb == "portforward":
+                protocol = TUNNELED_PORT_FORWARD_PROTOCOL if TUNNELED_PORT_FORWARD_PROTOCOL in offers else (
+                    next((p for p in offers if p in _WS_PORT_FORWARD_PROTOCOLS), ""))
+            else:
+                protocol = pod_exec.negotiate_protocol(offers) or ""
+            self.sessions[f"{verb} websocket {protocol}".rstrip()] += 1
+            return
+        supported = [PORT_FORWARD_PROTOCOL] if verb == "portforward" else pod_exec.SPDY_PROTOCOLS
+        offered = spdy.offered_protocols(request.headers.getall(spdy.HEADER_PROTOCOL_VERSION, []))
+        self.sessions[f"{verb} spdy {spdy.negotiate(offered, supported) or ''}".rstrip()] += 1
+
     def _check_uid(self, request: web.Request) -> None:
         namespace, pod = request.match_info["namespace"], request.match_info["pod"]
         uid = self.runtime.pod_uid(namespace, pod)
@@ -226,6 +244,8 @@ class KubeletAPIServer:
         def on_started(pid: int) -> None:
             self.runtime.track_process(namespace, pod, pid)
 
+        self._count("exec", request)
+
         if request.headers.get("Upgrade", "").strip().lower() == "websocket":
             return await pod_exec.serve_exec(
                 request,
@@ -269,6 +289,7 @@ class KubeletAPIServer:
         except errors.StatusError as err:
             return _status_response(err)
         source = pod_logs.ContainerLogSource(self.runtime, namespace, pod, container)
+        self._count("attach", request)
         channels: pod_exec.ExecChannels
         if request.headers.get("Upgrade", "").strip().lower() == "websocket":
             opened = await _open_websocket(request)
@@ -298,6 +319,7 @@ class KubeletAPIServer:
         except errors.StatusError as err:
             return _status_response(err)
         forwarder = _Forwarder(self.runtime, namespace, pod, uid)
+        self._count("portforward", request)
         if request.headers.get("Upgrade", "").strip().lower() == "websocket":
             if TUNNELED_PORT_FORWARD_PROTOCOL in _websocket_offers(request):
                 return await _serve_tunneled_port_forward(request, forwarder)
