@@ -8,9 +8,10 @@ upstream code paths (verified against kubernetes/kubernetes and k8s.io/cri-strea
 session (process, pty, resize, exit status) runs under either transport, an :class:`ExecChannels`:
 :class:`WebSocketChannels` or :class:`SpdyChannels`.
 
-* Negotiation. A request offering ``v5.channel.k8s.io`` anywhere in ``Sec-WebSocket-Protocol`` is
-  served by the API server itself (``proxy.StreamTranslatorHandler``, which only speaks v5). Any other
-  request is proxied to the kubelet (``cri/streaming/remotecommand/websocket.go``), which accepts the
+* Negotiation. A request offering ``v5.channel.k8s.io`` anywhere in ``Sec-WebSocket-Protocol`` is served
+  in v5 (by the kubelet when its Node declares ``ExtendWebSocketsToKubelet``, else by the API server's
+  ``proxy.StreamTranslatorHandler``, which only speaks v5). Any other request is proxied to the kubelet
+  (``cri/streaming/remotecommand/websocket.go``), which accepts the
   client's first offer among ``channel.k8s.io``, ``base64.channel.k8s.io``, ``v4.channel.k8s.io`` and
   ``v4.base64.channel.k8s.io``, or no subprotocol at all (binary v1). ``v2``/``v3`` exist only for
   SPDY, so they are refused here as on a real node. kubectl offers only v5; the Python client offers
@@ -36,9 +37,9 @@ the line discipline.
 
 SPDY (``remotecommand`` v4 to v1 over ``node/spdy.py``: one stream per channel, told apart by the
 ``streamType`` header, v4 reporting a JSON Status on the error stream and older versions only a failure's
-message) is served by the kubelet API (``kubelet_api.py``), where a real API server sends it.
-:func:`serve_exec`, which the emulator's API server calls, still answers a SPDY upgrade with a Status
-asking for WebSockets: that is the emulator's own endpoint, and its clients all speak WebSockets.
+message) is served by the kubelet API (``kubelet_api.py``), where either API server sends it; the kubelet API
+hands WebSocket upgrades to :func:`serve_exec`, which answers anything else with a Status asking for
+WebSockets.
 """
 
 from __future__ import annotations
