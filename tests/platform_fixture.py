@@ -63,6 +63,15 @@ def on_real_control_plane(cluster: ClusterHandle) -> bool:
     return cluster.local is not None and cluster.emulator is None
 
 
+@pytest.fixture
+def real_control_plane(cluster: ClusterHandle) -> Any:
+    """The ``LocalCluster`` running the real control plane behind ``cluster``; skips on any other cluster."""
+    if not on_real_control_plane(cluster):
+        pytest.skip("needs our real control plane (DEVSERVERS_TEST_BACKEND=kubernetes): the emulator stores RBAC "
+                    "without enforcing it and keeps no audit log")
+    return cluster.local
+
+
 def apply_crds_and_flavors(kubeconfig: str) -> None:
     subprocess.run([KUBECTL, "--kubeconfig", kubeconfig, "apply", "-f", str(REPO / "crds")],
                    check=True, capture_output=True, timeout=120)

@@ -282,7 +282,7 @@ class Cluster:
         name: str,
         phase: str,
         *,
-        timeout: float = 30.0,
+        timeout: float = 60.0,
         check: Callable[[dict[str, Any]], bool] | None = None,
     ) -> dict[str, Any]:
         """The DevServer once its status has ``phase`` (and ``check`` holds), else the test fails."""
