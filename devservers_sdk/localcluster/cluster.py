@@ -76,7 +76,7 @@ class ClusterRuntime:
         self.token = secrets.token_urlsafe(32)
         self.certificate = tls.generate()
         self.api = ClusterAPI(user=ADMIN_USER)
-        self.controllers = Controllers(self.api, state_dir=state_dir)
+        self.controllers = Controllers(self.api, state_dir=state_dir, root_ca_pem=self.certificate.ca_pem)
         self.events = EventRecorder(self.api, NODE_NAME)
         self.scheduler = Scheduler(self.api, record_event=self._scheduler_event)
         self._with_kubelet = kubelet

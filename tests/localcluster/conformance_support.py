@@ -244,8 +244,8 @@ def gone(fn: Any, *args: Any, **kwargs: Any) -> bool:
 
 def published_root_ca(clients: Clients, namespace: str) -> list[str]:
     """``["kube-root-ca.crt"]`` once the cluster has published that ConfigMap into ``namespace``, or ``[]``
-    on a cluster that publishes none (the emulator). A real cluster's controller-manager puts it into every
-    namespace shortly after the namespace is made; ``default`` tells which kind of cluster this is."""
+    on a cluster that publishes none (an outside cluster may not). The controller-manager (ours or the real
+    one) puts it into every namespace shortly after the namespace is made; ``default`` tells whether it does."""
     name = "kube-root-ca.crt"
     if name not in {c.metadata.name for c in clients.core.list_namespaced_config_map("default").items}:
         return []

@@ -194,9 +194,9 @@ def test_pod_runs_and_logs(cluster: Callable[..., None]) -> None:
         assert any(line.endswith(" stdout F hi") for line in raw)
         assert any(line.endswith(" stderr F oops") for line in raw)
         assert env.kubelet.container_running("default", "hello", "main")
-        reasons = [e["reason"] for e in env.events("hello")]
-        for reason in ("Scheduled", "Pulling", "Pulled", "Created", "Started"):
-            assert reason in reasons
+        # Events are written by the node's recorder in the background, as client-go's recorder does.
+        wanted = {"Scheduled", "Pulling", "Pulled", "Created", "Started"}
+        await until(lambda: wanted <= {e["reason"] for e in env.events("hello")}, f"the events {sorted(wanted)}")
         started = next(e for e in env.events("hello") if e["reason"] == "Started")
         assert started["source"]["component"] == "kubelet"
         assert started["involvedObject"]["fieldPath"] == "spec.containers{main}"
@@ -307,7 +307,8 @@ def test_crash_loop_back_off(cluster: Callable[..., None]) -> None:
             "back-off 1s restarting failed container=main pod=crash_default("
         )
         assert env.status("crash")["phase"] == "Running"
-        assert any(e["reason"] == "BackOff" and e["type"] == "Warning" for e in env.events("crash"))
+        await until(lambda: any(e["reason"] == "BackOff" and e["type"] == "Warning" for e in env.events("crash")),
+                    "a BackOff warning")
         assert env.log("crash", "main", previous=True) == "run\n"
         # In back-off, lastState is the run that just failed, and both logs name it (as the kubelet does).
         waiting = await until(
@@ -468,13 +469,18 @@ def test_invalid_registry_gives_image_pull_back_off(cluster: Callable[..., None]
             env.status("pull", "main")["state"]["waiting"]["message"]
             == 'Back-off pulling image "registry.invalid/team/app:1"'
         )
-        events = env.events("pull")
-        assert any(e["reason"] == "Failed" and e["message"] == "Error: ErrImagePull" for e in events)
-        assert any(
-            e["reason"] == "Failed" and e["message"].startswith('Failed to pull image "registry.invalid')
-            for e in events
-        )
-        assert any(e["reason"] == "BackOff" and "Back-off pulling image" in e["message"] for e in events)
+        def pull_events_told() -> bool:
+            events = env.events("pull")
+            return (
+                any(e["reason"] == "Failed" and e["message"] == "Error: ErrImagePull" for e in events)
+                and any(
+                    e["reason"] == "Failed" and e["message"].startswith('Failed to pull image "registry.invalid')
+                    for e in events
+                )
+                and any(e["reason"] == "BackOff" and "Back-off pulling image" in e["message"] for e in events)
+            )
+
+        await until(pull_events_told, "the ErrImagePull, Failed to pull and BackOff events")
         assert env.status("pull")["phase"] == "Pending"
         with pytest.raises(StatusError, match="is waiting to start: trying and failing to pull image"):
             env.kubelet.log_path("default", "pull", "main")
@@ -504,9 +510,11 @@ def test_deleting_a_pod_kills_its_processes(cluster: Callable[..., None]) -> Non
         await until(lambda: not env.exists("victim"), "the pod to be gone")
         assert time.monotonic() - started < 4, "sleep dies on SIGTERM: no need to wait for the grace period"
         await until(lambda: not any(pid_alive(pid) for pid in pids), "the processes to die")
-        assert any(
-            e["reason"] == "Killing" and e["message"] == "Stopping container main"
-            for e in env.events("victim")
+        await until(
+            lambda: any(
+                e["reason"] == "Killing" and e["message"] == "Stopping container main" for e in env.events("victim")
+            ),
+            "the Killing event",
         )
 
     cluster(scenario)
@@ -700,9 +708,12 @@ def test_probes(cluster: Callable[..., None]) -> None:
         await until(lambda: env.status("web", "main").get("state", {}).get("running"), "web started")
         assert not env.status("web", "main")["ready"], "not ready before the server listens"
         await until(running_ready(env, "web"), "web Ready once the probe passes")
-        assert any(
-            e["reason"] == "Unhealthy" and e["message"].startswith('Readiness probe failed: Get "http://')
-            for e in env.events("web")
+        await until(
+            lambda: any(
+                e["reason"] == "Unhealthy" and e["message"].startswith('Readiness probe failed: Get "http://')
+                for e in env.events("web")
+            ),
+            "the failed readiness probe's event",
         )
 
         env.run_pod(
@@ -723,9 +734,12 @@ def test_probes(cluster: Callable[..., None]) -> None:
             terminationGracePeriodSeconds=1,
         )
         await until(lambda: env.status("sick", "main")["restartCount"] >= 1, "a liveness restart", timeout=20)
-        assert any(
-            e["reason"] == "Killing" and "failed liveness probe, will be restarted" in e["message"]
-            for e in env.events("sick")
+        await until(
+            lambda: any(
+                e["reason"] == "Killing" and "failed liveness probe, will be restarted" in e["message"]
+                for e in env.events("sick")
+            ),
+            "the liveness Killing event",
         )
 
         env.run_pod(
@@ -940,7 +954,10 @@ def test_image_update_restarts_the_container_and_volumes_follow_configmaps(
             "a restart with the new image",
         )
         assert env.status("up", "main")["image"] == "docker.io/library/busybox:1.37"
-        assert any("definition changed, will be restarted" in e["message"] for e in env.events("up"))
+        await until(
+            lambda: any("definition changed, will be restarted" in e["message"] for e in env.events("up")),
+            "the definition-changed event",
+        )
 
     cluster(scenario)
 

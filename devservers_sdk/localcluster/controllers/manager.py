@@ -139,9 +139,10 @@ def _owner_uids(obj: dict[str, Any]) -> set[str]:
 class Controllers:
     """Starts and stops the built-in controllers on the API server's loop."""
 
-    def __init__(self, api: ClusterAPI, *, state_dir: Path) -> None:
+    def __init__(self, api: ClusterAPI, *, state_dir: Path, root_ca_pem: bytes | None = None) -> None:
         self.api = api
         self.state_dir = state_dir
+        self.root_ca_pem = root_ca_pem
         self.owners = OwnerIndex()
         self.events = EventRecorder(api, host="")
         self._queues = {
@@ -312,6 +313,7 @@ class Controllers:
             return None
         if not ns["metadata"].get("deletionTimestamp"):
             self._ensure_default_service_account(name)
+            self._ensure_root_ca_config_map(name)
             return None
         remaining = 0
         for gr in self.api.store.group_resources():
@@ -338,6 +340,27 @@ class Controllers:
         try:
             self.api.create(self.api.rt("", "v1", "serviceaccounts"), namespace,
                             {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}})
+        except StatusError as exc:
+            if exc.code not in (403, 409):
+                raise
+
+    def _ensure_root_ca_config_map(self, namespace: str) -> None:
+        """kube-controller-manager's root-CA publisher: every namespace gets the cluster CA as
+        ``kube-root-ca.crt``, which the projected service-account volume of every pod mounts."""
+        if self.root_ca_pem is None:
+            return
+        if self.api.store.get(("", "configmaps"), namespace, "kube-root-ca.crt") is not None:
+            return
+        try:
+            self.api.create(self.api.rt("", "v1", "configmaps"), namespace, {
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "kube-root-ca.crt",
+                             "annotations": {"kubernetes.io/description": (
+                                 "Contains a CA bundle that can be used to verify the kube-apiserver when using "
+                                 "internal endpoints such as the internal service IP or kubernetes.default.svc. "
+                                 "No other usage is guaranteed across distributions of Kubernetes clusters.")}},
+                "data": {"ca.crt": self.root_ca_pem.decode()},
+            })
         except StatusError as exc:
             if exc.code not in (403, 409):
                 raise
