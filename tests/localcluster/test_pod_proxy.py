@@ -246,8 +246,11 @@ def test_an_unreachable_kubelet_is_a_500_in_gos_words(kubeconfig: str, core: cli
         status, response = refusal(kubeconfig, f"{base}/log", {})
         assert status == 500
         message = response.json["message"]
-        assert message.startswith(f'Get "https://127.0.0.1:{closed}/containerLogs/{namespace}/box/main?'), message
-        assert message.endswith(f'": {dial}'), message
+        assert message == f'Get "https://127.0.0.1:{closed}/containerLogs/{namespace}/box/main": {dial}'
+        status, response = refusal(kubeconfig, f"{base}/log?tailLines=3&timestamps=1&follow=true", {})
+        assert status == 500 and response.json["message"] == (
+            f'Get "https://127.0.0.1:{closed}/containerLogs/{namespace}/box/main?follow=true&tailLines=3&'
+            f'timestamps=true": {dial}')
     finally:
         core.patch_node_status(node.metadata.name,
                                {"status": {"daemonEndpoints": {"kubeletEndpoint": {"Port": real_port}}}})
