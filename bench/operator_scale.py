@@ -448,20 +448,47 @@ class Api:
         on_event: Callable[[str, dict[str, Any], float], None],
         opened: asyncio.Event,
     ) -> None:
-        """One watch (no reconnects: the server keeps it open for at least 30 minutes)."""
+        """A watch that resumes where its stream ended, until cancelled.
+
+        The emulator keeps a stream open for at least 30 minutes; kube-apiserver ends one whenever it likes
+        (its watch cache drops a watcher that falls behind, as this script does on a saturated machine). A
+        resumed stream starts at the last resourceVersion seen, so no event is lost; after a 410 (history
+        compacted) it starts from the current state, every object ADDED again (the trackers keep the first
+        time they saw each step)."""
         assert self.watch_session is not None
-        self.count(f"watch {resource}")
         sep = "&" if "?" in path else "?"
-        async with self.watch_session.get(f"{self.url}{path}{sep}watch=true") as response:
-            opened.set()
-            buffer = b""
-            async for chunk in response.content.iter_any():
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    if line.strip():
-                        event = json.loads(line)
-                        on_event(event["type"], event["object"], time.perf_counter())
+        resource_version, resumed = "", 0
+        while True:
+            self.count(f"watch {resource}")
+            query = "watch=true" + (f"&resourceVersion={resource_version}" if resource_version else "")
+            try:
+                async with self.watch_session.get(f"{self.url}{path}{sep}{query}") as response:
+                    opened.set()
+                    buffer = b""
+                    async for chunk in response.content.iter_any():
+                        buffer += chunk
+                        while b"\n" in buffer:
+                            line, buffer = buffer.split(b"\n", 1)
+                            if not line.strip():
+                                continue
+                            event = json.loads(line)
+                            obj = event["object"]
+                            if event["type"] == "ERROR":
+                                if obj.get("code") == 410:
+                                    resource_version = ""
+                                raise ValueError(f"watch error {obj.get('code')}: {obj.get('message')}")
+                            resource_version = obj["metadata"].get("resourceVersion", resource_version)
+                            on_event(event["type"], obj, time.perf_counter())
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                if resumed < 3:
+                    print(f"  watch {resource}: {type(exc).__name__}: {exc}; resuming", file=sys.stderr)
+                await asyncio.sleep(0.2)
+            resumed += 1
+            if resumed <= 3:
+                print(
+                    f"  watch {resource} stream ended; resumed at {resource_version or 'now'}",
+                    flush=True,
+                )
 
 
 # -- what the watches saw --------------------------------------------------------------------------------
@@ -994,8 +1021,9 @@ async def run_baseline(api: Api, procs: Processes, args: argparse.Namespace, n: 
     for task in watches:
         task.cancel()
     await asyncio.gather(*watches, return_exceptions=True)
+    alone = "emulator" if api.requests.includes_this_script else "control plane"
     print(
-        f"  emulator alone, N={n}: {result['ready']}/{n} pods Ready in {result['elapsed']:.1f} s", flush=True
+        f"  {alone} alone, N={n}: {result['ready']}/{n} pods Ready in {result['elapsed']:.1f} s", flush=True
     )
     return result
 
