@@ -240,10 +240,13 @@ class Platform:
             client = platform.client()
     """
 
-    def __init__(self, workdir: Path, *, faults: FaultSettings | None = None) -> None:
+    def __init__(self, workdir: Path, *, faults: FaultSettings | None = None,
+                 control_plane: str = "emulator") -> None:
+        if faults is not None and control_plane != "emulator":
+            raise ValueError("injected faults are the emulator's: a real API server cannot be told to fail")
         self.workdir = workdir
         self.faults = faults
-        self.cluster = LocalCluster(state_dir=workdir / "cluster",
+        self.cluster = LocalCluster(state_dir=workdir / "cluster", control_plane=control_plane,
                                     node_capacity={"cpu": "64", "memory": "256Gi", "pods": "500"})
         self.operator = OperatorProcess(self.cluster.kubeconfig, workdir / "operator.log")
 
@@ -623,7 +626,7 @@ class Report:
     done: Counter[str]
     kills: int
     end: EndState
-    requests: int
+    requests: int | None  # None on the real control plane, which keeps no per-request counters for us
     checker_requests: int
     request_kinds: dict[str, int]
     faults: dict[str, int]
@@ -637,29 +640,33 @@ class Report:
         kinds = " ".join(f"{kind} {self.done[kind]}" for kind in
                          ("create", "update", "extend", "stop", "start", "delete", "mark"))
         injected = ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())) or "none"
+        requests = "uncounted" if self.requests is None else str(self.requests)
         return (f"{self.label}: {self.ops} ops ({kinds}); {self.kills} kills; end: {self.end.running} Running, "
                 f"{self.end.stopped} Stopped, {len(self.end.orphans)} orphans, {len(self.end.duplicates)} "
                 f"duplicates, {len(self.end.mismatches)} mismatches; markers {self.end.markers_kept} kept, "
-                f"{len(self.end.markers_lost)} lost; {self.requests} API requests; faults: {injected}; "
+                f"{len(self.end.markers_lost)} lost; {requests} API requests; faults: {injected}; "
                 f"{self.wall_seconds:.0f}s")
 
 
 def run_scenario(workdir: Path, *, label: str, seed: int, ops: int, kills: int = 0,
                  faults: FaultSettings | None = None, max_live: int = 12, think: float = 0.05,
-                 converge_timeout: float = 120.0, log: Log = _quiet) -> Report:
+                 converge_timeout: float = 120.0, log: Log = _quiet,
+                 control_plane: str = "emulator") -> Report:
     """A fresh platform, the seeded workload (with kills and/or faults), convergence, the check, the markers.
 
     API requests are counted by the cluster from the first operation until the end state is reached, less
-    the checker's own polling. Faults are on from the operator's start (so that its watches are cut too)
-    until the end state is reached, and off for reading the markers back.
+    the checker's own polling (on the emulator: the real control plane keeps no such counters for us). Faults
+    (the emulator's) are on from the operator's start (so that its watches are cut too) until the end state
+    is reached, and off for reading the markers back.
     """
     started = time.monotonic()
     operations, expected = plan(seed, ops, max_live=max_live)
-    with Platform(workdir, faults=faults) as platform:
+    emulated = control_plane == "emulator"
+    with Platform(workdir, faults=faults, control_plane=control_plane) as platform:
         client = platform.client()
         chaos = Chaos(platform.operator, seed=seed, kills=kills, ops=ops)
-        before_requests = platform.cluster.request_counts()
-        faults_before = platform.cluster.fault_counts()
+        before_requests = platform.cluster.request_counts() if emulated else {}
+        faults_before = platform.cluster.fault_counts() if emulated else {}
         try:
             stats = run_workload(client, operations, expected, before=chaos.before, think=think, seed=seed, log=log)
         except BaseException:
@@ -673,15 +680,18 @@ def run_scenario(workdir: Path, *, label: str, seed: int, ops: int, kills: int =
         log(f"  workload done in {stats.seconds:.1f}s; converging")
         checker = platform.kube()
         end = converge(checker, expected, timeout=converge_timeout, log=log)
-        after_requests = platform.cluster.request_counts()
+        after_requests = platform.cluster.request_counts() if emulated else {}
         request_kinds = {key: after_requests[key] - before_requests.get(key, 0) for key in after_requests
                          if key != "total" and after_requests[key] != before_requests.get(key, 0)}
         # The workload's and the operator's requests: the checker's polling depends on how long convergence
         # took, not on how the system behaved, and is left out (it is reported on its own).
-        requests = after_requests.get("total", 0) - before_requests.get("total", 0) - checker.sent
+        requests = (after_requests.get("total", 0) - before_requests.get("total", 0) - checker.sent
+                    if emulated else None)
         injected = {key: value - faults_before.get(key, 0)
-                    for key, value in platform.cluster.fault_counts().items() if value - faults_before.get(key, 0)}
-        platform.cluster.set_faults(FaultSettings())
+                    for key, value in platform.cluster.fault_counts().items()
+                    if value - faults_before.get(key, 0)} if emulated else {}
+        if emulated:
+            platform.cluster.set_faults(FaultSettings())
         with contextlib.suppress(DevServerError):
             read_markers(client, expected, end)
         client.close()
