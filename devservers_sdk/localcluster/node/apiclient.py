@@ -166,6 +166,9 @@ class ApiClient:
     async def merge_patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self.request("PATCH", path, body=body, content_type="application/merge-patch+json")
 
+    async def strategic_merge_patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.request("PATCH", path, body=body, content_type="application/strategic-merge-patch+json")
+
     async def delete(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         return await self.request("DELETE", path, body=body)
 

@@ -568,14 +568,21 @@ class PodWorker:
             return
         current = self.pod.get("status", {})
         status = self.build_status(current)
-        patch: dict[str, Any] = {k: v for k, v in status.items() if current.get(k) != v}
+        patch: dict[str, Any] = {k: v for k, v in status.items() if current.get(k) != v and k != "conditions"}
         for key in current:
             if key not in status:
                 patch[key] = None
+        # Conditions are merged by type (a strategic merge patch, as the kubelet's status manager sends): only
+        # those that changed go out, so a condition someone else owns (PodScheduled, written by the scheduler)
+        # is never overwritten with what this node's cache last saw of it.
+        known = {c.get("type"): c for c in current.get("conditions") or []}
+        changed = [c for c in status["conditions"] if known.get(c["type"]) != c]
+        if changed:
+            patch["conditions"] = changed
         if not patch:
             return
         try:
-            self.pod = await self.kubelet.client.merge_patch(
+            self.pod = await self.kubelet.client.strategic_merge_patch(
                 object_path("pods", self.namespace, self.name) + "/status",
                 {"metadata": {"uid": self.uid}, "status": patch},
             )
