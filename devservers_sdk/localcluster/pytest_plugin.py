@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -138,9 +139,19 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[ClusterHandle]:
 
 @pytest.fixture(scope="session")
 def kubernetes_cluster(kubernetes_binaries: Any) -> Iterator[LocalCluster]:
-    """The real control plane with our node agent, shared by the session (users alice, bob, carol minted)."""
-    with LocalCluster(control_plane="kubernetes", node_capacity=ROOMY_NODE, users=TEST_USERS) as local:
+    """The real control plane with our node agent, shared by the session (users alice, bob, carol minted).
+
+    Pods are processes of the node agent, which takes its PATH once, when it starts (the emulator's pods read
+    this process's at each start): this interpreter's bin goes first, so that pods find this environment's
+    python (with torch), as an image would provide it; ``devctl local up`` does the same.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)]))
+        local = LocalCluster(control_plane="kubernetes", node_capacity=ROOMY_NODE, users=TEST_USERS).start()
+    try:
         yield local
+    finally:
+        local.stop()
 
 
 @pytest.fixture(scope="session")

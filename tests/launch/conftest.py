@@ -3,8 +3,9 @@ as a process) and one distributed DevServer per module, made by the operator thr
 
 * **Python in the pods.** The emulator's pods take ``PATH`` from the cluster process when they start, and
   ``python3`` there is the machine's, without torch. ``pods_use_this_python`` puts this interpreter's
-  ``bin`` first, as an image with torch installed would. On a real cluster (``DEVSERVERS_TEST_KUBECONFIG``)
-  the image provides it and this changes nothing.
+  ``bin`` first, as an image with torch installed would. The real control plane's node agent takes its
+  ``PATH`` once, when the session starts it, and the plugin puts that same ``bin`` first there. On an outside
+  cluster (``DEVSERVERS_TEST_KUBECONFIG``) the image provides it and this changes nothing.
 * **Size.** The machine has 2 CPUs and the sample cpu-small flavor asks for a whole one per pod, so a
   2-rank server would take the node and starve other modules' servers. The tests use their own small
   flavor, ``launch-tiny`` (a quarter CPU requested, no CPU limit).

@@ -8,8 +8,8 @@ notebooks themselves name neither.
 
 ``03-distributed`` runs PyTorch in the DevServer's pods. An image with PyTorch has it on ``PATH``; the
 emulator's pods take ``PATH`` from the cluster process (this one) when they start, so the test puts this
-interpreter's ``bin`` first while that notebook runs, as tests/launch does (on a real cluster the image
-provides torch and this changes nothing).
+interpreter's ``bin`` first while that notebook runs, as tests/launch does (the real control plane's node
+agent has it first from its start; on an outside cluster the image provides torch and this changes nothing).
 """
 
 from __future__ import annotations
