@@ -239,3 +239,19 @@ def test_up_kubernetes_keeps_every_devserver_and_home_across_down_and_purge_dele
     assert f"The local cluster is down; its state directory {state} is deleted." in purged.stdout
     assert not state.exists()
     assert current_context(kubeconfig) != "devservers-local"
+
+
+def test_up_kubernetes_without_go_and_binaries_says_what_to_install_and_starts_nothing(
+        local_env: tuple[Path, Path], tmp_path: Path) -> None:
+    state, kubeconfig = local_env
+    env = devctl_env(str(kubeconfig), DEVSERVERS_STATE_DIR=str(state), PATH="/usr/bin:/bin",
+                     DEVSERVERS_CONTROL_PLANE_CACHE=str(tmp_path / "empty-cache"))
+    result = subprocess.run([*DEVCTL, "local", "up", "--kubernetes"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1, result
+    assert "Error: The Kubernetes control plane could not be built: Go is not installed" in result.stderr
+    assert "install it" in result.stderr and "Traceback" not in result.stderr
+    assert not kubeconfig.exists() and not (state / "kubernetes").exists()
+    status = subprocess.run([*DEVCTL, "local", "status", "-o", "json"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert status.returncode == 3 and json.loads(status.stdout)["cluster_pid"] is None, status
