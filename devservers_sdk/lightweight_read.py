@@ -17,8 +17,9 @@ does, it refuses with ``FullClientRequired``, and the caller repeats the read wi
   (urllib3 prints a warning the fast path would not);
 * every kubeconfig problem, every transport failure and every answer but 200, so that error messages,
   the mapping of statuses and retries stay in one place (``settings``, ``kube``, ``errors``). A failure
-  costs one more request: ``CONNECT_TIMEOUT`` more when nothing accepts the connection, the read timeout
-  more when a server accepts it and then stays silent;
+  costs one more request: ``CONNECT_TIMEOUT`` more when nothing accepts the connection, ``READ_TIMEOUT``
+  more when a server accepts it and then stays silent (an API server whose etcd is down does that; the
+  client's own 30 s then follow, so the fast path gives up well before the client would);
 * an object the models would refuse or read differently (``check_readable``): the client raises
   ``InvalidSpecError`` for it, and so must ``devctl list``.
 
@@ -37,6 +38,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from .settings import CONTEXT_ENV, KubeconfigInfo, kubeconfig_paths, resolve_namespace
+
+# A healthy API server answers a list in well under a second; a silent one is the client's to report.
+READ_TIMEOUT = 8.0
 
 if TYPE_CHECKING:
     import ssl
@@ -102,7 +106,7 @@ class Listing(NamedTuple):
 
 def list_devservers(*, namespace: str | None = None, context: str | None = None,
                     kubeconfig: str | os.PathLike[str] | None = None, owner: str | None = None,
-                    all_namespaces: bool = False, timeout: float = 30.0) -> Listing:
+                    all_namespaces: bool = False, timeout: float = READ_TIMEOUT) -> Listing:
     """List DevServers as ``DevServerClient(...).list(owner=..., all_namespaces=...)`` would, as manifests.
 
     Args:

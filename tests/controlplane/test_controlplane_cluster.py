@@ -236,3 +236,28 @@ def test_children_die_with_a_killed_parent(binaries: ControlPlaneBinaries, tmp_p
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+
+
+def test_a_component_that_exits_on_its_own_is_started_again(control_plane: KubernetesControlPlane) -> None:
+    """kube-scheduler exits by design when it finds its cache corrupted; like the kubelet for static pods, the
+    control plane starts it again, and it goes on scheduling."""
+    admin = control_plane.admin_kubeconfig
+    old_pid = control_plane.pid("kube-scheduler")
+    assert old_pid is not None
+    os.kill(old_pid, signal.SIGKILL)
+    wait_for(lambda: control_plane.pid("kube-scheduler") not in (None, old_pid),
+             what="kube-scheduler started again after it died")
+    kubectl(admin, "-n", "default", "run", "after-restart", "--image=busybox", "--restart=Never")
+
+    def unschedulable() -> bool:
+        pod = json.loads(kubectl(admin, "-n", "default", "get", "pod", "after-restart", "-o", "json").stdout)
+        return any(condition["type"] == "PodScheduled" and condition.get("reason") == "Unschedulable"
+                   for condition in pod["status"].get("conditions", []))
+    wait_for(unschedulable, what="the new kube-scheduler to judge pod 'after-restart' (there is no node)")
+    # A component stopped on purpose stays stopped.
+    control_plane.stop_component("kube-scheduler")
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        assert not control_plane.is_running("kube-scheduler"), "a stopped component was started again"
+        time.sleep(0.2)
+    control_plane.start_component("kube-scheduler")

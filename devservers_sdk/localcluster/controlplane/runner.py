@@ -185,6 +185,12 @@ class KubernetesControlPlane:
         self.kubeconfigs_dir = self.state_dir / "kubeconfigs"
         self.user_kubeconfigs: dict[str, Path] = {}
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        # Components that should be running: a watchdog starts again one that exits on its own, as the kubelet
+        # does for static pods (kube-scheduler, for one, exits by design when it finds its cache corrupted).
+        self._wanted: set[str] = set()
+        self._restarts: dict[str, tuple[int, float]] = {}
+        self._watchdog: threading.Thread | None = None
+        self._watchdog_stop = threading.Event()
         self._lock = threading.RLock()
         self._pki: ClusterPKI | None = None
         self._ports: dict[str, int] = {}
@@ -273,12 +279,38 @@ class KubernetesControlPlane:
                 raise
             for user, groups in self.users:
                 self.user_kubeconfigs[user] = self.kubeconfig_for(user, groups)
+            if self._watchdog is None or not self._watchdog.is_alive():
+                self._watchdog_stop.clear()
+                self._watchdog = threading.Thread(target=self._watch_components, name="controlplane-watchdog",
+                                                  daemon=True)
+                self._watchdog.start()
 
     def stop(self, *, timeout: float = 15.0) -> None:
         """Stop every component, newest first (the scheduler first, etcd last)."""
+        self._watchdog_stop.set()
         with self._lock:
             for component in reversed(COMPONENTS):
                 self.stop_component(component, timeout=timeout)
+
+    def _watch_components(self) -> None:
+        """Start again, with a growing pause (1 s doubling to 30 s), any wanted component that exited."""
+        while not self._watchdog_stop.wait(0.5):
+            with self._lock:
+                for component in COMPONENTS:
+                    process = self._processes.get(component)
+                    if component not in self._wanted or process is None or process.poll() is None:
+                        continue
+                    count, last = self._restarts.get(component, (0, 0.0))
+                    if time.monotonic() - last > 120:
+                        count = 0  # it ran for a while: start the back-off afresh
+                    if time.monotonic() - last < min(30.0, 2.0 ** count) and count:
+                        continue
+                    log.warning("%s exited with code %s; starting it again (see %s)", component,
+                                process.returncode, self.log_path(component))
+                    command = [str(self.binaries.path(component)), *self._flags(component),
+                               *self.extra_args.get(component, ())]
+                    self._processes[component] = _spawner.spawn(command, self.log_path(component))
+                    self._restarts[component] = (count + 1, time.monotonic())
 
     def __enter__(self) -> KubernetesControlPlane:
         self.start()
@@ -305,11 +337,13 @@ class KubernetesControlPlane:
                 command = [str(self.binaries.path(component)), *self._flags(component),
                            *self.extra_args.get(component, ())]
                 self._processes[component] = _spawner.spawn(command, self.log_path(component))
+            self._wanted.add(component)
             self._wait_ready(component)
 
     def stop_component(self, component: str, *, timeout: float = 15.0, kill: bool = False) -> None:
         """Stop one component: SIGTERM, then SIGKILL after ``timeout`` seconds (at once with ``kill=True``)."""
         with self._lock:
+            self._wanted.discard(component)
             process = self._processes.pop(component, None)
             if process is None:
                 return
@@ -426,6 +460,10 @@ class KubernetesControlPlane:
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
             # Its default is under /usr/libexec, which it creates: keep the host untouched.
             f"--flex-volume-plugin-dir={self.state_dir / 'flexvolume'}",
+            # Pods here have loopback addresses, which Endpoints and EndpointSlice validation refuses: those
+            # controllers would retry every Service's endpoints forever (a thousand refused writes a minute
+            # with 500 DevServers). Names resolve through the node's hosts file instead, as on the emulator.
+            "--controllers=*,-endpoints-controller,-endpointslice-controller,-endpointslice-mirroring-controller",
         ]
 
     def _scheduler_flags(self) -> list[str]:

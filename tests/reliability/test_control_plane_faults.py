@@ -1,0 +1,105 @@
+"""Faults only a real control plane can have: kube-apiserver, then etcd, killed and restarted mid-workload.
+
+The seeded workload of ``workload.py`` (creates, updates, extends, stops, starts, deletes, marker files written
+into homes) runs in three parts on the real control plane with the operator running throughout. Between the
+parts, first kube-apiserver and then etcd is SIGKILLed; while each is away, the SDK and devctl must say so in
+one sentence, quickly, rather than hang; then it is started again on the same data and the workload goes on.
+At the end everything must converge to the plan with nothing lost: every marker kept, no orphan, no duplicate.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devservers_sdk.errors import DevServerError
+from devservers_sdk.kube import RetryPolicy
+from tests.reliability.workload import NAMESPACE, Platform, converge, plan, read_markers, run_workload
+
+pytestmark = pytest.mark.slow
+
+SEED = 9
+OPS = 30
+MAX_LIVE = 8
+DEVCTL = str(Path(sys.executable).with_name("devctl"))
+# What an impatient user allows before deciding the tool hangs; the SDK's default retries end within 30 s.
+ANSWER_WITHIN = 60.0
+
+
+def outage_is_reported(platform: Platform, component: str) -> None:
+    """While ``component`` is down, the SDK and devctl fail fast with one sentence about the API server."""
+    client = platform.client(retry=RetryPolicy(attempts=2, total=5))
+    started = time.monotonic()
+    with pytest.raises(DevServerError) as failed:
+        client.list()
+    sdk_seconds = time.monotonic() - started
+    client.close()
+    message = str(failed.value)
+    assert "API server" in message or "cluster" in message, message
+    assert "\n" not in message.strip(), message
+    assert sdk_seconds < ANSWER_WITHIN, f"the SDK took {sdk_seconds:.0f}s to say {message!r}"
+
+    started = time.monotonic()
+    result = subprocess.run([DEVCTL, "--kubeconfig", platform.cluster.kubeconfig, "-n", NAMESPACE, "list"],
+                            capture_output=True, text=True, timeout=ANSWER_WITHIN + 30)
+    devctl_seconds = time.monotonic() - started
+    assert result.returncode == 1, (component, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert devctl_seconds < ANSWER_WITHIN, f"devctl took {devctl_seconds:.0f}s to say {lines[0]!r}"
+
+
+def wait_until_served(platform: Platform, timeout: float = 120.0) -> None:
+    client = platform.client(retry=RetryPolicy.never())
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    try:
+        while time.monotonic() < deadline:
+            try:
+                client.list()
+                return
+            except DevServerError as exc:
+                last = exc
+                time.sleep(0.5)
+    finally:
+        client.close()
+    raise AssertionError(f"the API server did not serve DevServers again within {timeout:.0f}s: {last}")
+
+
+@pytest.mark.timeout(900)
+def test_api_server_and_etcd_restarts_lose_nothing(kubernetes_binaries: Any, tmp_path: Path) -> None:
+    operations, expected = plan(SEED, OPS, max_live=MAX_LIVE)
+    thirds = [operations[: OPS // 3], operations[OPS // 3 : 2 * OPS // 3], operations[2 * OPS // 3 :]]
+    with Platform(tmp_path, control_plane="kubernetes") as platform:
+        cluster = platform.cluster
+        assert cluster.real is not None
+        control_plane = cluster.real.control_plane
+        client = platform.client()
+        run_workload(client, thirds[0], expected, seed=SEED)
+
+        control_plane.stop_component("kube-apiserver", kill=True)
+        outage_is_reported(platform, "kube-apiserver")
+        control_plane.start_component("kube-apiserver")
+        wait_until_served(platform)
+        run_workload(client, thirds[1], expected, seed=SEED)
+
+        control_plane.stop_component("etcd", kill=True)
+        outage_is_reported(platform, "etcd")
+        control_plane.start_component("etcd")
+        wait_until_served(platform)
+        run_workload(client, thirds[2], expected, seed=SEED)
+
+        assert platform.operator.process is not None and platform.operator.process.poll() is None, (
+            "the operator died while the control plane was away:\n" + platform.operator.tail())
+        end = converge(platform.kube(), expected, timeout=240)
+        assert not end.problems, end.problems
+        read_markers(client, expected, end)
+        client.close()
+        planned = sum(len(e.markers) for e in expected.values())
+        assert planned > 0
+        assert (end.markers_kept, end.markers_lost) == (planned, []), end.markers_lost
