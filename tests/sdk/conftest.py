@@ -109,7 +109,9 @@ def running_devserver(client: DevServerClient, kube: Kube, namespace: str) -> Ca
             return len(pods) == replicas and all(
                 wanted is None or (p.get("status") or {}).get("phase") == wanted for p in pods)
 
-        wait_for(pods_up, timeout=30, message=f"{replicas} running pod(s) of {name}")
+        # Generous: on the real control plane a pod passes the StatefulSet controller, the scheduler and the node,
+        # and this machine is shared.
+        wait_for(pods_up, timeout=90, message=f"{replicas} running pod(s) of {name}")
         _set_status(kube, namespace, name, {"phase": "Running", "readyReplicas": replicas, "replicas": replicas})
         return name
 
