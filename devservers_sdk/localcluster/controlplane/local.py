@@ -29,7 +29,7 @@ from .runner import ControlPlaneError, KubernetesControlPlane, spawn_child
 
 NODE_NAME = "localcluster"
 PROVISIONER_USER = "system:devservers:local-path-provisioner"
-PROVISIONER_ROLE = {
+PROVISIONER_ROLE: dict[str, Any] = {
     "apiVersion": "rbac.authorization.k8s.io/v1",
     "kind": "ClusterRole",
     "metadata": {"name": "devservers:local-path-provisioner"},
@@ -41,7 +41,7 @@ PROVISIONER_ROLE = {
     ],
 }
 NAMES_USER = "system:devservers:cluster-names"
-NAMES_ROLE = {
+NAMES_ROLE: dict[str, Any] = {
     "apiVersion": "rbac.authorization.k8s.io/v1",
     "kind": "ClusterRole",
     "metadata": {"name": "devservers:cluster-names"},
@@ -50,14 +50,14 @@ NAMES_ROLE = {
          "verbs": ["get", "list", "watch"]},
     ],
 }
-NAMES_BINDING = {
+NAMES_BINDING: dict[str, Any] = {
     "apiVersion": "rbac.authorization.k8s.io/v1",
     "kind": "ClusterRoleBinding",
     "metadata": {"name": "devservers:cluster-names"},
     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "devservers:cluster-names"},
     "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": NAMES_USER}],
 }
-PROVISIONER_BINDING = {
+PROVISIONER_BINDING: dict[str, Any] = {
     "apiVersion": "rbac.authorization.k8s.io/v1",
     "kind": "ClusterRoleBinding",
     "metadata": {"name": "devservers:local-path-provisioner"},

@@ -71,6 +71,7 @@ import base64
 import collections
 import contextlib
 import datetime
+import functools
 import hashlib
 import json
 import logging
@@ -2167,7 +2168,7 @@ class Kubelet:
             informer = self.client.informer(
                 object_path(plural, namespace), field_selector=f"metadata.name={name}"
             )
-            informer.add_handler(lambda _kind, obj, key=key: self._on_object_event(key, obj))
+            informer.add_handler(functools.partial(self._on_object_event, key))
             self._object_watches[key] = informer
             informer.start()
         try:
@@ -2181,7 +2182,7 @@ class Kubelet:
             raise StatusError(404, "NotFound", f'{plural} "{name}" not found')
         return obj
 
-    def _on_object_event(self, key: tuple[str, str, str], obj: dict[str, Any]) -> None:
+    def _on_object_event(self, key: tuple[str, str, str], _kind: str, obj: dict[str, Any]) -> None:
         plural, namespace, name = key
         for worker in list(self._workers.values()):
             if worker.namespace == namespace and (plural, name) in worker.volume_refs:
@@ -2340,25 +2341,30 @@ class Kubelet:
         while True:
             await asyncio.sleep(LEASE_RENEW_SECONDS)
             try:
-                if not await self._node_exists():
+                node = await self._current_node()
+                if node is None:
                     # Someone deleted the Node (kubectl delete node): register again, as a kubelet does.
                     await self._register_node()
                     last_status = time.monotonic()
                     continue
                 await self._renew_lease()
-                if time.monotonic() - last_status >= NODE_STATUS_SECONDS:
+                # The status is posted every 5 minutes when nothing changed, and at once when the API's copy
+                # says otherwise: after an outage the node lifecycle controller marks us Unknown (and taints
+                # the node unreachable) until we post Ready again, as the kubelet's status loop does.
+                conditions = node.get("status", {}).get("conditions") or []
+                ready: dict[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
+                if ready.get("status") != "True" or time.monotonic() - last_status >= NODE_STATUS_SECONDS:
                     last_status = time.monotonic()
-                    await self._write_node_status()
+                    await self._write_node_status(node=node)
             except Exception as exc:
                 log.warning("node heartbeat failed: %s", exc)
 
-    async def _node_exists(self) -> bool:
+    async def _current_node(self) -> dict[str, Any] | None:
         try:
-            await self.client.get(object_path("nodes", None, self.node_name))
-            return True
+            return await self.client.get(object_path("nodes", None, self.node_name))
         except StatusError as exc:
             if exc.code == 404:
-                return False
+                return None
             raise
 
     # -- pods -------------------------------------------------------------------------------------------
