@@ -588,7 +588,10 @@ class PodWorker:
                 {"metadata": {"uid": self.uid}, "status": patch},
             )
         except StatusError as exc:
-            if exc.code in (404, 409):  # deleted, or replaced by a pod of the same name (uid precondition)
+            # Deleted, or replaced by a pod of the same name (the uid precondition). A 409 can also be a
+            # plain conflict, which is retried: only a pod that is really gone may be forgotten, or its
+            # deletion would never be finished.
+            if exc.code == 404 or (exc.code == 409 and not await self._still_ours()):
                 self.gone = True
                 return
             raise
@@ -1789,11 +1792,21 @@ class PodWorker:
                 )
                 return
             except StatusError as exc:
-                if exc.code in (404, 409):  # gone already, or a new pod of the same name
+                if exc.code == 404:
+                    return
+                if exc.code == 409 and not await self._still_ours():  # a new pod of the same name
                     return
                 failures += 1
                 log.info("deletion of %s/%s not finished: %s", self.namespace, self.name, exc.message)
                 await asyncio.sleep(min(0.2 * 2**failures, 5.0))
+
+    async def _still_ours(self) -> bool:
+        """Whether the API still holds this pod (same uid): a 409 may be a conflict worth retrying."""
+        try:
+            pod = await self.kubelet.client.get(object_path("pods", self.namespace, self.name))
+        except StatusError as exc:
+            return exc.code != 404
+        return bool(pod["metadata"].get("uid") == self.uid)
 
     async def shutdown(self) -> None:
         """The kubelet is stopping: stop the containers quickly and leave the API alone."""
