@@ -132,15 +132,17 @@ def test_the_default_storage_class_is_standard(control_plane: KubernetesControlP
     assert storage_class["reclaimPolicy"] == "Delete"
 
 
+def marked_unschedulable(admin: Path, pod_name: str) -> bool:
+    pod = json.loads(kubectl(admin, "-n", "default", "get", "pod", pod_name, "-o", "json").stdout)
+    return any(condition["type"] == "PodScheduled" and condition.get("reason") == "Unschedulable"
+               for condition in pod["status"].get("conditions", []))
+
+
 def test_the_scheduler_sees_pods_but_no_node(control_plane: KubernetesControlPlane) -> None:
     admin = control_plane.admin_kubeconfig
     kubectl(admin, "-n", "default", "run", "pending", "--image=busybox", "--restart=Never")
-
-    def unschedulable() -> bool:
-        pod = json.loads(kubectl(admin, "-n", "default", "get", "pod", "pending", "-o", "json").stdout)
-        return any(condition["type"] == "PodScheduled" and condition.get("reason") == "Unschedulable"
-                   for condition in pod["status"].get("conditions", []))
-    wait_for(unschedulable, what="the scheduler to mark pod 'pending' Unschedulable (there is no node)")
+    wait_for(lambda: marked_unschedulable(admin, "pending"),
+             what="the scheduler to mark pod 'pending' Unschedulable (there is no node)")
 
 
 def test_restarting_the_api_server_alone(control_plane: KubernetesControlPlane) -> None:
@@ -248,12 +250,8 @@ def test_a_component_that_exits_on_its_own_is_started_again(control_plane: Kuber
     wait_for(lambda: control_plane.pid("kube-scheduler") not in (None, old_pid),
              what="kube-scheduler started again after it died")
     kubectl(admin, "-n", "default", "run", "after-restart", "--image=busybox", "--restart=Never")
-
-    def unschedulable() -> bool:
-        pod = json.loads(kubectl(admin, "-n", "default", "get", "pod", "after-restart", "-o", "json").stdout)
-        return any(condition["type"] == "PodScheduled" and condition.get("reason") == "Unschedulable"
-                   for condition in pod["status"].get("conditions", []))
-    wait_for(unschedulable, what="the new kube-scheduler to judge pod 'after-restart' (there is no node)")
+    wait_for(lambda: marked_unschedulable(admin, "after-restart"),
+             what="the new kube-scheduler to judge pod 'after-restart' (there is no node)")
     # A component stopped on purpose stays stopped.
     control_plane.stop_component("kube-scheduler")
     deadline = time.monotonic() + 3

@@ -8,20 +8,17 @@ the existing Event instead of creating another, as ``kubectl describe`` expects 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import datetime
 import logging
-import time
 from typing import Any
 
 from ..apiserver.errors import StatusError
+from ..event_records import SettledEvents, event_body, event_key
 from .apiclient import ApiClient, object_path
 
 log = logging.getLogger(__name__)
 
-# Settled events are looked up for aggregation; the cache is bounded like client-go's (4096 entries).
-_EVENT_CACHE = 4096
 _QUEUE_LIMIT = 10_000
 
 
@@ -37,7 +34,7 @@ class NodeEventRecorder:
         self.host = host
         self._queue: asyncio.Queue[tuple[dict[str, Any], str, str, str, str | None, str]] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._seen: collections.OrderedDict[tuple[Any, ...], tuple[str, str, int]] = collections.OrderedDict()
+        self._seen = SettledEvents()
 
     def start(self) -> None:
         self._queue = asyncio.Queue(_QUEUE_LIMIT)
@@ -85,55 +82,25 @@ class NodeEventRecorder:
     async def _write(
         self, obj: dict[str, Any], type_: str, reason: str, message: str, field_path: str | None, component: str
     ) -> None:
-        meta = obj.get("metadata", {})
-        namespace = meta.get("namespace") or "default"
-        key = (namespace, meta.get("uid"), meta.get("name"), field_path, component, reason, message, type_)
+        key = event_key(obj, type_, reason, message, component=component, field_path=field_path)
         stamp = now()
         seen = self._seen.get(key)
         if seen is not None:
-            name, ns, count = seen
+            name, namespace, count = seen
             try:
                 await self.client.merge_patch(
-                    object_path("events", ns, name), {"count": count + 1, "lastTimestamp": stamp}
+                    object_path("events", namespace, name), {"count": count + 1, "lastTimestamp": stamp}
                 )
-                self._seen[key] = (name, ns, count + 1)
-                self._seen.move_to_end(key)
+                self._seen.remember(key, name, namespace, count + 1)
                 return
             except StatusError:
-                self._seen.pop(key, None)
-        involved = {
-            "kind": obj.get("kind", "Pod"),
-            "apiVersion": obj.get("apiVersion", "v1"),
-            "name": meta.get("name", ""),
-            "uid": meta.get("uid", ""),
-        }
-        if meta.get("namespace"):
-            involved["namespace"] = meta["namespace"]
-        if meta.get("resourceVersion"):
-            involved["resourceVersion"] = meta["resourceVersion"]
-        if field_path:
-            involved["fieldPath"] = field_path
-        name = f"{meta.get('name', 'event')}.{time.time_ns():x}"
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": name, "namespace": namespace},
-            "involvedObject": involved,
-            "reason": reason,
-            "message": message,
-            "type": type_,
-            "source": {"component": component, "host": self.host},
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-            "reportingComponent": component,
-            "reportingInstance": self.host,
-        }
+                self._seen.forget(key)
+        body = event_body(obj, type_, reason, message, component=component, field_path=field_path,
+                          host=self.host, stamp=stamp)
+        name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
         try:
             await self.client.create(object_path("events", namespace), body)
         except StatusError as exc:
             log.debug("event %s/%s not recorded: %s", namespace, reason, exc.message)
             return
-        self._seen[key] = (name, namespace, 1)
-        while len(self._seen) > _EVENT_CACHE:
-            self._seen.popitem(last=False)
+        self._seen.remember(key, name, namespace, 1)
