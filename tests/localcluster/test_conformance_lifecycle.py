@@ -250,15 +250,16 @@ def test_namespace_deletion_removes_everything_then_itself(k8s: Clients, namespa
         with raises_status(403, "Forbidden") as status:
             k8s.core.create_namespaced_config_map(namespace, cm("late"))
         assert "because it is being terminated" in status["message"]
+        # The namespace controller deletes kind after kind, in no promised order: wait for all of them.
         wait_for(
             lambda: (
                 [c.metadata.name for c in k8s.core.list_namespaced_config_map(namespace).items] == ["c-held"]
+                and k8s.core.list_namespaced_secret(namespace).items == []
+                and k8s.custom.list_namespaced_custom_object(group, "v1", namespace, "things")["items"] == []
             ),
-            timeout=20,
-            message="everything but the held configmap to be deleted",
+            timeout=60,
+            message="everything but the held configmap (secrets and custom objects included) to be deleted",
         )
-        assert k8s.core.list_namespaced_secret(namespace).items == []
-        assert k8s.custom.list_namespaced_custom_object(group, "v1", namespace, "things")["items"] == []
         assert k8s.core.read_namespace(namespace).status.phase == "Terminating"
         release(k8s, "c-held", namespace)
         wait_for(

@@ -50,6 +50,19 @@ def gadget_crd(cluster: ClusterHandle) -> None:
     except client.ApiException as exc:
         if exc.status != 409:
             raise
+    # A real API server answers 429 "storage is (re)initializing" for a moment after a CRD is made; kopf logs
+    # that as an error, which this test counts. Start it once the resource is served.
+    objects = client.CustomObjectsApi(api_client)
+
+    def served() -> bool:
+        try:
+            objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        except client.ApiException:
+            return False
+        return True
+
+    wait_for(served, timeout=60, message="the Gadget resource to be served")
+    api_client.close()
 
 
 def _lines(path: Path) -> list[str]:
