@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from devservers_sdk.localcluster.pytest_plugin import wait_for
 from tests.operator.conftest import Cluster, rfc3339
 
 pytestmark = pytest.mark.slow
@@ -49,8 +50,10 @@ def test_expiry_warns_once_then_deletes_everything(kube: Cluster) -> None:
     assert _parse(server["status"]["expiresAt"]) == deadline.replace(microsecond=0)
     assert kube.claims("brief"), "the home volume exists before expiry"
     kube.wait_gone("brief", timeout=90)
+    # A real API server may serve the deletion before the Event that announced it.
+    wait_for(lambda: "Expired" in kube.event_reasons("brief"), timeout=30, message="the Expired Event")
     reasons = kube.event_reasons("brief")
-    assert reasons.count("ExpiringSoon") == 1 and "Expired" in reasons, reasons
+    assert reasons.count("ExpiringSoon") == 1, reasons
     # Deletion cascades through ownerReferences and the claim retention policy.
     kube.wait_for_nothing_left("brief")
 
@@ -73,7 +76,7 @@ def test_idle_server_stops_keeping_its_home_and_starts_again(kube: Cluster) -> N
     assert server["status"]["stoppedAt"] and "devctl start sleepy" in server["status"]["message"]
     assert kube.statefulset("sleepy").spec.replicas == 0
     assert [claim.metadata.name for claim in kube.claims("sleepy")] == ["home-sleepy-0"]
-    assert "IdleStop" in kube.event_reasons("sleepy")
+    wait_for(lambda: "IdleStop" in kube.event_reasons("sleepy"), timeout=30, message="the IdleStop Event")
 
     # `devctl start` writes desired-state Running; keep it up for the read-back this time.
     kube.patch(

@@ -117,7 +117,8 @@ def test_home_size_change_recreates_the_statefulset_keeping_pods_data_and_claims
     kube.wait_phase("grow", "Running", check=recreated)
     assert kube.exec("grow-0", "cat /home/dev/data.txt").strip() == "still-here"
     assert [claim.metadata.name for claim in kube.claims("grow")] == ["home-grow-0"]
-    assert "RecreatingStatefulSet" in kube.event_reasons("grow")
+    wait_for(lambda: "RecreatingStatefulSet" in kube.event_reasons("grow"), timeout=30,
+             message="the RecreatingStatefulSet Event")
     # The claim belongs to the new StatefulSet: deleting the DevServer still removes it.
     kube.delete("grow")
     kube.wait_for_nothing_left("grow")
