@@ -1309,21 +1309,9 @@ class PodWorker:
                 ref = source.get(kind)
                 if not ref:
                     continue
-                try:
-                    obj = await kubelet.watched_object(plural, self.namespace, ref.get("name", ""))
-                except StatusError as exc:
-                    if exc.code != 404:
-                        raise ConfigError(str(exc.message)) from exc
-                    if ref.get("optional"):
-                        continue
-                    raise ConfigError(
-                        f'{"configmap" if plural == "configmaps" else "secret"} "{ref.get("name")}" not found'
-                    ) from exc
-                data = (
-                    (obj.get("data") or {})
-                    if plural == "configmaps"
-                    else {k: v.decode(errors="replace") for k, v in _decode_secret(obj).items()}
-                )
+                data = await self._env_source(plural, ref)
+                if data is None:
+                    continue
                 for key, value in data.items():
                     env[prefix + key] = value
         service_env: dict[str, str] = {}
@@ -1354,19 +1342,10 @@ class PodWorker:
                 ref = source["configMapKeyRef"] if is_cm else source["secretKeyRef"]
                 plural = "configmaps" if is_cm else "secrets"
                 kind = "ConfigMap" if is_cm else "Secret"
-                try:
-                    obj = await kubelet.watched_object(plural, self.namespace, ref.get("name", ""))
-                except StatusError as exc:
-                    if exc.code != 404:
-                        raise ConfigError(str(exc.message)) from exc
-                    if ref.get("optional"):
-                        continue
-                    raise ConfigError(f'{kind.lower()} "{ref.get("name")}" not found') from exc
-                data = (
-                    (obj.get("data") or {})
-                    if is_cm
-                    else {k: v.decode(errors="replace") for k, v in _decode_secret(obj).items()}
-                )
+                found = await self._env_source(plural, ref)
+                if found is None:
+                    continue
+                data = found
                 key = ref.get("key", "")
                 if key not in data:
                     if ref.get("optional"):
@@ -1381,6 +1360,21 @@ class PodWorker:
             "HOME": os.environ.get("HOME") or "/root",
         }
         return {**base, **env}
+
+    async def _env_source(self, plural: str, ref: dict[str, Any]) -> dict[str, str] | None:
+        """The data of the ConfigMap or Secret an env source names, as text; None when it is optional and absent."""
+        try:
+            obj = await self.kubelet.watched_object(plural, self.namespace, ref.get("name", ""))
+        except StatusError as exc:
+            if exc.code != 404:
+                raise ConfigError(str(exc.message)) from exc
+            if ref.get("optional"):
+                return None
+            kind = "configmap" if plural == "configmaps" else "secret"
+            raise ConfigError(f'{kind} "{ref.get("name")}" not found') from exc
+        if plural == "configmaps":
+            return dict(obj.get("data") or {})
+        return {k: v.decode(errors="replace") for k, v in _decode_secret(obj).items()}
 
     @property
     def hostname(self) -> str:
