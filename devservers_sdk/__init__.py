@@ -46,6 +46,7 @@ _EXPORTS = {
     "WaitTimeoutError": "errors",
     "DevServerFailedError": "errors",
     "ExecError": "errors",
+    "CheckpointManager": "checkpoint",
     "LaunchHandle": "launch",
     "LaunchFailedError": "launch",
     "LaunchTimeoutError": "launch",
@@ -59,6 +60,7 @@ _EXPORTS = {
 __all__ = [
     "AlreadyExistsError",
     "AuthenticationError",
+    "CheckpointManager",
     "ClusterFailingError",
     "ClusterUnreachableError",
     "Condition",
@@ -96,6 +98,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .checkpoint import CheckpointManager
     from .client import DevServerClient, DevServerDescription, ExecResult
     from .durations import format_duration, parse_duration
     from .errors import (
