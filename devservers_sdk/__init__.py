@@ -44,6 +44,9 @@ _EXPORTS = {
     "ServerError": "errors",
     "DevServerNotReadyError": "errors",
     "WaitTimeoutError": "errors",
+    "WaitCancelledError": "errors",
+    "Cancellation": "cancellation",
+    "LiveDevServers": "live",
     "DevServerFailedError": "errors",
     "ExecError": "errors",
     "CheckpointManager": "checkpoint",
@@ -60,6 +63,7 @@ _EXPORTS = {
 __all__ = [
     "AlreadyExistsError",
     "AuthenticationError",
+    "Cancellation",
     "CheckpointManager",
     "ClusterFailingError",
     "ClusterUnreachableError",
@@ -86,11 +90,13 @@ __all__ = [
     "LaunchHandle",
     "LaunchTimeoutError",
     "LifecycleSpec",
+    "LiveDevServers",
     "NotDistributedError",
     "NotFoundError",
     "PermissionDeniedError",
     "RetryPolicy",
     "ServerError",
+    "WaitCancelledError",
     "WaitTimeoutError",
     "format_duration",
     "parse_duration",
@@ -98,6 +104,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .cancellation import Cancellation
     from .checkpoint import CheckpointManager
     from .client import DevServerClient, DevServerDescription, ExecResult
     from .durations import format_duration, parse_duration
@@ -118,10 +125,12 @@ if TYPE_CHECKING:
         NotFoundError,
         PermissionDeniedError,
         ServerError,
+        WaitCancelledError,
         WaitTimeoutError,
     )
     from .kube import RetryPolicy
     from .launch import LaunchFailedError, LaunchHandle, LaunchTimeoutError, NotDistributedError
+    from .live import LiveDevServers
     from .models import (
         Condition,
         DevServer,

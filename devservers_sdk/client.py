@@ -47,6 +47,7 @@ from typing import IO, Any, Literal
 
 from . import errors
 from .activity import ActivityHeartbeat, activity_patch, rfc3339
+from .cancellation import Cancellation
 from .durations import format_duration, parse_duration
 from .errors import (
     DevServerFailedError,
@@ -55,6 +56,7 @@ from .errors import (
     ExecError,
     InvalidSpecError,
     NotFoundError,
+    WaitCancelledError,
     WaitTimeoutError,
 )
 from .kube import (
@@ -464,7 +466,8 @@ class DevServerClient:
                shared_volume: str | None = None, time_to_live: str | timedelta | None = None,
                idle_timeout: int | str | timedelta | None = None, auto_shutdown: bool = True,
                expiration_time: datetime | str | None = None, wait: bool = False,
-               timeout: float = DEFAULT_WAIT_TIMEOUT, on_progress: Progress | None = None) -> DevServer:
+               timeout: float = DEFAULT_WAIT_TIMEOUT, on_progress: Progress | None = None,
+               cancel: Cancellation | None = None) -> DevServer:
         """Create a DevServer (and optionally wait until it runs).
 
         Everything is validated before the DevServer is sent: the name, the durations and the spec rules
@@ -488,6 +491,7 @@ class DevServerClient:
             wait: wait until phase ``Running`` before returning.
             timeout: seconds to wait when ``wait`` is true.
             on_progress: called with the DevServer on every change while waiting.
+            cancel: stops the wait from another thread (``WaitCancelledError``); the DevServer stays.
 
         Returns:
             The DevServer as created (or as running, with ``wait=True``).
@@ -496,7 +500,7 @@ class DevServerClient:
             InvalidSpecError: a rule is broken (``.field`` names it, e.g. ``spec.lifecycle.timeToLive``).
             FlavorNotFoundError: no such flavor; the message lists the existing ones.
             AlreadyExistsError: the name is taken in the namespace.
-            WaitTimeoutError, DevServerFailedError: with ``wait=True``.
+            WaitTimeoutError, DevServerFailedError, WaitCancelledError: with ``wait=True``.
 
         Example:
             >>> client.create("mydev", flavor="gpu-small", time_to_live="8h", home_size="100Gi")  # doctest: +SKIP
@@ -536,7 +540,7 @@ class DevServerClient:
         self._require_flavor(flavor)
         created = self._kube.create(DEVSERVERS, devserver.to_manifest(), namespace=self.namespace)
         if wait:
-            return self.wait(name, timeout=timeout, on_progress=on_progress)
+            return self.wait(name, timeout=timeout, on_progress=on_progress, cancel=cancel)
         return DevServer.from_manifest(created)
 
     @staticmethod
@@ -604,6 +608,49 @@ class DevServerClient:
         if owner is not None:
             servers = [server for server in servers if server.spec.owner == owner]
         return sorted(servers, key=lambda server: (server.namespace or "", server.name))
+
+    def watch(self, *, owner: str | None = None, all_namespaces: bool = False, timeout: float | None = None,
+              cancel: Cancellation | None = None) -> Generator[tuple[str, DevServer], None, None]:
+        """Follow the DevServers as they change, whoever changes them: ``(event, DevServer)`` pairs.
+
+        The DevServers that exist come first, each as ``ADDED``; then every change as ``ADDED``,
+        ``MODIFIED`` or ``DELETED`` (with the object as last seen). Streams the API server ends or drops are
+        resumed where they stopped, and an expired one lists again and reports the difference, so nothing is
+        missed or repeated as new. ``LiveDevServers`` runs this in a thread and keeps the current set.
+
+        Args:
+            owner: only those whose ``spec.owner`` is this (``None``: everyone's).
+            all_namespaces: every namespace instead of the client's.
+            timeout: seconds to follow for; ``None``: until the generator is closed or ``cancel`` fires.
+            cancel: stops it from another thread at once (``WaitCancelledError``); Ctrl-C stops it in the
+                main thread.
+
+        Raises:
+            WaitCancelledError: ``cancel`` was cancelled.
+            DevServerError: the cluster cannot be asked, or refuses (after the retries).
+
+        Example:
+            >>> for event, server in client.watch(owner=client.owner):  # doctest: +SKIP
+            ...     print(event, server.name, server.status.phase)
+        """
+        shown: set[tuple[str, str]] = set()
+        events = self._kube.follow(DEVSERVERS, namespace=None if all_namespaces else self.namespace,
+                                   timeout=timeout, cancel=cancel)
+        with contextlib.closing(events):
+            for event, obj in events:
+                if event == "BOOKMARK":
+                    continue
+                server = self._devserver(obj)
+                key = (server.namespace or "", server.name)
+                if owner is not None and server.spec.owner != owner:
+                    if key not in shown:
+                        continue
+                    event = "DELETED"  # no longer one of the owner's: gone from their view
+                if event == "DELETED":
+                    shown.discard(key)
+                else:
+                    shown.add(key)
+                yield event, server
 
     def describe(self, name: str, *, events: int = 20) -> DevServerDescription:
         """The DevServer with its pods and the recent events about it and them.
@@ -734,26 +781,28 @@ class DevServerClient:
         server = self._patch(name, {"metadata": {"annotations": {DESIRED_STATE_ANNOTATION: "Stopped"}}})
         return self.wait(name, for_phase="Stopped", timeout=timeout) if wait else server
 
-    def start(self, name: str, *, wait: bool = False, timeout: float = DEFAULT_WAIT_TIMEOUT) -> DevServer:
+    def start(self, name: str, *, wait: bool = False, timeout: float = DEFAULT_WAIT_TIMEOUT,
+              cancel: Cancellation | None = None) -> DevServer:
         """Start a stopped DevServer again (annotation ``devservers.io/desired-state: Running``).
 
         Args:
             name: the DevServer name.
             wait: wait until phase ``Running``.
             timeout: seconds to wait.
+            cancel: stops the wait from another thread (``WaitCancelledError``).
 
         Returns:
             The DevServer.
 
         Raises:
             DevServerNotFoundError: no such DevServer.
-            WaitTimeoutError, DevServerFailedError: with ``wait=True``.
+            WaitTimeoutError, DevServerFailedError, WaitCancelledError: with ``wait=True``.
 
         Example:
             >>> client.start("mydev", wait=True)  # doctest: +SKIP
         """
         server = self._patch(name, {"metadata": {"annotations": {DESIRED_STATE_ANNOTATION: "Running"}}})
-        return self.wait(name, timeout=timeout) if wait else server
+        return self.wait(name, timeout=timeout, cancel=cancel) if wait else server
 
     def delete(self, name: str, *, wait: bool = False, timeout: float = DEFAULT_WAIT_TIMEOUT) -> None:
         """Delete a DevServer with its pods and volumes.
@@ -780,7 +829,7 @@ class DevServerClient:
     # -- wait ----------------------------------------------------------------------------------------
 
     def wait(self, name: str, *, for_phase: str | None = "Running", timeout: float = DEFAULT_WAIT_TIMEOUT,
-             on_progress: Progress | None = None) -> DevServer:
+             on_progress: Progress | None = None, cancel: Cancellation | None = None) -> DevServer:
         """Wait until a DevServer reaches a phase, watching it (no polling).
 
         Args:
@@ -789,11 +838,13 @@ class DevServerClient:
                 deleted (it then raises ``DevServerNotFoundError``, which ``delete(wait=True)`` expects).
             timeout: seconds before giving up.
             on_progress: called with the DevServer at the start and on every change.
+            cancel: stops the wait from another thread at once (Ctrl-C stops one in the main thread).
 
         Returns:
             The DevServer in the wanted phase.
 
         Raises:
+            WaitCancelledError: ``cancel`` was cancelled; the DevServer is left as it is.
             DevServerFailedError: it reached ``Failed`` (unless that is what was asked for).
             DevServerNotFoundError: it does not exist, or was deleted while waiting.
             WaitTimeoutError: ``timeout`` passed; the message gives the phase and last condition.
@@ -812,8 +863,9 @@ class DevServerClient:
         # no longer finds the DevServer reports it DELETED, since it starts from this GET's object.
         events = self._kube.follow(DEVSERVERS, namespace=self.namespace, field_selector=f"metadata.name={name}",
                                    resource_version=manifest["metadata"].get("resourceVersion"), seen=[manifest],
-                                   timeout=max(0.0, deadline - time.monotonic()))
-        with contextlib.closing(events):  # returning early closes the watch's connection at once
+                                   timeout=max(0.0, deadline - time.monotonic()), cancel=cancel)
+        with contextlib.closing(events), self._cancelled_wait(last, for_phase):
+            # returning early closes the watch's connection at once
             for event, obj in events:
                 if event == "BOOKMARK":
                     continue
@@ -829,6 +881,18 @@ class DevServerClient:
                 if self._reached(last, for_phase):
                     return last
         raise self._timeout_error(last, for_phase, timeout)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _cancelled_wait(server: DevServer, for_phase: str | None) -> Iterator[None]:
+        """Word a cancelled wait for the DevServer waited for."""
+        try:
+            yield
+        except WaitCancelledError as exc:
+            goal = f"phase {for_phase}" if for_phase else "its deletion"
+            raise WaitCancelledError(
+                f"Stopped waiting for DevServer '{server.name}' to reach {goal}; it is left as it is.",
+                kind="DevServer", name=server.name, namespace=server.namespace) from exc
 
     @staticmethod
     def _reached(server: DevServer, for_phase: str | None) -> bool:

@@ -22,6 +22,7 @@ sentences that name the object and say what to do next, because that line is all
     │   └── ClusterFailingError     5xx or 429 on every try until the retries ran out (``attempts``, ``elapsed``)
     ├── DevServerNotReadyError      no running pod to exec into (yet)
     ├── WaitTimeoutError            ``wait`` ran out of time; a TimeoutError
+    ├── WaitCancelledError          a ``Cancellation`` stopped the wait (the DevServer is left as it is)
     ├── DevServerFailedError        the DevServer reached phase Failed while being waited for
     └── ExecError                   a command failed to start, or exited non-zero with ``check=True``
 
@@ -55,6 +56,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "ServerError",
+    "WaitCancelledError",
     "WaitTimeoutError",
     "cluster_kept_failing",
     "error_from_api",
@@ -185,6 +187,10 @@ class WaitTimeoutError(DevServerError, TimeoutError):
         super().__init__(message, **kwargs)
         self.phase = phase
         self.last = last
+
+
+class WaitCancelledError(DevServerError):
+    """A ``Cancellation`` stopped a wait; nothing was undone (a DevServer being created stays)."""
 
 
 class DevServerFailedError(DevServerError):

@@ -87,6 +87,7 @@ from .errors import (
     NotFoundError,
     PermissionDeniedError,
     ServerError,
+    WaitCancelledError,
     cluster_kept_failing,
     error_from_api,
 )
@@ -98,6 +99,8 @@ if TYPE_CHECKING:
 
     from kubernetes.client import ApiClient
 
+    from .cancellation import Cancellation
+
 # ssl, socket and urllib.parse are imported where used: `import devservers_sdk` stays cheap for `devctl --help`.
 
 log = logging.getLogger(__name__)
@@ -106,6 +109,8 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = 30.0
 """Seconds a single API request may take (connect and read), unless the caller says otherwise."""
 CONNECT_TIMEOUT = 10.0
+FOLLOW_STREAM_SECONDS = 300
+"""The longest single watch stream of an endless ``follow`` (the API server may end it sooner)."""
 CREATE_TOKEN_ANNOTATION = "devservers.io/create-token"
 """Set by ``Kube.create`` on every named object it creates: tells its own retried create from a name taken."""
 
@@ -680,20 +685,27 @@ class Kube:
 
     def watch(self, resource: Resource, *, namespace: str | None = None, field_selector: str | None = None,
               label_selector: str | None = None, resource_version: str | None = None,
-              timeout_seconds: int = 60) -> Generator[tuple[str, dict[str, Any]], None, None]:
+              timeout_seconds: int = 60, cancel: Cancellation | None = None,
+              ) -> Generator[tuple[str, dict[str, Any]], None, None]:
         """Watch events (``ADDED``, ``MODIFIED``, ``DELETED``, ``BOOKMARK``) as ``(type, object)``.
 
         The server ends the stream after ``timeout_seconds``; the read timeout is 5 s longer, so a silent
         dead connection cannot block the caller forever. The connect is retried like any read; what happens
         to the stream after that is the caller's to handle (``follow`` does).
 
+        Args:
+            cancel: stops the stream from another thread: its socket is shut down, so a blocked read
+                returns at once (see ``cancellation.py``).
+
         Raises:
             WatchExpired: the resourceVersion is too old; list again.
             WatchDropped: the connection broke mid-stream; watch again from the last resourceVersion.
+            WaitCancelledError: ``cancel`` was cancelled.
             DevServerError: any other failure.
         """
         import urllib3
 
+        _raise_if_cancelled(cancel, resource)
         query = [("watch", "true"), ("allowWatchBookmarks", "true"), ("fieldSelector", field_selector),
                  ("labelSelector", label_selector), ("resourceVersion", resource_version),
                  ("timeoutSeconds", max(1, int(timeout_seconds)))]
@@ -705,24 +717,33 @@ class Kube:
                 raise WatchExpired(f"The watch on {resource.plural} expired: {exc}", status=410) from exc
             raise
         buffer = b""
+        interrupt = cancel.on_cancel(lambda: _shut_down(raw)) if cancel is not None else contextlib.nullcontext()
         try:
-            for chunk in raw.stream(64 * 1024, decode_content=True):
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    if line.strip():
-                        yield self._watch_event(line, resource, namespace)
-            if buffer.strip():
-                yield self._watch_event(buffer, resource, namespace)
+            with interrupt:
+                for chunk in raw.stream(64 * 1024, decode_content=True):
+                    buffer += chunk
+                    while b"\n" in buffer:
+                        line, buffer = buffer.split(b"\n", 1)
+                        if line.strip():
+                            _raise_if_cancelled(cancel, resource)
+                            yield self._watch_event(line, resource, namespace)
+                _raise_if_cancelled(cancel, resource)
+                if buffer.strip():
+                    yield self._watch_event(buffer, resource, namespace)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
+            _raise_if_cancelled(cancel, resource)
             error = self.unreachable(exc, timeout_seconds + 5.0)
             raise WatchDropped(error.message, context=error.context, server=error.server) from exc
         finally:
+            if cancel is not None and cancel.cancelled:
+                with contextlib.suppress(Exception):
+                    raw.close()  # shut down mid-stream: never back into the pool
             raw.release_conn()
 
     def follow(self, resource: Resource, *, namespace: str | None = None, field_selector: str | None = None,
                label_selector: str | None = None, resource_version: str | None = None,
-               seen: Iterable[dict[str, Any]] = (), timeout: float) -> Generator[tuple[str, dict[str, Any]], None, None]:
+               seen: Iterable[dict[str, Any]] = (), timeout: float | None,
+               cancel: Cancellation | None = None) -> Generator[tuple[str, dict[str, Any]], None, None]:
         """Events for ``timeout`` seconds, across the ends of watch streams (a list-then-watch loop).
 
         Without ``resource_version`` it starts with a LIST, whose items come first as ``ADDED``. A stream
@@ -734,18 +755,28 @@ class Kube:
             resource_version: where to start watching, e.g. that of the caller's own GET or LIST.
             seen: the objects the caller already knows at ``resource_version``, so that a relist can
                 report their deletion.
-            timeout: seconds to follow for.
+            timeout: seconds to follow for; ``None``: until the caller stops or ``cancel`` is cancelled
+                (each stream then lasts at most ``FOLLOW_STREAM_SECONDS``).
+            cancel: stops following from another thread, at once (``WaitCancelledError``).
 
         Raises:
+            WaitCancelledError: ``cancel`` was cancelled.
             DevServerError: a request failed for good (after its retries), or the stream kept dropping
                 (more than the policy's attempts in a row without an event).
         """
         policy = self.retry
-        deadline = policy.clock() + timeout
+        deadline = policy.clock() + (math.inf if timeout is None else timeout)
+
+        def pause(seconds: float) -> None:
+            if cancel is None:
+                policy.sleep(seconds)
+            elif cancel.sleep(seconds):
+                _raise_if_cancelled(cancel, resource)
         known = {_object_key(obj): obj for obj in seen}
         version = resource_version
         drops = 0
         while (remaining := deadline - policy.clock()) > 0:
+            _raise_if_cancelled(cancel, resource)
             if version is None:
                 listing = self.list(resource, namespace=namespace, label_selector=label_selector,
                                     field_selector=field_selector)
@@ -759,7 +790,8 @@ class Kube:
             try:
                 for event, obj in self.watch(resource, namespace=namespace, field_selector=field_selector,
                                              label_selector=label_selector, resource_version=version,
-                                             timeout_seconds=max(1, math.ceil(remaining))):
+                                             timeout_seconds=max(1, math.ceil(min(remaining, FOLLOW_STREAM_SECONDS))),
+                                             cancel=cancel):
                     events += 1
                     drops = 0
                     version = str((obj.get("metadata") or {}).get("resourceVersion") or "") or version
@@ -777,12 +809,12 @@ class Kube:
                 drops += 1
                 if drops >= policy.attempts:
                     raise
-                policy.sleep(min(policy.pause(drops), max(0.0, deadline - policy.clock())))
+                pause(min(policy.pause(drops), max(0.0, deadline - policy.clock())))
                 continue
             if not events and policy.clock() - started < 1.0:
                 # A stream ended at once, with nothing in it: do not come straight back.
                 drops += 1
-                policy.sleep(min(policy.pause(drops), max(0.0, deadline - policy.clock())))
+                pause(min(policy.pause(drops), max(0.0, deadline - policy.clock())))
 
     def _watch_event(self, line: bytes, resource: Resource, namespace: str | None) -> tuple[str, dict[str, Any]]:
         event = json.loads(line)
@@ -891,6 +923,19 @@ class Kube:
             return None
         username = ((review or {}).get("status") or {}).get("userInfo", {}).get("username")
         return str(username) if username else None
+
+
+def _shut_down(raw: Any) -> None:
+    """Make a read blocked on ``raw`` (a urllib3 response, in another thread) return now."""
+    try:
+        raw.shutdown()  # urllib3 >= 2.3: shuts the socket's read side, which wakes a blocked read
+    except (AttributeError, ValueError, RuntimeError):
+        raw.close()
+
+
+def _raise_if_cancelled(cancel: Cancellation | None, resource: Resource) -> None:
+    if cancel is not None and cancel.cancelled:
+        raise WaitCancelledError(f"Stopped watching {resource.plural}: the wait was cancelled.")
 
 
 def _query_value(value: Any) -> str:
