@@ -93,7 +93,10 @@ NAME_LABEL = "devservers.io/name"
 RANK_LABEL = "apps.kubernetes.io/pod-index"
 DESIRED_STATE_ANNOTATION = "devservers.io/desired-state"
 DEFAULT_WAIT_TIMEOUT = 300.0
-DEFAULT_SHELL = ["/bin/sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi"]
+# Interactive, not a login shell: a login shell sources /etc/profile, which resets PATH to the distribution's
+# default, so `python` from the image's PATH (conda, a venv) was "command not found" in `devctl shell NAME`
+# while `devctl shell NAME -- python` found it. An interactive shell inherits the container's environment.
+DEFAULT_SHELL = ["/bin/sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash -i; else exec sh -i; fi"]
 
 _STDIN_CHUNK = 256 * 1024  # one WebSocket frame each
 _STDIN_BACKLOG = 2 * 1024 * 1024
@@ -1036,7 +1039,8 @@ class DevServerClient:
         Args:
             name: the DevServer name.
             rank: which pod.
-            command: what to run (default: ``bash -l``, else ``sh -l``).
+            command: what to run (default: an interactive ``bash``, else ``sh``, with the container's
+                environment, PATH included).
             container: the container (default: the pod's first).
             stdin, stdout: the streams to attach (default: ``sys.stdin`` and ``sys.stdout``).
 

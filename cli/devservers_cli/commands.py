@@ -237,7 +237,8 @@ def describe(ctx: click.Context, name: str, output: str) -> None:
 def shell(ctx: click.Context, name: str, rank: int, tty: bool, command: tuple[str, ...]) -> None:
     """Open a shell in a DevServer, or run one command there.
 
-    Without a command: an interactive login shell on your terminal (Ctrl-C goes to the remote side;
+    Without a command: an interactive shell on your terminal, with the container's environment and PATH
+    (Ctrl-C goes to the remote side;
     exit leaves with the shell's exit code). With a command after --: its output is streamed as it
     comes and devctl exits with the command's exit code; piped input is passed to it. Add -t for
     interactive programs (a terminal, as ssh -t).

@@ -12,7 +12,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from devservers_sdk.client import DevServerClient, ExecResult
+from devservers_sdk.client import DEFAULT_SHELL, DevServerClient, ExecResult
 from devservers_sdk.errors import DevServerNotFoundError, DevServerNotReadyError, ExecError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,9 +150,14 @@ def test_shell_through_a_pty(client: DevServerClient, box: str, namespace_kubeco
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "dumb"}
     child = pexpect.spawn(sys.executable, [str(script), namespace_kubeconfig, box], env=env, timeout=20,
                           dimensions=(24, 80), encoding="utf-8")
+    container_path = client.exec(box, ["printenv", "PATH"]).stdout.strip()
     try:
         child.sendline("echo $((6*7))")
         child.expect("42")
+        child.sendline('echo "P=[""$PATH""]"')  # the quotes keep the echoed command line from matching
+        child.expect(r"P=\[(/[^\]]*)\]")
+        # The same machine as `devctl shell NAME -- cmd` (start-up files may add entries, never drop any).
+        assert set(container_path.split(":")) <= set(child.match.group(1).split(":"))
         child.sendline("stty size")
         child.expect("24 80")
         child.setwinsize(40, 100)  # SIGWINCH in the client, a resize message to the remote terminal
@@ -170,6 +175,24 @@ def test_shell_through_a_pty(client: DevServerClient, box: str, namespace_kubeco
     finally:
         child.close()
     assert child.exitstatus == 3
+
+
+def test_default_shell_keeps_the_containers_path(tmp_path: Path) -> None:
+    """A login shell would source /etc/profile, which resets PATH: the image's python would vanish."""
+    (tmp_path / "bin").mkdir()
+    path = f"{tmp_path / 'bin'}:/usr/bin:/bin"
+    child = pexpect.spawn(DEFAULT_SHELL[0], DEFAULT_SHELL[1:], env={"PATH": path, "HOME": str(tmp_path),
+                                                                    "TERM": "dumb"},
+                          cwd=str(tmp_path), timeout=20, encoding="utf-8")
+    try:
+        child.sendline('echo "P=[""$PATH""]"')
+        child.expect(r"P=\[(/[^\]]*)\]")
+        seen = child.match.group(1)
+        child.sendline("exit 0")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert seen == path
 
 
 def test_shell_without_a_terminal(client: DevServerClient, box: str, tmp_path: Path) -> None:
