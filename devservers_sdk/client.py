@@ -90,6 +90,7 @@ __all__ = [
 ]
 
 NAME_LABEL = "devservers.io/name"
+_CONTAINER_NAME = "devserver"  # manifests.CONTAINER_NAME: the operator's one container
 RANK_LABEL = "apps.kubernetes.io/pod-index"
 DESIRED_STATE_ANNOTATION = "devservers.io/desired-state"
 DEFAULT_WAIT_TIMEOUT = 300.0
@@ -1128,6 +1129,16 @@ class DevServerClient:
         pod = self._pod_name(name, rank, running=False)
         chunks = self._kube.logs(self.namespace, pod, container=container, follow=follow, tail=tail)
         return _lines(chunks)
+
+    @staticmethod
+    def no_logs_message(name: str, *, rank: int = 0, container: str | None = None) -> str:
+        """What a front end says when ``logs`` yielded nothing: silence reads as a hang or a bug.
+
+        Example:
+            >>> DevServerClient.no_logs_message("mydev", rank=1)
+            "No output yet from container 'devserver' of pod 'mydev-1'."
+        """
+        return f"No output yet from container '{container or _CONTAINER_NAME}' of pod '{name}-{rank}'."
 
     # -- internals -----------------------------------------------------------------------------------
 

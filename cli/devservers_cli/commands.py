@@ -307,11 +307,15 @@ def logs(ctx: click.Context, name: str, rank: int, follow: bool, tail: int | Non
     """
     with target(ctx).client() as client:
         lines = client.logs(name, rank=rank, follow=follow, tail=tail)
+        printed = False
         try:
             for line in lines:
                 click.echo(line)
+                printed = True
         finally:
             lines.close()
+        if not printed:
+            click.echo(client.no_logs_message(name, rank=rank), err=True)
 
 
 # -- lifecycle -------------------------------------------------------------------------------------------

@@ -361,17 +361,20 @@ class DevServerMagics(Magics):
 
         Example: %devserver logs mydev --tail 20
         """
-        lines = self.client(args.namespace).logs(
-            args.name, rank=args.rank, follow=args.follow, tail=args.tail
-        )
+        client = self.client(args.namespace)
+        lines = client.logs(args.name, rank=args.rank, follow=args.follow, tail=args.tail)
+        printed = False
         try:
             for text in lines:
                 print(text, flush=True)
+                printed = True
         except KeyboardInterrupt:
             if not args.follow:
                 raise
         finally:
             lines.close()
+        if not printed:
+            print(client.no_logs_message(args.name, rank=args.rank), flush=True)
 
     @magic_arguments("devserver ui")
     @_namespace_option
