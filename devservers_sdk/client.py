@@ -46,6 +46,7 @@ from types import TracebackType
 from typing import IO, Any, Literal
 
 from . import errors
+from . import lifecycle as lifecycle_rules
 from .activity import ActivityHeartbeat, activity_patch, rfc3339
 from .cancellation import Cancellation
 from .durations import format_duration, parse_duration
@@ -74,7 +75,7 @@ from .kube import (
     RetryPolicy,
 )
 from .launch import LaunchHandle, OutputCallback
-from .models import DevServer, DevServerFlavor, validate_name
+from .models import DevServer, DevServerFlavor, DevServerFlavorSpec, validate_name
 from .settings import load_kubeconfig, resolve_namespace, resolve_owner
 
 __all__ = [
@@ -501,7 +502,8 @@ class DevServerClient:
             The DevServer as created (or as running, with ``wait=True``).
 
         Raises:
-            InvalidSpecError: a rule is broken (``.field`` names it, e.g. ``spec.lifecycle.timeToLive``).
+            InvalidSpecError: a rule is broken (``.field`` names it, e.g. ``spec.lifecycle.timeToLive``);
+                ``LifetimeLimitError`` when the lifetime asked for passes the flavor's ``maxTimeToLive``.
             FlavorNotFoundError: no such flavor; the message lists the existing ones.
             AlreadyExistsError: the name is taken in the namespace.
             WaitTimeoutError, DevServerFailedError, WaitCancelledError: with ``wait=True``.
@@ -541,7 +543,9 @@ class DevServerClient:
             devserver = DevServer.from_manifest(manifest)
         except ValueError as exc:
             raise _invalid_from_validation(exc, name) from exc
-        self._require_flavor(flavor)
+        flavor_object = self._require_flavor(flavor)
+        lifecycle_rules.check_requested_lifetime(devserver.spec, now=datetime.now(UTC),
+                                                 flavor_spec=flavor_object.spec, name=name)
         created = self._kube.create(DEVSERVERS, devserver.to_manifest(), namespace=self.namespace)
         if wait:
             return self.wait(name, timeout=timeout, on_progress=on_progress, cancel=cancel)
@@ -721,7 +725,8 @@ class DevServerClient:
         """Push a DevServer's expiry back: new expiry = max(current expiry, now) + ``by``.
 
         The new deadline is written to ``spec.lifecycle.expirationTime`` (and a ``timeToLive`` is removed,
-        since the earlier of the two would apply). The operator caps it by the flavor's ``maxTimeToLive``.
+        since the earlier of the two would apply). Passing the flavor's ``maxTimeToLive`` is refused with
+        ``LifetimeLimitError``, which names the maximum and how much can still be added.
 
         Args:
             name: the DevServer name.
@@ -732,6 +737,7 @@ class DevServerClient:
 
         Raises:
             InvalidSpecError: ``by`` is not a positive duration.
+            LifetimeLimitError: the new deadline would pass the flavor's maximum lifetime (an InvalidSpecError).
             DevServerNotFoundError: no such DevServer.
 
         Example:
@@ -751,8 +757,13 @@ class DevServerClient:
                     and lifecycle.get("timeToLive") is None:
                 return self._devserver(manifest)
             now = datetime.now(UTC)
-            expiry = _current_expiry(manifest)
-            written = rfc3339(max(expiry or now, now) + delta)
+            server = self._devserver(manifest)
+            created_at = server.metadata.creation_timestamp or now
+            # The rule of lifecycle.extend: past the flavor's maximum is refused, naming it, so what this
+            # writes is exactly the deadline describe and list then show.
+            written = rfc3339(lifecycle_rules.extend(server.spec, created_at=created_at, now=now, by=delta,
+                                                     flavor_spec=self._flavor_spec_or_none(server.spec.flavor),
+                                                     name=name))
             patch = {"metadata": {"resourceVersion": manifest["metadata"].get("resourceVersion")},
                      "spec": {"lifecycle": {"expirationTime": written, "timeToLive": None}}}
             try:
@@ -761,6 +772,27 @@ class DevServerClient:
                 if attempt == attempts - 1:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _flavor_spec_or_none(self, flavor: str) -> DevServerFlavorSpec | None:
+        try:
+            return DevServerFlavor.from_manifest(_typed(self._kube.get(FLAVORS, flavor), FLAVORS)).spec
+        except NotFoundError:  # a deleted flavor caps nothing (the operator reports it missing)
+            return None
+
+    def lifetime(self, server: DevServer | str) -> lifecycle_rules.Lifetime:
+        """When a DevServer will be deleted and which rule decided it: what it asked for, or its flavor's
+        maximum (``Lifetime.describe`` words it, e.g. for what ``devctl create`` prints).
+
+        Args:
+            server: the DevServer, or its name.
+
+        Raises:
+            DevServerNotFoundError: no such DevServer.
+        """
+        devserver = self.get(server) if isinstance(server, str) else server
+        created_at = devserver.metadata.creation_timestamp or datetime.now(UTC)
+        return lifecycle_rules.lifetime(devserver.spec, created_at=created_at,
+                                        flavor_spec=self._flavor_spec_or_none(devserver.spec.flavor))
 
     def stop(self, name: str, *, wait: bool = False, timeout: float = DEFAULT_WAIT_TIMEOUT) -> DevServer:
         """Stop a DevServer: its pods go away, the DevServer and its home volumes stay.
@@ -1320,22 +1352,6 @@ def _last_condition(server: DevServer) -> str | None:
     if latest.reason:
         text += f" ({latest.reason})"
     return text + (f": {latest.message}" if latest.message else "")
-
-
-def _current_expiry(manifest: dict[str, Any]) -> datetime | None:
-    reported = _parse_time((manifest.get("status") or {}).get("expiresAt"))
-    if reported is not None:
-        return reported
-    lifecycle = (manifest.get("spec") or {}).get("lifecycle") or {}
-    candidates = []
-    if lifecycle.get("expirationTime"):
-        candidates.append(_parse_time(lifecycle["expirationTime"]))
-    created = _parse_time((manifest.get("metadata") or {}).get("creationTimestamp"))
-    if lifecycle.get("timeToLive") and created is not None:
-        with contextlib.suppress(ValueError):
-            candidates.append(created + parse_duration(lifecycle["timeToLive"]))
-    found = [c for c in candidates if c is not None]
-    return min(found) if found else None
 
 
 def _lines(chunks: Iterator[bytes]) -> Generator[str, None, None]:

@@ -62,6 +62,9 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"invalid duration {text!r}: expected a string; {_ACCEPTED}")
     match = _PARTS.fullmatch(text)
     if not text or match is None:
+        if text.isdigit() and int(text) == 0:
+            # "add a unit, e.g. 0s" would suggest a value that is refused in turn.
+            raise ValueError(f'invalid duration "{text}": must be longer than zero; {_ACCEPTED}')
         if text.isdigit():
             raise ValueError(f'invalid duration "{text}": add a unit, e.g. {text}s or {text}m; {_ACCEPTED}')
         if _TOKENS.fullmatch(text):

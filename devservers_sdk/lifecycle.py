@@ -15,6 +15,12 @@ The rules, in the words of the issue and the model descriptions:
 * **Extend** moves the deadline to ``max(current deadline, now) + by`` (what ``DevServerClient.extend``
   writes to ``spec.lifecycle.expirationTime``) and *refuses*, with ``LifetimeLimitError``, to pass the
   flavor's cap: silently clamping would leave someone believing they have two more hours.
+* **One rule for every front end**: a lifetime asked for at create (``timeToLive``, ``expirationTime``) or
+  by extend that passes the flavor's ``maxTimeToLive`` is *refused* by the SDK (``check_requested_lifetime``,
+  ``extend``), with a message naming the flavor's maximum; devctl, the magics and the widgets all go through
+  it. Only a raw write that skips the SDK is capped by the operator, and ``lifetime`` then says so. A server
+  created without a lifetime lives the flavor's maximum, and ``lifetime(...).describe`` says that too, so
+  front ends print it at create.
 * **Idle** (stops: StatefulSet to zero replicas, DevServer and home volumes kept): with ``autoShutdown``
   and an idle timeout (``lifecycle.idleTimeout``, else the flavor's ``defaultIdleTimeout``), a server
   whose last activity is older than the timeout is stopped. Activity is the latest of the SDK's
@@ -54,13 +60,16 @@ __all__ = [
     "Action",
     "Activity",
     "Decision",
+    "Lifetime",
     "LifetimeLimitError",
     "ProbeReport",
+    "check_requested_lifetime",
     "desired_stopped",
     "expires_at",
     "extend",
     "idle_timeout",
     "last_activity",
+    "lifetime",
     "lifetime_cap",
     "plan",
 ]
@@ -96,8 +105,9 @@ class LifetimeLimitError(InvalidSpecError):
     ``requested`` (the deadline asked for).
     """
 
-    def __init__(self, message: str, *, cap: datetime, requested: datetime, name: str | None = None) -> None:
-        super().__init__(message, field="spec.lifecycle.expirationTime", kind="DevServer", name=name)
+    def __init__(self, message: str, *, cap: datetime, requested: datetime, name: str | None = None,
+                 field: str = "spec.lifecycle.expirationTime") -> None:
+        super().__init__(message, field=field, kind="DevServer", name=name)
         self.cap = cap
         self.requested = requested
 
@@ -138,6 +148,103 @@ def expires_at(
     if cap is not None:
         candidates.append(cap)
     return min(candidates) if candidates else None
+
+
+@dataclass(frozen=True)
+class Lifetime:
+    """When a DevServer is deleted, and which rule decided it (for what front ends print).
+
+    Attributes:
+        expires_at: the deadline, or None if it never expires.
+        source: ``"expirationTime"``, ``"timeToLive"``, ``"flavor maximum"`` (nothing asked for, or what was
+            asked for passes the cap) or ``"none"``.
+        flavor: the flavor's name.
+        maximum: the flavor's ``maxTimeToLive`` as written, or None.
+        capped: a lifetime was asked for, but the flavor's maximum cuts it short.
+    """
+
+    expires_at: datetime | None
+    source: Literal["expirationTime", "timeToLive", "flavor maximum", "none"]
+    flavor: str
+    maximum: str | None
+    capped: bool = False
+
+    def describe(self, now: datetime) -> str:
+        """``expires at 2026-12-14T03:40:00Z (in 7d), the maximum lifetime of flavor 'cpu-small'``."""
+        if self.expires_at is None:
+            return f"never expires (flavor '{self.flavor}' sets no maximum lifetime)"
+        left = self.expires_at - now
+        when = f"expires at {rfc3339(self.expires_at)} (in {_two_units(left)})" if left > timedelta(0) \
+            else f"expired at {rfc3339(self.expires_at)}"
+        if self.capped:
+            return f"{when}: capped at the maximum lifetime of flavor '{self.flavor}' ({self.maximum})"
+        if self.source == "flavor maximum":
+            return f"{when}, the maximum lifetime of flavor '{self.flavor}' ({self.maximum}), as none was asked for"
+        return when
+
+
+def _two_units(delta: timedelta) -> str:
+    # The way devctl list shows time left (6d23h, 1h59m): what one front end prints, the others match.
+    seconds = max(0, int(delta.total_seconds()))
+    parts = [(seconds // 86400, "d"), (seconds % 86400 // 3600, "h"), (seconds % 3600 // 60, "m"), (seconds % 60, "s")]
+    first = next((i for i, (count, _) in enumerate(parts) if count), len(parts) - 1)
+    return "".join(f"{count}{unit}" for count, unit in parts[first:first + 2] if count) or "0s"
+
+
+def lifetime(spec: DevServerSpec, *, created_at: datetime, flavor_spec: DevServerFlavorSpec | None) -> Lifetime:
+    """The deadline of ``expires_at`` with the rule that set it."""
+    deadline = expires_at(spec, created_at=created_at, flavor_spec=flavor_spec)
+    maximum = flavor_spec.max_time_to_live if flavor_spec is not None else None
+    cap = lifetime_cap(created_at=created_at, flavor_spec=flavor_spec)
+    lifecycle = spec.lifecycle
+    asked: list[tuple[datetime, Literal["expirationTime", "timeToLive"]]] = []
+    if lifecycle.expiration_time is not None:
+        asked.append((lifecycle.expiration_time, "expirationTime"))
+    if lifecycle.time_to_live is not None:
+        asked.append((created_at + parse_duration(lifecycle.time_to_live), "timeToLive"))
+    if deadline is None:
+        return Lifetime(None, "none", spec.flavor, maximum)
+    if not asked:
+        return Lifetime(deadline, "flavor maximum", spec.flavor, maximum)
+    earliest, source = min(asked, key=lambda pair: pair[0])
+    if cap is not None and earliest > cap:
+        return Lifetime(deadline, "flavor maximum", spec.flavor, maximum, capped=True)
+    return Lifetime(deadline, source, spec.flavor, maximum)
+
+
+def check_requested_lifetime(
+    spec: DevServerSpec, *, now: datetime, flavor_spec: DevServerFlavorSpec | None, name: str | None = None
+) -> None:
+    """Refuse a new DevServer whose ``timeToLive`` or ``expirationTime`` passes its flavor's maximum.
+
+    Raises:
+        LifetimeLimitError: the message names what was asked, the flavor and its ``maxTimeToLive``.
+    """
+    _require_aware(now, "now")
+    cap = lifetime_cap(created_at=now, flavor_spec=flavor_spec)
+    if cap is None:
+        return
+    assert flavor_spec is not None and flavor_spec.max_time_to_live is not None
+    label = f"DevServer '{name}'" if name else "the DevServer"
+    maximum = flavor_spec.max_time_to_live
+    lifecycle = spec.lifecycle
+    asked: list[tuple[datetime, str, str]] = []
+    if lifecycle.time_to_live is not None:
+        asked.append((now + parse_duration(lifecycle.time_to_live), f"a lifetime of {lifecycle.time_to_live}",
+                      "spec.lifecycle.timeToLive"))
+    if lifecycle.expiration_time is not None:
+        asked.append((lifecycle.expiration_time, f"expiry at {rfc3339(lifecycle.expiration_time)}",
+                      "spec.lifecycle.expirationTime"))
+    # The earlier request is the one that applies; only refuse when even that one passes the cap.
+    if asked and (requested := min(asked, key=lambda pair: pair[0]))[0] > cap:
+        raise LifetimeLimitError(
+            f"{label} asks for {requested[1]}, more than the maximum lifetime of its flavor '{spec.flavor}' "
+            f"({maximum}); ask for at most {maximum}, or leave the lifetime out to get exactly {maximum}",
+            cap=cap,
+            requested=requested[0],
+            name=name,
+            field=requested[2],
+        )
 
 
 def extend(

@@ -93,7 +93,8 @@ def flavors(ctx: click.Context, output: str) -> None:
 @click.option("--image", metavar="IMAGE", help="Container image (default: the flavor's).")
 @click.option("--home-size", metavar="SIZE", help="Persistent home volume per pod, e.g. 50Gi.")
 @click.option("--time", "time_to_live", type=DURATION, metavar="DURATION",
-              help="Lifetime from now, e.g. 30m, 4h, 1h30m, 2d (capped by the flavor).")
+              help="Lifetime from now, e.g. 30m, 4h, 1h30m, 2d (default and most: the flavor's maximum; more "
+                   "is refused).")
 @click.option("--idle-timeout", type=DURATION, metavar="DURATION", help="Stop after this long without activity, e.g. 1h.")
 @click.option("--auto-shutdown/--no-auto-shutdown", default=True, show_default=True,
               help="Stop the server when it is idle.")
@@ -143,7 +144,8 @@ def create(ctx: click.Context, name: str, flavor: str, image: str | None, home_s
             time_to_live=time_to_live, idle_timeout=idle_timeout, auto_shutdown=auto_shutdown,
             expiration_time=expires)
         if output is None:
-            click.echo(f"DevServer '{name}' created in {_where(client)} (flavor {flavor}).")
+            lifetime = client.lifetime(server).describe(views.now())
+            click.echo(f"DevServer '{name}' created in {_where(client)} (flavor {flavor}); it {lifetime}.")
         if wait:
             server = _wait(client, name, for_phase="Running", timeout=timeout)
     if output is not None:
@@ -366,7 +368,8 @@ def delete(ctx: click.Context, names: tuple[str, ...], yes: bool, wait: bool, ti
 def extend(ctx: click.Context, name: str, by: str, output: str | None) -> None:
     """Push back the expiry of a DevServer.
 
-    The new expiry is the current one (or now, if later) plus --time. The flavor's maximum lifetime still applies.
+    The new expiry is the current one (or now, if later) plus --time. Passing the flavor's maximum
+    lifetime is refused, with that maximum and how much can still be added.
 
     \b
     Example:
@@ -374,12 +377,10 @@ def extend(ctx: click.Context, name: str, by: str, output: str | None) -> None:
     """
     with target(ctx).client() as client:
         server = client.extend(name, by=by)
+        if output is None:
+            click.echo(f"DevServer '{name}' now {client.lifetime(server).describe(views.now())}.")
     if output is not None:
         _show([server], output, views.DEVSERVER, single=True)
-        return
-    deadline = server.spec.lifecycle.expiration_time
-    click.echo(f"DevServer '{name}' now expires at "
-               f"{views.timestamp(deadline, relative=lambda m: f'in {views.time_left(m)}')}.")
 
 
 @click.command()

@@ -146,6 +146,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def now() -> datetime:
+    """The time to word deadlines against (``Lifetime.describe``)."""
+    return _now()
+
+
 def age(moment: datetime | None) -> str:
     """Time since ``moment``, or ``-``."""
     return human_duration(_now() - moment) if moment else NONE

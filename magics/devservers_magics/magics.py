@@ -22,6 +22,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from IPython.core.error import UsageError
@@ -235,7 +236,8 @@ class DevServerMagics(Magics):
         idle = (
             int(args.idle_timeout) if args.idle_timeout and args.idle_timeout.isdigit() else args.idle_timeout
         )
-        return self.client(args.namespace).create(
+        client = self.client(args.namespace)
+        server = client.create(
             args.name,
             flavor=args.flavor,
             image=args.image,
@@ -254,6 +256,8 @@ class DevServerMagics(Magics):
             timeout=self._timeout(args),
             on_progress=_progress_printer() if args.wait else None,
         )
+        print(f"DevServer '{args.name}' {client.lifetime(server).describe(datetime.now(UTC))}.", flush=True)
+        return server
 
     @magic_arguments("devserver describe")
     @argument("name", metavar="NAME", help="the DevServer name")
@@ -298,7 +302,10 @@ class DevServerMagics(Magics):
 
         Example: %devserver extend mydev --time 2h
         """
-        return self.client(args.namespace).extend(args.name, by=args.by)
+        client = self.client(args.namespace)
+        server = client.extend(args.name, by=args.by)
+        print(f"DevServer '{args.name}' now {client.lifetime(server).describe(datetime.now(UTC))}.", flush=True)
+        return server
 
     @magic_arguments("devserver update")
     @argument("name", metavar="NAME", help="the DevServer name")

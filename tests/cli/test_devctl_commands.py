@@ -15,6 +15,8 @@ import pytest
 import yaml
 from devctl_support import Devctl, Outcome, running
 
+from devservers_sdk.localcluster.pytest_plugin import wait_for
+
 pytestmark = pytest.mark.slow
 
 PROGRESS_LINE = re.compile(r"^\[\s*\d+\.\ds\] (\w+)\s+(\d+)/(\d+) ready", re.MULTILINE)
@@ -228,6 +230,33 @@ def test_logs(devctl: Devctl) -> None:
 
 
 # -- lifecycle -------------------------------------------------------------------------------------------
+
+def test_lifetimes_follow_one_rule_and_say_the_flavors_maximum(devctl: Devctl) -> None:
+    """Issue 14: over the cap is refused naming the maximum; the default is said at create; what extend
+    prints is what describe then shows; --time 0 suggests nothing that is refused in turn."""
+    assert_error(devctl("create", "long", "--flavor", "cpu-small", "--time", "8d"),
+                 "asks for a lifetime of 8d, more than the maximum lifetime of its flavor 'cpu-small' (7d)")
+    zero = devctl("create", "zero", "--flavor", "cpu-small", "--time", "0")
+    assert_usage_error(zero, "longer than zero")
+    assert "0s" not in zero.stderr
+    plain = devctl("create", "plain", "--flavor", "cpu-small")
+    assert plain.exit_code == 0, str(plain)
+    assert re.search(r"it expires at \S+Z \(in (6d23h|7d)\), the maximum lifetime of flavor 'cpu-small' \(7d\), "
+                     r"as none was asked for", plain.stdout), str(plain)
+    assert_error(devctl("extend", "plain", "--time", "10d"), "maximum lifetime of its flavor 'cpu-small' (7d")
+
+    assert devctl("create", "brief", "--flavor", "cpu-small", "--time", "1h").exit_code == 0
+    extended = devctl("extend", "brief", "--time", "2h")
+    printed = re.search(r"DevServer 'brief' now expires at (\S+Z) \(in 2h(59m)?\)\.", extended.stdout)
+    assert extended.exit_code == 0 and printed, str(extended)
+
+    def described() -> str | None:
+        status = json.loads(devctl("describe", "brief", "-o", "json").stdout)["devserver"].get("status") or {}
+        return status.get("expiresAt")
+
+    wait_for(lambda: described() == printed.group(1), timeout=60,
+             message=f"the operator's expiresAt to be the {printed.group(1)} extend printed")
+
 
 def test_stop_start_extend_update_wait(devctl: Devctl) -> None:
     running(devctl, "cycle", "--time", "1h")

@@ -22,6 +22,7 @@ from devservers_sdk.errors import (
     WaitTimeoutError,
 )
 from devservers_sdk.kube import DEVSERVERS, Kube
+from devservers_sdk.lifecycle import LifetimeLimitError
 from devservers_sdk.localcluster.pytest_plugin import wait_for
 from devservers_sdk.models import MAX_NAME_LENGTH, DevServer
 
@@ -180,18 +181,35 @@ def test_extend_from_time_to_live(client: DevServerClient) -> None:
         client.extend("mydev", by="forever")
 
 
-def test_extend_counts_from_now_when_expired_or_unbounded(client: DevServerClient, set_status: SetStatus) -> None:
-    client.create("mydev", flavor="cpu-small")
-    before = datetime.now(UTC).replace(microsecond=0)
-    extended = client.extend("mydev", by="2h")
-    after = datetime.now(UTC) + timedelta(seconds=1)
-    assert extended.spec.lifecycle.expiration_time is not None
-    assert before + timedelta(hours=2) <= extended.spec.lifecycle.expiration_time <= after + timedelta(hours=2)
-    set_status("mydev", {"expiresAt": "2020-01-01T00:00:00Z"})  # the operator's view: past
-    before = datetime.now(UTC).replace(microsecond=0)
-    extended = client.extend("mydev", by="1h")
-    assert extended.spec.lifecycle.expiration_time is not None
-    assert extended.spec.lifecycle.expiration_time >= before + timedelta(hours=1)
+def test_extend_is_refused_past_the_flavor_maximum_naming_it(client: DevServerClient) -> None:
+    """One rule (issue 14): past the cap is refused, with the cap; what extend writes is what applies."""
+    client.create("atmax", flavor="cpu-small")  # no lifetime asked: exactly the flavor's 7d
+    lifetime = client.lifetime("atmax")
+    assert lifetime.source == "flavor maximum" and lifetime.maximum == "7d"
+    assert "the maximum lifetime of flavor 'cpu-small' (7d), as none was asked for" in \
+        lifetime.describe(datetime.now(UTC))
+    with pytest.raises(LifetimeLimitError, match=r"maximum lifetime of its flavor 'cpu-small' \(7d.*already at"):
+        client.extend("atmax", by="2h")
+    created = client.create("short", flavor="cpu-small", time_to_live="1h")
+    assert created.metadata.creation_timestamp is not None
+    with pytest.raises(LifetimeLimitError, match=r"flavor 'cpu-small' \(7d"):
+        client.extend("short", by="10d")
+    extended = client.extend("short", by="2h")
+    deadline = created.metadata.creation_timestamp + timedelta(hours=3)
+    assert extended.spec.lifecycle.expiration_time == deadline
+    assert client.lifetime(extended).expires_at == deadline
+
+
+def test_create_past_the_flavor_maximum_is_refused_naming_it(client: DevServerClient) -> None:
+    with pytest.raises(LifetimeLimitError, match=r"a lifetime of 8d, more than the maximum lifetime of its "
+                                                 r"flavor 'cpu-small' \(7d\); ask for at most 7d") as caught:
+        client.create("long", flavor="cpu-small", time_to_live="8d")
+    assert caught.value.field == "spec.lifecycle.timeToLive"
+    with pytest.raises(LifetimeLimitError, match="flavor 'cpu-small' \\(7d\\)"):
+        client.create("late", flavor="cpu-small", expiration_time=datetime.now(UTC) + timedelta(days=30))
+    with pytest.raises(DevServerNotFoundError):
+        client.get("long")
+    assert client.create("exact", flavor="cpu-small", time_to_live="7d").spec.lifecycle.time_to_live == "7d"
 
 
 def test_stop_and_start_set_the_desired_state(client: DevServerClient) -> None:

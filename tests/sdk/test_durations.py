@@ -40,6 +40,8 @@ def test_parse_accepts(text: str, expected: timedelta) -> None:
         ("0d0h0m0s", "longer than zero"),
         ("-5m", "use a number followed by"),
         ("90", "add a unit, e.g. 90s or 90m"),
+        ("0", "longer than zero"),
+        ("000", "longer than zero"),
         ("1.5h", "use a number followed by"),
         ("4H", "use a number followed by"),
         (" 4h", "use a number followed by"),
@@ -55,6 +57,8 @@ def test_parse_refuses_with_a_message_that_says_what_to_write(text: str, hint: s
         parse_duration(text)
     assert f'"{text}"' in str(caught.value)
     assert hint in str(caught.value)
+    for suggested in re.findall(r"e\.g\. ([0-9a-z]+)", str(caught.value)):
+        parse_duration(suggested)  # every example the message offers is itself accepted
 
 
 def test_parse_refuses_non_strings() -> None:
