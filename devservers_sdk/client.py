@@ -43,7 +43,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from . import errors
 from . import lifecycle as lifecycle_rules
@@ -77,6 +77,10 @@ from .kube import (
 from .launch import LaunchHandle, OutputCallback
 from .models import DevServer, DevServerFlavor, DevServerFlavorSpec, validate_name
 from .settings import load_kubeconfig, resolve_namespace, resolve_owner
+
+if TYPE_CHECKING:
+    from .connect.files import TransferResult
+    from .connect.portforward import PortForward
 
 __all__ = [
     "DESIRED_STATE_ANNOTATION",
@@ -1254,6 +1258,108 @@ class DevServerClient:
         if text:
             return out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
         return out, err
+
+    # -- connect: port-forward, files ---------------------------------------------------------------
+
+    def port_forward(self, name: str, remote_port: int, *, local_port: int = 0, rank: int = 0,
+                     address: str = "127.0.0.1", on_error: Callable[[str], None] | None = None) -> PortForward:
+        """Forward a local TCP port to ``remote_port`` of a DevServer's pod, for as long as a ``with`` lasts.
+
+        Many connections at once are fine (each gets its own stream). A connection the pod refuses (nothing
+        listens on ``remote_port`` yet) is closed and reported through ``on_error``; the forward keeps
+        listening. While it is open, the DevServer counts as in use (idle shutdown waits).
+
+        Args:
+            name: the DevServer name.
+            remote_port: the port in the pod.
+            local_port: the local port (0: any free one; read it from the address).
+            rank: which pod of a distributed DevServer.
+            address: the local address to listen on (``0.0.0.0`` to share it with your network).
+            on_error: called with a one-line message for each failed connection (default: a log warning).
+
+        Returns:
+            A started ``PortForward``; ``with`` gives its ``LocalAddress`` ``(host, port)`` (``.url``).
+
+        Raises:
+            DevServerNotFoundError, DevServerNotReadyError: as for ``exec``.
+            InvalidSpecError: a bad port, or the local port is taken.
+
+        Example:
+            >>> with client.port_forward("mydev", 6006) as (host, port):  # doctest: +SKIP
+            ...     urllib.request.urlopen(f"http://{host}:{port}/").read()
+        """
+        from .connect.portforward import PortForward
+
+        return PortForward(self, name, remote_port, local_port=local_port, rank=rank, address=address,
+                           on_error=on_error)
+
+    def copy_to(self, name: str, source: str | os.PathLike[str], destination: str, *, rank: int = 0,
+                all_ranks: bool = False) -> TransferResult:
+        """Copy a local file or directory into a DevServer, keeping modes and modification times.
+
+        As ``cp -r``: into ``destination`` when it is a directory in the pod (or ends with ``/``), else
+        to ``destination`` itself. ``~`` is the pod's home.
+
+        Args:
+            name: the DevServer name.
+            source: a local file, directory or symlink.
+            destination: the path in the pod.
+            rank: which pod; ``all_ranks``: every pod of a distributed DevServer.
+
+        Returns:
+            A ``TransferResult`` (files, bytes sent, ranks, the path it went to).
+
+        Raises:
+            InvalidSpecError: ``source`` does not exist.
+            DevServerNotFoundError, DevServerNotReadyError: as for ``exec``.
+            ExecError: the pod could not unpack it (a read-only path, no ``tar`` in the image).
+
+        Example:
+            >>> client.copy_to("mydev", "data/", "~/data")  # doctest: +SKIP
+        """
+        from .connect.files import copy_to
+
+        return copy_to(self, name, source, destination, rank=rank, all_ranks=all_ranks)
+
+    def copy_from(self, name: str, source: str, destination: str | os.PathLike[str], *,
+                  rank: int = 0) -> TransferResult:
+        """Copy a file or directory of a DevServer to this machine, keeping modes and modification times.
+
+        Into ``destination`` when it is a local directory, else to ``destination`` itself (whose
+        directory must exist). Paths in the archive that would leave it are refused.
+
+        Raises:
+            InvalidSpecError: the local directory does not exist.
+            ExecError: no such path in the pod.
+
+        Example:
+            >>> client.copy_from("mydev", "~/runs/exp1", "./exp1")  # doctest: +SKIP
+        """
+        from .connect.files import copy_from
+
+        return copy_from(self, name, source, destination, rank=rank)
+
+    def sync(self, name: str, source: str | os.PathLike[str], destination: str | None = None, *,
+             ranks: Iterable[int] | None = None) -> TransferResult:
+        """Upload a working directory to every rank, sending only what changed since the last sync.
+
+        ``.git`` and what ``.gitignore`` ignores stay here; nothing in the pod is ever deleted.
+
+        Args:
+            name: the DevServer name.
+            source: the local directory.
+            destination: the directory in the pods (default ``~/<name of source>``).
+            ranks: which ranks (default: all).
+
+        Returns:
+            A ``TransferResult``; ``bytes_sent == 0`` when everything was already there.
+
+        Example:
+            >>> client.sync("ddp", ".")  # doctest: +SKIP
+        """
+        from .connect.files import sync
+
+        return sync(self, name, source, destination, ranks=ranks)
 
     # -- launch --------------------------------------------------------------------------------------
 

@@ -861,14 +861,29 @@ class Kube:
             tty: allocate a terminal (stderr is then merged into stdout by the kubelet).
             timeout: seconds allowed for the connection and handshake.
         """
+        query: list[tuple[str, Any]] = [("command", part) for part in command]
+        query += [("container", container), ("stdin", "true" if stdin else None), ("stdout", "true"),
+                  ("stderr", None if tty else "true"), ("tty", "true" if tty else None)]
+        return self._channels(PODS.path(namespace, pod, "exec"), query, [V5_PROTOCOL, V4_PROTOCOL],
+                              pod=pod, namespace=namespace, timeout=timeout)
+
+    def port_forward(self, namespace: str, pod: str, port: int, *, timeout: float | None = None) -> ExecSession:
+        """Open a ``pods/portforward`` stream to one TCP port of a pod (one connection to the pod).
+
+        The ``v4.channel.k8s.io`` WebSocket protocol the Python client speaks: channel 0 carries the data,
+        channel 1 the kubelet's error text; each starts with the port number (two bytes, little endian).
+        One WebSocket per connection, so connections never wait behind each other's frames.
+        """
+        return self._channels(PODS.path(namespace, pod, "portforward"), [("ports", port)], [V4_PROTOCOL],
+                              pod=pod, namespace=namespace, timeout=timeout)
+
+    def _channels(self, path: str, query: Sequence[tuple[str, Any]], subprotocols: Sequence[str], *, pod: str,
+                  namespace: str, timeout: float | None) -> ExecSession:
+        """The WebSocket handshake of a channel protocol (exec, port-forward), then a non-blocking session."""
         import ssl
 
         from websocket import WebSocket, WebSocketBadStatusException, WebSocketException
 
-        query: list[tuple[str, Any]] = [("command", part) for part in command]
-        query += [("container", container), ("stdin", "true" if stdin else None), ("stdout", "true"),
-                  ("stderr", None if tty else "true"), ("tty", "true" if tty else None)]
-        path = PODS.path(namespace, pod, "exec")
         configuration = self.api.configuration
         headers = self._headers("GET", path)
         url = self._url(path, query).replace("https://", "wss://", 1).replace("http://", "ws://", 1)
@@ -886,7 +901,7 @@ class Kube:
             sslopt["server_hostname"] = configuration.tls_server_name
         options: dict[str, Any] = {"header": [f"Authorization: {headers['authorization']}"]
                                    if "authorization" in headers else [],
-                                   "subprotocols": [V5_PROTOCOL, V4_PROTOCOL],
+                                   "subprotocols": list(subprotocols),
                                    "timeout": min(CONNECT_TIMEOUT, timeout or self.timeout)}
         if configuration.proxy:
             from kubernetes.stream.ws_client import websocket_proxycare
@@ -904,7 +919,7 @@ class Kube:
             raise self.unreachable(exc, options["timeout"]) from exc
         sock = websocket.sock
         if sock is None:
-            raise self.unreachable(ConnectionResetError("the exec connection closed during the handshake"))
+            raise self.unreachable(ConnectionResetError("the connection closed during the WebSocket handshake"))
         sock.settimeout(None)
         sock.setblocking(False)
         return ExecSession(sock, protocol=websocket.subprotocol or "", unreachable=self.unreachable)

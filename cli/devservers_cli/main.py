@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from .commands import COMMANDS
+from .connect_commands import CONNECT_COMMANDS
 from .launch_command import launch
 from .local import local
 from .options import cluster_options, target
@@ -94,6 +95,8 @@ def cli() -> None:
 
 
 for _command in COMMANDS:
+    cli.add_command(_command)
+for _command in CONNECT_COMMANDS:
     cli.add_command(_command)
 cli.add_command(launch)
 cli.add_command(local)
