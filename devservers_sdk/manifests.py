@@ -62,11 +62,14 @@ __all__ = [
     "RANK_LABEL",
     "RESERVED_ENV",
     "RESTARTED_AT_ANNOTATION",
+    "SPOT_PLATFORMS",
     "DesiredObjects",
     "OperatorConfig",
+    "SpotPlacement",
     "build_objects",
     "build_service",
     "build_statefulset",
+    "capacity_placement",
     "desired_replicas",
     "distributed_env",
     "image_for",
@@ -140,6 +143,54 @@ RESERVED_ENV = frozenset(
 """Names the operator sets (or deliberately leaves to torchrun): never taken from user settings."""
 
 
+# -- spot capacity -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpotPlacement:
+    """How one platform marks spot nodes: the label to select them by, and the taint spot pools commonly
+    carry so that only pods that asked for spot land there (tolerated, never required)."""
+
+    node_selector: Mapping[str, str]
+    toleration: Mapping[str, str]
+
+
+SPOT_PLATFORMS: Mapping[str, SpotPlacement] = {
+    # EKS managed node groups label every node with its capacity type; teams taint their spot groups with
+    # the same key so on-demand work stays off them.
+    "eks": SpotPlacement(
+        node_selector={"eks.amazonaws.com/capacityType": "SPOT"},
+        toleration={"key": "eks.amazonaws.com/capacityType", "operator": "Equal", "value": "SPOT",
+                    "effect": "NoSchedule"},
+    ),
+    # Karpenter labels the nodes it launches with the capacity type it bought, and provisions spot for a
+    # pod that requires the label; NodePools that offer spot often taint it with the same key.
+    "karpenter": SpotPlacement(
+        node_selector={"karpenter.sh/capacity-type": "spot"},
+        toleration={"key": "karpenter.sh/capacity-type", "operator": "Equal", "value": "spot",
+                    "effect": "NoSchedule"},
+    ),
+}
+"""Spot mappings by ``DEVSERVERS_SPOT_PLATFORM``. The interruption taints (``aws-node-termination-handler/
+spot-itn``, ``karpenter.sh/disrupted``) are deliberately *not* tolerated: they are how a pod learns to move."""
+
+
+def capacity_placement(
+    flavor_spec: DevServerFlavorSpec, config: OperatorConfig
+) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """The node selector and tolerations a flavor's capacity type adds to its pods (empty for on-demand).
+
+    A flavor's own ``capacitySelector`` replaces the platform's label (and adds no toleration: the flavor's
+    ``tolerations`` say what its nodes need).
+    """
+    if flavor_spec.capacity_selector is not None:
+        return dict(flavor_spec.capacity_selector), []
+    if flavor_spec.capacity_type != "spot":
+        return {}, []
+    placement = SPOT_PLATFORMS[config.spot_platform]
+    return dict(placement.node_selector), [dict(placement.toleration)]
+
+
 # -- configuration ---------------------------------------------------------------------------------------
 
 
@@ -156,6 +207,7 @@ _ENV_VARIABLES = {
     "home_storage_class": "DEVSERVERS_HOME_STORAGE_CLASS",
     "cluster_domain": "DEVSERVERS_CLUSTER_DOMAIN",
     "termination_grace_seconds": "DEVSERVERS_TERMINATION_GRACE_SECONDS",
+    "spot_platform": "DEVSERVERS_SPOT_PLATFORM",
 }
 _INT_SETTINGS = ("master_port", "run_as_user", "run_as_group", "fs_group", "termination_grace_seconds")
 
@@ -175,7 +227,10 @@ class OperatorConfig:
             must stay up with nothing running).
         home_storage_class: storage class of home PVCs; None: the cluster default.
         cluster_domain: the cluster's DNS domain, for ``MASTER_ADDR``.
-        termination_grace_seconds: how long a stopping pod's processes get after SIGTERM.
+        termination_grace_seconds: how long a stopping pod's processes get after SIGTERM (at least the
+            DevServer's checkpoint hook timeout plus a margin, whichever is longer).
+        spot_platform: which mapping of ``SPOT_PLATFORMS`` turns ``capacityType: spot`` into a node
+            selector and a toleration: ``karpenter`` or ``eks`` (managed node groups).
     """
 
     default_image: str = DEFAULT_IMAGE
@@ -190,6 +245,7 @@ class OperatorConfig:
     home_storage_class: str | None = None
     cluster_domain: str = "cluster.local"
     termination_grace_seconds: int = 30
+    spot_platform: str = "karpenter"
 
     def __post_init__(self) -> None:
         for name in ("home_path", "shared_path"):
@@ -213,6 +269,9 @@ class OperatorConfig:
             )
         if self.termination_grace_seconds < 0:
             raise ValueError("termination_grace_seconds must not be negative")
+        if self.spot_platform not in SPOT_PLATFORMS:
+            raise ValueError(f"spot_platform {self.spot_platform!r} is not one of "
+                             f"{', '.join(sorted(SPOT_PLATFORMS))}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -225,7 +284,8 @@ class OperatorConfig:
         ``DEVSERVERS_RUN_AS_USER``/``_RUN_AS_GROUP``/``_FS_GROUP`` (1000),
         ``DEVSERVERS_CONTAINER_COMMAND`` (a shell-quoted command; default the keep-alive loop),
         ``DEVSERVERS_HOME_STORAGE_CLASS`` (the cluster default), ``DEVSERVERS_CLUSTER_DOMAIN``
-        (``cluster.local``), ``DEVSERVERS_TERMINATION_GRACE_SECONDS`` (30).
+        (``cluster.local``), ``DEVSERVERS_TERMINATION_GRACE_SECONDS`` (30), ``DEVSERVERS_SPOT_PLATFORM``
+        (``karpenter``, or ``eks``).
 
         Raises:
             ValueError: a variable is set to something unusable; the message names it.
@@ -558,13 +618,17 @@ def build_statefulset(
         "containers": [_container(devserver, flavor_spec, config, mounts)],
         "volumes": volumes,
     }
-    if flavor_spec.node_selector:
-        pod_spec["nodeSelector"] = dict(flavor_spec.node_selector)
-    if flavor_spec.tolerations:
-        pod_spec["tolerations"] = [
-            toleration.model_dump(mode="json", by_alias=True, exclude_none=True)
-            for toleration in flavor_spec.tolerations
-        ]
+    capacity_selector, capacity_tolerations = capacity_placement(flavor_spec, config)
+    node_selector = {**flavor_spec.node_selector, **capacity_selector}
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    tolerations = [
+        toleration.model_dump(mode="json", by_alias=True, exclude_none=True)
+        for toleration in flavor_spec.tolerations
+    ]
+    tolerations += [toleration for toleration in capacity_tolerations if toleration not in tolerations]
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
     template_metadata: dict[str, Any] = {"labels": labels_for(devserver)}
     restarted_at = devserver.metadata.annotations.get(RESTARTED_AT_ANNOTATION)
     if restarted_at:

@@ -814,6 +814,17 @@ class DevServerFlavorSpec(_Spec):
         default_factory=list,
         description="Taints the pods tolerate, e.g. nvidia.com/gpu:NoSchedule on GPU nodes.",
     )
+    capacity_type: Literal["on-demand", "spot"] | None = Field(
+        default=None,
+        description="on-demand (also when unset), or spot: cheaper capacity the cloud may reclaim with two minutes' notice. The "
+        "operator adds the node selector and toleration its platform uses for spot (EKS managed node groups "
+        "or Karpenter, the operator setting DEVSERVERS_SPOT_PLATFORM), unless capacitySelector names others.",
+    )
+    capacity_selector: dict[_LabelKey, _LabelValue] | None = Field(
+        default=None,
+        description="Node labels that select this flavor's capacity type, used instead of the operator's "
+        'platform mapping, e.g. node.example.com/lifecycle: "spot". Unset: the mapping (nothing for on-demand).',
+    )
     description: str | None = Field(
         default=None, description="One line for the menu, e.g. '1 GPU, 8 CPU, 32Gi'."
     )
@@ -887,6 +898,11 @@ class DevServerFlavor(_Resource):
     def memory(self) -> str | None:
         """Memory per pod as written (requests, else limits), e.g. "16Gi"; None if unset."""
         return self._resource("memory")
+
+    @property
+    def capacity_type(self) -> str:
+        """``spot`` or ``on-demand`` (what an unset ``capacityType`` means)."""
+        return self.spec.capacity_type or "on-demand"
 
     @property
     def gpus(self) -> int:

@@ -303,6 +303,7 @@ FLAVOR = Kind(
         Column("CPU", lambda f: f.cpu or NONE),
         Column("MEMORY", lambda f: f.memory or NONE),
         Column("GPUS", lambda f: str(f.gpus)),
+        Column("CAPACITY", lambda f: f.capacity_type),
         Column("NODE SELECTOR", lambda f: ",".join(f"{k}={v}" for k, v in f.spec.node_selector.items()) or NONE),
         Column("MAX TTL", lambda f: f.spec.max_time_to_live or NONE, wide_only=True),
         Column("IDLE TIMEOUT", lambda f: _seconds(f.spec.default_idle_timeout), wide_only=True),

@@ -46,11 +46,12 @@ def test_flavors_in_every_format(devctl: Devctl) -> None:
     table = devctl("flavors")
     assert table.exit_code == 0, str(table)
     header, *rows = table.stdout.splitlines()
-    assert header.split() == ["NAME", "CPU", "MEMORY", "GPUS", "NODE", "SELECTOR", "DESCRIPTION"]
+    assert header.split() == ["NAME", "CPU", "MEMORY", "GPUS", "CAPACITY", "NODE", "SELECTOR", "DESCRIPTION"]
     by_name = {row.split()[0]: row.split() for row in rows}
     assert set(by_name) >= {"cpu-small", "cpu-medium", "cpu-large", "gpu-small", "gpu-large"}
     assert by_name["cpu-small"][1:4] == ["1", "2Gi", "0"]
-    assert by_name["gpu-small"][3:5] == ["1", "nvidia.com/gpu.present=true"]
+    assert by_name["gpu-small"][3:6] == ["1", "on-demand", "nvidia.com/gpu.present=true"]
+    assert by_name["gpu-small-spot"][3:6] == ["1", "spot", "nvidia.com/gpu.present=true"]
 
     wide = devctl("flavors", "-o", "wide")
     assert "MAX TTL" in wide.stdout and "IDLE TIMEOUT" in wide.stdout and "pytorch/pytorch" in wide.stdout

@@ -358,12 +358,13 @@ def test_status_written_by_the_operator_validates() -> None:
 # --- example flavors ------------------------------------------------------------------------------------
 
 
-def test_the_five_example_flavors_exist() -> None:
+def test_the_example_flavors_exist() -> None:
     assert [path.stem for path in FLAVOR_EXAMPLES] == [
         "cpu-large",
         "cpu-medium",
         "cpu-small",
         "gpu-large",
+        "gpu-small-spot",  # before gpu-small: "-" sorts before "."
         "gpu-small",
     ]
 
