@@ -491,7 +491,8 @@ class DevServerClient:
             nprocs_per_node: processes per pod (distributed only; default 1).
             backend: ``"nccl"`` or ``"gloo"`` (distributed only; default nccl).
             nccl_settings: extra ``NCCL_*`` environment variables (distributed only).
-            home_size: size of a persistent home volume per pod, e.g. ``"100Gi"``.
+            home_size: size of the persistent home volume of each pod, e.g. ``"100Gi"``; None: the flavor's
+                ``defaultHomeSize``, else the operator's default; ``"0"``: no persistent home.
             shared_volume: an existing PersistentVolumeClaim to mount at ``/shared``.
             time_to_live: lifetime from creation, e.g. ``"4h"``, ``"1h30m"``, ``"2d"``, or a ``timedelta``.
             idle_timeout: stop after this much inactivity: seconds, ``"30m"`` or a ``timedelta`` (≥ 1 min).

@@ -31,7 +31,8 @@ NUL in a value.
 Model-only (the SDK checks before sending; the operator sees them when it reads an object): NCCL setting
 keys in upper case (``^NCCL_[A-Z0-9_]+$``: a regular expression in the CEL rule would cost more than the
 apiserver's budget allows for unbounded keys); non-negative
-resource quantities and positive ``persistentHomeSize`` (the Kubernetes pattern allows a sign); requests
+resource quantities and ``persistentHomeSize`` (the Kubernetes pattern allows a sign), a positive
+``defaultHomeSize``; requests
 <= limits, whole numbers for GPUs and other extended resources, and request = limit for those; resource
 names (``cpu``, ``memory``, ``ephemeral-storage``, ``hugepages-*`` or ``domain/name``) and node selector keys
 (label keys): map keys again; the flavor's ``metadata.name`` (the server checks it, the model says it

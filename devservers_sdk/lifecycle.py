@@ -67,6 +67,8 @@ __all__ = [
     "desired_stopped",
     "expires_at",
     "extend",
+    "home_note",
+    "home_summary",
     "idle_timeout",
     "last_activity",
     "lifetime",
@@ -290,6 +292,37 @@ def extend(
             name=name,
         )
     return requested
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def home_summary(spec: DevServerSpec, home_size: str | None) -> str:
+    """The home volume in a few words, for describe: ``10Gi per rank``, ``none (...)``, or where it comes from."""
+    size = home_size if home_size is not None else spec.persistent_home_size
+    if size is None:
+        return "the flavor's or the operator's default (not reported yet)"
+    if size in ("0", "") or (size.isdigit() and int(size) == 0):
+        return "none (persistentHomeSize 0: files in the home are lost at every stop)"
+    source = "" if spec.persistent_home_size is not None else " (default)"
+    return f"{size} per rank{source}"
+
+
+def home_note(spec: DevServerSpec, home_size: str | None) -> str:
+    """What a stop keeps, in words no front end may contradict: never "kept" for a server with no home.
+
+    Args:
+        spec: the DevServer's spec (an explicit ``persistentHomeSize: "0"`` is known before any report).
+        home_size: the operator's ``status.homeSize`` (None: not reported yet).
+    """
+    if home_size is None and spec.persistent_home_size is not None:
+        home_size = spec.persistent_home_size
+    if home_size is None:
+        return "its home volumes, if it has any, are kept"
+    if home_size in ("0", "") or (home_size.isdigit() and int(home_size) == 0):
+        return "it has no persistent home (persistentHomeSize 0), so files in its home are lost"
+    return "its home volumes are kept"
 
 
 # -- activity --------------------------------------------------------------------------------------------
@@ -674,7 +707,8 @@ def plan(
         return decision(
             "stop_idle",
             STOPPED_REASON_IDLE,
-            f"Stopping DevServer '{name}': {idle[2]}. Its home volumes are kept; resume it with: "
+            f"Stopping DevServer '{name}': {idle[2]}. "
+            f"{_sentence(home_note(spec, devserver.status.home_size))}; resume it with: "
             f"devctl start {name}",
         )
     if warning is not None:

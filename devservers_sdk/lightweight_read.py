@@ -494,7 +494,7 @@ def _spec_problem(spec: dict[str, Any]) -> str | None:
         return "owner, flavor or mode"
     if not _optional(spec, "image", str) or not _optional(spec, "sharedVolumeClaimName", str):
         return "image or shared volume"
-    if spec.get("persistentHomeSize") is not None and not _positive_quantity(spec["persistentHomeSize"]):
+    if spec.get("persistentHomeSize") is not None and not _non_negative_quantity(spec["persistentHomeSize"]):
         return "persistentHomeSize"
     return _distributed_problem(spec) or _lifecycle_problem(spec.get("lifecycle", {}))
 
@@ -582,10 +582,10 @@ def _duration(value: Any) -> bool:
     return True
 
 
-def _positive_quantity(value: Any) -> bool:
+def _non_negative_quantity(value: Any) -> bool:
     from .quantities import parse_quantity
 
     try:
-        return parse_quantity(value) > 0
+        return parse_quantity(value) >= 0
     except ValueError:
         return False

@@ -18,7 +18,8 @@ Per DevServer ``<name>`` in namespace ``<ns>`` (names fit, see ``models.MAX_NAME
 
 Immutable parts: a StatefulSet's ``selector``, ``serviceName``, ``podManagementPolicy`` and
 ``volumeClaimTemplates`` cannot be updated. The selector uses only values that never change (not the
-owner); a change of ``persistentHomeSize`` changes the claim templates, and ``immutable_changes`` tells
+owner); a change of the home size (``persistentHomeSize``, else the flavor's ``defaultHomeSize``, else the
+operator's default: ``home_size_for``) changes the claim templates, and ``immutable_changes`` tells
 the operator to delete the StatefulSet with ``propagationPolicy: Orphan`` (pods and home PVCs stay and
 are adopted) and create it again.
 """
@@ -51,6 +52,7 @@ __all__ = [
     "APP_LABEL_VALUE",
     "CONTAINER_NAME",
     "DEFAULT_IMAGE",
+    "DEFAULT_HOME_SIZE",
     "DEFAULT_SHM_SIZE",
     "HOME_VOLUME",
     "INSTANCE_LABEL",
@@ -72,6 +74,7 @@ __all__ = [
     "capacity_placement",
     "desired_replicas",
     "distributed_env",
+    "home_size_for",
     "image_for",
     "immutable_changes",
     "labels_for",
@@ -97,6 +100,9 @@ restart``'s ``kubectl.kubernetes.io/restartedAt``) without any other change."""
 
 CONTAINER_NAME = "devserver"
 HOME_VOLUME = "home"
+DEFAULT_HOME_SIZE = "10Gi"
+"""The operator's default home volume (``DEVSERVERS_DEFAULT_HOME_SIZE``) when neither the DevServer nor its
+flavor says."""
 SHM_VOLUME = "dshm"
 SHARED_VOLUME = "shared"
 MASTER_PORT_NAME = "torch-master"
@@ -205,6 +211,7 @@ _ENV_VARIABLES = {
     "fs_group": "DEVSERVERS_FS_GROUP",
     "command": "DEVSERVERS_CONTAINER_COMMAND",
     "home_storage_class": "DEVSERVERS_HOME_STORAGE_CLASS",
+    "default_home_size": "DEVSERVERS_DEFAULT_HOME_SIZE",
     "cluster_domain": "DEVSERVERS_CLUSTER_DOMAIN",
     "termination_grace_seconds": "DEVSERVERS_TERMINATION_GRACE_SECONDS",
     "spot_platform": "DEVSERVERS_SPOT_PLATFORM",
@@ -226,6 +233,8 @@ class OperatorConfig:
         command: the container's keep-alive command (the image's entrypoint is not used: a dev server
             must stay up with nothing running).
         home_storage_class: storage class of home PVCs; None: the cluster default.
+        default_home_size: the home volume of a DevServer that sets no ``persistentHomeSize`` and whose
+            flavor sets no ``defaultHomeSize``; ``"0"`` or None: no persistent home by default.
         cluster_domain: the cluster's DNS domain, for ``MASTER_ADDR``.
         termination_grace_seconds: how long a stopping pod's processes get after SIGTERM (at least the
             DevServer's checkpoint hook timeout plus a margin, whichever is longer).
@@ -243,6 +252,7 @@ class OperatorConfig:
     fs_group: int = 1000
     command: tuple[str, ...] = KEEP_ALIVE_COMMAND
     home_storage_class: str | None = None
+    default_home_size: str | None = DEFAULT_HOME_SIZE
     cluster_domain: str = "cluster.local"
     termination_grace_seconds: int = 30
     spot_platform: str = "karpenter"
@@ -256,6 +266,14 @@ class OperatorConfig:
             raise ValueError(f"home_path and shared_path are both {self.home_path!r}; they must differ")
         if not 0 < self.master_port < 65536:
             raise ValueError(f"master_port {self.master_port} must be between 1 and 65535")
+        if self.default_home_size is not None:
+            try:
+                negative = parse_quantity(self.default_home_size) < 0
+            except ValueError as exc:
+                raise ValueError(f"default_home_size {self.default_home_size!r}: {exc}") from None
+            if negative:
+                raise ValueError(f"default_home_size {self.default_home_size!r} must be a size such as 10Gi, "
+                                 "or 0 for no persistent home")
         if self.shm_size is not None and parse_quantity(self.shm_size) <= 0:
             raise ValueError(f"shm_size {self.shm_size!r} must be a positive quantity, e.g. 8Gi")
         for name in ("run_as_user", "run_as_group", "fs_group"):
@@ -283,7 +301,8 @@ class OperatorConfig:
         ``DEVSERVERS_MASTER_PORT`` (29500), ``DEVSERVERS_SHM_SIZE`` (half the flavor's memory, else 2Gi),
         ``DEVSERVERS_RUN_AS_USER``/``_RUN_AS_GROUP``/``_FS_GROUP`` (1000),
         ``DEVSERVERS_CONTAINER_COMMAND`` (a shell-quoted command; default the keep-alive loop),
-        ``DEVSERVERS_HOME_STORAGE_CLASS`` (the cluster default), ``DEVSERVERS_CLUSTER_DOMAIN``
+        ``DEVSERVERS_HOME_STORAGE_CLASS`` (the cluster default), ``DEVSERVERS_DEFAULT_HOME_SIZE``
+        (``10Gi``; ``0``: no persistent home unless asked for), ``DEVSERVERS_CLUSTER_DOMAIN``
         (``cluster.local``), ``DEVSERVERS_TERMINATION_GRACE_SECONDS`` (30), ``DEVSERVERS_SPOT_PLATFORM``
         (``karpenter``, or ``eks``).
 
@@ -517,12 +536,32 @@ def distributed_env(devserver: DevServer, config: OperatorConfig) -> list[dict[s
     return env
 
 
+def home_size_for(
+    devserver: DevServer, flavor: DevServerFlavor | DevServerFlavorSpec | None, config: OperatorConfig
+) -> str | None:
+    """The persistent home volume of each pod, or None for none (an ``emptyDir``, lost at every stop).
+
+    ``persistentHomeSize`` when set (``"0"``: the explicit opt-out), else the flavor's ``defaultHomeSize``,
+    else the operator's ``default_home_size``: a home is kept unless someone chose otherwise, because a
+    file that vanishes on stop is lost work.
+    """
+    flavor_spec = _flavor_spec(flavor) if flavor is not None else None
+    for size in (
+        devserver.spec.persistent_home_size,
+        flavor_spec.default_home_size if flavor_spec is not None else None,
+        config.default_home_size,
+    ):
+        if size is not None:
+            return size if parse_quantity(size) > 0 else None
+    return None
+
+
 def _volumes(
     devserver: DevServer, flavor_spec: DevServerFlavorSpec, config: OperatorConfig
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = [{"name": HOME_VOLUME, "mountPath": config.home_path}]
-    if devserver.spec.persistent_home_size is None:
+    if home_size_for(devserver, flavor_spec, config) is None:
         volumes.append({"name": HOME_VOLUME, "emptyDir": {}})
     volumes.append(
         {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": shm_size_for(flavor_spec, config)}}
@@ -646,7 +685,7 @@ def build_statefulset(
     }
     if spec["replicas"] < 0:
         raise ValueError(f"replicas must not be negative, got {spec['replicas']}")
-    size = devserver.spec.persistent_home_size
+    size = home_size_for(devserver, flavor_spec, config)
     if size is not None:
         claim_spec: dict[str, Any] = {
             "accessModes": ["ReadWriteOnce"],

@@ -551,10 +551,12 @@ class DevServerSpec(_Spec):
         description="torchrun group settings; only allowed when mode is distributed (defaults apply when "
         "it is omitted there).",
     )
-    persistent_home_size: _PositiveQuantity | None = Field(
+    persistent_home_size: _Quantity | None = Field(
         default=None,
-        description="Size of a persistent home volume per pod (a Kubernetes quantity, e.g. 100Gi). It "
-        "survives stops and is deleted with the DevServer. Unset: no persistent home.",
+        description="Size of the persistent home volume of each pod (a Kubernetes quantity, e.g. 100Gi). It "
+        "survives stops and is deleted with the DevServer. Unset: the flavor's defaultHomeSize, else the "
+        'operator\'s default (DEVSERVERS_DEFAULT_HOME_SIZE, 10Gi). "0": no persistent home (an empty '
+        "directory that is lost at every stop).",
     )
     shared_volume_claim_name: _Subdomain | None = Field(
         default=None,
@@ -631,6 +633,11 @@ class DevServerStatus(_Observed):
         default=None, description="Why the server is stopped, e.g. IdleTimeout."
     )
     stopped_at: datetime | None = Field(default=None, description="When it was stopped.")
+    home_size: str | None = Field(
+        default=None,
+        description='The persistent home volume each pod has, as the operator built it (e.g. 10Gi); "0": none, '
+        "so files in the home are lost at every stop. Unset: not reported yet.",
+    )
     message: str | None = Field(default=None, description="Human-readable summary of the current state.")
 
     def condition(self, type: str) -> Condition | None:
@@ -843,6 +850,11 @@ class DevServerFlavorSpec(_Spec):
         le=MAX_IDLE_TIMEOUT,
         description="Seconds of inactivity before a DevServer of this flavor stops, unless it sets "
         "lifecycle.idleTimeout. Unset: idle servers are not stopped.",
+    )
+    default_home_size: _PositiveQuantity | None = Field(
+        default=None,
+        description="Persistent home volume per pod for DevServers of this flavor that set no "
+        "persistentHomeSize, e.g. 100Gi. Unset: the operator's default (DEVSERVERS_DEFAULT_HOME_SIZE).",
     )
 
 

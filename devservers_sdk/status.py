@@ -39,14 +39,16 @@ from .lifecycle import (
     STOPPED_REASON_IDLE,
     STOPPED_REASON_REQUESTED,
     Decision,
+    home_note,
 )
-from .manifests import RANK_LABEL, rank_count
+from .manifests import HOME_VOLUME, RANK_LABEL, rank_count
 from .models import Condition, DevServer, DevServerStatus
 
 __all__ = [
     "CONDITION_TYPES",
     "FAILING_WAITING_REASONS",
     "derive_status",
+    "home_size_of",
     "latest_pod_start",
     "pod_rank",
     "pods_to_replace",
@@ -262,6 +264,17 @@ def _rollout_pending(statefulset: Mapping[str, Any] | None, live: Sequence[Mappi
     return None
 
 
+def home_size_of(statefulset: Mapping[str, Any] | None) -> str | None:
+    """The home claim size of a StatefulSet's template; ``"0"`` when it has none; None without one."""
+    if not statefulset:
+        return None
+    for claim in (statefulset.get("spec") or {}).get("volumeClaimTemplates") or []:
+        if (claim.get("metadata") or {}).get("name") == HOME_VOLUME:
+            size = (((claim.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage")
+            return str(size) if size is not None else None
+    return "0"
+
+
 def derive_status(
     devserver: DevServer,
     *,
@@ -318,6 +331,8 @@ def derive_status(
 
     stopped_reason: str | None = None
     stopped_at: datetime | None = None
+    home_size = home_size_of(statefulset) or previous.home_size
+    kept = home_note(devserver.spec, home_size)
     if devserver.metadata.deletion_timestamp is not None:
         phase, message = "Terminating", "being deleted with its pods and home volumes"
     elif desired_stopped:
@@ -332,7 +347,7 @@ def derive_status(
         message = (
             f"stopping {why}: {len(pods)} pod(s) still shutting down"
             if pods
-            else f"stopped {why} at {rfc3339(stopped_at)}; its home volumes are kept. Start it with: "
+            else f"stopped {why} at {rfc3339(stopped_at)}; {kept}. Start it with: "
             f"devctl start {devserver.name}"
         )
     elif degraded[0] == "True":
@@ -395,6 +410,7 @@ def derive_status(
         last_activity_source=activity_source,
         stopped_reason=stopped_reason,
         stopped_at=stopped_at,
+        home_size=home_size,
         message=message,
     )
 

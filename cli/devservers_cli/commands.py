@@ -91,7 +91,10 @@ def flavors(ctx: click.Context, output: str) -> None:
 @click.option("--flavor", required=True, metavar="FLAVOR", shell_complete=complete_flavor,
               help="Size of each pod, from `devctl flavors`.")
 @click.option("--image", metavar="IMAGE", help="Container image (default: the flavor's).")
-@click.option("--home-size", metavar="SIZE", help="Persistent home volume per pod, e.g. 50Gi.")
+@click.option("--home-size", metavar="SIZE",
+              help="Persistent home volume per pod, e.g. 50Gi (default: the flavor's, else the cluster's).")
+@click.option("--no-home", is_flag=True,
+              help="No persistent home: files in the home are lost at every stop (persistentHomeSize 0).")
 @click.option("--time", "time_to_live", type=DURATION, metavar="DURATION",
               help="Lifetime from now, e.g. 30m, 4h, 1h30m, 2d (default and most: the flavor's maximum; more "
                    "is refused).")
@@ -114,7 +117,7 @@ def flavors(ctx: click.Context, output: str) -> None:
 @cluster_options
 @click.pass_context
 def create(ctx: click.Context, name: str, flavor: str, image: str | None, home_size: str | None,
-           time_to_live: str | None, idle_timeout: str | None, auto_shutdown: bool, expires: str | None,
+           no_home: bool, time_to_live: str | None, idle_timeout: str | None, auto_shutdown: bool, expires: str | None,
            shared_volume: str | None, distributed: bool, world_size: int | None, nprocs_per_node: int | None,
            backend: str | None, nccl_settings: dict[str, str], wait: bool, timeout: float,
            output: str | None) -> None:
@@ -135,6 +138,10 @@ def create(ctx: click.Context, name: str, flavor: str, image: str | None, home_s
     given = [flag for flag, value in group.items() if value is not None]
     if given and not distributed:
         raise click.UsageError(f"{', '.join(given)}: only for a distributed DevServer; add --distributed.")
+    if no_home and home_size is not None:
+        raise click.UsageError("--no-home and --home-size contradict each other; pass one of them.")
+    if no_home:
+        home_size = "0"
     where = target(ctx)
     with where.client() as client:
         server = client.create(
@@ -422,20 +429,23 @@ def update(ctx: click.Context, name: str, flavor: str | None, image: str | None,
 def stop(ctx: click.Context, name: str, wait: bool, timeout: float) -> None:
     """Stop a DevServer, keeping its home volumes.
 
-    Its pods go away; its home volumes and settings stay until it is started again or expires.
+    Its pods go away; its home volumes and settings stay until it is started again or expires (a server
+    created with --no-home has no home volume: its files are lost).
 
     \b
     Example:
       devctl stop mydev --wait
     """
+    from devservers_sdk.lifecycle import home_note
+
     where = target(ctx)
     with where.client() as client:
-        client.stop(name)
+        server = client.stop(name)
         if wait:
-            _wait(client, name, for_phase="Stopped", timeout=timeout)
+            server = _wait(client, name, for_phase="Stopped", timeout=timeout)
     state = "stopped" if wait else "stopping"
-    click.echo(f"DevServer '{name}' is {state}; its home volumes are kept. Start it again with: "
-               f"devctl start {name}{where.flags()}")
+    kept = home_note(server.spec, server.status.home_size)
+    click.echo(f"DevServer '{name}' is {state}; {kept}. Start it again with: devctl start {name}{where.flags()}")
 
 
 @click.command()

@@ -357,6 +357,8 @@ def _event_row(event: EventSummary) -> list[str]:
 
 def describe_text(description: DevServerDescription) -> str:
     """``devctl describe``: spec, status, lifecycle, conditions, pods and recent events."""
+    from devservers_sdk.lifecycle import home_summary
+
     server = description.devserver
     spec, status = server.spec, server.status
     nccl = spec.distributed.nccl_settings if spec.distributed else {}
@@ -368,7 +370,7 @@ def describe_text(description: DevServerDescription) -> str:
         ("Image", spec.image or "(flavor default)"),
         ("Mode", _mode(server)),
         *([("NCCL settings", " ".join(f"{k}={v}" for k, v in sorted(nccl.items())))] if nccl else []),
-        ("Home volume", f"{spec.persistent_home_size} per rank" if spec.persistent_home_size else "none"),
+        ("Home volume", home_summary(spec, status.home_size)),
         ("Shared volume", f"{spec.shared_volume_claim_name} at /shared" if spec.shared_volume_claim_name
          else "none"),
         ("Created", timestamp(server.metadata.creation_timestamp, relative=lambda m: f"{age(m)} ago")),

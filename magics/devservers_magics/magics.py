@@ -210,7 +210,13 @@ class DevServerMagics(Magics):
     )
     @argument("--no-auto-shutdown", action="store_true", help="never stop it for being idle")
     @argument("--expires", default=None, metavar="TIME", help="delete it at this time: 2026-12-01T18:00:00Z")
-    @argument("--home-size", default=None, metavar="QUANTITY", help="persistent home volume per pod: 50Gi")
+    @argument(
+        "--home-size",
+        default=None,
+        metavar="QUANTITY",
+        help="persistent home volume per pod: 50Gi (default: the flavor's, else the cluster's)",
+    )
+    @argument("--no-home", action="store_true", help="no persistent home: its files are lost at every stop")
     @argument("--shared-volume", default=None, metavar="CLAIM", help="existing PVC to mount at /shared")
     @argument(
         "--distributed", action="store_true", help="a torchrun group (implied by the next four options)"
@@ -246,7 +252,7 @@ class DevServerMagics(Magics):
             nprocs_per_node=args.nprocs_per_node,
             backend=args.backend,
             nccl_settings=nccl or None,
-            home_size=args.home_size,
+            home_size="0" if args.no_home else args.home_size,
             shared_volume=args.shared_volume,
             time_to_live=args.time_to_live,
             idle_timeout=idle,

@@ -185,8 +185,9 @@ def _fields(server: DevServer, now: datetime) -> list[tuple[str, str]]:
         ("idle timeout", _idle_text(server)),
         ("age", age_text(server, now=now)),
     ]
-    if spec.persistent_home_size:
-        rows.append(("home", spec.persistent_home_size))
+    from devservers_sdk.lifecycle import home_summary
+
+    rows.append(("home", home_summary(spec, status.home_size)))
     if status.stopped_reason:
         rows.append(("stopped", status.stopped_reason))
     if status.message:

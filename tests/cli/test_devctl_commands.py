@@ -232,6 +232,20 @@ def test_logs(devctl: Devctl) -> None:
 
 # -- lifecycle -------------------------------------------------------------------------------------------
 
+def test_no_home_is_explicit_and_never_called_kept(devctl: Devctl) -> None:
+    running(devctl, "scratch", "--no-home")
+    assert json.loads(devctl("describe", "scratch", "-o", "json").stdout)["devserver"]["spec"][
+        "persistentHomeSize"] == "0"
+    stopped = devctl("stop", "scratch", "--wait", "--timeout", "1m")
+    assert stopped.exit_code == 0, str(stopped)
+    assert "its home volumes are kept" not in stopped.stdout
+    assert "DevServer 'scratch' is stopped; it has no persistent home (persistentHomeSize 0), so files in its " \
+           "home are lost." in stopped.stdout
+    assert "none (persistentHomeSize 0" in devctl("describe", "scratch").stdout
+    assert_usage_error(devctl("create", "both", "--flavor", "cpu-small", "--no-home", "--home-size", "1Gi"),
+                       "--no-home and --home-size")
+
+
 def test_lifetimes_follow_one_rule_and_say_the_flavors_maximum(devctl: Devctl) -> None:
     """Issue 14: over the cap is refused naming the maximum; the default is said at create; what extend
     prints is what describe then shows; --time 0 suggests nothing that is refused in turn."""
@@ -260,7 +274,10 @@ def test_lifetimes_follow_one_rule_and_say_the_flavors_maximum(devctl: Devctl) -
 
 
 def test_stop_start_extend_update_wait(devctl: Devctl) -> None:
-    running(devctl, "cycle", "--time", "1h")
+    running(devctl, "cycle", "--time", "1h")  # no --home-size, as in the README: a home is kept anyway
+    wrote = devctl("shell", "cycle", "--", "sh", "-c", "echo precious > $HOME/notes.txt")
+    assert wrote.exit_code == 0, str(wrote)
+    assert re.search(r"Home volume:\s+10Gi per rank \(default\)", devctl("describe", "cycle").stdout)
 
     stopped = devctl("stop", "cycle", "--wait", "--timeout", "1m")
     assert stopped.exit_code == 0, str(stopped)
@@ -271,6 +288,8 @@ def test_stop_start_extend_update_wait(devctl: Devctl) -> None:
 
     started = devctl("start", "cycle", "--wait", "--timeout", "1m")
     assert started.exit_code == 0 and "is Running (1/1 ready)" in started.stdout, str(started)
+    kept = devctl("shell", "cycle", "--", "cat", "notes.txt")
+    assert (kept.exit_code, kept.stdout) == (0, "precious\n"), str(kept)
 
     before = datetime.now(UTC)
     extended = devctl("extend", "cycle", "--time", "2h")

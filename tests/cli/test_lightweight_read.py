@@ -125,6 +125,7 @@ READABLE = {
                                                               "reason": "PodsReady"}]),
     "the operator's message": variant(status__message="3/3 pods ready", status__phase="Running"),
     "an integer home size": variant(spec__persistentHomeSize=50),
+    "no persistent home (zero home size)": variant(spec__persistentHomeSize="0"),
     "standalone": variant(spec__mode="standalone", spec__distributed=DELETE, status=DELETE),
     "expired": variant(status__expiresAt="2026-05-01T11:00:00Z"),
 }
@@ -136,7 +137,6 @@ REFUSED_BY_THE_MODELS = {
     "NUL in an NCCL value": variant(spec__distributed__ncclSettings={"NCCL_DEBUG": "a\0b"}),
     "long NCCL value": variant(spec__distributed__ncclSettings={"NCCL_DEBUG": "x" * 4097}),
     "too many NCCL settings": variant(spec__distributed__ncclSettings={f"NCCL_X{i}": "1" for i in range(65)}),
-    "zero home size": variant(spec__persistentHomeSize="0"),
     "negative home size": variant(spec__persistentHomeSize="-1Gi"),
     "expiration without a time zone": variant(spec__lifecycle__expirationTime="2026-05-03T10:00:00"),
     "lifetime too long for a timedelta": variant(spec__lifecycle__timeToLive="99999999999d"),

@@ -25,6 +25,7 @@ from devservers_sdk.manifests import (
     build_service,
     build_statefulset,
     distributed_env,
+    home_size_for,
     immutable_changes,
     labels_for,
     owner_reference,
@@ -325,11 +326,35 @@ def test_a_persistent_home_is_one_claim_per_rank_and_no_empty_dir() -> None:
     assert with_class["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "gp3"
 
 
-def test_without_a_persistent_home_the_home_is_an_empty_dir() -> None:
-    sts = build_statefulset(devserver(), CPU, CONFIG)
-    assert "volumeClaimTemplates" not in sts["spec"]
-    assert {"name": "home", "emptyDir": {}} in pod_spec(sts)["volumes"]
-    assert {"name": "home", "mountPath": "/home/dev"} in container(sts)["volumeMounts"]
+def test_only_an_explicit_opt_out_leaves_the_home_an_empty_dir() -> None:
+    for opted_out in (devserver(persistentHomeSize="0"), devserver(persistentHomeSize=0)):
+        sts = build_statefulset(opted_out, CPU, CONFIG)
+        assert "volumeClaimTemplates" not in sts["spec"]
+        assert {"name": "home", "emptyDir": {}} in pod_spec(sts)["volumes"]
+        assert {"name": "home", "mountPath": "/home/dev"} in container(sts)["volumeMounts"]
+    # An operator whose default is no home at all: then unset means none too.
+    assert "volumeClaimTemplates" not in build_statefulset(devserver(), CPU, OperatorConfig(default_home_size="0"))["spec"]
+
+
+def _home_claim_size(sts: dict[str, Any]) -> str | None:
+    claims = sts["spec"].get("volumeClaimTemplates") or []
+    assert all(volume["name"] != "home" for volume in pod_spec(sts)["volumes"]) or not claims
+    return claims[0]["spec"]["resources"]["requests"]["storage"] if claims else None
+
+
+def test_every_devserver_gets_a_persistent_home_by_default() -> None:
+    """Issue 14: a file in $HOME vanished on stop/start because no home was asked for."""
+    assert CONFIG.default_home_size == "10Gi"
+    assert _home_claim_size(build_statefulset(devserver(), CPU, CONFIG)) == "10Gi"
+    roomy = flavor(resources={"requests": {"cpu": "2"}}, defaultHomeSize="200Gi")
+    assert _home_claim_size(build_statefulset(devserver(), roomy, CONFIG)) == "200Gi"
+    assert _home_claim_size(build_statefulset(devserver(persistentHomeSize="5Gi"), roomy, CONFIG)) == "5Gi"
+    assert home_size_for(devserver(), roomy, OperatorConfig(default_home_size="1Gi")) == "200Gi"
+    assert home_size_for(devserver(), CPU, OperatorConfig(default_home_size="1Gi")) == "1Gi"
+    assert home_size_for(devserver(persistentHomeSize="0"), roomy, CONFIG) is None
+    assert OperatorConfig.from_env({"DEVSERVERS_DEFAULT_HOME_SIZE": "0"}).default_home_size == "0"
+    with pytest.raises(ValueError, match="DEVSERVERS_DEFAULT_HOME_SIZE"):
+        OperatorConfig.from_env({"DEVSERVERS_DEFAULT_HOME_SIZE": "-3Gi"})
 
 
 def test_the_shared_claim_is_mounted_at_shared_only_when_named() -> None:
@@ -551,9 +576,9 @@ def test_immutable_changes_ignore_server_defaults_and_template_changes() -> None
 
 
 def test_adding_or_resizing_a_persistent_home_needs_a_recreate() -> None:
-    live = build_statefulset(devserver(), CPU, CONFIG)
+    live = build_statefulset(devserver(persistentHomeSize="0"), CPU, CONFIG)
     strategies.prepare_for_create(STATEFULSET_RT, live, None)  # type: ignore[arg-type]
-    with_home = build_statefulset(devserver(persistentHomeSize="10Gi"), CPU, CONFIG)
+    with_home = build_statefulset(devserver(persistentHomeSize="15Gi"), CPU, CONFIG)
     assert immutable_changes(live, with_home) == ["spec.volumeClaimTemplates"]
     # What the emulator (like the apiserver) would answer to a plain replace:
     replacement = copy.deepcopy(with_home)

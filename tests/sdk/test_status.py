@@ -500,6 +500,29 @@ def test_stopping_while_pods_terminate_then_stopped() -> None:
     assert condition(stopped, "Scheduled")[:2] == ("False", "NoPods")
 
 
+@pytest.mark.parametrize(
+    ("claims", "home_size", "said"),
+    [
+        ([{"metadata": {"name": "home"}, "spec": {"resources": {"requests": {"storage": "10Gi"}}}}], "10Gi",
+         "; its home volumes are kept. Start it with"),
+        ([], "0", "; it has no persistent home (persistentHomeSize 0), so files in its home are lost. Start"),
+    ],
+)
+def test_a_stopped_server_says_whether_its_home_is_kept(
+    claims: list[dict[str, Any]], home_size: str, said: str
+) -> None:
+    """Issue 14: "its home volumes are kept" was said of servers that had none."""
+    sts = statefulset(0)
+    if claims:
+        sts["spec"]["volumeClaimTemplates"] = claims
+    server = devserver(annotations={DESIRED_STATE_ANNOTATION: "Stopped"})
+    stopped = derive(server, pods=[], sts=sts, desired_stopped=True)
+    assert stopped.home_size == home_size
+    assert said in (stopped.message or "")
+    server.status = stopped
+    assert derive(server, pods=[], statefulset=None, desired_stopped=True).home_size == home_size  # remembered
+
+
 def test_an_idle_stop_says_why_and_when() -> None:
     decision = Decision(
         action="stop_idle",
