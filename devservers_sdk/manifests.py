@@ -51,8 +51,8 @@ from .quantities import format_bytes, parse_quantity
 __all__ = [
     "APP_LABEL_VALUE",
     "CONTAINER_NAME",
-    "DEFAULT_IMAGE",
     "DEFAULT_HOME_SIZE",
+    "DEFAULT_IMAGE",
     "DEFAULT_SHM_SIZE",
     "HOME_VOLUME",
     "INSTANCE_LABEL",
