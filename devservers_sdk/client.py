@@ -1366,7 +1366,8 @@ class DevServerClient:
 
     def launch(self, name: str, command: str | Sequence[str], *,
                nprocs_per_node: int | Literal["auto", "cpu", "gpu"] | None = None,
-               env: dict[str, str] | None = None, workdir: str | None = None, timeout: float | None = None,
+               env: dict[str, str] | None = None, workdir: str | os.PathLike[str] | None = None,
+               cwd: str | None = None, timeout: float | None = None,
                on_output: OutputCallback | None = None) -> LaunchHandle:
         """Run ``torchrun`` on every rank of a distributed DevServer at once (see ``launch.py``).
 
@@ -1382,7 +1383,10 @@ class DevServerClient:
             nprocs_per_node: processes per pod instead of the DevServer's ``nprocsPerNode`` (or ``"gpu"``).
             env: extra environment variables for every process (not the ``PET_*``/``MASTER_*``/``NODE_RANK``
                 contract, nor ``LD_PRELOAD``-style ones).
-            workdir: directory to run in (default: the pod's working directory, the home).
+            workdir: a local directory (your code) to upload to every rank first, as ``sync`` does (only what
+                changed; ``.git`` and what ``.gitignore`` ignores stay here), into ``~/<its name>``; the
+                command then runs there, so ``workdir=".", command="train.py"`` runs your ``train.py``.
+            cwd: the directory of the pods to run in (default: the uploaded ``workdir``, else the home).
             timeout: seconds after which every rank is stopped and ``wait()`` raises ``LaunchTimeoutError``.
             on_output: called as ``on_output(rank, stream, line)`` for every line, from a reader thread.
 
@@ -1394,7 +1398,8 @@ class DevServerClient:
             DevServerNotFoundError: no such DevServer.
             NotDistributedError: a standalone DevServer (use ``exec``/``shell``).
             DevServerNotReadyError: not Running, or some ranks not Ready (the message names them).
-            InvalidSpecError: a bad command, ``env`` name, ``nprocs_per_node``, ``workdir`` or ``timeout``.
+            InvalidSpecError: a bad command, ``env`` name, ``nprocs_per_node``, ``cwd`` or ``timeout``, or a
+                ``workdir`` that is not a local directory.
 
         Example:
             >>> with client.launch("ddp", "train.py --epochs 3") as run:  # doctest: +SKIP
@@ -1405,7 +1410,14 @@ class DevServerClient:
         """
         from .launch import launch
 
-        return launch(self, name, command, nprocs_per_node=nprocs_per_node, env=env, workdir=workdir,
+        if workdir is not None:
+            if not os.path.isdir(workdir):
+                raise InvalidSpecError(
+                    f"workdir {str(workdir)!r} is not a directory on this machine: workdir is your code, uploaded "
+                    f"to every rank before the launch. To run in a directory of the pods, pass cwd={str(workdir)!r} "
+                    f"(devctl launch --cwd).", field="workdir", kind="DevServer", name=name)
+            cwd = cwd or self.sync(name, workdir).remote_path
+        return launch(self, name, command, nprocs_per_node=nprocs_per_node, env=env, workdir=cwd,
                       timeout=timeout, on_output=on_output)
 
 

@@ -88,4 +88,90 @@ def port_forward(ctx: click.Context, name: str, ports: tuple[str, ...], rank: in
         _wait_for_interrupt(forwards)
 
 
-CONNECT_COMMANDS = [port_forward]
+# -- cp, sync --------------------------------------------------------------------------------------------
+
+def _remote(text: str) -> tuple[str, str] | None:
+    """``NAME:/path`` as (NAME, path); None for a local path (``./a:b``, ``/x:y`` and ``C:`` stay local)."""
+    name, sep, path = text.partition(":")
+    if not sep or not name or "/" in name or name in (".", ".."):
+        return None
+    return name, path or "~"
+
+
+@click.command("cp")
+@click.argument("source", metavar="SRC")
+@click.argument("destination", metavar="DST")
+@click.option("--rank", type=click.IntRange(0), default=0, show_default=True,
+              help="Which pod of a distributed DevServer.")
+@click.option("--all-ranks", is_flag=True, help="Copy to every pod of a distributed DevServer.")
+@cluster_options
+@click.pass_context
+def cp(ctx: click.Context, source: str, destination: str, rank: int, all_ranks: bool) -> None:
+    """Copy files and directories between this machine and a DevServer, keeping modes.
+
+    One side is NAME:PATH (PATH in the pod; ~ is its home), as in kubectl cp. Like cp -r: into DST when it
+    is a directory, else to DST itself.
+
+    \b
+    Examples:
+      devctl cp data/ mydev:~/data
+      devctl cp mydev:~/runs/exp1 ./exp1
+      devctl cp config.yaml ddp:~/ --all-ranks
+    """
+    src, dst = _remote(source), _remote(destination)
+    if (src is None) == (dst is None):
+        raise click.UsageError("Exactly one of SRC and DST must be NAME:PATH (a path in a DevServer), e.g. "
+                               "devctl cp data/ mydev:~/data")
+    with target(ctx).client() as client:
+        if dst is not None:
+            result = client.copy_to(dst[0], source, dst[1], rank=rank, all_ranks=all_ranks)
+            ranks = ", ".join(map(str, result.ranks))
+            click.echo(f"Copied {source} to {dst[0]}:{result.remote_path} (rank {ranks}): {result.files} files, "
+                       f"{_size(result.bytes_sent)}.")
+        else:
+            assert src is not None
+            if all_ranks:
+                raise click.UsageError("--all-ranks copies to the pods; to fetch from several ranks, run once "
+                                       "per --rank into different directories.")
+            result = client.copy_from(src[0], src[1], destination, rank=rank)
+            click.echo(f"Copied {src[0]}:{src[1]} (rank {rank}) to {destination}: {result.files} files.")
+
+
+def _size(count: int) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if count < 1024 or unit == "MiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024  # type: ignore[assignment]
+    return f"{count} B"  # pragma: no cover
+
+
+@click.command("sync")
+@click.argument("local_dir", metavar="LOCAL_DIR", type=click.Path(exists=True, file_okay=False))
+@click.argument("remote", metavar="NAME[:DIR]")
+@click.option("--rank", "ranks", type=click.IntRange(0), multiple=True,
+              help="Only this rank (repeatable; default: every rank).")
+@cluster_options
+@click.pass_context
+def sync(ctx: click.Context, local_dir: str, remote: str, ranks: tuple[int, ...]) -> None:
+    """Upload a working directory to every rank of a DevServer, sending only what changed.
+
+    .git and what .gitignore ignores stay here; nothing in the DevServer is deleted. DIR defaults to
+    ~/<name of LOCAL_DIR>.
+
+    \b
+    Examples:
+      devctl sync . ddp                    # to ~/<this directory's name> on every rank
+      devctl sync ./project mydev:~/code
+    """
+    name, _, directory = remote.partition(":")
+    with target(ctx).client() as client:
+        result = client.sync(name, local_dir, directory or None, ranks=list(ranks) or None)
+    where = ", ".join(map(str, result.ranks))
+    if result.bytes_sent == 0:
+        click.echo(f"{name}:{result.remote_path} (rank {where}) is up to date.")
+    else:
+        click.echo(f"Synced {local_dir} to {name}:{result.remote_path} (rank {where}): {result.files} files, "
+                   f"{_size(result.bytes_sent)}.")
+
+
+CONNECT_COMMANDS = [port_forward, cp, sync]

@@ -137,30 +137,35 @@ def _follow(handle: LaunchHandle) -> None:
               help="Processes per pod (default: the DevServer's nprocsPerNode); also auto, cpu or gpu.")
 @click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", callback=key_values("NCCL_DEBUG=INFO"),
               help="An environment variable for every process (repeatable).")
-@click.option("--workdir", metavar="DIR", help="Directory to run in on every pod (default: the pod's working "
-                                               "directory, normally the home).")
+@click.option("--workdir", metavar="LOCAL_DIR", type=click.Path(exists=True, file_okay=False),
+              help="Upload this local directory (your code) to every pod first, only what changed, into "
+                   "~/<its name>, and run there (as devctl sync).")
+@click.option("--cwd", metavar="DIR", help="Directory of the pods to run in (default: the uploaded --workdir, "
+                                           "else the pod's working directory, normally the home).")
 @click.option("--timeout", type=SECONDS, default=None, metavar="DURATION",
               help="Stop every rank after this long (e.g. 30m, 2h; default: no limit) and exit 124.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="-- COMMAND...")
 @cluster_options
 @click.pass_context
 def launch(ctx: click.Context, name: str, nprocs_per_node: int | Literal["auto", "cpu", "gpu"] | None,
-           env: dict[str, str], workdir: str | None, timeout: float | None, command: tuple[str, ...]) -> None:
+           env: dict[str, str], workdir: str | None, cwd: str | None, timeout: float | None,
+           command: tuple[str, ...]) -> None:
     """Run torchrun on every rank of a distributed DevServer, with every rank's output here.
 
     The command is the script and its arguments (`python train.py ...`, `train.py ...`, `-m pkg.mod`);
     torchrun takes the group's shape from the DevServer. Each line is prefixed with its rank
     (`[rank 1] ...`, coloured on a terminal), stderr lines go to stderr, and a summary line ends the run.
-    The script must already be on every pod (home volume, shared volume or image).
+    With --workdir . your code goes along (only what changed since the last time); otherwise the
+    script must already be on every pod (home volume, shared volume or image).
 
     If a rank fails, the others are stopped and devctl exits with the failing script's exit code
     (124 after --timeout); Ctrl-C stops every rank and exits 130.
 
     \b
     Examples:
-      devctl launch ddp -- python train.py --epochs 3
+      devctl launch ddp --workdir . -- python train.py --epochs 3
       devctl launch ddp --nprocs-per-node 1 -e NCCL_DEBUG=INFO -- train.py
-      devctl launch ddp --workdir /shared/project --timeout 2h -- -m project.train
+      devctl launch ddp --cwd /shared/project --timeout 2h -- -m project.train
     """
     if not command:
         raise click.UsageError("Give the command to run after --, e.g. "
@@ -178,7 +183,7 @@ def launch(ctx: click.Context, name: str, nprocs_per_node: int | Literal["auto",
     try:
         with target(ctx).client() as client, \
                 client.launch(name, list(command), nprocs_per_node=nprocs_per_node, env=env or None,
-                              workdir=workdir, timeout=timeout) as handle:
+                              workdir=workdir, cwd=cwd, timeout=timeout) as handle:
             _follow(handle)
     except LaunchFailedError as error:
         click.echo(f"Error: {headline(error)}", err=True)

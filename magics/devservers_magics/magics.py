@@ -452,7 +452,9 @@ class DevServerMagics(Magics):
     @argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="a variable for every process (repeatable)"
     )
-    @argument("--workdir", default=None, metavar="DIR", help="directory to run in (default: the pod's, the home)")
+    @argument("--workdir", default=None, metavar="LOCAL_DIR",
+              help="a local directory (your code) uploaded to every pod first; the cell runs there")
+    @argument("--cwd", default=None, metavar="DIR", help="directory of the pods to run in (default: the home)")
     @argument(
         "--timeout",
         type=float,
@@ -491,6 +493,7 @@ class DevServerMagics(Magics):
             nprocs_per_node=int(nprocs) if nprocs and nprocs.isdigit() else nprocs,
             env=env or None,
             workdir=args.workdir,
+            cwd=args.cwd,
             timeout=args.timeout,
         )
         try:

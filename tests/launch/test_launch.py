@@ -166,7 +166,7 @@ def test_leaving_the_with_block_stops_the_launch(ddp: DistributedServer) -> None
 
 def test_env_workdir_and_the_backend_reach_every_worker(ddp: DistributedServer) -> None:
     home = str(ddp.client.exec(ddp.name, "echo $HOME", check=True).stdout).strip()
-    handle = ddp.client.launch(ddp.name, [f"{home}/show_env.py"], nprocs_per_node=1, workdir="/tmp",
+    handle = ddp.client.launch(ddp.name, [f"{home}/show_env.py"], nprocs_per_node=1, cwd="/tmp",
                                env={"MY_SETTING": "two words; $HOME 'quoted'"})
     assert handle.wait(timeout=60) == {0: 0, 1: 0}, handle.logs()
     for rank in (0, 1):
