@@ -556,6 +556,78 @@ class DevServerClient:
             return self.wait(name, timeout=timeout, on_progress=on_progress, cancel=cancel)
         return DevServer.from_manifest(created)
 
+    def check_create(self, name: str, *, flavor: str, image: str | None = None,
+                     mode: Literal["standalone", "distributed"] = "standalone", world_size: int | None = None,
+                     nprocs_per_node: int | None = None, backend: Literal["nccl", "gloo"] | None = None,
+                     nccl_settings: dict[str, str] | None = None, home_size: str | None = None,
+                     shared_volume: str | None = None, time_to_live: str | timedelta | None = None,
+                     idle_timeout: int | str | timedelta | None = None, auto_shutdown: bool = True,
+                     expiration_time: datetime | str | None = None) -> builtins.list[InvalidSpecError]:
+        """Every rule ``create`` would refuse these arguments for, without sending anything.
+
+        ``create`` stops at the first problem; a form wants them all at once, each beside its field. The
+        flavor is not looked up (a form offers only those that exist); ``create`` still checks it.
+
+        Args:
+            name, flavor, ...: as for ``create``.
+
+        Returns:
+            One ``InvalidSpecError`` per problem, whose ``.field`` is the CRD path (``metadata.name``,
+            ``spec.lifecycle.timeToLive``, ``spec.distributed.worldSize``...); empty when ``create`` would send.
+
+        Example:
+            >>> [e.field for e in client.check_create("Bad_Name", flavor="cpu-small", time_to_live="8")]  # doctest: +SKIP
+            ['metadata.name', 'spec.lifecycle.timeToLive']
+        """
+        problems: builtins.list[InvalidSpecError] = []
+
+        def attempt(check: Callable[[], Any]) -> Any:
+            try:
+                return check()
+            except InvalidSpecError as exc:
+                problems.append(exc)
+                return None
+
+        def named() -> str:
+            try:
+                return validate_name(name)
+            except ValueError as exc:
+                raise InvalidSpecError(f"{exc}.", field="metadata.name", kind="DevServer", name=name) from exc
+
+        # A placeholder name keeps the other fields checked when the name itself is the problem.
+        checked_name = attempt(named) or "name-placeholder"
+        lifecycle: dict[str, Any] = {"autoShutdown": auto_shutdown}
+        if time_to_live is not None and attempt(lambda: _duration(
+                time_to_live, field_name="spec.lifecycle.timeToLive", argument="time to live", name=name)):
+            lifecycle["timeToLive"] = time_to_live if isinstance(time_to_live, str) else format_duration(time_to_live)
+        if idle_timeout is not None:
+            seconds = attempt(lambda: self._idle_seconds(idle_timeout, name))
+            if seconds is not None:
+                lifecycle["idleTimeout"] = seconds
+        if expiration_time is not None:
+            moment = attempt(lambda: self._expiration(expiration_time, name))
+            if moment is not None:
+                lifecycle["expirationTime"] = moment
+        distributed = {key: value for key, value in (("worldSize", world_size), ("nprocsPerNode", nprocs_per_node),
+                                                     ("backend", backend), ("ncclSettings", nccl_settings))
+                       if value is not None}
+        spec: dict[str, Any] = {"owner": self.owner, "flavor": flavor, "mode": mode, "lifecycle": lifecycle}
+        optional = {"image": image, "persistentHomeSize": home_size, "sharedVolumeClaimName": shared_volume,
+                    "distributed": distributed or None}
+        spec.update({key: value for key, value in optional.items() if value is not None})
+        manifest = {"apiVersion": DEVSERVERS.api_version, "kind": DEVSERVERS.kind,
+                    "metadata": {"name": checked_name, "namespace": self.namespace}, "spec": spec}
+        try:
+            DevServer.from_manifest(manifest)
+        except ValueError as exc:
+            for problem in exc.errors() if hasattr(exc, "errors") else []:
+                path = ".".join(str(part) for part in problem.get("loc", ())
+                                if not isinstance(part, int) and part != "[key]")
+                message = str(problem.get("msg", "invalid")).removeprefix("Value error, ")
+                problems.append(InvalidSpecError(f"DevServer '{name}' is invalid: {path}: {message}.",
+                                                 field=path or None, kind="DevServer", name=name))
+        return problems
+
     @staticmethod
     def _idle_seconds(value: int | str | timedelta, name: str) -> int:
         if isinstance(value, bool):

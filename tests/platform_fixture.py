@@ -36,7 +36,7 @@ from typing import Any
 import pytest
 import yaml
 
-from devservers_sdk.localcluster.pytest_plugin import ClusterHandle
+from devservers_sdk.localcluster.pytest_plugin import ClusterHandle, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 KUBECTL = str(Path(sys.executable).parent / "kubectl")
@@ -289,6 +289,22 @@ class DeployedOperator:
 
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log().splitlines()[-lines:])
+
+
+def remove_devservers(kubeconfig: str) -> None:
+    """Delete the namespace's DevServers and wait until their pods are gone (the node is small)."""
+    from devservers_sdk.client import DevServerClient
+    from devservers_sdk.kube import PODS, Kube
+    from devservers_sdk.settings import load_kubeconfig
+
+    kube = Kube(load_kubeconfig(kubeconfig))
+    with DevServerClient(kubeconfig=kubeconfig) as client:
+        for server in client.list():
+            client.delete(server.name)
+        wait_for(lambda: not client.list(), timeout=60, message="DevServers deleted")
+        wait_for(lambda: not kube.list(PODS, namespace=client.namespace).get("items"), timeout=60,
+                 message=f"pods of namespace {client.namespace} gone")
+    kube.close()
 
 
 @pytest.fixture(scope="session")

@@ -30,5 +30,5 @@ def test_ruff_is_clean() -> None:
 
 def test_mypy_is_clean() -> None:
     result = run(str(BIN / "mypy"), "--no-incremental", "devservers_sdk", "operator/devservers_operator",
-                 "cli/devservers_cli", "magics/devservers_magics")
+                 "cli/devservers_cli", "magics/devservers_magics", "ui/devservers_ui")
     assert result.returncode == 0, result.stdout + result.stderr

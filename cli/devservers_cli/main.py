@@ -21,6 +21,7 @@ from .connect_commands import CONNECT_COMMANDS
 from .launch_command import launch
 from .local import local
 from .options import cluster_options, target
+from .ui_command import ui
 
 _EXIT_INTERRUPTED = 130
 
@@ -100,6 +101,7 @@ for _command in CONNECT_COMMANDS:
     cli.add_command(_command)
 cli.add_command(launch)
 cli.add_command(local)
+cli.add_command(ui)
 
 
 def main() -> None:

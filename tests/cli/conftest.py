@@ -15,30 +15,14 @@ from collections.abc import Iterator
 import pytest
 from devctl_support import Devctl, make_devctl
 
-from devservers_sdk.localcluster.pytest_plugin import wait_for
-
-
-def _remove_devservers(kubeconfig: str) -> None:
-    """Delete the namespace's DevServers and wait until their pods are gone (the node is small)."""
-    from devservers_sdk.client import DevServerClient
-    from devservers_sdk.kube import PODS, Kube
-    from devservers_sdk.settings import load_kubeconfig
-
-    kube = Kube(load_kubeconfig(kubeconfig))
-    with DevServerClient(kubeconfig=kubeconfig) as client:
-        for server in client.list():
-            client.delete(server.name)
-        wait_for(lambda: not client.list(), timeout=60, message="DevServers deleted")
-        wait_for(lambda: not kube.list(PODS, namespace=client.namespace).get("items"), timeout=60,
-                 message=f"pods of namespace {client.namespace} gone")
-    kube.close()
+from tests.platform_fixture import remove_devservers
 
 
 @pytest.fixture
 def kubeconfig_for_test(platform: object, namespace_kubeconfig: str) -> Iterator[str]:
     """The test namespace's kubeconfig, with the platform running; its DevServers are removed afterwards."""
     yield namespace_kubeconfig
-    _remove_devservers(namespace_kubeconfig)
+    remove_devservers(namespace_kubeconfig)
 
 
 @pytest.fixture(params=["runner", "process"])
