@@ -81,6 +81,7 @@ from .settings import load_kubeconfig, resolve_namespace, resolve_owner
 if TYPE_CHECKING:
     from .connect.files import TransferResult
     from .connect.portforward import PortForward
+    from .connect.ssh import SshConfigResult
 
 __all__ = [
     "DESIRED_STATE_ANNOTATION",
@@ -1433,6 +1434,49 @@ class DevServerClient:
         from .connect.files import sync
 
         return sync(self, name, source, destination, ranks=ranks)
+
+    def ssh_config(self, names: Sequence[str] | None = None, *, identity: str | os.PathLike[str] | None = None,
+                   install: bool = False) -> SshConfigResult:
+        """Write ssh ``Host`` entries for DevServers: ``NAME.devserver``, and ``NAME-<rank>.devserver`` per rank.
+
+        Each entry reaches the server through ``devctl ssh-proxy`` (``sshd -i`` in the pod over exec; no
+        port is opened). Makes ``~/.ssh/devservers_ed25519`` on first use (or uses ``identity``), pins each
+        running rank's host key in ``~/.ssh/devservers/known_hosts``, and writes
+        ``~/.ssh/devservers/hosts/NAME.conf``. See ``connect/ssh.py``.
+
+        Args:
+            names: the DevServers (default: every one in the namespace).
+            identity: a private key to use instead of the default one.
+            install: add the ``Include`` line for these files at the top of ``~/.ssh/config`` (once).
+
+        Returns:
+            An ``SshConfigResult`` (hosts, files, pinned hosts, the Include line, notes).
+
+        Raises:
+            DevServerNotFoundError: a named DevServer does not exist.
+            ConfigurationError: no ``ssh-keygen`` here, or ``identity`` does not exist.
+
+        Example:
+            >>> client.ssh_config(["mydev"], install=True).hosts  # doctest: +SKIP
+            ['mydev.devserver']
+        """
+        from .connect.ssh import ssh_config
+
+        return ssh_config(self, names, identity=identity, install=install)
+
+    def ssh_proxy(self, host: str, *, identity: str | os.PathLike[str] | None = None) -> int:
+        """Relay this process's stdin and stdout to ``sshd -i`` in the pod ``host`` names (ssh's ProxyCommand).
+
+        Args:
+            host: ``NAME.devserver`` (rank 0) or ``NAME-<rank>.devserver``.
+            identity: the private key whose public half the pod must accept.
+
+        Returns:
+            The exit status of sshd (127: the image has no sshd; the message says what to install).
+        """
+        from .connect.ssh import proxy
+
+        return proxy(self, host, identity=identity)
 
     # -- launch --------------------------------------------------------------------------------------
 

@@ -174,4 +174,100 @@ def sync(ctx: click.Context, local_dir: str, remote: str, ranks: tuple[int, ...]
                    f"{_size(result.bytes_sent)}.")
 
 
-CONNECT_COMMANDS = [port_forward, cp, sync]
+# -- ssh, code -------------------------------------------------------------------------------------------
+
+@click.command("ssh-config")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--install", is_flag=True, help="Add the Include line to ~/.ssh/config (once, at the top).")
+@click.option("--identity", metavar="KEY", help="Private key to use (default: ~/.ssh/devservers_ed25519, made "
+                                                "on first use).")
+@cluster_options
+@click.pass_context
+def ssh_config(ctx: click.Context, names: tuple[str, ...], install: bool, identity: str | None) -> None:
+    """Write ssh Host entries for DevServers, for ssh, scp, rsync, sftp and VS Code Remote-SSH.
+
+    NAME.devserver reaches rank 0 and NAME-<rank>.devserver each rank of a distributed server, through
+    devctl ssh-proxy (sshd in the pod over exec: no port is opened). The entries go to
+    ~/.ssh/devservers/hosts/NAME.conf; running ranks' host keys are pinned in ~/.ssh/devservers/known_hosts.
+    Without NAME: every DevServer of the namespace.
+
+    \b
+    Examples:
+      devctl ssh-config mydev --install && ssh mydev.devserver
+      rsync -a -e ssh ./data/ mydev.devserver:data/
+      scp ddp-1.devserver:~/log.txt .
+    """
+    with target(ctx).client() as client:
+        result = client.ssh_config(list(names) or None, identity=identity, install=install)
+    for note in result.notes:
+        click.echo(f"Note: {note}", err=True)
+    if not result.hosts:
+        click.echo(f"No DevServers in namespace '{client.namespace}': nothing to write.", err=True)
+        return
+    for path in result.files:
+        click.echo(f"Wrote {path}")
+    click.echo(f"Hosts: {' '.join(result.hosts)}")
+    if result.installed:
+        click.echo(f"Connect with: ssh {result.hosts[0]}")
+    else:
+        click.echo(f"To use them, add this line at the top of ~/.ssh/config (or rerun with --install):\n"
+                   f"  {result.include}")
+
+
+@click.command("ssh-proxy")
+@click.argument("host", metavar="HOST")
+@click.option("--identity", metavar="KEY", help="Private key whose public half the DevServer must accept.")
+@cluster_options
+@click.pass_context
+def ssh_proxy(ctx: click.Context, host: str, identity: str | None) -> None:
+    """ssh's ProxyCommand for HOST (NAME.devserver or NAME-RANK.devserver): not for typing by hand.
+
+    Runs sshd -i in the DevServer and relays it to this process's stdin and stdout. devctl ssh-config
+    writes the entries that use it.
+    """
+    with target(ctx).client() as client:
+        ctx.exit(client.ssh_proxy(host, identity=identity))
+
+
+@click.command("code")
+@name_argument()
+@click.argument("path", required=False, metavar="[PATH]")
+@click.option("--rank", type=click.IntRange(0), default=0, show_default=True,
+              help="Which pod of a distributed DevServer.")
+@cluster_options
+@click.pass_context
+def code(ctx: click.Context, name: str, path: str | None, rank: int) -> None:
+    """Open VS Code on a DevServer through Remote-SSH (writes and installs its ssh entry first).
+
+    Runs code --remote ssh-remote+NAME.devserver PATH (PATH: the home by default) when the code command
+    exists; otherwise prints the steps to do it by hand.
+
+    \b
+    Examples:
+      devctl code mydev
+      devctl code ddp ~/project --rank 1
+    """
+    import shutil
+    import subprocess
+
+    with target(ctx).client() as client:
+        result = client.ssh_config([name], install=True)
+        host = f"{name}-{rank}.devserver" if rank else f"{name}.devserver"
+        folder = path or str(client.exec(name, "printf %s \"$HOME\"", rank=rank, check=True).stdout)
+    for note in result.notes:
+        click.echo(f"Note: {note}", err=True)
+    executable = shutil.which("code")
+    argv = ["code", "--remote", f"ssh-remote+{host}", folder]
+    if executable is None:
+        click.echo(f"The `code` command is not on PATH. The ssh entry is ready ({result.files[0]}, included from "
+                   f"~/.ssh/config); to connect by hand:\n"
+                   f"  1. In VS Code, install the Remote - SSH extension (ms-vscode-remote.remote-ssh).\n"
+                   f"  2. Run 'Remote-SSH: Connect to Host...' and pick {host}.\n"
+                   f"  3. Open the folder {folder}.\n"
+                   f"Or put `code` on PATH (VS Code: 'Shell Command: Install code command in PATH') and rerun.")
+        return
+    click.echo(f"Opening {folder} on {host} in VS Code.")
+    ctx.exit(subprocess.call([executable, *argv[1:]]))
+
+
+CONNECT_COMMANDS = [port_forward, cp, sync, ssh_config, ssh_proxy, code]
