@@ -10,8 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+
+# A cold mypy over the whole tree takes over a minute of one core; on a machine that is busy with something
+# else, more than the suite's 120 s per test. The subprocess has its own bound.
+pytestmark = pytest.mark.timeout(660)
 
 
 def run(*command: str) -> subprocess.CompletedProcess[str]:
