@@ -80,6 +80,7 @@ from .settings import load_kubeconfig, resolve_namespace, resolve_owner
 
 if TYPE_CHECKING:
     from .connect.files import TransferResult
+    from .connect.jupyter import JupyterServer
     from .connect.portforward import PortForward
     from .connect.ssh import SshConfigResult
 
@@ -1477,6 +1478,38 @@ class DevServerClient:
         from .connect.ssh import proxy
 
         return proxy(self, host, identity=identity)
+
+    def jupyter(self, name: str, *, rank: int = 0, port: int | None = None) -> JupyterServer:
+        """Start JupyterLab in a DevServer, or find the one already running there.
+
+        It runs in the pod with the home as root directory and a generated token, and keeps running after
+        this call (stop it with ``jupyter_stop``). Reach it through a forward::
+
+            server = client.jupyter("mydev")
+            with client.port_forward("mydev", server.port) as address:
+                print(server.url(address))
+
+        Args:
+            name: the DevServer name.
+            rank: which pod.
+            port: the port in the pod (default: a free one; ignored when one is already running).
+
+        Returns:
+            A ``JupyterServer`` (port, token, ``url(address)``, whether it was reused).
+
+        Raises:
+            DevServerNotFoundError, DevServerNotReadyError: as for ``exec``.
+            ExecError: JupyterLab is not in the image (the message says what to install), or did not start.
+        """
+        from .connect.jupyter import start
+
+        return start(self, name, rank=rank, port=port)
+
+    def jupyter_stop(self, name: str, *, rank: int = 0) -> bool:
+        """Stop the JupyterLab ``jupyter`` started in a DevServer; ``False`` if none was running."""
+        from .connect.jupyter import stop
+
+        return stop(self, name, rank=rank)
 
     # -- launch --------------------------------------------------------------------------------------
 

@@ -270,4 +270,56 @@ def code(ctx: click.Context, name: str, path: str | None, rank: int) -> None:
     ctx.exit(subprocess.call([executable, *argv[1:]]))
 
 
-CONNECT_COMMANDS = [port_forward, cp, sync, ssh_config, ssh_proxy, code]
+# -- jupyter ---------------------------------------------------------------------------------------------
+
+@click.command("jupyter")
+@name_argument()
+@click.option("--rank", type=click.IntRange(0), default=0, show_default=True,
+              help="Which pod of a distributed DevServer.")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, metavar="P",
+              help="Local port to forward from (default: any free one).")
+@click.option("--no-browser", is_flag=True, help="Print the URL only; do not open a browser.")
+@click.option("--stop", is_flag=True, help="Stop the JupyterLab running in the DevServer, and exit.")
+@cluster_options
+@click.pass_context
+def jupyter(ctx: click.Context, name: str, rank: int, port: int, no_browser: bool, stop: bool) -> None:
+    """Open JupyterLab running in a DevServer (started there, or the one already running).
+
+    JupyterLab runs in the server with the home as root and a generated token; a local port is
+    forwarded to it and the URL printed (and opened in a browser). Ctrl-C ends the forward and leaves
+    JupyterLab running, with its kernels; --stop stops it.
+
+    \b
+    Examples:
+      devctl jupyter mydev
+      devctl jupyter mydev --no-browser --port 8888
+      devctl jupyter mydev --stop
+    """
+    with target(ctx).client() as client:
+        if stop:
+            stopped = client.jupyter_stop(name, rank=rank)
+            click.echo(f"JupyterLab in {name} (rank {rank}) stopped." if stopped
+                       else f"No JupyterLab was running in {name} (rank {rank}).")
+            return
+        server = client.jupyter(name, rank=rank)
+
+        def on_error(message: str) -> None:
+            click.echo(f"error: {message}", err=True)
+
+        forward = client.port_forward(name, server.port, local_port=port, rank=rank, on_error=on_error)
+        url = server.url(forward.address)
+        state = "already running" if server.reused else "started"
+        click.echo(f"JupyterLab in {name} (rank {rank}, root {server.root}): {state}.")
+        click.echo(f"Open: {url}")
+        click.echo(f"Ctrl-C ends the forward; JupyterLab keeps running (stop it with: devctl jupyter {name} --stop).",
+                   err=True)
+        sys.stdout.flush()
+        if not no_browser:
+            import webbrowser
+
+            with contextlib.suppress(Exception):
+                webbrowser.open(url)
+        _wait_for_interrupt([forward])
+
+
+CONNECT_COMMANDS = [port_forward, cp, sync, ssh_config, ssh_proxy, code, jupyter]
