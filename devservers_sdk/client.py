@@ -1027,7 +1027,7 @@ class DevServerClient:
         goal = f"reach phase {for_phase}" if for_phase else "go away"
         state = f"it is still {phase}" if phase else "it has no phase yet (is the devservers operator running?)"
         condition = _last_condition(server)
-        detail = f"; last condition: {condition}" if condition else ""
+        detail = f"; last condition: {condition.rstrip('.')}" if condition else ""
         return WaitTimeoutError(
             f"DevServer '{server.name}' did not {goal} within {timeout:g}s: {state}{detail}. See what is "
             f"happening with: devctl describe {server.name}", phase=phase, last=server, kind="DevServer",

@@ -406,7 +406,7 @@ class ProbeReport:
 
 
 _SOURCE_TEXT = {
-    "sdk": f"devctl/SDK exec or shell (annotation {ACTIVITY_ANNOTATION})",
+    "sdk": "a command or shell run on it (devctl, notebook or SDK)",
     "session": "an interactive session (in-pod probe)",
     "gpu": "GPU use (in-pod probe)",
     "cpu": "CPU use (in-pod probe)",

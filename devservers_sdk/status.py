@@ -418,17 +418,22 @@ def derive_status(
 def _unscheduled_message(
     unscheduled: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str, Any]]
 ) -> str:
-    parts = []
+    # Pods of one group usually wait for the same reason: say it once, naming them all.
+    pods_by_reason: dict[str, list[str]] = {}
     for pod in unscheduled:
         condition = _pod_condition(pod, "PodScheduled")
         text = str((condition or {}).get("message") or "").strip()
         event = _latest_event(events, _name(pod))
         if not text and event is not None:
             text = str(event.get("message") or "").strip()
-        parts.append(f"pod {_name(pod)} is not scheduled: {text or 'waiting for the scheduler'}")
+        reason = text or "waiting for the scheduler"
         if event is not None and event.get("reason") in ("TriggeredScaleUp", "NotTriggerScaleUp"):
-            parts[-1] += f" ({event.get('reason')}: {str(event.get('message') or '').strip()})"
-    return "; ".join(parts)
+            reason += f" ({event.get('reason')}: {str(event.get('message') or '').strip()})"
+        pods_by_reason.setdefault(reason, []).append(_name(pod))
+    return "; ".join(
+        f"pod {names[0]} is not scheduled: {reason}" if len(names) == 1
+        else f"pods {', '.join(names)} are not scheduled: {reason}"
+        for reason, names in pods_by_reason.items())
 
 
 def _conditions(

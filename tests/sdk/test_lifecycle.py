@@ -194,7 +194,9 @@ def test_the_sdk_annotation_counts() -> None:
     at = CREATED + 10 * MINUTE
     found = last_activity({ACTIVITY_ANNOTATION: stamp(at)}, None, created_at=CREATED, now=CREATED + HOUR)
     assert found == Activity(at, "sdk")
-    assert "annotation devservers.io/last-activity" in found.describe()
+    # Users read it in the Idle condition: plain words, no annotation names (issue 22).
+    assert found.describe().startswith("a command or shell run on it (devctl, notebook or SDK) at ")
+    assert "annotation" not in found.describe() and "devctl/SDK" not in found.describe()
 
 
 def test_unreadable_or_far_future_annotations_are_ignored_and_small_skew_is_now() -> None:
@@ -359,7 +361,8 @@ def test_an_idle_server_confirmed_by_a_fresh_probe_is_stopped() -> None:
     assert decision.action == "stop_idle"
     assert decision.reason == "Idle"
     assert decision.idle[:2] == ("True", "IdleTimeout")
-    assert "last-activity" in decision.message and "2025-01-31T12:10:00Z" in decision.message
+    assert "last activity: a command or shell run on it" in decision.message
+    assert "2025-01-31T12:10:00Z" in decision.message
     assert "devctl start mydev" in decision.message
 
 

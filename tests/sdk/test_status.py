@@ -367,6 +367,13 @@ def test_an_unschedulable_pod_is_pending_with_the_schedulers_words() -> None:
     assert status.ready_replicas == 0 and status.replicas == 1
 
 
+def test_pods_waiting_for_the_same_reason_share_one_sentence() -> None:
+    status = derive(server=devserver(distributed=2), pods=[pending_unschedulable(0), pending_unschedulable(1)])
+    message = condition(status, "Scheduled")[2]
+    assert message.startswith("pods mydev-0, mydev-1 are not scheduled: 0/3 nodes are available")
+    assert message.count("not scheduled") == 1, message
+
+
 def test_a_pod_the_scheduler_has_not_seen_yet_is_pending() -> None:
     status = derive(pods=[just_created()])
     assert status.phase == "Pending"
