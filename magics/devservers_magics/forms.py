@@ -7,12 +7,13 @@ tested here with plain data.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .summaries import expires_at, is_stopped, phase_text, ready_text, remaining_text
+from .summaries import age_text, expires_at, is_stopped, phase_text, ready_text, remaining_text
 
 if TYPE_CHECKING:
     from devservers_sdk.models import DevServer, DevServerFlavor
@@ -27,6 +28,7 @@ __all__ = [
     "progress_text",
     "row_view",
     "shows_distributed_fields",
+    "widget_message",
 ]
 
 MODES = ("standalone", "distributed")
@@ -100,13 +102,20 @@ def flavor_options(flavors: Iterable[DevServerFlavor]) -> list[tuple[str, str]]:
 
 @dataclass(frozen=True)
 class RowView:
-    """One line of the DevServer list."""
+    """One line of the DevServer list: the columns of ``%devserver list``, the operator's message, and
+    which of Stop/Start the row offers."""
 
     name: str
+    owner: str
+    flavor: str
+    mode: str
     phase: str
     ready: str
     expires_in: str
+    age: str
+    message: str
     deadline: datetime | None
+    created: datetime | None
     toggle: str  # "Stop" or "Start": the action the Stop/Start button offers
 
 
@@ -114,12 +123,38 @@ def row_view(server: DevServer, *, now: datetime | None = None) -> RowView:
     deadline = expires_at(server)
     return RowView(
         name=server.name,
+        owner=server.spec.owner,
+        flavor=server.spec.flavor,
+        mode=server.spec.mode,
         phase=phase_text(server),
         ready=ready_text(server),
         expires_in=remaining_text(deadline, now=now),
+        age=age_text(server, now=now),
+        message=server.status.message or "",
         deadline=deadline,
+        created=server.metadata.creation_timestamp,
         toggle="Start" if is_stopped(server) else "Stop",
     )
+
+
+# The SDK's sentences end with the devctl command to run next; in the widget, its own button is the next step.
+_WIDGET_ACTIONS = (
+    (re.compile(r"\bdevctl extend (\S+)(?: --\S+ \S+)*"), r"press Extend on the row of \1"),
+    (re.compile(r"\bdevctl start (\S+)"), r"press Start on the row of \1"),
+    (re.compile(r"\bdevctl stop (\S+)"), r"press Stop on the row of \1"),
+    (re.compile(r"\bdevctl delete (\S+)(?: --\S+)*"), r"press Delete on the row of \1"),
+    (re.compile(r"\bdevctl list(?: -\S+(?: \S+)?)*"), "press Refresh"),
+    (re.compile(r"\bdevctl flavors\b"), "open the Flavor list"),
+    (re.compile(r"\bdevctl (describe|logs|wait) "), r"%devserver \1 "),
+)
+
+
+def widget_message(message: str) -> str:
+    """The SDK's sentence with its ``devctl`` hints pointing at the widget's own buttons (``press Extend``),
+    or at the ``%devserver`` magic when the widget has no button for it (describe, logs)."""
+    for pattern, replacement in _WIDGET_ACTIONS:
+        message = pattern.sub(replacement, message)
+    return message
 
 
 def progress_text(server: DevServer) -> str:

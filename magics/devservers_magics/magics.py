@@ -303,15 +303,17 @@ class DevServerMagics(Magics):
         help="how much longer it may live, from its current expiry or now (default 1h)",
     )
     @_namespace_option
-    def _extend(self, args: Namespace) -> DevServer:
-        """Push a DevServer's expiry back; returns it.
+    def _extend(self, args: Namespace) -> None:
+        """Push a DevServer's expiry back and say when it now expires (as its ExpiringSoon condition and
+        the widget's row write it).
 
         Example: %devserver extend mydev --time 2h
         """
         client = self.client(args.namespace)
         server = client.extend(args.name, by=args.by)
+        # One sentence, in the SDK's words (what describe then shows): no whole describe table, whose
+        # conditions the operator has not refreshed yet.
         print(f"DevServer '{args.name}' now {client.lifetime(server).describe(datetime.now(UTC))}.", flush=True)
-        return server
 
     @magic_arguments("devserver update")
     @argument("name", metavar="NAME", help="the DevServer name")

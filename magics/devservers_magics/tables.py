@@ -41,6 +41,9 @@ __all__ = [
 
 _STYLE = "border-collapse:collapse;font-family:var(--jp-code-font-family,monospace);font-size:90%"
 _CELL = "padding:2px 10px;text-align:left;border-bottom:1px solid #ddd"
+# Names, sizes and headers stay on one line ("cpu-/large" helps nobody); only free text wraps.
+_NO_WRAP = ";white-space:nowrap"
+_WRAPPING_COLUMNS = frozenset({"description", "message"})
 
 
 def text_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -55,9 +58,14 @@ def text_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 def html_table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, caption: str = "") -> str:
     """A plain HTML table; every cell is escaped."""
-    head = "".join(f'<th style="{_CELL}">{html.escape(header)}</th>' for header in headers)
+    styles = [_CELL if header in _WRAPPING_COLUMNS else _CELL + _NO_WRAP for header in headers]
+    head = "".join(f'<th style="{_CELL}{_NO_WRAP}">{html.escape(header)}</th>' for header in headers)
     body = "".join(
-        "<tr>" + "".join(f'<td style="{_CELL}">{html.escape(str(cell))}</td>' for cell in row) + "</tr>"
+        "<tr>"
+        + "".join(
+            f'<td style="{style}">{html.escape(str(cell))}</td>' for style, cell in zip(styles, row, strict=True)
+        )
+        + "</tr>"
         for row in rows
     )
     title = (

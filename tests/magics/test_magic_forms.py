@@ -17,6 +17,7 @@ from devservers_magics.forms import (
     progress_text,
     row_view,
     shows_distributed_fields,
+    widget_message,
 )
 from devservers_magics.magics import notebook_message
 from devservers_magics.summaries import age_text, expires_at, ready_text, remaining_text, span_text
@@ -296,3 +297,29 @@ def test_a_stale_status_expiry_gives_way_to_the_new_spec() -> None:
     assert expires_at(current) == old  # the operator's word (it may have capped the spec's deadline)
     current.metadata.generation = 2
     assert expires_at(current) == new
+
+
+def test_flavor_names_and_headers_do_not_wrap_but_descriptions_do() -> None:
+    rendered = FlavorTable([flavor("cpu-large", cpu="8", memory="32Gi")])._repr_html_()
+    assert '<th style="padding:2px 10px;text-align:left;border-bottom:1px solid #ddd;white-space:nowrap">max ttl' \
+        in rendered
+    assert "white-space:nowrap\">cpu-large</td>" in rendered
+    description_cell = rendered.split("<td")[-1]
+    assert "nowrap" not in description_cell
+
+
+@pytest.mark.parametrize(
+    ("sdk", "widget"),
+    [
+        ("DevServer 'a' expires at 2026-12-07T02:07:39Z; extend it with: devctl extend a --by 2h",
+         "DevServer 'a' expires at 2026-12-07T02:07:39Z; extend it with: press Extend on the row of a"),
+        ("Its home volumes are kept; resume it with: devctl start a",
+         "Its home volumes are kept; resume it with: press Start on the row of a"),
+        ("DevServer 'a' not found in namespace 'ns'. List yours with: devctl list",
+         "DevServer 'a' not found in namespace 'ns'. List yours with: press Refresh"),
+        ("See what is happening with: devctl describe a", "See what is happening with: %devserver describe a"),
+        ("Start a local cluster with: devctl local up", "Start a local cluster with: devctl local up"),
+    ],
+)
+def test_widget_messages_name_the_widgets_own_buttons(sdk: str, widget: str) -> None:
+    assert widget_message(sdk) == widget

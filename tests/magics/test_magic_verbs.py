@@ -4,6 +4,8 @@ and that SDK errors arrive as exactly ``UsageError``.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import signal
 import threading
@@ -165,14 +167,20 @@ def test_describe_returns_the_description(shell: Any, client: DevServerClient) -
 def test_extend_pushes_the_expiry_back(shell: Any, client: DevServerClient) -> None:
     client.create("short", flavor="cpu-small", time_to_live="1h")
     before = datetime.now(UTC)
-    server = magic(shell, "extend short --time 2h")
-    expiry = server.spec.lifecycle.expiration_time
-    assert isinstance(server, DevServer) and expiry is not None
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert magic(shell, "extend short --time 2h") is None  # one sentence, not a whole describe table
+    expiry = client.get("short").spec.lifecycle.expiration_time
+    assert expiry is not None
     assert (
         before + timedelta(hours=3) - timedelta(minutes=2) < expiry < datetime.now(UTC) + timedelta(hours=3)
     )
-    default = magic(shell, "extend short").spec.lifecycle.expiration_time
-    assert default - expiry == timedelta(hours=1)
+    # The time as the ExpiringSoon condition writes it (RFC 3339), and how long that is from now.
+    assert out.getvalue().startswith(f"DevServer 'short' now expires at {expiry:%Y-%m-%dT%H:%M:%SZ} (in ")
+    assert out.getvalue().rstrip().endswith(("(in 3h).", "(in 2h59m)."))
+    with contextlib.redirect_stdout(io.StringIO()):
+        magic(shell, "extend short")
+    default = client.get("short").spec.lifecycle.expiration_time
+    assert default is not None and default - expiry == timedelta(hours=1)
 
 
 def test_update_changes_flavor_and_image(shell: Any, client: DevServerClient) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from devservers_magics.widgets import CreateForm, DevServerList, DevServerUI
+from devservers_magics.widgets import CreateForm, DevServerList, DevServerUI, _cell_html
 
 from devservers_sdk.client import DESIRED_STATE_ANNOTATION, DevServerClient
 from devservers_sdk.errors import DevServerNotFoundError
@@ -62,8 +62,8 @@ def test_create_without_waiting_then_the_list_shows_it(ui: DevServerUI, client: 
     form._ttl.value = "2h"
     form._idle.value = "45m"
     form._wait.value = False
-    form._create.click()
-    assert form.status == "Created from-form; it is starting."
+    form.submit()
+    assert form.status == "Created from-form; it is starting (follow it in the list)."
     assert not form._create.disabled
     spec = client.get("from-form").spec
     assert (spec.flavor, spec.lifecycle.time_to_live, spec.lifecycle.idle_timeout) == (
@@ -71,7 +71,14 @@ def test_create_without_waiting_then_the_list_shows_it(ui: DevServerUI, client: 
         "2h",
         2700,
     )
-    assert ui.servers.names == ["from-form"]  # on_created refreshed the list
+    # The form is cleared for the next one, and the list shows the new DevServer from its watch.
+    assert (form.values.name, form.values.time_to_live, form.values.idle_timeout) == ("", "", "")
+    assert form.values.flavor == "cpu-large" and form.values.wait is False
+    wait_until(lambda: ui.servers.names == ["from-form"], timeout=10, message="the new row")
+
+
+def test_the_flavor_dropdown_starts_with_a_flavor_chosen(ui: DevServerUI) -> None:
+    assert ui.form.values.flavor == "cpu-large"  # the first, by name: a name is all the form needs
 
 
 def test_create_distributed_from_the_form(ui: DevServerUI, client: DevServerClient) -> None:
@@ -79,7 +86,7 @@ def test_create_distributed_from_the_form(ui: DevServerUI, client: DevServerClie
         name="group", flavor="cpu-small", mode="distributed", world_size=3, nprocs_per_node=2, wait=False
     )
     ui.form.submit()
-    assert ui.form.status == "Created group; it is starting.", ui.form.status
+    assert ui.form.status == "Created group; it is starting (follow it in the list).", ui.form.status
     distributed = client.get("group").spec.distributed
     assert distributed is not None and (distributed.world_size, distributed.nprocs_per_node) == (3, 2)
 
@@ -95,11 +102,65 @@ def test_create_and_wait_shows_progress_with_the_button_disabled(
     assert form.status.startswith("waited: Running, 1/1 ready"), form.status
     assert form.status.endswith(". Run code on it with: %%devserver run waited")
     assert seen[0] == ("Creating waited...", True)
-    assert any(text.startswith("waited: ") for text, _ in seen[1:-1])  # progress while waiting
+    assert any(text.startswith("waited: ") and text.endswith("...") for text, _ in seen[1:-1])  # progress
     assert all(disabled for _, disabled in seen), seen  # disabled during the whole call
     assert not form._create.disabled  # and enabled again afterwards
+    assert form._cancel.layout.display == "none"  # Cancel only shows while waiting
     assert client.get("waited").status.phase == "Running"
-    assert ui.servers.row("waited").cells["phase"] == "Running"
+    wait_until(
+        lambda: "waited" in ui.servers.names and ui.servers.row("waited").cells["phase"] == "Running",
+        timeout=10,
+        message="the row of waited, Running",
+    )
+
+
+def test_a_create_waiting_for_a_gpu_returns_at_once_and_cancel_stops_the_wait(
+    ui: DevServerUI, client: DevServerClient
+) -> None:
+    form = ui.form
+    form.fill(name="gpu-wanted", flavor="gpu-small", wait=True)
+    form._create.click()  # what a click does: returns while the create goes on in the background
+    assert form.busy and form._create.disabled and form._cancel.layout.display == ""
+    wait_until(
+        lambda: "not scheduled" in form.status or "Pending" in form.status,
+        timeout=READY_TIMEOUT,
+        message="progress: the pod waiting for a GPU node",
+    )
+    form.cancel()
+    form.join(30)
+    assert not form.busy, "the create's thread went on after Cancel"
+    assert form.status == "Stopped waiting for gpu-wanted. It is still being created: follow it in the list."
+    assert not form._create.disabled and form._cancel.layout.display == "none"
+    assert client.get("gpu-wanted").status.phase == "Pending"  # Cancel stops waiting, nothing else
+    wait_until(lambda: "gpu-wanted" in ui.servers.names, timeout=10, message="the row of gpu-wanted")
+    row = ui.servers.row("gpu-wanted")
+    wait_until(lambda: "not scheduled" in row.cells["message"], timeout=10, message="the scheduler's message")
+
+
+def test_a_stop_from_elsewhere_shows_in_the_list_without_a_click(
+    ui: DevServerUI, client: DevServerClient, platform: Any, namespace: str
+) -> None:
+    client.create("outside", flavor="cpu-small", wait=True, timeout=READY_TIMEOUT)
+    wait_until(lambda: "outside" in ui.servers.names, timeout=10, message="the row of outside")
+    row = ui.servers.row("outside")
+    with DevServerClient(namespace=namespace, kubeconfig=platform.kubeconfig) as terminal:
+        terminal.stop("outside")  # what devctl stop does, from another process's point of view
+    wait_until(lambda: row.cells["toggle"] == "Start", timeout=10, message="Start offered")
+    wait_until(lambda: row.cells["phase"] == "Stopped", timeout=READY_TIMEOUT, message="phase Stopped")
+
+
+def test_rows_have_the_columns_of_the_list_magic(ui: DevServerUI, client: DevServerClient) -> None:
+    client.create("columns", flavor="cpu-small", mode="distributed", world_size=2)
+    wait_until(lambda: "columns" in ui.servers.names, timeout=10, message="the row of columns")
+    cells = ui.servers.row("columns").cells
+    assert (cells["owner"], cells["flavor"], cells["mode"]) == (client.owner, "cpu-small", "distributed")
+    assert cells["ready"] in ("0/2", "1/2", "2/2")
+    assert cells["age"][-1] in "sm" and cells["age"][:-1].isdigit(), cells["age"]
+    wait_until(
+        lambda: ui.servers.row("columns").cells["message"] != "",
+        timeout=READY_TIMEOUT,
+        message="the operator's message on the row",
+    )
 
 
 @pytest.mark.parametrize(
@@ -128,7 +189,8 @@ def test_an_unreachable_cluster_is_reported_not_raised(unreachable: DevServerCli
     servers = DevServerList(unreachable)
     try:
         assert form.status.startswith("Error: ") and "127.0.0.1:9" in form.status
-        assert servers.status.startswith("Error: ") and servers.names == []
+        assert servers.status.startswith("Error: ") and "127.0.0.1:9" in servers.status
+        assert servers.names == []
         form.fill(name="x")
         form.submit()
         assert form.status.startswith("Error: ")  # no flavor could be chosen
@@ -173,21 +235,12 @@ def test_stop_then_start(ui: DevServerUI, client: DevServerClient) -> None:
     row.toggle_button.click()
     assert client.get("toggled").metadata.annotations[DESIRED_STATE_ANNOTATION] == "Stopped"
     assert row.cells["toggle"] == "Start" and ui.servers.status.startswith("Stopping toggled")
-    wait_until(
-        lambda: client.get("toggled").status.phase == "Stopped",
-        timeout=READY_TIMEOUT,
-        message="the operator to stop it",
-    )
-    ui.servers.refresh()
-    assert row.cells["phase"] == "Stopped"
+    # No Refresh: the row follows the cluster.
+    wait_until(lambda: row.cells["phase"] == "Stopped", timeout=READY_TIMEOUT, message="the row to say Stopped")
     row.toggle_button.click()
     assert client.get("toggled").metadata.annotations[DESIRED_STATE_ANNOTATION] == "Running"
     assert row.cells["toggle"] == "Stop"
-    wait_until(
-        lambda: client.get("toggled").status.phase == "Running",
-        timeout=READY_TIMEOUT,
-        message="the operator to start it again",
-    )
+    wait_until(lambda: row.cells["phase"] == "Running", timeout=READY_TIMEOUT, message="the row to say Running")
 
 
 def test_delete_asks_for_confirmation(ui: DevServerUI, client: DevServerClient) -> None:
@@ -203,9 +256,8 @@ def test_delete_asks_for_confirmation(ui: DevServerUI, client: DevServerClient) 
     row.delete_button.click()
     row.confirm_button.click()
     assert ui.servers.status == "Deleting doomed."
-    wait_until(lambda: [s.name for s in client.list()] == ["kept"], timeout=30, message="doomed to go")
-    ui.servers.refresh()
-    assert ui.servers.names == ["kept"]
+    wait_until(lambda: ui.servers.names == ["kept"], timeout=30, message="the row of doomed to go")
+    assert [s.name for s in client.list()] == ["kept"]
 
 
 def test_row_actions_on_a_vanished_devserver_report_the_error(
@@ -240,7 +292,8 @@ def test_the_countdown_timer_ticks(client: DevServerClient) -> None:
     widget = DevServerUI(client, countdown_interval=0.05)
     try:
         row = widget.servers.row("ticking")
-        row._expires.value = "stale"
+        row._cells["expires"].value = _cell_html("stale")
+        assert row.cells["expires"] == "stale"
         wait_until(lambda: row.cells["expires"] != "stale", timeout=5, message="the countdown to tick")
         assert row.cells["expires"] in ("1h", "59m 59s", "59m 58s")
     finally:
