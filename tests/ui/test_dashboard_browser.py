@@ -89,7 +89,6 @@ def test_create_run_extend_stop_start_flavor_logs_delete(dashboard: RunningDashb
     expect(countdown).to_have_text(re.compile(r"^[56]h \d+m \d+s$"), timeout=PHASE_TIMEOUT)
     assert countdown.get_attribute("data-expires-at") != before
     expect(page.locator("#action-state")).to_contain_text("done")
-    screenshot(page, "server-page")
 
     # Logs: what the main process prints, then, following, what it prints next.
     with DevServerClient(kubeconfig=ui_kubeconfig) as client:
@@ -100,6 +99,7 @@ def test_create_run_extend_stop_start_flavor_logs_delete(dashboard: RunningDashb
         expect(logs).to_contain_text("first-line-from-the-devserver")
         write_to_container_log(client, name, "second-line-while-following")
         expect(logs).to_contain_text("second-line-while-following")
+    screenshot(page, "server-page")
 
     # Stop, change the flavor while stopped, start again.
     page.get_by_role("button", name="Stop").click()
