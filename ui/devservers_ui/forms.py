@@ -78,7 +78,8 @@ def create_arguments(form: dict[str, Any]) -> tuple[str, dict[str, Any], dict[st
     arguments: dict[str, Any] = {
         "flavor": _text(form, "flavor") or "",
         "image": _text(form, "image"),
-        "home_size": _text(form, "homeSize") if form.get("homeEnabled", True) else None,
+        # Unticked is "0" (no home); ticked and empty is None: the flavor's or the operator's default size.
+        "home_size": _text(form, "homeSize") if form.get("homeEnabled", True) else "0",
         "shared_volume": _text(form, "sharedVolume"),
         "time_to_live": _text(form, "timeToLive"),
         "idle_timeout": _text(form, "idleTimeout"),
@@ -87,8 +88,6 @@ def create_arguments(form: dict[str, Any]) -> tuple[str, dict[str, Any], dict[st
     }
     if not arguments["flavor"]:
         errors["flavor"] = "Choose a flavor."
-    if form.get("homeEnabled", True) and arguments["home_size"] is None:
-        errors["homeSize"] = "Give the home volume a size, e.g. 10Gi, or untick Persistent home."
     if distributed:
         arguments["world_size"] = _whole_number(form, "worldSize", "World size", errors)
         arguments["nprocs_per_node"] = _whole_number(form, "nprocsPerNode", "Processes per pod", errors)

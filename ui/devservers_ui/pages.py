@@ -155,6 +155,16 @@ def _flavor_label(flavor: DevServerFlavor) -> str:
     return text
 
 
+def _smallest_cpu_flavor(flavors: list[DevServerFlavor]) -> str:
+    """The menu starts on the cheapest CPU size: a click on Create should not reserve a GPU."""
+    from devservers_sdk import parse_quantity
+
+    cpu_only = [f for f in flavors if f.gpus == 0] or flavors
+    if not cpu_only:
+        return ""
+    return min(cpu_only, key=lambda f: (parse_quantity(f.cpu) if f.cpu else 0, f.name)).name
+
+
 def _field(name: str, label: str, control: str, hint: str = "") -> str:
     hint_html = f'<p class="hint" id="{name}-hint">{escape(hint)}</p>' if hint else ""
     return (f'<div class="field" data-field="{name}"><label for="{name}">{escape(label)}</label>{control}'
@@ -170,7 +180,7 @@ def new_page(flavors: list[DevServerFlavor], *, namespace: str) -> str:
     options = "".join(
         f'<option value="{escape(f.name)}" data-image="{escape(f.spec.default_image or "")}">'
         f"{escape(_flavor_label(f))}</option>" for f in flavors)
-    default = next((f.name for f in flavors if f.gpus == 0), flavors[0].name if flavors else "")
+    default = _smallest_cpu_flavor(flavors)
     options = options.replace(f'value="{escape(default)}"', f'value="{escape(default)}" selected', 1)
 
     def text(name: str, label: str, *, value: str = "", placeholder: str = "", hint: str = "",
@@ -192,7 +202,8 @@ def new_page(flavors: list[DevServerFlavor], *, namespace: str) -> str:
   <legend>Home volume</legend>
   <div class="check"><input type="checkbox" id="homeEnabled" name="homeEnabled" checked>
     <label for="homeEnabled">Persistent home (kept across stops, deleted with the DevServer)</label></div>
-  {text("homeSize", "Home size", value="10Gi", hint="A Kubernetes quantity, e.g. 10Gi or 100Gi.")}
+  {text("homeSize", "Home size", placeholder="the flavor's default",
+        hint="A Kubernetes quantity, e.g. 10Gi or 100Gi; empty: the flavor's default size.")}
 </fieldset>
 <fieldset>
   <legend>Lifecycle</legend>
@@ -236,6 +247,16 @@ def _table(headers: list[str], rows: list[list[str]], *, empty: str, table_id: s
     return f'<div class="table-wrap"><table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
+def _home(asked: str | None, built: str | None) -> str:
+    from devservers_sdk import parse_quantity
+
+    if asked is not None and parse_quantity(asked) == 0:
+        return "none"
+    if asked is None:
+        return f"{built} (default size)" if built else "the default size"
+    return asked
+
+
 def _when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else _UNKNOWN
 
@@ -248,7 +269,7 @@ def details(description: DevServerDescription, item: dict[str, Any]) -> str:
     spec_rows = [
         ["Owner", spec.owner], ["Flavor", spec.flavor], ["Image", spec.image or "the flavor's default"],
         ["Mode", spec.mode],
-        ["Home volume", spec.persistent_home_size or "none"],
+        ["Home volume", _home(spec.persistent_home_size, status.home_size)],
         ["Shared volume", spec.shared_volume_claim_name or "none"],
         ["Time to live", lifecycle.time_to_live or "not set"],
         ["Expiration time", _when(lifecycle.expiration_time) if lifecycle.expiration_time else "not set"],
