@@ -54,6 +54,8 @@ _EXPORTS = {
     "LaunchFailedError": "launch",
     "LaunchTimeoutError": "launch",
     "NotDistributedError": "launch",
+    "NextStep": "next_steps",
+    "LifetimeLimitError": "lifecycle",
     "RetryPolicy": "kube",
     "parse_duration": "durations",
     "format_duration": "durations",
@@ -90,7 +92,9 @@ __all__ = [
     "LaunchHandle",
     "LaunchTimeoutError",
     "LifecycleSpec",
+    "LifetimeLimitError",
     "LiveDevServers",
+    "NextStep",
     "NotDistributedError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -130,6 +134,7 @@ if TYPE_CHECKING:
     )
     from .kube import RetryPolicy
     from .launch import LaunchFailedError, LaunchHandle, LaunchTimeoutError, NotDistributedError
+    from .lifecycle import LifetimeLimitError
     from .live import LiveDevServers
     from .models import (
         Condition,
@@ -141,6 +146,7 @@ if TYPE_CHECKING:
         DistributedSpec,
         LifecycleSpec,
     )
+    from .next_steps import NextStep
     from .quantities import parse_quantity
 
 

@@ -76,6 +76,7 @@ from .kube import (
 )
 from .launch import LaunchHandle, OutputCallback
 from .models import DevServer, DevServerFlavor, DevServerFlavorSpec, validate_name
+from .next_steps import NextStep
 from .settings import load_kubeconfig, resolve_namespace, resolve_owner
 
 if TYPE_CHECKING:
@@ -789,8 +790,9 @@ class DevServerClient:
         """
         changes = {key: value for key, value in (("flavor", flavor), ("image", image)) if value is not None}
         if not changes:
-            raise InvalidSpecError(f"Nothing to update on DevServer '{name}': pass flavor=... and/or image=...",
-                                   kind="DevServer", name=name)
+            raise InvalidSpecError(f"Nothing to update on DevServer '{name}': name a new flavor and/or image.",
+                                   kind="DevServer", name=name, lead="For example",
+                                   next_step=NextStep("update", name, {"flavor": "..."}))
         current = self.get(name)
         try:
             DevServer.from_manifest({**current.to_manifest(), "spec": {**current.to_manifest()["spec"], **changes}})
@@ -1017,8 +1019,9 @@ class DevServerClient:
         if phase == "Failed" and for_phase != "Failed":
             reason = server.status.message or _last_condition(server) or "no reason given"
             raise DevServerFailedError(
-                f"DevServer '{server.name}' failed: {reason}. See what happened with: devctl describe "
-                f"{server.name}", devserver=server, kind="DevServer", name=server.name, namespace=server.namespace)
+                f"DevServer '{server.name}' failed: {reason}.", next_step=NextStep("describe", server.name),
+                lead="See what happened with", devserver=server, kind="DevServer", name=server.name,
+                namespace=server.namespace)
         return False
 
     @staticmethod
@@ -1029,9 +1032,9 @@ class DevServerClient:
         condition = _last_condition(server)
         detail = f"; last condition: {condition.rstrip('.')}" if condition else ""
         return WaitTimeoutError(
-            f"DevServer '{server.name}' did not {goal} within {timeout:g}s: {state}{detail}. See what is "
-            f"happening with: devctl describe {server.name}", phase=phase, last=server, kind="DevServer",
-            name=server.name, namespace=server.namespace)
+            f"DevServer '{server.name}' did not {goal} within {timeout:g}s: {state}{detail}.",
+            next_step=NextStep("describe", server.name), lead="See what is happening with", phase=phase,
+            last=server, kind="DevServer", name=server.name, namespace=server.namespace)
 
     # -- exec, shell, logs ---------------------------------------------------------------------------
 
@@ -1215,7 +1218,7 @@ class DevServerClient:
         return ["env", f"TERM={term}", *DEFAULT_SHELL] if term else list(DEFAULT_SHELL)
 
     def logs(self, name: str, *, rank: int = 0, follow: bool = False, tail: int | None = None,
-             container: str | None = None) -> Generator[str, None, None]:
+             container: str | None = None, previous: bool = False) -> Generator[str, None, None]:
         """The log lines of a DevServer's pod (without their newline), optionally following new ones.
 
         Args:
@@ -1225,6 +1228,8 @@ class DevServerClient:
                 closed).
             tail: only the last ``tail`` lines.
             container: the container (default: the pod's first).
+            previous: the log of the container's previous run (after a crash or restart), as
+                ``kubectl logs --previous``.
 
         Returns:
             A generator of lines (``close()`` it to stop following).
@@ -1238,7 +1243,8 @@ class DevServerClient:
             ...     print(line)
         """
         pod = self._pod_name(name, rank, running=False)
-        chunks = self._kube.logs(self.namespace, pod, container=container, follow=follow, tail=tail)
+        chunks = self._kube.logs(self.namespace, pod, container=container, follow=follow, tail=tail,
+                                 previous=previous)
         return _lines(chunks)
 
     @staticmethod
@@ -1296,18 +1302,19 @@ class DevServerClient:
             return str(usable[0]["metadata"]["name"])
         server = self.get(name)  # raises DevServerNotFoundError when that is the problem
         phase = server.status.phase or "not reported"
+        step, lead = NextStep("wait", name), "Wait for it with"
         if phase == "Stopped":
-            hint = f"it is stopped. Start it with: devctl start {name}"
+            hint, step, lead = "it is stopped.", NextStep("start", name), "Start it with"
         elif live:
             pod_phase = (live[0].get("status") or {}).get("phase") or "unknown"
-            hint = f"its pod {live[0]['metadata']['name']} is {pod_phase}. Wait for it with: devctl wait {name}"
+            hint = f"its pod {live[0]['metadata']['name']} is {pod_phase}."
         else:
             ranks = sorted(r for r in (_rank(p) for p in self._pods(name)) if r is not None)
             known = f" (ranks present: {', '.join(map(str, ranks))})" if ranks else ""
-            hint = f"phase {phase}{known}. Wait for it with: devctl wait {name}"
+            hint = f"phase {phase}{known}."
         state = "running pod" if running else "pod"
-        raise DevServerNotReadyError(f"DevServer '{name}' has no {state} for rank {rank}: {hint}",
-                                     kind="DevServer", name=name, namespace=self.namespace)
+        raise DevServerNotReadyError(f"DevServer '{name}' has no {state} for rank {rank}: {hint}", next_step=step,
+                                     lead=lead, kind="DevServer", name=name, namespace=self.namespace)
 
     def _running_pod(self, name: str, rank: int) -> str:
         return self._pod_name(name, rank, running=True)

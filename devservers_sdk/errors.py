@@ -38,6 +38,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .next_steps import FrontEnd, NextStep
+
 __all__ = [
     "AlreadyExistsError",
     "AuthenticationError",
@@ -70,21 +72,35 @@ class DevServerError(Exception):
     """The root of every error the SDK raises.
 
     Attributes:
-        message: the whole sentence shown to the user (also ``str(error)``).
+        message: the whole sentence shown to the user (also ``str(error)``), its next step in devctl's
+            syntax.
+        problem: the sentence without the next step.
+        next_step: what to run next (``next_steps.NextStep``), or ``None``; ``render`` writes it in a
+            front end's syntax after ``lead`` (e.g. "Extend it with").
         status: the HTTP status when the error came from the API server, else ``None``.
         reason: the API server's ``reason`` (``NotFound``, ``AlreadyExists``...), else ``None``.
         kind, name, namespace: the object concerned, when there is one.
     """
 
     def __init__(self, message: str, *, status: int | None = None, reason: str | None = None,
-                 kind: str | None = None, name: str | None = None, namespace: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
+                 kind: str | None = None, name: str | None = None, namespace: str | None = None,
+                 next_step: NextStep | None = None, lead: str = "Next, run") -> None:
+        self.problem = message
+        self.next_step = next_step
+        self.lead = lead
+        self.message = self.render("devctl")
+        super().__init__(self.message)
         self.status = status
         self.reason = reason
         self.kind = kind
         self.name = name
         self.namespace = namespace
+
+    def render(self, front_end: FrontEnd) -> str:
+        """The message with its next step in ``devctl``, ``magic`` or ``python`` syntax."""
+        if self.next_step is None:
+            return self.problem
+        return f"{self.problem.rstrip()} {self.lead}: {self.next_step.render(front_end)}"
 
     def __str__(self) -> str:
         return self.message
@@ -97,8 +113,9 @@ class ConfigurationError(DevServerError):
 class ClusterUnreachableError(DevServerError):
     """The API server could not be reached (refused, timed out, DNS, TLS)."""
 
-    def __init__(self, message: str, *, context: str | None = None, server: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, context: str | None = None, server: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
         self.context = context
         self.server = server
 
@@ -251,18 +268,20 @@ def _first_field(message: str, causes: Iterable[dict[str, Any]] | None) -> str |
 def flavor_not_found(name: str, available: Sequence[str], **kwargs: Any) -> FlavorNotFoundError:
     """The error for an unknown flavor, listing the ones that exist."""
     if available:
-        hint = f"Available flavors: {', '.join(sorted(available))}. See them with: devctl flavors"
-    else:
-        hint = "No flavors are installed on this cluster; ask your cluster admin to create some " \
-               "(e.g. kubectl apply -f examples/flavors/)"
+        return FlavorNotFoundError(f"Flavor '{name}' does not exist. Available flavors: "
+                                   f"{', '.join(sorted(available))}.", available=available, kind=FLAVOR_KIND,
+                                   name=name, next_step=NextStep("flavors"), lead="See them with", **kwargs)
+    hint = "No flavors are installed on this cluster; ask your cluster admin to create some " \
+           "(e.g. kubectl apply -f examples/flavors/)"
     return FlavorNotFoundError(f"Flavor '{name}' does not exist. {hint}", available=available,
                                kind=FLAVOR_KIND, name=name, **kwargs)
 
 
 def devserver_not_found(name: str, namespace: str | None, **kwargs: Any) -> DevServerNotFoundError:
     where = f" in namespace '{namespace}'" if namespace else ""
-    return DevServerNotFoundError(f"DevServer '{name}' not found{where}. List yours with: devctl list",
-                                  kind=DEVSERVER_KIND, name=name, namespace=namespace, **kwargs)
+    return DevServerNotFoundError(f"DevServer '{name}' not found{where}.", next_step=NextStep("list"),
+                                  lead="List yours with", kind=DEVSERVER_KIND, name=name, namespace=namespace,
+                                  **kwargs)
 
 
 def error_from_api(status: int, reason: str, message: str, *, kind: str, name: str, namespace: str,
@@ -332,8 +351,8 @@ def error_from_api(status: int, reason: str, message: str, *, kind: str, name: s
         if kind == DEVSERVER_KIND and name:
             return devserver_not_found(name, namespace or None, status=status, reason=reason)
         if kind == FLAVOR_KIND and name:
-            return FlavorNotFoundError(
-                f"Flavor '{name}' does not exist. See the available flavors with: devctl flavors", **common)
+            return FlavorNotFoundError(f"Flavor '{name}' does not exist.", next_step=NextStep("flavors"),
+                                       lead="See the available flavors with", **common)
         if kind == "Namespace" or (reason == "NotFound" and f'namespaces "{namespace}" not found' in message):
             return NotFoundError(
                 f"Namespace '{namespace or name}' does not exist. Pick another with --namespace, or "
@@ -341,9 +360,11 @@ def error_from_api(status: int, reason: str, message: str, *, kind: str, name: s
         return NotFoundError(f"{what} not found ({detail}).", **common)
     if status == 409:
         if reason == "AlreadyExists":
-            hint = f"Pick another name, or delete it first with: devctl delete {name}" if kind == DEVSERVER_KIND \
-                else "Pick another name, or delete the existing one first"
-            return AlreadyExistsError(f"{what} already exists. {hint}.", **common)
+            if kind == DEVSERVER_KIND:
+                return AlreadyExistsError(f"{what} already exists.", next_step=NextStep("delete", name),
+                                          lead="Pick another name, or delete it first with", **common)
+            return AlreadyExistsError(f"{what} already exists. Pick another name, or delete the existing one "
+                                      f"first.", **common)
         return ConflictError(
             f"{what} was changed by someone else while this request was in flight ({detail}). "
             f"Retry the command.", **common)

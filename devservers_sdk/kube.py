@@ -832,7 +832,8 @@ class Kube:
     # -- pods ----------------------------------------------------------------------------------------
 
     def logs(self, namespace: str, pod: str, *, container: str | None = None, follow: bool = False,
-             tail: int | None = None, timeout: float | None = None) -> Generator[bytes, None, None]:
+             tail: int | None = None, timeout: float | None = None,
+             previous: bool = False) -> Generator[bytes, None, None]:
         """Chunks of a pod's log as they arrive; with ``follow`` the stream ends when the container does.
 
         A followed stream has no read timeout (it may legitimately be silent for hours); closing the
@@ -840,7 +841,8 @@ class Kube:
         """
         import urllib3
 
-        query = [("container", container), ("follow", "true" if follow else None), ("tailLines", tail)]
+        query = [("container", container), ("follow", "true" if follow else None), ("tailLines", tail),
+                 ("previous", "true" if previous else None)]
         read_timeout: float | None = None if follow else (timeout or self.timeout)
         connect = min(CONNECT_TIMEOUT, timeout or self.timeout)
         raw = self._send("GET", PODS.path(namespace, pod, "log"), query=query, kind="Pod", name=pod,

@@ -40,6 +40,7 @@ import codecs
 import collections
 import contextlib
 import json
+import math
 import re
 import secrets
 import shlex
@@ -54,6 +55,7 @@ from .activity import ActivityHeartbeat
 from .errors import DevServerError, DevServerNotReadyError, InvalidSpecError, WaitTimeoutError
 from .kube import STDERR, STDOUT, ExecSession
 from .models import DevServer, env_name_problem
+from .next_steps import NextStep
 
 if TYPE_CHECKING:
     from .client import DevServerClient
@@ -300,7 +302,9 @@ def validate_env(env: Mapping[str, str] | None) -> dict[str, str]:
             raise InvalidSpecError(
                 f"launch cannot set {name}: the DevServer's distributed environment and torchrun set it "
                 f"(PET_*, MASTER_*, NODE_RANK, NNODES, RANK, WORLD_SIZE, DEVSERVER_*...). Change the "
-                f"DevServer (world size, nprocs per node) or pass nprocs_per_node= instead.", field="env")
+                f"DevServer (world size, nprocs per node), or choose the processes per pod of this launch "
+                f"instead.", field="env", next_step=NextStep("launch", "NAME", {"nprocs-per-node": "1"}),
+                lead="with")
         if problem == "loader":
             raise InvalidSpecError(
                 f"launch refuses to set {name}: it would load code into every process before the script "
@@ -371,18 +375,20 @@ def _require_launchable(server: DevServer) -> int:
         raise NotDistributedError(
             f"DevServer '{name}' is standalone; launch runs torchrun across the pods of a distributed "
             f"DevServer. Run commands on a standalone one with shell (devctl shell {name} -- python train.py), or "
-            f"create a distributed one with: devctl create NAME --distributed",
-            kind="DevServer", name=name, namespace=server.namespace)
+            f"create a distributed one",
+            next_step=NextStep("create", "NAME", {"flavor": server.spec.flavor, "distributed": True}),
+            lead="with", kind="DevServer", name=name, namespace=server.namespace)
     phase = server.status.phase or "not reported yet"
     if phase != "Running":
         if phase == "Stopped":
-            hint = f"Start it with: devctl start {name}"
+            step, lead = NextStep("start", name), "Start it with"
         elif phase == "Failed":
-            hint = f"See why with: devctl describe {name}"
+            step, lead = NextStep("describe", name), "See why with"
         else:
-            hint = f"Wait for it with: devctl wait {name}"
+            step, lead = NextStep("wait", name), "Wait for it with"
         raise DevServerNotReadyError(f"DevServer '{name}' is {phase}, not Running, so nothing can be launched on "
-                                     f"it. {hint}", kind="DevServer", name=name, namespace=server.namespace)
+                                     f"it.", next_step=step, lead=lead, kind="DevServer", name=name,
+                                     namespace=server.namespace)
     return distributed.world_size
 
 
@@ -650,7 +656,8 @@ class LaunchHandle:
     def _timeout_error(self) -> LaunchTimeoutError:
         return LaunchTimeoutError(
             f"The launch on DevServer '{self.name}' did not finish within {self._timeout:g}s; every rank was "
-            f"stopped. Pass a larger timeout=, or none.", returncodes=self.returncodes, kind="DevServer",
+            f"stopped.", next_step=NextStep("launch", self.name, {"timeout": f"{math.ceil(2 * (self._timeout or 0)) or 1}s"}),
+            lead="Run it again with a larger timeout (or none), e.g.", returncodes=self.returncodes, kind="DevServer",
             name=self.name, namespace=self.namespace)
 
     # -- the public side -----------------------------------------------------------------------------
@@ -815,7 +822,8 @@ def launch(client: DevServerClient, name: str, command: str | Sequence[str], *,
     if problems:
         raise DevServerNotReadyError(
             f"DevServer '{name}' is Running but not all of its {world_size} ranks are ready: "
-            f"{'; '.join(problems)}. Wait for them with: devctl wait {name}", kind="DevServer", name=name,
+            f"{'; '.join(problems)}.", next_step=NextStep("wait", name), lead="Wait for them with",
+            kind="DevServer", name=name,
             namespace=client.namespace)
     distributed = server.spec.distributed
     assert distributed is not None

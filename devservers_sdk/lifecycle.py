@@ -45,6 +45,7 @@ from .activity import ACTIVITY_ANNOTATION, rfc3339
 from .durations import format_duration, parse_duration
 from .errors import InvalidSpecError
 from .models import DevServer, DevServerFlavorSpec, DevServerSpec
+from .next_steps import NextStep
 
 __all__ = [
     "ACTIVITY_ANNOTATION",
@@ -673,7 +674,7 @@ def plan(
         if previous is None or previous.status != "True":
             warning = (
                 f"DevServer '{name}' will be deleted with its home volumes at {rfc3339(deadline)} (in "
-                f"{_until(deadline, now)}); extend it with: devctl extend {name} --by 2h"
+                f"{_until(deadline, now)}); extend it with: {NextStep('extend', name, {'time': '2h'}).devctl()}"
             )
 
     def decision(action: Action, reason: str, message: str) -> Decision:
@@ -709,7 +710,7 @@ def plan(
             STOPPED_REASON_IDLE,
             f"Stopping DevServer '{name}': {idle[2]}. "
             f"{_sentence(home_note(spec, devserver.status.home_size))}; resume it with: "
-            f"devctl start {name}",
+            f"{NextStep('start', name).devctl()}",
         )
     if warning is not None:
         return decision("warn_expiring", "ExpiringSoon", warning)

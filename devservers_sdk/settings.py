@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigurationError
+from .next_steps import NextStep
 
 NAMESPACE_ENV = "DEVSERVERS_NAMESPACE"
 OWNER_ENV = "DEVSERVERS_OWNER"
@@ -35,8 +36,7 @@ KUBECONFIG_ENV = "KUBECONFIG"
 DEFAULT_KUBECONFIG = "~/.kube/config"
 DEFAULT_NAMESPACE = "default"
 
-_NO_KUBECONFIG_HINT = ("Point KUBECONFIG at your cluster's kubeconfig, pass kubeconfig=..., "
-                       "or start a local cluster with: devctl local up")
+_LOCAL_UP = NextStep("local up")
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,52 @@ def kubeconfig_paths(kubeconfig: str | os.PathLike[str] | None = None) -> list[P
     return listed or [Path(DEFAULT_KUBECONFIG).expanduser()]
 
 
+class KubeconfigUnreadableError(ConfigurationError):
+    """A kubeconfig file exists but is no kubeconfig: bad YAML, binary bytes, or not a mapping.
+
+    ``devctl local up`` may repair it: it moves the file aside (``path``) and writes a new one.
+    """
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(message, next_step=_LOCAL_UP,
+                         lead="or let the local cluster move it aside and write a new one")
+        self.path = path
+
+
+def read_kubeconfig_file(path: Path) -> dict[str, Any]:
+    """One kubeconfig file as a mapping ({} when empty), or one line naming the file and the fix.
+
+    Raises:
+        KubeconfigUnreadableError: unreadable, not UTF-8 text, not YAML, or not a mapping.
+    """
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise KubeconfigUnreadableError(f"The kubeconfig {path} is not text (it holds binary data). Restore it "
+                                        f"from a backup or fetch a fresh one,", path=path) from None
+    except OSError as exc:
+        raise KubeconfigUnreadableError(f"Cannot read the kubeconfig {path} ({exc.strerror or exc}). Fix its "
+                                        f"permissions,", path=path) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise KubeconfigUnreadableError(f"The kubeconfig {path} is not valid YAML ({problem}{where}). Fix "
+                                        f"it,", path=path) from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        kind = "plain text" if isinstance(document, str) else f"a YAML {type(document).__name__}"
+        raise KubeconfigUnreadableError(f"The kubeconfig {path} is not a kubeconfig: it holds {kind}, not the "
+                                        f"mapping of clusters, users and contexts kubectl writes. Fix it,",
+                                        path=path)
+    return document
+
+
 def _named(entries: Any, key: str) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for entry in entries or ():
@@ -100,23 +146,17 @@ def load_kubeconfig(kubeconfig: str | os.PathLike[str] | None = None, context: s
         >>> info.context, info.namespace
         ('devservers-local', 'default')
     """
-    import yaml
-
     paths = kubeconfig_paths(kubeconfig)
     existing = [p for p in paths if p.is_file()]
     if not existing:
         shown = ", ".join(str(p) for p in paths)
-        raise ConfigurationError(f"No kubeconfig found (looked at {shown}). {_NO_KUBECONFIG_HINT}.")
+        raise ConfigurationError(f"No kubeconfig found (looked at {shown}). Point KUBECONFIG at your cluster's "
+                                 f"kubeconfig,", next_step=_LOCAL_UP, lead="or start a local cluster with")
     contexts: dict[str, dict[str, Any]] = {}
     clusters: dict[str, dict[str, Any]] = {}
     current = ""
     for path in existing:
-        try:
-            document = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigurationError(f"Cannot read the kubeconfig {path}: {exc}. {_NO_KUBECONFIG_HINT}.") from exc
-        if not isinstance(document, dict):
-            raise ConfigurationError(f"The kubeconfig {path} is not a kubeconfig (expected a mapping).")
+        document = read_kubeconfig_file(path)
         for name, value in _named(document.get("contexts"), "context").items():
             contexts.setdefault(name, value)
         for name, value in _named(document.get("clusters"), "cluster").items():
@@ -125,12 +165,13 @@ def load_kubeconfig(kubeconfig: str | os.PathLike[str] | None = None, context: s
     shown = ", ".join(str(p) for p in existing)
     chosen = context or os.environ.get(CONTEXT_ENV) or current
     if not chosen:
-        raise ConfigurationError(f"The kubeconfig ({shown}) selects no context. Pass context=... or set "
-                                 f"one with: kubectl config use-context NAME")
+        raise ConfigurationError(f"The kubeconfig ({shown}) selects no context. Select one with: kubectl config "
+                                 f"use-context NAME, or add the local cluster's", next_step=_LOCAL_UP, lead="with")
     if chosen not in contexts:
         known = ", ".join(sorted(contexts)) or "none"
         raise ConfigurationError(f"Context '{chosen}' is not in the kubeconfig ({shown}); known contexts: "
-                                 f"{known}. Pick one with --context or: kubectl config use-context NAME")
+                                 f"{known}. Pick one of them, or select it for good with: kubectl config "
+                                 f"use-context NAME")
     entry = contexts[chosen]
     cluster = str(entry.get("cluster") or "")
     return KubeconfigInfo(
@@ -186,5 +227,5 @@ def resolve_owner(explicit: str | None, *, whoami: Callable[[], str | None], inf
         identity = whoami() or (info.user if info else None)
         owner = owner_from_username(identity) if identity else None
     if not owner:
-        raise ConfigurationError(f"Cannot tell who you are: pass owner=... or set {OWNER_ENV}.")
+        raise ConfigurationError(f"Cannot tell who you are: set {OWNER_ENV} to your user name.")
     return owner

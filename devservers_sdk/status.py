@@ -41,8 +41,9 @@ from .lifecycle import (
     Decision,
     home_note,
 )
-from .manifests import HOME_VOLUME, RANK_LABEL, rank_count
+from .manifests import HOME_VOLUME, NAME_LABEL, RANK_LABEL, rank_count
 from .models import Condition, DevServer, DevServerStatus
+from .next_steps import NextStep
 
 __all__ = [
     "CONDITION_TYPES",
@@ -129,6 +130,13 @@ def latest_pod_start(pods: Iterable[Mapping[str, Any]]) -> datetime | None:
     return max(starts) if starts else None
 
 
+def _previous_logs_step(pod: Mapping[str, Any]) -> NextStep:
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    rank = pod_rank(pod)
+    server = labels.get(NAME_LABEL) or _name(pod).rpartition("-")[0] or _name(pod)
+    return NextStep("logs", server, {**({"rank": str(rank)} if rank else {}), "previous": True})
+
+
 def _container_failure(pod: Mapping[str, Any]) -> tuple[str, str] | None:
     """``(reason, message)`` of the first container that cannot run, or of a failed pod."""
     status = pod.get("status") or {}
@@ -145,7 +153,7 @@ def _container_failure(pod: Mapping[str, Any]) -> tuple[str, str] | None:
             if reason == "CrashLoopBackOff" and last:
                 message += (
                     f"; last exit: {last.get('reason') or 'Error'} (exit code {last.get('exitCode')}). "
-                    f"See its output with: devctl logs --previous"
+                    f"See its output with: {_previous_logs_step(pod).devctl()}"
                 )
             return str(reason), message
     if status.get("phase") == "Failed":
@@ -348,7 +356,7 @@ def derive_status(
             f"stopping {why}: {len(pods)} pod(s) still shutting down"
             if pods
             else f"stopped {why} at {rfc3339(stopped_at)}; {kept}. Start it with: "
-            f"devctl start {devserver.name}"
+            f"{NextStep('start', devserver.name).devctl()}"
         )
     elif degraded[0] == "True":
         phase, message = "Failed", degraded[2]
@@ -508,7 +516,7 @@ def _conditions(
             "True",
             "ExpiringSoon",
             f"deleted with its home volumes at {rfc3339(expires_at)} (in {minutes} min); extend it "
-            f"with: devctl extend {devserver.name} --by 2h",
+            f"with: {NextStep('extend', devserver.name, {'time': '2h'}).devctl()}",
         )
     else:
         expiring = make("ExpiringSoon", "False", "NotExpiring", f"expires at {rfc3339(expires_at)}")

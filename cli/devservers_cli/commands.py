@@ -304,18 +304,20 @@ def _stream(client: DevServerClient, name: str, rank: int, argv: list[str]) -> i
               help="Which pod of a distributed DevServer.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the container stops.")
 @click.option("--tail", type=click.IntRange(0), metavar="N", help="Only the last N lines.")
+@click.option("-p", "--previous", is_flag=True, help="The log of the container's previous run (after a crash).")
 @cluster_options
 @click.pass_context
-def logs(ctx: click.Context, name: str, rank: int, follow: bool, tail: int | None) -> None:
+def logs(ctx: click.Context, name: str, rank: int, follow: bool, tail: int | None, previous: bool) -> None:
     """Print the logs of a DevServer's pod.
 
     \b
     Examples:
       devctl logs mydev
       devctl logs ddp --rank 1 -f --tail 20
+      devctl logs mydev --previous     # what it printed before it crashed
     """
     with target(ctx).client() as client:
-        lines = client.logs(name, rank=rank, follow=follow, tail=tail)
+        lines = client.logs(name, rank=rank, follow=follow, tail=tail, previous=previous)
         printed = False
         try:
             for line in lines:

@@ -29,14 +29,31 @@ class Entries:
 
 
 def read(path: Path) -> dict[str, Any]:
-    import yaml
+    """The kubeconfig at ``path`` ({} when there is none).
+
+    Raises:
+        KubeconfigUnreadableError: the file is no kubeconfig (bad YAML, binary, not a mapping); a
+            ``ValueError``-free ``ConfigurationError`` whose message names the file and the fix.
+    """
+    from devservers_sdk.settings import read_kubeconfig_file
 
     if not path.is_file():
         return {}
-    document = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(document, dict):
-        raise ValueError(f"{path} is not a kubeconfig (expected a mapping)")
-    return document
+    return read_kubeconfig_file(path)
+
+
+def move_aside(path: Path) -> Path:
+    """Rename an unusable kubeconfig to ``<name>.broken-<UTC time>`` next to it, never over another file."""
+    from datetime import UTC, datetime
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    aside = path.with_name(f"{path.name}.broken-{stamp}")
+    counter = 1
+    while aside.exists():
+        counter += 1
+        aside = path.with_name(f"{path.name}.broken-{stamp}-{counter}")
+    os.replace(path, aside)
+    return aside
 
 
 def write(path: Path, document: dict[str, Any]) -> None:
@@ -106,7 +123,9 @@ def remove(path: Path, entries: Entries, previous: str | None) -> str | None:
 
 def selected(path: Path) -> str | None:
     """The current context of one kubeconfig file."""
+    from devservers_sdk.errors import DevServerError
+
     try:
         return read(path).get("current-context") or None
-    except (OSError, ValueError):
+    except (OSError, ValueError, DevServerError):
         return None

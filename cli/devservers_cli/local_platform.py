@@ -296,7 +296,17 @@ class LocalPlatform:
                 raise LocalPlatformError(
                     f"The local cluster in {self.root} already runs the {current.control_plane} control "
                     f"plane; stop it with `devctl local down`, then run `devctl local up{flag}` again.")
-            return current, False
+            # Running, but the user's kubeconfig may have lost its context since (edited, overwritten,
+            # corrupted): put it back, so "already running" never leaves devctl unable to reach it.
+            record = self._load() or Record()
+            entries, previous = self._merge_context(user_kubeconfig, report)
+            if record.kubeconfig != str(user_kubeconfig) or record.previous_context is None:
+                record.previous_context = record.previous_context or previous
+            record.kubeconfig, record.entries = str(user_kubeconfig), asdict(entries)
+            self._save(record)
+            if previous is not None:
+                report(f"Context '{entries.context}' selected again in {user_kubeconfig}.")
+            return self.status(), False
         if current.cluster_pid or current.operator_pid:
             report("Cleaning up a local cluster that is no longer complete...")
             self._stop_processes(self._load() or Record(), report=lambda _: None)
@@ -311,8 +321,7 @@ class LocalPlatform:
             self._start_cluster(record, report, timeout, {**NODE_CAPACITY, **(node_capacity or {})})
             self._install(report)
             self._start_operator(record, report, timeout)
-            source = kubeconfig.read(self.cluster_kubeconfig)
-            entries, previous = kubeconfig.merge(user_kubeconfig, source)
+            entries, previous = self._merge_context(user_kubeconfig, report)
             record.kubeconfig, record.entries = str(user_kubeconfig), asdict(entries)
             record.previous_context = previous
             self._save(record)
@@ -324,6 +333,20 @@ class LocalPlatform:
         before = f" (it was '{previous}'; `devctl local down` selects it again)" if previous else ""
         report(f"Context '{entries.context}' added to {user_kubeconfig} and selected{before}.")
         return self.status(), True
+
+    def _merge_context(self, user_kubeconfig: Path, report: Report) -> tuple[kubeconfig.Entries, str | None]:
+        """Add and select the local cluster's context in the user's kubeconfig, repairing an unusable file:
+        it is moved aside (never deleted: it may hold other clusters' credentials) and a new one written."""
+        from devservers_sdk.settings import KubeconfigUnreadableError
+
+        source = kubeconfig.read(self.cluster_kubeconfig)
+        try:
+            return kubeconfig.merge(user_kubeconfig, source)
+        except KubeconfigUnreadableError as exc:
+            aside = kubeconfig.move_aside(user_kubeconfig)
+            report(f"{exc.problem.rstrip(',. ')}. Moved it to {aside} and wrote a new {user_kubeconfig} "
+                   f"with the local cluster's context.")
+            return kubeconfig.merge(user_kubeconfig, source)
 
     def _spawn(self, argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
         with log.open("ab") as out:
@@ -461,10 +484,16 @@ class LocalPlatform:
             return False
         self._stop_processes(record, report=report, timeout=timeout)
         if record.kubeconfig and record.entries:
+            from devservers_sdk.settings import KubeconfigUnreadableError
+
             entries = kubeconfig.Entries(**record.entries)
-            now = kubeconfig.remove(Path(record.kubeconfig), entries, record.previous_context)
-            selected = f"; current context: {now}" if now else "; no context is selected now"
-            report(f"Context '{entries.context}' removed from {record.kubeconfig}{selected}.")
+            try:
+                now = kubeconfig.remove(Path(record.kubeconfig), entries, record.previous_context)
+            except KubeconfigUnreadableError as exc:
+                report(f"{exc.problem.rstrip(',. ')}; left it as it is.")
+            else:
+                selected = f"; current context: {now}" if now else "; no context is selected now"
+                report(f"Context '{entries.context}' removed from {record.kubeconfig}{selected}.")
         import shutil
 
         shutil.rmtree(self.data, ignore_errors=True)

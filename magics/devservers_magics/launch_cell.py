@@ -90,5 +90,5 @@ def print_lines(handle: LaunchHandle, stdout: TextSink, stderr: TextSink) -> Non
 
 def failure_message(error: LaunchFailedError) -> str:
     """The SDK's sentence without the failing rank's last lines (the cell has just shown them)."""
-    return str(error).split(" Last output of rank", 1)[0]
+    return error.render("magic").split(" Last output of rank", 1)[0]
 

@@ -76,7 +76,7 @@ def usage_errors() -> Iterator[None]:
     try:
         yield
     except DevServerError as exc:
-        raise UsageError(notebook_message(str(exc))) from exc
+        raise UsageError(notebook_message(exc.render("magic"))) from exc
 
 
 @magics_class
@@ -370,6 +370,7 @@ class DevServerMagics(Magics):
     @argument("--rank", type=int, default=0, help="which pod of a distributed DevServer")
     @argument("--tail", type=int, default=None, metavar="LINES", help="only the last LINES lines")
     @argument("-f", "--follow", action="store_true", help="keep printing new lines until interrupted")
+    @argument("-p", "--previous", action="store_true", help="the log of the container's previous run")
     @_namespace_option
     def _logs(self, args: Namespace) -> None:
         """Print the log of a DevServer's pod.
@@ -377,7 +378,7 @@ class DevServerMagics(Magics):
         Example: %devserver logs mydev --tail 20
         """
         client = self.client(args.namespace)
-        lines = client.logs(args.name, rank=args.rank, follow=args.follow, tail=args.tail)
+        lines = client.logs(args.name, rank=args.rank, follow=args.follow, tail=args.tail, previous=args.previous)
         printed = False
         try:
             for text in lines:

@@ -59,6 +59,7 @@ from devservers_sdk.models import (
     DevServerFlavor,
     DevServerStatus,
 )
+from devservers_sdk.next_steps import NextStep
 from devservers_sdk.status import derive_status, latest_pod_start, pod_rank, pods_to_replace
 
 from .probe import parse_probe, probe_command
@@ -320,7 +321,7 @@ class Reconciler:
                 text = flavor_not_found(flavor_name, available).message.rstrip(".")
                 return None, (
                     f"{text}. DevServer '{devserver.name}' starts once flavor '{flavor_name}' exists; "
-                    f"or pick another with: devctl update {devserver.name} --flavor <name>"
+                    f"or pick another with: {NextStep('update', devserver.name, {'flavor': '...'}).devctl()}"
                 )
         try:
             return DevServerFlavor.from_manifest(_resource_fields(body)), None

@@ -123,6 +123,31 @@ def test_up_status_down_as_a_user_runs_them(local_env: tuple[Path, Path]) -> Non
     assert devctl("local", "status").exit_code == 3
 
 
+def test_up_repairs_a_kubeconfig_that_is_no_kubeconfig_even_when_already_running(
+    local_env: tuple[Path, Path],
+) -> None:
+    """Issue 14: a plain-text kubeconfig made `local up` report "already running" and leave it broken."""
+    state, kubeconfig = local_env
+    kubeconfig.write_text("remember to ask Bob for the cluster\n")
+    devctl = make_devctl("process", str(kubeconfig), DEVSERVERS_STATE_DIR=str(state))
+
+    up = devctl("local", "up")
+    assert up.exit_code == 0, str(up)
+    [aside] = kubeconfig.parent.glob("config.broken-*")
+    assert f"The kubeconfig {kubeconfig} is not a kubeconfig: it holds plain text" in up.stdout, str(up)
+    assert f"Moved it to {aside} and wrote a new {kubeconfig}" in up.stdout, str(up)
+    assert aside.read_text() == "remember to ask Bob for the cluster\n"  # moved aside, never lost
+    assert current_context(kubeconfig) == "devservers-local"
+
+    kubeconfig.write_bytes(bytes(range(256)))  # broken again behind the running cluster's back
+    again = devctl("local", "up")
+    assert again.exit_code == 0 and "already running" in again.stdout, str(again)
+    assert f"The kubeconfig {kubeconfig} is not text (it holds binary data)" in again.stdout, str(again)
+    assert len(list(kubeconfig.parent.glob("config.broken-*"))) == 2
+    assert current_context(kubeconfig) == "devservers-local"
+    assert devctl("flavors").exit_code == 0
+
+
 def test_up_in_process_into_a_new_kubeconfig_and_recovery_after_a_crash(local_env: tuple[Path, Path]) -> None:
     state, kubeconfig = local_env
     devctl: Devctl = make_devctl("runner", None, DEVSERVERS_STATE_DIR=str(state))
