@@ -1570,8 +1570,9 @@ class DevServerClient:
             if not os.path.isdir(workdir):
                 raise InvalidSpecError(
                     f"workdir {str(workdir)!r} is not a directory on this machine: workdir is your code, uploaded "
-                    f"to every rank before the launch. To run in a directory of the pods, pass cwd={str(workdir)!r} "
-                    f"(devctl launch --cwd).", field="workdir", kind="DevServer", name=name)
+                    f"to every rank before the launch.", field="workdir", kind="DevServer", name=name,
+                    next_step=NextStep("launch", name, {"cwd": str(workdir)}),
+                    lead="To run in a directory of the pods instead, use cwd")
             cwd = cwd or self.sync(name, workdir).remote_path
         return launch(self, name, command, nprocs_per_node=nprocs_per_node, env=env, workdir=cwd,
                       timeout=timeout, on_output=on_output)

@@ -90,6 +90,11 @@ def collected_hints() -> Iterator[tuple[str, str]]:
                         isinstance(parent, ast.JoinedStr) and node in parent.values for parent in ast.walk(tree)):
                     continue  # a piece of an f-string: the whole string is read instead
                 for match in _DEVCTL_TEXT.finditer(text):
+                    # A command to run follows a colon, a parenthesis, a quote or "e.g."; "have devctl make
+                    # a key" is prose about devctl, not a hint.
+                    before = text[:match.start()].rstrip()
+                    if before and not before.endswith((":", "(", "`", "e.g.", ";", "'", '"')):
+                        continue
                     yield where, "devctl" + match.group(1).rstrip(".")
 
 
@@ -108,7 +113,8 @@ def parse(line: str) -> click.Command:
             parent = click.Context(command, info_name=args[0], parent=parent)
             group, args = command, args[1:]
             continue
-        command.make_context(args[0], args[1:], parent=parent)
+        if len(args) > 1:  # a bare "devctl cp" names the command; with arguments, they must parse
+            command.make_context(args[0], args[1:], parent=parent)
         return command
 
 
