@@ -100,6 +100,10 @@ def test_create_run_extend_stop_start_flavor_logs_delete(dashboard: RunningDashb
         write_to_container_log(client, name, "second-line-while-following")
         expect(logs).to_contain_text("second-line-while-following")
     screenshot(page, "server-page")
+    page.set_viewport_size({"width": 390, "height": 800})
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"the server's page is {overflow}px wider than a 390px window"
+    page.set_viewport_size({"width": 1280, "height": 800})
 
     # Stop, change the flavor while stopped, start again.
     page.get_by_role("button", name="Stop").click()
@@ -217,3 +221,32 @@ def test_the_list_is_live_and_filters_by_namespace_and_phase(ui_kubeconfig: str,
             assert page.evaluate("window.sameDocument") is True
         finally:
             stop_dashboard(running)
+
+
+def test_keyboard_labels_and_a_narrow_window(dashboard: RunningDashboard, ui_kubeconfig: str, page: Any) -> None:
+    page.goto(dashboard.url)
+    page.goto(dashboard.base + "/new")
+    # Every control has a label people and screen readers can read.
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea')]
+        .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.id || e.name)""")
+    assert unlabelled == [], unlabelled
+
+    # The form works from the keyboard alone: Tab to a field, type, Enter submits and the error is announced.
+    page.keyboard.press("Tab")  # the skip link comes first
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.get_by_label("Name").focus()
+    page.keyboard.type("Not Valid")
+    page.keyboard.press("Enter")
+    expect(page.locator("#name-error")).to_be_visible()
+    expect(page.locator("#name-error")).to_have_attribute("role", "alert")
+    expect(page.get_by_label("Name")).to_be_focused()
+    with DevServerClient(kubeconfig=ui_kubeconfig) as client:
+        assert client.list() == []
+
+    # A narrow window: nothing pushes the page sideways (wide tables scroll inside their own box).
+    for path in ("/new", "/"):
+        page.set_viewport_size({"width": 390, "height": 800})
+        page.goto(dashboard.base + path)
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"{path} is {overflow}px wider than a 390px window"
+    expect(page.get_by_label("Phase")).to_be_visible()
