@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
                               help="emulator (ours, starts in a fraction of a second) or kubernetes (etcd and the "
                                    "kube-* binaries built from Go modules on first use, with our node agent)")
     serve_parser.add_argument("--nodes", type=int, default=1, metavar="N",
-                              help="run N nodes, each a node agent of its own (kubernetes control plane only)")
+                              help="run N nodes, each a node agent of its own (a second node lets kubectl drain "
+                                   "move pods)")
     serve_parser.add_argument("--user", action="append", default=[], metavar="NAME[:GROUP,...]",
                               help="mint a kubeconfig for this identity next to --kubeconfig, e.g. alice or "
                                    "carol:devservers:admins (repeatable; kubernetes control plane only)")
@@ -100,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve_kubernetes(args, parser)
     if args.user:
         parser.error("--user needs --control-plane kubernetes (the emulator does not enforce RBAC)")
-    if args.nodes != 1:
-        parser.error("--nodes needs --control-plane kubernetes (the emulator runs one node)")
+    if args.nodes < 1:
+        parser.error(f"--nodes {args.nodes}: a cluster needs at least one node")
     try:
         capacity = _capacity(args.node_capacity)
         faults = FaultSettings.parse(args.faults) if args.faults else None
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"local cluster serving at {url}; kubeconfig written to {args.kubeconfig}", flush=True)
 
     asyncio.run(serve(kubeconfig=args.kubeconfig, port=args.port, state_dir=args.state_dir,
-                      node_capacity=capacity or None, faults=faults, on_ready=ready))
+                      node_capacity=capacity or None, faults=faults, on_ready=ready, nodes=args.nodes))
     return 0
 
 

@@ -70,7 +70,12 @@ class ClusterRuntime:
 
     def __init__(self, *, state_dir: Path, port: int = 0, node_capacity: dict[str, str] | None = None,
                  kubelet: bool = True, kubelet_options: dict[str, Any] | None = None,
-                 controllers: bool = True) -> None:
+                 controllers: bool = True, nodes: int = 1) -> None:
+        if nodes < 1:
+            raise ValueError(f"nodes={nodes}: a cluster needs at least one node")
+        # Node 1 keeps the historical name and directories; node N is "<name>-N" with its state in node-N/,
+        # as on the real control plane.
+        self.node_names = [NODE_NAME] + [f"{NODE_NAME}-{n}" for n in range(2, nodes + 1)]
         self.state_dir = state_dir
         self.port = port
         self.token = secrets.token_urlsafe(32)
@@ -85,11 +90,12 @@ class ClusterRuntime:
         self._with_controllers = controllers
         self.kubelet: Any = None
         # The node agent reaches this API server as a real kubelet would: over HTTPS, as system:node:<name>.
-        self.node_token = secrets.token_urlsafe(32)
+        self.node_tokens = {name: secrets.token_urlsafe(32) for name in self.node_names}
+        self.node_token = self.node_tokens[NODE_NAME]
         tokens = {
             self.token: {"username": ADMIN_USER, "groups": ["system:masters", "system:authenticated"]},
-            self.node_token: {"username": f"system:node:{NODE_NAME}",
-                              "groups": ["system:nodes", "system:authenticated"]},
+            **{token: {"username": f"system:node:{name}", "groups": ["system:nodes", "system:authenticated"]}
+               for name, token in self.node_tokens.items()},
         }
         # Between the API server and the node's kubelet API, what a real cluster has: the kubelet serves a
         # certificate of the cluster CA, and takes only the API server's kubelet client certificate.
@@ -99,6 +105,8 @@ class ClusterRuntime:
         self.server = ApiServer(self.api, tokens=tokens,
                                 kubelet_client_ssl=kubelet_client.client_context(pki, name="apiserver-kubelet-client"))
         self.kubelet_api: Any = None
+        self.kubelets: list[Any] = []  # one per node, node 1 first (also ``kubelet``)
+        self._kubelet_apis: list[Any] = []
         self._runner: web.AppRunner | None = None
         self._compactor: asyncio.Task[None] | None = None
         self.url = ""
@@ -141,31 +149,44 @@ class ClusterRuntime:
         self.url = f"https://127.0.0.1:{self.port}"
         self.server.server_url = f"127.0.0.1:{self.port}"
         if self._with_kubelet:
-            from .node.apiclient import ApiClient, Credentials
-            from .node.kubelet import Kubelet
-            from .node.kubelet_api import KubeletAPIServer
+            for name in self.node_names:
+                await self._start_node(name)
+            self.kubelet, self.kubelet_api = self.kubelets[0], self._kubelet_apis[0]
 
-            client = ApiClient(Credentials(server=self.url, ca_pem=self.certificate.ca_pem, token=self.node_token))
-            options = {"capacity": self._node_capacity, **self._kubelet_options}
-            self.kubelet = Kubelet(client, state_dir=self.state_dir, node_name=NODE_NAME, names_client=client,
-                                   **options)
-            # The API server reaches pods only through the kubelet API, at the port the Node advertises: it
-            # must listen before the Node is registered.
-            serving = self._kubelet_serving.server_context(self.state_dir / "pki", name="kubelet",
-                                                           verify_clients=True)
-            self.kubelet_api = KubeletAPIServer(self.kubelet, ssl_context=serving)
-            await self.kubelet_api.start()
-            self.kubelet.kubelet_port = self.kubelet_api.port
-            await self.kubelet.start()
+    async def _start_node(self, name: str) -> None:
+        from .node.apiclient import ApiClient, Credentials
+        from .node.kubelet import Kubelet
+        from .node.kubelet_api import KubeletAPIServer
+
+        token = self.node_tokens[name]
+        client = ApiClient(Credentials(server=self.url, ca_pem=self.certificate.ca_pem, token=token))
+        options = {"capacity": self._node_capacity, **self._kubelet_options}
+        if name != NODE_NAME:
+            # Pod addresses from a /16 of its own, as a real node's podCIDR: never one another node hands out.
+            taken = {kubelet.ips.cidr for kubelet in self.kubelets}
+            options["pod_cidr"] = next(cidr for octet in range(2, 255)
+                                       if (cidr := f"127.{octet}.0.0/16") not in taken)
+        state_dir = self.state_dir if name == NODE_NAME else self.state_dir / name.replace(NODE_NAME, "node", 1)
+        kubelet = Kubelet(client, state_dir=state_dir, node_name=name, names_client=client, **options)
+        # The API server reaches pods only through the kubelet API, at the port the Node advertises: it
+        # must listen before the Node is registered.
+        serving = self._kubelet_serving.server_context(self.state_dir / "pki", name="kubelet",
+                                                       verify_clients=True)
+        kubelet_api = KubeletAPIServer(kubelet, ssl_context=serving)
+        await kubelet_api.start()
+        kubelet.kubelet_port = kubelet_api.port
+        await kubelet.start()
+        self.kubelets.append(kubelet)
+        self._kubelet_apis.append(kubelet_api)
 
     async def stop(self) -> None:
         if self._compactor is not None:
             self._compactor.cancel()
-        if self.kubelet is not None:
-            await self.kubelet.stop()
-            await self.kubelet.client.close()
-        if self.kubelet_api is not None:
-            await self.kubelet_api.stop()
+        for kubelet in self.kubelets:
+            await kubelet.stop()
+            await kubelet.client.close()
+        for kubelet_api in self._kubelet_apis:
+            await kubelet_api.stop()
         await self.server.kubelet_proxy.close()
         self.server.stop_watches()
         await self.scheduler.stop()
@@ -202,8 +223,8 @@ class LocalCluster:
         self._users = list(users or [])
         self._progress = progress
         self._nodes = nodes
-        if nodes != 1 and control_plane != "kubernetes":
-            raise ValueError("several nodes need control_plane='kubernetes' (the emulator runs one node)")
+        if nodes < 1:
+            raise ValueError(f"nodes={nodes}: a cluster needs at least one node")
         self.real: Any = None
         self._own_state_dir = state_dir is None
         self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="localcluster-"))
@@ -263,7 +284,8 @@ class LocalCluster:
             asyncio.set_event_loop(loop)
             try:
                 self.runtime = ClusterRuntime(state_dir=self.state_dir, port=self._port,
-                                              node_capacity=self._node_capacity, kubelet=self._with_kubelet)
+                                              node_capacity=self._node_capacity, kubelet=self._with_kubelet,
+                                              nodes=self._nodes)
                 loop.run_until_complete(self.runtime.start())
             except BaseException as exc:
                 failure.append(exc)
@@ -381,11 +403,11 @@ def _renamed_context(document: dict[str, Any], namespace: str) -> dict[str, Any]
 
 async def serve(*, kubeconfig: Path, port: int = 0, state_dir: Path | None = None,
                 node_capacity: dict[str, str] | None = None, faults: FaultSettings | None = None,
-                on_ready: Callable[[str], None] | None = None) -> None:
+                on_ready: Callable[[str], None] | None = None, nodes: int = 1) -> None:
     """Run the cluster in the foreground until SIGINT or SIGTERM, then shut down cleanly."""
     temporary = state_dir is None
     state = state_dir or Path(tempfile.mkdtemp(prefix="localcluster-"))
-    runtime = ClusterRuntime(state_dir=state, port=port, node_capacity=node_capacity)
+    runtime = ClusterRuntime(state_dir=state, port=port, node_capacity=node_capacity, nodes=nodes)
     if faults is not None:
         runtime.server.faults.configure(faults)
     stop = asyncio.Event()

@@ -390,8 +390,8 @@ class ApiServer:
             self.api.update(rt, namespace, name, {**pod, "spec": {**pod["spec"], "nodeName": node}})
             return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}, status=201)
         if subresource == "eviction" and request.method == "POST":
-            self.api.delete(rt, namespace, name, user=request[USER])
-            return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}, status=201)
+            body = await _read_body(request, kind=("policy/v1", "Eviction"))
+            return _json(self._evict(rt, pod, body if isinstance(body, dict) else {}, request[USER]), status=201)
         if subresource in ("exec", "attach", "portforward") and request.method in ("GET", "POST"):
             # The location first: it checks the container before the node (strategy.go streamLocation).
             path = kubelet_proxy.stream_path(pod, subresource, request.query)
@@ -409,6 +409,75 @@ class ApiServer:
             return await self.kubelet_proxy.logs(request, location, kubelet_proxy.log_path(pod, options, container),
                                                  name)
         raise errors.method_not_allowed()
+
+    def _evict(self, rt: ResourceType, pod: dict[str, Any], body: dict[str, Any],
+               user: dict[str, Any]) -> dict[str, Any]:
+        """The eviction subresource as kube-apiserver's EvictionREST: a pod already leaving, or not running
+        yet, goes at once; otherwise its PodDisruptionBudget (at most one) must allow one more disruption.
+        The pod is marked with a DisruptionTarget condition, then deleted with the request's deleteOptions.
+
+        There is no disruption controller here, so what a budget allows is computed from the pods now,
+        where the real server reads the ``disruptionsAllowed`` that controller wrote.
+        """
+        meta = pod["metadata"]
+        name, namespace = meta["name"], meta.get("namespace")
+        asked = (body.get("metadata") or {}).get("name")
+        if asked and asked != name:
+            raise errors.bad_request("name in URL does not match name in Eviction object")
+        phase = (pod.get("status") or {}).get("phase")
+        if not meta.get("deletionTimestamp") and phase not in ("Succeeded", "Failed", "Pending"):
+            self._check_disruption_budget(pod)
+        if not meta.get("deletionTimestamp"):
+            status = dict(pod.get("status") or {})
+            conditions = [c for c in status.get("conditions") or [] if c.get("type") != "DisruptionTarget"]
+            conditions.append({"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
+                               "message": "Eviction API: evicting", "lastTransitionTime": now_rfc3339(),
+                               "lastProbeTime": None})
+            self.api.update(rt, namespace, name, {**pod, "status": {**status, "conditions": conditions}},
+                            subresource="status", user=user)
+        options = body.get("deleteOptions") or {}
+        self.api.delete(rt, namespace, name, options=options if isinstance(options, dict) else {}, user=user)
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
+
+    def _check_disruption_budget(self, pod: dict[str, Any]) -> None:
+        from .selectors import label_selector_from_dict
+
+        namespace = pod["metadata"].get("namespace")
+        labels = pod["metadata"].get("labels") or {}
+        budgets_rt = self.api.rt("policy", "v1", "poddisruptionbudgets")
+        budgets = [b for b in self.api.list(budgets_rt, namespace)["items"]
+                   if label_selector_from_dict((b.get("spec") or {}).get("selector")).matches(labels)]
+        if not budgets:
+            return
+        if len(budgets) > 1:
+            raise StatusError(500, "InternalError", "This pod has more than one PodDisruptionBudget, which the "
+                                                    "eviction subresource does not support.")
+        budget = budgets[0]
+        spec = budget.get("spec") or {}
+        selector = label_selector_from_dict(spec.get("selector"))
+        pods = [p for p in self.api.list(self.api.rt("", "v1", "pods"), namespace)["items"]
+                if selector.matches(p["metadata"].get("labels")) and not p["metadata"].get("deletionTimestamp")]
+        healthy = sum(1 for p in pods if any(c.get("type") == "Ready" and c.get("status") == "True"
+                                             for c in (p.get("status") or {}).get("conditions") or []))
+
+        def amount(value: Any) -> int:
+            if isinstance(value, str) and value.endswith("%"):
+                return -(-len(pods) * int(value[:-1]) // 100)  # rounded up, as the disruption controller
+            return int(value)
+
+        if spec.get("minAvailable") is not None:
+            desired = amount(spec["minAvailable"])
+        elif spec.get("maxUnavailable") is not None:
+            desired = max(0, len(pods) - amount(spec["maxUnavailable"]))
+        else:
+            desired = len(pods)
+        if healthy - desired <= 0:
+            budget_name = budget["metadata"]["name"]
+            raise StatusError(
+                429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.",
+                details={"causes": [{"reason": "DisruptionBudget",
+                                     "message": f"The disruption budget {budget_name} needs {desired} healthy "
+                                                f"pods and has {healthy} currently"}]})
 
     def _kubelet_location(self, pod: dict[str, Any], name: str) -> kubelet_proxy.KubeletLocation:
         node_name = pod.get("spec", {}).get("nodeName")
