@@ -62,7 +62,7 @@ MAX_NCCL_SETTINGS = 64
 MAX_NCCL_VALUE_LENGTH = 4096
 MODES = ("standalone", "distributed")  # the first is the default
 BACKENDS = ("nccl", "gloo")  # the first is the default
-PHASES = ("Pending", "Starting", "Running", "Stopping", "Stopped", "Failed", "Terminating")
+PHASES = ("Pending", "Starting", "Running", "Interrupted", "Stopping", "Stopped", "Failed", "Terminating")
 CONDITION_STATUSES = ("True", "False", "Unknown")
 MAX_WORLD_SIZE = 1000
 MIN_IDLE_TIMEOUT = 60
@@ -533,7 +533,9 @@ def _status_problem(status: dict[str, Any]) -> str | None:
     if status.get("phase") is not None and status["phase"] not in PHASES:
         return "phase"
     if not all(_optional(status, key, str) for key in ("message", "lastActivitySource", "stoppedReason")) or \
-            not all(_optional(status, key, int) for key in ("readyReplicas", "replicas", "observedGeneration")) or \
+            not all(_optional(status, key, int)
+                    for key in ("readyReplicas", "replicas", "observedGeneration", "interruptions")) or \
+            not _interruption_ok(status.get("lastInterruption")) or \
             not _times(status, "expiresAt", "lastActivityTime", "stoppedAt"):
         return "status"
     pods, conditions = status.get("pods", []), status.get("conditions", [])
@@ -547,6 +549,15 @@ def _status_problem(status: dict[str, Any]) -> str | None:
                 not _times(condition, "lastTransitionTime") or not _optional(condition, "observedGeneration", int):
             return "conditions"
     return None
+
+
+def _interruption_ok(interruption: Any) -> bool:
+    """Absent, or shaped as the model reads it (anything else goes to the client, which decides)."""
+    if interruption is None:
+        return True
+    return isinstance(interruption, dict) and isinstance(interruption.get("reason"), str) and \
+        isinstance(interruption.get("time"), str) and _times(interruption, "time") and \
+        all(isinstance(interruption.get(key, []), list) for key in ("pods", "nodes", "podUids"))
 
 
 def _optional(mapping: dict[str, Any], key: str, kind: type) -> bool:

@@ -79,6 +79,7 @@ __all__ = [
     "DevServerStatus",
     "DistributedSpec",
     "FlavorResources",
+    "Interruption",
     "LifecycleSpec",
     "ObjectMeta",
     "Toleration",
@@ -602,12 +603,31 @@ class Condition(_Observed):
     )
 
 
+class Interruption(_Observed):
+    """The last time the system took a server's pods away (an eviction, a drained or reclaimed node)."""
+
+    time: datetime = Field(description="When the operator saw the interruption.")
+    reason: str = Field(
+        description="Evicted (the eviction API: kubectl drain, a spot termination handler, Karpenter), "
+        "NodeTainted (a NoExecute taint), Preempted, TerminatedByNode or NodeLost.",
+    )
+    message: str = Field(default="", description="What happened, for people.")
+    pods: list[str] = Field(default_factory=list, description="The pods that were taken, in rank order.")
+    nodes: list[str] = Field(default_factory=list, description="The nodes they ran on.")
+    pod_uids: list[str] = Field(default_factory=list, description="Their uids: each pod is counted once.")
+
+
 class DevServerStatus(_Observed):
     """What the operator observed; written only through the status subresource."""
 
     phase: (
-        Literal["Pending", "Starting", "Running", "Stopping", "Stopped", "Failed", "Terminating"] | None
-    ) = Field(default=None, description="Summary of the pods' state.")
+        Literal["Pending", "Starting", "Running", "Interrupted", "Stopping", "Stopped", "Failed", "Terminating"]
+        | None
+    ) = Field(
+        default=None,
+        description="Summary of the pods' state. Interrupted: the system took pods away (eviction, a "
+        "drained or reclaimed node) and they are coming back on other nodes with their homes.",
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Detailed observations, one per type (Ready, Expiring, Stopped, ...).",
@@ -639,6 +659,10 @@ class DevServerStatus(_Observed):
         "so files in the home are lost at every stop. Unset: not reported yet.",
     )
     message: str | None = Field(default=None, description="Human-readable summary of the current state.")
+    interruptions: int | None = Field(
+        default=None, description="How many times the system took the server's pods away (see lastInterruption)."
+    )
+    last_interruption: Interruption | None = Field(default=None, description="The latest interruption.")
 
     def condition(self, type: str) -> Condition | None:
         """The condition of that type, or None if the operator has not reported one."""

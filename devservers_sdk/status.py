@@ -13,13 +13,19 @@ Phase, first match wins:
   (ErrImagePull, ImagePullBackOff, CrashLoopBackOff, a bad image name or container config, a failed pod).
   ``Degraded`` carries the reason and the kubelet's message. The operator keeps reconciling: fixing the
   cause brings the server back, nothing here is final.
+* ``Interrupted``: the system took pods away (``pod_disruption``: the pod's ``DisruptionTarget`` condition,
+  which the eviction API, the taint manager, the scheduler's preemption and the kubelet set) and not every
+  rank is Ready again. The episode is counted once in ``interruptions``, described in ``lastInterruption``
+  and the ``Interrupted`` condition, and ends when every rank is Ready (the condition turns False with
+  reason ``Recovered``). A stop, a failure or a deletion take precedence.
 * ``Pending``: a pod is not scheduled (``Scheduled`` False with the scheduler's message), or pods do not
   exist yet.
 * ``Starting``: every pod is scheduled but not all ranks are Ready, or a rollout is in progress (pods of
   an older template), so ``wait`` after ``update`` does not return while the old pods still answer.
 * ``Running``: every rank is Ready on the current template.
 
-Conditions ``Ready``, ``Scheduled``, ``Idle``, ``ExpiringSoon``, ``Degraded`` always appear, each with a
+Conditions ``Ready``, ``Scheduled``, ``Idle``, ``ExpiringSoon``, ``Degraded`` always appear (``Interrupted``
+once there has been an interruption), each with a
 reason and a message; ``lastTransitionTime`` only moves when the condition's status changes.
 
 ``pods_to_replace`` names the failing pods of an older template that the operator must delete itself:
@@ -30,6 +36,7 @@ fixes it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -42,15 +49,18 @@ from .lifecycle import (
     home_note,
 )
 from .manifests import HOME_VOLUME, NAME_LABEL, RANK_LABEL, rank_count
-from .models import Condition, DevServer, DevServerStatus
+from .models import Condition, DevServer, DevServerStatus, Interruption
 from .next_steps import NextStep
 
 __all__ = [
     "CONDITION_TYPES",
+    "DISRUPTION_REASONS",
     "FAILING_WAITING_REASONS",
+    "Disruption",
     "derive_status",
     "home_size_of",
     "latest_pod_start",
+    "pod_disruption",
     "pod_rank",
     "pods_to_replace",
 ]
@@ -72,7 +82,46 @@ FAILING_WAITING_REASONS = frozenset(
 
 _MISSING_REASONS = {"flavor": "FlavorNotFound", "sharedVolumeClaim": "SharedVolumeClaimNotFound"}
 
-Phase = Literal["Pending", "Starting", "Running", "Stopping", "Stopped", "Failed", "Terminating"]
+Phase = Literal["Pending", "Starting", "Running", "Interrupted", "Stopping", "Stopped", "Failed", "Terminating"]
+
+DISRUPTION_REASONS = {
+    "EvictionByEvictionAPI": "Evicted",
+    "DeletionByTaintManager": "NodeTainted",
+    "PreemptionByScheduler": "Preempted",
+    "TerminationByKubelet": "TerminatedByNode",
+    "DeletionByPodGC": "NodeLost",
+}
+"""The reasons Kubernetes gives a pod's ``DisruptionTarget`` condition, and the interruption reason each
+becomes. ``kubectl drain``, the AWS Node Termination Handler and Karpenter all evict through the eviction API
+(after tainting or cordoning the node); a NoExecute taint without a toleration makes the taint manager
+delete the pod."""
+
+
+@dataclass(frozen=True)
+class Disruption:
+    """One pod the system took away, as seen on the pod itself while it terminated."""
+
+    pod: str
+    uid: str
+    node: str
+    reason: str
+    message: str
+
+
+def pod_disruption(pod: Mapping[str, Any]) -> Disruption | None:
+    """What took this pod away, if the system did (its ``DisruptionTarget`` condition), else None.
+
+    A pod the operator or a user deleted, or a StatefulSet scaled down for a stop, has no such condition.
+    """
+    condition = _pod_condition(pod, "DisruptionTarget")
+    if condition is None or condition.get("status") != "True":
+        return None
+    metadata = pod.get("metadata") or {}
+    why = str(condition.get("reason") or "")
+    return Disruption(pod=str(metadata.get("name", "?")), uid=str(metadata.get("uid", "")),
+                      node=str((pod.get("spec") or {}).get("nodeName") or ""),
+                      reason=DISRUPTION_REASONS.get(why, why or "Disrupted"),
+                      message=str(condition.get("message") or why))
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 
@@ -295,6 +344,7 @@ def derive_status(
     missing: Mapping[str, str] | None = None,
     lifecycle: Decision | None = None,
     warning_lead: timedelta = DEFAULT_WARNING_LEAD,
+    disruptions: Sequence[Disruption] = (),
 ) -> DevServerStatus:
     """The status to write for ``devserver`` (whose current ``status`` is the previous one).
 
@@ -310,6 +360,8 @@ def derive_status(
             with the message to show, e.g. ``{"flavor": "DevServerFlavor 'x' not found; ..."}``.
         lifecycle: this reconcile's ``lifecycle.plan``: gives Idle and the last activity.
         warning_lead: how long before ``expires_at`` ``ExpiringSoon`` turns True.
+        disruptions: pods the system took away that the caller saw go (watch events), beside those still
+            terminating in ``pods``: a pod may be gone before the status is derived.
     """
     previous = devserver.status
     generation = devserver.metadata.generation
@@ -387,6 +439,26 @@ def derive_status(
     else:
         phase, message = "Running", f"{ready}/{replicas} pods ready"
 
+    interruption = _interruption(previous, pods, disruptions, now)
+    interrupted = previous.condition("Interrupted")
+    ongoing = interrupted is not None and interrupted.status == "True"
+    counted = previous.interruptions
+    if interruption is not None and not ongoing:
+        counted = (counted or 0) + 1
+        ongoing = True
+    last = interruption or previous.last_interruption
+    interrupted_condition: tuple[ConditionStatus, str, str] | None = None
+    if last is not None:
+        if phase in ("Pending", "Starting") and ongoing:
+            phase = "Interrupted"
+            message = f"interrupted: {last.message}; coming back with its home volumes: {message}"
+            interrupted_condition = ("True", last.reason, last.message)
+        elif ongoing and phase == "Failed":
+            interrupted_condition = ("True", last.reason, last.message)
+        else:
+            interrupted_condition = ("False", "Recovered" if phase == "Running" else phase,
+                                     f"last interrupted at {rfc3339(last.time)}: {last.message}")
+
     conditions = _conditions(
         devserver,
         phase=phase,
@@ -401,6 +473,9 @@ def derive_status(
         warning_lead=warning_lead,
         generation=generation,
     )
+    if interrupted_condition is not None:
+        conditions.append(_condition(previous, "Interrupted", *interrupted_condition, now=now,
+                                     generation=generation))
 
     activity_time, activity_source = previous.last_activity_time, previous.last_activity_source
     if lifecycle is not None:
@@ -420,7 +495,37 @@ def derive_status(
         stopped_at=stopped_at,
         home_size=home_size,
         message=message,
+        interruptions=counted,
+        last_interruption=last,
     )
+
+
+def _interruption(previous: DevServerStatus, pods: Sequence[Mapping[str, Any]],
+                  disruptions: Sequence[Disruption], now: datetime) -> Interruption | None:
+    """The interruption news in this reconcile: pods taken away that the last one did not record, merged
+    into the ongoing interruption if there is one; None when there is no news."""
+    last = previous.last_interruption
+    known = set(last.pod_uids) if last is not None else set()
+    news: dict[str, Disruption] = {}
+    for disruption in [*disruptions, *(d for pod in pods if (d := pod_disruption(pod)) is not None)]:
+        if disruption.uid not in known:
+            news.setdefault(disruption.uid, disruption)
+    if not news:
+        return None
+    fresh = sorted(news.values(), key=lambda d: d.pod)
+    interrupted = previous.condition("Interrupted")
+    base = last if last is not None and interrupted is not None and interrupted.status == "True" else None
+    pods_named = sorted({*(base.pods if base else []), *(d.pod for d in fresh)})
+    nodes = sorted({*(base.nodes if base else []), *(d.node for d in fresh if d.node)})
+    first = fresh[0]
+    where = f" on node{'s' if len(nodes) > 1 else ''} {', '.join(nodes)}" if nodes else ""
+    what = {"Evicted": "evicted", "NodeTainted": "deleted for a NoExecute taint of its node",
+            "Preempted": "preempted", "TerminatedByNode": "terminated by its node",
+            "NodeLost": "lost with its node"}.get(first.reason, first.reason)
+    message = f"pod{'s' if len(pods_named) > 1 else ''} {', '.join(pods_named)}{where} {what} ({first.message})"
+    return Interruption(time=base.time if base else now, reason=base.reason if base else first.reason,
+                        message=message, pods=pods_named, nodes=nodes,
+                        pod_uids=sorted({*(base.pod_uids if base else []), *news}))
 
 
 def _unscheduled_message(
@@ -467,6 +572,7 @@ def _conditions(
     ready_reason = {
         "Running": "PodsReady",
         "Starting": "PodsStarting",
+        "Interrupted": "Interrupted",
         "Pending": "PodsPending",
         "Stopping": "Stopping",
         "Stopped": "Stopped",

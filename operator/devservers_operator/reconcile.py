@@ -60,7 +60,14 @@ from devservers_sdk.models import (
     DevServerStatus,
 )
 from devservers_sdk.next_steps import NextStep
-from devservers_sdk.status import derive_status, latest_pod_start, pod_rank, pods_to_replace
+from devservers_sdk.status import (
+    Disruption,
+    derive_status,
+    latest_pod_start,
+    pod_disruption,
+    pod_rank,
+    pods_to_replace,
+)
 
 from .probe import parse_probe, probe_command
 from .settings import OperatorSettings
@@ -142,6 +149,9 @@ class _Memory:
     written: dict[str, _Written] = field(default_factory=dict)
     claims_owned: set[str] = field(default_factory=set)
     last_written: dict[str, Any] | None = None
+    # Pods the system took away, seen in watch events: a drained pod may be gone (and its replacement
+    # created) before the debounced reconcile reads the cache, and with it the evidence.
+    disruptions: dict[str, Disruption] = field(default_factory=dict)
 
 
 class Reconciler:
@@ -198,6 +208,8 @@ class Reconciler:
         if not name or not meta.get("namespace"):
             return
         key = (str(meta["namespace"]), str(name))
+        if kind == "Pod" and (disruption := pod_disruption(body)) is not None:
+            self._memory.setdefault(key, _Memory()).disruptions[disruption.uid] = disruption
         memory = self._memory.get(key)
         if event_type == "DELETED" and memory is not None:
             written = memory.written.get(kind)
@@ -298,8 +310,13 @@ class Reconciler:
             missing=missing,
             lifecycle=decision,
             warning_lead=self.settings.warning_lead,
+            disruptions=list(memory.disruptions.values()),
         )
+        seen = set(memory.disruptions)
         wait = await self._write_status(devserver, body, status, memory, pods)
+        if status.last_interruption is not None and wait is None:
+            for uid in seen & set(status.last_interruption.pod_uids):
+                memory.disruptions.pop(uid, None)  # recorded in the status now
         if wait is not None:
             retry.append(wait)
         if decision.requeue_after is not None:
@@ -613,6 +630,17 @@ class Reconciler:
         memory: _Memory,
     ) -> None:
         """Warn when a problem appears or changes; note when it clears. Never once per reconcile."""
+        was, now_interrupted = before.condition("Interrupted"), after.condition("Interrupted")
+        if now_interrupted is not None and now_interrupted.status == "True" and (
+                was is None or was.status != "True"):
+            await self._event(devserver, "Warning", "Interrupted",
+                              f"{now_interrupted.message}; the pods come back on other nodes with their home "
+                              f"volumes (interruption {after.interruptions})")
+        elif was is not None and was.status == "True" and now_interrupted is not None and \
+                now_interrupted.status != "True" and after.phase == "Running":
+            await self._event(devserver, "Normal", "InterruptionRecovered",
+                              f"Running again after the interruption at {_rfc3339(was.last_transition_time)}: "
+                              f"{after.message}")
         old, new = before.condition("Degraded"), after.condition("Degraded")
         if (
             new is not None
@@ -745,6 +773,10 @@ def _newer(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
         return int(_meta(a).get("resourceVersion") or 0) > int(_meta(b).get("resourceVersion") or 0)
     except (TypeError, ValueError):
         return False
+
+
+def _rfc3339(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else "an unknown time"
 
 
 def _parse_time(value: Any) -> datetime | None:

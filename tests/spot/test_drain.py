@@ -1,0 +1,94 @@
+"""A drained node's DevServer comes back on the other node with its home; the status says Interrupted with
+reason and time, counts the interruption, emits an Event, and returns to Running. Real ``kubectl drain``."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from kubernetes import watch
+
+from devservers_sdk.localcluster.pytest_plugin import wait_for
+from tests.operator.conftest import Cluster, ready
+
+pytestmark = pytest.mark.slow
+
+
+def node_of(kube: Cluster, pod_name: str) -> str:
+    pod = kube.core.read_namespaced_pod(pod_name, kube.namespace)
+    assert pod.spec.node_name, f"pod {pod_name} is not scheduled"
+    return str(pod.spec.node_name)
+
+
+@contextmanager
+def phases_seen(kube: Cluster, name: str) -> Iterator[list[str]]:
+    """Every phase the DevServer's status passes through while the block runs, from a watch: on the emulator
+    an interruption may last less than a poll."""
+    seen: list[str] = []
+    done = threading.Event()
+
+    def follow() -> None:
+        version = None
+        while not done.is_set():  # short watches, resumed: a stopped test leaves no stream open
+            stream = watch.Watch()
+            for event in stream.stream(kube.custom.list_namespaced_custom_object, "devservers.io", "v1",
+                                       kube.namespace, "devservers", field_selector=f"metadata.name={name}",
+                                       timeout_seconds=1, resource_version=version):
+                version = event["object"]["metadata"]["resourceVersion"]
+                phase = (event["object"].get("status") or {}).get("phase")
+                if phase and (not seen or seen[-1] != phase):
+                    seen.append(phase)
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        thread.join(timeout=10)
+
+
+def uncordon_all(kube: Cluster) -> None:
+    for node in kube.core.list_node().items:
+        if node.spec.unschedulable:
+            kube.kubectl("uncordon", node.metadata.name)
+
+
+def test_draining_the_node_under_rank_1_interrupts_then_runs_on_the_other_node(kube: Cluster) -> None:
+    kube.create("spotty", mode="distributed", distributed={"worldSize": 2, "backend": "gloo"},
+                persistentHomeSize="1Gi")
+    kube.wait_phase("spotty", "Running", timeout=120)
+    kube.exec("spotty-1", "echo kept-across-nodes > $HOME/marker")
+    drained = node_of(kube, "spotty-1")
+    try:
+        with phases_seen(kube, "spotty") as phases:
+            result = kube.kubectl("drain", drained, "--ignore-daemonsets", "--delete-emptydir-data",
+                                  "--timeout=90s", "--pod-selector=devservers.io/name=spotty", check=False)
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert "pod/spotty-1 evicted" in result.stdout + result.stderr, result.stdout + result.stderr
+            assert kube.core.read_node(drained).spec.unschedulable, "kubectl drain cordons the node first"
+
+            back = kube.wait_phase("spotty", "Running", timeout=120,
+                                   check=lambda s: (s.get("status") or {}).get("interruptions") == 1)
+            wait_for(lambda: phases[-1:] == ["Running"], timeout=30, message="the watch to see Running")
+        assert "Interrupted" in phases, phases
+        assert phases.index("Interrupted") < len(phases) - 1, f"Running again after Interrupted: {phases}"
+        status = back["status"]
+        last: dict[str, Any] = status["lastInterruption"]
+        assert last["reason"] == "Evicted" and last["time"] and last["pods"] == ["spotty-1"], last
+        assert last["nodes"] == [drained], last
+        recovered = next(c for c in status["conditions"] if c["type"] == "Interrupted")
+        assert (recovered["status"], recovered["reason"]) == ("False", "Recovered")
+        pods = {pod.metadata.name: pod for pod in kube.pods("spotty")}
+        assert all(ready(pod) for pod in pods.values()), pods
+        assert node_of(kube, "spotty-1") != drained
+        assert kube.exec("spotty-1", "cat $HOME/marker").strip() == "kept-across-nodes"
+        wait_for(lambda: {"Interrupted", "InterruptionRecovered"} <= set(kube.event_reasons("spotty")),
+                 timeout=30, message="the Interrupted and InterruptionRecovered Events")
+        interrupted_event = next(e for e in kube.events("spotty") if e.reason == "Interrupted")
+        assert interrupted_event.type == "Warning" and "spotty-1" in interrupted_event.message
+    finally:
+        uncordon_all(kube)
