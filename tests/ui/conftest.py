@@ -3,6 +3,8 @@ test's namespace with the platform running, and one headless Debian Chromium for
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,8 +15,20 @@ from dashboard_support import CHROMIUM, CHROMIUM_ARGS, RunningDashboard, start_d
 from tests.platform_fixture import remove_devservers
 
 
+@pytest.fixture(scope="session")
+def pods_use_this_python() -> Iterator[None]:
+    """Pods of the local cluster take PATH from the cluster process: this interpreter's bin first is the image
+    with JupyterLab installed (as in tests/connect and tests/launch)."""
+    before = os.environ.get("PATH", os.defpath)
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), before])
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = before
+
+
 @pytest.fixture
-def ui_kubeconfig(platform: object, namespace_kubeconfig: str) -> Iterator[str]:
+def ui_kubeconfig(platform: object, namespace_kubeconfig: str, pods_use_this_python: None) -> Iterator[str]:
     """The test namespace's kubeconfig with the platform running; its DevServers are removed afterwards."""
     yield namespace_kubeconfig
     remove_devservers(namespace_kubeconfig)

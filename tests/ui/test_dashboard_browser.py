@@ -71,6 +71,7 @@ def test_create_run_extend_stop_start_flavor_logs_delete(dashboard: RunningDashb
     expect(page.locator("#conditions")).to_be_visible()
     expect(page.locator("#shell-command")).to_have_text(re.compile(rf"^devctl shell {name}$"))
     expect(page.locator("#ssh-command")).to_have_text(f"ssh {name}.devserver")
+    expect(page.locator("#jupyter-command")).to_have_text(f"devctl jupyter {name}")
 
     # The list, in another tab, shows it Running too.
     listing = page.context.new_page()
@@ -104,6 +105,20 @@ def test_create_run_extend_stop_start_flavor_logs_delete(dashboard: RunningDashb
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, f"the server's page is {overflow}px wider than a 390px window"
     page.set_viewport_size({"width": 1280, "height": 800})
+
+    # JupyterLab: started in the pod and forwarded by the dashboard; the link opens the lab.
+    page.get_by_role("button", name="Open JupyterLab").click()
+    link = page.locator("#jupyter-link")
+    expect(link).to_be_visible(timeout=RUNNING_TIMEOUT)
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/lab\?token=\w+", link.get_attribute("href") or ""), \
+        link.get_attribute("href")
+    with page.context.expect_page() as opened:
+        link.click()
+    lab = opened.value
+    expect(lab).to_have_title(re.compile("JupyterLab"), timeout=PHASE_TIMEOUT)
+    lab.close()
+    with DevServerClient(kubeconfig=ui_kubeconfig) as client:
+        assert client.jupyter_stop(name)
 
     # Stop, change the flavor while stopped, start again.
     page.get_by_role("button", name="Stop").click()

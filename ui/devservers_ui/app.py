@@ -100,6 +100,8 @@ class Dashboard:
         self.all_namespaces = all_namespaces
         self.live = LiveList(default, all_namespaces=all_namespaces)
         self.port: int | None = None
+        # JupyterLab forwards this dashboard holds open (one per DevServer), closed when it stops.
+        self._forwards: dict[tuple[str, str], Any] = {}
 
     def client(self, namespace: str) -> DevServerClient:
         with self._lock:
@@ -140,6 +142,25 @@ class Dashboard:
 
     async def _stop_live(self, app: web.Application) -> None:
         self.live.stop()
+        with self._lock:
+            forwards, self._forwards = list(self._forwards.values()), {}
+        for forward in forwards:
+            await asyncio.to_thread(forward.close)
+
+    def _open_jupyter(self, namespace: str, name: str) -> str:
+        """Start (or find) JupyterLab in the DevServer and forward a local port to it; the URL to open.
+
+        A new forward each time: the old one may point at a pod that has since been replaced.
+        """
+        client = self.client(namespace)
+        server = client.jupyter(name)
+        forward = client.port_forward(name, server.port)
+        with self._lock:
+            old = self._forwards.pop((namespace, name), None)
+            self._forwards[(namespace, name)] = forward
+        if old is not None:
+            old.close()
+        return str(server.url(forward.address))
 
     def _allowed_hosts(self, request: web.Request) -> set[str]:
         port = self.port or (request.url.port or 80)
@@ -374,6 +395,9 @@ class Dashboard:
             "flavor": lambda: client.update(name, flavor=str(body.get("flavor") or "")),
             "delete": lambda: client.delete(name),
         }
+        if action == "jupyter" and self.jupyter_available():
+            url = await asyncio.to_thread(self._open_jupyter, request.match_info["namespace"], name)
+            return web.json_response({"ok": True, "url": url})
         if action not in calls:
             raise web.HTTPNotFound(text=f"No action {action!r}; try one of {', '.join(calls)}.")
         if action == "delete" and body.get("confirm") != name:

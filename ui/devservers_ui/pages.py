@@ -381,6 +381,7 @@ def server_page(description: DevServerDescription, item: dict[str, Any], *, flav
   <h2 id="connect-heading">Connect</h2>
   <p>A shell: <code id="shell-command">devctl shell {escape(name)}{escape(flag)}</code></p>
   <p>SSH (after <code>devctl ssh-config</code>): <code id="ssh-command">ssh {escape(name)}.devserver</code></p>
+  <p>JupyterLab from a terminal: <code id="jupyter-command">devctl jupyter {escape(name)}{escape(flag)}</code></p>
 </section>
 <div id="details-slot" aria-live="off">{details(description, item)}</div>
 <section aria-labelledby="logs-heading" class="card">

@@ -257,8 +257,19 @@ function startServerPage() {
   });
   const jupyter = document.getElementById("open-jupyter");
   if (jupyter) jupyter.addEventListener("click", async () => {
-    const answer = await act("jupyter", {}, "Opening JupyterLab…");
-    if (answer.url) window.open(answer.url, "_blank", "noopener");
+    jupyter.disabled = true;
+    try {
+      const answer = await act("jupyter", {}, "Starting JupyterLab…");
+      if (!answer.url) return;
+      // A link rather than window.open: a tab opened after an await is a popup the browser may block.
+      const link = document.createElement("a");
+      link.href = answer.url; link.target = "_blank"; link.rel = "noopener"; link.id = "jupyter-link";
+      link.textContent = "Open JupyterLab in a new tab";
+      state.replaceChildren("JupyterLab is ready: ", link);
+      link.focus();
+    } finally {
+      jupyter.disabled = false;
+    }
   });
 
   const logs = document.getElementById("logs");
