@@ -61,6 +61,7 @@ from .errors import (
     WaitTimeoutError,
 )
 from .kube import (
+    CONFIGMAPS,
     DEVSERVERS,
     EVENTS,
     FLAVORS,
@@ -84,6 +85,7 @@ if TYPE_CHECKING:
     from .connect.jupyter import JupyterServer
     from .connect.portforward import PortForward
     from .connect.ssh import SshConfigResult
+    from .cost import CostRow
 
 __all__ = [
     "DESIRED_STATE_ANNOTATION",
@@ -473,7 +475,8 @@ class DevServerClient:
 
     def create(self, name: str, *, flavor: str, image: str | None = None,
                mode: Literal["standalone", "distributed"] = "standalone", world_size: int | None = None,
-               nprocs_per_node: int | None = None, backend: Literal["nccl", "gloo"] | None = None,
+               nprocs_per_node: int | Literal["auto"] | None = None,
+               backend: Literal["nccl", "gloo"] | None = None,
                nccl_settings: dict[str, str] | None = None, home_size: str | None = None,
                shared_volume: str | None = None, time_to_live: str | timedelta | None = None,
                idle_timeout: int | str | timedelta | None = None, auto_shutdown: bool = True,
@@ -491,7 +494,8 @@ class DevServerClient:
             image: the container image; default: the flavor's ``defaultImage``.
             mode: ``"standalone"`` (one pod) or ``"distributed"`` (a torchrun group).
             world_size: pods in the group (distributed only; default 2).
-            nprocs_per_node: processes per pod (distributed only; default 1).
+            nprocs_per_node: processes per pod (distributed only; default 1); ``"auto"``: one per GPU of the
+                flavor, or 1 for a CPU flavor.
             backend: ``"nccl"`` or ``"gloo"`` (distributed only; default nccl).
             nccl_settings: extra ``NCCL_*`` environment variables (distributed only).
             home_size: size of the persistent home volume of each pod, e.g. ``"100Gi"``; None: the flavor's
@@ -739,6 +743,70 @@ class DevServerClient:
                 else:
                     shown.add(key)
                 yield event, server
+
+    def cost_report(self, *, all_namespaces: bool = False, owner: str | None = None,
+                    since: str | timedelta | None = None) -> builtins.list[CostRow]:
+        """What DevServers cost, per owner and flavor, deleted ones included (``devctl cost``).
+
+        Live servers are counted from their ``status.cost`` up to now; deleted ones from the namespace's cost
+        ledger, the ConfigMap the operator keeps (its bounds are in ``devservers_sdk.cost``).
+
+        Args:
+            all_namespaces: every namespace instead of the client's.
+            owner: only this owner's servers.
+            since: only the running time after ``now - since`` (e.g. ``"7d"``); None: everything recorded.
+
+        Returns:
+            One ``CostRow`` per owner, flavor and currency, sorted.
+
+        Raises:
+            InvalidSpecError: ``since`` is not a duration.
+            PermissionDeniedError: e.g. reading every namespace without the right.
+
+        Example:
+            >>> for row in client.cost_report(since="7d"):  # doctest: +SKIP
+            ...     print(row.owner, row.flavor, row.amount, row.currency)
+        """
+        from .cost import LEDGER_NAME, LedgerEntry, cost_report
+
+        window = None
+        if since is not None:
+            window = since if isinstance(since, timedelta) else None
+            if window is None:
+                try:
+                    window = parse_duration(str(since))
+                except ValueError as exc:
+                    raise InvalidSpecError(f"Invalid since {since!r}: {exc}; e.g. 7d, 24h.", field="since") from exc
+        now = datetime.now(UTC)
+        namespace = None if all_namespaces else self.namespace
+        if namespace is None:
+            ledgers = self._kube.list(CONFIGMAPS, namespace=None,
+                                      field_selector=f"metadata.name={LEDGER_NAME}").get("items") or []
+        else:
+            try:
+                ledgers = [self._kube.get(CONFIGMAPS, LEDGER_NAME, namespace=namespace)]
+            except NotFoundError:
+                ledgers = []
+        entries: dict[str, LedgerEntry] = {}
+        for ledger in ledgers:
+            for uid, text in ((ledger.get("data")) or {}).items():
+                entry = LedgerEntry.from_json(uid, text)
+                if entry is not None:
+                    entries[uid] = entry
+        live = {server.metadata.uid or server.name: server for server in self.list(all_namespaces=all_namespaces)}
+        for uid, entry in list(entries.items()):
+            if uid not in live and entry.deleted is None:
+                # Deleted while no operator was there to close its books: count it until its last record.
+                entries[uid] = LedgerEntry(**{**entry.__dict__, "deleted": entry.updated or now})
+        for uid, server in live.items():
+            if server.status.cost is None:
+                continue
+            recorded = entries.get(uid)
+            entries[uid] = LedgerEntry(uid=uid, name=server.name, namespace=server.namespace or "",
+                                       owner=server.spec.owner, flavor=server.spec.flavor, cost=server.status.cost,
+                                       stretches=recorded.stretches if recorded else ())
+        return cost_report(entries.values(), now=now, since=now - window if window is not None else None,
+                           owner=owner)
 
     def describe(self, name: str, *, events: int = 20) -> DevServerDescription:
         """The DevServer with its pods and the recent events about it and them.
@@ -1031,6 +1099,13 @@ class DevServerClient:
         state = f"it is still {phase}" if phase else "it has no phase yet (is the devservers operator running?)"
         condition = _last_condition(server)
         detail = f"; last condition: {condition.rstrip('.')}" if condition else ""
+        if phase == "Pending" and for_phase:
+            # Waiting gave up, the server did not: say so, and how to give its place in the queue back.
+            return WaitTimeoutError(
+                f"DevServer '{server.name}' did not {goal} within {timeout:g}s: {state}{detail}. It stays Pending "
+                "(the wait ending changes nothing) and starts when the cluster can run it.",
+                next_step=NextStep("delete", server.name), lead="If you no longer want it, delete it with",
+                phase=phase, last=server, kind="DevServer", name=server.name, namespace=server.namespace)
         return WaitTimeoutError(
             f"DevServer '{server.name}' did not {goal} within {timeout:g}s: {state}{detail}.",
             next_step=NextStep("describe", server.name), lead="See what is happening with", phase=phase,

@@ -281,6 +281,7 @@ def flavor_crd() -> dict[str, Any]:
             _column("CPU", "string", ".spec.resources.requests.cpu", "CPU requested per pod."),
             _column("Memory", "string", ".spec.resources.requests.memory", "Memory requested per pod."),
             _column("GPU", "string", ".spec.resources.limits.nvidia\\.com/gpu", "NVIDIA GPUs per pod."),
+            _column("Cost/h", "string", ".spec.costPerHour", "Cost per pod per running hour."),
             _column("Max-TTL", "string", ".spec.maxTimeToLive", "Longest lifetime allowed.", priority=1),
             _column("Image", "string", ".spec.defaultImage", "Default image.", priority=1),
             _column("Description", "string", ".spec.description", "What the flavor is for."),

@@ -147,6 +147,8 @@ DEVSERVERS = Resource(API_GROUP, API_VERSION, DEVSERVER_PLURAL, DEVSERVER_KIND)
 FLAVORS = Resource(API_GROUP, API_VERSION, FLAVOR_PLURAL, FLAVOR_KIND, namespaced=False)
 PODS = Resource("", "v1", "pods", "Pod")
 EVENTS = Resource("", "v1", "events", "Event")
+NODES = Resource("", "v1", "nodes", "Node", namespaced=False)
+CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap")
 SELF_SUBJECT_REVIEWS = Resource("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview",
                                 namespaced=False)
 

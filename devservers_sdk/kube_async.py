@@ -42,14 +42,16 @@ from .errors import (
     ServerError,
     error_from_api,
 )
-from .kube import DEVSERVERS, EVENTS, FLAVORS, MERGE_PATCH, PODS, Resource
+from .kube import CONFIGMAPS, DEVSERVERS, EVENTS, FLAVORS, MERGE_PATCH, NODES, PODS, Resource
 
 if TYPE_CHECKING:
     from kubernetes.aio.client import ApiClient
 
 __all__ = [
+    "CONFIGMAPS",
     "DEFAULT_TIMEOUT",
     "FIELD_MANAGER",
+    "NODES",
     "PVCS",
     "SERVICES",
     "STATEFULSETS",

@@ -31,6 +31,12 @@ The rules, in the words of the issue and the model descriptions:
   that failed, or that never ran, leaves the server running (condition Idle Unknown, ``probe_wanted``).
   That also keeps the probe cheap at scale: the operator execs into a pod only once its annotation-based
   idle deadline has passed, not on a timer for every server.
+* **GPU utilisation** (stops, like idle; dstack's ``utilization_policy``): with
+  ``lifecycle.minGpuUtilization: {percent, window}``, a server whose busiest GPU stayed below ``percent`` in
+  every probe for ``window`` is stopped, even with a shell open: GPUs are the bill, and a shell left open
+  over the weekend holds them. ``track_gpu_use`` keeps "below since" (``status.gpuLowSince``, so a restart of
+  the operator does not restart the window); a pod restart or one busy reading resets it. Like the idle stop,
+  it needs a fresh successful probe that read the GPUs, and it is warned ahead (``gpu_warning``).
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from typing import Literal, NamedTuple
 from .activity import ACTIVITY_ANNOTATION, rfc3339
 from .durations import format_duration, parse_duration
 from .errors import InvalidSpecError
-from .models import DevServer, DevServerFlavorSpec, DevServerSpec
+from .models import DevServer, DevServerFlavorSpec, DevServerSpec, MinGpuUtilization
 from .next_steps import NextStep
 
 __all__ = [
@@ -57,10 +63,12 @@ __all__ = [
     "GPU_ACTIVE_PERCENT",
     "PROBE_RETRY",
     "STOPPED_REASON_IDLE",
+    "STOPPED_REASON_LOW_GPU",
     "STOPPED_REASON_REQUESTED",
     "Action",
     "Activity",
     "Decision",
+    "GpuReading",
     "Lifetime",
     "LifetimeLimitError",
     "ProbeReport",
@@ -75,6 +83,7 @@ __all__ = [
     "lifetime",
     "lifetime_cap",
     "plan",
+    "track_gpu_use",
 ]
 
 DESIRED_STATE_ANNOTATION = "devservers.io/desired-state"
@@ -83,6 +92,7 @@ the operator when it stops an idle server, so that ``start`` resumes either kind
 
 STOPPED_REASON_IDLE = "Idle"
 STOPPED_REASON_REQUESTED = "Requested"
+STOPPED_REASON_LOW_GPU = "LowGpuUtilization"
 
 DEFAULT_WARNING_LEAD = timedelta(minutes=15)
 DEFAULT_PROBE_MAX_AGE = timedelta(minutes=5)
@@ -98,7 +108,7 @@ CPU_ACTIVE_CORES = 0.1
 GPU_ACTIVE_PERCENT = 5.0
 """GPU utilisation (percent, busiest GPU) that counts as work."""
 
-Action = Literal["none", "warn_expiring", "expire", "stop_idle"]
+Action = Literal["none", "warn_expiring", "expire", "stop_idle", "stop_low_gpu"]
 
 
 class LifetimeLimitError(InvalidSpecError):
@@ -330,6 +340,17 @@ def home_note(spec: DevServerSpec, home_size: str | None) -> str:
 
 
 @dataclass(frozen=True)
+class GpuReading:
+    """One GPU of one rank as ``nvidia-smi`` reported it (memory in MiB; None where it said [N/A])."""
+
+    rank: int
+    index: int
+    utilization: float
+    memory_used_mib: float | None = None
+    memory_total_mib: float | None = None
+
+
+@dataclass(frozen=True)
 class ProbeReport:
     """What one in-pod probe saw, as the operator parsed it. Only ``observed_at`` is required.
 
@@ -341,6 +362,7 @@ class ProbeReport:
         cpu_seconds: CPU seconds the container consumed during ``window_seconds``.
         window_seconds: the length of that measurement.
         gpu_utilization: utilisation of the busiest GPU in percent; None without ``nvidia-smi``.
+        gpus: every GPU read, per rank (for ``status.gpus``).
     """
 
     observed_at: datetime
@@ -349,6 +371,7 @@ class ProbeReport:
     cpu_seconds: float | None = None
     window_seconds: float | None = None
     gpu_utilization: float | None = None
+    gpus: tuple[GpuReading, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -403,7 +426,34 @@ class ProbeReport:
             cpu_seconds=max(cores) if cores else None,
             window_seconds=1.0 if cores else None,
             gpu_utilization=max(gpus) if gpus else None,
+            gpus=tuple(reading for report in reports for reading in report.gpus),
         )
+
+
+def track_gpu_use(
+    policy: MinGpuUtilization | None,
+    low_since: datetime | None,
+    probe: ProbeReport | None,
+    *,
+    started_at: datetime | None = None,
+) -> datetime | None:
+    """Since when every GPU has stayed below ``policy.percent`` (``status.gpuLowSince``), after ``probe``.
+
+    None without a policy, after a reading at or above the threshold, or when the pods started after the
+    low stretch began (a restarted server gets a whole window again). A failed probe, or one without GPU
+    readings, changes nothing: it proves neither use nor idleness.
+    """
+    if policy is None:
+        return None
+    if low_since is not None and started_at is not None and started_at > low_since:
+        low_since = None
+    if probe is None or not probe.ok or probe.gpu_utilization is None:
+        return low_since
+    if probe.gpu_utilization >= policy.percent:
+        return None
+    if started_at is not None and probe.observed_at < started_at:
+        return low_since
+    return low_since or probe.observed_at
 
 
 _SOURCE_TEXT = {
@@ -514,6 +564,8 @@ class Decision:
             ExpiringSoon, so the Event is emitted once per deadline, not per reconcile.
         idle_deadline: when the server becomes idle if nothing happens; None when idle stops do not apply.
         probe_wanted: the server looks idle but no fresh successful probe confirms it; probe and plan again.
+        gpu_deadline: when ``minGpuUtilization`` stops the server if its GPUs stay below the threshold.
+        gpu_warning: the warning to give (once per low stretch) that the GPU policy will stop the server.
     """
 
     action: Action
@@ -527,6 +579,8 @@ class Decision:
     warning: str | None = None
     idle_deadline: datetime | None = None
     probe_wanted: bool = False
+    gpu_deadline: datetime | None = None
+    gpu_warning: str | None = None
 
 
 def _previous_activity(devserver: DevServer) -> Activity | None:
@@ -549,8 +603,11 @@ def plan(
     started_at: datetime | None = None,
     warning_lead: timedelta = DEFAULT_WARNING_LEAD,
     probe_max_age: timedelta = DEFAULT_PROBE_MAX_AGE,
+    gpu_low_since: datetime | None = None,
 ) -> Decision:
-    """Decide what the lifecycle asks of ``devserver`` at ``now``. Priority: expire > stop_idle > warn.
+    """Decide what the lifecycle asks of ``devserver`` at ``now``.
+
+    Priority: expire > stop_idle > stop_low_gpu > warn.
 
     Args:
         devserver: as read from the server (metadata, spec, annotations, the previous status).
@@ -560,6 +617,7 @@ def plan(
         started_at: when its pods last started (see ``status.latest_pod_start``).
         warning_lead: how long before expiry the ExpiringSoon warning comes.
         probe_max_age: how old a probe report may be and still confirm idleness.
+        gpu_low_since: since when the GPUs stayed below ``lifecycle.minGpuUtilization`` (``track_gpu_use``).
 
     Raises:
         ValueError: ``now`` is naive, or the DevServer has no creationTimestamp (not read from a server).
@@ -663,6 +721,34 @@ def plan(
                     "stopping until a probe confirms the server is idle",
                 )
 
+    # GPU utilisation floor: stop once every GPU stayed below it for the window, whatever else is open.
+    policy = spec.lifecycle.min_gpu_utilization
+    gpu_deadline: datetime | None = None
+    gpu_warning: str | None = None
+    gpu_stop = False
+    if policy is not None and gpu_low_since is not None and not desired_stopped(devserver):
+        window = parse_duration(policy.window)
+        gpu_deadline = gpu_low_since + window
+        lead = min(warning_lead, window / 2)
+        fresh_low = (
+            probe is not None
+            and probe.ok
+            and probe.gpu_utilization is not None
+            and probe.gpu_utilization < policy.percent
+            and now - probe.observed_at <= probe_max_age
+        )
+        if now >= gpu_deadline and fresh_low:
+            gpu_stop = True
+        else:
+            wakeups.append(gpu_deadline if now >= gpu_deadline - lead else gpu_deadline - lead)
+            if now >= gpu_deadline - lead:
+                gpu_warning = (
+                    f"DevServer '{name}' will be stopped at {rfc3339(max(gpu_deadline, now))} (in "
+                    f"{_until(gpu_deadline, now)}): its GPUs have stayed below {policy.percent}% since "
+                    f"{rfc3339(gpu_low_since)} (lifecycle.minGpuUtilization: {policy.percent}% for {policy.window}). "
+                    f"Use them, or stop it yourself with: {NextStep('stop', name).devctl()}"
+                )
+
     requeue_after = None
     if wakeups:
         requeue_after = max(0.0, math.ceil((min(wakeups) - now).total_seconds()))
@@ -690,6 +776,8 @@ def plan(
             warning=warning,
             idle_deadline=idle_deadline,
             probe_wanted=probe_wanted,
+            gpu_deadline=gpu_deadline,
+            gpu_warning=gpu_warning,
         )
 
     if deadline is not None and now >= deadline:
@@ -710,6 +798,16 @@ def plan(
             STOPPED_REASON_IDLE,
             f"Stopping DevServer '{name}': {idle[2]}. "
             f"{_sentence(home_note(spec, devserver.status.home_size))}; resume it with: "
+            f"{NextStep('start', name).devctl()}",
+        )
+    if gpu_stop:
+        assert policy is not None and gpu_low_since is not None and probe is not None
+        return decision(
+            "stop_low_gpu",
+            STOPPED_REASON_LOW_GPU,
+            f"Stopping DevServer '{name}': its GPUs stayed below {policy.percent}% from "
+            f"{rfc3339(gpu_low_since)} for the whole window of {policy.window} (lifecycle.minGpuUtilization; "
+            f"last reading: busiest GPU {probe.gpu_utilization:.0f}%). Its home volumes are kept; resume it with: "
             f"{NextStep('start', name).devctl()}",
         )
     if warning is not None:

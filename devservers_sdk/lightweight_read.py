@@ -71,11 +71,12 @@ FIELDS = {
     "spec": {"owner", "flavor", "image", "mode", "distributed", "persistentHomeSize", "sharedVolumeClaimName",
              "lifecycle"},
     "spec.distributed": {"worldSize", "nprocsPerNode", "backend", "ncclSettings"},
-    "spec.lifecycle": {"idleTimeout", "autoShutdown", "expirationTime", "timeToLive"},
+    "spec.lifecycle": {"idleTimeout", "autoShutdown", "expirationTime", "timeToLive", "minGpuUtilization"},
 }
 # RFC 3339 as the API server writes it. pydantic and datetime.fromisoformat agree on this form; an object
 # with any other spelling goes to the client, which decides.
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
+DECIMAL_PATTERN = re.compile(r"[0-9]{1,15}(\.[0-9]{1,12})?")
 
 CONNECT_TIMEOUT = 3.0
 """Seconds to connect before leaving the read to the client (which then waits its own 10 s per try):
@@ -506,7 +507,8 @@ def _distributed_problem(spec: dict[str, Any]) -> str | None:
     if spec.get("mode") != "distributed" or not isinstance(distributed, dict) or \
             not set(distributed) <= FIELDS["spec.distributed"] or \
             not _bounded(distributed, "worldSize", 1, MAX_WORLD_SIZE) or \
-            not _bounded(distributed, "nprocsPerNode", 1) or distributed.get("backend", BACKENDS[0]) not in BACKENDS:
+            not (distributed.get("nprocsPerNode") == "auto" or _bounded(distributed, "nprocsPerNode", 1)) or \
+            distributed.get("backend", BACKENDS[0]) not in BACKENDS:
         return "distributed"
     settings = distributed.get("ncclSettings", {})
     if not isinstance(settings, dict) or len(settings) > MAX_NCCL_SETTINGS or not all(
@@ -526,6 +528,10 @@ def _lifecycle_problem(lifecycle: Any) -> str | None:
         return "expirationTime"
     if lifecycle.get("timeToLive") is not None and not _duration(lifecycle["timeToLive"]):
         return "timeToLive"
+    policy = lifecycle.get("minGpuUtilization")
+    if policy is not None and (not isinstance(policy, dict) or set(policy) != {"percent", "window"} or
+                               not _bounded(policy, "percent", 1, 100) or not _duration(policy["window"])):
+        return "minGpuUtilization"
     return None
 
 
@@ -536,8 +542,10 @@ def _status_problem(status: dict[str, Any]) -> str | None:
             not all(_optional(status, key, int)
                     for key in ("readyReplicas", "replicas", "observedGeneration", "interruptions")) or \
             not _interruption_ok(status.get("lastInterruption")) or \
-            not _times(status, "expiresAt", "lastActivityTime", "stoppedAt"):
+            not _times(status, "expiresAt", "lastActivityTime", "stoppedAt", "gpuLowSince"):
         return "status"
+    if not _gpus_readable(status.get("gpus")) or not _cost_readable(status.get("cost")):
+        return "gpus or cost"
     pods, conditions = status.get("pods", []), status.get("conditions", [])
     if not isinstance(pods, list) or not all(isinstance(pod, str) for pod in pods) or \
             not isinstance(conditions, list):
@@ -558,6 +566,28 @@ def _interruption_ok(interruption: Any) -> bool:
     return isinstance(interruption, dict) and isinstance(interruption.get("reason"), str) and \
         isinstance(interruption.get("time"), str) and _times(interruption, "time") and \
         all(isinstance(interruption.get(key, []), list) for key in ("pods", "nodes", "podUids"))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _gpus_readable(gpus: Any) -> bool:
+    """``status.gpus`` as the columns read it: rank, index and utilisation numbers."""
+    return gpus is None or (isinstance(gpus, list) and all(
+        isinstance(gpu, dict) and _bounded(gpu, "rank", 0) and _bounded(gpu, "index", 0)
+        and _number(gpu.get("utilization")) and _times(gpu, "observedAt") for gpu in gpus))
+
+
+def _cost_readable(cost: Any) -> bool:
+    """``status.cost`` as ``devservers_sdk.cost.cost_at`` reads it: decimals as text, counts, a time."""
+    if cost is None:
+        return True
+    if not isinstance(cost, dict) or not _bounded(cost, "podSeconds", 0) or not _bounded(cost, "runningPods", 0) or \
+            not _times(cost, "since") or not _optional(cost, "currency", str):
+        return False
+    return all(isinstance(cost.get(key, "0"), str) and DECIMAL_PATTERN.fullmatch(cost.get(key, "0"))
+               for key in ("perHour", "accumulated"))
 
 
 def _optional(mapping: dict[str, Any], key: str, kind: type) -> bool:

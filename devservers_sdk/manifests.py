@@ -41,6 +41,7 @@ from .models import (
     API_VERSION,
     DEVSERVER_KIND,
     GPU_RESOURCE,
+    NPROCS_AUTO,
     DevServer,
     DevServerFlavor,
     DevServerFlavorSpec,
@@ -74,11 +75,13 @@ __all__ = [
     "capacity_placement",
     "desired_replicas",
     "distributed_env",
+    "gpu_count",
     "home_size_for",
     "image_for",
     "immutable_changes",
     "labels_for",
     "master_addr",
+    "nprocs_per_node",
     "owner_reference",
     "rank_count",
     "selector_for",
@@ -453,10 +456,30 @@ def _resources(flavor_spec: DevServerFlavorSpec) -> dict[str, Any]:
     return resources
 
 
-def _has_gpu(flavor_spec: DevServerFlavorSpec) -> bool:
-    resources = flavor_spec.resources
+def gpu_count(flavor: DevServerFlavor | DevServerFlavorSpec | None) -> int:
+    """NVIDIA GPUs per pod of a flavor (limits, else requests); 0 for a CPU flavor or none."""
+    if flavor is None:
+        return 0
+    resources = _flavor_spec(flavor).resources
     amount = resources.limits.get(GPU_RESOURCE) or resources.requests.get(GPU_RESOURCE)
-    return amount is not None and parse_quantity(amount) > 0
+    return int(parse_quantity(amount)) if amount is not None else 0
+
+
+def _has_gpu(flavor_spec: DevServerFlavorSpec) -> bool:
+    return gpu_count(flavor_spec) > 0
+
+
+def nprocs_per_node(devserver: DevServer, flavor: DevServerFlavor | DevServerFlavorSpec | None) -> int:
+    """Processes per pod for torchrun: ``distributed.nprocsPerNode``, with ``auto`` (and a standalone server)
+    resolved to the flavor's GPU count, or 1 for a CPU-only flavor."""
+    distributed = devserver.spec.distributed
+    if (
+        devserver.spec.mode == "distributed"
+        and distributed is not None
+        and distributed.nprocs_per_node != NPROCS_AUTO
+    ):
+        return int(distributed.nprocs_per_node)
+    return max(1, gpu_count(flavor))
 
 
 def master_addr(devserver: DevServer, config: OperatorConfig) -> str:
@@ -499,10 +522,14 @@ def _nccl_settings(devserver: DevServer) -> list[tuple[str, str]]:
     return checked
 
 
-def distributed_env(devserver: DevServer, config: OperatorConfig) -> list[dict[str, Any]]:
+def distributed_env(
+    devserver: DevServer, config: OperatorConfig, flavor: DevServerFlavor | DevServerFlavorSpec | None = None
+) -> list[dict[str, Any]]:
     """The environment contract of DESIGN.md, so a bare ``torchrun train.py`` works on every rank.
 
-    Every server gets ``DEVSERVER_NAME``, ``DEVSERVER_OWNER`` and ``DEVSERVER_MODE``. A distributed one
+    Every server gets ``DEVSERVER_NAME``, ``DEVSERVER_OWNER`` and ``DEVSERVER_MODE``. A standalone one with
+    several GPUs also gets ``PET_NPROC_PER_NODE`` and ``NPROC_PER_NODE`` (its GPU count), so that
+    ``torchrun --standalone train.py`` starts one process per GPU. A distributed one
     also gets ``PET_NNODES``, ``PET_NPROC_PER_NODE``, ``PET_NODE_RANK`` (the pod's index label),
     ``PET_MASTER_ADDR``, ``PET_MASTER_PORT`` (torchrun reads its options from ``PET_*``), the same five
     without the prefix for scripts, and the user's ``NCCL_*`` settings. Never ``RANK``/``WORLD_SIZE``:
@@ -519,13 +546,16 @@ def distributed_env(devserver: DevServer, config: OperatorConfig) -> list[dict[s
         {"name": "DEVSERVER_MODE", "value": devserver.spec.mode},
     ]
     distributed = devserver.spec.distributed
+    nprocs = str(nprocs_per_node(devserver, flavor))
     if devserver.spec.mode != "distributed" or distributed is None:
+        if gpu_count(flavor) > 1:
+            env.extend({"name": name, "value": nprocs} for name in ("PET_NPROC_PER_NODE", "NPROC_PER_NODE"))
         return env
     nccl = _nccl_settings(devserver)
     rank = {"valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": f"metadata.labels['{RANK_LABEL}']"}}}
     contract: list[tuple[str, dict[str, Any]]] = [
         ("NNODES", {"value": str(distributed.world_size)}),
-        ("NPROC_PER_NODE", {"value": str(distributed.nprocs_per_node)}),
+        ("NPROC_PER_NODE", {"value": nprocs}),
         ("NODE_RANK", rank),
         ("MASTER_ADDR", {"value": master_addr(devserver, config)}),
         ("MASTER_PORT", {"value": str(config.master_port)}),
@@ -580,7 +610,7 @@ def _container(
     config: OperatorConfig,
     mounts: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    env = [{"name": "HOME", "value": config.home_path}, *distributed_env(devserver, config)]
+    env = [{"name": "HOME", "value": config.home_path}, *distributed_env(devserver, config, flavor_spec)]
     if not _has_gpu(flavor_spec):
         # CUDA images set NVIDIA_VISIBLE_DEVICES=all; on a GPU node with the NVIDIA runtime that hands every
         # GPU of the node to a CPU pod, outside the scheduler's accounting. "void" exposes none.

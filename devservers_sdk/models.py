@@ -71,7 +71,10 @@ __all__ = [
     "MAX_NCCL_SETTINGS",
     "MAX_WORLD_SIZE",
     "NAME_PATTERN",
+    "NPROCS_AUTO",
+    "PRICE_PATTERN",
     "Condition",
+    "CostStatus",
     "DevServer",
     "DevServerFlavor",
     "DevServerFlavorSpec",
@@ -79,8 +82,10 @@ __all__ = [
     "DevServerStatus",
     "DistributedSpec",
     "FlavorResources",
+    "GpuUse",
     "Interruption",
     "LifecycleSpec",
+    "MinGpuUtilization",
     "ObjectMeta",
     "Toleration",
     "env_name_problem",
@@ -463,6 +468,44 @@ class _Observed(BaseModel):
 
 # --- DevServer ------------------------------------------------------------------------------------------
 
+NPROCS_AUTO = "auto"
+
+
+def _check_nprocs(value: Any) -> Any:
+    # bool is an int to Python; "4" from a form or a CLI flag means 4.
+    if isinstance(value, bool):
+        raise ValueError('must be a whole number of processes >= 1, or "auto"')
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError(
+                f'must be greater than or equal to 1, got {value}; or "auto" (one process per GPU of the flavor)'
+            )
+        return value
+    if value == NPROCS_AUTO:
+        return value
+    raise ValueError(
+        f'must be a whole number of processes >= 1, or "auto" (one per GPU of the flavor), not {value!r}'
+    )
+
+
+# An int or "auto": one schema for the server (minimum applies to integers, the pattern to strings).
+_NprocsPerNode = Annotated[
+    int | str,
+    BeforeValidator(_check_nprocs),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "minimum": 1,
+            "pattern": "^auto$",
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+
+
+
 
 class DistributedSpec(_Spec):
     """How a distributed DevServer's pods form one torchrun group."""
@@ -474,11 +517,11 @@ class DistributedSpec(_Spec):
         description="Number of pods (torchrun nodes), each a copy of the flavor. Pod i has rank i and the "
         "stable DNS name <name>-<i>.<name>.<namespace>.svc; pod 0 is the rendezvous master.",
     )
-    nprocs_per_node: StrictInt = Field(
+    nprocs_per_node: _NprocsPerNode = Field(
         default=1,
-        ge=1,
-        description="Processes torchrun starts on each pod, usually one per GPU of the flavor. Exported as "
-        "PET_NPROC_PER_NODE so that a bare `torchrun train.py` picks it up.",
+        description="Processes torchrun starts on each pod, usually one per GPU of the flavor; auto: the "
+        "flavor's GPU count, or 1 for a CPU-only flavor (the operator resolves it and shows it in "
+        "status.nprocsPerNode). Exported as PET_NPROC_PER_NODE so that a bare `torchrun train.py` picks it up.",
     )
     backend: Literal["nccl", "gloo"] = Field(
         default="nccl",
@@ -490,6 +533,17 @@ class DistributedSpec(_Spec):
         description="Extra NCCL environment variables for every pod, e.g. NCCL_DEBUG: INFO. Keys must be "
         'NCCL_ variables (upper case), not NCCL_*_PLUGIN; values are strings, so quote numbers ("1").',
         json_schema_extra={"x-kubernetes-validations": [_NCCL_KEYS_RULE]},
+    )
+
+
+class MinGpuUtilization(_Spec):
+    """A utilisation floor: GPUs idling below it for a whole window stop the server (dstack's utilization_policy)."""
+
+    percent: StrictInt = Field(
+        ge=1, le=100, description="Utilisation of the busiest GPU (percent) that counts as use, e.g. 10."
+    )
+    window: _Duration = Field(
+        description="How long every GPU must stay below percent before the server stops, e.g. 1h, 30m."
     )
 
 
@@ -517,6 +571,11 @@ class LifecycleSpec(_Spec):
         default=None,
         description="Lifetime counted from creation, after which the DevServer and its volumes are deleted: "
         "a number followed by s, m, h or d, e.g. 30m, 4h, 1h30m, 2d. Capped by the flavor's maxTimeToLive.",
+    )
+    min_gpu_utilization: MinGpuUtilization | None = Field(
+        default=None,
+        description="Stop (never delete) the server when every GPU of every rank stayed below percent for "
+        "window, even with a shell open, e.g. {percent: 10, window: 1h}. Unset: GPU use never stops it.",
     )
 
 
@@ -617,6 +676,32 @@ class Interruption(_Observed):
     pod_uids: list[str] = Field(default_factory=list, description="Their uids: each pod is counted once.")
 
 
+class GpuUse(_Observed):
+    """One GPU of one rank, as ``nvidia-smi`` in the pod last reported it."""
+
+    rank: int = Field(description="The pod's rank.")
+    index: int = Field(description="The GPU's index within the pod, as nvidia-smi numbers it.")
+    utilization: float = Field(description="Utilisation in percent.")
+    memory_used_mib: float | None = Field(default=None, description="Memory in use, MiB.")
+    memory_total_mib: float | None = Field(default=None, description="Memory of the GPU, MiB.")
+    observed_at: datetime = Field(description="When it was read.")
+
+
+class CostStatus(_Observed):
+    """What the server has cost so far: closed stretches of running time, plus the stretch running now.
+
+    The total at a moment ``t`` is ``accumulated + perHour * runningPods * (t - since)``: the operator writes
+    it only when a stretch opens or closes (pods start or stop, the price changes), not every minute.
+    """
+
+    per_hour: str = Field(description="The flavor's costPerHour (per pod) counted in the open stretch.")
+    currency: str | None = Field(default=None, description="The flavor's currency, e.g. USD.")
+    accumulated: str = Field(default="0", description="Cost of the closed stretches (a decimal).")
+    pod_seconds: int = Field(default=0, description="Pod-seconds of the closed stretches.")
+    running_pods: int = Field(default=0, description="Pods running in the open stretch (0: none open).")
+    since: datetime | None = Field(default=None, description="When the open stretch began.")
+
+
 class DevServerStatus(_Observed):
     """What the operator observed; written only through the status subresource."""
 
@@ -663,6 +748,20 @@ class DevServerStatus(_Observed):
         default=None, description="How many times the system took the server's pods away (see lastInterruption)."
     )
     last_interruption: Interruption | None = Field(default=None, description="The latest interruption.")
+    nprocs_per_node: int | None = Field(
+        default=None,
+        description="Processes per pod torchrun starts (spec.distributed.nprocsPerNode, auto resolved), as "
+        "PET_NPROC_PER_NODE says.",
+    )
+    gpus: list[GpuUse] | None = Field(
+        default=None,
+        description="Per rank and GPU: utilisation and memory as nvidia-smi last read them (unset: no reading).",
+    )
+    gpu_low_since: datetime | None = Field(
+        default=None,
+        description="Since when every GPU stayed below lifecycle.minGpuUtilization.percent (unset: it did not).",
+    )
+    cost: CostStatus | None = Field(default=None, description="Cost so far, at the flavor's costPerHour.")
 
     def condition(self, type: str) -> Condition | None:
         """The condition of that type, or None if the operator has not reported one."""
@@ -830,6 +929,28 @@ class FlavorResources(_Spec):
         return self
 
 
+PRICE_PATTERN = r"^[0-9]{1,9}(\.[0-9]{1,6})?( [A-Z]{3})?$"
+
+
+def _price_text(value: Any) -> Any:
+    # YAML reads `costPerHour: 2.5` as a float; the API stores the text, so keep what was meant.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return format(Decimal(str(value)), "f")
+    return value
+
+
+_Price = Annotated[
+    str,
+    BeforeValidator(_price_text),
+    _Matches(
+        PRICE_PATTERN,
+        what="price",
+        advice='write a decimal with up to 6 decimals and an optional 3-letter currency code, e.g. "2.50" '
+        'or "32.77 USD"',
+    ),
+]
+
+
 class DevServerFlavorSpec(_Spec):
     """A size on the menu: what each pod gets, where it runs, and the lifetime rules that come with it."""
 
@@ -879,6 +1000,11 @@ class DevServerFlavorSpec(_Spec):
         default=None,
         description="Persistent home volume per pod for DevServers of this flavor that set no "
         "persistentHomeSize, e.g. 100Gi. Unset: the operator's default (DEVSERVERS_DEFAULT_HOME_SIZE).",
+    )
+    cost_per_hour: _Price | None = Field(
+        default=None,
+        description="What one pod of this flavor costs per hour of running, a decimal with an optional "
+        'currency code, e.g. "2.50" or "32.77 USD". Stopped time is free. Unset: no cost is counted.',
     )
 
 

@@ -44,20 +44,24 @@ from .activity import rfc3339
 from .lifecycle import (
     DEFAULT_WARNING_LEAD,
     STOPPED_REASON_IDLE,
+    STOPPED_REASON_LOW_GPU,
     STOPPED_REASON_REQUESTED,
     Decision,
     home_note,
 )
 from .manifests import HOME_VOLUME, NAME_LABEL, RANK_LABEL, rank_count
-from .models import Condition, DevServer, DevServerStatus, Interruption
+from .models import GPU_RESOURCE, Condition, DevServer, DevServerStatus, Interruption
 from .next_steps import NextStep
+from .quantities import parse_quantity
 
 __all__ = [
     "CONDITION_TYPES",
     "DISRUPTION_REASONS",
     "FAILING_WAITING_REASONS",
+    "LOCAL_CLUSTER_LABEL",
     "Disruption",
     "derive_status",
+    "explain_unschedulable",
     "home_size_of",
     "latest_pod_start",
     "pod_disruption",
@@ -79,6 +83,9 @@ FAILING_WAITING_REASONS = frozenset(
     }
 )
 """Container waiting reasons that will not fix themselves: the server is Failed until the spec changes."""
+
+LOCAL_CLUSTER_LABEL = "devservers.io/local-cluster"
+"""Set to "true" on every Node of the local cluster (``devservers_sdk.localcluster``), whose hints then apply."""
 
 _MISSING_REASONS = {"flavor": "FlavorNotFound", "sharedVolumeClaim": "SharedVolumeClaimNotFound"}
 
@@ -161,6 +168,12 @@ def _terminating(pod: Mapping[str, Any]) -> bool:
 
 def _pod_condition(pod: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
     return next((c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == kind), None)
+
+
+def _unschedulable(pod: Mapping[str, Any]) -> bool:
+    """Whether the scheduler looked at the pod and found no node for it (PodScheduled False, Unschedulable)."""
+    condition = _pod_condition(pod, "PodScheduled")
+    return condition is not None and condition.get("status") == "False" and condition.get("reason") == "Unschedulable"
 
 
 def _ready(pod: Mapping[str, Any]) -> bool:
@@ -345,6 +358,7 @@ def derive_status(
     lifecycle: Decision | None = None,
     warning_lead: timedelta = DEFAULT_WARNING_LEAD,
     disruptions: Sequence[Disruption] = (),
+    nodes: Sequence[Mapping[str, Any]] | None = None,
 ) -> DevServerStatus:
     """The status to write for ``devserver`` (whose current ``status`` is the previous one).
 
@@ -362,6 +376,8 @@ def derive_status(
         warning_lead: how long before ``expires_at`` ``ExpiringSoon`` turns True.
         disruptions: pods the system took away that the caller saw go (watch events), beside those still
             terminating in ``pods``: a pod may be gone before the status is derived.
+        nodes: the cluster's Nodes, read when a pod is unschedulable: a pod that no node can ever take
+            (``explain_unschedulable``) keeps the server Pending with Degraded True and the reason in words.
     """
     previous = devserver.status
     generation = devserver.metadata.generation
@@ -400,9 +416,14 @@ def derive_status(
             stopped_reason, stopped_at = previous.stopped_reason, previous.stopped_at or now
         elif lifecycle is not None and lifecycle.action == "stop_idle":
             stopped_reason, stopped_at = STOPPED_REASON_IDLE, now
+        elif lifecycle is not None and lifecycle.action == "stop_low_gpu":
+            stopped_reason, stopped_at = STOPPED_REASON_LOW_GPU, now
         else:
             stopped_reason, stopped_at = STOPPED_REASON_REQUESTED, now
-        why = "after being idle" if stopped_reason == STOPPED_REASON_IDLE else "on request"
+        why = {
+            STOPPED_REASON_IDLE: "after being idle",
+            STOPPED_REASON_LOW_GPU: "because its GPUs stayed below lifecycle.minGpuUtilization",
+        }.get(stopped_reason, "on request")
         phase = "Stopping" if pods else "Stopped"
         message = (
             f"stopping {why}: {len(pods)} pod(s) still shutting down"
@@ -416,6 +437,19 @@ def derive_status(
         phase, message = "Pending", "the StatefulSet does not exist yet"
     elif unscheduled:
         phase, message = "Pending", _unscheduled_message(unscheduled, events)
+        explained = [
+            (pod, found)
+            for pod in unscheduled
+            if _unschedulable(pod) and nodes is not None and (found := explain_unschedulable(pod, nodes))
+        ]
+        if explained:
+            pod, (reason, why) = explained[0]
+            message = (
+                f"pod {_name(pod)} cannot be scheduled: {why}. The server stays Pending until that changes; "
+                f"pick another flavor with: {NextStep('update', devserver.name, {'flavor': '...'}).devctl()}, or "
+                f"delete it with: {NextStep('delete', devserver.name).devctl()}"
+            )
+            degraded = ("True", reason, message)
     elif len(ranks) < replicas:
         absent = [rank for rank in range(replicas) if rank not in ranks]
         leaving = sorted(_name(p) for p in pods if _terminating(p) and pod_rank(p) in absent)
@@ -526,6 +560,74 @@ def _interruption(previous: DevServerStatus, pods: Sequence[Mapping[str, Any]],
     return Interruption(time=base.time if base else now, reason=base.reason if base else first.reason,
                         message=message, pods=pods_named, nodes=nodes,
                         pod_uids=sorted({*(base.pod_uids if base else []), *news}))
+
+
+def _requested_extended(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """Extended resources (``domain/name``: GPUs and the like) the pod asks for, summed over its containers."""
+    wanted: dict[str, Any] = {}
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        resources = container.get("resources") or {}
+        amounts = {**(resources.get("requests") or {}), **(resources.get("limits") or {})}
+        for resource, amount in amounts.items():
+            if "/" in resource and not resource.startswith("kubernetes.io/"):
+                try:
+                    wanted[resource] = wanted.get(resource, 0) + parse_quantity(str(amount))
+                except ValueError:
+                    continue
+    return wanted
+
+
+def _offered(node: Mapping[str, Any], resource: str) -> Any:
+    status = node.get("status") or {}
+    amount = (status.get("allocatable") or status.get("capacity") or {}).get(resource)
+    try:
+        return parse_quantity(str(amount)) if amount is not None else 0
+    except ValueError:
+        return 0
+
+
+def explain_unschedulable(pod: Mapping[str, Any], nodes: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """Why no node can ever take ``pod``, in words: ``(reason, sentence)``, or None when some node could.
+
+    The scheduler says "0/1 nodes are available: 1 Insufficient nvidia.com/gpu" both when no node has GPUs
+    and when they are all in use, and "didn't match Pod's node affinity/selector" without naming the labels.
+    Compared with the Nodes' capacities and labels it can say which: no node offers the resource at all, none
+    offers that many on one node, or no node carries the labels the flavor selects. On the local cluster (its
+    Nodes are labelled ``LOCAL_CLUSTER_LABEL``) it adds how to get GPUs there.
+    """
+    local = any(
+        ((node.get("metadata") or {}).get("labels") or {}).get(LOCAL_CLUSTER_LABEL) == "true" for node in nodes
+    )
+    for resource, amount in sorted(_requested_extended(pod).items()):
+        if amount <= 0:
+            continue
+        most = max((_offered(node, resource) for node in nodes), default=0)
+        gpus = resource == GPU_RESOURCE
+        if most <= 0:
+            text = f"no node offers {resource}"
+            if local:
+                text += "; the local cluster has none (start it with --gpus N)" if gpus else " on the local cluster"
+            return "NoNodeOffersResource", text
+        if most < amount:
+            text = f"no node offers {amount:g} {resource}; the most on one node is {most:g}"
+            if local and gpus:
+                text += f" (start the local cluster with --gpus {amount:g})"
+            return "NoNodeOffersResource", text
+    selector = (pod.get("spec") or {}).get("nodeSelector") or {}
+    if selector and not any(
+        all(((node.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in selector.items())
+        for node in nodes
+    ):
+        labels = ", ".join(f"{key}={value}" for key, value in sorted(selector.items()))
+        text = f"no node has the labels {labels} that the flavor's nodeSelector asks for"
+        if local:
+            text += "; the local cluster's node has none of them" + (
+                " (start it with --gpus N, which sets nvidia.com/gpu.present=true)"
+                if any(key.startswith("nvidia.com/") for key in selector)
+                else ""
+            )
+        return "NoMatchingNode", text
+    return None
 
 
 def _unscheduled_message(

@@ -86,6 +86,17 @@ def flavors(ctx: click.Context, output: str) -> None:
 
 # -- create ----------------------------------------------------------------------------------------------
 
+def _nprocs(value: str | None) -> int | Literal["auto"] | None:
+    if value is None:
+        return None
+    if value == "auto":
+        return "auto"
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise click.BadParameter(f"expected a number of processes >= 1 or auto, got {value!r}",
+                             param_hint="'--nprocs-per-node'")
+
+
 @click.command()
 @name_argument()
 @click.option("--flavor", required=True, metavar="FLAVOR", shell_complete=complete_flavor,
@@ -105,8 +116,9 @@ def flavors(ctx: click.Context, output: str) -> None:
 @click.option("--shared-volume", metavar="CLAIM", help="Existing PersistentVolumeClaim to mount at /shared.")
 @click.option("--distributed", is_flag=True, help="A torchrun group of pods instead of one pod.")
 @click.option("--world-size", type=click.IntRange(1), help="Pods in the group (--distributed; default 2).")
-@click.option("--nprocs-per-node", type=click.IntRange(1),
-              help="Processes per pod, usually GPUs per pod (--distributed; default 1).")
+@click.option("--nprocs-per-node", callback=lambda ctx, param, value: _nprocs(value), metavar="N|auto",
+              help="Processes per pod, usually GPUs per pod; auto: the flavor's GPU count, or 1 without GPUs "
+                   "(--distributed; default 1).")
 @click.option("--backend", type=click.Choice(["nccl", "gloo"]),
               help="torch.distributed backend (--distributed; default nccl, gloo for CPU).")
 @click.option("--nccl", "nccl_settings", multiple=True, metavar="KEY=VALUE", callback=key_values("NCCL_DEBUG=INFO"),
@@ -118,7 +130,8 @@ def flavors(ctx: click.Context, output: str) -> None:
 @click.pass_context
 def create(ctx: click.Context, name: str, flavor: str, image: str | None, home_size: str | None,
            no_home: bool, time_to_live: str | None, idle_timeout: str | None, auto_shutdown: bool, expires: str | None,
-           shared_volume: str | None, distributed: bool, world_size: int | None, nprocs_per_node: int | None,
+           shared_volume: str | None, distributed: bool, world_size: int | None,
+           nprocs_per_node: int | Literal["auto"] | None,
            backend: str | None, nccl_settings: dict[str, str], wait: bool, timeout: float,
            output: str | None) -> None:
     """Create a DevServer NAME sized by a flavor.
@@ -130,7 +143,7 @@ def create(ctx: click.Context, name: str, flavor: str, image: str | None, home_s
     Examples:
       devctl create mydev --flavor cpu-small --time 4h --wait
       devctl create big --flavor gpu-small --home-size 100Gi --idle-timeout 1h
-      devctl create ddp --flavor gpu-large --distributed --world-size 2 --nprocs-per-node 8 \\
+      devctl create ddp --flavor gpu-large --distributed --world-size 2 --nprocs-per-node auto \\
           --nccl NCCL_DEBUG=INFO --wait
     """
     group = {"--world-size": world_size, "--nprocs-per-node": nprocs_per_node, "--backend": backend,
@@ -193,6 +206,52 @@ def list_devservers(ctx: click.Context, all_namespaces: bool, owner: str | None,
         click.echo(f"No DevServers{mine} found in {scope}. Create one with: devctl create NAME "
                    f"--flavor FLAVOR (see: devctl flavors)", err=True)
     _show(servers, output, views.DEVSERVER, namespaces=all_namespaces)
+
+
+@click.command("cost")
+@click.option("-A", "--all-namespaces", is_flag=True, help="Count DevServers in every namespace.")
+@click.option("--owner", metavar="USER", help="Only the DevServers of this owner.")
+@click.option("--since", type=DURATION, metavar="DURATION",
+              help="Only running time in this last stretch, e.g. 7d, 24h (default: all that is recorded).")
+@output_option(("table", "json"))
+@cluster_options
+@click.pass_context
+def cost(ctx: click.Context, all_namespaces: bool, owner: str | None, since: str | None, output: str) -> None:
+    """What DevServers have cost, per owner and flavor, deleted ones included.
+
+    Counts each pod-hour of running time at its flavor's costPerHour (stopped time is free): live servers
+    up to now, deleted ones from the cost ledger the operator keeps in each namespace (the ConfigMap
+    devservers-cost-ledger; at most 300 servers and 90 days after deletion per namespace).
+
+    \b
+    Examples:
+      devctl cost
+      devctl cost -A --since 7d
+      devctl cost --owner alice -o json
+    """
+    import json as json_module
+
+    from devservers_sdk.cost import format_money
+
+    with target(ctx).client() as client:
+        rows = client.cost_report(all_namespaces=all_namespaces, owner=owner, since=since)
+        namespace = client.namespace
+    if output == "json":
+        click.echo(json_module.dumps({"since": since, "namespace": None if all_namespaces else namespace,
+                                      "rows": [row.to_json() for row in rows]}, indent=2))
+        return
+    if not rows:
+        scope = "any namespace" if all_namespaces else f"namespace '{namespace}'"
+        click.echo(f"No cost recorded in {scope}{' for ' + owner if owner else ''}: flavors without a "
+                   "costPerHour cost nothing.", err=True)
+        return
+    lines = [[row.owner, row.flavor, f"{len(row.servers)}" + (f" ({row.deleted} deleted)" if row.deleted else ""),
+              f"{row.pod_hours}", format_money(row.amount, row.currency)] for row in rows]
+    totals: dict[str | None, Any] = {}
+    for row in rows:
+        totals[row.currency] = totals.get(row.currency, 0) + row.amount
+    lines += [["TOTAL", "", "", "", format_money(amount, currency)] for currency, amount in totals.items()]
+    click.echo(views.table(["OWNER", "FLAVOR", "SERVERS", "POD-HOURS", "COST"], lines))
 
 
 def _list_quickly(where: Target, owner: str | None, all_namespaces: bool) -> tuple[str, list[Any]] | None:
@@ -511,4 +570,4 @@ def wait(ctx: click.Context, name: str, for_phase: str, timeout: float, output: 
         click.echo(f"DevServer '{name}' is {server.status.phase} ({views.ready(server)} ready).")
 
 
-COMMANDS = [flavors, create, list_devservers, describe, shell, logs, delete, extend, update, stop, start, wait]
+COMMANDS = [flavors, create, list_devservers, cost, describe, shell, logs, delete, extend, update, stop, start, wait]

@@ -42,7 +42,8 @@ def local() -> None:
     By default the local cluster is our emulator of the Kubernetes API (it starts in a second and keeps
     its objects in memory); with `up --kubernetes` it is a real control plane (etcd, kube-apiserver,
     kube-controller-manager, kube-scheduler, built from source on first use) whose data survives `down`.
-    Either way pods are local processes: no containers, no images, no GPUs, but every devctl command
+    Either way pods are local processes: no containers, no images, no real GPUs (`up --gpus N` fakes
+    them), but every devctl command
     (and kubectl) works against it.
 
     \b
@@ -65,10 +66,13 @@ def local() -> None:
               callback=key_values("nvidia.com/gpu=2"),
               help="What the node advertises, over cpu=64 and memory=256Gi, e.g. nvidia.com/gpu=2 "
                    "(repeatable).")
+@click.option("--gpus", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Give the node N fake NVIDIA GPUs: GPU flavors schedule, get their env and an nvidia-smi that "
+                   "reports them; the processes run on the CPU.")
 @kubeconfig_option
 @click.pass_context
 def up(ctx: click.Context, state_dir: str | None, real: bool, timeout: float,
-       capacity: dict[str, str]) -> None:
+       capacity: dict[str, str], gpus: int) -> None:
     """Start the local cluster and the operator in the background, and select their context.
 
     Installs the CRDs and the sample flavors, then adds a `devservers-local` context to your
@@ -83,11 +87,14 @@ def up(ctx: click.Context, state_dir: str | None, real: bool, timeout: float,
     Examples:
       devctl local up && devctl create mydev --flavor cpu-small --wait
       devctl local up --kubernetes
+      devctl local up --gpus 8 && devctl create big --flavor gpu-large --wait
     """
     from .local_platform import EMULATOR, KUBERNETES, LocalPlatform, LocalPlatformError
 
     if real and _defaulted(ctx, "timeout"):
         timeout = 300.0  # a real control plane on a busy laptop takes a minute or more to become ready
+    if gpus:
+        capacity = {**capacity, "nvidia.com/gpu": str(gpus)}
     platform = LocalPlatform(Path(state_dir) if state_dir else None)
     try:
         status, started = platform.up(_user_kubeconfig(ctx), report=click.echo, timeout=timeout,

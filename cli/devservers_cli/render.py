@@ -256,6 +256,30 @@ def status_message(server: DevServer | Manifest) -> str:
         f"{condition.get('type')}={condition.get('status')} ({condition.get('reason', '')})"
 
 
+def gpu_use(server: DevServer | Manifest) -> str:
+    """Utilisation of each GPU as last read (``status.gpus``): ``3%,5%``, ranks as ``0:3%,5% 1:...``."""
+    readings = _section(devserver_manifest(server), "status").get("gpus") or []
+    by_rank: dict[int, list[str]] = {}
+    for reading in sorted(readings, key=lambda r: (r.get("rank", 0), r.get("index", 0))):
+        by_rank.setdefault(int(reading.get("rank", 0)), []).append(f"{float(reading.get('utilization', 0)):.0f}%")
+    if not by_rank:
+        return NONE
+    if len(by_rank) == 1 and 0 in by_rank:
+        return ",".join(by_rank[0])
+    return " ".join(f"{rank}:{','.join(values)}" for rank, values in sorted(by_rank.items()))
+
+
+def cost_so_far(server: DevServer | Manifest) -> str:
+    """What the server has cost until now (``status.cost``), e.g. ``1.23 USD``."""
+    from devservers_sdk.cost import cost_at, format_money
+
+    cost = _section(devserver_manifest(server), "status").get("cost")
+    if not cost:
+        return NONE
+    amount, _ = cost_at(cost, _now())
+    return format_money(amount, cost.get("currency"))
+
+
 DEVSERVER = Kind(
     resource="devserver.devservers.io",
     plain=devserver_manifest,
@@ -273,6 +297,8 @@ DEVSERVER = Kind(
         Column("AGE", lambda m: age(_moment(m["metadata"].get("creationTimestamp")))),
         Column("IMAGE", lambda m: m["spec"].get("image") or "(flavor default)", wide_only=True),
         Column("IDLE", lambda m: age(_moment(_section(m, "status").get("lastActivityTime"))), wide_only=True),
+        Column("GPU USE", gpu_use, wide_only=True),
+        Column("COST", cost_so_far, wide_only=True),
         Column("MESSAGE", status_message, wide_only=True),
     ),
 )
@@ -308,6 +334,7 @@ FLAVOR = Kind(
         Column("MAX TTL", lambda f: f.spec.max_time_to_live or NONE, wide_only=True),
         Column("IDLE TIMEOUT", lambda f: _seconds(f.spec.default_idle_timeout), wide_only=True),
         Column("IMAGE", lambda f: f.spec.default_image or NONE, wide_only=True),
+        Column("COST/HOUR", lambda f: f.spec.cost_per_hour or NONE),
         Column("DESCRIPTION", lambda f: f.spec.description or ""),
     ),
 )
@@ -322,11 +349,46 @@ def _fields(pairs: Sequence[tuple[str, str]], indent: str = "") -> str:
 
 def _mode(server: DevServer) -> str:
     distributed = server.spec.distributed
+    resolved = server.status.nprocs_per_node
     if server.spec.mode != "distributed" or distributed is None:
-        return "standalone (1 pod)"
-    procs = "process" if distributed.nprocs_per_node == 1 else "processes"
-    return (f"distributed: {distributed.world_size} ranks, {distributed.nprocs_per_node} {procs} per rank, "
+        return "standalone (1 pod)" + (f", {resolved} processes for torchrun" if resolved and resolved > 1 else "")
+    nprocs = distributed.nprocs_per_node
+    shown = f"auto = {resolved}" if nprocs == "auto" and resolved else str(nprocs)
+    procs = "process" if nprocs == 1 or (nprocs == "auto" and resolved == 1) else "processes"
+    return (f"distributed: {distributed.world_size} ranks, {shown} {procs} per rank, "
             f"backend {distributed.backend}")
+
+
+def _gpus(server: DevServer) -> str | None:
+    """``describe``'s GPU section: one line per rank and GPU, with the time it was read."""
+    readings = server.status.gpus or []
+    if not readings:
+        return None
+    rows = [[str(r.rank), str(r.index), f"{r.utilization:.0f}%",
+             NONE if r.memory_used_mib is None else f"{r.memory_used_mib:.0f} MiB",
+             NONE if r.memory_total_mib is None else f"{r.memory_total_mib:.0f} MiB", f"{age(r.observed_at)} ago"]
+            for r in readings]
+    text = table(["RANK", "GPU", "UTILIZATION", "MEMORY USED", "MEMORY TOTAL", "SEEN"], rows, indent="  ")
+    policy = server.spec.lifecycle.min_gpu_utilization
+    if policy is not None:
+        since = server.status.gpu_low_since
+        text += (f"\n  Policy: stop when below {policy.percent}% for {policy.window}; "
+                 + (f"below since {timestamp(since, relative=lambda m: f'{age(m)} ago')}" if since else "in use"))
+    return text
+
+
+def _cost(server: DevServer) -> str | None:
+    from devservers_sdk.cost import cost_at, format_money
+
+    cost = server.status.cost
+    if cost is None:
+        return None
+    amount, pod_seconds = cost_at(cost, _now())
+    running = (f", running {cost.running_pods} pod(s) since {timestamp(cost.since)}"
+               if cost.running_pods and cost.since else ", not running (stopped time is free)")
+    hours = pod_seconds / 3600
+    return (f"{format_money(amount, cost.currency)} so far ({hours:.2f} pod-hours at {cost.per_hour}"
+            f"{' ' + cost.currency if cost.currency else ''} per pod-hour{running})")
 
 
 def _lifecycle(server: DevServer) -> list[tuple[str, str]]:
@@ -377,13 +439,18 @@ def describe_text(description: DevServerDescription) -> str:
     ]
     generation = server.metadata.generation
     observed = status.observed_generation
+    cost = _cost(server)
     state = [
         ("Phase", status.phase or "Pending (no status yet: is the devservers operator running?)"),
         ("Ready", ready(server)),
         ("Message", status.message or NONE),
         ("Observed", NONE if observed is None else f"generation {observed} of {generation}"),
+        *([("Cost", cost)] if cost else []),
     ]
     sections = [_fields(overview), "Status:\n" + _fields(state, "  "), "Lifecycle:\n" + _fields(_lifecycle(server), "  ")]
+    gpus = _gpus(server)
+    if gpus:
+        sections.append("GPUs:\n" + gpus)
     conditions = [[c.type, c.status, c.reason or NONE, age(c.last_transition_time), c.message]
                   for c in status.conditions]
     sections.append("Conditions:\n" + (table(["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"], conditions,

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from .apiserver.faults import FaultSettings
-from .cluster import serve
+from .cluster import serve, with_gpus
 
 
 def _capacity(values: list[str]) -> dict[str, str]:
@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
                               help="where volumes and pod sandboxes live (default: a temporary directory)")
     serve_parser.add_argument("--node-capacity", action="append", default=[], metavar="RESOURCE=QUANTITY",
                               help="extra node capacity, e.g. nvidia.com/gpu=2 (repeatable)")
+    serve_parser.add_argument("--gpus", type=int, default=0, metavar="N",
+                              help="give each node N fake NVIDIA GPUs (capacity, labels and an nvidia-smi; the "
+                                   "pods' processes run on the CPU)")
     serve_parser.add_argument("--faults", default="", metavar="SETTINGS",
                               help="make the API flaky, e.g. error=0.05,throttle=0.02,conflict=0.01,latency=0.01,"
                                    "watch_cut=5,compact_every=10,seed=1 (see faults.py)")
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.nodes < 1:
         parser.error(f"--nodes {args.nodes}: a cluster needs at least one node")
     try:
-        capacity = _capacity(args.node_capacity)
+        capacity = with_gpus(_capacity(args.node_capacity), args.gpus)
         faults = FaultSettings.parse(args.faults) if args.faults else None
     except (argparse.ArgumentTypeError, ValueError) as exc:
         parser.error(str(exc))
@@ -158,9 +161,9 @@ def _serve_kubernetes(args: argparse.Namespace, parser: argparse.ArgumentParser)
     from .cluster import LocalCluster
 
     try:
-        capacity = _capacity(args.node_capacity)
+        capacity = with_gpus(_capacity(args.node_capacity), args.gpus)
         users = _users(args.user)
-    except argparse.ArgumentTypeError as exc:
+    except (argparse.ArgumentTypeError, ValueError) as exc:
         parser.error(str(exc))
     if args.faults:
         parser.error("--faults is the emulator's: a real API server cannot be told to fail")

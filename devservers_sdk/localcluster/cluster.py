@@ -205,7 +205,8 @@ class LocalCluster:
     ``control_plane="emulator"`` (the default) starts in a fraction of a second and can inject faults;
     ``"kubernetes"`` runs etcd, kube-apiserver, kube-controller-manager and kube-scheduler (built from Go
     modules on first use, see ``controlplane/``) with our node agent as the node, and mints a client
-    certificate for each of ``users`` (``[("alice", []), ("carol", ["devservers:admins"])]``).
+    certificate for each of ``users`` (``[("alice", []), ("carol", ["devservers:admins"])]``). ``gpus=N`` gives
+    every node N fake NVIDIA GPUs (``node/fake_gpus.py``; ``set_gpu_utilization`` says what they report).
 
     Example::
 
@@ -216,7 +217,7 @@ class LocalCluster:
     def __init__(self, *, state_dir: Path | str | None = None, port: int = 0,
                  node_capacity: dict[str, str] | None = None, kubelet: bool = True,
                  control_plane: str = "emulator", users: list[tuple[str, list[str]]] | None = None,
-                 progress: Callable[[str], None] | None = None, nodes: int = 1) -> None:
+                 progress: Callable[[str], None] | None = None, nodes: int = 1, gpus: int = 0) -> None:
         if control_plane not in ("emulator", "kubernetes"):
             raise ValueError(f"control_plane must be 'emulator' or 'kubernetes', not {control_plane!r}")
         self.control_plane = control_plane
@@ -229,7 +230,7 @@ class LocalCluster:
         self._own_state_dir = state_dir is None
         self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="localcluster-"))
         self._port = port
-        self._node_capacity = node_capacity
+        self._node_capacity = with_gpus(node_capacity, gpus)
         self._with_kubelet = kubelet
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -365,6 +366,21 @@ class LocalCluster:
         runtime = self.runtime
         return self.call(runtime.server.requests.snapshot)
 
+    def node_state_dirs(self) -> list[Path]:
+        """The state directory of every node (pods, volumes, fake GPU readings)."""
+        if self.real is not None:
+            return [Path(self.real.node_dir(name)) for name in self.real.node_names]
+        return [self.state_dir]
+
+    def set_gpu_utilization(self, percent: float, *, memory_used_mib: float = 0,
+                            pod: tuple[str, str] | None = None) -> None:
+        """What the fake GPUs' ``nvidia-smi`` reports from now on: for one pod ``(namespace, name)``, or for
+        every GPU without a reading of its own."""
+        from .node.fake_gpus import write_reading
+
+        for directory in self.node_state_dirs():
+            write_reading(directory, percent, memory_used_mib=memory_used_mib, pod=pod)
+
     def kubeconfig_for(self, path: Path | str, *, namespace: str = "default", token: str | None = None) -> str:
         """Write another kubeconfig for this cluster (a namespace or identity of its own) and return its path."""
         if self.real is not None:
@@ -382,6 +398,15 @@ class LocalCluster:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def with_gpus(node_capacity: dict[str, str] | None, gpus: int) -> dict[str, str] | None:
+    """The node capacity with ``gpus`` fake NVIDIA GPUs added (none: unchanged)."""
+    if gpus < 0:
+        raise ValueError(f"gpus must be 0 or more, not {gpus}")
+    if not gpus:
+        return node_capacity
+    return {**(node_capacity or {}), "nvidia.com/gpu": str(gpus)}
 
 
 def _renamed_context(document: dict[str, Any], namespace: str) -> dict[str, Any]:

@@ -14,7 +14,8 @@ looks at the processes of the container itself:
 * **CPU**: ``utime + stime`` of every such process (``/proc/<pid>/stat`` fields 14 and 15), sampled
   twice ``window`` seconds apart; a process that started in between counts whole. Divided by the window
   it is the cores in use, compared with ``lifecycle.CPU_ACTIVE_CORES``.
-* **GPU**: the busiest GPU's utilisation from ``nvidia-smi`` when the image has it.
+* **GPU**: every GPU's index, utilisation and memory from ``nvidia-smi`` when the image has it, one
+  ``gpu=<index>, <percent>, <used MiB>, <total MiB>`` line each (``status.gpus``; the busiest counts as use).
 
 Only shell built-ins run during the CPU window, so the probe does not measure itself. A probe that fails
 (no ``/bin/sh``, exec refused, timeout, unreadable output) becomes a ``ProbeReport`` with ``error``: it
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from devservers_sdk.lifecycle import ProbeReport
+from devservers_sdk.lifecycle import GpuReading, ProbeReport
 
 __all__ = ["PROBE_SCRIPT", "parse_probe", "probe_command"]
 
@@ -70,7 +71,8 @@ echo "cpu_ticks=$ticks"
 echo "clk_tck=$(getconf CLK_TCK 2>/dev/null || echo 100)"
 echo "window=$window"
 if command -v nvidia-smi >/dev/null 2>&1; then
-  echo "gpu=$(nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits 2>/dev/null | tr '\n' ' ')"
+  nvidia-smi --query-gpu=index,utilization.gpu,memory.used,memory.total --format=csv,noheader,nounits 2>/dev/null |
+    while IFS= read -r l; do echo "gpu=$l"; done
 fi
 """
 
@@ -80,7 +82,32 @@ def probe_command(window: float) -> list[str]:
     return ["/bin/sh", "-c", PROBE_SCRIPT, "devservers-probe", f"{window:g}"]
 
 
-def parse_probe(stdout: str, *, observed_at: datetime, returncode: int = 0, stderr: str = "") -> ProbeReport:
+def _number(text: str) -> float | None:
+    try:
+        return float(text.strip())
+    except ValueError:
+        return None  # "[N/A]" (no memory figures on some GPUs): unknown, not an error
+
+
+def _gpu_lines(lines: list[str], rank: int) -> tuple[list[float], list[GpuReading]]:
+    """Utilisations, and the full readings of the ``index, percent, used, total`` lines."""
+    utilizations: list[float] = []
+    readings: list[GpuReading] = []
+    for position, line in enumerate(lines):
+        parts = [part.strip() for part in line.split(",")]
+        if len(parts) == 4:
+            utilization = float(parts[1])
+            index = int(parts[0]) if parts[0].isdigit() else position
+            readings.append(GpuReading(rank, index, utilization, _number(parts[2]), _number(parts[3])))
+            utilizations.append(utilization)
+        else:  # the older form: every utilisation on one line
+            utilizations.extend(float(part) for part in line.replace(",", " ").split() if part)
+    return utilizations, readings
+
+
+def parse_probe(
+    stdout: str, *, observed_at: datetime, returncode: int = 0, stderr: str = "", rank: int = 0
+) -> ProbeReport:
     """The script's ``key=value`` lines as a ``ProbeReport``; anything unexpected is a failed report."""
     if returncode != 0:
         detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
@@ -88,16 +115,20 @@ def parse_probe(stdout: str, *, observed_at: datetime, returncode: int = 0, stde
             observed_at=observed_at, error=f"the probe exited with code {returncode}: {detail}"
         )
     values: dict[str, str] = {}
+    gpu_lines: list[str] = []
     for line in stdout.splitlines():
         key, sep, value = line.partition("=")
-        if sep:
+        if sep and key.strip() == "gpu":
+            if value.strip():
+                gpu_lines.append(value.strip())
+        elif sep:
             values[key.strip()] = value.strip()
     try:
         sessions = int(values["sessions"]) + int(values.get("kernels") or 0)
         ticks = int(values["cpu_ticks"])
         clock = int(values.get("clk_tck") or 100) or 100
         window = float(values["window"])
-        gpus = [float(part) for part in (values.get("gpu") or "").replace(",", " ").split() if part]
+        gpus, readings = _gpu_lines(gpu_lines, rank)
     except (KeyError, ValueError) as exc:
         return ProbeReport(
             observed_at=observed_at,
@@ -109,4 +140,5 @@ def parse_probe(stdout: str, *, observed_at: datetime, returncode: int = 0, stde
         cpu_seconds=max(ticks, 0) / clock,
         window_seconds=window,
         gpu_utilization=max(gpus) if gpus else None,
+        gpus=tuple(readings),
     )

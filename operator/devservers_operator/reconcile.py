@@ -21,6 +21,7 @@ failed probe, or retry a missing flavor in a loop (the flavor watch brings it ba
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -33,6 +34,15 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from devservers_sdk.cost import (
+    LEDGER_NAME,
+    LedgerEntry,
+    Stretch,
+    account,
+    parse_price,
+    prune_ledger,
+)
+from devservers_sdk.durations import parse_duration
 from devservers_sdk.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -41,7 +51,7 @@ from devservers_sdk.errors import (
     NotFoundError,
     flavor_not_found,
 )
-from devservers_sdk.kube_async import PVCS, AsyncKube
+from devservers_sdk.kube_async import CONFIGMAPS, NODES, PVCS, AsyncKube
 from devservers_sdk.lifecycle import (
     DESIRED_STATE_ANNOTATION,
     Decision,
@@ -49,15 +59,26 @@ from devservers_sdk.lifecycle import (
     desired_stopped,
     idle_timeout,
     plan,
+    track_gpu_use,
 )
-from devservers_sdk.manifests import build_objects, immutable_changes, owner_reference, rank_count
+from devservers_sdk.manifests import (
+    MANAGED_BY,
+    build_objects,
+    gpu_count,
+    immutable_changes,
+    nprocs_per_node,
+    owner_reference,
+    rank_count,
+)
 from devservers_sdk.models import (
     API_GROUP,
     API_VERSION,
     DEVSERVER_KIND,
+    CostStatus,
     DevServer,
     DevServerFlavor,
     DevServerStatus,
+    GpuUse,
 )
 from devservers_sdk.next_steps import NextStep
 from devservers_sdk.status import (
@@ -97,7 +118,10 @@ ORPHAN_GRACE = 3.0
 PROGRESS_WRITE_INTERVAL = 2.0
 """Seconds between two status writes that only report progress (see ``progress_only``)."""
 _PROGRESS_PHASES = ("Pending", "Starting")
-_NEWS_FIELDS = ("observedGeneration", "expiresAt", "stoppedReason", "stoppedAt", "lastActivityTime")
+_NEWS_FIELDS = ("observedGeneration", "expiresAt", "stoppedReason", "stoppedAt", "lastActivityTime", "cost")
+NODES_MAX_AGE = 10.0
+"""Seconds the Node list read to explain an unschedulable pod is reused (read only while one is)."""
+LEDGER_ATTEMPTS = 5
 """Seconds a pod may stay without an owner next to its StatefulSet before the operator replaces it."""
 
 
@@ -152,6 +176,7 @@ class _Memory:
     # Pods the system took away, seen in watch events: a drained pod may be gone (and its replacement
     # created) before the debounced reconcile reads the cache, and with it the evidence.
     disruptions: dict[str, Disruption] = field(default_factory=dict)
+    gpu_warned_for: datetime | None = None  # the gpuLowSince whose stop was already announced
 
 
 class Reconciler:
@@ -182,6 +207,9 @@ class Reconciler:
         self._memory: dict[Key, _Memory] = {}
         self._probe_slots = asyncio.Semaphore(PROBE_CONCURRENCY)
         self._instance = socket.gethostname()
+        self._nodes: tuple[float, list[dict[str, Any]]] | None = None
+        self._ledger_locks: dict[str, asyncio.Lock] = {}
+        self._ledger_tasks: set[asyncio.Task[None]] = set()
 
     # -- events in -----------------------------------------------------------------------------------
 
@@ -191,6 +219,10 @@ class Reconciler:
         key = (str(meta.get("namespace")), str(meta.get("name")))
         if event_type == "DELETED":
             self.forget(key)
+            if (body.get("status") or {}).get("cost"):
+                task = asyncio.get_running_loop().create_task(self._ledger_deleted(body))
+                self._ledger_tasks.add(task)
+                task.add_done_callback(self._ledger_tasks.discard)
             return
         memory = self._memory.get(key)
         if (
@@ -229,6 +261,8 @@ class Reconciler:
 
     async def stop(self) -> None:
         await self.queue.stop()
+        if self._ledger_tasks:
+            await asyncio.gather(*self._ledger_tasks, return_exceptions=True)
 
     # -- the reconcile -------------------------------------------------------------------------------
 
@@ -272,10 +306,22 @@ class Reconciler:
 
         pods = self.cache.pods(namespace, name)
         statefulset = self.cache.statefulset(namespace, name)
-        decision = self._plan(devserver, flavor, pods, now, probe=memory.probe)
-        if decision.probe_wanted and flavor is not None and self._probe_due(memory, now):
+        # GPU servers are probed every probe interval while they run: status.gpus and minGpuUtilization.
+        watch_gpus = (
+            flavor is not None
+            and gpu_count(flavor) > 0
+            and not desired_stopped(devserver)
+            and devserver.metadata.deletion_timestamp is None
+            and _running_pods(pods) >= rank_count(devserver)
+        )
+        gpu_low_since = self._gpu_low_since(devserver, pods, memory.probe)
+        decision = self._plan(devserver, flavor, pods, now, probe=memory.probe, gpu_low_since=gpu_low_since)
+        if flavor is not None and (decision.probe_wanted or watch_gpus) and self._probe_due(memory, now):
             memory.probe = await self._probe(devserver, pods)
-            decision = self._plan(devserver, flavor, pods, now, probe=memory.probe)
+            gpu_low_since = self._gpu_low_since(devserver, pods, memory.probe)
+            decision = self._plan(devserver, flavor, pods, now, probe=memory.probe, gpu_low_since=gpu_low_since)
+        if watch_gpus:
+            retry.append(self.settings.probe_interval.total_seconds())
 
         if devserver.metadata.deletion_timestamp is None:
             if decision.action == "expire":
@@ -285,13 +331,17 @@ class Reconciler:
                 return None
             if decision.warning is not None:
                 await self._event(devserver, "Warning", "ExpiringSoon", decision.warning)
-            if decision.action == "stop_idle" and flavor is not None:
+            if decision.gpu_warning is not None and memory.gpu_warned_for != gpu_low_since:
+                memory.gpu_warned_for = gpu_low_since
+                await self._event(devserver, "Warning", "LowGpuUtilization", decision.gpu_warning)
+            if decision.action in ("stop_idle", "stop_low_gpu") and flavor is not None:
                 body = await self.kube.patch_devserver(
                     namespace, name, {"metadata": {"annotations": {DESIRED_STATE_ANNOTATION: "Stopped"}}}
                 )
                 memory.last_written = body
                 devserver = DevServer.from_manifest(_resource_fields(body))
-                await self._event(devserver, "Normal", "IdleStop", decision.message)
+                reason = "IdleStop" if decision.action == "stop_idle" else "LowGpuUtilizationStop"
+                await self._event(devserver, "Normal", reason, decision.message)
 
             if flavor is not None:
                 statefulset, again = await self._apply_objects(
@@ -311,7 +361,9 @@ class Reconciler:
             lifecycle=decision,
             warning_lead=self.settings.warning_lead,
             disruptions=list(memory.disruptions.values()),
+            nodes=await self._nodes_if_unschedulable(pods),
         )
+        status = await self._observed_extras(devserver, flavor, status, pods, memory.probe, gpu_low_since, now)
         seen = set(memory.disruptions)
         wait = await self._write_status(devserver, body, status, memory, pods)
         if status.last_interruption is not None and wait is None:
@@ -372,6 +424,7 @@ class Reconciler:
         now: datetime,
         *,
         probe: ProbeReport | None,
+        gpu_low_since: datetime | None = None,
     ) -> Decision:
         flavor_spec = flavor.spec if flavor is not None else None
         return plan(
@@ -381,17 +434,190 @@ class Reconciler:
             probe=probe,
             started_at=latest_pod_start(pods),
             warning_lead=self.settings.warning_lead,
+            gpu_low_since=gpu_low_since,
         )
+
+    def _gpu_low_since(
+        self, devserver: DevServer, pods: Sequence[Mapping[str, Any]], probe: ProbeReport | None
+    ) -> datetime | None:
+        return track_gpu_use(
+            devserver.spec.lifecycle.min_gpu_utilization,
+            devserver.status.gpu_low_since,
+            probe,
+            started_at=latest_pod_start(pods),
+        )
+
+    async def _nodes_if_unschedulable(self, pods: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]] | None:
+        """The Nodes, read (at most every ``NODES_MAX_AGE`` s) only while a pod of this server is unschedulable."""
+        if not any(_pod_unschedulable(pod) for pod in pods):
+            return None
+        cached = self._nodes
+        if cached is not None and time.monotonic() - cached[0] < NODES_MAX_AGE:
+            return cached[1]
+        try:
+            nodes = await self.kube.list(NODES, namespace=None)
+        except DevServerError as exc:
+            log.warning("Could not read the Nodes to explain an unschedulable pod: %s", exc)
+            return None
+        self._nodes = (time.monotonic(), nodes)
+        return nodes
+
+    async def _observed_extras(
+        self,
+        devserver: DevServer,
+        flavor: DevServerFlavor | None,
+        status: DevServerStatus,
+        pods: Sequence[Mapping[str, Any]],
+        probe: ProbeReport | None,
+        gpu_low_since: datetime | None,
+        now: datetime,
+    ) -> DevServerStatus:
+        """The status with what the pure status does not derive: nprocs, GPU readings and the cost so far."""
+        stopped = desired_stopped(devserver) or devserver.metadata.deletion_timestamp is not None
+        gpus: list[GpuUse] | None = None
+        if not stopped and probe is not None and probe.gpus:
+            gpus = [
+                GpuUse(
+                    rank=reading.rank,
+                    index=reading.index,
+                    utilization=reading.utilization,
+                    memory_used_mib=reading.memory_used_mib,
+                    memory_total_mib=reading.memory_total_mib,
+                    observed_at=probe.observed_at,
+                )
+                for reading in sorted(probe.gpus, key=lambda r: (r.rank, r.index))
+            ]
+        price = None
+        if flavor is not None:
+            with contextlib.suppress(ValueError):  # the model's pattern makes this rare: counted as no price
+                price = parse_price(flavor.spec.cost_per_hour)
+        running = 0 if stopped else _running_pods(pods)
+        previous_cost = devserver.status.cost
+        if flavor is None and previous_cost is not None:
+            # No flavor now (deleted, invalid): keep counting at the price last seen rather than forgetting it.
+            price = parse_price(
+                f"{previous_cost.per_hour} {previous_cost.currency}" if previous_cost.currency else previous_cost.per_hour
+            )
+        cost, closed = account(previous_cost, price=price, running_pods=running, now=now)
+        if cost is not None and (cost != previous_cost or closed is not None):
+            await self._ledger_update(devserver, cost, closed, now=now)
+        return status.model_copy(
+            update={
+                "nprocs_per_node": nprocs_per_node(devserver, flavor) if flavor is not None else None,
+                "gpus": gpus,
+                "gpu_low_since": None if stopped else gpu_low_since,
+                "cost": cost,
+            }
+        )
+
+    # -- the cost ledger (see devservers_sdk.cost) -----------------------------------------------------
+
+    def _entry(self, devserver: DevServer, cost: CostStatus, now: datetime) -> LedgerEntry:
+        return LedgerEntry(
+            uid=devserver.metadata.uid or devserver.name,
+            name=devserver.name,
+            namespace=devserver.namespace or "",
+            owner=devserver.spec.owner,
+            flavor=devserver.spec.flavor,
+            cost=cost,
+            updated=now,
+        )
+
+    async def _ledger_update(
+        self,
+        devserver: DevServer,
+        cost: CostStatus,
+        closed: Stretch | None,
+        *,
+        now: datetime,
+        deleted: datetime | None = None,
+    ) -> None:
+        """Record the server's cost in its namespace's ledger ConfigMap; best effort (the status has it too)."""
+        namespace = devserver.namespace or ""
+        lock = self._ledger_locks.setdefault(namespace, asyncio.Lock())
+        async with lock:
+            for _ in range(LEDGER_ATTEMPTS):
+                try:
+                    await self._ledger_write(devserver, cost, closed, now=now, deleted=deleted)
+                    return
+                except (ConflictError, AlreadyExistsError):
+                    continue  # someone else wrote it meanwhile (another replica, a hand edit): read again
+                except DevServerError as exc:
+                    log.warning("Could not record the cost of DevServer %s/%s: %s", namespace, devserver.name, exc)
+                    return
+            log.warning("Could not record the cost of DevServer %s/%s: the ledger kept changing", namespace,
+                        devserver.name)
+
+    async def _ledger_write(
+        self,
+        devserver: DevServer,
+        cost: CostStatus,
+        closed: Stretch | None,
+        *,
+        now: datetime,
+        deleted: datetime | None,
+    ) -> None:
+        namespace = devserver.namespace or ""
+        try:
+            ledger: dict[str, Any] | None = await self.kube.get(CONFIGMAPS, LEDGER_NAME, namespace=namespace)
+        except NotFoundError:
+            ledger = None
+        data = dict(((ledger or {}).get("data")) or {})
+        entries = {uid: entry for uid, text in data.items() if (entry := LedgerEntry.from_json(uid, text))}
+        uid = devserver.metadata.uid or devserver.name
+        previous = entries.get(uid)
+        entry = self._entry(devserver, cost, now)
+        if previous is not None:
+            stretches = previous.stretches
+            if closed is not None and any(s.start == closed.start for s in stretches):
+                closed = None  # already recorded by a write whose status patch was then lost
+            entry = LedgerEntry(**{**entry.__dict__, "stretches": stretches})
+        entry = entry.with_stretch(closed)
+        if deleted is not None:
+            entry = LedgerEntry(**{**entry.__dict__, "deleted": deleted})
+        entries[uid] = entry
+        kept = prune_ledger(entries, now=now)
+        manifest: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": LEDGER_NAME,
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/managed-by": MANAGED_BY},
+            },
+            "data": {key: value.to_json() for key, value in sorted(kept.items())},
+        }
+        if ledger is None:
+            await self.kube.create(CONFIGMAPS, manifest)
+        else:
+            manifest["metadata"]["resourceVersion"] = (ledger.get("metadata") or {}).get("resourceVersion")
+            await self.kube.replace(CONFIGMAPS, manifest)
+
+    async def _ledger_deleted(self, body: Mapping[str, Any]) -> None:
+        """A deleted DevServer's last figures: its open stretch closed now, marked deleted."""
+        try:
+            devserver = DevServer.from_manifest(_resource_fields(body))
+        except ValidationError:
+            return
+        now = self.clock()
+        cost, closed = account(devserver.status.cost, price=None, running_pods=0, now=now)
+        if cost is not None:
+            await self._ledger_update(devserver, cost, closed, now=now, deleted=now)
 
     def _scaled(self, devserver: DevServer, flavor: DevServerFlavor | None) -> DevServer:
         """The DevServer with its idle timeout multiplied by ``idle_timeout_scale`` (tests and demos)."""
         scale = self.settings.idle_timeout_scale
         timeout = idle_timeout(devserver.spec, flavor.spec if flavor is not None else None)
-        if scale == 1 or timeout is None:
+        policy = devserver.spec.lifecycle.min_gpu_utilization
+        if scale == 1 or (timeout is None and policy is None):
             return devserver
-        lifecycle = devserver.spec.lifecycle.model_copy(
-            update={"idle_timeout": max(1.0, timeout.total_seconds() * scale)}
-        )
+        update: dict[str, Any] = {}
+        if timeout is not None:
+            update["idle_timeout"] = max(1.0, timeout.total_seconds() * scale)
+        if policy is not None:
+            seconds = max(1, round(parse_duration(policy.window).total_seconds() * scale))
+            update["min_gpu_utilization"] = policy.model_copy(update={"window": f"{seconds}s"})
+        lifecycle = devserver.spec.lifecycle.model_copy(update=update)
         return devserver.model_copy(
             update={"spec": devserver.spec.model_copy(update={"lifecycle": lifecycle})}
         )
@@ -412,7 +638,7 @@ class Reconciler:
         if len(live) < ranks:
             return ProbeReport(observed_at=now, error=f"{ranks - len(live)} rank(s) have no pod to probe")
 
-        async def one(pod: Mapping[str, Any]) -> ProbeReport:
+        async def one(rank: int, pod: Mapping[str, Any]) -> ProbeReport:
             pod_name = str(_meta(pod).get("name"))
             async with self._probe_slots:
                 try:
@@ -429,9 +655,10 @@ class Reconciler:
                 observed_at=now,
                 returncode=result.returncode,
                 stderr=result.stderr.decode("utf-8", "replace"),
+                rank=rank,
             )
 
-        reports = await asyncio.gather(*(one(pod) for pod in live.values()))
+        reports = await asyncio.gather(*(one(rank, pod) for rank, pod in live.items()))
         combined = ProbeReport.combine(reports)
         assert combined is not None
         log.debug("Probed DevServer %s/%s: %s", devserver.namespace, devserver.name, combined.describe())
@@ -797,6 +1024,15 @@ def _not_newer(live: Mapping[str, Any], written: Mapping[str, Any]) -> bool:
     if live_generation is None or written_generation is None:
         return True  # no generations (Services): trust what was written
     return live_generation <= written_generation
+
+
+def _running_pods(pods: Sequence[Mapping[str, Any]]) -> int:
+    """Pods whose containers run (phase Running) and are not being deleted: what the cost counts."""
+    return sum(
+        1
+        for pod in pods
+        if (pod.get("status") or {}).get("phase") == "Running" and not _meta(pod).get("deletionTimestamp")
+    )
 
 
 def _orphaned(pod: Mapping[str, Any]) -> bool:

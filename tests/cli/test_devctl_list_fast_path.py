@@ -196,18 +196,18 @@ def test_the_table_reads_the_objects_and_the_models_defaults(scene: Scene, froze
     table = run_runner(["list", "-A", "-o", "wide"], env=devctl_env(str(scene.token)))
     header, *rows = [re.split(r"\s{2,}", line) for line in table.stdout.splitlines()]
     assert header == ["NAMESPACE", "NAME", "OWNER", "FLAVOR", "MODE", "PHASE", "READY", "EXPIRES IN", "AGE", "IMAGE",
-                      "IDLE", "MESSAGE"], table.stdout
+                      "IDLE", "GPU USE", "COST", "MESSAGE"], table.stdout
     assert rows == [
         [HOME, "alpha", "alice", "cpu-small", "standalone", "Running", "1/1", "3h39m", "20m", "(flavor default)",
-         "23m", "1/1 pods ready"],
+         "23m", "-", "-", "1/1 pods ready"],
         # no `distributed` section: the model's world size of 2
-        [HOME, "beta", "bob", "cpu-small", "distributed", "Pending", "0/2", "-", "20m", "python:3.11", "-"],
+        [HOME, "beta", "bob", "cpu-small", "distributed", "Pending", "0/2", "-", "20m", "python:3.11", "-", "-", "-"],
         [HOME, "delta", "alice", "cpu-small", "standalone", "Stopped", "0/0", "-", "20m", "(flavor default)", "-",
-         "Stopped=True (IdleTimeout)"],
+         "-", "-", "Stopped=True (IdleTimeout)"],
         [HOME, "gamma", "alice", "cpu-large", "distributed", "Starting", "1/3", "4h39m", "20m", "(flavor default)",
-         "-", "1/3 pods ready"],
+         "-", "-", "-", "1/3 pods ready"],
         [OTHER, "epsilon", "carol", "gpu-small", "standalone", "Failed", "0/1", "expired", "20m", "(flavor default)",
-         "-", "ImagePullBackOff"],
+         "-", "-", "-", "ImagePullBackOff"],
     ], table.stdout
 
 

@@ -82,7 +82,7 @@ def test_up_status_down_as_a_user_runs_them(local_env: tuple[Path, Path]) -> Non
     up = devctl("local", "up")
     assert up.exit_code == 0, str(up)
     assert "cluster ready at https://127.0.0.1:" in up.stdout and "operator ready" in up.stdout
-    assert "sample flavors installed: cpu-large, cpu-medium, cpu-small, gpu-large, gpu-small" in up.stdout
+    assert "sample flavors installed: cpu-large, cpu-medium, cpu-small, gpu-large, gpu-medium, gpu-small" in up.stdout
     assert f"Context 'devservers-local' added to {kubeconfig} and selected (it was 'previous'" in up.stdout
     assert current_context(kubeconfig) == "devservers-local"
     assert kubeconfig.stat().st_mode & 0o777 == 0o600

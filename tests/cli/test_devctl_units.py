@@ -70,8 +70,8 @@ def test_render_devservers_in_every_format() -> None:
 
 def test_render_flavors() -> None:
     flavors = [DevServerFlavor.from_manifest(m) for m in sample_flavors()]
-    assert [f.name for f in flavors] == ["cpu-large", "cpu-medium", "cpu-small", "gpu-large", "gpu-small-spot",
-                                         "gpu-small"]
+    assert [f.name for f in flavors] == ["cpu-large", "cpu-medium", "cpu-small", "gpu-large", "gpu-medium",
+                                         "gpu-small-spot", "gpu-small"]
     wide = render.render(flavors, "wide", render.FLAVOR).splitlines()
     gpu = next(line for line in wide if line.startswith("gpu-small ")).split()
     assert gpu[1:6] == ["8", "32Gi", "1", "on-demand", "nvidia.com/gpu.present=true"] and gpu[6:8] == ["24h", "1h"]

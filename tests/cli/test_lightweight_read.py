@@ -128,6 +128,13 @@ READABLE = {
     "no persistent home (zero home size)": variant(spec__persistentHomeSize="0"),
     "standalone": variant(spec__mode="standalone", spec__distributed=DELETE, status=DELETE),
     "expired": variant(status__expiresAt="2026-05-01T11:00:00Z"),
+    "GPUs read and a cost": variant(
+        spec__distributed__nprocsPerNode="auto", spec__lifecycle__minGpuUtilization={"percent": 10, "window": "1h"},
+        status__gpuLowSince="2026-05-01T11:30:00Z",
+        status__gpus=[{"rank": r, "index": i, "utilization": 3.0 + r, "memoryUsedMib": 100.0,
+                       "memoryTotalMib": 81920.0, "observedAt": "2026-05-01T11:59:00Z"} for r in (0, 1) for i in (0, 1)],
+        status__cost={"perHour": "2.5", "currency": "USD", "accumulated": "1.25", "podSeconds": 1800,
+                      "runningPods": 2, "since": "2026-05-01T11:00:00Z"}),
 }
 
 # Objects the models refuse: the fast path must hand each to the client, which reports it.
@@ -143,6 +150,8 @@ REFUSED_BY_THE_MODELS = {
     "zero lifetime": variant(spec__lifecycle__timeToLive="0s"),
     "distributed section on a standalone server": variant(spec__mode="standalone"),
     "world size out of bounds": variant(spec__distributed__worldSize=1001),
+    "nprocs neither a number nor auto": variant(spec__distributed__nprocsPerNode="all"),
+    "GPU policy over 100 percent": variant(spec__lifecycle__minGpuUtilization={"percent": 101, "window": "1h"}),
     "unknown backend": variant(spec__distributed__backend="mpi"),
     "short idle timeout": variant(spec__lifecycle__idleTimeout=30),
     "auto shutdown as text": variant(spec__lifecycle__autoShutdown="yes"),
@@ -222,7 +231,12 @@ def test_a_manifest_renders_as_its_fields_say(monkeypatch: pytest.MonkeyPatch) -
     assert dict(zip(header, row, strict=True)) == {
         "NAME": "mydev", "OWNER": "alice", "FLAVOR": "cpu-small", "MODE": "distributed", "PHASE": "Starting",
         "READY": "2/3", "EXPIRES IN": "22h", "AGE": "120m", "IMAGE": "pytorch/pytorch:2.5.1", "IDLE": "59m",
-        "MESSAGE": "2/3 pods ready"}
+        "GPU USE": "-", "COST": "-", "MESSAGE": "2/3 pods ready"}
+    gpus = READABLE["GPUs read and a cost"]
+    header, row = (re.split(r"\s{2,}", line) for line in render.render([gpus], "wide", render.DEVSERVER).splitlines())
+    cells = dict(zip(header, row, strict=True))
+    # 1.25 closed + 2 pods x 1 h (11:00 to NOW, 12:00) x 2.5 = 6.25
+    assert (cells["GPU USE"], cells["COST"]) == ("0:3%,3% 1:4%,4%", "6.25 USD")
     deadline_from_spec = variant(status__expiresAt=DELETE)  # creation + 1d, before expirationTime (+2d)
     assert render.expires_at(deadline_from_spec) == datetime(2026, 5, 2, 10, 0, tzinfo=UTC)
     assert render.world_size(variant(spec__distributed=DELETE)) == 2

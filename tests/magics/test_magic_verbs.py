@@ -23,7 +23,7 @@ from devservers_sdk.client import DESIRED_STATE_ANNOTATION, DevServerClient, Dev
 from devservers_sdk.models import DevServer, DevServerFlavor
 from tests.magics.magic_support import READY_TIMEOUT, CellRun, wait_until
 
-SAMPLE_FLAVORS = ["cpu-large", "cpu-medium", "cpu-small", "gpu-large", "gpu-small", "gpu-small-spot"]
+SAMPLE_FLAVORS = ["cpu-large", "cpu-medium", "cpu-small", "gpu-large", "gpu-medium", "gpu-small", "gpu-small-spot"]
 
 
 def rendered(shell: Any, obj: Any) -> tuple[str, str]:

@@ -42,7 +42,7 @@ def test_the_flavor_dropdown_is_filled_from_the_cluster_with_resources(ui: DevSe
     options = dict(ui.form._flavor.options)
     assert options["cpu-small: 1 CPU, 2Gi"] == "cpu-small"
     assert options["gpu-small: 8 CPU, 32Gi, 1 GPU"] == "gpu-small"
-    assert len(options) == 6  # the five sizes of examples/flavors and gpu-small-spot
+    assert len(options) == 7  # the six sizes of examples/flavors and gpu-small-spot
 
 
 def test_choosing_distributed_reveals_world_size_and_processes(ui: DevServerUI) -> None:

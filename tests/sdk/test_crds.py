@@ -156,9 +156,11 @@ def test_flavor_crd_names_scope_and_columns() -> None:
                 "metadata": {"name": "g"},
                 "spec": {"resources": {"requests": {"cpu": "8", "memory": "32Gi"},
                                        "limits": {"nvidia.com/gpu": "1"}},
-                         "description": "one GPU", "maxTimeToLive": "24h", "defaultImage": "img"},
+                         "description": "one GPU", "maxTimeToLive": "24h", "defaultImage": "img",
+                         "costPerHour": "1.21 USD"},
             },
-            {"CPU": "8", "Memory": "32Gi", "GPU": "1", "Max-TTL": "24h", "Image": "img", "Description": "one GPU"},
+            {"CPU": "8", "Memory": "32Gi", "GPU": "1", "Cost/h": "1.21 USD", "Max-TTL": "24h", "Image": "img",
+             "Description": "one GPU"},
         ),
     ],
     ids=["devserver", "flavor"],
@@ -364,6 +366,7 @@ def test_the_example_flavors_exist() -> None:
         "cpu-medium",
         "cpu-small",
         "gpu-large",
+        "gpu-medium",
         "gpu-small-spot",  # before gpu-small: "-" sorts before "."
         "gpu-small",
     ]

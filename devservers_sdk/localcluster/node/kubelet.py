@@ -96,6 +96,7 @@ from ..controllers.scheduler import parse_quantity
 from . import sandbox
 from .apiclient import ApiClient, Informer, object_path
 from .events import NodeEventRecorder, now
+from .fake_gpus import GPU_RESOURCE, FakeGpus
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,8 @@ NODE_STATUS_SECONDS = 300.0
 # Grace period used for every container when the whole cluster shuts down.
 SHUTDOWN_GRACE = 2.0
 HOST_IP = "127.0.0.1"
+LOCAL_CLUSTER_LABEL = "devservers.io/local-cluster"
+"""On every Node of the local cluster: how front ends know their hints (``--gpus N``) apply."""
 # k8s.io/component-helpers/nodedeclaredfeatures/features: every feature a 1.37 kubelet can declare.
 DECLARABLE_FEATURES = (
     "DRANodeAllocatableResources",
@@ -1359,7 +1362,15 @@ class PodWorker:
             "HOSTNAME": hostname,
             "HOME": os.environ.get("HOME") or "/root",
         }
-        return {**base, **env}
+        result = {**base, **env}
+        resources = spec.get("resources") or {}
+        gpus = (resources.get("limits") or {}).get(GPU_RESOURCE) or (resources.get("requests") or {}).get(GPU_RESOURCE)
+        wanted = int(parse_quantity(str(gpus))) if gpus is not None else 0
+        if kubelet.fake_gpus is not None and wanted > 0:
+            result.update(kubelet.fake_gpus.container_env(
+                pod_uid=self.uid, container=c.name, namespace=self.namespace, pod_name=self.name, wanted=wanted,
+                path=result["PATH"]))
+        return result
 
     async def _env_source(self, plural: str, ref: dict[str, Any]) -> dict[str, str] | None:
         """The data of the ConfigMap or Secret an env source names, as text; None when it is optional and absent."""
@@ -2030,6 +2041,8 @@ class Kubelet:
         self.api_server_url = api_server_url or client.server
         self.kubelet_port = kubelet_port
         self.extra_labels = dict(labels or {})
+        gpus = int(parse_quantity(str(self.capacity.get(GPU_RESOURCE) or 0)))
+        self.fake_gpus = FakeGpus(self.state_dir, gpus) if gpus > 0 else None
         self._requested_isolation = os.environ.get("LOCALCLUSTER_ISOLATION") or isolation
         if self._requested_isolation not in (*sandbox.ISOLATION_MODES, "auto"):
             raise ValueError(f"isolation must be auto or one of {sandbox.ISOLATION_MODES}")
@@ -2076,6 +2089,8 @@ class Kubelet:
 
     async def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.fake_gpus is not None:
+            await asyncio.to_thread(self.fake_gpus.install)
         self._isolation = await self._probe_isolation()
         with contextlib.suppress(StatusError, KeyError):
             self.version = str((await self.client.get("/version"))["gitVersion"])
@@ -2213,6 +2228,8 @@ class Kubelet:
             "kubernetes.io/hostname": self.node_name,
             "kubernetes.io/os": "linux",
             "node.kubernetes.io/instance-type": "local",
+            LOCAL_CLUSTER_LABEL: "true",
+            **(self.fake_gpus.labels() if self.fake_gpus is not None else {}),
             **self.extra_labels,
         }
 
@@ -2404,6 +2421,8 @@ class Kubelet:
 
     def forget(self, worker: PodWorker) -> None:
         self._workers.pop(worker.uid, None)
+        if self.fake_gpus is not None:
+            self.fake_gpus.release(worker.uid)
         if self._by_name.get((worker.namespace, worker.name)) is worker:
             del self._by_name[(worker.namespace, worker.name)]
         self._release_object_watches()
