@@ -3,7 +3,8 @@ flavors installed, and the operator itself running as ``python -m devservers_ope
 
 The cluster: the session's default local cluster has this machine's CPUs (often 2), where cpu-medium (4
 CPUs) could never schedule. The operator tests get their own local cluster with the capacity of a small
-GPU node (64 CPUs, 512Gi, 2 GPUs), so flavor changes schedule and gpu-large (8 GPUs) does not. With
+GPU node (64 CPUs, 512Gi, 8 fake GPUs: ``node/fake_gpus.py``), so flavor changes schedule and gpu-large
+(768Gi) does not. With
 ``DEVSERVERS_TEST_BACKEND=kubernetes`` that cluster is our real control plane (etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler) with the same node; with ``DEVSERVERS_TEST_KUBECONFIG`` set, the
 outside cluster is used instead.
@@ -55,7 +56,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
 GROUP, VERSION, PLURAL = "devservers.io", "v1", "devservers"
 NAME_LABEL = "devservers.io/name"
-NODE_CAPACITY = {"cpu": "64", "memory": "512Gi", "nvidia.com/gpu": "2", "pods": "200"}
+NODE_CAPACITY = {"cpu": "64", "memory": "512Gi", "nvidia.com/gpu": "8", "pods": "200"}
 OPERATOR_ENV = {
     "DEVSERVERS_IDLE_TIMEOUT_SCALE": "0.05",
     "DEVSERVERS_PROBE_INTERVAL": "1s",

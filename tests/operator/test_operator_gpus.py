@@ -1,0 +1,235 @@
+"""GPU servers on the local cluster's fake GPUs: nprocsPerNode auto, Pending explained in words, GPU use in the
+status and the minGpuUtilization stop, and what a server costs, across an operator restart and a stop/start.
+
+The operator tests' node has 8 fake GPUs (``NODE_CAPACITY``): the node agent advertises them and puts an
+``nvidia-smi`` on the GPU pods' PATH whose readings the test sets (``LocalCluster.set_gpu_utilization``). The
+flavors here are small in CPU and memory so that they fit next to the other tests' servers; the operator's
+clock is scaled (``DEVSERVERS_IDLE_TIMEOUT_SCALE=0.05``: a 2m window is 6 s) and it probes every second.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from devservers_cli.main import cli
+from devservers_sdk.client import DevServerClient
+from devservers_sdk.cost import LEDGER_NAME, cost_at
+from devservers_sdk.localcluster.pytest_plugin import ClusterHandle, wait_for
+from devservers_sdk.models import CostStatus
+from tests.operator.conftest import Cluster, kubectl
+
+pytestmark = pytest.mark.slow
+
+PRICE_PER_HOUR = Decimal(3600)  # one unit a pod-second: the cost in units is the pod-seconds run
+
+
+def _flavor(name: str, gpus: int, *, cost: str | None = None, selector: dict[str, str] | None = None) -> str:
+    limits = {"cpu": "100m", "memory": "256Mi", **({"nvidia.com/gpu": str(gpus)} if gpus else {})}
+    spec: dict[str, Any] = {"resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": limits}}
+    if cost:
+        spec["costPerHour"] = cost
+    if selector:
+        spec["nodeSelector"] = selector
+    return json.dumps({"apiVersion": "devservers.io/v1", "kind": "DevServerFlavor", "metadata": {"name": name},
+                       "spec": spec})
+
+
+@pytest.fixture(scope="module")
+def flavors(crds: str) -> Iterator[None]:
+    documents = [
+        _flavor("test-gpu-4", 4, cost=f"{PRICE_PER_HOUR} EUR"),
+        _flavor("test-gpu-8", 8),
+        _flavor("test-gpu-16", 16),
+        _flavor("test-cpu-auto", 0),
+        _flavor("test-no-such-pool", 0, selector={"pool": "no-such-pool"}),
+    ]
+    for document in documents:
+        kubectl(crds, "apply", "-f", "-", input=document)
+    yield
+    for name in ("test-gpu-4", "test-gpu-8", "test-gpu-16", "test-cpu-auto", "test-no-such-pool"):
+        kubectl(crds, "delete", "devserverflavor", name, "--ignore-not-found", check=False)
+
+
+@pytest.fixture
+def gpus(cluster: ClusterHandle, flavors: None) -> Iterator[Any]:
+    """The local cluster whose fake GPUs the test reads out; every reading back to 0 % afterwards."""
+    if cluster.local is None:
+        pytest.skip("needs the local cluster's fake GPUs")
+    yield cluster.local
+    cluster.local.set_gpu_utilization(0)
+
+
+def _env(kube: Cluster, pod: str, name: str) -> str:
+    return kube.exec(pod, f'printf %s "${name}"')
+
+
+def test_nprocs_per_node_auto_resolves_to_the_flavors_gpus(kube: Cluster, gpus: Any) -> None:
+    kube.create("four", flavor="test-gpu-4", mode="distributed",
+                distributed={"worldSize": 2, "nprocsPerNode": "auto", "backend": "gloo"})
+    kube.create("cpu", flavor="test-cpu-auto", mode="distributed",
+                distributed={"worldSize": 1, "nprocsPerNode": "auto", "backend": "gloo"})
+    four = kube.wait_phase("four", "Running", timeout=120)
+    # 2 x 4 + 8 GPUs asked of a node with 8: "eight" waits for "four" to be deleted, and that is no fault of
+    # the cluster's (the node offers 8): Pending, but not Degraded.
+    kube.create("eight", flavor="test-gpu-8", mode="distributed",
+                distributed={"worldSize": 1, "nprocsPerNode": "auto", "backend": "gloo"})
+    kube.wait_phase("eight", "Pending", timeout=60,
+                    check=lambda s: any(c["type"] == "Scheduled" and c["reason"] == "Unschedulable"
+                                        for c in s["status"].get("conditions") or []))
+    assert _degraded(kube, "eight")["status"] == "False", _degraded(kube, "eight")
+    assert four["status"]["nprocsPerNode"] == 4
+    for pod in ("four-0", "four-1"):
+        assert _env(kube, pod, "PET_NPROC_PER_NODE") == "4" and _env(kube, pod, "NPROC_PER_NODE") == "4"
+        listed = kube.exec(pod, "nvidia-smi -L").splitlines()
+        assert len(listed) == 4 and all("Localcluster-Fake-GPU" in line for line in listed), listed
+    cpu = kube.wait_phase("cpu", "Running", timeout=120)
+    assert cpu["status"]["nprocsPerNode"] == 1 and _env(kube, "cpu-0", "PET_NPROC_PER_NODE") == "1"
+    assert kube.exec("cpu-0", "command -v nvidia-smi || echo none").strip() == "none"  # no GPUs, no nvidia-smi
+
+    kube.delete("four")
+    eight = kube.wait_phase("eight", "Running", timeout=120)
+    assert eight["status"]["nprocsPerNode"] == 8 and _env(kube, "eight-0", "PET_NPROC_PER_NODE") == "8"
+    assert len(kube.exec("eight-0", "nvidia-smi -L").splitlines()) == 8
+
+
+def test_a_standalone_multi_gpu_server_gets_the_torchrun_hints(kube: Cluster, gpus: Any) -> None:
+    kube.create("solo", flavor="test-gpu-4")
+    kube.wait_phase("solo", "Running", timeout=120)
+    assert _env(kube, "solo-0", "PET_NPROC_PER_NODE") == "4" and _env(kube, "solo-0", "PET_NNODES") == ""
+
+
+def _degraded(kube: Cluster, name: str) -> dict[str, Any]:
+    return kube.condition(name, "Degraded")
+
+
+def test_pending_is_explained_in_words(kube: Cluster, gpus: Any) -> None:
+    kube.create("huge", flavor="test-gpu-16")
+    kube.create("nowhere", flavor="test-no-such-pool")
+    huge = kube.wait_phase("huge", "Pending", timeout=90,
+                           check=lambda s: any(c["type"] == "Degraded" and c["status"] == "True"
+                                               for c in s["status"].get("conditions") or []))
+    message = huge["status"]["message"]
+    assert "no node offers 16 nvidia.com/gpu; the most on one node is 8 (start the local cluster with --gpus 16)" \
+        in message, message
+    assert "devctl delete huge" in message
+    degraded = _degraded(kube, "huge")
+    assert degraded["reason"] == "NoNodeOffersResource" and "16 nvidia.com/gpu" in degraded["message"]
+    # The scheduler's own words stay in the Scheduled condition.
+    assert "Insufficient nvidia.com/gpu" in kube.condition("huge", "Scheduled")["message"]
+
+    kube.wait_phase("nowhere", "Pending", timeout=90, check=lambda s: _degraded(kube, "nowhere").get("status") == "True")
+    degraded = _degraded(kube, "nowhere")
+    assert degraded["reason"] == "NoMatchingNode", degraded
+    assert "no node has the labels pool=no-such-pool that the flavor's nodeSelector asks for" in degraded["message"]
+    wait_for(lambda: "NoMatchingNode" in kube.event_reasons("nowhere"), timeout=30, message="the Warning Event")
+
+
+def _low_since(kube: Cluster, name: str) -> str | None:
+    return kube.status(name).get("gpuLowSince")
+
+
+def test_gpus_below_the_floor_for_the_window_stop_the_server(kube: Cluster, gpus: Any) -> None:
+    policy = {"minGpuUtilization": {"percent": 10, "window": "2m"}}  # 6 s on the scaled clock
+    gpus.set_gpu_utilization(3, memory_used_mib=512, pod=(kube.namespace, "idle-0"))
+    gpus.set_gpu_utilization(50, memory_used_mib=2048, pod=(kube.namespace, "busy-0"))
+    kube.create("idle", flavor="test-gpu-4", lifecycle=policy)
+    kube.create("busy", flavor="test-gpu-4", lifecycle=policy)
+    kube.wait_phase("busy", "Running", timeout=120, check=lambda s: bool(s["status"].get("gpus")))
+    # A shell left open does not keep GPUs that sit idle.
+    stopped = kube.wait_phase("idle", "Stopped", timeout=120)
+    assert stopped["status"]["stoppedReason"] == "LowGpuUtilization", stopped["status"]
+    assert "GPUs stayed below lifecycle.minGpuUtilization" in stopped["status"]["message"]
+    wait_for(lambda: "LowGpuUtilizationStop" in kube.event_reasons("idle"), timeout=30, message="the stop Event")
+    warning = next(e for e in kube.events("idle") if e.reason == "LowGpuUtilization")
+    assert "will be stopped" in warning.message and "below 10%" in warning.message, warning.message
+    assert kube.statefulset("idle").spec.replicas == 0
+
+    busy = kube.get("busy") or {}
+    status = busy["status"]
+    assert status["phase"] == "Running" and status.get("gpuLowSince") is None, status
+    readings = status["gpus"]
+    assert [(g["rank"], g["index"], g["utilization"], g["memoryUsedMib"], g["memoryTotalMib"]) for g in readings] \
+        == [(0, index, 50.0, 2048.0, 81920.0) for index in range(4)]
+    assert all(g["observedAt"] for g in readings)
+    assert "LowGpuUtilization" not in kube.event_reasons("busy")
+
+    # describe shows the per-rank use and the cost so far.
+    described = CliRunner().invoke(cli, ["describe", "busy", "--kubeconfig", kube.kubeconfig, "-n", kube.namespace])
+    assert described.exit_code == 0, described.output
+    gpu_lines = [line.split() for line in described.output.split("GPUs:\n", 1)[1].splitlines()[1:5]]
+    assert [line[:3] for line in gpu_lines] == [["0", str(index), "50%"] for index in range(4)], described.output
+    assert "Cost:" in described.output and "EUR so far" in described.output, described.output
+    wide = CliRunner().invoke(cli, ["list", "-o", "wide", "--kubeconfig", kube.kubeconfig, "-n", kube.namespace])
+    assert "50%,50%,50%,50%" in wide.output, wide.output
+
+
+def _cost(kube: Cluster, name: str) -> CostStatus:
+    return CostStatus.model_validate(kube.status(name)["cost"])
+
+
+def _wait_running_counted(kube: Cluster, name: str) -> float:
+    kube.wait_phase(name, "Running", timeout=120, check=lambda s: (s["status"].get("cost") or {}).get("runningPods") == 1)
+    return time.monotonic()
+
+
+def _wait_stopped_counted(kube: Cluster, name: str) -> None:
+    kube.wait_phase(name, "Stopped", timeout=120, check=lambda s: (s["status"].get("cost") or {}).get("runningPods") == 0)
+
+
+def test_cost_counts_running_time_across_a_restart_and_a_stop(kube: Cluster, gpus: Any) -> None:
+    kube.create("paid", flavor="test-gpu-4")
+    started = _wait_running_counted(kube, "paid")
+    kube.operator.restart()  # the open stretch lives in the status: nothing is lost or counted twice
+    time.sleep(3)  # running time to pay for: the measured quantity, not a wait for a condition
+    kube.patch("paid", {"metadata": {"annotations": {"devservers.io/desired-state": "Stopped"}}})
+    first = time.monotonic() - started
+    _wait_stopped_counted(kube, "paid")
+    after_stop = _cost(kube, "paid")
+    stopped_for = time.monotonic()
+    time.sleep(2)  # stopped time is free: the figure must not move
+    assert cost_at(_cost(kube, "paid"), datetime.now(UTC)) == cost_at(after_stop, datetime.now(UTC))
+
+    kube.patch("paid", {"metadata": {"annotations": {"devservers.io/desired-state": "Running"}}})
+    restarted = _wait_running_counted(kube, "paid")
+    assert restarted - stopped_for >= 2
+    time.sleep(2)
+    kube.patch("paid", {"metadata": {"annotations": {"devservers.io/desired-state": "Stopped"}}})
+    second = time.monotonic() - restarted
+    _wait_stopped_counted(kube, "paid")
+    final = _cost(kube, "paid")
+    measured = first + second
+    amount, pod_seconds = cost_at(final, datetime.now(UTC))
+    assert final.currency == "EUR" and amount == pod_seconds * PRICE_PER_HOUR / 3600
+    # The operator counts from the pod running (a little before the test sees Ready) to the stop it is told.
+    assert measured - 4 <= float(pod_seconds) <= measured + 8, (float(pod_seconds), measured)
+
+    # The report, while the server exists and after it is deleted (from the ledger).
+    def report() -> dict[str, Any]:
+        result = CliRunner().invoke(cli, ["cost", "-o", "json", "--kubeconfig", kube.kubeconfig, "-n", kube.namespace])
+        assert result.exit_code == 0, result.output
+        rows = json.loads(result.output)["rows"]
+        return next(row for row in rows if row["flavor"] == "test-gpu-4")
+
+    live = report()
+    assert (live["owner"], live["servers"], live["currency"]) == ("alice", 1, "EUR")
+    assert Decimal(live["cost"]) == amount.quantize(Decimal("0.0001"))
+    kube.delete("paid")
+    kube.wait_gone("paid")
+    wait_for(lambda: report()["deletedServers"] == 1, timeout=30, message="the deleted server in the ledger")
+    gone = report()
+    assert Decimal(gone["cost"]) == amount.quantize(Decimal("0.0001")), gone
+    client = DevServerClient(kubeconfig=kube.kubeconfig, namespace=kube.namespace)
+    with client:
+        assert client.cost_report(owner="nobody") == []
+        recent = client.cost_report(since="1h")
+    assert any(row.flavor == "test-gpu-4" and row.amount == amount for row in recent)
+    ledger = kube.core.read_namespaced_config_map(LEDGER_NAME, kube.namespace)
+    assert ledger.metadata.labels["app.kubernetes.io/managed-by"] == "devservers-operator"
