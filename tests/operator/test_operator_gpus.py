@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-
 from devservers_cli.main import cli
+
 from devservers_sdk.client import DevServerClient
 from devservers_sdk.cost import LEDGER_NAME, cost_at
 from devservers_sdk.localcluster.pytest_plugin import ClusterHandle, wait_for
