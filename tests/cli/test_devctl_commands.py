@@ -124,9 +124,23 @@ def test_create_refuses_what_cannot_work(devctl: Devctl) -> None:
 def test_create_wait_times_out_with_the_reason(devctl: Devctl) -> None:
     # gpu-small selects GPU nodes; the local node has none, so the pod is never scheduled.
     outcome = devctl("create", "nogpu", "--flavor", "gpu-small", "--wait", "--timeout", "3s")
-    assert_error(outcome, "DevServer 'nogpu' did not reach phase Running within 3s", "devctl describe nogpu")
+    assert_error(outcome, "DevServer 'nogpu' did not reach phase Running within 3s", "It stays Pending",
+                 "delete it with: devctl delete nogpu")
     phases = {match[0] for match in PROGRESS_LINE.findall(outcome.stderr)}
     assert phases and "Running" not in phases, outcome.stderr
+
+    # Once the scheduler has looked, the reason is in words, with the local cluster's remedy.
+    reason = "no node offers nvidia.com/gpu; the local cluster has none (start it with --gpus N)"
+
+    def degraded() -> dict[str, str]:
+        server = json.loads(devctl("list", "-o", "json").stdout)["items"][0]
+        return next((c for c in server.get("status", {}).get("conditions", []) if c["type"] == "Degraded"), {})
+
+    wait_for(lambda: degraded().get("status") == "True", timeout=60, message="Degraded True with the reason")
+    assert degraded()["reason"] == "NoNodeOffersResource" and reason in degraded()["message"], degraded()
+    waited = devctl("wait", "nogpu", "--timeout", "2s")
+    assert_error(waited, reason, "It stays Pending", "devctl delete nogpu")
+    assert reason in devctl("describe", "nogpu").stdout
 
 
 # -- list ------------------------------------------------------------------------------------------------
