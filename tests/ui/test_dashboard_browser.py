@@ -85,6 +85,10 @@ def test_create_run_extend_stop_start_flavor_logs_delete(dashboard: RunningDashb
     countdown = page.locator("#countdown")
     expect(countdown).to_have_text(re.compile(r"^[34]h \d+m \d+s$"))
     before = countdown.get_attribute("data-expires-at")
+    page.get_by_label("Extend by").fill("soon")
+    page.get_by_role("button", name="Extend").click()
+    expect(page.locator("#action-state")).to_contain_text('invalid duration "soon"')
+    assert countdown.get_attribute("data-expires-at") == before
     page.get_by_label("Extend by").fill("2h")
     page.get_by_role("button", name="Extend").click()
     expect(countdown).to_have_text(re.compile(r"^[56]h \d+m \d+s$"), timeout=PHASE_TIMEOUT)

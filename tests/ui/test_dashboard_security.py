@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +28,13 @@ def request(dashboard: RunningDashboard, method: str, path: str, *, headers: dic
         return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read().decode()
     finally:
         connection.close()
+
+
+def dashboard_namespace(dashboard: RunningDashboard) -> str:
+    found = re.search(r"namespace ([a-z0-9-]+)", request(dashboard, "GET", "/",
+                                                        headers={"Cookie": cookie_of(dashboard)})[2])
+    assert found, "the list names its namespace"
+    return found[1]
 
 
 def cookie_of(dashboard: RunningDashboard) -> str:
@@ -60,6 +68,11 @@ def test_the_token_becomes_a_cookie_and_nothing_answers_without_it(dashboard: Ru
     assert page.url == f"{dashboard.base}/", "the token must leave the address bar"
     assert dashboard.token not in page.content()
     assert page.evaluate("document.cookie") == "", "the cookie must be out of the page's scripts' reach"
+
+    # A page for a DevServer that does not exist says so, in the SDK's words.
+    answer = page.goto(f"{dashboard.base}/servers/{dashboard_namespace(dashboard)}/ghost")
+    assert answer is not None and answer.status == 404
+    expect(page.get_by_role("alert")).to_contain_text("DevServer 'ghost' not found")
 
 
 class _Attacker(BaseHTTPRequestHandler):
