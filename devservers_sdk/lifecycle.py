@@ -691,7 +691,10 @@ def plan(
                 f"(idle timeout {format_duration(timeout)})",
             )
         else:
-            fresh = probe is not None and probe.ok and now - probe.observed_at <= probe_max_age
+            # Only a probe that saw nothing confirms idleness: one that saw work is where the idle clock restarted,
+            # so once the timeout has passed since then it is as old as the timeout and proves nothing about now.
+            fresh = (probe is not None and probe.ok and probe.active_signal() is None
+                     and now - probe.observed_at <= probe_max_age)
             idle_for = format_duration(now - activity.at)
             if fresh:
                 assert probe is not None

@@ -11,6 +11,11 @@ looks at the processes of the container itself:
   left out.
 * **Interactive sessions**: processes whose stdin is a terminal (``/dev/pts/*``: ``kubectl exec -it``,
   ssh, tmux panes) plus Jupyter kernels (``ipykernel`` in the command line).
+* **JupyterLab's own view** (``devctl jupyter``, whose state file in the home names its port and token):
+  asked after the CPU window, ``/api/kernels`` says which kernels are busy or have a client connected, as
+  the Kubeflow notebook culler asks. Those count; an idle kernel nobody is connected to does not (a
+  notebook left open in a closed laptop's tab must not keep a GPU forever). Kernel processes that server
+  does not know (started by other means) still count.
 * **CPU**: ``utime + stime`` of every such process (``/proc/<pid>/stat`` fields 14 and 15), sampled
   twice ``window`` seconds apart; a process that started in between counts whole. Divided by the window
   it is the cores in use, compared with ``lifecycle.CPU_ACTIVE_CORES``.
@@ -28,10 +33,11 @@ from datetime import datetime
 
 from devservers_sdk.lifecycle import GpuReading, ProbeReport
 
-__all__ = ["PROBE_SCRIPT", "parse_probe", "probe_command"]
+__all__ = ["JUPYTER_QUERY", "PROBE_SCRIPT", "parse_probe", "probe_command"]
 
 PROBE_SCRIPT = r"""
 window=${1:-1}
+jupyter_query=$2  # kept: the loops below reuse the positional parameters
 self=/proc/$$/ns/mnt
 pids=""
 for d in /proc/[0-9]*; do
@@ -65,6 +71,18 @@ for p in $pids; do
   case $(readlink "$d/fd/0" 2>/dev/null) in /dev/pts/*) sessions=$(( sessions + 1 ));; esac
   case $(tr '\0' ' ' < "$d/cmdline" 2>/dev/null) in *ipykernel*) kernels=$(( kernels + 1 ));; esac
 done
+jupyter_state="$HOME/.devservers/jupyter/server.json"
+if [ -f "$jupyter_state" ] && command -v python3 >/dev/null 2>&1; then
+  answer=$(python3 -c "$jupyter_query" "$jupyter_state" 2>/dev/null) || answer=""
+  case $answer in
+    *" "*)
+      total=${answer%% *}
+      extra=$(( kernels - total ))
+      [ "$extra" -lt 0 ] && extra=0
+      kernels=$(( ${answer#* } + extra ))
+      echo "jupyter_kernels=$total";;
+  esac
+fi
 echo "sessions=$sessions"
 echo "kernels=$kernels"
 echo "cpu_ticks=$ticks"
@@ -77,9 +95,19 @@ fi
 """
 
 
+# argv[1]: the state file of ``devctl jupyter``. Prints "<kernels> <busy or connected kernels>".
+JUPYTER_QUERY = (
+    "import json, sys, urllib.request\n"
+    "state = json.load(open(sys.argv[1]))\n"
+    "url = 'http://127.0.0.1:%d/api/kernels?token=%s' % (state['port'], state['token'])\n"
+    "kernels = json.load(urllib.request.urlopen(url, timeout=5))\n"
+    "print(len(kernels), sum(1 for k in kernels if k.get('execution_state') == 'busy' or k.get('connections', 0) > 0))\n"
+)
+
+
 def probe_command(window: float) -> list[str]:
-    """The argv to exec: ``/bin/sh -c <script> devservers-probe <window>``."""
-    return ["/bin/sh", "-c", PROBE_SCRIPT, "devservers-probe", f"{window:g}"]
+    """The argv to exec: ``/bin/sh -c <script> devservers-probe <window> <jupyter query>``."""
+    return ["/bin/sh", "-c", PROBE_SCRIPT, "devservers-probe", f"{window:g}", JUPYTER_QUERY]
 
 
 def _number(text: str) -> float | None:

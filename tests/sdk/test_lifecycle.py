@@ -398,6 +398,18 @@ def test_a_probe_that_sees_work_restarts_the_idle_clock() -> None:
     assert not decision.probe_wanted
 
 
+def test_a_probe_that_saw_work_as_long_ago_as_the_timeout_is_asked_again_not_taken_for_idle() -> None:
+    # A short idle timeout, within the probe's maximum age: the probe that saw a busy kernel a timeout ago is
+    # where the clock restarted; it says nothing about now.
+    server = devserver(lifecycle={"idleTimeout": 60})
+    now = CREATED + 2 * HOUR
+    busy = ProbeReport(observed_at=now - timedelta(seconds=61), interactive_sessions=1, window_seconds=1.0)
+    decision = plan(server, now=now, flavor_spec=None, probe=busy)
+    assert decision.action == "none"
+    assert decision.probe_wanted
+    assert decision.idle[:2] == ("Unknown", "IdleUnconfirmed")
+
+
 def test_auto_shutdown_off_never_stops() -> None:
     server = devserver(lifecycle={"idleTimeout": 600, "autoShutdown": False})
     decision = plan(server, now=CREATED + 10 * HOUR, flavor_spec=None, probe=quiet_probe(CREATED + 10 * HOUR))
