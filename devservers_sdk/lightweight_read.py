@@ -66,12 +66,14 @@ PHASES = ("Pending", "Starting", "Running", "Interrupted", "Stopping", "Stopped"
 CONDITION_STATUSES = ("True", "False", "Unknown")
 MAX_WORLD_SIZE = 1000
 MIN_IDLE_TIMEOUT = 60
+MAX_CHECKPOINT_TIMEOUT = 3600
 FIELDS = {
     "": {"apiVersion", "kind", "metadata", "spec", "status"},
     "spec": {"owner", "flavor", "image", "mode", "distributed", "persistentHomeSize", "sharedVolumeClaimName",
              "lifecycle"},
     "spec.distributed": {"worldSize", "nprocsPerNode", "backend", "ncclSettings"},
-    "spec.lifecycle": {"idleTimeout", "autoShutdown", "expirationTime", "timeToLive", "minGpuUtilization"},
+    "spec.lifecycle": {"idleTimeout", "autoShutdown", "expirationTime", "timeToLive", "minGpuUtilization",
+                       "checkpoint"},
 }
 # RFC 3339 as the API server writes it. pydantic and datetime.fromisoformat agree on this form; an object
 # with any other spelling goes to the client, which decides.
@@ -532,6 +534,13 @@ def _lifecycle_problem(lifecycle: Any) -> str | None:
     if policy is not None and (not isinstance(policy, dict) or set(policy) != {"percent", "window"} or
                                not _bounded(policy, "percent", 1, 100) or not _duration(policy["window"])):
         return "minGpuUtilization"
+    hook = lifecycle.get("checkpoint")
+    if hook is not None and not (
+            isinstance(hook, dict) and set(hook) <= {"command", "timeoutSeconds"} and
+            isinstance(hook.get("command"), list) and hook["command"] and
+            all(isinstance(part, str) and part for part in hook["command"]) and
+            _bounded(hook, "timeoutSeconds", 1, MAX_CHECKPOINT_TIMEOUT)):
+        return "checkpoint"
     return None
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from .checkpoint_hook import POD_UID_ENV, hook_command, termination_grace
 from .errors import InvalidSpecError
 from .lifecycle import desired_stopped
 from .models import (
@@ -611,6 +612,9 @@ def _container(
     mounts: list[dict[str, Any]],
 ) -> dict[str, Any]:
     env = [{"name": "HOME", "value": config.home_path}, *distributed_env(devserver, config, flavor_spec)]
+    hook = devserver.spec.lifecycle.checkpoint
+    if hook is not None:
+        env.append({"name": POD_UID_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}})
     if not _has_gpu(flavor_spec):
         # CUDA images set NVIDIA_VISIBLE_DEVICES=all; on a GPU node with the NVIDIA runtime that hands every
         # GPU of the node to a CPU pod, outside the scheduler's accounting. "void" exposes none.
@@ -646,6 +650,8 @@ def _container(
     resources = _resources(flavor_spec)
     if resources:
         container["resources"] = resources
+    if hook is not None:
+        container["lifecycle"] = {"preStop": {"exec": {"command": hook_command(hook, by_operator=False)}}}
     return container
 
 
@@ -674,7 +680,8 @@ def build_statefulset(
         # Service links put <SERVICE>_PORT variables for every Service of the namespace into each pod: O(N)
         # env with thousands of DevServers, and a Service named "pet-master" would inject PET_MASTER_PORT.
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": config.termination_grace_seconds,
+        "terminationGracePeriodSeconds": termination_grace(devserver.spec.lifecycle.checkpoint,
+                                                           config.termination_grace_seconds),
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": config.run_as_user,

@@ -65,6 +65,7 @@ __all__ = [
     "FLAVOR_PLURAL",
     "GPU_RESOURCE",
     "LOADER_ENV",
+    "MAX_CHECKPOINT_TIMEOUT",
     "MAX_IDLE_TIMEOUT",
     "MAX_LIFETIME",
     "MAX_NAME_LENGTH",
@@ -73,6 +74,8 @@ __all__ = [
     "NAME_PATTERN",
     "NPROCS_AUTO",
     "PRICE_PATTERN",
+    "CheckpointHook",
+    "CheckpointOutcome",
     "Condition",
     "CostStatus",
     "DevServer",
@@ -87,6 +90,7 @@ __all__ = [
     "LifecycleSpec",
     "MinGpuUtilization",
     "ObjectMeta",
+    "RankCheckpoint",
     "Toleration",
     "env_name_problem",
     "validate_name",
@@ -547,6 +551,28 @@ class MinGpuUtilization(_Spec):
     )
 
 
+MAX_CHECKPOINT_TIMEOUT = 3600
+"""The longest a checkpoint hook may run (an hour): the pods' termination grace period is stretched to cover
+it, and a spot node gives two minutes."""
+
+
+class CheckpointHook(_Spec):
+    """A command run on every rank before any stop the system starts, so training state reaches the home."""
+
+    command: list[Annotated[str, Field(min_length=1)]] = Field(
+        min_length=1,
+        description='The command and its arguments, run in each pod\'s working directory, e.g. ["python", '
+        '"save.py"] or ["sh", "-c", "kill -USR1 $(cat train.pid); sleep 20"].',
+    )
+    timeout_seconds: StrictInt = Field(
+        default=60,
+        ge=1,
+        le=MAX_CHECKPOINT_TIMEOUT,
+        description="Seconds the command may run on a rank before it is cut off and the stop goes on. The pods' "
+        "terminationGracePeriodSeconds is raised to cover it.",
+    )
+
+
 class LifecycleSpec(_Spec):
     """When a DevServer stops by itself (idle) or is deleted (expiry)."""
 
@@ -576,6 +602,13 @@ class LifecycleSpec(_Spec):
         default=None,
         description="Stop (never delete) the server when every GPU of every rank stayed below percent for "
         "window, even with a shell open, e.g. {percent: 10, window: 1h}. Unset: GPU use never stops it.",
+    )
+    checkpoint: CheckpointHook | None = Field(
+        default=None,
+        description="A command run on every rank before a stop the system starts: idle stop, expiry, a change "
+        "that restarts the pods (flavor, image), and an eviction or a drained or reclaimed spot node (as a "
+        "preStop hook). Its outcome goes to an Event and status.lastCheckpoint; a hook that fails or hangs "
+        "never blocks the stop.",
     )
 
 
@@ -702,6 +735,26 @@ class CostStatus(_Observed):
     since: datetime | None = Field(default=None, description="When the open stretch began.")
 
 
+class RankCheckpoint(_Observed):
+    """How the checkpoint hook went on one rank."""
+
+    rank: int = Field(description="The rank (pod ordinal).")
+    exit_code: int | None = Field(default=None, description="Its exit code; none when it could not run or timed out.")
+    timed_out: bool = Field(default=False, description="Cut off at timeoutSeconds.")
+    duration_seconds: float = Field(default=0, description="How long it ran.")
+    output_tail: str = Field(default="", description="The last lines of its output (stdout and stderr).")
+
+
+class CheckpointOutcome(_Observed):
+    """The last run of ``spec.lifecycle.checkpoint`` the operator started, before a stop."""
+
+    trigger: str = Field(description="Which stop it ran before: IdleStop, Expiry or Restart.")
+    time: datetime = Field(description="When it started.")
+    succeeded: bool = Field(description="Every rank exited 0 within the timeout.")
+    duration_seconds: float = Field(description="How long the slowest rank took.")
+    ranks: list[RankCheckpoint] = Field(default_factory=list, description="Each rank's outcome.")
+
+
 class DevServerStatus(_Observed):
     """What the operator observed; written only through the status subresource."""
 
@@ -762,6 +815,9 @@ class DevServerStatus(_Observed):
         description="Since when every GPU stayed below lifecycle.minGpuUtilization.percent (unset: it did not).",
     )
     cost: CostStatus | None = Field(default=None, description="Cost so far, at the flavor's costPerHour.")
+    last_checkpoint: CheckpointOutcome | None = Field(
+        default=None, description="How the checkpoint hook went the last time the operator ran it before a stop."
+    )
 
     def condition(self, type: str) -> Condition | None:
         """The condition of that type, or None if the operator has not reported one."""

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from devservers_sdk.checkpoint_hook import STOP_MARGIN_SECONDS, TIMED_OUT_CODES, hook_command
 from devservers_sdk.cost import (
     LEDGER_NAME,
     LedgerEntry,
@@ -74,11 +75,13 @@ from devservers_sdk.models import (
     API_GROUP,
     API_VERSION,
     DEVSERVER_KIND,
+    CheckpointOutcome,
     CostStatus,
     DevServer,
     DevServerFlavor,
     DevServerStatus,
     GpuUse,
+    RankCheckpoint,
 )
 from devservers_sdk.next_steps import NextStep
 from devservers_sdk.status import (
@@ -109,6 +112,10 @@ Key = tuple[str, str]
 """(namespace, DevServer name)."""
 
 APPLIED_HASH_ANNOTATION = "devservers.io/applied-hash"
+TEMPLATE_HASH_ANNOTATION = "devservers.io/template-hash"
+"""On the StatefulSet: the hash of its pod template, so a change that will restart the pods is known (and
+the checkpoint hook run) before the StatefulSet is replaced."""
+OUTPUT_TAIL_CHARS = 1000
 """On the StatefulSet and the Service: the hash of the manifest the operator last applied."""
 COMPONENT = "devservers-operator"
 CLAIM_RETRY_FIRST = 2.0
@@ -177,6 +184,7 @@ class _Memory:
     # created) before the debounced reconcile reads the cache, and with it the evidence.
     disruptions: dict[str, Disruption] = field(default_factory=dict)
     gpu_warned_for: datetime | None = None  # the gpuLowSince whose stop was already announced
+    checkpoint: CheckpointOutcome | None = None  # the last hook run, until the status carries it
 
 
 class Reconciler:
@@ -325,6 +333,7 @@ class Reconciler:
 
         if devserver.metadata.deletion_timestamp is None:
             if decision.action == "expire":
+                await self._checkpoint(devserver, pods, "Expiry", memory)
                 await self._event(devserver, "Normal", "Expired", decision.message)
                 await self.kube.delete_devserver(namespace, name)
                 self.forget(key)
@@ -335,6 +344,7 @@ class Reconciler:
                 memory.gpu_warned_for = gpu_low_since
                 await self._event(devserver, "Warning", "LowGpuUtilization", decision.gpu_warning)
             if decision.action in ("stop_idle", "stop_low_gpu") and flavor is not None:
+                await self._checkpoint(devserver, pods, "IdleStop", memory)
                 body = await self.kube.patch_devserver(
                     namespace, name, {"metadata": {"annotations": {DESIRED_STATE_ANNOTATION: "Stopped"}}}
                 )
@@ -364,8 +374,13 @@ class Reconciler:
             nodes=await self._nodes_if_unschedulable(pods),
         )
         status = await self._observed_extras(devserver, flavor, status, pods, memory.probe, gpu_low_since, now)
+        checkpoint = memory.checkpoint or devserver.status.last_checkpoint
+        if checkpoint is not None:
+            status = status.model_copy(update={"last_checkpoint": checkpoint})
         seen = set(memory.disruptions)
         wait = await self._write_status(devserver, body, status, memory, pods)
+        if wait is None:
+            memory.checkpoint = None  # written (or already there)
         if status.last_interruption is not None and wait is None:
             for uid in seen & set(status.last_interruption.pod_uids):
                 memory.disruptions.pop(uid, None)  # recorded in the status now
@@ -697,6 +712,11 @@ class Reconciler:
             await self.kube.delete_statefulset(namespace, devserver.name, propagation="Orphan")
             statefulset = None
         else:
+            template_hash = manifest_hash(desired.statefulset["spec"]["template"])
+            desired.statefulset["metadata"].setdefault("annotations", {})[TEMPLATE_HASH_ANNOTATION] = template_hash
+            live_hash = (_meta(statefulset).get("annotations") or {}).get(TEMPLATE_HASH_ANNOTATION)
+            if statefulset is not None and live_hash not in (None, template_hash):
+                await self._checkpoint(devserver, pods, "Restart", memory)  # the new template restarts them
             statefulset = await self._apply("StatefulSet", desired.statefulset, statefulset, memory)
         service = self.cache.service(namespace, devserver.name)
         await self._apply("Service", desired.service, service, memory)
@@ -719,6 +739,58 @@ class Reconciler:
             )
             await self.kube.delete_pod(namespace, pod_name)
         return statefulset, again
+
+    async def _checkpoint(
+        self, devserver: DevServer, pods: Sequence[Mapping[str, Any]], trigger: str, memory: _Memory
+    ) -> None:
+        """Run ``spec.lifecycle.checkpoint`` on every running rank at once, each cut at its timeout; the outcome
+        goes to an Event and (through ``memory``) to ``status.lastCheckpoint``. Never raises: the stop goes on."""
+        hook = devserver.spec.lifecycle.checkpoint
+        running = {
+            rank: str(_meta(pod).get("name"))
+            for pod in pods
+            if not _meta(pod).get("deletionTimestamp") and (pod.get("status") or {}).get("phase") == "Running"
+            if (rank := pod_rank(pod)) is not None
+        }
+        if hook is None or not running:
+            return
+        started, began = self.clock(), time.monotonic()
+        command = hook_command(hook, by_operator=True)
+
+        async def one(rank: int, pod_name: str) -> RankCheckpoint:
+            start = time.monotonic()
+            try:
+                result = await self.kube.exec(devserver.namespace or "", pod_name, command,
+                                              timeout=hook.timeout_seconds + STOP_MARGIN_SECONDS)
+            except DevServerError as exc:  # no exit status: the pod went, or the exec itself timed out
+                took = time.monotonic() - start
+                return RankCheckpoint(rank=rank, timed_out=took >= hook.timeout_seconds,
+                                      duration_seconds=round(took, 1), output_tail=str(exc)[-OUTPUT_TAIL_CHARS:])
+            output = (result.stdout + result.stderr).decode("utf-8", "replace")
+            return RankCheckpoint(
+                rank=rank,
+                exit_code=None if result.returncode in TIMED_OUT_CODES else result.returncode,
+                timed_out=result.returncode in TIMED_OUT_CODES,
+                duration_seconds=round(time.monotonic() - start, 1),
+                output_tail=output[-OUTPUT_TAIL_CHARS:],
+            )
+
+        ranks = sorted(await asyncio.gather(*(one(rank, pod) for rank, pod in running.items())),
+                       key=lambda outcome: outcome.rank)
+        outcome = CheckpointOutcome(
+            trigger=trigger, time=started, succeeded=all(r.exit_code == 0 for r in ranks),
+            duration_seconds=round(time.monotonic() - began, 1), ranks=ranks,
+        )
+        memory.checkpoint = outcome
+        what = {"IdleStop": "the idle stop", "Expiry": "expiry", "Restart": "the pods restart"}[trigger]
+        if outcome.succeeded:
+            await self._event(devserver, "Normal", "CheckpointSaved",
+                              f"checkpoint hook ran on {len(ranks)} rank(s) before {what} in "
+                              f"{outcome.duration_seconds:g}s")
+        else:
+            failed = "; ".join(_rank_failure(r, hook.timeout_seconds) for r in ranks if r.exit_code != 0)
+            await self._event(devserver, "Warning", "CheckpointFailed",
+                              f"checkpoint hook before {what} failed ({failed}); stopping anyway")
 
     async def _own_home_claims(self, devserver: DevServer, memory: _Memory) -> None:
         """Make the DevServer a second owner of each home claim (once per claim).
@@ -1000,6 +1072,17 @@ def _newer(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
         return int(_meta(a).get("resourceVersion") or 0) > int(_meta(b).get("resourceVersion") or 0)
     except (TypeError, ValueError):
         return False
+
+
+def _rank_failure(outcome: RankCheckpoint, timeout: int) -> str:
+    if outcome.timed_out:
+        how = f"timed out after {timeout}s"
+    elif outcome.exit_code is not None:
+        how = f"exited {outcome.exit_code}"
+    else:
+        how = "could not run"
+    lines = outcome.output_tail.strip().splitlines()
+    return f"rank {outcome.rank} {how}: {lines[-1] if lines else 'no output'}"
 
 
 def _rfc3339(moment: datetime | None) -> str:

@@ -69,6 +69,7 @@ def test_copied_names_and_rules_match_the_models() -> None:
     assert _literal(models.Condition.model_fields["status"].annotation) == light.CONDITION_STATUSES
     assert light.MAX_WORLD_SIZE == models.MAX_WORLD_SIZE == _bound(DistributedSpec, "world_size", "le")
     assert _bound(LifecycleSpec, "idle_timeout", "ge") == light.MIN_IDLE_TIMEOUT
+    assert light.MAX_CHECKPOINT_TIMEOUT == models.MAX_CHECKPOINT_TIMEOUT
     assert DistributedSpec.model_fields["world_size"].default == render._DEFAULT_WORLD_SIZE
 
 

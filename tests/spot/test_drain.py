@@ -58,8 +58,10 @@ def uncordon_all(kube: Cluster) -> None:
 
 
 def test_draining_the_node_under_rank_1_interrupts_then_runs_on_the_other_node(kube: Cluster) -> None:
+    # The checkpoint hook runs as the pods' preStop hook: nobody tells the operator about a drain.
+    hook = {"command": ["sh", "-c", "echo saved-before-drain >> $HOME/prestop.log"], "timeoutSeconds": 10}
     kube.create("spotty", mode="distributed", distributed={"worldSize": 2, "backend": "gloo"},
-                persistentHomeSize="1Gi")
+                persistentHomeSize="1Gi", lifecycle={"checkpoint": hook})
     kube.wait_phase("spotty", "Running", timeout=120)
     kube.exec("spotty-1", "echo kept-across-nodes > $HOME/marker")
     drained = node_of(kube, "spotty-1")
@@ -86,6 +88,8 @@ def test_draining_the_node_under_rank_1_interrupts_then_runs_on_the_other_node(k
         assert all(ready(pod) for pod in pods.values()), pods
         assert node_of(kube, "spotty-1") != drained
         assert kube.exec("spotty-1", "cat $HOME/marker").strip() == "kept-across-nodes"
+        assert kube.exec("spotty-1", "cat $HOME/prestop.log").splitlines() == ["saved-before-drain"]
+        assert kube.exec("spotty-0", "cat $HOME/prestop.log 2>/dev/null || true").strip() == "", "rank 0 stayed"
         wait_for(lambda: {"Interrupted", "InterruptionRecovered"} <= set(kube.event_reasons("spotty")),
                  timeout=30, message="the Interrupted and InterruptionRecovered Events")
         interrupted_event = next(e for e in kube.events("spotty") if e.reason == "Interrupted")

@@ -1,0 +1,79 @@
+"""spec.lifecycle.checkpoint runs on every rank before the stops the system starts (idle stop, expiry), once
+per stop; its outcome goes to an Event and status.lastCheckpoint; a hook that hangs is cut at its timeout and
+the stop goes on."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from devservers_sdk.lifecycle import DESIRED_STATE_ANNOTATION
+from devservers_sdk.localcluster.pytest_plugin import wait_for
+from tests.operator.conftest import Cluster, rfc3339
+
+pytestmark = pytest.mark.slow
+
+SAVE = ["sh", "-c", "echo saved-by-hook >> $HOME/hook.log && echo checkpoint written"]
+
+
+def stopped(server: dict[str, Any]) -> bool:
+    return server["status"].get("stoppedReason") == "Idle" and not server["status"].get("pods")
+
+
+def event_messages(kube: Cluster, name: str, reason: str) -> list[str]:
+    return [event.message for event in kube.events(name) if event.reason == reason]
+
+
+def test_the_hook_runs_on_every_rank_before_an_idle_stop_once(kube: Cluster) -> None:
+    kube.create("saver", mode="distributed", distributed={"worldSize": 2, "backend": "gloo"},
+                persistentHomeSize="1Gi",
+                lifecycle={"idleTimeout": 60, "checkpoint": {"command": SAVE, "timeoutSeconds": 20}})
+    kube.wait_phase("saver", "Running", timeout=120)
+    grace = kube.statefulset("saver").spec.template.spec.termination_grace_period_seconds
+    assert grace == 30, "the grace period covers the hook's 20 s and a margin"
+
+    server = kube.wait_phase("saver", "Stopped", check=stopped, timeout=120)
+    outcome = server["status"]["lastCheckpoint"]
+    assert (outcome["trigger"], outcome["succeeded"]) == ("IdleStop", True), outcome
+    assert [(r["rank"], r["exitCode"], r["timedOut"]) for r in outcome["ranks"]] == [(0, 0, False), (1, 0, False)]
+    assert all("checkpoint written" in r["outputTail"] for r in outcome["ranks"]), outcome
+    wait_for(lambda: event_messages(kube, "saver", "CheckpointSaved"), timeout=30, message="a CheckpointSaved Event")
+    assert "before the idle stop" in event_messages(kube, "saver", "CheckpointSaved")[0]
+
+    kube.patch("saver", {"metadata": {"annotations": {DESIRED_STATE_ANNOTATION: "Running"}},
+                         "spec": {"lifecycle": {"autoShutdown": False}}})
+    kube.wait_phase("saver", "Running", timeout=120)
+    for rank in (0, 1):  # the pods' preStop saw the operator's marker and did not run the hook again
+        assert kube.exec(f"saver-{rank}", "cat $HOME/hook.log").splitlines() == ["saved-by-hook"]
+
+
+def test_a_hanging_hook_is_cut_at_its_timeout_and_the_stop_goes_on(kube: Cluster) -> None:
+    kube.create("hangs", lifecycle={"idleTimeout": 60, "checkpoint": {"command": ["sleep", "600"],
+                                                                      "timeoutSeconds": 2}})
+    kube.wait_phase("hangs", "Running", timeout=120)
+    server = kube.wait_phase("hangs", "Stopped", check=stopped, timeout=120)
+    outcome = server["status"]["lastCheckpoint"]
+    assert (outcome["trigger"], outcome["succeeded"]) == ("IdleStop", False), outcome
+    [rank] = outcome["ranks"]
+    assert rank["timedOut"] is True and "exitCode" not in rank, rank
+    assert rank["durationSeconds"] < 60, rank
+    wait_for(lambda: event_messages(kube, "hangs", "CheckpointFailed"), timeout=30, message="CheckpointFailed")
+    message = event_messages(kube, "hangs", "CheckpointFailed")[0]
+    assert "rank 0 timed out after 2s" in message and "stopping anyway" in message, message
+
+
+def test_the_hook_runs_before_expiry(kube: Cluster) -> None:
+    deadline = datetime.now(UTC) + timedelta(seconds=30)
+    kube.create("expires", lifecycle={"expirationTime": rfc3339(deadline),
+                                      "checkpoint": {"command": SAVE, "timeoutSeconds": 10}})
+    kube.wait_phase("expires", "Running", timeout=60)
+    kube.wait_gone("expires", timeout=120)
+    wait_for(lambda: {"CheckpointSaved", "Expired"} <= set(kube.event_reasons("expires")), timeout=30,
+             message="the CheckpointSaved and Expired Events")
+    events = {event.reason: event for event in kube.events("expires")}
+    assert "before expiry" in events["CheckpointSaved"].message
+    saved_at = events["CheckpointSaved"].last_timestamp or events["CheckpointSaved"].event_time
+    expired_at = events["Expired"].last_timestamp or events["Expired"].event_time
+    assert saved_at <= expired_at
