@@ -130,7 +130,7 @@ def row_view(server: DevServer, *, now: datetime | None = None) -> RowView:
         ready=ready_text(server),
         expires_in=remaining_text(deadline, now=now),
         age=age_text(server, now=now),
-        message=server.status.message or "",
+        message=widget_message(server.status.message or ""),
         deadline=deadline,
         created=server.metadata.creation_timestamp,
         toggle="Start" if is_stopped(server) else "Stop",

@@ -59,19 +59,21 @@ __all__ = ["CreateForm", "DevServerList", "DevServerUI", "ServerRow"]
 _LABEL_WIDTH = "120px"
 _FIELD_WIDTH = "300px"
 _STATUS_WIDTH = "640px"
-# Columns of the list, as ``%devserver list`` has them; the actions box is wide enough for either its
-# three buttons or the delete confirmation.
+# Columns of the list, as ``%devserver list`` has them (Owner only when the list is not just yours); the
+# actions box is wide enough for either its three buttons or the delete confirmation. With JupyterLab's file
+# browser open at 1280 px, a notebook output is about 815 px wide: the row fits, and on anything narrower the
+# actions wrap under the cells rather than being cut off.
 _COLUMNS = (
-    ("name", "Name", "150px"),
+    ("name", "Name", "130px"),
     ("owner", "Owner", "120px"),
-    ("flavor", "Flavor", "90px"),
-    ("mode", "Mode", "95px"),
-    ("phase", "Phase", "85px"),
-    ("ready", "Ready", "50px"),
-    ("expires", "Expires in", "90px"),
-    ("age", "Age", "50px"),
+    ("flavor", "Flavor", "85px"),
+    ("mode", "Mode", "85px"),
+    ("phase", "Phase", "75px"),
+    ("ready", "Ready", "45px"),
+    ("expires", "Expires in", "80px"),
+    ("age", "Age", "40px"),
 )
-_ACTIONS_WIDTH = "300px"
+_ACTIONS_WIDTH = "270px"
 
 
 class _Status(widgets.HTML):
@@ -358,14 +360,14 @@ class ServerRow(widgets.VBox):
     Delete only reveals the confirmation (in place of the buttons); "Yes, delete" deletes.
     """
 
-    def __init__(self, view: RowView) -> None:
+    def __init__(self, view: RowView, *, owner_column: bool = True) -> None:
         self.server_name = view.name
         self.resource_version: str | None = None
         self.deadline = view.deadline
         self.created = view.created
         self._cells = {
             key: widgets.HTML(layout=widgets.Layout(width=width, flex="0 0 auto", overflow="hidden"))
-            for key, _, width in _COLUMNS
+            for key, _, width in _columns(owner_column)
         }
         self.extend_button = _button("Extend 1h", icon="clock-o")
         self.toggle_button = _button("Stop", icon="stop")
@@ -381,7 +383,8 @@ class ServerRow(widgets.VBox):
         actions = widgets.HBox(
             [self._buttons, self._confirmation], layout=widgets.Layout(width=_ACTIONS_WIDTH, flex="0 0 auto")
         )
-        super().__init__([widgets.HBox([*self._cells.values(), actions]), self._message])
+        cells = widgets.HBox([*self._cells.values(), actions], layout=widgets.Layout(flex_flow="row wrap"))
+        super().__init__([cells, self._message])
         self.update(view)
 
     @property
@@ -411,6 +414,8 @@ class ServerRow(widgets.VBox):
             "age": view.age,
         }
         for key, text in texts.items():
+            if key not in self._cells:
+                continue
             value = _cell_html(text, bold=key == "name")
             if self._cells[key].value != value:
                 self._cells[key].value = value
@@ -431,6 +436,10 @@ class ServerRow(widgets.VBox):
     def ask_confirmation(self, asking: bool) -> None:
         self._confirmation.layout.display = "" if asking else "none"
         self._buttons.layout.display = "none" if asking else ""
+
+
+def _columns(owner_column: bool) -> tuple[tuple[str, str, str], ...]:
+    return tuple(column for column in _COLUMNS if owner_column or column[0] != "owner")
 
 
 def _older(version: str | None, than: str | None) -> bool:
@@ -486,7 +495,7 @@ class DevServerList(widgets.VBox):
         header = widgets.HBox(
             [
                 widgets.HTML(f"<b>{title}</b>", layout=widgets.Layout(width=width, flex="0 0 auto"))
-                for _, title, width in _COLUMNS
+                for _, title, width in _columns(not mine)
             ]
         )
         self._refresh.on_click(self._on_refresh_click)
@@ -639,7 +648,7 @@ class DevServerList(widgets.VBox):
                     row.resource_version = server.metadata.resource_version
                     row.update(view)
                 return
-            row = ServerRow(view)
+            row = ServerRow(view, owner_column=not self._mine)
             row.resource_version = server.metadata.resource_version
             row.extend_button.on_click(partial(self._on_extend_click, server.name))
             row.toggle_button.on_click(partial(self._on_toggle_click, server.name))

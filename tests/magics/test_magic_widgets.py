@@ -147,13 +147,23 @@ def test_a_stop_from_elsewhere_shows_in_the_list_without_a_click(
         terminal.stop("outside")  # what devctl stop does, from another process's point of view
     wait_until(lambda: row.cells["toggle"] == "Start", timeout=10, message="Start offered")
     wait_until(lambda: row.cells["phase"] == "Stopped", timeout=READY_TIMEOUT, message="phase Stopped")
+    # The operator's message, with its devctl hint turned into the row's own button.
+    wait_until(lambda: "press Start on the row of outside" in row.cells["message"], timeout=10,
+               message=f"the stop message with the widget's hint (row: {row.cells})")
+    assert "devctl" not in row.cells["message"]
 
 
 def test_rows_have_the_columns_of_the_list_magic(ui: DevServerUI, client: DevServerClient) -> None:
     client.create("columns", flavor="cpu-small", mode="distributed", world_size=2)
     wait_until(lambda: "columns" in ui.servers.names, timeout=10, message="the row of columns")
     cells = ui.servers.row("columns").cells
-    assert (cells["owner"], cells["flavor"], cells["mode"]) == (client.owner, "cpu-small", "distributed")
+    assert "owner" not in cells  # "Your DevServers": the column would repeat your name on every row
+    assert (cells["flavor"], cells["mode"]) == ("cpu-small", "distributed")
+    everyone = DevServerList(client, mine=False, follow=False)
+    try:
+        assert everyone.row("columns").cells["owner"] == client.owner
+    finally:
+        everyone.close()
     assert cells["ready"] in ("0/2", "1/2", "2/2")
     assert cells["age"][-1] in "sm" and cells["age"][:-1].isdigit(), cells["age"]
     wait_until(
