@@ -94,7 +94,8 @@ def up(ctx: click.Context, state_dir: str | None, real: bool, timeout: float,
     if real and _defaulted(ctx, "timeout"):
         timeout = 300.0  # a real control plane on a busy laptop takes a minute or more to become ready
     if gpus:
-        capacity = {**capacity, "nvidia.com/gpu": str(gpus)}
+        # Sized like an 8-GPU instance (p4d: 96 vCPUs, 1152 GiB), so the sample GPU flavors fit; --node-capacity wins.
+        capacity = {"cpu": "96", "memory": "1152Gi", **capacity, "nvidia.com/gpu": str(gpus)}
     platform = LocalPlatform(Path(state_dir) if state_dir else None)
     try:
         status, started = platform.up(_user_kubeconfig(ctx), report=click.echo, timeout=timeout,

@@ -114,19 +114,49 @@ def _flavor_row(flavor: DevServerFlavor) -> list[str]:
     ]
 
 
+def _gpu_use(server: DevServer) -> str:
+    """Each GPU's last utilisation, ranks as ``0:3%,5% 1:...`` when there are several."""
+    by_rank: dict[int, list[str]] = {}
+    for gpu in sorted(server.status.gpus or [], key=lambda g: (g.rank, g.index)):
+        by_rank.setdefault(gpu.rank, []).append(f"{gpu.utilization:.0f}%")
+    if not by_rank:
+        return "-"
+    if list(by_rank) == [0]:
+        return ",".join(by_rank[0])
+    return " ".join(f"{rank}:{','.join(values)}" for rank, values in by_rank.items())
+
+
+def _cost(server: DevServer, now: datetime) -> str:
+    from devservers_sdk.cost import cost_at, format_money
+
+    cost = server.status.cost
+    return "-" if cost is None else format_money(cost_at(cost, now)[0], cost.currency)
+
+
 class DevServerTable(list["DevServer"]):
-    """The DevServers ``%devserver list`` found: a list of SDK ``DevServer`` objects shown as one table."""
+    """The DevServers ``%devserver list`` found: a list of SDK ``DevServer`` objects shown as one table.
+
+    GPU use and cost so far are columns when some server has them (a GPU server, a flavor with a price).
+    """
+
+    def _columns(self) -> tuple[str, ...]:
+        extra = tuple(name for name, shown in (("gpu use", any(s.status.gpus for s in self)),
+                                               ("cost", any(s.status.cost for s in self))) if shown)
+        return _SERVER_COLUMNS + extra
 
     def _rows(self) -> list[list[str]]:
         now = datetime.now(UTC)
-        return [_server_row(server, now) for server in self]
+        columns = self._columns()
+        extra = {"gpu use": lambda server: _gpu_use(server), "cost": lambda server: _cost(server, now)}
+        return [_server_row(server, now) + [extra[name](server) for name in columns[len(_SERVER_COLUMNS):]]
+                for server in self]
 
     def _repr_html_(self) -> str:
         if not self:
             return (
                 "<p>No DevServers. Create one with <code>%devserver create NAME --flavor FLAVOR</code>.</p>"
             )
-        return html_table(_SERVER_COLUMNS, self._rows())
+        return html_table(self._columns(), self._rows())
 
     def _repr_pretty_(self, p: RepresentationPrinter, cycle: bool) -> None:
         p.text(str(self))
@@ -134,7 +164,7 @@ class DevServerTable(list["DevServer"]):
     def __str__(self) -> str:
         if not self:
             return "No DevServers. Create one with: %devserver create NAME --flavor FLAVOR"
-        return text_table(_SERVER_COLUMNS, self._rows())
+        return text_table(self._columns(), self._rows())
 
     def __repr__(self) -> str:
         return f"DevServerTable({[server.name for server in self]!r})"

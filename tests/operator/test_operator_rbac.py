@@ -4,8 +4,9 @@ On the real control plane the operator is the pod of the shipped Deployment, aut
 ServiceAccount token, so every request it makes is authorized by ``operator-rbac.yaml`` and recorded in the
 API server's audit log. The workload below makes it do everything it does (create with a home volume and a
 shared claim, heal a deleted StatefulSet and Service and a tampered Service, roll a flavor change, recreate
-for an immutable change, replace a pod stuck on an old template, look up a missing flavor, warn, expire,
-probe and stop an idle server, start it again, delete); then every (group, resource, verb) the roles grant
+for an immutable change, replace a pod stuck on an old template, look up a missing flavor, explain a pod no
+node can take from the Nodes, warn, expire, probe and stop an idle server, start it again, delete, and keep
+the cost ledger of each start, stop and delete, since the sample flavors have a price); then every (group, resource, verb) the roles grant
 must appear among its requests, and none of its requests may have been refused.
 
 The checker itself is tested on synthetic audit logs, so that a rule added to or removed from the roles
@@ -187,6 +188,13 @@ spec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}
     kube.wait_phase("stuck", "Failed", timeout=60)
     kube.patch("stuck", {"spec": {"image": "python:3.12"}})
     kube.wait_phase("stuck", "Running", timeout=90)
+
+    # A pod no node can take (gpu-large's 768Gi): the operator lists the Nodes to say why.
+    kube.create("huge", flavor="gpu-large")
+    kube.wait_phase("huge", "Pending", timeout=60,
+                    check=lambda s: any(c["type"] == "Scheduled" and c["reason"] == "Unschedulable"
+                                        for c in s["status"].get("conditions") or []))
+    kube.delete("huge")
 
     # Idle: probed in the pod (exec), stopped (the desired-state annotation), started again by its owner.
     kube.create("sleepy", lifecycle={"idleTimeout": 60})  # 3 s on the test operator's scaled clock

@@ -279,7 +279,9 @@ def details(description: DevServerDescription, item: dict[str, Any]) -> str:
     if spec.distributed is not None:
         nccl = ", ".join(f"{k}={v}" for k, v in spec.distributed.nccl_settings.items()) or "none"
         spec_rows += [["World size", str(spec.distributed.world_size)],
-                      ["Processes per pod", str(spec.distributed.nprocs_per_node)],
+                      ["Processes per pod", str(spec.distributed.nprocs_per_node)
+                       + (f" ({status.nprocs_per_node})" if spec.distributed.nprocs_per_node == "auto"
+                          and status.nprocs_per_node else "")],
                       ["Backend", spec.distributed.backend], ["NCCL settings", nccl]]
     status_rows = [
         ["Phase", item["phase"]], ["Ready pods", item["ready"]], ["Message", status.message or _UNKNOWN],
@@ -291,6 +293,18 @@ def details(description: DevServerDescription, item: dict[str, Any]) -> str:
         ["Observed generation", f"{status.observed_generation} of {server.metadata.generation}"
          if status.observed_generation is not None else _UNKNOWN],
     ]
+    if status.gpus:
+        status_rows.append(["GPU use", "; ".join(
+            f"rank {g.rank} GPU {g.index}: {g.utilization:.0f}%"
+            + (f", {g.memory_used_mib:.0f} of {g.memory_total_mib:.0f} MiB"
+               if g.memory_used_mib is not None and g.memory_total_mib is not None else "")
+            for g in status.gpus) + f" (read {_when(status.gpus[0].observed_at)})"])
+    if status.cost is not None:
+        from devservers_sdk.cost import cost_at, format_money
+
+        amount, pod_seconds = cost_at(status.cost, datetime.now(UTC))
+        status_rows.append(["Cost so far", f"{format_money(amount, status.cost.currency)} "
+                            f"({pod_seconds / 3600:.2f} pod-hours at {status.cost.per_hour} per pod-hour)"])
     dl = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in spec_rows)
     sl = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in status_rows)
     conditions = [[c.type, c.status, c.reason, _when(c.last_transition_time), c.message]
