@@ -186,6 +186,11 @@ class PortForward:
         self._acceptor.join(5)
         self._heartbeat.__exit__(None, None, None)
 
+    @property
+    def closed(self) -> bool:
+        """Whether ``close`` has run (the forward no longer listens)."""
+        return self._closed.is_set()
+
     def wait(self) -> None:
         """Block until ``close`` (from another thread or a signal handler), e.g. in ``devctl port-forward``."""
         while not self._closed.wait(3600):

@@ -18,6 +18,7 @@ Rules every verb follows:
 from __future__ import annotations
 
 import contextlib
+import html
 import os
 import re
 import sys
@@ -113,12 +114,14 @@ class DevServerMagics(Magics):
         "wait": "_wait",
         "logs": "_logs",
         "ui": "_ui",
+        "jupyter": "_jupyter",
     }
     _CELL_VERBS: ClassVar[dict[str, str]] = {"run": "_run", "shell": "_shell", "launch": "_launch"}
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self._clients: dict[tuple[str | None, ...], DevServerClient] = {}
+        self._forwards: dict[tuple[str, str, int], Any] = {}
 
     # -- the client ---------------------------------------------------------------------------------
 
@@ -405,6 +408,35 @@ class DevServerMagics(Magics):
 
     # -- cell verbs ---------------------------------------------------------------------------------
 
+    @magic_arguments("devserver jupyter")
+    @argument("name", metavar="NAME", help="the DevServer name")
+    @argument("--rank", type=int, default=0, help="which pod of a distributed DevServer")
+    @argument("--stop", action="store_true", help="stop the JupyterLab running in the DevServer")
+    @_namespace_option
+    def _jupyter(self, args: Namespace) -> Any:
+        """JupyterLab in the DevServer (started, or the running one), forwarded here: shows the link.
+
+        The forward lives as long as this kernel (or until --stop); JupyterLab keeps running in the server.
+
+        Example: %devserver jupyter mydev
+        """
+        client = self.client(args.namespace)
+        key = (client.namespace, args.name, args.rank)
+        if args.stop:
+            forward = self._forwards.pop(key, None)
+            if forward is not None:
+                forward.close()
+            stopped = client.jupyter_stop(args.name, rank=args.rank)
+            print(f"JupyterLab in {args.name} (rank {args.rank}) " + ("stopped." if stopped else "was not running."))
+            return None
+        server = client.jupyter(args.name, rank=args.rank)
+        forward = self._forwards.get(key)
+        if forward is None or forward.remote_port != server.port or forward.closed:
+            if forward is not None:
+                forward.close()
+            forward = self._forwards[key] = client.port_forward(args.name, server.port, rank=args.rank)
+        return JupyterLink(server.url(forward.address), args.name, args.rank)
+
     @magic_arguments("devserver run")
     @argument("name", metavar="NAME", help="the DevServer name")
     @argument("--rank", type=int, default=0, help="which pod of a distributed DevServer")
@@ -550,6 +582,21 @@ class DevServerMagics(Magics):
 
     def _timeout(self, args: Namespace) -> float:
         return float(args.timeout) if args.timeout is not None else float(self.wait_timeout)
+
+
+class JupyterLink:
+    """What ``%devserver jupyter`` shows: a link in a notebook, the URL in a terminal."""
+
+    def __init__(self, url: str, name: str, rank: int) -> None:
+        self.url, self.name, self.rank = url, name, rank
+
+    def __repr__(self) -> str:
+        return f"JupyterLab in {self.name} (rank {self.rank}): {self.url}"
+
+    def _repr_html_(self) -> str:
+        url = html.escape(self.url, quote=True)
+        return (f'JupyterLab in {html.escape(self.name)} (rank {self.rank}): '
+                f'<a href="{url}" target="_blank" rel="noopener">{url}</a>')
 
 
 def _key_value(item: str, *, option: str = "--nccl") -> tuple[str, str]:

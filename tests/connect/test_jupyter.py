@@ -26,6 +26,8 @@ def status_code(url: str) -> int:
             return int(response.status)
     except urllib.error.HTTPError as error:
         return int(error.code)
+    except OSError:
+        return 0  # nothing listens (the forward is closed)
 
 
 def test_devctl_jupyter_serves_lab_with_a_token_and_runs_a_kernel(server: Server) -> None:
@@ -70,3 +72,23 @@ def test_an_image_without_jupyterlab_says_what_to_install(server: Server) -> Non
     assert result.returncode == MISSING_JUPYTER
     assert "JupyterLab is not installed in this DevServer's image" in str(result.stderr)
     assert "pip install 'jupyterlab>=4.2,<5'" in str(result.stderr)
+
+
+def test_the_magic_shows_a_working_link(server: Server) -> None:
+    from IPython.testing.globalipapp import start_ipython
+
+    shell = start_ipython()
+    shell.run_line_magic("load_ext", "devservers_magics")
+    shell.run_line_magic("config", f"DevServerMagics.kubeconfig = {server.kubeconfig!r}")
+    try:
+        link = shell.run_line_magic("devserver", f"jupyter {server.name}")
+        found = re.search(r"(http://127\.0\.0\.1:\d+)/lab\?token=(\w+)", link.url)
+        assert found and f'href="{link.url}"' in link._repr_html_()
+        base, token = found.groups()
+        assert status_code(f"{base}/api/status?token={token}") == 200  # the forward lives in this kernel
+        again = shell.run_line_magic("devserver", f"jupyter {server.name}")
+        assert again.url == link.url  # the same server and the same forward
+        shell.run_line_magic("devserver", f"jupyter {server.name} --stop")
+        assert status_code(f"{base}/api/status?token={token}") == 0  # the forward went with it
+    finally:
+        shell.run_line_magic("config", "DevServerMagics.kubeconfig = None")
