@@ -1,5 +1,6 @@
 """Every blocking wait of the SDK gives way to Ctrl-C (SIGINT): ``create(wait=True)`` on a DevServer that
-never runs, and ``logs(follow=True)`` on a silent container.
+never runs, ``logs(follow=True)`` on a silent container, ``exec`` of a command that sleeps, and ``watch()``;
+and a ``Cancellation`` stops a wait in another thread (what the notebook widget's Cancel uses).
 
 Each case runs in a child Python process, exactly as a user's script would, and the test sends SIGINT once
 the child is blocked in a system call (read from ``/proc/PID/syscall``) inside the wait. The child must die of
@@ -41,6 +42,8 @@ BLOCKING_CALLS = {
                    "print(next(lines), flush=True)\n"
                    "print('WAITING', flush=True)\n"
                    "for line in lines: print(line, flush=True)",
+    "exec": "print('WAITING', flush=True)\nclient.exec(sys.argv[2], ['sleep', '3600'])",
+    "watch": "events = client.watch()\nnext(events)\nprint('WAITING', flush=True)\nfor event in events: pass",
 }
 
 
@@ -103,6 +106,13 @@ def test_sigint_interrupts_following_the_logs_of_a_silent_container(
     name = running_devserver("quiet", command=["sh", "-c", "echo started; exec sleep 3600"])
     wait_for(lambda: list(client.logs(name)) == ["started"], message="the first line logged")
     interrupt_child(BLOCKING_CALLS["logs-follow"], namespace_kubeconfig, name)
+
+
+def test_sigint_interrupts_exec_and_watch(
+        client: DevServerClient, running_devserver: Callable[..., str], namespace_kubeconfig: str) -> None:
+    name = running_devserver("sleeper")
+    interrupt_child(BLOCKING_CALLS["exec"], namespace_kubeconfig, name)
+    interrupt_child(BLOCKING_CALLS["watch"], namespace_kubeconfig)
 
 
 def test_a_cancellation_stops_a_wait_in_another_thread_and_leaves_the_devserver(client: DevServerClient) -> None:
