@@ -39,9 +39,10 @@ def _user_kubeconfig(ctx: click.Context) -> Path:
 def local() -> None:
     """Run a cluster with the devservers operator on this machine.
 
-    By default the local cluster is our emulator of the Kubernetes API (it starts in a second and keeps
-    its objects in memory); with `up --kubernetes` it is a real control plane (etcd, kube-apiserver,
-    kube-controller-manager, kube-scheduler, built from source on first use) whose data survives `down`.
+    By default the local cluster is our emulator of the Kubernetes API (it starts in a second); with `up
+    --kubernetes` it is a real control plane (etcd, kube-apiserver, kube-controller-manager,
+    kube-scheduler, built from source on first use). Either way its objects and volumes survive `down`
+    for the next `up`; `down --purge` deletes them.
     Either way pods are local processes: no containers, no images, no real GPUs (`up --gpus N` fakes
     them), but every devctl command
     (and kubectl) works against it.
@@ -114,8 +115,8 @@ def up(ctx: click.Context, state_dir: str | None, real: bool, timeout: float,
 @local.command()
 @state_dir_option
 @click.option("--purge", is_flag=True,
-              help="Also delete the state directory: a real control plane's DevServers and home volumes, and "
-                   "the logs (asks first on a terminal).")
+              help="Also delete the state directory: the local cluster's DevServers and home volumes, and the "
+                   "logs (asks first on a terminal).")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask before --purge deletes.")
 @click.option("--timeout", type=SECONDS, default="15s", show_default=True,
               help="How long to wait after SIGTERM before SIGKILL (at least 1m for --kubernetes's cluster, "
@@ -124,9 +125,9 @@ def up(ctx: click.Context, state_dir: str | None, real: bool, timeout: float,
 def down(ctx: click.Context, state_dir: str | None, purge: bool, yes: bool, timeout: float) -> None:
     """Stop the local cluster and the operator, and remove their kubeconfig context.
 
-    The emulator keeps its objects in memory: they are gone afterwards. A real control plane (`up
-    --kubernetes`) keeps its data in the state directory, and the next `devctl local up --kubernetes`
-    finds every DevServer and home volume again; --purge deletes it (and the logs) for good.
+    The cluster's objects and volumes are kept in the state directory, and the next `devctl local up`
+    (with --kubernetes for a real control plane) finds every DevServer and home volume again; --purge
+    deletes them (and the logs) for good, after asking on a terminal.
 
     \b
     Examples:
@@ -137,8 +138,8 @@ def down(ctx: click.Context, state_dir: str | None, purge: bool, yes: bool, time
 
     platform = LocalPlatform(Path(state_dir) if state_dir else None)
     if purge and not yes and stdin_is_terminal() and platform.root.exists():
-        click.confirm(f"Delete {platform.root} for good, with the DevServers and home volumes of the local "
-                      f"Kubernetes control plane and the logs?", abort=True)
+        click.confirm(f"Delete {platform.root} for good, with every DevServer and home volume of the local "
+                      f"cluster and the logs?", abort=True)
     running = platform.status()
     if running.control_plane == KUBERNETES and _defaulted(ctx, "timeout"):
         timeout = 60.0
@@ -149,22 +150,17 @@ def down(ctx: click.Context, state_dir: str | None, purge: bool, yes: bool, time
         except LocalPlatformError as exc:
             raise click.ClickException(str(exc)) from exc
         done = "The local cluster is down" if was_up else "The local cluster was not running"
-        click.echo(f"{done}; its state directory {platform.root} is deleted." if deleted else
+        click.echo(f"{done}; its state directory {platform.root} is deleted, with every DevServer and home "
+                   f"volume (purged)." if deleted else
                    f"{done}; there was no state directory to delete ({platform.root}).")
         return
-    if not was_up:
-        kept = platform.status().kept_data
-        click.echo("The local cluster is not running." + (
-            f" The data of a Kubernetes control plane is kept in {kept} (`devctl local up --kubernetes` "
-            f"starts it again, `devctl local down --purge` deletes it)." if kept else ""))
-        return
-    if running.control_plane == KUBERNETES:
-        click.echo(f"The local cluster is down. Its data is kept in {platform.kubernetes_data}: "
-                   f"`devctl local up --kubernetes` starts it again with every DevServer and home volume; "
-                   f"`devctl local down --purge` deletes it.")
-    else:
-        click.echo("The local cluster is down. The emulator kept its objects in memory, so nothing of it is "
-                   f"kept (logs stay in {platform.root}).")
+    found = platform.kept(running.control_plane)
+    kept, plane = found["kept_data"], found["kept_control_plane"]
+    flag = " --kubernetes" if plane == KUBERNETES else ""
+    keeping = (f"Its objects and volumes are kept in {kept}: `devctl local up{flag}` starts it again with every "
+               f"DevServer and home volume; `devctl local down --purge` deletes them." if kept else
+               "It had nothing to keep.")
+    click.echo(f"The local cluster is down. {keeping}" if was_up else f"The local cluster is not running. {keeping}")
 
 
 @local.command()
@@ -183,7 +179,7 @@ def status(ctx: click.Context, state_dir: str | None, output: str) -> None:
     """
     from dataclasses import asdict
 
-    from .local_platform import LocalPlatform
+    from .local_platform import KUBERNETES, LocalPlatform
 
     state = LocalPlatform(Path(state_dir) if state_dir else None).status()
     if output == "json":
@@ -200,7 +196,8 @@ def status(ctx: click.Context, state_dir: str | None, output: str) -> None:
                 ("URL", state.url or "-"), ("Context", context), ("Started", state.started_at or "-"),
                 ("State", state.state_dir)]
         if state.kept_data and not state.cluster_alive:
-            rows.append(("Kept data", f"{state.kept_data} (`devctl local up --kubernetes` starts it again)"))
+            flag = " --kubernetes" if state.kept_control_plane == KUBERNETES else ""
+            rows.append(("Kept data", f"{state.kept_data} (`devctl local up{flag}` starts it again)"))
         for label, value in rows:
             click.echo(f"{label + ':':<15}{value}")
     if not state.running:

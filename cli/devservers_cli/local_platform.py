@@ -7,8 +7,9 @@ undoes all of it, restoring the context that was selected before. Both are idemp
 
 Two control planes (``up --kubernetes`` picks the second):
 
-* **the emulator** (the default): starts in a second and keeps its objects in memory, so nothing of a
-  stopped one is worth keeping and ``down`` removes its volumes;
+* **the emulator** (the default): starts in a second; with ``--keep-objects`` it saves its objects to
+  ``cluster/objects.json`` every few seconds and at shutdown, and loads them at the next start, so ``down``
+  keeps them with the volumes of ``cluster/`` and the next ``up`` finds every DevServer and home again;
 * **the real one** (etcd, kube-apiserver, kube-controller-manager, kube-scheduler built from their Go modules
   on first use, plus our node agent): etcd's data, the PKI, the remembered ports and the home volumes live in
   ``kubernetes/`` of the state directory, which ``down`` keeps, so the next ``up --kubernetes`` finds every
@@ -22,8 +23,8 @@ Decisions, and why:
   ``~/.local/state/devservers/local`` (the XDG home of "state that should persist between restarts but is
   not important enough for data": pids, logs). It holds ``local.json`` (what ``up`` started and changed,
   read by ``down`` and ``status``), the cluster's own kubeconfig, both logs, ``cluster/`` (the emulator's
-  volumes and pod sandboxes, removed by ``down``: the emulator keeps its objects in memory, so the volumes
-  of a stopped cluster belong to nothing) and ``kubernetes/`` (the real control plane's data, kept).
+  objects, volumes and pod sandboxes, kept) and ``kubernetes/`` (the real control plane's data, kept).
+  Only ``down --purge`` deletes them, after asking on a terminal; both say which they did.
 * **Processes** run in sessions of their own (``start_new_session``), detached from the terminal, so
   closing it or pressing Ctrl-C in it does not stop them. A pid is only trusted while ``/proc/<pid>/
   cmdline`` still names the module that was started, so a recycled pid is never signalled.
@@ -113,7 +114,8 @@ class Status:
     started_at: str | None
     control_plane: str | None  # emulator or kubernetes; None when nothing was started
     version: str | None
-    kept_data: str | None  # a real control plane's data directory, when there is one (running or not)
+    kept_data: str | None  # the data directory (objects and volumes) `up` finds again, running or not
+    kept_control_plane: str | None = None  # whose data that is: emulator or kubernetes
 
     @property
     def running(self) -> bool:
@@ -268,7 +270,16 @@ class LocalPlatform:
             started_at=record.started_at or None,
             control_plane=record.control_plane if record.cluster_pid is not None else None,
             version=record.version,
-            kept_data=str(self.kubernetes_data) if self.kubernetes_data.is_dir() else None)
+            **self.kept(record.control_plane if record.cluster_pid is not None else None))
+
+    def kept(self, running: str | None) -> dict[str, str | None]:
+        """The data directory that ``up`` would find again, and whose: the running plane's, else any."""
+        candidates = {KUBERNETES: self.kubernetes_data, EMULATOR: self.data}
+        for plane in [running] if running else [EMULATOR, KUBERNETES]:
+            path = candidates.get(plane or "")
+            if path is not None and path.is_dir() and any(path.iterdir()):
+                return {"kept_data": str(path), "kept_control_plane": plane}
+        return {"kept_data": None, "kept_control_plane": None}
 
     # -- up --------------------------------------------------------------------------------------------
 
@@ -380,7 +391,10 @@ class LocalPlatform:
     def _start_cluster(self, record: Record, report: Report, timeout: float, capacity: dict[str, str]) -> None:
         self.cluster_kubeconfig.unlink(missing_ok=True)
         real = record.control_plane == KUBERNETES
-        if not real:
+        if not real and (self.data / "objects.json").is_file():
+            report(f"Starting the local cluster again, with the objects and volumes kept in {self.data} "
+                   f"(log: {self.cluster_log})...")
+        elif not real:
             report(f"Starting the local cluster (log: {self.cluster_log})...")
         elif (self.kubernetes_data / "control-plane" / "etcd").is_dir():
             report(f"Starting the Kubernetes control plane and the node again, with the data kept in "
@@ -393,6 +407,8 @@ class LocalPlatform:
                 "--state-dir", str(self.kubernetes_data if real else self.data)]
         if real:
             argv += ["--control-plane", KUBERNETES]
+        else:
+            argv += ["--keep-objects"]
         argv += [f"--node-capacity={resource}={amount}" for resource, amount in capacity.items()]
         # Pods are processes of the cluster: this Python environment is their "image" (python, torch...).
         path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)])
@@ -494,9 +510,6 @@ class LocalPlatform:
             else:
                 selected = f"; current context: {now}" if now else "; no context is selected now"
                 report(f"Context '{entries.context}' removed from {record.kubeconfig}{selected}.")
-        import shutil
-
-        shutil.rmtree(self.data, ignore_errors=True)
         self.cluster_kubeconfig.unlink(missing_ok=True)
         self.record_path.unlink(missing_ok=True)
         return True

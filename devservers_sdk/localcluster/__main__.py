@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 picks a free one)")
     serve_parser.add_argument("--state-dir", type=Path, default=None,
                               help="where volumes and pod sandboxes live (default: a temporary directory)")
+    serve_parser.add_argument("--keep-objects", action="store_true",
+                              help="emulator: save the objects in --state-dir at shutdown and load them at the next "
+                                   "start (pods come back from their controllers), as a real cluster keeps etcd")
     serve_parser.add_argument("--node-capacity", action="append", default=[], metavar="RESOURCE=QUANTITY",
                               help="extra node capacity, e.g. nvidia.com/gpu=2 (repeatable)")
     serve_parser.add_argument("--gpus", type=int, default=0, metavar="N",
@@ -116,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"local cluster serving at {url}; kubeconfig written to {args.kubeconfig}", flush=True)
 
     asyncio.run(serve(kubeconfig=args.kubeconfig, port=args.port, state_dir=args.state_dir,
-                      node_capacity=capacity or None, faults=faults, on_ready=ready, nodes=args.nodes))
+                      node_capacity=capacity or None, faults=faults, on_ready=ready, nodes=args.nodes,
+                      keep_objects=args.keep_objects))
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -39,6 +40,9 @@ T = TypeVar("T")
 CONTEXT_NAME = "devservers-local"
 ADMIN_USER = "localcluster-admin"
 NODE_NAME = "localcluster"
+OBJECTS_FILE = "objects.json"
+OBJECTS_SAVE_PERIOD = 5.0
+"""Where a serve with --keep-objects saves the objects at shutdown, in its state dir."""
 
 
 def kubeconfig_document(server: str, token: str, *, ca_pem: bytes, name: str = CONTEXT_NAME,
@@ -70,13 +74,19 @@ class ClusterRuntime:
 
     def __init__(self, *, state_dir: Path, port: int = 0, node_capacity: dict[str, str] | None = None,
                  kubelet: bool = True, kubelet_options: dict[str, Any] | None = None,
-                 controllers: bool = True, nodes: int = 1) -> None:
+                 controllers: bool = True, nodes: int = 1,
+                 keep_objects: bool = False) -> None:
         if nodes < 1:
             raise ValueError(f"nodes={nodes}: a cluster needs at least one node")
         # Node 1 keeps the historical name and directories; node N is "<name>-N" with its state in node-N/,
         # as on the real control plane.
         self.node_names = [NODE_NAME] + [f"{NODE_NAME}-{n}" for n in range(2, nodes + 1)]
         self.state_dir = state_dir
+        # With keep_objects the objects outlive the process: saved to the state dir at stop, loaded at start
+        # (with the volumes, which live there too), as a real control plane's etcd would keep them.
+        self.keep_objects = keep_objects
+        self.objects_file = state_dir / OBJECTS_FILE
+        self.restored = 0
         self.port = port
         self.token = secrets.token_urlsafe(32)
         self.certificate = tls.generate()
@@ -118,10 +128,16 @@ class ClusterRuntime:
         return token
 
     async def _compact_history(self) -> None:
-        """Compact the watch history on the configured period, as etcd compaction would."""
+        """Compact the watch history on the configured period, as etcd compaction would; with keep_objects,
+        save the objects every few seconds when they changed, so a killed cluster loses seconds, not all."""
         last = asyncio.get_running_loop().time()
+        saved_at, saved_revision = last, self.api.store.revision
         while True:
             await asyncio.sleep(0.5)
+            if self.keep_objects and self.api.store.revision != saved_revision \
+                    and asyncio.get_running_loop().time() - saved_at >= OBJECTS_SAVE_PERIOD:
+                saved_at, saved_revision = asyncio.get_running_loop().time(), self.api.store.revision
+                self._save_objects()
             period = self.server.faults.settings.compact_every
             now = asyncio.get_running_loop().time()
             if period and now - last >= period:
@@ -135,6 +151,8 @@ class ClusterRuntime:
 
     async def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.keep_objects and self.objects_file.is_file():
+            self.restored = self.api.restore(json.loads(self.objects_file.read_text()))
         self._compactor = asyncio.create_task(self._compact_history(), name="localcluster-compactor")
         if self._with_controllers:
             await self.controllers.start()
@@ -193,6 +211,15 @@ class ClusterRuntime:
         await self.controllers.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.keep_objects:
+            self._save_objects()
+
+    def _save_objects(self) -> None:
+        tmp = self.objects_file.with_name(f".{self.objects_file.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds Secrets
+        with os.fdopen(fd, "w") as handle:
+            json.dump(self.api.snapshot(), handle, separators=(",", ":"))
+        os.replace(tmp, self.objects_file)
 
     def kubeconfig(self, *, namespace: str = "default", token: str | None = None) -> dict[str, Any]:
         return kubeconfig_document(self.url, token or self.token, ca_pem=self.certificate.ca_pem,
@@ -428,11 +455,17 @@ def _renamed_context(document: dict[str, Any], namespace: str) -> dict[str, Any]
 
 async def serve(*, kubeconfig: Path, port: int = 0, state_dir: Path | None = None,
                 node_capacity: dict[str, str] | None = None, faults: FaultSettings | None = None,
-                on_ready: Callable[[str], None] | None = None, nodes: int = 1) -> None:
-    """Run the cluster in the foreground until SIGINT or SIGTERM, then shut down cleanly."""
+                on_ready: Callable[[str], None] | None = None, nodes: int = 1,
+                keep_objects: bool = False) -> None:
+    """Run the cluster in the foreground until SIGINT or SIGTERM, then shut down cleanly.
+
+    With ``keep_objects`` (and a ``state_dir``) the objects are saved there at shutdown and loaded at the
+    next start, so a stopped cluster comes back with its objects and volumes.
+    """
     temporary = state_dir is None
     state = state_dir or Path(tempfile.mkdtemp(prefix="localcluster-"))
-    runtime = ClusterRuntime(state_dir=state, port=port, node_capacity=node_capacity, nodes=nodes)
+    runtime = ClusterRuntime(state_dir=state, port=port, node_capacity=node_capacity, nodes=nodes,
+                             keep_objects=keep_objects and not temporary)
     if faults is not None:
         runtime.server.faults.configure(faults)
     stop = asyncio.Event()

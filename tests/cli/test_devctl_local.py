@@ -116,7 +116,8 @@ def test_up_status_down_as_a_user_runs_them(local_env: tuple[Path, Path]) -> Non
     assert [u["name"] for u in document["users"]] == ["me"]
     wait_for(lambda: gone(record["cluster_pid"]) and gone(record["operator_pid"]), timeout=30,
              message="both processes gone")
-    assert not (state / "cluster").exists() and (state / "cluster.log").is_file()
+    assert (state / "cluster" / "objects.json").is_file() and (state / "cluster.log").is_file()
+    assert "Its objects and volumes are kept in" in down.stdout
 
     twice = devctl("local", "down")
     assert twice.exit_code == 0 and "not running" in twice.stdout
@@ -232,7 +233,8 @@ def test_up_kubernetes_keeps_every_devserver_and_home_across_down_and_purge_dele
 
     down = devctl("local", "down")
     assert down.exit_code == 0, str(down)
-    assert f"The local cluster is down. Its data is kept in {data}" in down.stdout
+    assert f"The local cluster is down. Its objects and volumes are kept in {data}: `devctl local up " \
+           f"--kubernetes` starts it again" in down.stdout
     wait_for(lambda: gone(record["cluster_pid"]) and gone(record["operator_pid"]), timeout=90,
              message="the cluster and the operator gone")
     stopped = devctl("local", "status")
@@ -252,7 +254,7 @@ def test_up_kubernetes_keeps_every_devserver_and_home_across_down_and_purge_dele
     env = devctl_env(str(kubeconfig), DEVSERVERS_STATE_DIR=str(state))
     child = pexpect.spawn(DEVCTL[0], [*DEVCTL[1:], "local", "down", "--purge"], env=env, encoding="utf-8",
                           timeout=120)
-    child.expect(rf"Delete {state} for good, with the DevServers and home volumes .*\? \[y/N\]: ")
+    child.expect(rf"Delete {state} for good, with every DevServer and home volume .*\? \[y/N\]: ")
     child.sendline("n")
     child.expect(pexpect.EOF)
     child.close()
@@ -261,9 +263,60 @@ def test_up_kubernetes_keeps_every_devserver_and_home_across_down_and_purge_dele
 
     purged = devctl("local", "down", "--purge")  # not a terminal: no question
     assert purged.exit_code == 0, str(purged)
-    assert f"The local cluster is down; its state directory {state} is deleted." in purged.stdout
+    assert f"The local cluster is down; its state directory {state} is deleted, with every DevServer and home " \
+           f"volume (purged)." in purged.stdout
     assert not state.exists()
     assert current_context(kubeconfig) != "devservers-local"
+
+
+def test_down_then_up_keeps_every_devserver_and_home_of_the_emulator_and_purge_deletes_them(
+        local_env: tuple[Path, Path]) -> None:
+    """Issue 14: after `down` then `up` every server and home volume was gone, and down only said "down"."""
+    state, kubeconfig = local_env
+    data = state / "cluster"
+    devctl = make_devctl("process", str(kubeconfig), DEVSERVERS_STATE_DIR=str(state))
+    assert devctl("local", "up").exit_code == 0
+    created = devctl("create", "keep", "--flavor", "cpu-small", "--wait", "--timeout", "2m")  # the default home
+    assert created.exit_code == 0, str(created)
+    uid = kubectl_uid(kubeconfig, "devserver/keep")
+    marker = secrets.token_hex(8)
+    wrote = devctl("shell", "keep", "--", "sh", "-c", f'echo {marker} > "$HOME/marker"')
+    assert wrote.exit_code == 0, str(wrote)
+    record = json.loads(devctl("local", "status", "-o", "json").stdout)
+
+    down = devctl("local", "down")
+    assert down.exit_code == 0, str(down)
+    assert f"The local cluster is down. Its objects and volumes are kept in {data}: `devctl local up` starts it " \
+           f"again with every DevServer and home volume; `devctl local down --purge` deletes them." in down.stdout
+    wait_for(lambda: gone(record["cluster_pid"]) and gone(record["operator_pid"]), timeout=60,
+             message="the cluster and the operator gone")
+    stopped = devctl("local", "status")
+    assert stopped.exit_code == 3 and f"Kept data:     {data} (`devctl local up` starts" in stopped.stdout, str(stopped)
+
+    again = devctl("local", "up")
+    assert again.exit_code == 0, str(again)
+    assert f"Starting the local cluster again, with the objects and volumes kept in {data}" in again.stdout
+    waited = devctl("wait", "keep", "--for", "Running", "--timeout", "2m")
+    assert waited.exit_code == 0, str(waited)
+    assert kubectl_uid(kubeconfig, "devserver/keep") == uid  # the same object, not a new one of that name
+    read = devctl("shell", "keep", "--", "sh", "-c", 'cat "$HOME/marker"')
+    assert read.exit_code == 0 and read.stdout == f"{marker}\n", str(read)
+
+    env = devctl_env(str(kubeconfig), DEVSERVERS_STATE_DIR=str(state))
+    child = pexpect.spawn(DEVCTL[0], [*DEVCTL[1:], "local", "down", "--purge"], env=env, encoding="utf-8",
+                          timeout=120)
+    child.expect(rf"Delete {state} for good, with every DevServer and home volume .*\? \[y/N\]: ")
+    child.sendline("n")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1 and json.loads(devctl("local", "status", "-o", "json").stdout)["running"] is True
+
+    purged = devctl("local", "down", "--purge", "--yes")
+    assert purged.exit_code == 0 and "(purged)" in purged.stdout, str(purged)
+    assert not state.exists()
+    fresh = devctl("local", "up")
+    assert fresh.exit_code == 0 and "again" not in fresh.stdout.split("\n")[0], str(fresh)
+    assert devctl("list", "-o", "name").stdout == ""
 
 
 def test_up_kubernetes_without_go_and_binaries_says_what_to_install_and_starts_nothing(

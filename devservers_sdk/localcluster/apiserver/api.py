@@ -765,6 +765,37 @@ class ClusterAPI:
 
     # -- CRDs --------------------------------------------------------------------------------------
 
+    # What a restart of the emulator does not keep: the node's own records (the agent registers again) and
+    # what only made sense for processes that are gone (pods, their Events, the endpoints pointing at them).
+    # The controllers and the operator build those again from what is kept.
+    _NOT_KEPT = frozenset({("", "pods"), ("", "events"), ("events.k8s.io", "events"), ("", "nodes"),
+                           ("coordination.k8s.io", "leases"), ("", "endpoints"),
+                           ("discovery.k8s.io", "endpointslices")})
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every object worth keeping across a restart, for ``restore`` (``devctl local down``, then ``up``)."""
+        objects = [{"group": group, "resource": resource, "object": obj}
+                   for group, resource in self.store.group_resources()
+                   if (group, resource) not in self._NOT_KEPT
+                   for obj in self.store.iter((group, resource))]
+        return {"revision": self.store.revision, "objects": objects}
+
+    def restore(self, snapshot: dict[str, Any]) -> int:
+        """Load a ``snapshot`` into an empty store (CRDs first, so their types are served); how many objects."""
+        entries = sorted(snapshot.get("objects") or [],
+                         key=lambda e: (e["group"], e["resource"]) != ("apiextensions.k8s.io", "customresourcedefinitions"))
+        for entry in entries:
+            gr = (entry["group"], entry["resource"])
+            obj = entry["object"]
+            self.store.restore(gr, obj)
+            if gr == ("apiextensions.k8s.io", "customresourcedefinitions"):
+                self.serve_crd(obj)
+            elif gr == ("", "services"):
+                cluster_ip = (obj.get("spec") or {}).get("clusterIP")
+                if cluster_ip and cluster_ip != "None":
+                    self.service_ips.reserve(cluster_ip)
+        return len(entries)
+
     def serve_crd(self, crd: dict[str, Any]) -> None:
         spec = crd.get("spec", {})
         self.registry.set_crd_types(spec.get("group", ""), spec.get("names", {}).get("plural", ""),

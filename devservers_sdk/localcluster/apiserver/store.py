@@ -159,6 +159,13 @@ class Store:
 
     # -- writes ------------------------------------------------------------------------------------
 
+    def restore(self, gr: GroupResource, obj: dict[str, Any]) -> None:
+        """Put back an object saved by an earlier run, at its own resourceVersion (no history, no event)."""
+        meta = obj["metadata"]
+        self._objects[gr][(meta.get("namespace", ""), meta["name"])] = obj
+        self._revision = max(self._revision, int(meta.get("resourceVersion") or 0))
+        self._compacted = self._revision
+
     def next_revision(self) -> int:
         self._revision += 1
         return self._revision

@@ -159,9 +159,20 @@ class Controllers:
         api.store.on_event(self._on_event)
 
     async def start(self) -> None:
+        # Objects may have been loaded since __init__ (a restarted cluster that keeps its objects): index
+        # them, and look at every StatefulSet and claim once, as real controllers do after their first list
+        # (the pods of a kept StatefulSet are gone with the processes of the previous run).
+        for gr in self.api.store.group_resources():
+            for obj in self.api.store.iter(gr):
+                self.owners.observe(StoredEvent(0, gr, "ADDED", obj, None))
         self._ensure_default_storage_class()
         for ns in self.api.store.iter(NAMESPACES):
             self._queues["namespace"].add(ns["metadata"]["name"])
+        for sts in self.api.store.iter(STATEFULSETS):
+            self._queues["statefulset"].add((sts["metadata"].get("namespace", ""), sts["metadata"]["name"]))
+        for claim in self.api.store.iter(PVCS):
+            meta = claim["metadata"]
+            self._queues["pvc"].add(("claim", meta.get("namespace", ""), meta["name"], meta.get("uid", "")))
         self._tasks = [asyncio.create_task(q.run(), name=f"controller-{q.name}") for q in self._queues.values()]
 
     async def stop(self) -> None:
