@@ -657,6 +657,11 @@ class DevServerClient:
             raise InvalidSpecError(f"expiration_time for DevServer '{name}' must be an RFC 3339 time with a time "
                                    f"zone, e.g. 2025-01-31T18:00:00Z (got {value!r}).",
                                    field="spec.lifecycle.expirationTime", kind="DevServer", name=name)
+        if moment <= datetime.now(UTC):
+            # The operator would hold such a server (phase Expired, DeadlineBeforeCreation): say it before sending.
+            raise InvalidSpecError(f"expirationTime {rfc3339(moment)} is in the past; use timeToLive or a future "
+                                   f"time (DevServer '{name}').", field="spec.lifecycle.expirationTime",
+                                   kind="DevServer", name=name)
         return rfc3339(moment)
 
     def get(self, name: str) -> DevServer:
@@ -1030,7 +1035,8 @@ class DevServerClient:
 
         Raises:
             WaitCancelledError: ``cancel`` was cancelled; the DevServer is left as it is.
-            DevServerFailedError: it reached ``Failed`` (unless that is what was asked for).
+            DevServerFailedError: it reached ``Failed``, or ``Expired`` (its deadline was before its creation),
+                unless that is what was asked for.
             DevServerNotFoundError: it does not exist, or was deleted while waiting.
             WaitTimeoutError: ``timeout`` passed; the message gives the phase and last condition.
 
@@ -1084,10 +1090,12 @@ class DevServerClient:
         phase = server.status.phase
         if for_phase is not None and phase == for_phase:
             return True
-        if phase == "Failed" and for_phase != "Failed":
+        if phase in ("Failed", "Expired") and for_phase != phase:
+            # Expired here means its deadline had passed before it was created: it will not run by itself.
             reason = server.status.message or _last_condition(server) or "no reason given"
+            what = "failed" if phase == "Failed" else "is Expired"
             raise DevServerFailedError(
-                f"DevServer '{server.name}' failed: {reason}.", next_step=NextStep("describe", server.name),
+                f"DevServer '{server.name}' {what}: {reason}.", next_step=NextStep("describe", server.name),
                 lead="See what happened with", devserver=server, kind="DevServer", name=server.name,
                 namespace=server.namespace)
         return False

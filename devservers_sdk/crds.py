@@ -20,10 +20,22 @@ and effect, condition status, phase); ``worldSize`` 1..1000, ``nprocsPerNode`` >
 ``defaultIdleTimeout`` >= 60; the duration pattern (refuses ``""``, ``0s``, ``90``, ``4 hours``); the
 quantity pattern; owner, node selector values and toleration values as label values; toleration keys as
 qualified names; flavor/claim names as DNS-1123 subdomains; image without spaces;
-the DevServer name (DNS-1035, at most ``MAX_NAME_LENGTH``) via ``metadata.name``; ``distributed`` only with
-``mode: distributed`` (a ``not`` junctor); required ``owner``/``flavor``/``spec``; defaults.
+the DevServer name (DNS-1035, at most ``MAX_NAME_LENGTH``) via ``metadata.name``; required
+``owner``/``flavor``/``spec``; defaults.
 
-Enforced by a CEL rule (``x-kubernetes-validations``, which the emulator runs with its CEL subset): NCCL
+No ``not``, ``oneOf`` or ``allOf`` (the generator refuses them): the API server words their failures as
+``<nil>: Invalid value: "": "spec" must not validate the schema (not)``, which names no field and no fix.
+A rule the schema cannot word well is a CEL rule (``x-kubernetes-validations``) whose ``message`` names the
+field and the fix, as the SDK's errors do.
+
+Not refused but warned about: fields that are accepted and have no effect (``models.IGNORED_FIELD_MESSAGES``:
+``distributed`` beside ``mode: standalone``, ``enableSSH``). ``ignored_fields_policy`` turns them into a
+ValidatingAdmissionPolicy with a ``Warn`` binding, rendered beside the CRDs, so every write that sets one
+gets a ``Warning`` header (kubectl prints it) and the operator reports them in the ``FieldsIgnored``
+condition. A CRD has no way of its own to warn.
+
+Enforced by a CEL rule (``x-kubernetes-validations``, which the emulator runs with its CEL subset): the
+owner (a user name as the API server reports it, at most ``MAX_OWNER_LENGTH``); NCCL
 setting keys start with ``NCCL_`` and are not ``NCCL_*_PLUGIN``, so no setting can override the distributed
 contract or load a library (``propertyNames`` is not structural); at most ``MAX_NCCL_SETTINGS`` of them, no
 NUL in a value.
@@ -62,6 +74,8 @@ from devservers_sdk.models import (
     DEVSERVER_PLURAL,
     FLAVOR_KIND,
     FLAVOR_PLURAL,
+    IGNORED_FIELD_MESSAGES,
+    IGNORED_FIELD_RULES,
     MAX_NAME_LENGTH,
     NAME_PATTERN,
     DevServerFlavorSpec,
@@ -69,7 +83,8 @@ from devservers_sdk.models import (
     DevServerStatus,
 )
 
-__all__ = ["CRD_DIRECTORY", "devserver_crd", "flavor_crd", "main", "render"]
+__all__ = ["CRD_DIRECTORY", "IGNORED_FIELDS_POLICY", "devserver_crd", "flavor_crd", "ignored_fields_policy", "main",
+           "render"]
 
 CRD_DIRECTORY = Path(__file__).resolve().parent.parent / "crds"
 """Where ``--write`` puts the files in a source checkout."""
@@ -82,14 +97,14 @@ _HEADER = (
 _PASSED_THROUGH = frozenset(
     {
         "type", "description", "default", "enum", "format", "pattern", "minimum", "maximum",
-        "minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "required", "not",
+        "minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "required",
     }
 )  # fmt: skip
 _NULL = {"type": "null"}
 # pydantic orders keywords differently from model to model; a fixed order keeps the YAML readable and stable.
 _KEY_ORDER = (
     "type", "description", "enum", "format", "pattern", "minLength", "maxLength", "minimum", "maximum",
-    "anyOf", "x-kubernetes-int-or-string", "default", "required", "not", "properties",
+    "anyOf", "x-kubernetes-int-or-string", "default", "required", "properties",
     "additionalProperties", "items", "minItems", "maxItems", "minProperties", "maxProperties",
     "x-kubernetes-list-type", "x-kubernetes-list-map-keys", "x-kubernetes-validations",
 )  # fmt: skip
@@ -290,16 +305,53 @@ def flavor_crd() -> dict[str, Any]:
     )
 
 
+IGNORED_FIELDS_POLICY = "devservers-ignored-fields"
+"""The name of the warning ValidatingAdmissionPolicy and of its binding."""
+
+
+def ignored_fields_policy() -> list[dict[str, Any]]:
+    """A ValidatingAdmissionPolicy and its ``Warn`` binding: a warning for each field that has no effect.
+
+    ``failurePolicy: Ignore``: a warning must never block a write, even if the policy cannot be evaluated.
+    The rule's ``scope`` is the server's default, written out so that applying the file again is a no-op.
+    """
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": IGNORED_FIELDS_POLICY},
+        "spec": {
+            "failurePolicy": "Ignore",
+            "matchConstraints": {
+                "resourceRules": [{"apiGroups": [API_GROUP], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
+                                   "resources": [DEVSERVER_PLURAL], "scope": "*"}],
+            },
+            "validations": [
+                {"expression": IGNORED_FIELD_RULES[field], "message": message}
+                for field, message in IGNORED_FIELD_MESSAGES.items()
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": IGNORED_FIELDS_POLICY},
+        "spec": {"policyName": IGNORED_FIELDS_POLICY, "validationActions": ["Warn"]},
+    }
+    return [policy, binding]
+
+
 def _dump(crd: dict[str, Any]) -> str:
     # A wide line keeps long patterns and descriptions on one line each: easier diffs than folded scalars.
     return _HEADER + yaml.safe_dump(crd, sort_keys=False, width=10_000, allow_unicode=True)
 
 
 def render() -> dict[str, str]:
-    """Every CRD file's name (as under ``crds/``) and its YAML text."""
+    """Every file's name (as under ``crds/``) and its YAML text: the two CRDs and the warning policy."""
     return {
         f"{API_GROUP}_{DEVSERVER_PLURAL}.yaml": _dump(devserver_crd()),
         f"{API_GROUP}_{FLAVOR_PLURAL}.yaml": _dump(flavor_crd()),
+        f"{API_GROUP}_{DEVSERVER_PLURAL}-warnings.yaml": _HEADER + yaml.safe_dump_all(
+            ignored_fields_policy(), sort_keys=False, width=10_000, allow_unicode=True),
     }
 
 

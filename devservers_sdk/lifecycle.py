@@ -57,6 +57,7 @@ __all__ = [
     "ACTIVITY_ANNOTATION",
     "CLOCK_SKEW",
     "CPU_ACTIVE_CORES",
+    "DEADLINE_BEFORE_CREATION",
     "DEFAULT_PROBE_MAX_AGE",
     "DEFAULT_WARNING_LEAD",
     "DESIRED_STATE_ANNOTATION",
@@ -108,7 +109,12 @@ CPU_ACTIVE_CORES = 0.1
 GPU_ACTIVE_PERCENT = 5.0
 """GPU utilisation (percent, busiest GPU) that counts as work."""
 
-Action = Literal["none", "warn_expiring", "expire", "stop_idle", "stop_low_gpu"]
+Action = Literal["none", "warn_expiring", "expire", "stop_idle", "stop_low_gpu", "hold"]
+
+DEADLINE_BEFORE_CREATION = "DeadlineBeforeCreation"
+"""The reason of a DevServer whose ``expirationTime`` had passed before it was created: a mistake (the seed's
+own example carries ``2024-01-15T18:00:00Z``), not an expiry. The operator runs nothing and deletes nothing,
+and the status says so (phase ``Expired``) until the date is moved to the future."""
 
 
 class LifetimeLimitError(InvalidSpecError):
@@ -549,8 +555,9 @@ class Decision:
 
     Attributes:
         action: ``expire`` (delete the DevServer), ``stop_idle`` (set the desired-state annotation to
-            Stopped, which scales the StatefulSet to 0), ``warn_expiring`` (emit the ExpiringSoon Event)
-            or ``none``.
+            Stopped, which scales the StatefulSet to 0), ``warn_expiring`` (emit the ExpiringSoon Event),
+            ``hold`` (the deadline had passed before the DevServer was created: run nothing, delete
+            nothing, report phase Expired with reason ``DEADLINE_BEFORE_CREATION``) or ``none``.
         reason, message: for the Event of the action and the status (CamelCase reason, one sentence).
         requeue_after: seconds until the next deadline at which the answer may change (the operator
             schedules its next look then); None when nothing is scheduled. Independent of the action:
@@ -607,7 +614,7 @@ def plan(
 ) -> Decision:
     """Decide what the lifecycle asks of ``devserver`` at ``now``.
 
-    Priority: expire > stop_idle > stop_low_gpu > warn.
+    Priority: hold > expire > stop_idle > stop_low_gpu > warn.
 
     Args:
         devserver: as read from the server (metadata, spec, annotations, the previous status).
@@ -783,6 +790,20 @@ def plan(
             gpu_warning=gpu_warning,
         )
 
+    expiration = spec.lifecycle.expiration_time
+    if expiration is not None and expiration <= created_at:
+        return Decision(
+            action="hold",
+            reason=DEADLINE_BEFORE_CREATION,
+            message=f"spec.lifecycle.expirationTime {rfc3339(expiration)} had already passed when DevServer "
+            f"'{name}' was created at {rfc3339(created_at)}, so nothing runs and nothing is deleted; set a "
+            "future expirationTime, or remove it and use timeToLive",
+            requeue_after=None,
+            expires_at=deadline,
+            activity=activity,
+            idle=("False", DEADLINE_BEFORE_CREATION, "nothing runs: the deadline is before creation"),
+            expiring_soon=True,
+        )
     if deadline is not None and now >= deadline:
         return Decision(
             action="expire",

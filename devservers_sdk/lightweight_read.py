@@ -62,7 +62,7 @@ MAX_NCCL_SETTINGS = 64
 MAX_NCCL_VALUE_LENGTH = 4096
 MODES = ("standalone", "distributed")  # the first is the default
 BACKENDS = ("nccl", "gloo")  # the first is the default
-PHASES = ("Pending", "Starting", "Running", "Interrupted", "Stopping", "Stopped", "Failed", "Terminating")
+PHASES = ("Pending", "Starting", "Running", "Interrupted", "Stopping", "Stopped", "Failed", "Expired", "Terminating")
 CONDITION_STATUSES = ("True", "False", "Unknown")
 MAX_WORLD_SIZE = 1000
 MIN_IDLE_TIMEOUT = 60
@@ -70,7 +70,7 @@ MAX_CHECKPOINT_TIMEOUT = 3600
 FIELDS = {
     "": {"apiVersion", "kind", "metadata", "spec", "status"},
     "spec": {"owner", "flavor", "image", "mode", "distributed", "persistentHomeSize", "sharedVolumeClaimName",
-             "lifecycle"},
+             "enableSSH", "lifecycle"},
     "spec.distributed": {"worldSize", "nprocsPerNode", "backend", "ncclSettings"},
     "spec.lifecycle": {"idleTimeout", "autoShutdown", "expirationTime", "timeToLive", "minGpuUtilization",
                        "checkpoint"},
@@ -497,6 +497,8 @@ def _spec_problem(spec: dict[str, Any]) -> str | None:
         return "owner, flavor or mode"
     if not _optional(spec, "image", str) or not _optional(spec, "sharedVolumeClaimName", str):
         return "image or shared volume"
+    if not _optional(spec, "enableSSH", bool):
+        return "enableSSH"
     if spec.get("persistentHomeSize") is not None and not _non_negative_quantity(spec["persistentHomeSize"]):
         return "persistentHomeSize"
     return _distributed_problem(spec) or _lifecycle_problem(spec.get("lifecycle", {}))
@@ -506,7 +508,7 @@ def _distributed_problem(spec: dict[str, Any]) -> str | None:
     distributed = spec.get("distributed")
     if distributed is None:
         return None
-    if spec.get("mode") != "distributed" or not isinstance(distributed, dict) or \
+    if not isinstance(distributed, dict) or \
             not set(distributed) <= FIELDS["spec.distributed"] or \
             not _bounded(distributed, "worldSize", 1, MAX_WORLD_SIZE) or \
             not (distributed.get("nprocsPerNode") == "auto" or _bounded(distributed, "nprocsPerNode", 1)) or \

@@ -26,6 +26,7 @@ are adopted) and create it again.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shlex
@@ -83,6 +84,7 @@ __all__ = [
     "labels_for",
     "master_addr",
     "nprocs_per_node",
+    "owner_label_value",
     "owner_reference",
     "rank_count",
     "selector_for",
@@ -348,8 +350,37 @@ def labels_for(devserver: DevServer) -> dict[str, str]:
         INSTANCE_LABEL: devserver.name,
         MANAGED_BY_LABEL: MANAGED_BY,
         NAME_LABEL: devserver.name,
-        OWNER_LABEL: devserver.spec.owner,
+        OWNER_LABEL: owner_label_value(devserver.spec.owner),
     }
+
+
+_LABEL_VALUE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_OWNER_HASH_LENGTH = 10
+_LOOKS_HASHED = re.compile(rf".*-[0-9a-f]{{{_OWNER_HASH_LENGTH}}}")
+
+
+def owner_label_value(owner: str) -> str:
+    """The ``devservers.io/owner`` label value for ``spec.owner``: one rule, so two owners never share one.
+
+    An owner that is already a label value (at most 63 letters, digits, ``-``, ``_``, ``.``, alphanumeric at
+    both ends) is the label as it is: ``alice`` labels ``alice``. Any other owner is sanitised (every run of
+    other characters becomes ``-``, the ends trimmed to alphanumerics, cut to 52 characters) and gets ``-``
+    and the first 10 hex digits of the SHA-256 of the owner: ``alice@example.com`` labels
+    ``alice-example.com-<hash>``. So does an owner that already ends like that (``-`` and 10 hex digits),
+    so that nobody can pick a user name that equals another owner's sanitised label.
+
+    Example:
+        >>> owner_label_value("alice")
+        'alice'
+        >>> owner_label_value("alice@example.com")
+        'alice-example.com-ff8d9819fc'
+    """
+    if len(owner) <= 63 and _LABEL_VALUE.fullmatch(owner) and not _LOOKS_HASHED.fullmatch(owner):
+        return owner
+    digest = hashlib.sha256(owner.encode()).hexdigest()[:_OWNER_HASH_LENGTH]
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "-", owner)
+    readable = re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", readable[:63 - _OWNER_HASH_LENGTH - 1])
+    return f"{readable}-{digest}" if readable else digest
 
 
 def selector_for(devserver: DevServer) -> dict[str, str]:

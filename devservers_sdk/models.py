@@ -23,6 +23,7 @@ apiserver would accept a 60-character DevServer and then fail every pod, far fro
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,7 +43,6 @@ from pydantic import (
     JsonValue,
     StrictBool,
     StrictInt,
-    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -64,15 +64,19 @@ __all__ = [
     "FLAVOR_KIND",
     "FLAVOR_PLURAL",
     "GPU_RESOURCE",
+    "IGNORED_FIELD_MESSAGES",
+    "IGNORED_FIELD_RULES",
     "LOADER_ENV",
     "MAX_CHECKPOINT_TIMEOUT",
     "MAX_IDLE_TIMEOUT",
     "MAX_LIFETIME",
     "MAX_NAME_LENGTH",
     "MAX_NCCL_SETTINGS",
+    "MAX_OWNER_LENGTH",
     "MAX_WORLD_SIZE",
     "NAME_PATTERN",
     "NPROCS_AUTO",
+    "OWNER_PATTERN",
     "PRICE_PATTERN",
     "CheckpointHook",
     "CheckpointOutcome",
@@ -140,8 +144,15 @@ NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 """A DNS-1035 label: the headless Service named after the DevServer must start with a letter."""
 
 _SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-# A Kubernetes label value, except that the empty value is refused: an owner must name someone.
-_OWNER_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+MAX_OWNER_LENGTH = 256
+"""The longest ``spec.owner``: a user name as the API server reports it; e-mail addresses reach 254."""
+OWNER_PATTERN = r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"
+"""A user name as the API server reports it (``kubectl auth whoami``): any printable text without
+surrounding spaces, e.g. ``alice``, ``alice@example.com``, ``system:serviceaccount:ml:builder``."""
+_OWNER_ADVICE = (
+    "spec.owner must be your Kubernetes user name as `kubectl auth whoami` shows it, e.g. alice@example.com: "
+    f"1 to {MAX_OWNER_LENGTH} characters, no control characters and no spaces at either end"
+)
 _NCCL_KEY_PATTERN = r"^NCCL_[A-Z0-9_]+$"
 _IMAGE_PATTERN = r"^\S+$"
 
@@ -317,16 +328,29 @@ _Subdomain = Annotated[
         max_length=253,
     ),
 ]
-# The operator labels children with devservers.io/owner=<owner>, and `devctl list` selects on it.
+
+
+def _cel_string(text: str) -> str:
+    """``text`` as a CEL single-quoted string literal (for a regular expression in a CRD rule)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _check_owner(value: str) -> str:
+    if not value or len(value) > MAX_OWNER_LENGTH or not re.fullmatch(OWNER_PATTERN, value):
+        raise ValueError(f"{json.dumps(value)} is not a valid owner: it {_OWNER_ADVICE.removeprefix('spec.owner ')}")
+    return value
+
+
 _Owner = Annotated[
     str,
-    _Matches(
-        _OWNER_PATTERN,
-        what="owner",
-        advice='it becomes a Kubernetes label value: use letters, digits, "-", "_" and ".", starting and '
-        'ending with a letter or digit, e.g. "alice" (not an e-mail address)',
-        max_length=63,
-    ),
+    AfterValidator(_check_owner),
+    WithJsonSchema({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_OWNER_LENGTH,
+        "x-kubernetes-validations": [{"rule": f"self.matches({_cel_string(OWNER_PATTERN)})",
+                                      "message": _OWNER_ADVICE}],
+    }),
 ]
 _LabelKey = Annotated[str, AfterValidator(_check_label_key)]
 _LabelValue = Annotated[
@@ -468,6 +492,20 @@ class _Observed(BaseModel):
     """Base of what the server reports: tolerate fields a newer operator or apiserver adds."""
 
     model_config = ConfigDict(populate_by_name=True, alias_generator=_CAMEL_CASE, extra="ignore")
+
+
+IGNORED_FIELD_MESSAGES: dict[str, str] = {
+    "spec.distributed": "spec.distributed is ignored because spec.mode is standalone: set mode: distributed to "
+    "run a torchrun group, or remove distributed",
+    "spec.enableSSH": "spec.enableSSH is ignored: SSH needs no switch and opens no port (devctl ssh-config NAME, "
+    "then ssh NAME.devserver), so remove enableSSH",
+}
+"""Fields accepted but without effect, and the sentence said about each (warning, condition, describe)."""
+IGNORED_FIELD_RULES: dict[str, str] = {
+    "spec.distributed": "object.spec.mode == 'distributed' || !has(object.spec.distributed)",
+    "spec.enableSSH": "!has(object.spec.enableSSH)",
+}
+"""The same, as CEL over ``object`` for the ValidatingAdmissionPolicy that warns on writes (``crds.py``)."""
 
 
 # --- DevServer ------------------------------------------------------------------------------------------
@@ -615,17 +653,11 @@ class LifecycleSpec(_Spec):
 class DevServerSpec(_Spec):
     """What a researcher asks for: whose server, which size, which image, and how long it may live."""
 
-    model_config = ConfigDict(
-        # A rule across two fields, which a structural schema can still state: standalone means no
-        # `distributed` section. (mode is always present server-side: it has a default.)
-        json_schema_extra={
-            "not": {"required": ["distributed"], "properties": {"mode": {"enum": ["standalone"]}}}
-        }
-    )
-
     owner: _Owner = Field(
-        description="Who the server belongs to (a user name, e.g. alice). Children are labelled "
-        "devservers.io/owner=<owner>, so it must be a valid label value.",
+        description="Who the server belongs to: the user name the API server knows them by (what `kubectl auth "
+        "whoami` shows, e.g. alice@example.com). Only that user may create or change it (the owner policy). "
+        "Children are labelled devservers.io/owner with it, sanitised where it is not a label value (see "
+        "devservers_sdk.manifests.owner_label_value).",
     )
     flavor: _Subdomain = Field(
         description="Name of the DevServerFlavor (cluster-scoped) that sizes each pod: CPU, memory, GPUs, "
@@ -641,8 +673,9 @@ class DevServerSpec(_Spec):
     )
     distributed: DistributedSpec | None = Field(
         default=None,
-        description="torchrun group settings; only allowed when mode is distributed (defaults apply when "
-        "it is omitted there).",
+        description="torchrun group settings, used when mode is distributed (defaults apply when it is omitted "
+        "there). Beside mode: standalone it is accepted and ignored, with a warning and the FieldsIgnored "
+        "condition, so switching mode is a one-word edit.",
     )
     persistent_home_size: _Quantity | None = Field(
         default=None,
@@ -656,23 +689,31 @@ class DevServerSpec(_Spec):
         description="Name of an existing PersistentVolumeClaim in the same namespace, mounted at /shared "
         "on every pod.",
     )
+    enable_ssh: StrictBool | None = Field(
+        default=None,
+        validation_alias="enableSSH",
+        serialization_alias="enableSSH",
+        description="Accepted for the seed's examples and ignored, with a warning and the FieldsIgnored "
+        "condition: SSH needs no switch and opens no port (devctl ssh-config NAME, then ssh NAME.devserver).",
+    )
     lifecycle: LifecycleSpec = Field(
         default_factory=LifecycleSpec,
         description="Idle shutdown and expiry.",
     )
 
-    @field_validator("distributed")
-    @classmethod
-    def _distributed_needs_distributed_mode(
-        cls, value: DistributedSpec | None, info: ValidationInfo
-    ) -> DistributedSpec | None:
-        # If mode itself was invalid it is missing from info.data: that error is the one to show.
-        if value is not None and info.data.get("mode", "distributed") != "distributed":
-            raise ValueError(
-                'the distributed section is only allowed when mode is "distributed": set mode: distributed, '
-                "or remove distributed"
-            )
-        return value
+    def ignored_fields(self) -> dict[str, str]:
+        """The fields this spec sets that have no effect, each with a sentence saying why and what to do.
+
+        The operator reports them in the ``FieldsIgnored`` condition, the API server warns about them on
+        every write (``IGNORED_FIELD_RULES``, a ValidatingAdmissionPolicy in Warn mode), and ``devctl
+        describe`` shows them.
+        """
+        ignored: dict[str, str] = {}
+        if self.mode != "distributed" and self.distributed is not None:
+            ignored["spec.distributed"] = IGNORED_FIELD_MESSAGES["spec.distributed"]
+        if self.enable_ssh is not None:
+            ignored["spec.enableSSH"] = IGNORED_FIELD_MESSAGES["spec.enableSSH"]
+        return ignored
 
     @model_validator(mode="after")
     def _default_distributed_section(self) -> DevServerSpec:
@@ -759,12 +800,14 @@ class DevServerStatus(_Observed):
     """What the operator observed; written only through the status subresource."""
 
     phase: (
-        Literal["Pending", "Starting", "Running", "Interrupted", "Stopping", "Stopped", "Failed", "Terminating"]
+        Literal["Pending", "Starting", "Running", "Interrupted", "Stopping", "Stopped", "Failed", "Expired",
+                "Terminating"]
         | None
     ) = Field(
         default=None,
         description="Summary of the pods' state. Interrupted: the system took pods away (eviction, a "
-        "drained or reclaimed node) and they are coming back on other nodes with their homes.",
+        "drained or reclaimed node) and they are coming back on other nodes with their homes. Expired: its "
+        "expirationTime was before its creation; nothing runs until the date moves to the future.",
     )
     conditions: list[Condition] = Field(
         default_factory=list,

@@ -8,8 +8,10 @@ setting       explicit                             environment                  
 kubeconfig    ``kubeconfig=``                      ``KUBECONFIG`` (``:``-list)    ``~/.kube/config``
 context       ``context=``                         ``DEVSERVERS_CONTEXT``         ``current-context``
 namespace     ``namespace=``                       ``DEVSERVERS_NAMESPACE``       context namespace, ``default``
-owner         ``owner=``                           ``DEVSERVERS_OWNER``           SelfSubjectReview username,
-                                                                                  then the kubeconfig user name
+owner         ``owner=``                           ``DEVSERVERS_OWNER``           SelfSubjectReview username
+                                                                                  as is; the kubeconfig user
+                                                                                  name only where that API
+                                                                                  is not served
 ============  ===================================  =============================  ===========================
 
 The kubeconfig is read here with plain YAML (merging a ``KUBECONFIG`` list the way kubectl does: the
@@ -20,7 +22,6 @@ package; ``kube.py`` hands the same path and context to the official loader to b
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,29 +190,14 @@ def resolve_namespace(explicit: str | None, info: KubeconfigInfo | None) -> str:
     return explicit or os.environ.get(NAMESPACE_ENV) or (info.namespace if info else None) or DEFAULT_NAMESPACE
 
 
-def owner_from_username(username: str) -> str:
-    """A DevServer owner (a label value: 63 characters of letters, digits, ``-_.``) from a login name.
-
-    Cluster identities are rarely label values: ``alice@example.com`` becomes ``alice``,
-    ``system:serviceaccount:ml:builder`` becomes ``builder``, ``arn:aws:sts::1:assumed-role/Dev/alice``
-    becomes ``alice``; other characters become ``-``.
-
-    Example:
-        >>> owner_from_username("alice@example.com")
-        'alice'
-    """
-    text = username.strip()
-    text = text.split("@", 1)[0] if "@" in text else text
-    text = re.split(r"[:/]", text)[-1] or text
-    text = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:63]
-    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", text)
-
-
 def resolve_owner(explicit: str | None, *, whoami: Callable[[], str | None], info: KubeconfigInfo | None) -> str:
     """explicit argument > ``DEVSERVERS_OWNER`` > the server's idea of who we are > the kubeconfig user.
 
-    Explicit and environment values are taken as given (the model validates them); identities from the
-    cluster or the kubeconfig go through ``owner_from_username``.
+    Every value is taken as given: the owner policy compares ``spec.owner`` with the requesting user's name
+    exactly, so the default owner is that name, e-mail address and all (``kubectl auth whoami``). The
+    kubeconfig's user entry name is a last resort for clusters that do not serve SelfSubjectReview
+    (Kubernetes before 1.28 without its beta API, or RBAC that forbids it); there it is only a guess, and a
+    cluster with the owner policy refuses a wrong guess with a message naming the expected owner.
 
     Args:
         explicit: the ``owner=`` the caller gave, if any.
@@ -222,10 +208,7 @@ def resolve_owner(explicit: str | None, *, whoami: Callable[[], str | None], inf
     Raises:
         ConfigurationError: nothing names an owner.
     """
-    owner = explicit or os.environ.get(OWNER_ENV)
-    if not owner:
-        identity = whoami() or (info.user if info else None)
-        owner = owner_from_username(identity) if identity else None
+    owner = explicit or os.environ.get(OWNER_ENV) or whoami() or (info.user if info else None)
     if not owner:
         raise ConfigurationError(f"Cannot tell who you are: set {OWNER_ENV} to your user name.")
     return owner

@@ -8,6 +8,8 @@ operator writes the truth after every reconcile and every rule is unit-tested on
 Phase, first match wins:
 
 * ``Terminating``: the DevServer has a deletionTimestamp.
+* ``Expired``: its ``expirationTime`` had passed before it was created (the lifecycle's ``hold``): nothing
+  runs and nothing is deleted; reason ``DeadlineBeforeCreation``, and the message gives both dates.
 * ``Stopping``/``Stopped``: the desired state is Stopped; Stopping while pods remain.
 * ``Failed``: a dependency is missing (``missing``: the flavor, the shared claim) or a pod cannot run
   (ErrImagePull, ImagePullBackOff, CrashLoopBackOff, a bad image name or container config, a failed pod).
@@ -27,6 +29,8 @@ Phase, first match wins:
 Conditions ``Ready``, ``Scheduled``, ``Idle``, ``ExpiringSoon``, ``Degraded`` always appear (``Interrupted``
 once there has been an interruption), each with a
 reason and a message; ``lastTransitionTime`` only moves when the condition's status changes.
+``FieldsIgnored`` appears while the spec sets fields that have no effect (``distributed`` beside ``mode:
+standalone``, ``enableSSH``), with the sentence the API server's warning says.
 
 ``pods_to_replace`` names the failing pods of an older template that the operator must delete itself:
 the StatefulSet controller will not replace a pod that never became Ready, even when the new template
@@ -42,6 +46,7 @@ from typing import Any, Literal
 
 from .activity import rfc3339
 from .lifecycle import (
+    DEADLINE_BEFORE_CREATION,
     DEFAULT_WARNING_LEAD,
     STOPPED_REASON_IDLE,
     STOPPED_REASON_LOW_GPU,
@@ -58,6 +63,8 @@ __all__ = [
     "CONDITION_TYPES",
     "DISRUPTION_REASONS",
     "FAILING_WAITING_REASONS",
+    "FIELDS_IGNORED",
+    "IGNORED_FIELD_REASONS",
     "LOCAL_CLUSTER_LABEL",
     "Disruption",
     "derive_status",
@@ -70,6 +77,9 @@ __all__ = [
 ]
 
 CONDITION_TYPES = ("Ready", "Scheduled", "Idle", "ExpiringSoon", "Degraded")
+FIELDS_IGNORED = "FieldsIgnored"
+"""A condition present only while the spec sets fields without effect (``DevServerSpec.ignored_fields``)."""
+IGNORED_FIELD_REASONS = {"spec.distributed": "DistributedNeedsDistributedMode", "spec.enableSSH": "EnableSSHHasNoEffect"}
 
 FAILING_WAITING_REASONS = frozenset(
     {
@@ -89,7 +99,8 @@ LOCAL_CLUSTER_LABEL = "devservers.io/local-cluster"
 
 _MISSING_REASONS = {"flavor": "FlavorNotFound", "sharedVolumeClaim": "SharedVolumeClaimNotFound"}
 
-Phase = Literal["Pending", "Starting", "Running", "Interrupted", "Stopping", "Stopped", "Failed", "Terminating"]
+Phase = Literal["Pending", "Starting", "Running", "Interrupted", "Stopping", "Stopped", "Failed", "Expired",
+               "Terminating"]
 
 DISRUPTION_REASONS = {
     "EvictionByEvictionAPI": "Evicted",
@@ -382,7 +393,8 @@ def derive_status(
     previous = devserver.status
     generation = devserver.metadata.generation
     missing = dict(missing or {})
-    replicas = 0 if desired_stopped else rank_count(devserver)
+    held = lifecycle is not None and lifecycle.action == "hold"
+    replicas = 0 if desired_stopped or held else rank_count(devserver)
     live = sorted((p for p in pods if not _terminating(p)), key=lambda p: (pod_rank(p) or 0, _name(p)))
     ranks = {rank: pod for pod in live if (rank := pod_rank(pod)) is not None and rank < replicas}
     ready = sum(1 for pod in ranks.values() if _ready(pod))
@@ -411,6 +423,9 @@ def derive_status(
     kept = home_note(devserver.spec, home_size)
     if devserver.metadata.deletion_timestamp is not None:
         phase, message = "Terminating", "being deleted with its pods and home volumes"
+    elif held:
+        assert lifecycle is not None
+        phase, message = "Expired", lifecycle.message
     elif desired_stopped:
         if previous.stopped_reason is not None and previous.phase in ("Stopping", "Stopped"):
             stopped_reason, stopped_at = previous.stopped_reason, previous.stopped_at or now
@@ -678,6 +693,7 @@ def _conditions(
         "Pending": "PodsPending",
         "Stopping": "Stopping",
         "Stopped": "Stopped",
+        "Expired": DEADLINE_BEFORE_CREATION,
         "Terminating": "Terminating",
     }
     ready = make(
@@ -708,7 +724,9 @@ def _conditions(
             else make("Idle", "Unknown", "NotEvaluated", "idleness has not been evaluated yet")
         )
 
-    if expires_at is None:
+    if phase == "Expired":
+        expiring = make("ExpiringSoon", "True", DEADLINE_BEFORE_CREATION, message)
+    elif expires_at is None:
         expiring = make("ExpiringSoon", "False", "NoExpiry", "the server has no expiry time")
     elif now >= expires_at:
         expiring = make(
@@ -729,4 +747,9 @@ def _conditions(
     else:
         expiring = make("ExpiringSoon", "False", "NotExpiring", f"expires at {rfc3339(expires_at)}")
 
-    return [ready, scheduled, idle, expiring, make("Degraded", *degraded)]
+    conditions = [ready, scheduled, idle, expiring, make("Degraded", *degraded)]
+    ignored = devserver.spec.ignored_fields()
+    if ignored:
+        reason = IGNORED_FIELD_REASONS[next(iter(ignored))] if len(ignored) == 1 else "SeveralFieldsIgnored"
+        conditions.append(make(FIELDS_IGNORED, "True", reason, "; ".join(ignored.values())))
+    return conditions

@@ -431,7 +431,7 @@ class LocalPlatform:
         report(f"  cluster ready at {record.url} ({time.monotonic() - started:.1f}s, pid {process.pid})")
 
     def _install(self, report: Report) -> None:
-        from devservers_sdk.crds import devserver_crd, flavor_crd
+        from devservers_sdk.crds import devserver_crd, flavor_crd, ignored_fields_policy
         from devservers_sdk.errors import NotFoundError
         from devservers_sdk.kube import FLAVORS, Kube, Resource
         from devservers_sdk.settings import load_kubeconfig
@@ -451,7 +451,13 @@ class LocalPlatform:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(_POLL)
-            report("  CRDs installed: devservers.devservers.io, devserverflavors.devservers.io")
+            policy, binding = ignored_fields_policy()
+            _apply(kube, Resource("admissionregistration.k8s.io", "v1", "validatingadmissionpolicies",
+                                  "ValidatingAdmissionPolicy", namespaced=False), policy)
+            _apply(kube, Resource("admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings",
+                                  "ValidatingAdmissionPolicyBinding", namespaced=False), binding)
+            report("  CRDs installed: devservers.devservers.io, devserverflavors.devservers.io (and the "
+                   f"policy {policy['metadata']['name']}, which warns about fields without effect)")
             flavors = sample_flavors()
             for flavor in flavors:
                 _apply(kube, FLAVORS, flavor)

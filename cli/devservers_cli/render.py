@@ -395,7 +395,8 @@ def _lifecycle(server: DevServer) -> list[tuple[str, str]]:
     lifecycle, status = server.spec.lifecycle, server.status
     idle = _seconds(lifecycle.idle_timeout) if lifecycle.idle_timeout else "the flavor's"
     rows = [
-        ("Expires at", timestamp(expires_at(server), relative=lambda m: f"in {time_left(m)}")),
+        ("Expires at", timestamp(expires_at(server), relative=lambda m: "passed" if time_left(m) == "expired"
+                                 else f"in {time_left(m)}")),
         ("Time to live", lifecycle.time_to_live or NONE),
         ("Expiration time", timestamp(lifecycle.expiration_time)),
         ("Idle timeout", f"{idle}, auto shutdown {'on' if lifecycle.auto_shutdown else 'off'}"),
@@ -423,7 +424,8 @@ def describe_text(description: DevServerDescription) -> str:
 
     server = description.devserver
     spec, status = server.spec, server.status
-    nccl = spec.distributed.nccl_settings if spec.distributed else {}
+    # Beside mode standalone the section is ignored (the FieldsIgnored condition says so): show nothing of it.
+    nccl = spec.distributed.nccl_settings if spec.distributed and spec.mode == "distributed" else {}
     overview = [
         ("Name", server.name),
         ("Namespace", server.namespace or NONE),

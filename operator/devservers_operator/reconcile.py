@@ -353,7 +353,15 @@ class Reconciler:
                 reason = "IdleStop" if decision.action == "stop_idle" else "LowGpuUtilizationStop"
                 await self._event(devserver, "Normal", reason, decision.message)
 
-            if flavor is not None:
+            if decision.action == "hold":
+                if devserver.status.phase != "Expired":
+                    await self._event(devserver, "Warning", decision.reason, decision.message)
+                if statefulset is not None and flavor is not None:
+                    # Edited into the past after it ran: keep everything, run nothing (as a stop does).
+                    held = devserver.model_copy(update={"metadata": devserver.metadata.model_copy(update={
+                        "annotations": {**devserver.metadata.annotations, DESIRED_STATE_ANNOTATION: "Stopped"}})})
+                    statefulset, _ = await self._apply_objects(held, flavor, statefulset, pods, memory, now)
+            elif flavor is not None:
                 statefulset, again = await self._apply_objects(
                     devserver, flavor, statefulset, pods, memory, now
                 )

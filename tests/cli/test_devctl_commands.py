@@ -114,6 +114,9 @@ def test_create_refuses_what_cannot_work(devctl: Devctl) -> None:
     assert_usage_error(devctl("create", "x", "--flavor", "cpu-small", "--distributed", "--nccl", "oops"),
                        "KEY=VALUE")
     assert_usage_error(devctl("create", "x", "--flavor", "cpu-small", "--wait", "--timeout", "soon"), "soon")
+    # The seed example's expirationTime: it had passed before the server would exist.
+    assert_error(devctl("create", "x", "--flavor", "cpu-small", "--expires", "2024-01-15T18:00:00Z"),
+                 "expirationTime 2024-01-15T18:00:00Z is in the past; use timeToLive or a future time")
     assert devctl("list", "-o", "name").stdout == "", "nothing may have been created"
 
     assert devctl("create", "taken", "--flavor", "cpu-small").exit_code == 0

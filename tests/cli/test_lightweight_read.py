@@ -136,6 +136,9 @@ READABLE = {
                        "memoryTotalMib": 81920.0, "observedAt": "2026-05-01T11:59:00Z"} for r in (0, 1) for i in (0, 1)],
         status__cost={"perHour": "2.5", "currency": "USD", "accumulated": "1.25", "podSeconds": 1800,
                       "runningPods": 2, "since": "2026-05-01T11:00:00Z"}),
+    "the seed's shape: a distributed section beside mode standalone, enableSSH, an e-mail owner": variant(
+        spec__mode="standalone", spec__enableSSH=True, spec__owner="user@company.com"),
+    "a deadline before creation": variant(status__phase="Expired"),
 }
 
 # Objects the models refuse: the fast path must hand each to the client, which reports it.
@@ -149,7 +152,6 @@ REFUSED_BY_THE_MODELS = {
     "expiration without a time zone": variant(spec__lifecycle__expirationTime="2026-05-03T10:00:00"),
     "lifetime too long for a timedelta": variant(spec__lifecycle__timeToLive="99999999999d"),
     "zero lifetime": variant(spec__lifecycle__timeToLive="0s"),
-    "distributed section on a standalone server": variant(spec__mode="standalone"),
     "world size out of bounds": variant(spec__distributed__worldSize=1001),
     "nprocs neither a number nor auto": variant(spec__distributed__nprocsPerNode="all"),
     "GPU policy over 100 percent": variant(spec__lifecycle__minGpuUtilization={"percent": 101, "window": "1h"}),

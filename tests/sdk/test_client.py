@@ -71,6 +71,9 @@ def offline(kubeconfig: str, tmp_path: Path) -> DevServerClient:
     ({"idle_timeout": 10}, "spec.lifecycle.idleTimeout", ["at least 1m"]),
     ({"idle_timeout": "soon"}, "spec.lifecycle.idleTimeout", ["30m"]),
     ({"expiration_time": "2030-01-01T00:00:00"}, "spec.lifecycle.expirationTime", ["time zone"]),
+    # The seed's example date: a deadline that passed before the server would exist is refused, not sent.
+    ({"expiration_time": "2024-01-15T18:00:00Z"}, "spec.lifecycle.expirationTime",
+     ["expirationTime 2024-01-15T18:00:00Z is in the past; use timeToLive or a future time"]),
     ({"world_size": 2}, "spec.mode", ["mode='distributed'"]),
     ({"mode": "distributed", "nccl_settings": {"DEBUG": "INFO"}}, "spec.distributed.ncclSettings.DEBUG",
      ["NCCL_"]),

@@ -62,7 +62,7 @@ INVALID = [
     ({"lifecycle": {"idleTimeout": 5}}, "spec.lifecycle.idleTimeout", "greater than or equal to 60"),
     ({"mode": "distributed", "distributed": {"worldSize": 0}}, "spec.distributed.worldSize",
      "greater than or equal to 1"),
-    ({"owner": "alice@example.com"}, "spec.owner", "should match"),
+    ({"owner": " alice@example.com"}, "spec.owner", "as `kubectl auth whoami` shows it"),
 ]
 
 

@@ -268,7 +268,9 @@ BOTH_REFUSE: list[tuple[str, Any, str, tuple[Any, ...]]] = [
      ("spec", "lifecycle", "expirationTime")),
     ("spec.persistentHomeSize", "100GB", "spec.persistentHomeSize", ("spec", "persistentHomeSize")),
     ("spec.owner", "", "spec.owner", ("spec", "owner")),
-    ("spec.owner", "alice@example.com", "spec.owner", ("spec", "owner")),
+    ("spec.owner", "alice ", "spec.owner", ("spec", "owner")),
+    ("spec.owner", "ali\x01ce", "spec.owner", ("spec", "owner")),
+    ("spec.owner", "a" * 257, "spec.owner", ("spec", "owner")),
     ("spec.owner", _DELETE, "spec.owner", ("spec", "owner")),
     ("spec.flavor", "GPU_Small", "spec.flavor", ("spec", "flavor")),
     ("spec.flavor", "x" * 254, "spec.flavor", ("spec", "flavor")),
@@ -291,19 +293,41 @@ def test_server_and_model_refuse_the_same_values(
     assert caught.value.errors()[0]["loc"] == loc
 
 
-def test_server_refuses_distributed_section_in_standalone_mode() -> None:
-    bad = _with("spec.mode", "standalone")
-    causes = server_causes(DEVSERVER_SCHEMA, bad)
-    assert any("must not validate the schema (not)" in cause["message"] for cause in causes), causes
-    with pytest.raises(ValidationError) as caught:
-        DevServer.from_manifest(bad)
-    assert caught.value.errors()[0]["loc"] == ("spec", "distributed")
-    # Leaving mode out means standalone on both sides.
-    bad["spec"].pop("mode")
-    assert server_causes(DEVSERVER_SCHEMA, bad)
-    without_section = _with("spec.distributed", _DELETE)
-    without_section["spec"]["mode"] = "standalone"
-    assert server_causes(DEVSERVER_SCHEMA, without_section) == []
+def test_server_and_model_accept_and_ignore_distributed_section_in_standalone_mode() -> None:
+    # The seed writes `mode: standalone  # or distributed` above a `distributed:` block. That shape used to
+    # be refused with a `not` schema, which the API server words as "<nil>: Invalid value: "": "spec" must
+    # not validate the schema (not)"; it is now accepted, and the section is reported as ignored.
+    shaped = _with("spec.mode", "standalone")
+    assert server_causes(DEVSERVER_SCHEMA, shaped) == []
+    spec = DevServer.from_manifest(shaped).spec
+    assert list(spec.ignored_fields()) == ["spec.distributed"]
+    shaped["spec"].pop("mode")  # leaving mode out means standalone on both sides
+    assert server_causes(DEVSERVER_SCHEMA, shaped) == []
+    assert list(DevServer.from_manifest(shaped).spec.ignored_fields()) == ["spec.distributed"]
+    assert DevServer.from_manifest(VALID).spec.ignored_fields() == {}
+
+
+@pytest.mark.parametrize("owner", ["user@company.com", "alice", "system:serviceaccount:ml:builder",
+                                   "arn:aws:sts::1:assumed-role/Dev/alice@company.com", "a" * 256])
+def test_server_and_model_accept_user_names_as_owners(owner: str) -> None:
+    obj = _with("spec.owner", owner)
+    assert server_causes(DEVSERVER_SCHEMA, obj) == []
+    assert DevServer.from_manifest(obj).spec.owner == owner
+
+
+def test_no_schema_junctor_reaches_the_crds() -> None:
+    # A `not`/`oneOf`/`allOf` failure reads "<nil>: Invalid value: "": "spec" must not validate the schema".
+    def keys(node: Any) -> set[str]:
+        if isinstance(node, dict):
+            return set(node) | {key for value in node.values() for key in keys(value)}
+        if isinstance(node, list):
+            return {key for value in node for key in keys(value)}
+        return set()
+
+    assert not keys(DEVSERVER_SCHEMA) & {"not", "oneOf", "allOf"}
+    assert not keys(FLAVOR_SCHEMA) & {"not", "oneOf", "allOf"}
+    with pytest.raises(ValueError, match="'not' has no structural equivalent"):
+        crds._structural({"type": "object", "not": {"required": ["x"]}}, {})
 
 
 def test_server_drops_null_like_the_model_ignores_none() -> None:

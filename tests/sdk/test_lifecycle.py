@@ -476,3 +476,31 @@ def test_expiry_wins_over_idle_and_idle_over_the_warning() -> None:
     assert decision.expiring_soon
     assert decision.warning is not None and "devctl extend mydev" in decision.warning  # not lost to the stop
     assert decision.requeue_after == (5 * MINUTE).total_seconds()
+
+
+# -- a deadline before creation (the seed's expirationTime: "2024-01-15T18:00:00Z") ----------------------
+
+
+def test_seed_example_deadline_before_creation_holds_instead_of_expiring() -> None:
+    # The seed's example sets both an expirationTime that had long passed and a timeToLive: the earlier
+    # applies, and it was before the server existed. That is a mistake to report, not an expiry to act on.
+    server = devserver(lifecycle={"expirationTime": "2024-01-15T18:00:00Z", "timeToLive": "4h"})
+    decision = plan(server, now=CREATED + MINUTE, flavor_spec=None)
+    assert decision.action == "hold"
+    assert decision.reason == "DeadlineBeforeCreation"
+    assert "2024-01-15T18:00:00Z" in decision.message and "2025-01-31T12:00:00Z" in decision.message
+    assert "use timeToLive" in decision.message
+    assert decision.expires_at == datetime(2024, 1, 15, 18, 0, tzinfo=UTC)
+    assert decision.requeue_after is None  # nothing will change by itself: only an edit does
+
+
+def test_a_deadline_moved_to_the_future_lets_the_server_run() -> None:
+    later = devserver(lifecycle={"expirationTime": stamp(CREATED + 2 * HOUR)})
+    assert plan(later, now=CREATED + MINUTE, flavor_spec=None).action == "none"
+
+
+def test_normal_expiry_of_a_server_that_ran_is_unchanged() -> None:
+    # A deadline after creation that has passed since: the server is deleted, as before.
+    server = devserver(lifecycle={"expirationTime": stamp(CREATED + HOUR)})
+    decision = plan(server, now=CREATED + 2 * HOUR, flavor_spec=None)
+    assert decision.action == "expire" and decision.reason == "Expired"

@@ -678,3 +678,48 @@ def test_the_status_is_valid_against_the_generated_crd_schema(pods: list[dict[st
     pruned, removed = schema.prune(openapi_schema, copy.deepcopy(manifest))
     assert removed == []
     assert schema.validate(openapi_schema, pruned) == []
+
+
+# -- the seed's example: a deadline before creation, fields without effect ---------------------------------
+
+
+def test_seed_example_deadline_before_creation_is_phase_expired_with_the_reason_and_dates() -> None:
+    from devservers_sdk.lifecycle import plan
+
+    server = DevServer.from_manifest({
+        "apiVersion": "devservers.io/v1", "kind": "DevServer",
+        "metadata": {"name": "mydev", "namespace": "alice", "uid": "u-1", "generation": 1,
+                     "creationTimestamp": "2025-01-31T12:00:00Z"},
+        "spec": {"owner": "user@company.com", "flavor": "gpu-small",
+                 "lifecycle": {"expirationTime": "2024-01-15T18:00:00Z", "timeToLive": "4h"}},
+    })
+    decision = plan(server, now=NOW, flavor_spec=None)
+    status = derive(server, pods=[], sts=None, statefulset=None, lifecycle=decision, expires_at=decision.expires_at)
+    assert status.phase == "Expired"
+    assert status.replicas == 0
+    assert "2024-01-15T18:00:00Z" in (status.message or "")
+    for kind in ("Ready", "ExpiringSoon"):
+        assert condition(status, kind)[1] == "DeadlineBeforeCreation"
+        assert "2024-01-15T18:00:00Z" in condition(status, kind)[2]
+
+
+@pytest.mark.parametrize(("spec", "reason"), [
+    ({"distributed": {"worldSize": 4}}, "DistributedNeedsDistributedMode"),
+    ({"enableSSH": True}, "EnableSSHHasNoEffect"),
+    ({"distributed": {"worldSize": 4}, "enableSSH": True}, "SeveralFieldsIgnored"),
+])
+def test_seed_example_fields_without_effect_get_the_fields_ignored_condition(spec: dict[str, Any],
+                                                                               reason: str) -> None:
+    server = DevServer.from_manifest({
+        "apiVersion": "devservers.io/v1", "kind": "DevServer",
+        "metadata": {"name": "mydev", "namespace": "alice", "uid": "u-1", "generation": 1,
+                     "creationTimestamp": "2025-01-31T12:00:00Z"},
+        "spec": {"owner": "alice", "flavor": "gpu-small", "mode": "standalone", **spec},
+    })
+    status = derive(server, pods=[running_ready()])
+    found = condition(status, "FieldsIgnored")
+    assert found[:2] == ("True", reason)
+    for field in spec:
+        assert f"spec.{field} is ignored" in found[2]
+    assert status.replicas == 1  # standalone: the distributed section sizes nothing
+    assert derive(devserver(), pods=[running_ready()]).condition("FieldsIgnored") is None

@@ -2,9 +2,9 @@
 
 What ``operator/deploy`` ships is applied as it is (the CRDs, the sample flavors, the operator's namespace
 and ServiceAccount, and the owner policy), the operator runs as ``python -m devservers_operator`` with a
-token of *its ServiceAccount* (so the policy sees the identity it sees in a real cluster), and three
-people have tokens of their own: ``alice`` and ``bob`` (plain users) and ``carol`` (in
-``devservers:admins``).
+token of *its ServiceAccount* (so the policy sees the identity it sees in a real cluster), and people have
+tokens of their own: ``alice`` and ``bob`` (plain users), ``carol`` (in ``devservers:admins``), and
+``alice@example.com`` and ``alice@evil.example`` (e-mail user names, as EKS and OIDC give).
 
 A cluster of its own rather than the session's: the policy binds cluster-wide, exactly as deployed, and
 would refuse the DevServers that other tests create for made-up owners with the admin token. Plain
@@ -126,9 +126,10 @@ class SecuredPlatform:
         token = self._service_account_token("devservers-system", "devservers-operator")
         self.tokens["operator"] = token
         self.kubeconfigs["operator"] = self.cluster.kubeconfig_for(self.workdir / "operator.kubeconfig", token=token)
-        for user, groups in (("alice", []), ("bob", []), ("carol", [ADMIN_GROUP])):
+        for user, groups in (("alice", []), ("bob", []), ("carol", [ADMIN_GROUP]), ("alice@example.com", []),
+                             ("alice@evil.example", [])):
             self.tokens[user] = self.cluster.add_user(user, groups)
-            self.kubeconfigs[user] = self.cluster.kubeconfig_for(self.workdir / f"{user}.kubeconfig",
+            self.kubeconfigs[user] = self.cluster.kubeconfig_for(self.workdir / f"{user.replace('@', '-at-')}.kubeconfig",
                                                                 token=self.tokens[user])
         if self.client_keys:
             for user, path in self.kubeconfigs.items():

@@ -18,6 +18,7 @@ import yaml
 from kubernetes import client
 
 from devservers_sdk import DevServerClient, PermissionDeniedError
+from devservers_sdk.manifests import owner_label_value
 from tests.cli.devctl_support import devctl_env, run_process
 from tests.security.secured_platform import SecuredPlatform, kubectl
 
@@ -37,7 +38,7 @@ def namespace(secured: SecuredPlatform) -> str:
 @pytest.fixture(scope="module")
 def sdk(secured: SecuredPlatform, namespace: str) -> Iterator[dict[str, DevServerClient]]:
     clients = {user: DevServerClient(kubeconfig=secured.kubeconfigs[user], namespace=namespace)
-               for user in ("alice", "bob", "carol", "operator")}
+               for user in ("alice", "bob", "carol", "operator", "alice@example.com", "alice@evil.example")}
     yield clients
     for each in clients.values():
         each.close()
@@ -69,9 +70,9 @@ def test_alice_creates_her_own_and_the_operator_reconciles_it(sdk: dict[str, Dev
 
 def test_alice_cannot_create_a_devserver_for_bob(secured: SecuredPlatform, namespace: str,
                                                  sdk: dict[str, DevServerClient], tmp_path: Path) -> None:
-    expected = (POLICY_SAYS + "spec.owner must be your user name 'alice' (or the part of it before '@'), not "
-                "'bob': you can only create DevServers for yourself. Leave the owner unset (devctl and the SDK "
-                "fill in yours) or ask a member of devservers:admins to create it for you")
+    expected = (POLICY_SAYS + "spec.owner must be your user name 'alice' exactly (as kubectl auth whoami shows "
+                "it), not 'bob': you can only create DevServers for yourself. Leave the owner unset (devctl and "
+                "the SDK fill in yours) or ask a member of devservers:admins to create it for you")
     # The raw API, skipping every check of the SDK: the API server itself refuses.
     status, body = refused(lambda: custom(secured, "alice").create_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, manifest("forged", "bob")))
@@ -145,17 +146,21 @@ def test_an_admin_acts_for_anyone(secured: SecuredPlatform, namespace: str,
         sdk["bob"].update("for-bob", image="x/y:3")
 
 
-def test_an_email_login_owns_its_local_part(secured: SecuredPlatform, namespace: str, tmp_path: Path) -> None:
+def test_an_email_login_owns_its_full_name_not_its_local_part(secured: SecuredPlatform, namespace: str,
+                                                             tmp_path: Path) -> None:
     assert secured.cluster is not None
     token = secured.cluster.add_user("dave@example.com")
     kubeconfig = secured.cluster.kubeconfig_for(tmp_path / "dave", token=token)
     dave = DevServerClient(kubeconfig=kubeconfig, namespace=namespace)
     try:
-        assert dave.create("daves", flavor="cpu-small").spec.owner == "dave"
-        impostor = DevServerClient(kubeconfig=kubeconfig, namespace=namespace, owner="da")
-        with pytest.raises(PermissionDeniedError, match=re.escape("spec.owner must be your user name 'dave@example.com'")):
-            impostor.create("not-daves", flavor="cpu-small")
-        impostor.close()
+        assert dave.create("daves", flavor="cpu-small").spec.owner == "dave@example.com"
+        # "The part before @" is somebody else's name: nothing is derived from the login any more.
+        for other in ("dave", "da"):
+            impostor = DevServerClient(kubeconfig=kubeconfig, namespace=namespace, owner=other)
+            with pytest.raises(PermissionDeniedError,
+                               match=re.escape("spec.owner must be your user name 'dave@example.com' exactly")):
+                impostor.create("not-daves", flavor="cpu-small")
+            impostor.close()
     finally:
         dave.close()
 
@@ -176,3 +181,39 @@ def test_the_operator_still_writes_with_the_policy_installed(secured: SecuredPla
     assert status == 403
     log = secured.log()
     assert "Traceback" not in log and "refused by the cluster's admission policy" not in log
+
+
+# -- e-mail owners: what the API server calls the user, compared exactly ------------------------------------
+
+
+def test_an_e_mail_user_owns_what_she_creates_under_her_full_name(sdk: dict[str, DevServerClient],
+                                                                 secured: SecuredPlatform, namespace: str) -> None:
+    # The SDK's default owner is the name SelfSubjectReview reports (kubectl auth whoami), e-mail and all.
+    created = sdk["alice@example.com"].create("mailed", flavor="cpu-small")
+    assert created.spec.owner == "alice@example.com"
+    running = sdk["alice@example.com"].wait("mailed", for_phase="Running", timeout=90)
+    # Children carry the owner label in its one documented form: sanitised, with a hash of the full name.
+    pods = client.CoreV1Api(secured.api()).list_namespaced_pod(namespace, label_selector="devservers.io/name=mailed")
+    assert [pod.metadata.labels["devservers.io/owner"] for pod in pods.items] == [owner_label_value("alice@example.com")]
+    assert running.spec.owner == "alice@example.com"
+
+
+@pytest.mark.parametrize("victim", ["alice@example.com", "alice"])
+def test_alice_at_evil_example_cannot_act_as_the_owner_of_alices_servers(secured: SecuredPlatform, namespace: str,
+                                                                          sdk: dict[str, DevServerClient],
+                                                                          victim: str) -> None:
+    # The policy used to accept "the part of the user name before @": alice@evil.example passed for alice.
+    name = "victim-" + ("mail" if "@" in victim else "plain")
+    custom(secured, "carol").create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
+                                                             manifest(name, victim))
+    evil = custom(secured, "alice@evil.example")
+    status, body = refused(lambda: evil.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, manifest(name + "-forged", victim)))
+    assert status == 403 and "spec.owner must be your user name 'alice@evil.example' exactly" in body["message"]
+    status, body = refused(lambda: evil.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name, {"spec": {"image": "evil/image:1"}}))
+    assert status == 403
+    assert f"belongs to spec.owner '{victim}', not to 'alice@evil.example'" in body["message"]
+    with pytest.raises(PermissionDeniedError):
+        sdk["alice@evil.example"].update(name, image="evil/image:1")
+    assert sdk["carol"].get(name).spec.image is None

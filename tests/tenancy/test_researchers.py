@@ -5,11 +5,14 @@ fails a test."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from devservers_sdk import DevServerClient
 from devservers_sdk.errors import PermissionDeniedError
+from devservers_sdk.localcluster.pytest_plugin import wait_for
 from tests.tenancy.conftest import People
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -121,3 +124,47 @@ def test_the_owner_policy_holds_for_alice_and_bob_and_carol_may_hand_over(people
     alice_edit = people.kubectl("alice", "-n", shared, "patch", "devserver", "hers", "--type=merge",
                                 "-p", '{"spec": {"flavor": "cpu-medium"}}')
     assert alice_edit.returncode != 0 and "not to 'alice'" in alice_edit.stderr, alice_edit.stderr
+
+
+def test_e_mail_users_own_servers_under_their_exact_names_with_the_real_cel(people: People, real_control_plane: Any,
+                                                                            tmp_path: Path) -> None:
+    shared = people.shared_ns
+    for user in ("alice@example.com", "alice@evil.example", "user@company.com"):
+        people.kubeconfigs[user] = real_control_plane.user_kubeconfig(
+            user, [], path=tmp_path / user.replace("@", "-at-"), namespace=shared)
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "e-mail-researchers-edit", "namespace": shared},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}
+                            for user in ("alice@example.com", "alice@evil.example", "user@company.com")]}
+    assert people.kubectl("admin", "apply", "-f", "-", input=json.dumps(binding)).returncode == 0
+    wait_for(lambda: all(people.kubectl(user, "auth", "can-i", "create", "devservers.devservers.io", "-n",
+                                        shared).stdout.strip() == "yes"
+                         for user in ("alice@example.com", "alice@evil.example", "user@company.com")),
+             timeout=30, message="the e-mail users' edit binding in force")
+
+    # The seed's DevServer, applied as written by the user it names: the policy compares the full e-mail.
+    seed = (Path(__file__).resolve().parents[1] / "operator" / "seed_devserver.yaml").read_text()
+    seed = (seed.replace("<server-name>", "seed-full").replace("<user-namespace>", shared)
+            .replace("<username>", "user").replace("<user>", "user"))
+    applied = people.kubectl("user@company.com", "apply", "-f", "-", input=seed)
+    assert applied.returncode == 0, applied.stderr
+    assert "spec.distributed is ignored" in applied.stderr, applied.stderr  # the real Warn binding's header
+
+    # The SDK's default owner is SelfSubjectReview's name, e-mail and all.
+    with DevServerClient(kubeconfig=people.kubeconfigs["alice@example.com"], namespace=shared) as mailed:
+        assert mailed.owner == "alice@example.com"
+        assert mailed.create("mailed", flavor="cpu-small").spec.owner == "alice@example.com"
+    plain = people.kubectl("alice", "apply", "-f", "-", input=_devserver("plain", "alice", shared))
+    assert plain.returncode == 0, plain.stderr
+
+    # alice@evil.example is neither alice@example.com nor alice: no create for them, no spec change of theirs.
+    for victim, server in (("alice@example.com", "mailed"), ("alice", "plain")):
+        forged = people.kubectl("alice@evil.example", "apply", "-f", "-",
+                                input=_devserver(f"forged-{server}", victim, shared))
+        assert forged.returncode != 0, forged.stdout
+        assert "spec.owner must be your user name 'alice@evil.example' exactly" in forged.stderr, forged.stderr
+        edit = people.kubectl("alice@evil.example", "-n", shared, "patch", "devserver", server, "--type=merge",
+                              "-p", '{"spec": {"image": "evil/image:1"}}')
+        assert edit.returncode != 0, edit.stdout
+        assert f"belongs to spec.owner '{victim}', not to 'alice@evil.example'" in edit.stderr, edit.stderr

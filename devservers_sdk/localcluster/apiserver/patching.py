@@ -459,6 +459,8 @@ _KIND_SCHEMAS: dict[str, str] = {
     "RoleBinding": "Object",
     "ClusterRoleBinding": "Object",
     "CustomResourceDefinition": "Object",
+    "ValidatingAdmissionPolicy": "Object",  # every list of admissionregistration/v1 is atomic
+    "ValidatingAdmissionPolicyBinding": "Object",
     "Scale": "Object",
 }
 
