@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PHASES", "details", "error_page", "list_page", "list_row", "new_page", "server_page"]
 
-PHASES = ("Pending", "Starting", "Running", "Stopping", "Stopped", "Failed", "Terminating")
+PHASES = ("Pending", "Starting", "Running", "Stopping", "Stopped", "Failed", "Expired", "Terminating")
 _UNKNOWN = "—"
 
 
