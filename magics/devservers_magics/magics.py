@@ -396,15 +396,22 @@ class DevServerMagics(Magics):
             print(client.no_logs_message(args.name, rank=args.rank), flush=True)
 
     @magic_arguments("devserver ui")
+    @argument(
+        "-A",
+        "--all",
+        dest="everyone",
+        action="store_true",
+        help="list everyone's DevServers in the namespace (with an Owner column), not only yours",
+    )
     @_namespace_option
     def _ui(self, args: Namespace) -> Any:
-        """A form to create DevServers and a list to extend, stop, start and delete them.
+        """A form to create DevServers and a live list to extend, stop, start and delete them.
 
         Example: %devserver ui
         """
         from .widgets import DevServerUI
 
-        return DevServerUI(self.client(args.namespace))
+        return DevServerUI(self.client(args.namespace), mine=not args.everyone)
 
     # -- cell verbs ---------------------------------------------------------------------------------
 

@@ -678,15 +678,21 @@ class DevServerUI(widgets.VBox):
         client: the ``DevServerClient`` both use.
         countdown_interval: seconds between countdown updates (no cluster call); ``None``: no timer.
         follow: keep the list current from a watch.
+        mine: list only your DevServers (``False``: everyone's in the namespace, with an Owner column).
 
     Example:
         >>> DevServerUI(DevServerClient(namespace="ml"))  # doctest: +SKIP
     """
 
     def __init__(
-        self, client: DevServerClient, *, countdown_interval: float | None = 30.0, follow: bool = True
+        self,
+        client: DevServerClient,
+        *,
+        countdown_interval: float | None = 30.0,
+        follow: bool = True,
+        mine: bool = True,
     ) -> None:
-        self.servers = DevServerList(client, follow=follow)
+        self.servers = DevServerList(client, follow=follow, mine=mine)
         # A new DevServer shows at once, from the create's answer; the watch keeps its row current.
         self.form = CreateForm(client, on_created=self.servers.show)
         title = widgets.HTML(f"<h3>DevServers in namespace {html.escape(client.namespace)}</h3>")

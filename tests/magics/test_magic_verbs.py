@@ -281,6 +281,22 @@ def test_ui_returns_the_widget_for_the_configured_client(shell: Any, client: Dev
         ui.close()
 
 
+def test_ui_all_lists_everyones_devservers_with_their_owner(
+    shell: Any, client: DevServerClient, platform: Any, namespace: str
+) -> None:
+    client.create("mine", flavor="cpu-small")
+    with DevServerClient(namespace=namespace, kubeconfig=platform.kubeconfig, owner="someone-else") as other:
+        other.create("theirs", flavor="cpu-small")
+    ui, everyone = magic(shell, "ui"), magic(shell, "ui --all")
+    try:
+        assert ui.servers.names == ["mine"] and "owner" not in ui.servers.row("mine").cells
+        assert everyone.servers.names == ["mine", "theirs"]
+        assert everyone.servers.row("theirs").cells["owner"] == "someone-else"
+    finally:
+        ui.close()
+        everyone.close()
+
+
 def test_bare_magic_prints_a_summary(shell: Any, run_cell: Callable[[str], CellRun]) -> None:
     run = run_cell("%devserver")
     for verb in (
