@@ -81,6 +81,7 @@ from .next_steps import NextStep
 from .settings import load_kubeconfig, resolve_namespace, resolve_owner
 
 if TYPE_CHECKING:
+    from .checkpoint import CheckpointInfo
     from .connect.files import TransferResult
     from .connect.jupyter import JupyterServer
     from .connect.portforward import PortForward
@@ -1603,11 +1604,47 @@ class DevServerClient:
 
     # -- launch --------------------------------------------------------------------------------------
 
+    def checkpoints(self, name: str, *, rank: int = 0, directory: str | None = None) -> CheckpointListing:
+        """The complete checkpoints ``CheckpointManager`` saved on one rank, oldest first.
+
+        Reads the ``checkpoint.json`` of every ``step-*`` directory with ``cat`` in the pod (the image needs
+        only a shell, not this package). Under DDP rank 0 holds them; a sharded layout lives in a directory
+        every rank sees.
+
+        Args:
+            name: the DevServer name.
+            rank: the pod to look in.
+            directory: the checkpoint directory in the pod (default: ``$DEVSERVERS_CHECKPOINT_DIR``, else
+                ``~/checkpoints``, as ``CheckpointManager`` chooses).
+
+        Returns:
+            A ``CheckpointListing``: the directory looked in and the checkpoints (step, time, size, layout).
+
+        Raises:
+            DevServerNotFoundError: no such DevServer.
+            DevServerNotReadyError: no running pod for that rank.
+
+        Example:
+            >>> client.checkpoints("ddp").latest.step  # doctest: +SKIP
+            40
+        """
+        from .checkpoint import CHECKPOINT_DIR_ENV, DEFAULT_CHECKPOINT_DIR, MANIFEST_NAME, parse_listing
+
+        default = DEFAULT_CHECKPOINT_DIR.replace("~", "$HOME", 1)
+        script = (f'd="${{1:-${{{CHECKPOINT_DIR_ENV}:-{default}}}}}"; case "$d" in "~"*) d="$HOME${{d#"~"}}";; '
+                  f'esac; echo "$d"; for f in "$d"/step-*/{MANIFEST_NAME}; do [ -f "$f" ] && cat "$f" && echo; '
+                  f'done; true')
+        result = self.exec(name, ["sh", "-c", script, "devservers-checkpoints", directory or ""], rank=rank,
+                           timeout=60, check=True)
+        looked_in, _, listing = str(result.stdout).partition("\n")
+        return CheckpointListing(directory=looked_in, rank=rank, checkpoints=parse_listing(listing, looked_in))
+
     def launch(self, name: str, command: str | Sequence[str], *,
                nprocs_per_node: int | Literal["auto", "cpu", "gpu"] | None = None,
                env: dict[str, str] | None = None, workdir: str | os.PathLike[str] | None = None,
                cwd: str | None = None, timeout: float | None = None,
-               on_output: OutputCallback | None = None) -> LaunchHandle:
+               on_output: OutputCallback | None = None, resume: bool = False,
+               checkpoint_dir: str | None = None) -> LaunchHandle:
         """Run ``torchrun`` on every rank of a distributed DevServer at once (see ``launch.py``).
 
         Each pod runs ``python -m torch.distributed.run [--nproc-per-node N] <command>`` over its own exec
@@ -1628,6 +1665,12 @@ class DevServerClient:
             cwd: the directory of the pods to run in (default: the uploaded ``workdir``, else the home).
             timeout: seconds after which every rank is stopped and ``wait()`` raises ``LaunchTimeoutError``.
             on_output: called as ``on_output(rank, stream, line)`` for every line, from a reader thread.
+            resume: continue from the newest complete checkpoint on rank 0 (``checkpoints``): every process
+                gets ``DEVSERVERS_RESUME_FROM`` (its directory) and ``DEVSERVERS_RESUME_STEP``, which
+                ``CheckpointManager.resume()`` loads; with none yet, the script starts from the beginning
+                (``handle.resumed_from`` is None).
+            checkpoint_dir: where the script's checkpoints are (default ``~/checkpoints``); passed on as
+                ``DEVSERVERS_CHECKPOINT_DIR``.
 
         Returns:
             A ``LaunchHandle``: iterate it for ``(rank, stream, line)``, ``wait()`` for ``{rank: returncode}``,
@@ -1658,7 +1701,20 @@ class DevServerClient:
                     lead="To run in a directory of the pods instead, use cwd")
             cwd = cwd or self.sync(name, workdir).remote_path
         return launch(self, name, command, nprocs_per_node=nprocs_per_node, env=env, workdir=cwd,
-                      timeout=timeout, on_output=on_output)
+                      timeout=timeout, on_output=on_output, resume=resume, checkpoint_dir=checkpoint_dir)
+
+
+@dataclass(frozen=True)
+class CheckpointListing:
+    """What ``DevServerClient.checkpoints`` found: where it looked, on which rank, and the checkpoints."""
+
+    directory: str
+    rank: int
+    checkpoints: builtins.list[CheckpointInfo]
+
+    @property
+    def latest(self) -> CheckpointInfo | None:
+        return self.checkpoints[-1] if self.checkpoints else None
 
 
 # -- module helpers --------------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ from .models import DevServer, env_name_problem
 from .next_steps import NextStep
 
 if TYPE_CHECKING:
+    from .checkpoint import CheckpointInfo
     from .client import DevServerClient
 
 __all__ = [
@@ -452,6 +453,7 @@ class LaunchHandle:
                  on_output: OutputCallback | None) -> None:
         self.name = name
         self.namespace = client.namespace
+        self.resumed_from: CheckpointInfo | None = None  # the checkpoint a resume=True launch continues from
         self.launch_id = secrets.token_hex(6)
         self.args = list(args)
         self.pods = dict(sorted(pods.items()))
@@ -808,7 +810,8 @@ class LaunchHandle:
 def launch(client: DevServerClient, name: str, command: str | Sequence[str], *,
            nprocs_per_node: int | Literal["auto", "cpu", "gpu"] | None = None,
            env: Mapping[str, str] | None = None, workdir: str | None = None, timeout: float | None = None,
-           on_output: OutputCallback | None = None) -> LaunchHandle:
+           on_output: OutputCallback | None = None, resume: bool = False,
+           checkpoint_dir: str | None = None) -> LaunchHandle:
     """Run torchrun on every rank of a distributed DevServer (``DevServerClient.launch`` documents it)."""
     args = torchrun_args(command, nprocs_per_node=nprocs_per_node)
     extra = validate_env(env)
@@ -828,7 +831,18 @@ def launch(client: DevServerClient, name: str, command: str | Sequence[str], *,
     distributed = server.spec.distributed
     assert distributed is not None
     launch_env = {"PYTHONUNBUFFERED": "1", "DEVSERVER_BACKEND": distributed.backend, **extra}
+    resumed_from = None
+    if resume or checkpoint_dir is not None:
+        from .checkpoint import CHECKPOINT_DIR_ENV, RESUME_FROM_ENV, RESUME_STEP_ENV
+
+        listing = client.checkpoints(name, rank=0, directory=checkpoint_dir)
+        launch_env[CHECKPOINT_DIR_ENV] = listing.directory
+        if resume and listing.latest is not None:
+            resumed_from = listing.latest
+            launch_env[RESUME_FROM_ENV] = resumed_from.path
+            launch_env[RESUME_STEP_ENV] = str(resumed_from.step)
     handle = LaunchHandle(client, name, ready, args, env=launch_env, workdir=workdir, timeout=timeout,
                           on_output=on_output)
+    handle.resumed_from = resumed_from
     handle._start()
     return handle

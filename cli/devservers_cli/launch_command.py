@@ -28,7 +28,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 import click
 
-from .options import SECONDS, cluster_options, key_values, name_argument, target
+from .options import SECONDS, cluster_options, key_values, name_argument, output_option, target
 
 if TYPE_CHECKING:
     from devservers_sdk.launch import LaunchFailedError, LaunchHandle
@@ -144,12 +144,18 @@ def _follow(handle: LaunchHandle) -> None:
                                            "else the pod's working directory, normally the home).")
 @click.option("--timeout", type=SECONDS, default=None, metavar="DURATION",
               help="Stop every rank after this long (e.g. 30m, 2h; default: no limit) and exit 124.")
+@click.option("--resume", is_flag=True,
+              help="Continue from the newest checkpoint on rank 0 (devctl checkpoints NAME): every process gets "
+                   "DEVSERVERS_RESUME_FROM and DEVSERVERS_RESUME_STEP, which CheckpointManager.resume() loads.")
+@click.option("--checkpoint-dir", metavar="DIR",
+              help="Where the script's checkpoints are in the pods (default ~/checkpoints); passed on as "
+                   "DEVSERVERS_CHECKPOINT_DIR.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="-- COMMAND...")
 @cluster_options
 @click.pass_context
 def launch(ctx: click.Context, name: str, nprocs_per_node: int | Literal["auto", "cpu", "gpu"] | None,
-           env: dict[str, str], workdir: str | None, cwd: str | None, timeout: float | None,
-           command: tuple[str, ...]) -> None:
+           env: dict[str, str], workdir: str | None, cwd: str | None, timeout: float | None, resume: bool,
+           checkpoint_dir: str | None, command: tuple[str, ...]) -> None:
     """Run torchrun on every rank of a distributed DevServer, with every rank's output here.
 
     The command is the script and its arguments (`python train.py ...`, `train.py ...`, `-m pkg.mod`);
@@ -166,6 +172,7 @@ def launch(ctx: click.Context, name: str, nprocs_per_node: int | Literal["auto",
       devctl launch ddp --workdir . -- python train.py --epochs 3
       devctl launch ddp --nprocs-per-node 1 -e NCCL_DEBUG=INFO -- train.py
       devctl launch ddp --cwd /shared/project --timeout 2h -- -m project.train
+      devctl launch ddp --resume -- python train.py      # after an interruption or a stop
     """
     if not command:
         raise click.UsageError("Give the command to run after --, e.g. "
@@ -183,7 +190,12 @@ def launch(ctx: click.Context, name: str, nprocs_per_node: int | Literal["auto",
     try:
         with target(ctx).client() as client, \
                 client.launch(name, list(command), nprocs_per_node=nprocs_per_node, env=env or None,
-                              workdir=workdir, cwd=cwd, timeout=timeout) as handle:
+                              workdir=workdir, cwd=cwd, timeout=timeout, resume=resume,
+                              checkpoint_dir=checkpoint_dir) as handle:
+            if resume:
+                resumed = handle.resumed_from
+                click.echo(f"Resuming from step {resumed.step} ({resumed.path})" if resumed is not None else
+                           "No checkpoint yet on rank 0: starting from the beginning", err=True)
             _follow(handle)
     except LaunchFailedError as error:
         click.echo(f"Error: {headline(error)}", err=True)
@@ -196,3 +208,35 @@ def launch(ctx: click.Context, name: str, nprocs_per_node: int | Literal["auto",
         report("cancelled")
         ctx.exit(EXIT_INTERRUPTED)
     report("succeeded")
+
+
+@click.command(short_help="List the training checkpoints of a DevServer.")
+@name_argument()
+@click.option("--rank", type=click.IntRange(min=0), default=0, show_default=True,
+              help="The pod to look in (rank 0 holds DDP checkpoints).")
+@click.option("--dir", "directory", metavar="DIR",
+              help="The checkpoint directory in the pod (default: DEVSERVERS_CHECKPOINT_DIR, else ~/checkpoints).")
+@output_option(("table", "json", "yaml", "name"))
+@cluster_options
+@click.pass_context
+def checkpoints(ctx: click.Context, name: str, rank: int, directory: str | None, output: str) -> None:
+    """List the checkpoints devservers_sdk.checkpoint.CheckpointManager saved: step, time, size, rank layout.
+
+    Only complete checkpoints are listed (a save cut short by a crash or a reclaimed node never is).
+    `devctl launch NAME --resume -- ...` continues from the newest.
+
+    \b
+    Examples:
+      devctl checkpoints ddp
+      devctl checkpoints ddp --dir /shared/ckpt -o json
+    """
+    from . import render as views
+
+    with target(ctx).client() as client:
+        listing = client.checkpoints(name, rank=rank, directory=directory)
+    if not listing.checkpoints and output == "table":
+        click.echo(f"No checkpoints in {listing.directory} on rank {rank} of DevServer '{name}'.", err=True)
+        return
+    text = views.render(listing.checkpoints, output, views.CHECKPOINT)
+    if text:
+        click.echo(text)

@@ -18,7 +18,7 @@ import click
 
 from .commands import COMMANDS
 from .connect_commands import CONNECT_COMMANDS
-from .launch_command import launch
+from .launch_command import checkpoints, launch
 from .local import local
 from .options import cluster_options, target
 from .ui_command import ui
@@ -100,6 +100,7 @@ for _command in COMMANDS:
 for _command in CONNECT_COMMANDS:
     cli.add_command(_command)
 cli.add_command(launch)
+cli.add_command(checkpoints)
 cli.add_command(local)
 cli.add_command(ui)
 

@@ -14,6 +14,7 @@ both, so the two paths cannot print different tables.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -336,6 +337,39 @@ FLAVOR = Kind(
         Column("IMAGE", lambda f: f.spec.default_image or NONE, wide_only=True),
         Column("COST/HOUR", lambda f: f.spec.cost_per_hour or NONE),
         Column("DESCRIPTION", lambda f: f.spec.description or ""),
+    ),
+)
+
+
+def _size(count: int) -> str:
+    """Bytes for people: ``512B``, ``3.4KiB``, ``1.2GiB``."""
+    amount = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if amount < 1024 or unit == "TiB":
+            return f"{amount:.0f}{unit}" if unit == "B" else f"{amount:.1f}{unit}"
+        amount /= 1024
+    return f"{count}B"
+
+
+def _layout(info: Any) -> str:
+    return f"sharded x{info.world_size}" if info.layout == "sharded" else f"rank 0 of {info.world_size}"
+
+
+def checkpoint_manifest(info: Any) -> Manifest:
+    return {"step": info.step, "path": info.path, "time": info.saved_at.isoformat(), "size": info.size,
+            "layout": info.layout, "worldSize": info.world_size}
+
+
+CHECKPOINT = Kind(
+    resource="checkpoint",
+    name=lambda info: os.path.basename(info.path),
+    manifest=checkpoint_manifest,
+    columns=(
+        Column("STEP", lambda info: str(info.step)),
+        Column("SAVED", lambda info: info.saved_at.strftime("%Y-%m-%d %H:%M:%S")),
+        Column("SIZE", lambda info: _size(info.size)),
+        Column("RANKS", _layout),
+        Column("PATH", lambda info: info.path),
     ),
 )
 

@@ -20,12 +20,21 @@ process group, and rank 0 checks that the model is identical everywhere::
 
 The backend is nccl when CUDA is available (and the DevServer's backend, ``DEVSERVER_BACKEND``, is not
 gloo), else gloo on CPU. Exits 1 if a check fails. Runs in a few seconds on CPU.
+
+Checkpoints: after every ``--checkpoint-every`` epochs rank 0 saves the model and optimizer with
+``devservers_sdk.checkpoint.CheckpointManager`` (atomically, into ``~/checkpoints``, the newest 3 kept).
+Launched with ``devctl launch NAME --resume -- python train_ddp.py ...`` (or ``launch(..., resume=True)``) it
+continues after the newest checkpoint instead of from epoch 1, with the same result as a run that was never
+interrupted: the data is fixed per rank and the batches come in the same order::
+
+    resumed from epoch 12
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import socket
 import sys
@@ -35,6 +44,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+
+from devservers_sdk.checkpoint import CheckpointManager
 
 FEATURES = 8
 
@@ -69,14 +80,23 @@ def train(options: argparse.Namespace, backend: str) -> bool:
 
     torch.manual_seed(0)  # the same initial model everywhere (DDP also broadcasts rank 0's)
     model = nn.Sequential(nn.Linear(FEATURES, 32), nn.ReLU(), nn.Linear(32, 1)).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=options.lr, momentum=0.9)
+    checkpoints = CheckpointManager(keep=3)  # $DEVSERVERS_CHECKPOINT_DIR, else ~/checkpoints
+    first_epoch = 1
+    restored = checkpoints.resume()  # only when launched with --resume; rank 0 reads, every rank gets it
+    if restored is not None:
+        model.load_state_dict(restored.state["model"])
+        optimizer.load_state_dict(restored.state["optimizer"])
+        first_epoch = restored.step + 1
+        if rank == 0:
+            say(f"resumed from epoch {restored.step}")
     ddp = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
-    optimizer = torch.optim.SGD(ddp.parameters(), lr=options.lr, momentum=0.9)
     loss_fn = nn.MSELoss()
     inputs, targets = synthetic_data(rank, options.samples)
     inputs, targets = inputs.to(device), targets.to(device)
 
     started = time.monotonic()
-    for epoch in range(1, options.epochs + 1):
+    for epoch in range(first_epoch, options.epochs + 1):
         total = torch.zeros(2, device=device)  # sum of losses, number of batches
         for start in range(0, options.samples, options.batch_size):
             batch, expected = inputs[start:start + options.batch_size], targets[start:start + options.batch_size]
@@ -88,6 +108,11 @@ def train(options: argparse.Namespace, backend: str) -> bool:
         dist.all_reduce(total)
         if rank == 0:
             say(f"epoch {epoch} loss {(total[0] / total[1]).item():.4f}")
+        due = options.checkpoint_every and epoch % options.checkpoint_every == 0
+        # Rank 0 writes (the state is the same everywhere under DDP) and says so; the others go on at once.
+        if due and checkpoints.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, epoch):
+            say(f"checkpoint saved at epoch {epoch}")
+        time.sleep(options.epoch_delay)
 
     contribution = torch.tensor([float(rank)], device=device)
     dist.all_reduce(contribution)
@@ -102,7 +127,9 @@ def train(options: argparse.Namespace, backend: str) -> bool:
         say(f"all_reduce sum = {contribution.item():.1f} (expected {expected_sum:.1f} = {terms})")
         say(f"world_size={world_size}")
         say(f"parameters {'identical' if identical else 'DIFFER'} on all {world_size} ranks")
-        say(f"trained {options.epochs} epochs in {time.monotonic() - started:.2f}s")
+        say(f"trained {options.epochs - first_epoch + 1} epochs in {time.monotonic() - started:.2f}s")
+        if options.print_parameters:
+            say("final parameters " + json.dumps([float(value) for value in flat.cpu().tolist()]))
     return contribution.item() == expected_sum and identical
 
 
@@ -118,6 +145,12 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=512, help="samples per rank")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--checkpoint-every", type=int, default=1, metavar="EPOCHS",
+                        help="save a checkpoint every this many epochs (0: never)")
+    parser.add_argument("--epoch-delay", type=float, default=0.0, metavar="SECONDS",
+                        help="pause after each epoch (to watch a run, or to interrupt one in a demo)")
+    parser.add_argument("--print-parameters", action="store_true",
+                        help="rank 0 prints the final parameters as JSON (to compare runs)")
     options = parser.parse_args()
 
     torch.set_num_threads(1)  # several processes share a few CPUs

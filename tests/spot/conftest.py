@@ -10,6 +10,7 @@ import pytest
 
 from devservers_sdk.localcluster.cluster import LocalCluster
 from devservers_sdk.localcluster.pytest_plugin import REAL_CLUSTER_ENV, TEST_USERS, ClusterHandle, backend
+from tests.launch.conftest import pods_use_this_python  # noqa: F401 (a fixture, bound here)
 from tests.operator.conftest import NODE_CAPACITY, crds, kube, operator  # noqa: F401 (fixtures, bound here)
 from tests.platform_fixture import make_admin_a_devservers_admin
 
