@@ -96,3 +96,27 @@ def test_draining_the_node_under_rank_1_interrupts_then_runs_on_the_other_node(k
         assert interrupted_event.type == "Warning" and "spotty-1" in interrupted_event.message
     finally:
         uncordon_all(kube)
+
+
+SPOT_INTERRUPTION_TAINT = "aws-node-termination-handler/spot-itn"
+
+
+def test_a_spot_interruption_taint_moves_the_server_with_its_home(kube: Cluster) -> None:
+    """The AWS Node Termination Handler's taint, as NoExecute: the taint-eviction controller deletes the pod."""
+    kube.create("tainted", persistentHomeSize="1Gi")
+    kube.wait_phase("tainted", "Running", timeout=120)
+    kube.exec("tainted-0", "echo still-here > $HOME/marker")
+    reclaimed = node_of(kube, "tainted-0")
+    try:
+        with phases_seen(kube, "tainted") as phases:
+            kube.kubectl("taint", "node", reclaimed, f"{SPOT_INTERRUPTION_TAINT}=true:NoExecute")
+            back = kube.wait_phase("tainted", "Running", timeout=120,
+                                   check=lambda s: (s.get("status") or {}).get("interruptions") == 1)
+            wait_for(lambda: phases[-1:] == ["Running"], timeout=30, message="the watch to see Running")
+        assert "Interrupted" in phases, phases
+        last = back["status"]["lastInterruption"]
+        assert (last["reason"], last["pods"], last["nodes"]) == ("NodeTainted", ["tainted-0"], [reclaimed]), last
+        assert node_of(kube, "tainted-0") != reclaimed
+        assert kube.exec("tainted-0", "cat $HOME/marker").strip() == "still-here"
+    finally:
+        kube.kubectl("taint", "node", reclaimed, f"{SPOT_INTERRUPTION_TAINT}-", check=False)

@@ -22,10 +22,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import copy
+import datetime
 import hashlib
 import json
 import logging
 import shutil
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,7 @@ PVCS: GroupResource = ("", "persistentvolumeclaims")
 PVS: GroupResource = ("", "persistentvolumes")
 STATEFULSETS: GroupResource = ("apps", "statefulsets")
 NAMESPACES: GroupResource = ("", "namespaces")
+NODES: GroupResource = ("", "nodes")
 CRDS: GroupResource = ("apiextensions.k8s.io", "customresourcedefinitions")
 PROVISIONER = "localcluster.devservers.io/hostpath"
 BUILTIN_GROUP_RESOURCES = frozenset(rt.group_resource for rt in BUILTIN_TYPES)
@@ -151,6 +154,7 @@ class Controllers:
             "statefulset": WorkQueue("statefulset", self._reconcile_statefulset),
             "pvc": WorkQueue("persistentvolume-binder", self._reconcile_pvc),
             "crd": WorkQueue("crd-finalizer", self._reconcile_crd),
+            "taint": WorkQueue("taint-eviction", self._reconcile_node_taints),
         }
         self._tasks: list[asyncio.Task[None]] = []
         for gr in api.store.group_resources():
@@ -223,6 +227,9 @@ class Controllers:
             self._queues["pvc"].add(("claim", namespace, meta["name"], meta.get("uid", "")))
         elif gr == CRDS:
             self._queues["crd"].add(meta["name"])
+        elif gr == NODES and event.type != "DELETED" and any(
+                taint.get("effect") == "NoExecute" for taint in (event.obj.get("spec") or {}).get("taints") or []):
+            self._queues["taint"].add(meta["name"])
 
     def _route_pod(self, event: StoredEvent) -> None:
         meta = event.obj["metadata"]
@@ -384,6 +391,51 @@ class Controllers:
         if sts is None or sts["metadata"].get("deletionTimestamp"):
             return None
         return StatefulSetReconciler(self, sts).run()
+
+    # -- taint eviction -------------------------------------------------------------------------------
+
+    def _reconcile_node_taints(self, node_name: str) -> float | None:
+        """kube-controller-manager's taint-eviction controller, reduced: a pod on a node with a NoExecute taint
+        it does not tolerate is marked DisruptionTarget (DeletionByTaintManager) and deleted gracefully. A
+        toleration with tolerationSeconds is honoured by looking again when it runs out."""
+        from .scheduler import tolerates
+
+        node = self.api.store.get(NODES, "", node_name)
+        if node is None:
+            return None
+        taints = [t for t in (node.get("spec") or {}).get("taints") or [] if t.get("effect") == "NoExecute"]
+        pods_rt = self._rt(PODS)
+        assert pods_rt is not None
+        again: list[float] = []
+        for pod in list(self.api.store.iter(PODS)):
+            meta, spec = pod["metadata"], pod.get("spec") or {}
+            if spec.get("nodeName") != node_name or meta.get("deletionTimestamp"):
+                continue
+            tolerations = spec.get("tolerations") or []
+            untolerated = [t for t in taints if not tolerates(tolerations, t)]
+            limits = [int(tol["tolerationSeconds"]) for t in taints for tol in tolerations
+                      if tol.get("tolerationSeconds") is not None and tolerates([tol], t)]
+            if not untolerated and limits:
+                added = min((_parse_rfc3339(t.get("timeAdded")) or 0.0) for t in taints)
+                wait = added + min(limits) - _now()
+                if wait > 0:
+                    again.append(wait)
+                    continue
+            elif not untolerated:
+                continue
+            status = dict(pod.get("status") or {})
+            conditions = [c for c in status.get("conditions") or [] if c.get("type") != "DisruptionTarget"]
+            conditions.append({"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
+                               "message": "Taint manager: deleting due to NoExecute taint",
+                               "lastTransitionTime": _rfc3339_now(), "lastProbeTime": None})
+            try:
+                self.api.update(pods_rt, meta.get("namespace"), meta["name"],
+                                {**pod, "status": {**status, "conditions": conditions}}, subresource="status")
+                self.api.delete(pods_rt, meta.get("namespace"), meta["name"])
+            except StatusError as exc:  # changed or gone meanwhile: look again
+                log.debug("taint eviction of %s/%s: %s", meta.get("namespace"), meta["name"], exc)
+                again.append(1.0)
+        return min(again) if again else None
 
     # -- volumes ------------------------------------------------------------------------------------
 
@@ -692,3 +744,21 @@ class StatefulSetReconciler:
                                 subresource="status")
 
 
+
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _rfc3339_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_rfc3339(value: Any) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
