@@ -83,6 +83,7 @@ class LiveList:
         self._subscribers: set[Subscriber] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listed: asyncio.Event | None = None
+        self._answered: asyncio.Event | None = None
         self._expected: set[tuple[str, str]] | None = None
         self._confirmed: set[tuple[str, str]] = set()
         self._cancel = Cancellation()
@@ -92,6 +93,7 @@ class LiveList:
         """Start watching (from the event loop that will serve the pages)."""
         self._loop = asyncio.get_running_loop()
         self._listed = asyncio.Event()
+        self._answered = asyncio.Event()
         self._thread = threading.Thread(target=self._run, name="devservers-ui-watch", daemon=True)
         self._thread.start()
 
@@ -100,10 +102,11 @@ class LiveList:
         self._cancel.cancel()
 
     async def listed(self, timeout: float) -> bool:
-        """Wait until the first picture is complete (or ``timeout``); whether it is."""
-        assert self._listed is not None, "start() first"
+        """Wait until the first picture is complete, or the watch failed (``error`` says why), or ``timeout``;
+        whether the picture is complete."""
+        assert self._answered is not None and self._listed is not None, "start() first"
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._listed.wait(), timeout)
+            await asyncio.wait_for(self._answered.wait(), timeout)
         return self._listed.is_set()
 
     def subscribe(self) -> Subscriber:
@@ -159,12 +162,15 @@ class LiveList:
             del self.rows[key]
         self._expected = None
         self.error = None
-        assert self._listed is not None
+        assert self._listed is not None and self._answered is not None
         self._listed.set()
+        self._answered.set()
         self._publish({"type": "SYNCED", "rows": self.sorted_rows()})
 
     def _failed(self, message: str) -> None:
         self.error = message
+        assert self._answered is not None
+        self._answered.set()
         self._publish({"type": "ERROR", "message": message})
 
     def _apply(self, event: str, item: dict[str, Any]) -> None:
