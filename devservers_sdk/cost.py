@@ -8,7 +8,10 @@ while the operator was down is counted until the operator sees it stopped (at mo
 
 The **ledger** keeps the figures after a DevServer is deleted, for ``devctl cost``: one ConfigMap
 ``devservers-cost-ledger`` per namespace, labelled ``app.kubernetes.io/managed-by=devservers-operator``, with
-one key per DevServer (its uid) holding a small JSON document (``LedgerEntry``). Its bounds:
+one key per DevServer (its uid) holding a small JSON document (``LedgerEntry``). The operator writes it when a
+stretch closes (a stop, a price change) and when the DevServer is deleted, never on a create: the open stretch
+is in the status until then. A server deleted while no operator ran, and never stopped before, is therefore
+missing from it (its status went with it). Its bounds:
 
 * at most ``LEDGER_MAX_ENTRIES`` (300) DevServers per namespace; past that, the entries of deleted servers
   are dropped oldest deletion first (live servers are never dropped: their status has their figures anyway);

@@ -459,8 +459,10 @@ def derive_status(
         ]
         if explained:
             pod, (reason, why) = explained[0]
+            said = str((_pod_condition(pod, "PodScheduled") or {}).get("message") or "").strip()
             message = (
-                f"pod {_name(pod)} cannot be scheduled: {why}. The server stays Pending until that changes; "
+                f"pod {_name(pod)} cannot be scheduled: {why}{f' (the scheduler: {said})' if said else ''}. "
+                "The server stays Pending until that changes; "
                 f"pick another flavor with: {NextStep('update', devserver.name, {'flavor': '...'}).devctl()}, or "
                 f"delete it with: {NextStep('delete', devserver.name).devctl()}"
             )

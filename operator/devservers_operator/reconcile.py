@@ -217,6 +217,7 @@ class Reconciler:
         self._instance = socket.gethostname()
         self._nodes: tuple[float, list[dict[str, Any]]] | None = None
         self._ledger_locks: dict[str, asyncio.Lock] = {}
+        self._ledgers: dict[str, dict[str, Any]] = {}  # each namespace's ledger as this operator last wrote it
         self._ledger_tasks: set[asyncio.Task[None]] = set()
 
     # -- events in -----------------------------------------------------------------------------------
@@ -522,7 +523,9 @@ class Reconciler:
                 f"{previous_cost.per_hour} {previous_cost.currency}" if previous_cost.currency else previous_cost.per_hour
             )
         cost, closed = account(previous_cost, price=price, running_pods=running, now=now)
-        if cost is not None and (cost != previous_cost or closed is not None):
+        if cost is not None and closed is not None:
+            # Only a closed stretch is news for the ledger: an open one is in the status, and the DELETED
+            # event closes it. So a create costs no ledger request, a stop or a deletion one or two.
             await self._ledger_update(devserver, cost, closed, now=now)
         return status.model_copy(
             update={
@@ -563,8 +566,13 @@ class Reconciler:
                 try:
                     await self._ledger_write(devserver, cost, closed, now=now, deleted=deleted)
                     return
-                except (ConflictError, AlreadyExistsError):
-                    continue  # someone else wrote it meanwhile (another replica, a hand edit): read again
+                except (ConflictError, AlreadyExistsError, NotFoundError):
+                    self._ledgers.pop(namespace, None)  # changed meanwhile (a hand edit, a restart): read again
+                    continue
+                except NamespaceTerminatingError:
+                    log.debug("DevServer %s/%s: no cost ledger, its namespace is being deleted", namespace,
+                              devserver.name)
+                    return
                 except DevServerError as exc:
                     log.warning("Could not record the cost of DevServer %s/%s: %s", namespace, devserver.name, exc)
                     return
@@ -581,10 +589,12 @@ class Reconciler:
         deleted: datetime | None,
     ) -> None:
         namespace = devserver.namespace or ""
-        try:
-            ledger: dict[str, Any] | None = await self.kube.get(CONFIGMAPS, LEDGER_NAME, namespace=namespace)
-        except NotFoundError:
-            ledger = None
+        ledger: dict[str, Any] | None = self._ledgers.get(namespace)
+        if ledger is None:
+            try:
+                ledger = await self.kube.get(CONFIGMAPS, LEDGER_NAME, namespace=namespace)
+            except NotFoundError:
+                ledger = None
         data = dict(((ledger or {}).get("data")) or {})
         entries = {uid: entry for uid, text in data.items() if (entry := LedgerEntry.from_json(uid, text))}
         uid = devserver.metadata.uid or devserver.name
@@ -611,10 +621,13 @@ class Reconciler:
             "data": {key: value.to_json() for key, value in sorted(kept.items())},
         }
         if ledger is None:
-            await self.kube.create(CONFIGMAPS, manifest)
+            try:
+                self._ledgers[namespace] = await self.kube.create(CONFIGMAPS, manifest)
+            except NotFoundError:  # the namespace itself is gone: nothing left to account for there
+                log.debug("No cost ledger for DevServer %s/%s: its namespace is gone", namespace, devserver.name)
         else:
             manifest["metadata"]["resourceVersion"] = (ledger.get("metadata") or {}).get("resourceVersion")
-            await self.kube.replace(CONFIGMAPS, manifest)
+            self._ledgers[namespace] = await self.kube.replace(CONFIGMAPS, manifest)
 
     async def _ledger_deleted(self, body: Mapping[str, Any]) -> None:
         """A deleted DevServer's last figures: its open stretch closed now, marked deleted."""

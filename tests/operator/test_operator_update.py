@@ -3,6 +3,7 @@ the home volumes, and pod problems (unschedulable, image pull) reach the DevServ
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -40,8 +41,16 @@ def test_flavor_update_rolls_the_pod_and_keeps_home_data(kube: Cluster) -> None:
     assert [claim.metadata.name for claim in kube.claims("roll")] == ["home-roll-0"]
 
 
+A100 = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
+
+
 def test_gpu_flavor_reports_the_scheduler_and_switching_to_cpu_removes_every_gpu_field(kube: Cluster) -> None:
-    kube.create("gpu", flavor="gpu-small")
+    # The test node's GPUs are fake ones (nvidia.com/gpu.product Localcluster-Fake-GPU): no node is an A100.
+    small = json.loads(kube.kubectl("get", "devserverflavor", "gpu-small", "-o", "json").stdout)
+    a100 = {"apiVersion": small["apiVersion"], "kind": small["kind"], "metadata": {"name": "gpu-small-a100"},
+            "spec": {**small["spec"], "nodeSelector": A100}}
+    kube.kubectl("apply", "-f", "-", input_text=json.dumps(a100))
+    kube.create("gpu", flavor="gpu-small-a100")
     server = kube.wait_phase(
         "gpu", "Pending", check=lambda s: "didn't match" in s["status"].get("message", "")
     )
@@ -50,7 +59,7 @@ def test_gpu_flavor_reports_the_scheduler_and_switching_to_cpu_removes_every_gpu
     assert "0/1 nodes are available" in scheduled["message"], scheduled
     container = _template_container(kube, "gpu")
     assert container.resources.limits["nvidia.com/gpu"] == "1"
-    assert kube.statefulset("gpu").spec.template.spec.node_selector == {"nvidia.com/gpu.present": "true"}
+    assert kube.statefulset("gpu").spec.template.spec.node_selector == A100
     wait_for(lambda: "FailedScheduling" in kube.event_reasons("gpu"), timeout=30,
              message="a FailedScheduling Event of DevServer gpu")
 
@@ -62,6 +71,7 @@ def test_gpu_flavor_reports_the_scheduler_and_switching_to_cpu_removes_every_gpu
     assert not template.node_selector and not template.tolerations
     env = {var.name: var.value for var in template.containers[0].env}
     assert env.get("NVIDIA_VISIBLE_DEVICES") == "void"
+    kube.kubectl("delete", "devserverflavor", "gpu-small-a100")
 
 
 def test_image_update_rolls_to_the_new_image(kube: Cluster) -> None:
