@@ -23,6 +23,9 @@ from types import TracebackType
 from .errors import DevServerError
 
 ACTIVITY_ANNOTATION = "devservers.io/last-activity"
+ACTIVITY_SOURCE_ANNOTATION = "devservers.io/last-activity-source"
+"""What the latest SDK activity was (``exec``, ``shell``, ``ssh``, ``port-forward``), for ``describe``."""
+ACTIVITY_SOURCES = ("exec", "shell", "ssh", "port-forward")
 HEARTBEAT_INTERVAL = 60.0
 
 
@@ -31,9 +34,11 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def activity_patch(moment: datetime | None = None) -> dict[str, object]:
-    """The merge patch that records activity at ``moment`` (default: now)."""
-    return {"metadata": {"annotations": {ACTIVITY_ANNOTATION: rfc3339(moment or datetime.now(UTC))}}}
+def activity_patch(moment: datetime | None = None, source: str | None = None) -> dict[str, object]:
+    """The merge patch that records activity at ``moment`` (default: now), by ``source`` when given (one of
+    ``ACTIVITY_SOURCES``; ``None`` removes an older one, which would otherwise be misattributed)."""
+    return {"metadata": {"annotations": {ACTIVITY_ANNOTATION: rfc3339(moment or datetime.now(UTC)),
+                                         ACTIVITY_SOURCE_ANNOTATION: source}}}
 
 
 class ActivityHeartbeat:

@@ -1155,7 +1155,7 @@ class DevServerClient:
         pod = self._running_pod(name, rank)
         stdout, stderr = io.BytesIO(), io.BytesIO()
         deadline = None if timeout is None else time.monotonic() + timeout
-        with ActivityHeartbeat(lambda: self._record_activity(name)):
+        with ActivityHeartbeat(lambda: self._record_activity(name, "exec")):
             session = self._kube.exec(self.namespace, pod, argv, container=container, stdin=stdin is not None)
             session.sinks.update({STDOUT: stdout, STDERR: stderr})
             try:
@@ -1208,7 +1208,7 @@ class DevServerClient:
         """
         argv = self._argv(command)
         pod = self._running_pod(name, rank)
-        heartbeat = ActivityHeartbeat(lambda: self._record_activity(name)).__enter__()
+        heartbeat = ActivityHeartbeat(lambda: self._record_activity(name, "exec")).__enter__()
         try:
             session = self._kube.exec(self.namespace, pod, argv, container=container, stdin=stdin is not None)
         except BaseException:
@@ -1228,7 +1228,8 @@ class DevServerClient:
                           command_failed=lambda s: self._command_failed(s, argv, name, pod))
 
     def shell(self, name: str, *, rank: int = 0, command: str | Sequence[str] | None = None,
-              container: str | None = None, stdin: IO[Any] | None = None, stdout: IO[Any] | None = None) -> int:
+              container: str | None = None, stdin: IO[Any] | None = None, stdout: IO[Any] | None = None,
+              activity: str = "shell") -> int:
         """Attach this terminal to a shell in a DevServer's pod, until the shell exits.
 
         The terminal is put in raw mode (every key goes to the remote shell, ^C included) and restored
@@ -1242,6 +1243,7 @@ class DevServerClient:
                 environment, PATH included).
             container: the container (default: the pod's first).
             stdin, stdout: the streams to attach (default: ``sys.stdin`` and ``sys.stdout``).
+            activity: what the DevServer's activity record calls this session (``ssh`` for ssh-proxy).
 
         Returns:
             The exit status of the shell.
@@ -1258,7 +1260,7 @@ class DevServerClient:
         tty = os.isatty(in_fd)
         argv = self._argv(command) if command is not None else self._default_shell()
         pod = self._running_pod(name, rank)
-        with ActivityHeartbeat(lambda: self._record_activity(name)):
+        with ActivityHeartbeat(lambda: self._record_activity(name, activity)):
             session = self._kube.exec(self.namespace, pod, argv, container=container, stdin=True, tty=tty)
             with _Terminal(in_fd, out_fd, enabled=tty) as terminal:
                 if terminal.size:
@@ -1359,8 +1361,8 @@ class DevServerClient:
         return self._devserver(self._kube.patch(DEVSERVERS, name, patch, namespace=self.namespace,
                                                 content_type=MERGE_PATCH))
 
-    def _record_activity(self, name: str) -> None:
-        self._kube.patch(DEVSERVERS, name, activity_patch(), namespace=self.namespace, timeout=10.0)
+    def _record_activity(self, name: str, source: str | None = None) -> None:
+        self._kube.patch(DEVSERVERS, name, activity_patch(source=source), namespace=self.namespace, timeout=10.0)
 
     @staticmethod
     def _argv(command: str | Sequence[str]) -> builtins.list[str]:

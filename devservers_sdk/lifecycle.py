@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, NamedTuple
 
-from .activity import ACTIVITY_ANNOTATION, rfc3339
+from .activity import ACTIVITY_ANNOTATION, ACTIVITY_SOURCE_ANNOTATION, ACTIVITY_SOURCES, rfc3339
 from .durations import format_duration, parse_duration
 from .errors import InvalidSpecError
 from .models import DevServer, DevServerFlavorSpec, DevServerSpec, MinGpuUtilization
@@ -464,13 +464,17 @@ def track_gpu_use(
 
 _SOURCE_TEXT = {
     "sdk": "a command or shell run on it (devctl, notebook or SDK)",
+    "exec": "a command run on it (devctl, notebook or SDK)",
+    "shell": "a shell on it (devctl shell)",
+    "ssh": "an SSH session (devctl ssh-proxy)",
+    "port-forward": "an open port-forward (devctl port-forward, jupyter)",
     "session": "an interactive session (in-pod probe)",
     "gpu": "GPU use (in-pod probe)",
     "cpu": "CPU use (in-pod probe)",
     "start": "the pods starting",
     "creation": "creation",
 }
-_SOURCE_PRIORITY = {"sdk": 5, "session": 4, "gpu": 3, "cpu": 2, "start": 1, "creation": 0}
+_SOURCE_PRIORITY = {**dict.fromkeys(ACTIVITY_SOURCES, 5), "sdk": 5, "session": 4, "gpu": 3, "cpu": 2, "start": 1, "creation": 0}
 
 
 class Activity(NamedTuple):
@@ -518,7 +522,8 @@ def last_activity(
     candidates = [Activity(created_at, "creation")]
     annotated = _parse_annotation_time(annotations.get(ACTIVITY_ANNOTATION))
     if annotated is not None and annotated <= now + CLOCK_SKEW:
-        candidates.append(Activity(min(annotated, now), "sdk"))
+        source = annotations.get(ACTIVITY_SOURCE_ANNOTATION)
+        candidates.append(Activity(min(annotated, now), source if source in ACTIVITY_SOURCES else "sdk"))
     if probe is not None:
         signal = probe.active_signal()
         if signal is not None:

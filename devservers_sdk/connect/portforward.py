@@ -91,7 +91,7 @@ class PortForward:
         self._lock = threading.Lock()
         self._sessions: set[ExecSession] = set()
         self._closed = threading.Event()
-        self._heartbeat = ActivityHeartbeat(lambda: client._record_activity(name)).__enter__()
+        self._heartbeat = ActivityHeartbeat(lambda: client._record_activity(name, "port-forward")).__enter__()
         self._acceptor = threading.Thread(target=self._accept, name=f"port-forward-{port}", daemon=True)
         self._acceptor.start()
 

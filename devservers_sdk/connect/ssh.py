@@ -304,4 +304,4 @@ def proxy(client: DevServerClient, host: str, *, identity: str | os.PathLike[str
     name, rank = resolve_host(client, host)
     key = ensure_key(identity)
     return client.shell(name, rank=rank, command=sshd_command(public_key(key)), stdin=sys.stdin,
-                        stdout=sys.stdout)
+                        stdout=sys.stdout, activity="ssh")

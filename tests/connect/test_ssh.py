@@ -17,7 +17,7 @@ from pathlib import Path
 
 from conftest import Server
 
-from devservers_sdk.activity import ACTIVITY_ANNOTATION
+from devservers_sdk.activity import ACTIVITY_ANNOTATION, ACTIVITY_SOURCE_ANNOTATION
 from devservers_sdk.connect.ssh import MISSING_SSHD, sshd_command
 from tests.cli.devctl_support import make_devctl
 
@@ -88,8 +88,10 @@ def test_ssh_scp_rsync_and_sftp_reach_the_server(server: Server, tmp_path: Path)
     listing = ssh.run("sftp", "-F", str(ssh.config), "-b", "-", "box.devserver", input_text="ls /home/dev/rsynced\n")
     assert listing.returncode == 0 and "/home/dev/rsynced/sub" in listing.stdout, listing.stdout + listing.stderr
 
-    after = server.client.get(server.name).metadata.annotations.get(ACTIVITY_ANNOTATION)
+    annotations = server.client.get(server.name).metadata.annotations
+    after = annotations.get(ACTIVITY_ANNOTATION)
     assert after is not None and (before is None or after >= before)  # SSH sessions are activity
+    assert annotations.get(ACTIVITY_SOURCE_ANNOTATION) == "ssh"  # and describe says so
 
 
 def test_every_rank_of_a_distributed_server(ddp: Server, tmp_path: Path) -> None:

@@ -410,6 +410,19 @@ def test_a_probe_that_saw_work_as_long_ago_as_the_timeout_is_asked_again_not_tak
     assert decision.idle[:2] == ("Unknown", "IdleUnconfirmed")
 
 
+@pytest.mark.parametrize(("source", "shown"), [("ssh", "ssh"), ("port-forward", "port-forward"),
+                                              (None, "sdk"), ("made-up", "sdk")])
+def test_the_sdk_activity_names_what_it_was(source: str | None, shown: str) -> None:
+    annotations = {ACTIVITY_ANNOTATION: stamp(CREATED + 10 * MINUTE)}
+    if source is not None:
+        annotations["devservers.io/last-activity-source"] = source
+    server = devserver(lifecycle={"idleTimeout": 3600}, annotations=annotations)
+    decision = plan(server, now=CREATED + 30 * MINUTE, flavor_spec=None)
+    assert decision.activity == (CREATED + 10 * MINUTE, shown)
+    if source == "ssh":
+        assert "an SSH session" in decision.idle[2]
+
+
 def test_auto_shutdown_off_never_stops() -> None:
     server = devserver(lifecycle={"idleTimeout": 600, "autoShutdown": False})
     decision = plan(server, now=CREATED + 10 * HOUR, flavor_spec=None, probe=quiet_probe(CREATED + 10 * HOUR))
