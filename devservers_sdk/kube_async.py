@@ -39,6 +39,7 @@ from .errors import (
     ConfigurationError,
     DevServerError,
     ExecError,
+    NotFoundError,
     ServerError,
     error_from_api,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "FIELD_MANAGER",
     "NODES",
     "PVCS",
+    "SECRETS",
     "SERVICES",
     "STATEFULSETS",
     "AsyncKube",
@@ -66,6 +68,7 @@ FIELD_MANAGER = "devservers-operator"
 STATEFULSETS = Resource("apps", "v1", "statefulsets", "StatefulSet")
 SERVICES = Resource("", "v1", "services", "Service")
 PVCS = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
+SECRETS = Resource("", "v1", "secrets", "Secret")
 
 _EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 _STDOUT, _STDERR, _ERROR, _CLOSE = 1, 2, 3, 255
@@ -432,6 +435,20 @@ class AsyncKube:
 
     async def get_pvc(self, namespace: str, name: str) -> dict[str, Any]:
         return await self.get(PVCS, name, namespace=namespace)
+
+    async def secret_keys(self, namespace: str, name: str) -> set[str] | None:
+        """The keys of a Secret, or None when it does not exist; its values are dropped at once, unread.
+
+        The operator reports a Secret that pods would fail to read as a condition on their DevServer; it
+        needs nothing more than the key names for that.
+        """
+        try:
+            secret = await self.get(SECRETS, name, namespace=namespace)
+        except NotFoundError:
+            return None
+        keys = set((secret.get("data") or {}).keys())
+        del secret
+        return keys
 
     async def create_event(self, namespace: str, event: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = await self.request(

@@ -29,7 +29,8 @@ Why the pieces are shaped this way:
 
 The pods' Python is the first of ``python3``/``python`` on their ``PATH``; it must have torch, and runs
 torchrun in the same process that set itself up (one interpreter start-up per rank, not two).
-``PYTHONUNBUFFERED=1`` is set so that lines arrive as they are printed, and ``DEVSERVER_BACKEND`` holds
+Every launch has a run-group id, in ``DEVSERVERS_RUN_GROUP`` and ``WANDB_RUN_GROUP`` of every process, which
+``tracking.start_run`` records with the run. ``PYTHONUNBUFFERED=1`` is set so that lines arrive as they are printed, and ``DEVSERVER_BACKEND`` holds
 the DevServer's ``spec.distributed.backend`` for scripts that want to follow it.
 """
 
@@ -56,6 +57,7 @@ from .errors import DevServerError, DevServerNotReadyError, InvalidSpecError, Wa
 from .kube import STDERR, STDOUT, ExecSession
 from .models import DevServer, env_name_problem
 from .next_steps import NextStep
+from .tracking_settings import RUN_GROUP_ENV
 
 if TYPE_CHECKING:
     from .checkpoint import CheckpointInfo
@@ -443,6 +445,8 @@ class LaunchHandle:
         name: the DevServer.
         namespace: its namespace.
         launch_id: the id in every process's ``DEVSERVERS_LAUNCH`` variable (``<launch_id>-<rank>``).
+        run_group: the experiment-tracking run group of every process (``DEVSERVERS_RUN_GROUP`` and
+            ``WANDB_RUN_GROUP``, see ``tracking``): ``<name>-<8 hex digits>``.
         pods: the pod of each rank.
         args: the arguments given to ``python -m torch.distributed.run`` on every rank.
         started_at: ``time.monotonic()`` when the launch began.
@@ -455,6 +459,7 @@ class LaunchHandle:
         self.namespace = client.namespace
         self.resumed_from: CheckpointInfo | None = None  # the checkpoint a resume=True launch continues from
         self.launch_id = secrets.token_hex(6)
+        self.run_group: str | None = None
         self.args = list(args)
         self.pods = dict(sorted(pods.items()))
         self.started_at = time.monotonic()
@@ -830,7 +835,11 @@ def launch(client: DevServerClient, name: str, command: str | Sequence[str], *,
             namespace=client.namespace)
     distributed = server.spec.distributed
     assert distributed is not None
-    launch_env = {"PYTHONUNBUFFERED": "1", "DEVSERVER_BACKEND": distributed.backend, **extra}
+    # One id for every process of this launch: W&B groups the runs by WANDB_RUN_GROUP, and
+    # tracking.start_run tags the MLflow run with it, so a launch's run is found from the launch.
+    run_group = f"{name}-{secrets.token_hex(4)}"
+    launch_env = {"PYTHONUNBUFFERED": "1", "DEVSERVER_BACKEND": distributed.backend,
+                  RUN_GROUP_ENV: run_group, "WANDB_RUN_GROUP": run_group, **extra}
     resumed_from = None
     if resume or checkpoint_dir is not None:
         from .checkpoint import CHECKPOINT_DIR_ENV, RESUME_FROM_ENV, RESUME_STEP_ENV
@@ -844,5 +853,6 @@ def launch(client: DevServerClient, name: str, command: str | Sequence[str], *,
     handle = LaunchHandle(client, name, ready, args, env=launch_env, workdir=workdir, timeout=timeout,
                           on_output=on_output)
     handle.resumed_from = resumed_from
+    handle.run_group = run_group
     handle._start()
     return handle

@@ -47,9 +47,11 @@ from .models import (
     DevServer,
     DevServerFlavor,
     DevServerFlavorSpec,
+    TrackingSpec,
     env_name_problem,
 )
 from .quantities import format_bytes, parse_quantity
+from .tracking_settings import effective_tracking, tracking_env
 
 __all__ = [
     "APP_LABEL_VALUE",
@@ -641,8 +643,14 @@ def _container(
     flavor_spec: DevServerFlavorSpec,
     config: OperatorConfig,
     mounts: list[dict[str, Any]],
+    tracking: TrackingSpec,
 ) -> dict[str, Any]:
-    env = [{"name": "HOME", "value": config.home_path}, *distributed_env(devserver, config, flavor_spec)]
+    image = image_for(devserver, flavor_spec, config)
+    env = [
+        {"name": "HOME", "value": config.home_path},
+        *distributed_env(devserver, config, flavor_spec),
+        *tracking_env(devserver, tracking, flavor=devserver.spec.flavor, image=image),
+    ]
     hook = devserver.spec.lifecycle.checkpoint
     if hook is not None:
         env.append({"name": POD_UID_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}})
@@ -652,7 +660,7 @@ def _container(
         env.append({"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"})
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
-        "image": image_for(devserver, flavor_spec, config),
+        "image": image,
         "imagePullPolicy": "IfNotPresent",
         "command": list(config.command),
         "workingDir": config.home_path,
@@ -692,6 +700,7 @@ def build_statefulset(
     config: OperatorConfig,
     *,
     replicas: int | None = None,
+    tracking: TrackingSpec | None = None,
 ) -> dict[str, Any]:
     """The complete StatefulSet ``<name>`` for a DevServer (see the module docstring).
 
@@ -700,6 +709,8 @@ def build_statefulset(
         flavor: its flavor (object or spec).
         config: the operator's settings.
         replicas: override the replica count; None: ``desired_replicas(devserver)``.
+        tracking: the experiment tracking to inject (``tracking_settings.effective_tracking`` of the
+            DevServer and its namespace's defaults); None: the DevServer's own ``spec.tracking``.
 
     Raises:
         ValueError: no uid or namespace; ``InvalidSpecError`` for a forbidden ``ncclSettings`` key.
@@ -722,7 +733,10 @@ def build_statefulset(
             "fsGroupChangePolicy": "OnRootMismatch",
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [_container(devserver, flavor_spec, config, mounts)],
+        "containers": [
+            _container(devserver, flavor_spec, config, mounts,
+                       tracking if tracking is not None else effective_tracking(devserver, None))
+        ],
         "volumes": volumes,
     }
     capacity_selector, capacity_tolerations = capacity_placement(flavor_spec, config)
@@ -804,11 +818,15 @@ class DesiredObjects:
 
 
 def build_objects(
-    devserver: DevServer, flavor: DevServerFlavor | DevServerFlavorSpec, config: OperatorConfig
+    devserver: DevServer,
+    flavor: DevServerFlavor | DevServerFlavorSpec,
+    config: OperatorConfig,
+    *,
+    tracking: TrackingSpec | None = None,
 ) -> DesiredObjects:
-    """The StatefulSet and Service of a DevServer, built together."""
+    """The StatefulSet and Service of a DevServer, built together (``tracking`` as in ``build_statefulset``)."""
     return DesiredObjects(
-        statefulset=build_statefulset(devserver, flavor, config),
+        statefulset=build_statefulset(devserver, flavor, config, tracking=tracking),
         service=build_service(devserver, config),
     )
 

@@ -93,9 +93,12 @@ __all__ = [
     "Interruption",
     "LifecycleSpec",
     "MinGpuUtilization",
+    "MlflowTracking",
     "ObjectMeta",
     "RankCheckpoint",
     "Toleration",
+    "TrackingSpec",
+    "WandbTracking",
     "env_name_problem",
     "validate_name",
 ]
@@ -650,6 +653,75 @@ class LifecycleSpec(_Spec):
     )
 
 
+_TRACKING_URI_PATTERN = r"^(https?://[^/@\s]+(/\S*)?|file:/\S*|databricks(://[^/@\s]+)?)$"
+_TrackingUri = Annotated[
+    str,
+    _Matches(
+        _TRACKING_URI_PATTERN,
+        what="MLflow tracking URI",
+        advice="write http(s)://host[:port][/path], file:/path or databricks, without a user or password "
+        "(credentials go in credentialsSecret), e.g. https://mlflow.example.com",
+        max_length=2048,
+    ),
+]
+# W&B refuses these characters in project and entity names.
+_WANDB_NAME_PATTERN = r"^[^/\\#?%:\s]+$"
+_WandbName = Annotated[
+    str,
+    _Matches(
+        _WANDB_NAME_PATTERN,
+        what="W&B project or entity name",
+        advice="use letters, digits, '-', '_' and '.', without spaces or any of / \\ # ? % :",
+        max_length=128,
+    ),
+]
+_ExperimentName = Annotated[
+    str,
+    _Matches(r"^\S(.*\S)?$", what="MLflow experiment name", advice="write a name without leading or "
+             "trailing spaces, e.g. team-llm", max_length=500),
+]
+
+
+class MlflowTracking(_Spec):
+    """Where an MLflow client in the DevServer's pods sends runs."""
+
+    tracking_uri: _TrackingUri = Field(
+        description="MLflow tracking server, exported as MLFLOW_TRACKING_URI, e.g. https://mlflow.example.com. "
+        "Never with a user or password in it: those go in credentialsSecret.",
+    )
+    experiment: _ExperimentName | None = Field(
+        default=None,
+        description="Exported as MLFLOW_EXPERIMENT_NAME. Unset: the DevServer's name.",
+    )
+    credentials_secret: _Subdomain | None = Field(
+        default=None,
+        description="Secret in the DevServer's namespace whose keys MLFLOW_TRACKING_USERNAME and "
+        "MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN, become those variables in the pods (by "
+        "secretKeyRef: the values never appear in the DevServer). Unset: no credentials.",
+    )
+
+
+class WandbTracking(_Spec):
+    """Where a Weights & Biases client in the DevServer's pods sends runs."""
+
+    project: _WandbName = Field(description="W&B project, exported as WANDB_PROJECT.")
+    entity: _WandbName | None = Field(
+        default=None, description="W&B team or user, exported as WANDB_ENTITY. Unset: the key's default entity."
+    )
+    api_key_secret: _Subdomain = Field(
+        description="Secret in the DevServer's namespace whose key WANDB_API_KEY becomes that variable in the "
+        "pods (by secretKeyRef: the key never appears in the DevServer).",
+    )
+
+
+class TrackingSpec(_Spec):
+    """Experiment tracking for the DevServer's pods. A tool set here replaces the namespace's default for
+    that tool (the devservers-defaults ConfigMap) as a whole; a tool set in neither is not configured."""
+
+    mlflow: MlflowTracking | None = Field(default=None, description="MLflow tracking server and credentials.")
+    wandb: WandbTracking | None = Field(default=None, description="Weights & Biases project and API key.")
+
+
 class DevServerSpec(_Spec):
     """What a researcher asks for: whose server, which size, which image, and how long it may live."""
 
@@ -699,6 +771,11 @@ class DevServerSpec(_Spec):
     lifecycle: LifecycleSpec = Field(
         default_factory=LifecycleSpec,
         description="Idle shutdown and expiry.",
+    )
+    tracking: TrackingSpec | None = Field(
+        default=None,
+        description="MLflow and Weights & Biases settings injected into the pods. Unset: the namespace's "
+        "defaults (ConfigMap devservers-defaults), if any.",
     )
 
     def ignored_fields(self) -> dict[str, str]:

@@ -97,7 +97,12 @@ FAILING_WAITING_REASONS = frozenset(
 LOCAL_CLUSTER_LABEL = "devservers.io/local-cluster"
 """Set to "true" on every Node of the local cluster (``devservers_sdk.localcluster``), whose hints then apply."""
 
-_MISSING_REASONS = {"flavor": "FlavorNotFound", "sharedVolumeClaim": "SharedVolumeClaimNotFound"}
+_MISSING_REASONS = {
+    "flavor": "FlavorNotFound",
+    "namespaceDefaults": "InvalidNamespaceDefaults",
+    "sharedVolumeClaim": "SharedVolumeClaimNotFound",
+    "trackingSecret": "TrackingSecretNotFound",
+}
 
 Phase = Literal["Pending", "Starting", "Running", "Interrupted", "Stopping", "Stopped", "Failed", "Expired",
                "Terminating"]
@@ -381,7 +386,8 @@ def derive_status(
         now: the current time.
         expires_at: the deadline (``lifecycle.expires_at``), for ``expiresAt`` and ``ExpiringSoon``.
         desired_stopped: whether the server should be stopped (``lifecycle.desired_stopped``).
-        missing: what the server needs but does not exist, by kind (``flavor``, ``sharedVolumeClaim``),
+        missing: what the server needs but does not exist, by kind (``flavor``, ``sharedVolumeClaim``,
+            ``trackingSecret``, ``namespaceDefaults``),
             with the message to show, e.g. ``{"flavor": "DevServerFlavor 'x' not found; ..."}``.
         lifecycle: this reconcile's ``lifecycle.plan``: gives Idle and the last activity.
         warning_lead: how long before ``expires_at`` ``ExpiringSoon`` turns True.

@@ -18,6 +18,10 @@ process group, and rank 0 checks that the model is identical everywhere::
     world_size=4
     parameters identical on all 4 ranks
 
+The loss goes to the DevServer's experiment tracking too (``devservers_sdk.tracking``): one run per
+launch, on rank 0, in MLflow and/or Weights & Biases as the DevServer or its namespace configures them
+(``spec.tracking``), tagged with the server, flavor and world size. Without configuration that is a no-op.
+
 The backend is nccl when CUDA is available (and the DevServer's backend, ``DEVSERVER_BACKEND``, is not
 gloo), else gloo on CPU. Exits 1 if a check fails. Runs in a few seconds on CPU.
 
@@ -45,6 +49,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from devservers_sdk import tracking
 from devservers_sdk.checkpoint import CheckpointManager
 
 FEATURES = 8
@@ -67,7 +72,7 @@ def synthetic_data(rank: int, samples: int) -> tuple[torch.Tensor, torch.Tensor]
     return inputs, targets
 
 
-def train(options: argparse.Namespace, backend: str) -> bool:
+def train(options: argparse.Namespace, backend: str, run: tracking.TrackingRun) -> bool:
     """Train, check, report; every object that holds the process group is gone when this returns."""
     rank, world_size = dist.get_rank(), dist.get_world_size()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -107,7 +112,9 @@ def train(options: argparse.Namespace, backend: str) -> bool:
             total += torch.stack([loss.detach(), torch.ones((), device=device)])
         dist.all_reduce(total)
         if rank == 0:
-            say(f"epoch {epoch} loss {(total[0] / total[1]).item():.4f}")
+            mean_loss = (total[0] / total[1]).item()
+            say(f"epoch {epoch} loss {mean_loss:.4f}")
+            run.log({"loss": mean_loss}, step=epoch)
         due = options.checkpoint_every and epoch % options.checkpoint_every == 0
         # Rank 0 writes (the state is the same everywhere under DDP) and says so; the others go on at once.
         if due and checkpoints.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, epoch):
@@ -156,8 +163,11 @@ def main() -> int:
     torch.set_num_threads(1)  # several processes share a few CPUs
     backend = choose_backend()
     dist.init_process_group(backend)
+    hyperparameters = {"epochs": options.epochs, "samples": options.samples, "batch_size": options.batch_size,
+                       "lr": options.lr, "backend": backend}
     try:
-        ok = train(options, backend)
+        with tracking.start_run(config=hyperparameters) as run:  # a no-op but on rank 0
+            ok = train(options, backend, run)
         # Nobody leaves while a peer still talks to it: gloo aborts a process whose peer vanished mid-exit.
         dist.barrier()
     finally:

@@ -8,7 +8,9 @@ Watched, each through one kopf watch stream:
 * DevServers (the watched namespaces, or the cluster) and DevServerFlavors (cluster-scoped);
 * StatefulSets, Services, pods and home claims labelled ``app.kubernetes.io/managed-by=devservers-operator``, with the
   label selector sent to the API server, so the operator never receives other pods (no cluster-wide pod
-  LIST or WATCH of everything).
+  LIST or WATCH of everything);
+* the ConfigMaps named ``devservers-defaults`` (a field selector sent to the API server: no other
+  ConfigMap reaches the operator), whose ``tracking`` key is a namespace's experiment-tracking defaults.
 
 The indices are the caches the reconcile reads instead of GETting. kopf holds every handler back until
 all indices are filled from the initial listings, so after a restart the first reconcile of a DevServer
@@ -28,6 +30,7 @@ import kopf
 from devservers_sdk.kube_async import AsyncKube
 from devservers_sdk.manifests import MANAGED_BY, NAME_LABEL
 from devservers_sdk.models import API_GROUP, API_VERSION, DEVSERVER_PLURAL, FLAVOR_PLURAL
+from devservers_sdk.tracking_settings import DEFAULTS_CONFIGMAP
 
 from .reconcile import Key, Reconciler
 from .settings import OperatorSettings
@@ -37,6 +40,7 @@ __all__ = ["IndexCache", "NoDiffBase", "QuietEventHandlers"]
 log = logging.getLogger(__name__)
 
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+DEFAULTS_SELECTOR = f"metadata.name={DEFAULTS_CONFIGMAP}"
 _OWNED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 
 
@@ -51,6 +55,7 @@ class IndexCache:
         self._services: kopf.Index[Key, dict[str, Any]] = indices["service_index"]
         self._pods: kopf.Index[Key, dict[str, Any]] = indices["pod_index"]
         self._claims: kopf.Index[Key, dict[str, Any]] = indices["claim_index"]
+        self._defaults: kopf.Index[str, dict[str, Any]] = indices["defaults_index"]
 
     @staticmethod
     def _one(index: kopf.Index[Any, dict[str, Any]], key: Any) -> dict[str, Any] | None:
@@ -83,6 +88,12 @@ class IndexCache:
     def flavor_users(self, flavor: str) -> list[Key]:
         store = self._users.get(flavor)
         return sorted(set(store)) if store else []
+
+    def namespace_defaults(self, namespace: str) -> dict[str, Any] | None:
+        return self._one(self._defaults, namespace)
+
+    def devservers_in(self, namespace: str) -> list[Key]:
+        return sorted(key for key in self._devservers if key[0] == namespace)
 
 
 class QuietEventHandlers(logging.Filter):
@@ -140,6 +151,7 @@ async def startup(
     settings.batching.worker_limit = None  # never 1: one worker per object, all objects in parallel
     for plural in ("pods", "statefulsets", "services", "persistentvolumeclaims"):
         settings.watching.label_selectors[plural] = MANAGED_SELECTOR
+    settings.watching.field_selectors["configmaps"] = DEFAULTS_SELECTOR
     objects_logger = logging.getLogger("kopf.objects")
     if not any(isinstance(f, QuietEventHandlers) for f in objects_logger.filters):
         objects_logger.addFilter(QuietEventHandlers())
@@ -208,6 +220,16 @@ async def claim_index(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[Ke
     return _owner_key(body, labels)
 
 
+def _is_defaults(name: str, **_: Any) -> bool:
+    # The field selector already keeps every other ConfigMap away; this guards a server that ignores it.
+    return name == DEFAULTS_CONFIGMAP
+
+
+@kopf.index("", "v1", "configmaps", when=_is_defaults)
+async def defaults_index(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, dict[str, Any]]:
+    return {str(namespace): {"data": dict(body.get("data") or {})}}
+
+
 # -- events → triggers -----------------------------------------------------------------------------------
 
 
@@ -239,3 +261,8 @@ async def pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
 @kopf.on.event("", "v1", "persistentvolumeclaims", labels=_OWNED)
 async def claim_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _reconciler(memo).owned_changed("PersistentVolumeClaim", type, body)
+
+
+@kopf.on.event("", "v1", "configmaps", when=_is_defaults)
+async def defaults_event(namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    _reconciler(memo).namespace_defaults_changed(str(namespace))

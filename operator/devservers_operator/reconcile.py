@@ -82,6 +82,7 @@ from devservers_sdk.models import (
     DevServerStatus,
     GpuUse,
     RankCheckpoint,
+    TrackingSpec,
 )
 from devservers_sdk.next_steps import NextStep
 from devservers_sdk.status import (
@@ -91,6 +92,12 @@ from devservers_sdk.status import (
     pod_disruption,
     pod_rank,
     pods_to_replace,
+)
+from devservers_sdk.tracking_settings import (
+    effective_tracking,
+    parse_defaults,
+    required_secrets,
+    secret_problem,
 )
 
 from .probe import parse_probe, probe_command
@@ -143,6 +150,8 @@ class Cache(Protocol):
     def pods(self, namespace: str, name: str) -> list[dict[str, Any]]: ...
     def claims(self, namespace: str, name: str) -> list[dict[str, Any]]: ...
     def flavor_users(self, flavor: str) -> list[Key]: ...
+    def namespace_defaults(self, namespace: str) -> dict[str, Any] | None: ...
+    def devservers_in(self, namespace: str) -> list[Key]: ...
 
 
 def manifest_hash(manifest: Mapping[str, Any]) -> str:
@@ -174,6 +183,7 @@ class _Memory:
 
     probe: ProbeReport | None = None
     claim_failures: int = 0
+    secret_failures: int = 0
     own_status_version: str | None = None
     status_written_at: float = -float("inf")  # time.monotonic() of the last status write
     warned_unschedulable: bool = False
@@ -259,6 +269,12 @@ class Reconciler:
             memory.claims_owned.discard(str(meta.get("uid")))
         self.queue.trigger(key)
 
+    def namespace_defaults_changed(self, namespace: str) -> None:
+        """The namespace's devservers-defaults ConfigMap appeared, changed or went away: reconcile every
+        DevServer of the namespace."""
+        for key in self.cache.devservers_in(namespace):
+            self.queue.trigger(key)
+
     def flavor_changed(self, name: str) -> None:
         """A flavor appeared, changed or went away: reconcile every DevServer that names it."""
         for key in self.cache.flavor_users(name):
@@ -312,6 +328,24 @@ class Reconciler:
             memory.claim_failures += 1
         else:
             memory.claim_failures = 0
+        # Tracking: the namespace's defaults come from a watched ConfigMap (its change triggers this); a
+        # Secret is not watched (a cluster-wide watch of Secrets is neither cheap nor wanted), so a missing
+        # one is looked up again with the claim's backoff. Either problem withholds the pods, which could
+        # not start (a Secret the kubelet cannot read) or would start half-configured.
+        tracking, defaults_problem = parse_defaults(
+            (self.cache.namespace_defaults(namespace) or {}).get("data"), namespace=namespace
+        )
+        if defaults_problem is not None:
+            missing["namespaceDefaults"] = defaults_problem
+        effective = effective_tracking(devserver, tracking)
+        secret_problems = await self._tracking_secrets(devserver, effective)
+        if secret_problems:
+            missing["trackingSecret"] = "; ".join(secret_problems)
+            retry.append(min(CLAIM_RETRY_MAX, CLAIM_RETRY_FIRST * 2**memory.secret_failures))
+            memory.secret_failures += 1
+        else:
+            memory.secret_failures = 0
+        withheld = defaults_problem is not None or bool(secret_problems)
 
         pods = self.cache.pods(namespace, name)
         statefulset = self.cache.statefulset(namespace, name)
@@ -357,14 +391,15 @@ class Reconciler:
             if decision.action == "hold":
                 if devserver.status.phase != "Expired":
                     await self._event(devserver, "Warning", decision.reason, decision.message)
-                if statefulset is not None and flavor is not None:
+                if statefulset is not None and flavor is not None and not withheld:
                     # Edited into the past after it ran: keep everything, run nothing (as a stop does).
                     held = devserver.model_copy(update={"metadata": devserver.metadata.model_copy(update={
                         "annotations": {**devserver.metadata.annotations, DESIRED_STATE_ANNOTATION: "Stopped"}})})
-                    statefulset, _ = await self._apply_objects(held, flavor, statefulset, pods, memory, now)
-            elif flavor is not None:
+                    statefulset, _ = await self._apply_objects(held, flavor, statefulset, pods, memory, now,
+                                                               effective)
+            elif flavor is not None and not withheld:
                 statefulset, again = await self._apply_objects(
-                    devserver, flavor, statefulset, pods, memory, now
+                    devserver, flavor, statefulset, pods, memory, now, effective
                 )
                 if again is not None:
                     retry.append(again)
@@ -437,6 +472,17 @@ class Reconciler:
                 f"'{namespace}'; create it, or remove sharedVolumeClaimName. The pods start once it exists"
             )
         return None
+
+    async def _tracking_secrets(self, devserver: DevServer, tracking: TrackingSpec) -> list[str]:
+        """Why the pods could not read their tracking credentials (one sentence per Secret), or nothing."""
+        namespace = devserver.namespace or ""
+        problems = []
+        for secret in required_secrets(tracking):
+            keys = await self.kube.secret_keys(namespace, secret.name)
+            problem = secret_problem(secret, keys, namespace=namespace, devserver=devserver.name)
+            if problem is not None:
+                problems.append(problem)
+        return problems
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -710,6 +756,7 @@ class Reconciler:
         pods: Sequence[Mapping[str, Any]],
         memory: _Memory,
         now: datetime,
+        tracking: TrackingSpec,
     ) -> tuple[dict[str, Any] | None, float | None]:
         """Apply the StatefulSet and Service where they differ from the desired ones.
 
@@ -718,7 +765,7 @@ class Reconciler:
             until this DevServer needs another look, if any.
         """
         namespace = devserver.namespace or ""
-        desired = build_objects(devserver, flavor, self.settings.objects)
+        desired = build_objects(devserver, flavor, self.settings.objects, tracking=tracking)
         again: float | None = None
         if statefulset is not None and _meta(statefulset).get("deletionTimestamp"):
             statefulset = None  # being deleted (orphaned for a recreate): its DELETED event brings us back
