@@ -39,7 +39,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -57,6 +57,7 @@ from .errors import (
     ExecError,
     InvalidSpecError,
     NotFoundError,
+    PermissionDeniedError,
     WaitCancelledError,
     WaitTimeoutError,
 )
@@ -76,9 +77,10 @@ from .kube import (
     RetryPolicy,
 )
 from .launch import LaunchHandle, OutputCallback
-from .models import DevServer, DevServerFlavor, DevServerFlavorSpec, validate_name
+from .models import DevServer, DevServerFlavor, DevServerFlavorSpec, TrackingSpec, validate_name
 from .next_steps import NextStep
 from .settings import load_kubeconfig, resolve_namespace, resolve_owner
+from .tracking_settings import DEFAULTS_CONFIGMAP, effective_tracking, parse_defaults, tracking_destinations
 
 if TYPE_CHECKING:
     from .checkpoint import CheckpointInfo
@@ -181,6 +183,9 @@ class DevServerDescription:
     devserver: DevServer
     pods: list[PodSummary] = field(default_factory=list)
     events: list[EventSummary] = field(default_factory=list)
+    tracking: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Where the pods' experiment runs go, per tool (``mlflow``, ``wandb``): URI or project, experiment or
+    entity, the Secret's name (never its value), and ``from``: ``DevServer`` or ``namespace defaults``."""
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
@@ -483,7 +488,8 @@ class DevServerClient:
                idle_timeout: int | str | timedelta | None = None, auto_shutdown: bool = True,
                expiration_time: datetime | str | None = None, wait: bool = False,
                timeout: float = DEFAULT_WAIT_TIMEOUT, on_progress: Progress | None = None,
-               cancel: Cancellation | None = None) -> DevServer:
+               cancel: Cancellation | None = None,
+               tracking: TrackingSpec | Mapping[str, Any] | None = None) -> DevServer:
         """Create a DevServer (and optionally wait until it runs).
 
         Everything is validated before the DevServer is sent: the name, the durations and the spec rules
@@ -510,6 +516,9 @@ class DevServerClient:
             timeout: seconds to wait when ``wait`` is true.
             on_progress: called with the DevServer on every change while waiting.
             cancel: stops the wait from another thread (``WaitCancelledError``); the DevServer stays.
+            tracking: MLflow and W&B settings (``spec.tracking``), e.g. ``{"mlflow": {"trackingUri":
+                "https://mlflow.example.com", "credentialsSecret": "mlflow-creds"}}``; None: the namespace's
+                defaults (ConfigMap ``devservers-defaults``), if any. Credentials are Secret names, never values.
 
         Returns:
             The DevServer as created (or as running, with ``wait=True``).
@@ -547,8 +556,10 @@ class DevServerClient:
                                    f"mode='distributed' or leave them out.", field="spec.mode",
                                    kind="DevServer", name=name)
         spec: dict[str, Any] = {"owner": self.owner, "flavor": flavor, "mode": mode, "lifecycle": lifecycle}
+        if isinstance(tracking, TrackingSpec):
+            tracking = tracking.model_dump(mode="json", by_alias=True, exclude_none=True)
         optional = {"image": image, "persistentHomeSize": home_size, "sharedVolumeClaimName": shared_volume,
-                    "distributed": distributed or None}
+                    "distributed": distributed or None, "tracking": dict(tracking) if tracking else None}
         spec.update({key: value for key, value in optional.items() if value is not None})
         manifest = {"apiVersion": DEVSERVERS.api_version, "kind": DEVSERVERS.kind,
                     "metadata": {"name": name, "namespace": self.namespace}, "spec": spec}
@@ -841,7 +852,22 @@ class DevServerClient:
                          if (event.get("involvedObject") or {}).get("kind") in ("DevServer", "Pod", "StatefulSet"))
         epoch = datetime.min.replace(tzinfo=UTC)
         found.sort(key=lambda event: event.last_seen or epoch)
-        return DevServerDescription(devserver=devserver, pods=pods, events=found[-events:] if events else [])
+        return DevServerDescription(devserver=devserver, pods=pods, events=found[-events:] if events else [],
+                                    tracking=self._tracking_destinations(devserver))
+
+    def _tracking_destinations(self, devserver: DevServer) -> dict[str, dict[str, str]]:
+        """Where runs go: the DevServer's own tools, else its namespace's defaults (as the operator decides)."""
+        defaults = None
+        try:
+            configmap = self._kube.get(CONFIGMAPS, DEFAULTS_CONFIGMAP, namespace=self.namespace)
+            defaults, _ = parse_defaults(configmap.get("data"), namespace=self.namespace)
+        except (NotFoundError, PermissionDeniedError):
+            pass  # no defaults, or not readable by this user: the DevServer's own settings still show
+        own = tracking_destinations(devserver.spec.tracking)
+        shown = tracking_destinations(effective_tracking(devserver, defaults))
+        for tool, where in shown.items():
+            where["from"] = "DevServer" if tool in own else f"namespace defaults (ConfigMap {DEFAULTS_CONFIGMAP})"
+        return shown
 
     def update(self, name: str, *, flavor: str | None = None, image: str | None = None) -> DevServer:
         """Change the flavor and/or image of a DevServer; the operator rolls its pods.

@@ -123,6 +123,16 @@ def _nprocs(value: str | None) -> int | Literal["auto"] | None:
               help="torch.distributed backend (--distributed; default nccl, gloo for CPU).")
 @click.option("--nccl", "nccl_settings", multiple=True, metavar="KEY=VALUE", callback=key_values("NCCL_DEBUG=INFO"),
               help="NCCL setting for every pod, e.g. NCCL_DEBUG=INFO (--distributed; repeatable).")
+@click.option("--mlflow", "mlflow_uri", metavar="URI",
+              help="MLflow tracking server for the pods (MLFLOW_TRACKING_URI), e.g. https://mlflow.example.com "
+                   "(default: the namespace's devservers-defaults).")
+@click.option("--mlflow-experiment", metavar="NAME", help="MLflow experiment (--mlflow; default: the DevServer's name).")
+@click.option("--mlflow-secret", metavar="SECRET",
+              help="Secret with MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN "
+                   "(--mlflow).")
+@click.option("--wandb-project", metavar="PROJECT", help="Weights & Biases project for the pods (WANDB_PROJECT).")
+@click.option("--wandb-entity", metavar="ENTITY", help="W&B team or user (--wandb-project).")
+@click.option("--wandb-secret", metavar="SECRET", help="Secret with WANDB_API_KEY (required with --wandb-project).")
 @click.option("--wait", is_flag=True, help="Wait until it runs, showing progress.")
 @timeout_option()
 @output_option(WRITE_FORMATS, default=None)
@@ -132,12 +142,15 @@ def create(ctx: click.Context, name: str, flavor: str, image: str | None, home_s
            no_home: bool, time_to_live: str | None, idle_timeout: str | None, auto_shutdown: bool, expires: str | None,
            shared_volume: str | None, distributed: bool, world_size: int | None,
            nprocs_per_node: int | Literal["auto"] | None,
-           backend: str | None, nccl_settings: dict[str, str], wait: bool, timeout: float,
+           backend: str | None, nccl_settings: dict[str, str], mlflow_uri: str | None,
+           mlflow_experiment: str | None, mlflow_secret: str | None, wandb_project: str | None,
+           wandb_entity: str | None, wandb_secret: str | None, wait: bool, timeout: float,
            output: str | None) -> None:
     """Create a DevServer NAME sized by a flavor.
 
     With --wait, shows its progress until it runs and then how to connect; it exits 1 if the server
-    fails or the wait times out.
+    fails or the wait times out. --mlflow and --wandb-project send the pods' experiment runs somewhere
+    else than the namespace's defaults; credentials are named by Secret, never typed.
 
     \b
     Examples:
@@ -145,6 +158,8 @@ def create(ctx: click.Context, name: str, flavor: str, image: str | None, home_s
       devctl create big --flavor gpu-small --home-size 100Gi --idle-timeout 1h
       devctl create ddp --flavor gpu-large --distributed --world-size 2 --nprocs-per-node auto \\
           --nccl NCCL_DEBUG=INFO --wait
+      devctl create exp --flavor gpu-small --mlflow https://mlflow.example.com --mlflow-secret mlflow-creds \\
+          --wandb-project llm --wandb-secret wandb-key
     """
     group = {"--world-size": world_size, "--nprocs-per-node": nprocs_per_node, "--backend": backend,
              "--nccl": nccl_settings or None}
@@ -155,6 +170,8 @@ def create(ctx: click.Context, name: str, flavor: str, image: str | None, home_s
         raise click.UsageError("--no-home and --home-size contradict each other; pass one of them.")
     if no_home:
         home_size = "0"
+    tracking = _tracking_options(mlflow_uri, mlflow_experiment, mlflow_secret, wandb_project, wandb_entity,
+                                 wandb_secret)
     where = target(ctx)
     with where.client() as client:
         server = client.create(
@@ -162,7 +179,7 @@ def create(ctx: click.Context, name: str, flavor: str, image: str | None, home_s
             world_size=world_size, nprocs_per_node=nprocs_per_node, backend=cast(Backend, backend),
             nccl_settings=nccl_settings or None, home_size=home_size, shared_volume=shared_volume,
             time_to_live=time_to_live, idle_timeout=idle_timeout, auto_shutdown=auto_shutdown,
-            expiration_time=expires)
+            expiration_time=expires, tracking=tracking)
         if output is None:
             lifetime = client.lifetime(server).describe(views.now())
             click.echo(f"DevServer '{name}' created in {_where(client)} (flavor {flavor}); it {lifetime}.")
@@ -175,6 +192,28 @@ def create(ctx: click.Context, name: str, flavor: str, image: str | None, home_s
     else:
         click.echo(f"Wait for it with: devctl wait {name}{where.flags()}; then connect with: "
                    f"devctl shell {name}{where.flags()}")
+
+
+def _tracking_options(mlflow_uri: str | None, mlflow_experiment: str | None, mlflow_secret: str | None,
+                      wandb_project: str | None, wandb_entity: str | None,
+                      wandb_secret: str | None) -> dict[str, dict[str, str]] | None:
+    """spec.tracking from create's flags; a flag that needs another one is a usage error naming both."""
+    if mlflow_uri is None and (mlflow_experiment or mlflow_secret):
+        given = "--mlflow-experiment" if mlflow_experiment else "--mlflow-secret"
+        raise click.UsageError(f"{given} needs --mlflow URI (the tracking server it belongs to).")
+    if (wandb_project is None) != (wandb_secret is None):
+        raise click.UsageError("--wandb-project and --wandb-secret go together: W&B needs the Secret holding "
+                               "WANDB_API_KEY (kubectl create secret generic NAME --from-literal=WANDB_API_KEY=...).")
+    if wandb_entity and wandb_project is None:
+        raise click.UsageError("--wandb-entity needs --wandb-project and --wandb-secret.")
+    tracking: dict[str, dict[str, str]] = {}
+    if mlflow_uri is not None:
+        mlflow = {"trackingUri": mlflow_uri, "experiment": mlflow_experiment, "credentialsSecret": mlflow_secret}
+        tracking["mlflow"] = {key: value for key, value in mlflow.items() if value}
+    if wandb_project is not None and wandb_secret is not None:
+        wandb = {"project": wandb_project, "entity": wandb_entity, "apiKeySecret": wandb_secret}
+        tracking["wandb"] = {key: value for key, value in wandb.items() if value}
+    return tracking or None
 
 
 # -- list, describe --------------------------------------------------------------------------------------

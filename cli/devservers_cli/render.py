@@ -442,6 +442,20 @@ def _lifecycle(server: DevServer) -> list[tuple[str, str]]:
     return rows
 
 
+def _tracking(description: DevServerDescription) -> list[tuple[str, str]]:
+    """Where runs go, one line per tool; Secrets by name only."""
+    rows = []
+    mlflow, wandb = description.tracking.get("mlflow"), description.tracking.get("wandb")
+    if mlflow:
+        experiment = mlflow.get("experiment") or f"{description.devserver.name} (the DevServer's name)"
+        secret = f", credentials from Secret {mlflow['credentialsSecret']}" if mlflow.get("credentialsSecret") else ""
+        rows.append(("MLflow", f"{mlflow['trackingUri']} experiment {experiment}{secret}; from {mlflow['from']}"))
+    if wandb:
+        project = f"{wandb['entity']}/{wandb['project']}" if wandb.get("entity") else wandb["project"]
+        rows.append(("W&B", f"project {project}, API key from Secret {wandb['apiKeySecret']}; from {wandb['from']}"))
+    return rows
+
+
 def _pod_row(pod: PodSummary) -> list[str]:
     return [pod.name, NONE if pod.rank is None else str(pod.rank), pod.phase, "yes" if pod.ready else "no",
             str(pod.restarts), pod.node or NONE, pod.ip or NONE, age(pod.started_at), pod.message or ""]
@@ -487,6 +501,8 @@ def describe_text(description: DevServerDescription) -> str:
     gpus = _gpus(server)
     if gpus:
         sections.append("GPUs:\n" + gpus)
+    tracking = _tracking(description)
+    sections.append("Tracking:\n" + (_fields(tracking, "  ") if tracking else "  <none>"))
     conditions = [[c.type, c.status, c.reason or NONE, age(c.last_transition_time), c.message]
                   for c in status.conditions]
     sections.append("Conditions:\n" + (table(["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"], conditions,
@@ -510,7 +526,8 @@ def description_manifest(description: DevServerDescription) -> dict[str, Any]:
 
     return {"devserver": devserver_manifest(description.devserver),
             "pods": [plain(p) for p in description.pods],
-            "events": [plain(e) for e in description.events]}
+            "events": [plain(e) for e in description.events],
+            "tracking": description.tracking}
 
 
 DESCRIPTION = Kind(

@@ -935,7 +935,14 @@ class Reconciler:
             except AlreadyExistsError:  # created by an earlier run this process no longer remembers
                 result = await replace(manifest)
         else:
-            result = await replace(manifest)
+            try:
+                result = await replace(manifest)
+            except NotFoundError:
+                # Gone since the cache saw it: a change of the namespace's defaults can arrive while the
+                # namespace is being deleted, with its objects. Create it again (a terminating namespace
+                # refuses that, which ends the reconcile quietly).
+                manifest["metadata"].pop("resourceVersion", None)
+                result = await create(manifest)
         memory.written[kind] = _Written(digest, result)
         return result
 
