@@ -80,6 +80,7 @@ from .launch import LaunchHandle, OutputCallback
 from .models import DevServer, DevServerFlavor, DevServerFlavorSpec, TrackingSpec, validate_name
 from .next_steps import NextStep
 from .settings import load_kubeconfig, resolve_namespace, resolve_owner
+from .tracking import git_commit
 from .tracking_settings import DEFAULTS_CONFIGMAP, effective_tracking, parse_defaults, tracking_destinations
 
 if TYPE_CHECKING:
@@ -1728,8 +1729,12 @@ class DevServerClient:
                     next_step=NextStep("launch", name, {"cwd": str(workdir)}),
                     lead="To run in a directory of the pods instead, use cwd")
             cwd = cwd or self.sync(name, workdir).remote_path
+        # The upload leaves .git at home, so the commit of the synced code travels with the launch: the
+        # tracked run records it (tracking.start_run).
+        commit = git_commit(workdir) if workdir is not None else None
         return launch(self, name, command, nprocs_per_node=nprocs_per_node, env=env, workdir=cwd,
-                      timeout=timeout, on_output=on_output, resume=resume, checkpoint_dir=checkpoint_dir)
+                      timeout=timeout, on_output=on_output, resume=resume, checkpoint_dir=checkpoint_dir,
+                      git_commit=commit)
 
 
 @dataclass(frozen=True)

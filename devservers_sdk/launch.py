@@ -57,7 +57,7 @@ from .errors import DevServerError, DevServerNotReadyError, InvalidSpecError, Wa
 from .kube import STDERR, STDOUT, ExecSession
 from .models import DevServer, env_name_problem
 from .next_steps import NextStep
-from .tracking_settings import RUN_GROUP_ENV
+from .tracking_settings import GIT_COMMIT_ENV, RUN_GROUP_ENV
 
 if TYPE_CHECKING:
     from .checkpoint import CheckpointInfo
@@ -816,8 +816,11 @@ def launch(client: DevServerClient, name: str, command: str | Sequence[str], *,
            nprocs_per_node: int | Literal["auto", "cpu", "gpu"] | None = None,
            env: Mapping[str, str] | None = None, workdir: str | None = None, timeout: float | None = None,
            on_output: OutputCallback | None = None, resume: bool = False,
-           checkpoint_dir: str | None = None) -> LaunchHandle:
-    """Run torchrun on every rank of a distributed DevServer (``DevServerClient.launch`` documents it)."""
+           checkpoint_dir: str | None = None, git_commit: str | None = None) -> LaunchHandle:
+    """Run torchrun on every rank of a distributed DevServer (``DevServerClient.launch`` documents it).
+
+    ``git_commit``: the commit of the code uploaded for this launch, given to every process as
+    ``DEVSERVERS_GIT_COMMIT`` for the tracked run to record."""
     args = torchrun_args(command, nprocs_per_node=nprocs_per_node)
     extra = validate_env(env)
     if workdir is not None and (not isinstance(workdir, str) or not workdir or "\0" in workdir):
@@ -840,6 +843,8 @@ def launch(client: DevServerClient, name: str, command: str | Sequence[str], *,
     run_group = f"{name}-{secrets.token_hex(4)}"
     launch_env = {"PYTHONUNBUFFERED": "1", "DEVSERVER_BACKEND": distributed.backend,
                   RUN_GROUP_ENV: run_group, "WANDB_RUN_GROUP": run_group, **extra}
+    if git_commit:
+        launch_env[GIT_COMMIT_ENV] = git_commit
     resumed_from = None
     if resume or checkpoint_dir is not None:
         from .checkpoint import CHECKPOINT_DIR_ENV, RESUME_FROM_ENV, RESUME_STEP_ENV

@@ -20,9 +20,9 @@ so scripts need no ``if rank == 0``.
 Every run says where it came from, as MLflow tags (``devservers.*``) and in W&B's config (``devservers``)
 and tags: the DevServer, namespace, owner, flavor, image, world size (pods), processes per node, the
 launch's run group (``launch()`` sets ``DEVSERVERS_RUN_GROUP`` and ``WANDB_RUN_GROUP``, so the runs of
-one launch group together in W&B and can be found by tag in MLflow) and the git commit of the working
-directory when it is a git checkout (a synced working dir), also as MLflow's own
-``mlflow.source.git.commit``.
+one launch group together in W&B and can be found by tag in MLflow) and the git commit of the code: of the
+local working directory a launch uploaded (``DEVSERVERS_GIT_COMMIT``; the upload leaves ``.git`` behind),
+else of the current directory when it is a checkout; also as MLflow's own ``mlflow.source.git.commit``.
 
 ``mlflow`` and ``wandb`` are optional (``pip install 'devservers[tracking]'``) and imported only here, only
 when a run starts: importing ``devservers_sdk`` never loads them.
@@ -39,7 +39,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from .errors import DevServerError
-from .tracking_settings import RUN_GROUP_ENV
+from .tracking_settings import GIT_COMMIT_ENV, RUN_GROUP_ENV
 
 __all__ = [
     "TAG_PREFIX",
@@ -130,7 +130,7 @@ def run_tags(environ: Mapping[str, str] | None = None, *, workdir: str | os.Path
         "nprocs_per_node": environ.get("LOCAL_WORLD_SIZE") or environ.get("NPROC_PER_NODE"),
         "processes": environ.get("WORLD_SIZE"),
         "run_group": environ.get(RUN_GROUP_ENV) or environ.get("WANDB_RUN_GROUP"),
-        "git_commit": git_commit(workdir if workdir is not None else os.getcwd()),
+        "git_commit": environ.get(GIT_COMMIT_ENV) or git_commit(workdir if workdir is not None else os.getcwd()),
     }
     return {TAG_PREFIX + key: str(value) for key, value in values.items() if value}
 

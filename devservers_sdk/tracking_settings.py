@@ -37,6 +37,7 @@ from .models import DevServer, TrackingSpec
 __all__ = [
     "DEFAULTS_CONFIGMAP",
     "DEFAULTS_TRACKING_KEY",
+    "GIT_COMMIT_ENV",
     "MLFLOW_SECRET_KEYS",
     "RUN_GROUP_ENV",
     "WANDB_SECRET_KEY",
@@ -61,6 +62,8 @@ WANDB_SECRET_KEY = "WANDB_API_KEY"
 
 RUN_GROUP_ENV = "DEVSERVERS_RUN_GROUP"
 """Set by ``launch()`` on every process of one launch (with ``WANDB_RUN_GROUP``): the run-group id."""
+GIT_COMMIT_ENV = "DEVSERVERS_GIT_COMMIT"
+"""Set by ``launch()`` when it uploads a local working directory that is a git checkout: its commit."""
 
 
 def parse_defaults(data: Mapping[str, str] | None, *, namespace: str) -> tuple[TrackingSpec | None, str | None]:

@@ -184,6 +184,9 @@ def test_tags_say_where_the_run_comes_from(tmp_path: Path) -> None:
         "devservers.flavor": "cpu-small", "devservers.image": "pytorch/pytorch:2.5.1",
         "devservers.world_size": "2", "devservers.nprocs_per_node": "2", "devservers.processes": "4",
         "devservers.run_group": "ddp-0a1b2c3d"}
+    # The commit of the code a launch uploaded (the upload leaves .git behind) comes with the launch.
+    uploaded = tracking.run_tags({**environ, "DEVSERVERS_GIT_COMMIT": "ab" * 20}, workdir=tmp_path)
+    assert uploaded["devservers.git_commit"] == "ab" * 20
 
 
 def test_the_git_commit_of_a_checkout_is_read_without_git(tmp_path: Path) -> None:
