@@ -18,8 +18,8 @@ handle stored nulls.
 Enforced by the apiserver (and by the models): types; enums (``mode``, ``backend``, toleration operator
 and effect, condition status, phase); ``worldSize`` 1..1000, ``nprocsPerNode`` >= 1, ``idleTimeout`` and
 ``defaultIdleTimeout`` >= 60; the duration pattern (refuses ``""``, ``0s``, ``90``, ``4 hours``); the
-quantity pattern; owner, node selector values and toleration values as label values; toleration keys as
-qualified names; flavor/claim names as DNS-1123 subdomains; image without spaces;
+quantity pattern; node selector values and toleration values as label values; toleration keys as
+qualified names;
 the DevServer name (DNS-1035, at most ``MAX_NAME_LENGTH``) via ``metadata.name``; required
 ``owner``/``flavor``/``spec``; defaults.
 
@@ -35,7 +35,10 @@ gets a ``Warning`` header (kubectl prints it) and the operator reports them in t
 condition. A CRD has no way of its own to warn.
 
 Enforced by a CEL rule (``x-kubernetes-validations``, which the emulator runs with its CEL subset): the
-owner (a user name as the API server reports it, at most ``MAX_OWNER_LENGTH``); NCCL
+owner (a user name as the API server reports it, at most ``MAX_OWNER_LENGTH``); flavor and claim names as
+DNS-1123 subdomains, the image without spaces, and durations (``timeToLive``, ``maxTimeToLive``, at most
+``MAX_DURATION_LENGTH`` characters), each with the SDK's advice as its message instead of a ``pattern`` whose
+refusal quotes a regular expression; NCCL
 setting keys start with ``NCCL_`` and are not ``NCCL_*_PLUGIN``, so no setting can override the distributed
 contract or load a library (``propertyNames`` is not structural); at most ``MAX_NCCL_SETTINGS`` of them, no
 NUL in a value.

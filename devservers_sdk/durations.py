@@ -24,12 +24,14 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-__all__ = ["DURATION_PATTERN", "format_duration", "parse_duration"]
+__all__ = ["DURATION_ADVICE", "DURATION_PATTERN", "format_duration", "parse_duration"]
 
 _UNITS = ("d", "h", "m", "s")
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
-_ACCEPTED = "use a number followed by s, m, h or d, e.g. 30m, 4h, 1h30m, 2d"
+DURATION_ADVICE = "use a number followed by s, m, h or d, e.g. 30m, 4h, 1h30m, 2d"
+"""How every duration error ends: what to write instead (the SDK's and the CRD's messages)."""
+_ACCEPTED = DURATION_ADVICE
 
 
 def _pattern() -> str:

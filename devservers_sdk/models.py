@@ -51,7 +51,7 @@ from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
-from devservers_sdk.durations import DURATION_PATTERN, parse_duration
+from devservers_sdk.durations import DURATION_ADVICE, DURATION_PATTERN, parse_duration
 from devservers_sdk.quantities import QUANTITY_PATTERN, parse_quantity
 
 __all__ = [
@@ -158,6 +158,9 @@ _OWNER_ADVICE = (
 )
 _NCCL_KEY_PATTERN = r"^NCCL_[A-Z0-9_]+$"
 _IMAGE_PATTERN = r"^\S+$"
+MAX_IMAGE_LENGTH = 1024
+"""Longer than any registry host, repository path, tag and digest together (repository names stop at 255)."""
+MAX_DURATION_LENGTH = 64
 
 MAX_NCCL_SETTINGS = 64
 """At most this many ``ncclSettings``; NCCL reads a few dozen variables, and the bound keeps the CRD's CEL
@@ -233,16 +236,28 @@ def validate_name(name: str) -> str:
 # --- field types: one validator with a readable message, and the same rule as a schema for the CRD ----
 
 
+def _cel_string(text: str) -> str:
+    """``text`` as a CEL single-quoted string literal (for a regular expression in a CRD rule)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 @dataclass(frozen=True)
 class _Matches:
     """``Annotated`` metadata: a regular-expression rule with a readable error, and the same rule as
     ``pattern``/``maxLength`` in the JSON schema (pydantic's own ``pattern=`` only says "should match '^...$'").
+
+    With ``cel_rule`` the CRD states the rule as a CEL rule whose message is the same advice, instead of a
+    ``pattern``, whose refusal reads ``spec.flavor in body should match '^[a-z0-9]([-a-z0-9]*...$'``. A CEL
+    rule on a string needs ``max_length``, or its cost estimate exceeds the API server's budget. Used for what
+    researchers write at the top of a DevServer; values inside maps keep ``pattern`` (a rule per value costs
+    the rule's price times the map's unbounded size).
     """
 
     pattern: str
     what: str
     advice: str
     max_length: int | None = None
+    cel_rule: bool = False
 
     def _check(self, value: str) -> str:
         if self.max_length is not None and len(value) > self.max_length:
@@ -260,9 +275,15 @@ class _Matches:
         self, schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         json_schema = handler(schema)
-        json_schema["pattern"] = self.pattern
         if self.max_length is not None:
             json_schema["maxLength"] = self.max_length
+        if self.cel_rule:
+            assert self.max_length is not None, "a CEL rule on a string needs a maxLength"
+            json_schema["x-kubernetes-validations"] = [
+                {"rule": f"self.matches({_cel_string(self.pattern)})", "message": f"is not a valid {self.what}: {self.advice}"}
+            ]
+        else:
+            json_schema["pattern"] = self.pattern
         return json_schema
 
 
@@ -329,13 +350,9 @@ _Subdomain = Annotated[
         advice='use lowercase letters, digits, "-" and ".", starting and ending with a letter or digit, '
         'e.g. "gpu-small"',
         max_length=253,
+        cel_rule=True,
     ),
 ]
-
-
-def _cel_string(text: str) -> str:
-    """``text`` as a CEL single-quoted string literal (for a regular expression in a CRD rule)."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _check_owner(value: str) -> str:
@@ -377,11 +394,16 @@ _Image = Annotated[
         _IMAGE_PATTERN,
         what="image",
         advice='write an image reference without spaces, e.g. "pytorch/pytorch:2.5.1"',
+        max_length=MAX_IMAGE_LENGTH,
+        cel_rule=True,
     ),
 ]
 
 
 def _check_duration(value: str) -> str:
+    if len(value) > MAX_DURATION_LENGTH:
+        raise ValueError(f'"{value[:20]}..." is {len(value)} characters; a duration is at most {MAX_DURATION_LENGTH}: '
+                         f"{DURATION_ADVICE}")
     # Bounded so that creation time + lifetime stays a date: "999999999d" parses, and made every
     # reconcile of its DevServer fail with OverflowError (found by tests/fuzz).
     if parse_duration(value) > MAX_LIFETIME:
@@ -405,7 +427,14 @@ def _no_timestamp_number(value: Any) -> Any:
 
 # Kept as the string the user wrote ("1h30m", not 5400): the object should read back as it was applied.
 _Duration = Annotated[
-    str, AfterValidator(_check_duration), WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN})
+    str,
+    AfterValidator(_check_duration),
+    WithJsonSchema({
+        "type": "string",
+        "maxLength": MAX_DURATION_LENGTH,
+        "x-kubernetes-validations": [{"rule": f"self.matches({_cel_string(DURATION_PATTERN)})",
+                                      "message": f"is not a duration of more than zero: {DURATION_ADVICE}"}],
+    }),
 ]
 
 

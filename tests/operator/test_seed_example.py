@@ -146,29 +146,37 @@ def test_deadline_before_creation_runs_nothing_until_the_date_moves_to_the_futur
 
 # -- every refusal names the field and the fix -------------------------------------------------------------
 
+# Each case: the field the refusal must name, the change to the seed's DevServer, and words of the fix it must
+# say. CEL rules carry the SDK's own advice; the rest is the API server's wording of a type, enum or bound.
 INVALID = {
-    "owner-with-a-space-at-the-end": ("spec.owner", {"owner": "user@company.com "}),
-    "owner-too-long": ("spec.owner", {"owner": "u" * 250 + "@company.com"}),
-    "mode-misspelt": ("spec.mode", {"mode": "distribute"}),
-    "world-size-zero": ("spec.distributed.worldSize", {"mode": "distributed", "distributed": {"worldSize": 0}}),
-    "backend-unknown": ("spec.distributed.backend", {"mode": "distributed", "distributed": {"backend": "mpi"}}),
+    "owner-with-a-space-at-the-end": ("spec.owner", {"owner": "user@company.com "}, "kubectl auth whoami"),
+    "owner-too-long": ("spec.owner", {"owner": "u" * 250 + "@company.com"}, "256"),
+    "owner-missing": ("spec.owner", {"owner": None}, "Required value"),
+    "mode-misspelt": ("spec.mode", {"mode": "distribute"}, '"standalone", "distributed"'),
+    "world-size-zero": ("spec.distributed.worldSize", {"mode": "distributed", "distributed": {"worldSize": 0}},
+                        "greater than or equal to 1"),
+    "backend-unknown": ("spec.distributed.backend", {"mode": "distributed", "distributed": {"backend": "mpi"}},
+                        '"nccl", "gloo"'),
     "nccl-setting-that-loads-a-library": ("spec.distributed.ncclSettings",
                                           {"mode": "distributed",
-                                           "distributed": {"ncclSettings": {"NCCL_NET_PLUGIN": "x.so"}}}),
-    "time-to-live-in-words": ("spec.lifecycle.timeToLive", {"lifecycle": {"timeToLive": "4 hours"}}),
-    "expiration-time-not-a-time": ("spec.lifecycle.expirationTime", {"lifecycle": {"expirationTime": "next week"}}),
-    "idle-timeout-under-a-minute": ("spec.lifecycle.idleTimeout", {"lifecycle": {"idleTimeout": 30}}),
-    "home-size-not-a-quantity": ("spec.persistentHomeSize", {"persistentHomeSize": "lots"}),
-    "flavor-not-a-name": ("spec.flavor", {"flavor": "GPU_Large"}),
-    "image-with-a-space": ("spec.image", {"image": "company/pytorch dev:latest"}),
-    "enable-ssh-not-a-boolean": ("spec.enableSSH", {"enableSSH": "yes"}),
-    "owner-missing": ("spec.owner", {"owner": None}),
+                                           "distributed": {"ncclSettings": {"NCCL_NET_PLUGIN": "x.so"}}},
+                                          "NCCL_DEBUG"),
+    "time-to-live-in-words": ("spec.lifecycle.timeToLive", {"lifecycle": {"timeToLive": "4 hours"}},
+                              "e.g. 30m, 4h, 1h30m, 2d"),
+    "expiration-time-not-a-time": ("spec.lifecycle.expirationTime", {"lifecycle": {"expirationTime": "next week"}},
+                                   "date-time"),
+    "idle-timeout-under-a-minute": ("spec.lifecycle.idleTimeout", {"lifecycle": {"idleTimeout": 30}},
+                                    "greater than or equal to 60"),
+    "home-size-not-a-quantity": ("spec.persistentHomeSize", {"persistentHomeSize": "lots"}, "lots"),
+    "flavor-not-a-name": ("spec.flavor", {"flavor": "GPU_Large"}, 'lowercase letters, digits, "-" and "."'),
+    "image-with-a-space": ("spec.image", {"image": "company/pytorch dev:latest"}, "without spaces"),
+    "enable-ssh-not-a-boolean": ("spec.enableSSH", {"enableSSH": "yes"}, "boolean"),
 }
 
 
 @pytest.mark.parametrize("case", list(INVALID))
 def test_invalid_devserver_refused_naming_the_field(kube: Cluster, case: str) -> None:
-    field, changes = INVALID[case]
+    field, changes, fix = INVALID[case]
     manifest = yaml.safe_load(seed_devserver(kube.namespace, name="invalid"))
     spec = manifest["spec"]
     spec["lifecycle"].pop("expirationTime")
@@ -182,7 +190,7 @@ def test_invalid_devserver_refused_naming_the_field(kube: Cluster, case: str) ->
     result: subprocess.CompletedProcess[str] = kube.kubectl("apply", "-f", "-", input_text=json.dumps(manifest),
                                                             check=False)
     assert result.returncode == 1, result.stdout
-    assert field in result.stderr, result.stderr
+    assert field in result.stderr and fix in result.stderr, result.stderr
     for unreadable in UNREADABLE:
         assert unreadable not in result.stderr, result.stderr
     assert kube.get("invalid") is None

@@ -58,7 +58,9 @@ def manifest(spec: dict[str, Any], name: str = "raw") -> dict[str, Any]:
 
 INVALID = [
     ({"mode": "huge"}, "spec.mode", "Unsupported value"),
-    ({"lifecycle": {"timeToLive": "8"}}, "spec.lifecycle.timeToLive", "should match"),
+    ({"lifecycle": {"timeToLive": "8"}}, "spec.lifecycle.timeToLive", "e.g. 30m, 4h, 1h30m, 2d"),
+    ({"flavor": "GPU_Large"}, "spec.flavor", 'e.g. "gpu-small"'),
+    ({"image": "my image"}, "spec.image", "without spaces"),
     ({"lifecycle": {"idleTimeout": 5}}, "spec.lifecycle.idleTimeout", "greater than or equal to 60"),
     ({"mode": "distributed", "distributed": {"worldSize": 0}}, "spec.distributed.worldSize",
      "greater than or equal to 1"),
