@@ -57,6 +57,17 @@ def blocked_in_syscall(pid: int) -> bool:
     return state == "S" and syscall not in ("running", "-1")
 
 
+def blocked_in_syscall_thread(thread: threading.Thread) -> bool:
+    """Whether ``thread`` of this process sleeps in a system call (its read of the watch)."""
+    task = Path(f"/proc/self/task/{thread.native_id}")
+    try:
+        state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        syscall = (task / "syscall").read_text().split()[0]
+    except (OSError, IndexError):
+        return False
+    return state == "S" and syscall not in ("running", "-1")
+
+
 def interrupt_child(script: str, *args: str) -> float:
     """Run ``script``; once it printed WAITING and sleeps in a system call, SIGINT it.
 
@@ -132,9 +143,13 @@ def test_a_cancellation_stops_a_wait_in_another_thread_and_leaves_the_devserver(
     waiter = threading.Thread(target=create, daemon=True)
     waiter.start()
     assert progress.wait(GENEROUS), "the create never started waiting"
+    assert wait_for(lambda: blocked_in_syscall_thread(waiter), timeout=GENEROUS,
+                    message="the waiting thread asleep in a system call")
+    sent = time.monotonic()
     cancel.cancel()
     waiter.join(GENEROUS)
     assert not waiter.is_alive(), f"the wait went on {GENEROUS:g}s after cancel()"
+    print(f"cancel() to the end of the wait: {time.monotonic() - sent:.3f}s")
     assert isinstance(outcome[0], WaitCancelledError), outcome
     assert str(outcome[0]) == ("Stopped waiting for DevServer 'cancelled' to reach phase Running; "
                                "it is left as it is.")
