@@ -783,7 +783,10 @@ class Reconciler:
             template_hash = manifest_hash(desired.statefulset["spec"]["template"])
             desired.statefulset["metadata"].setdefault("annotations", {})[TEMPLATE_HASH_ANNOTATION] = template_hash
             live_hash = (_meta(statefulset).get("annotations") or {}).get(TEMPLATE_HASH_ANNOTATION)
-            if statefulset is not None and live_hash not in (None, template_hash):
+            written = memory.written.get("StatefulSet")
+            already = written is not None and (_meta(written.body).get("annotations") or {}).get(
+                TEMPLATE_HASH_ANNOTATION) == template_hash  # applied already; the cache lags our write
+            if statefulset is not None and live_hash not in (None, template_hash) and not already:
                 await self._checkpoint(devserver, pods, "Restart", memory)  # the new template restarts them
             statefulset = await self._apply("StatefulSet", desired.statefulset, statefulset, memory)
         service = self.cache.service(namespace, devserver.name)
@@ -920,7 +923,7 @@ class Reconciler:
             # The spec is ours alone; metadata others added (annotations, labels, finalizers) is kept.
             live_meta = _meta(live)
             metadata["labels"] = {**(live_meta.get("labels") or {}), **metadata.get("labels", {})}
-            metadata["annotations"] = dict(live_meta.get("annotations") or {})
+            metadata["annotations"] = {**(live_meta.get("annotations") or {}), **metadata.get("annotations", {})}
             if live_meta.get("finalizers"):
                 metadata["finalizers"] = list(live_meta["finalizers"])
         metadata.setdefault("annotations", {})[APPLIED_HASH_ANNOTATION] = digest

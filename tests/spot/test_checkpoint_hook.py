@@ -77,3 +77,20 @@ def test_the_hook_runs_before_expiry(kube: Cluster) -> None:
     saved_at = events["CheckpointSaved"].last_timestamp or events["CheckpointSaved"].event_time
     expired_at = events["Expired"].last_timestamp or events["Expired"].event_time
     assert saved_at <= expired_at
+
+
+def test_the_hook_runs_once_before_a_flavor_change_restarts_the_pods(kube: Cluster) -> None:
+    kube.create("resized", persistentHomeSize="1Gi",
+                lifecycle={"autoShutdown": False, "checkpoint": {"command": SAVE, "timeoutSeconds": 10}})
+    kube.wait_phase("resized", "Running", timeout=120)
+    kube.patch("resized", {"spec": {"flavor": "cpu-medium"}})
+    server = kube.wait_phase("resized", "Running", timeout=120, check=lambda s: (
+        (s["status"].get("lastCheckpoint") or {}).get("trigger") == "Restart"
+        and s["status"].get("observedGeneration") == s["metadata"]["generation"]))
+    assert server["status"]["lastCheckpoint"]["succeeded"] is True
+    wait_for(lambda: event_messages(kube, "resized", "CheckpointSaved"), timeout=30, message="CheckpointSaved")
+    assert "before the pods restart" in event_messages(kube, "resized", "CheckpointSaved")[0]
+    wait_for(lambda: kube.statefulset("resized").status.current_revision
+             == kube.statefulset("resized").status.update_revision, timeout=60, message="the rollout")
+    assert len(event_messages(kube, "resized", "CheckpointSaved")) == 1
+    assert kube.exec("resized-0", "cat $HOME/hook.log").splitlines() == ["saved-by-hook"]
