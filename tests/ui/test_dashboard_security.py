@@ -132,3 +132,29 @@ def test_a_cross_origin_post_is_refused(dashboard: RunningDashboard, ui_kubeconf
     assert "Refused a write from another origin" in answer.value.text()
     with DevServerClient(kubeconfig=ui_kubeconfig) as client:
         assert [server.name for server in client.list()] == [], "the cross-origin post must create nothing"
+
+
+def test_a_taken_port_is_one_line_naming_the_fix(tmp_path: Any) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    import yaml
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u", "namespace": "ns"}}]}))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "devservers_cli", "--kubeconfig", str(kubeconfig), "ui",
+                                 "--no-browser", "--port", str(port)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: The dashboard cannot listen on 127.0.0.1:{port} (Address already in use): choose another port "
+        f"with --port, or leave it out for any free one."), result.stderr
+    assert "Traceback" not in result.stderr

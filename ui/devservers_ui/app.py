@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import os
 import secrets
 import threading
 import webbrowser
@@ -416,7 +417,15 @@ async def _run(dashboard: Dashboard, port: int, ready: Callable[[str], None]) ->
     runner = web.AppRunner(dashboard.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        from devservers_sdk import ConfigurationError
+
+        await runner.cleanup()
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ConfigurationError(f"The dashboard cannot listen on 127.0.0.1:{port} ({why}): choose another "
+                                 f"port with --port, or leave it out for any free one.") from exc
     server = getattr(site, "_server", None)
     sockets = getattr(server, "sockets", None) or []
     dashboard.port = sockets[0].getsockname()[1] if sockets else port
