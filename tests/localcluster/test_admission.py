@@ -341,6 +341,28 @@ def test_warn_and_audit_bindings_do_not_refuse(users: dict[str, str], namespace:
             "'advice-binding': set data.owner") in result.stderr
 
 
+def test_kubectl_apply_changes_a_policy_with_a_strategic_merge_patch(users: dict[str, str], tmp_path: Path) -> None:
+    # kubectl apply patches a built-in kind with a strategic merge patch; the emulator answered 415 for
+    # policies (kube-apiserver accepts it), so a changed policy could not be applied again.
+    manifest = tmp_path / "policy.yaml"
+    first = policy("smp.example.com", [{"expression": "true", "message": "first"}])
+    manifest.write_text(yaml.safe_dump(first))
+    run = [KUBECTL, "--kubeconfig", users["admin"], "apply", "-f", str(manifest)]
+    try:
+        assert subprocess.run(run, capture_output=True, text=True, timeout=60).returncode == 0
+        first["spec"]["validations"][0]["message"] = "second"
+        manifest.write_text(yaml.safe_dump(first))
+        result = subprocess.run(run, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert "validatingadmissionpolicy.admissionregistration.k8s.io/smp.example.com configured" in result.stdout
+        with api(users["admin"]) as admin:
+            stored = client.AdmissionregistrationV1Api(admin).read_validating_admission_policy("smp.example.com")
+        assert stored.spec.validations[0].message == "second"
+    finally:
+        subprocess.run([KUBECTL, "--kubeconfig", users["admin"], "delete", "-f", str(manifest)], capture_output=True,
+                       timeout=60)
+
+
 def test_kubectl_shows_the_denial_also_for_a_server_side_dry_run(users: dict[str, str], namespace: str,
                                                                  install: Any, tmp_path: Path) -> None:
     install(policy("owner.example.com", [OWNER_RULE]), binding("owner-binding", "owner.example.com"))
