@@ -33,6 +33,10 @@ HERE = Path(__file__).resolve().parent
 SEED_DEVSERVER = (HERE / "seed_devserver.yaml").read_text()
 SEED_FLAVOR = (HERE / "seed_flavor.yaml").read_text()
 UNREADABLE = ("<nil>", "must not validate the schema")
+# kube-apiserver's own line when a type, enum, required or length error keeps it from running a CRD's CEL rules
+# (apiextensions-apiserver's hasBlockingErr). Any CRD with a CEL rule gets it; it is the one <nil> allowed.
+CEL_SKIPPED = ("* <nil>: Invalid value: null: some validation rules were not checked because the object was "
+               "invalid; correct the existing errors to complete validation")
 
 
 def seed_devserver(namespace: str, name: str = "seed-full") -> str:
@@ -192,5 +196,5 @@ def test_invalid_devserver_refused_naming_the_field(kube: Cluster, case: str) ->
     assert result.returncode == 1, result.stdout
     assert field in result.stderr and fix in result.stderr, result.stderr
     for unreadable in UNREADABLE:
-        assert unreadable not in result.stderr, result.stderr
+        assert unreadable not in result.stderr.replace(CEL_SKIPPED, ""), result.stderr
     assert kube.get("invalid") is None

@@ -378,7 +378,9 @@ def test_status_written_by_the_operator_validates() -> None:
     assert stored(DEVSERVER_SCHEMA, obj)["status"] == obj["status"]
     bad = copy.deepcopy(obj)
     bad["status"]["phase"] = "Exploded"
-    assert [cause["field"] for cause in server_causes(DEVSERVER_SCHEMA, bad)] == ["status.phase"]
+    # As kube-apiserver: a schema error that blocks CEL (here an enum) skips every rule, and a cause without a
+    # field says so.
+    assert [cause["field"] for cause in server_causes(DEVSERVER_SCHEMA, bad)] == ["status.phase", "<nil>"]
 
 
 # --- example flavors ------------------------------------------------------------------------------------
@@ -430,11 +432,11 @@ def test_bad_flavor_refused_by_server() -> None:
     manifest["spec"]["maxTimeToLive"] = ""
     manifest["spec"]["resources"]["limits"]["memory"] = "32 GiB"
     fields = {cause["field"] for cause in server_causes(FLAVOR_SCHEMA, manifest)}
-    assert fields == {
-        "spec.tolerations[0].effect",
-        "spec.maxTimeToLive",
-        "spec.resources.limits.memory",
-    }
+    # The enum error blocks the CEL rules (maxTimeToLive's), as on kube-apiserver, which says so under <nil>.
+    assert fields == {"spec.tolerations[0].effect", "spec.resources.limits.memory", "<nil>"}
+    manifest["spec"]["tolerations"][0]["effect"] = "NoSchedule"
+    fields = {cause["field"] for cause in server_causes(FLAVOR_SCHEMA, manifest)}
+    assert fields == {"spec.maxTimeToLive", "spec.resources.limits.memory"}
 
 
 def test_patterns_are_anchored() -> None:

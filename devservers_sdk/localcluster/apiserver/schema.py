@@ -261,6 +261,7 @@ class _Validator:
 
     def __init__(self) -> None:
         self.causes: list[dict[str, str]] = []
+        self.rules: list[tuple[dict[str, Any], Any, str]] = []  # run after the schema pass, as the server does
 
     def add(self, path: str, reason: str, body: str) -> None:
         entry = cause(path, body, reason)
@@ -312,7 +313,20 @@ class _Validator:
             if schema.get(EMBEDDED) and not root:
                 self._embedded(value, path)
         if schema.get(VALIDATIONS):
-            self._rules(schema, value, path)
+            self.rules.append((schema, value, path))
+
+    def run_rules(self, schema: dict[str, Any]) -> None:
+        """The CEL rules, after every schema error is known: apiextensions-apiserver skips them all when one
+        of those errors could make their cost unbounded or their input ill-typed (``hasBlockingErr``), and says
+        so with a cause without a field, which kubectl prints as ``<nil>``."""
+        if not _has_rules(schema):
+            return
+        if any(entry["reason"] in _BLOCKING for entry in self.causes):
+            self.invalid("<nil>", None, "some validation rules were not checked because the object was invalid; "
+                         "correct the existing errors to complete validation")
+            return
+        for node, value, path in self.rules:
+            self._rules(node, value, path)
 
     def _rules(self, schema: dict[str, Any], value: Any, path: str) -> None:
         # x-kubernetes-validations, with the emulator's CEL subset. Transition rules (those that read
@@ -516,6 +530,17 @@ def _expected_types(schema: dict[str, Any]) -> tuple[str, ...]:
     return (kind,) if isinstance(kind, str) and kind else ()
 
 
+_BLOCKING = frozenset({NOT_SUPPORTED, REQUIRED, TOO_LONG, TOO_MANY, TYPE_INVALID})
+
+
+def _has_rules(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        return bool(schema.get(VALIDATIONS)) or any(_has_rules(value) for value in schema.values())
+    if isinstance(schema, list):
+        return any(_has_rules(item) for item in schema)
+    return False
+
+
 def validate(schema: dict[str, Any], obj: Any) -> list[dict[str, str]]:
     """Validate a whole custom resource against its CRD's ``openAPIV3Schema``.
 
@@ -524,6 +549,7 @@ def validate(schema: dict[str, Any], obj: Any) -> list[dict[str, str]]:
     """
     validator = _Validator()
     validator.validate(schema or {}, obj, "", root=True)
+    validator.run_rules(schema or {})
     return validator.causes
 
 
