@@ -70,3 +70,4 @@ def test_bad_capacity_type_and_platform_are_refused_with_the_field() -> None:
         flavor(capacityType="preemptible")
     with pytest.raises(ValueError, match=r"DEVSERVERS_SPOT_PLATFORM.*'gke' is not one of eks, karpenter"):
         OperatorConfig.from_env({"DEVSERVERS_SPOT_PLATFORM": "gke"})
+

@@ -27,7 +27,7 @@ from tests.launch.conftest import EXAMPLE, copy_into_every_rank
 from tests.operator.conftest import Cluster
 from tests.spot.test_drain import node_of, phases_seen, uncordon_all
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # torch starts slowly in 4 processes, twice
 
 TOLERANCE = 1e-6
 EPOCHS = 30

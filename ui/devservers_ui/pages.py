@@ -149,6 +149,8 @@ def list_page(rows: list[dict[str, Any]], *, namespaces: list[str], where: str, 
 
 def _flavor_label(flavor: DevServerFlavor) -> str:
     parts = [f"{flavor.cpu or '?'} CPU", f"{flavor.memory or '?'} memory", f"{flavor.gpus} GPU"]
+    if flavor.capacity_type == "spot":
+        parts.append("spot: may be interrupted")
     text = f"{flavor.name}: {', '.join(parts)}"
     if flavor.spec.description:
         text += f" ({flavor.spec.description})"
