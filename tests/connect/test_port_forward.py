@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from conftest import Server, free_port
 
+from devservers_sdk.activity import ACTIVITY_ANNOTATION, ACTIVITY_SOURCE_ANNOTATION
 from devservers_sdk.errors import InvalidSpecError
 from devservers_sdk.localcluster.pytest_plugin import wait_for
 
@@ -55,6 +56,9 @@ def test_fifty_concurrent_requests_through_one_forward(server: Server) -> None:
         with ThreadPoolExecutor(50) as pool:
             results = list(pool.map(fetch, range(50)))
     assert results == [(200, b"hello from the pod")] * 50
+    # An open forward is activity, and says so (devctl describe: "via port-forward").
+    annotations = server.client.get(server.name).metadata.annotations
+    assert annotations.get(ACTIVITY_SOURCE_ANNOTATION) == "port-forward" and annotations.get(ACTIVITY_ANNOTATION)
 
 
 def test_a_refused_connection_is_reported_and_the_forward_goes_on(server: Server) -> None:
