@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 
 from devservers_sdk.localcluster.pytest_plugin import ClusterHandle
-from tests.operator.conftest import Cluster, OperatorProcess, request_counts, stays
+from tests.operator.conftest import MASTER_PORT, Cluster, OperatorProcess, request_counts, stays
 
 pytestmark = pytest.mark.slow
 
@@ -106,7 +106,7 @@ def test_distributed_pods_get_the_torchrun_environment_and_find_rank_zero(kube: 
         assert env["PET_NPROC_PER_NODE"] == env["NPROC_PER_NODE"] == "2"
         assert env["PET_NODE_RANK"] == env["NODE_RANK"] == str(rank)
         assert env["PET_MASTER_ADDR"] == env["MASTER_ADDR"] == master
-        assert env["PET_MASTER_PORT"] == env["MASTER_PORT"] == "29500"
+        assert env["PET_MASTER_PORT"] == env["MASTER_PORT"] == MASTER_PORT  # the operator's setting
         assert env["NCCL_DEBUG"] == "INFO"
         assert "RANK" not in env and "WORLD_SIZE" not in env
     # Rank 1 resolves rank 0's stable name through the headless Service.

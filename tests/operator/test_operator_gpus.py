@@ -10,10 +10,14 @@ clock is scaled (``DEVSERVERS_IDLE_TIMEOUT_SCALE=0.05``: a 2m window is 6 s) and
 from __future__ import annotations
 
 import json
+import os
+import re
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -104,6 +108,39 @@ def test_a_standalone_multi_gpu_server_gets_the_torchrun_hints(kube: Cluster, gp
     kube.create("solo", flavor="test-gpu-4")
     kube.wait_phase("solo", "Running", timeout=120)
     assert _env(kube, "solo-0", "PET_NPROC_PER_NODE") == "4" and _env(kube, "solo-0", "PET_NNODES") == ""
+
+
+@pytest.fixture
+def pods_use_this_python() -> Iterator[None]:
+    """The emulator's pods take PATH from this process when they start: this interpreter (with torch) first, as
+    an image's Python (the real plane's node agent has it first already, see tests/launch/conftest.py)."""
+    before = os.environ.get("PATH", os.defpath)
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), before])
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = before
+
+
+@pytest.mark.parametrize(("flavor", "world_size"), [("test-gpu-4", 2), ("test-gpu-8", 1)])
+def test_launch_starts_one_process_per_fake_gpu(kube: Cluster, gpus: Any, tmp_path: Path, flavor: str,
+                                                world_size: int, pods_use_this_python: None) -> None:
+    (tmp_path / "show.py").write_text(
+        "import os\nprint(f\"rank={os.environ['RANK']} world={os.environ['WORLD_SIZE']} "
+        "local={os.environ['LOCAL_WORLD_SIZE']}\", flush=True)\n")
+    kube.create("group", flavor=flavor, mode="distributed",
+                distributed={"worldSize": world_size, "nprocsPerNode": "auto", "backend": "gloo"})
+    kube.wait_phase("group", "Running", timeout=120)
+    with DevServerClient(kubeconfig=kube.kubeconfig, namespace=kube.namespace) as client:
+        handle = client.launch("group", ["show.py"], workdir=tmp_path)  # no --nproc-per-node: PET_* says it
+        with handle:
+            list(handle)
+            codes = handle.wait(timeout=180)
+    output = handle.logs()
+    assert codes == dict.fromkeys(range(world_size), 0), output
+    seen = re.findall(r"rank=(\d+) world=(\d+) local=(\d+)", output)
+    assert sorted(int(rank) for rank, _, _ in seen) == list(range(8)), output
+    assert {(world, local) for _, world, local in seen} == {("8", str(8 // world_size))}, output
 
 
 def _degraded(kube: Cluster, name: str) -> dict[str, Any]:
