@@ -257,9 +257,15 @@ def describe_object(kind: str, name: str | None, namespace: str | None) -> str:
     return text
 
 
+# kube-apiserver's cause, without a field, when a type, enum, required or length error kept it from running a
+# CRD's CEL rules. It adds nothing the other causes do not say, and "<nil>" reads like a crash: the SDK drops it.
+_CEL_SKIPPED = re.compile(r"(, |\n?\* )?<nil>: Invalid value: null: some validation rules were not checked because the "
+                          r"object was invalid; correct the existing errors to complete validation")
+
+
 def _first_field(message: str, causes: Iterable[dict[str, Any]] | None) -> str | None:
     for cause in causes or ():
-        if cause.get("field"):
+        if cause.get("field") and cause["field"] != "<nil>":
             return str(cause["field"])
     match = re.search(r"is invalid: ([A-Za-z][\w.\[\]\-/]*):", message)
     return match.group(1) if match else None
@@ -370,6 +376,7 @@ def error_from_api(status: int, reason: str, message: str, *, kind: str, name: s
             f"Retry the command.", **common)
     if status == 422 or status == 400:
         field = _first_field(message, causes)
+        detail = _CEL_SKIPPED.sub("", detail).strip()
         label = "was refused by the server" if status == 422 else "was rejected as a bad request"
         return InvalidSpecError(f"{what} {label}: {detail}. Fix the spec and retry.", field=field, **common)
     if status == 429:

@@ -130,3 +130,22 @@ def test_error_attributes() -> None:
     unreachable = ClusterUnreachableError("down", context="c", server="https://x")
     assert (unreachable.context, unreachable.server) == ("c", "https://x")
     assert issubclass(ConfigurationError, DevServerError) and issubclass(DevServerNotReadyError, DevServerError)
+
+
+def test_invalid_spec_drops_the_servers_line_about_skipped_cel_rules() -> None:
+    # kube-apiserver's answer to the seed's DevServer with a 257-character owner: besides the real cause, a
+    # field-less "<nil>" line saying the CRD's CEL rules were skipped. The SDK names the field and drops it.
+    message = ('DevServer.devservers.io "seed-full" is invalid: [spec.owner: Too long: may not be more than 256 '
+               'bytes, <nil>: Invalid value: null: some validation rules were not checked because the object was '
+               'invalid; correct the existing errors to complete validation]')
+    causes = [{"reason": "FieldValueTooLong", "message": "Too long: may not be more than 256 bytes",
+               "field": "spec.owner"},
+              {"reason": "FieldValueInvalid", "message": "Invalid value: null: some validation rules were not "
+               "checked because the object was invalid; correct the existing errors to complete validation",
+               "field": "<nil>"}]
+    for order in (causes, causes[::-1]):
+        error = error_from_api(422, "Invalid", message, kind="DevServer", name="seed-full", namespace="alice",
+                               causes=order)
+        assert error.field == "spec.owner"
+        assert "<nil>" not in str(error) and ", ]" not in str(error)
+        assert "[spec.owner: Too long: may not be more than 256 bytes]" in str(error)
