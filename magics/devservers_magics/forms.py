@@ -138,14 +138,17 @@ def row_view(server: DevServer, *, now: datetime | None = None) -> RowView:
 
 
 # The SDK's sentences end with the devctl command to run next; in the widget, its own button is the next step.
+_NAME = r"([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)"  # a DevServer name, without the sentence's punctuation
+# Its options: those of the hints that take a value (never ending in the sentence's "."), then bare switches.
+_FLAGS = r"(?: (?:--(?:by|time|flavor|namespace)|-n)[ =][^\s,;]*[^\s,;.]| --?[a-zA-Z][-a-z]*)*"
 _WIDGET_ACTIONS = (
-    (re.compile(r"\bdevctl extend (\S+)(?: --\S+ \S+)*"), r"press Extend on the row of \1"),
-    (re.compile(r"\bdevctl start (\S+)"), r"press Start on the row of \1"),
-    (re.compile(r"\bdevctl stop (\S+)"), r"press Stop on the row of \1"),
-    (re.compile(r"\bdevctl delete (\S+)(?: --\S+)*"), r"press Delete on the row of \1"),
-    (re.compile(r"\bdevctl list(?: -\S+(?: \S+)?)*"), "press Refresh"),
+    (re.compile(rf"\bdevctl extend {_NAME}{_FLAGS}"), r"press Extend on the row of \1"),
+    (re.compile(rf"\bdevctl start {_NAME}{_FLAGS}"), r"press Start on the row of \1"),
+    (re.compile(rf"\bdevctl stop {_NAME}{_FLAGS}"), r"press Stop on the row of \1"),
+    (re.compile(rf"\bdevctl delete {_NAME}{_FLAGS}"), r"press Delete on the row of \1"),
+    (re.compile(rf"\bdevctl list{_FLAGS}"), "press Refresh"),
     (re.compile(r"\bdevctl flavors\b"), "open the Flavor list"),
-    (re.compile(r"\bdevctl (describe|logs|wait) "), r"%devserver \1 "),
+    (re.compile(r"\bdevctl (describe|logs|wait|update) "), r"%devserver \1 "),
 )
 
 

@@ -318,7 +318,12 @@ def test_flavor_names_and_headers_do_not_wrap_but_descriptions_do() -> None:
         ("DevServer 'a' not found in namespace 'ns'. List yours with: devctl list",
          "DevServer 'a' not found in namespace 'ns'. List yours with: press Refresh"),
         ("See what is happening with: devctl describe a", "See what is happening with: %devserver describe a"),
+        ("pick another flavor with: devctl update a --flavor ..., or delete it with: devctl delete a",
+         "pick another flavor with: %devserver update a --flavor ..., or delete it with: press Delete on the row of a"),
         ("Start a local cluster with: devctl local up", "Start a local cluster with: devctl local up"),
+        ("Extend it with: devctl extend a --time 2h.", "Extend it with: press Extend on the row of a."),
+        ("Delete it with: devctl delete a-1 --yes, then", "Delete it with: press Delete on the row of a-1, then"),
+        ("See them all with devctl list -A to compare", "See them all with press Refresh to compare"),
     ],
 )
 def test_widget_messages_name_the_widgets_own_buttons(sdk: str, widget: str) -> None:
