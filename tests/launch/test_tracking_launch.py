@@ -281,8 +281,15 @@ def test_wandb_offline_leaves_the_run_in_the_home_with_metrics_config_and_group(
                                    rank=0, check=True).stdout
     files = [line for line in str(listing).splitlines() if line]
     assert len(files) == 1, f"one offline run in rank 0's home, found {files}"
-    encoded = launched.client.exec("ddp", ["/bin/sh", "-c", f"cd && base64 {files[0]}"], rank=0, check=True).stdout
-    records = _wandb_records(base64.b64decode(str(encoded)))
+
+    def finished_records() -> list[Any] | None:
+        # W&B's service process writes the file; the run's exit record is the last it writes.
+        encoded = launched.client.exec("ddp", ["/bin/sh", "-c", f"cd && base64 {files[0]}"], rank=0,
+                                       check=True).stdout
+        found = _wandb_records(base64.b64decode(str(encoded)))
+        return found if any(record.WhichOneof("record_type") == "exit" for record in found) else None
+
+    records = wait_for(finished_records, timeout=60, interval=1, message=f"the exit record in {files[0]}")
     kinds = [record.WhichOneof("record_type") for record in records]
     runs = [record.run for record in records if record.WhichOneof("record_type") == "run"]
     assert runs, kinds
@@ -293,10 +300,10 @@ def test_wandb_offline_leaves_the_run_in_the_home_with_metrics_config_and_group(
     assert config["epochs"] == EPOCHS and config["lr"] == 0.1
     assert config["devservers"]["devserver"] == "ddp" and config["devservers"]["run_group"] == run.run_group
     assert config["devservers"]["git_commit"] == launched.commit
-    history = [{item.key: json.loads(item.value_json) for item in record.history.item}
+    history = [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
                for record in records if record.WhichOneof("record_type") == "history"]
     losses = [step["loss"] for step in history if "loss" in step]
-    assert [step["_step"] for step in history if "loss" in step] == list(range(1, EPOCHS + 1))
+    assert [step["_step"] for step in history if "loss" in step] == list(range(1, EPOCHS + 1)), (kinds, history)
     assert [round(loss, 4) for loss in losses] == _printed_losses(launched.outcome.stdout)
     # No other rank started a run.
     others = launched.client.exec("ddp", ["/bin/sh", "-c", "cd && ls -d wandb/offline-run-* 2>/dev/null | wc -l"],

@@ -142,6 +142,17 @@ spec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}
     wait_for(lambda: all(len(c.metadata.owner_references or []) == 2 for c in kube.claims("main")),
              timeout=30, message="the home claim owned by the StatefulSet and the DevServer")
 
+    # Tracking: the namespace's defaults ConfigMap is watched (list, watch); a Secret it names is read for its
+    # keys (get): missing first, then there.
+    kube.kubectl("create", "configmap", "devservers-defaults",
+                 "--from-literal=tracking=wandb: {project: team, apiKeySecret: wandb-team}")
+    kube.create("tracked")
+    kube.wait_phase("tracked", "Failed", timeout=60,
+                    check=lambda s: "Secret 'wandb-team'" in str(s["status"].get("message")))
+    kube.kubectl("create", "secret", "generic", "wandb-team", "--from-literal=WANDB_API_KEY=not-a-real-key")
+    kube.wait_phase("tracked", "Running", timeout=120)
+    kube.delete("tracked")
+
     # Healing: StatefulSet and Service deleted, created again.
     old_uid = kube.statefulset("main").metadata.uid
     kube.apps.delete_namespaced_stateful_set("main", kube.namespace, propagation_policy="Orphan")

@@ -241,6 +241,32 @@ def new_page(flavors: list[DevServerFlavor], *, namespace: str) -> str:
 
 # -- a server's page ------------------------------------------------------------------------------------
 
+def _tracking_section(description: DevServerDescription) -> str:
+    """Where the server's runs go, with a link to the MLflow server or the W&B project; Secrets by name only."""
+    mlflow, wandb = description.tracking.get("mlflow"), description.tracking.get("wandb")
+    if not mlflow and not wandb:
+        return ""
+    items = []
+    if mlflow:
+        uri = mlflow["trackingUri"]
+        experiment = mlflow.get("experiment") or description.devserver.name
+        where = (f'<a href="{escape(uri)}" rel="noopener noreferrer" target="_blank">{escape(uri)}</a>'
+                 if uri.startswith(("http://", "https://")) else escape(uri))
+        items.append(("MLflow", f"{where}, experiment {escape(experiment)} ({escape(mlflow['from'])})"))
+    if wandb:
+        project = wandb["project"]
+        if wandb.get("entity"):
+            url = f"https://wandb.ai/{quote(wandb['entity'])}/{quote(project)}"
+            shown = (f'<a href="{escape(url)}" rel="noopener noreferrer" target="_blank">'
+                     f'{escape(wandb["entity"])}/{escape(project)}</a>')
+        else:
+            shown = f"project {escape(project)}"
+        items.append(("Weights &amp; Biases", f"{shown} ({escape(wandb['from'])})"))
+    dl = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in items)
+    return (f'<section aria-labelledby="tracking-heading" class="card"><h2 id="tracking-heading">Experiment '
+            f'tracking</h2><dl id="tracking">{dl}</dl></section>\n')
+
+
 def _table(headers: list[str], rows: list[list[str]], *, empty: str, table_id: str) -> str:
     if not rows:
         return f'<p class="empty" id="{table_id}-empty">{escape(empty)}</p>'
@@ -333,7 +359,7 @@ def details(description: DevServerDescription, item: dict[str, Any]) -> str:
 <section aria-labelledby="spec-heading" class="card"><h2 id="spec-heading">Spec</h2><dl id="spec">{dl}</dl></section>
 <section aria-labelledby="status-heading" class="card"><h2 id="status-heading">Status</h2><dl id="status">{sl}</dl></section>
 </div>
-<section aria-labelledby="conditions-heading" class="card"><h2 id="conditions-heading">Conditions</h2>
+{_tracking_section(description)}<section aria-labelledby="conditions-heading" class="card"><h2 id="conditions-heading">Conditions</h2>
 {_table(["Type", "Status", "Reason", "Since", "Message"], conditions, empty="No conditions reported yet.", table_id="conditions")}
 </section>
 <section aria-labelledby="pods-heading" class="card"><h2 id="pods-heading">Pods</h2>
