@@ -68,6 +68,7 @@ __all__ = [
     "LaunchEvent",
     "LaunchFailedError",
     "LaunchHandle",
+    "LaunchLine",
     "LaunchTimeoutError",
     "NotDistributedError",
     "OutputCallback",
@@ -88,9 +89,34 @@ _LINE_LIMIT = 16 * 1024
 _PUMP_INTERVAL = 0.2
 _START_TIMEOUT = 60.0
 
-LaunchEvent = tuple[int, str, str]
-"""``(rank, stream, line)``: the node rank (pod index), ``"stdout"`` or ``"stderr"``, the line without
-its newline."""
+class LaunchLine(tuple[int, str, str]):
+    """``(rank, stream, line)``: the node rank (pod index), ``"stdout"`` or ``"stderr"``, the line without
+    its newline; it unpacks as those three. A line a worker printed also says which process printed it:
+    ``global_rank`` (torchrun's ``RANK``), ``local_rank`` and ``local_world_size`` (processes on its node);
+    they are None for torchrun's own lines. ``label`` is how front ends prefix it."""
+
+    global_rank: int | None
+    local_rank: int | None
+    local_world_size: int | None
+
+    def __new__(cls, rank: int, stream: str, line: str, *, global_rank: int | None = None,
+                local_rank: int | None = None, local_world_size: int | None = None) -> LaunchLine:
+        self = super().__new__(cls, (rank, stream, line))
+        self.global_rank, self.local_rank, self.local_world_size = global_rank, local_rank, local_world_size
+        return self
+
+    @property
+    def label(self) -> str:
+        """``[rank 3]`` (the global rank, what the script calls its rank), ``[rank 3 node 1]`` when a node runs
+        several processes, ``[node 1]`` for torchrun's own lines on node 1."""
+        if self.global_rank is None:
+            return f"[node {self[0]}]"
+        if (self.local_world_size or 1) > 1:
+            return f"[rank {self.global_rank} node {self[0]}]"
+        return f"[rank {self.global_rank}]"
+
+
+LaunchEvent = LaunchLine
 OutputCallback = Callable[[int, str, str], object]
 
 _STREAM_NAMES = {STDOUT: "stdout", STDERR: "stderr"}
@@ -107,6 +133,39 @@ _TORCH_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] ")
 
 # Runs in the pod under /bin/sh: the marker goes into the environment the interpreter starts with (what
 # /proc/<pid>/environ shows), then the first python3/python on PATH runs the bootstrap.
+# Each worker runs under this labeller (torchrun --no-python), so that its output reaches the rank's stream
+# one whole line per write(2), prefixed with who printed it. Workers of a node share one pipe: written as
+# they came (print() writes the text and the newline separately), two processes' lines were joined.
+_LABEL = re.compile("^\x1edevservers-rank (-?\\d+) (-?\\d+) (\\d+)\x1e")
+_LABELLER = """\
+import os, signal, subprocess, sys, threading
+env = os.environ
+label = ("\\x1edevservers-rank %s %s %s\\x1e" % (env.get("RANK", "-1"), env.get("LOCAL_RANK", "-1"),
+                                                 env.get("LOCAL_WORLD_SIZE", "1"))).encode()
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(sig, lambda number, frame: child.send_signal(number))
+def pump(pipe, fd):
+    for line in iter(pipe.readline, b""):
+        if not line.endswith(b"\\n"):
+            line += b"\\n"
+        while line:  # at most PIPE_BUF bytes per write: a pipe never interleaves those
+            piece, line = line[:4000], line[4000:]
+            if line:
+                piece += b"\\n"
+            os.write(fd, label + piece)
+threads = [threading.Thread(target=pump, args=(pipe, fd)) for pipe, fd in ((child.stdout, 1), (child.stderr, 2))]
+for thread in threads:
+    thread.start()
+code = child.wait()
+for thread in threads:
+    thread.join()
+if code < 0:
+    signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+"""
+
 _WRAPPER = (
     f'{MARKER_ENV}=$1; export {MARKER_ENV}; boot=$2; shift 2; for py in python3 python; do '
     'if command -v "$py" >/dev/null 2>&1; then exec "$py" -c "$boot" "$@"; fi; done; '
@@ -134,7 +193,15 @@ if workdir:
         sys.exit(2)
 os.environ.update(config["env"])
 sys.stdout.reconfigure(line_buffering=True)
-sys.argv = ["torchrun", *config["args"]]
+args = list(config["args"])
+options = []
+while args[:1] == ["--nproc-per-node"]:
+    options, args = options + args[:2], args[2:]
+if args[:1] == ["--no-python"]:
+    program = args[1:]
+else:  # a script or -m module: what torchrun itself would run
+    program = [sys.executable, "-u", *args]
+sys.argv = ["torchrun", *options, "--no-python", sys.executable, "-c", config["labeller"], *program]
 runpy.run_module("torch.distributed.run", run_name="__main__", alter_sys=True)
 """
 # The stopper: every live process whose environment holds the launch's marker gets SIGTERM, then
@@ -476,7 +543,7 @@ class LaunchHandle:
         self._callback_error: BaseException | None = None
         self._ranks: dict[int, _Rank] = {}
         for rank, pod in self.pods.items():
-            config = {"workdir": workdir or "", "args": self.args, "env": dict(env)}
+            config = {"workdir": workdir or "", "args": self.args, "env": dict(env), "labeller": _LABELLER}
             argv = ["/bin/sh", "-c", _WRAPPER, "devservers-launch", self._marker(rank), _BOOTSTRAP,
                     json.dumps(config)]
             self._ranks[rank] = _Rank(rank, pod, argv, tail=collections.deque(maxlen=TAIL_LINES * 5))
@@ -583,7 +650,14 @@ class LaunchHandle:
         self._rank_finished(info)
 
     def _emit(self, info: _Rank, stream: str, line: str) -> None:
-        event = (info.rank, stream, line)
+        labelled = _LABEL.match(line)
+        if labelled is None:
+            event = LaunchLine(info.rank, stream, line)
+        else:
+            line = line[labelled.end():]
+            global_rank, local_rank, local_world_size = (int(part) for part in labelled.groups())
+            event = LaunchLine(info.rank, stream, line, global_rank=global_rank if global_rank >= 0 else None,
+                               local_rank=local_rank, local_world_size=local_world_size)
         if info.first_output is None:
             info.first_output = time.monotonic()
         assert info.tail is not None
@@ -771,7 +845,8 @@ class LaunchHandle:
         """The output so far (up to ``RETAINED_LINES`` lines over all ranks), one line per line.
 
         Args:
-            rank: only this rank's lines; ``None``: every rank, each line prefixed ``[rank N] ``.
+            rank: only this node rank's (pod's) lines; ``None``: every rank, each line prefixed with its
+                ``LaunchLine.label`` (``[rank N] ``, the global rank of the process that printed it).
             stream: only ``"stdout"`` or ``"stderr"``; ``None``: both, in arrival order.
 
         Returns:
@@ -782,8 +857,8 @@ class LaunchHandle:
         if rank is not None and rank not in self._ranks:
             raise InvalidSpecError(f"The launch on DevServer '{self.name}' has no rank {rank} (ranks: "
                                    f"{', '.join(map(str, self._ranks))}).", field="rank")
-        lines = [line if rank is not None else f"[rank {r}] {line}" for r, s, line in events
-                 if (rank is None or r == rank) and (stream is None or s == stream)]
+        lines = [event[2] if rank is not None else f"{event.label} {event[2]}" for event in events
+                 if (rank is None or event[0] == rank) and (stream is None or event[1] == stream)]
         return "".join(line + "\n" for line in lines)
 
     def cancel(self) -> None:

@@ -31,7 +31,7 @@ import click
 from .options import SECONDS, cluster_options, key_values, name_argument, output_option, target
 
 if TYPE_CHECKING:
-    from devservers_sdk.launch import LaunchFailedError, LaunchHandle
+    from devservers_sdk.launch import LaunchFailedError, LaunchHandle, LaunchLine
 
 __all__ = ["exit_status", "launch", "summary", "use_colour"]
 
@@ -79,8 +79,10 @@ def use_colour(stream: IO[Any], environ: Mapping[str, str] = os.environ) -> bool
         return False
 
 
-def prefix(rank: int, *, colour: bool) -> str:
-    text = f"[rank {rank}]"
+def prefix(event: LaunchLine, *, colour: bool) -> str:
+    """``[rank 3]`` (the global rank of the process that printed the line), coloured by it on a terminal."""
+    text = event.label
+    rank = event.global_rank if event.global_rank is not None else event[0]
     return click.style(text, fg=RANK_COLOURS[rank % len(RANK_COLOURS)]) if colour else text
 
 
@@ -126,8 +128,9 @@ def headline(error: LaunchFailedError) -> str:
 
 def _follow(handle: LaunchHandle) -> None:
     colour = {"stdout": use_colour(sys.stdout), "stderr": use_colour(sys.stderr)}
-    for rank, stream, line in handle:
-        click.echo(f"{prefix(rank, colour=colour[stream])} {line}", err=stream == "stderr", color=colour[stream])
+    for event in handle:
+        _, stream, line = event
+        click.echo(f"{prefix(event, colour=colour[stream])} {line}", err=stream == "stderr", color=colour[stream])
     handle.wait()
 
 

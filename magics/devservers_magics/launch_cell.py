@@ -81,10 +81,12 @@ def write_everywhere(client: DevServerClient, name: str, ranks: int, source: str
 
 
 def print_lines(handle: LaunchHandle, stdout: TextSink, stderr: TextSink) -> None:
-    """Print every line of the launch as ``[rank N] line`` as it arrives, on its own stream."""
-    for rank, stream, line in handle:
+    """Print every line of the launch as ``[rank N] line`` (N: the global rank of the process that printed it;
+    ``LaunchLine.label``) as it arrives, on its own stream."""
+    for event in handle:
+        _, stream, line = event
         sink = stderr if stream == "stderr" else stdout
-        sink.write(f"[rank {rank}] {line}\n")
+        sink.write(f"{event.label} {line}\n")
         sink.flush()
 
 

@@ -46,7 +46,9 @@ def test_the_readme_launch_example_runs_as_written(namespace_client: DevServerCl
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert lines[-1] == "{0: 0, 1: 0}", result.stdout[-2000:]
-    assert any(line.startswith("[rank 0] ") for line in lines) and any(line.startswith("[rank 1] ") for line in lines)
+    # Two processes per pod: each line says the global rank of its process and its node (issue 14).
+    assert any(line.startswith("[rank 0 node 0] ") for line in lines), result.stdout[-2000:]
+    assert any(line.startswith("[rank 3 node 1] ") for line in lines), result.stdout[-2000:]
     # The code really came along: the script is in the synced copy of this repository on rank 1.
     synced = namespace_client.exec("ddp", f"test -f ~/{REPO.name}/examples/distributed/train_ddp.py && echo yes",
                                    rank=1)

@@ -78,21 +78,23 @@ def test_the_ddp_example_runs_as_one_group_of_four(devctl: Devctl) -> None:
     outcome = devctl("launch", "ddp", "--", "python", "train_ddp.py", "--epochs", "5")
     assert outcome.exit_code == 0, str(outcome)
     lines = outcome.stdout.splitlines()
-    assert lines and all(re.match(r"\[rank [01]\] ", line) for line in lines), outcome.stdout
+    assert lines and all(re.match(r"\[rank [0-3] node [01]\] ", line) for line in lines), outcome.stdout
 
-    # Four processes, two per pod, in one group: global ranks 0,1 print under node 0 and 2,3 under node 1.
-    joined = set(re.findall(r"^\[rank (\d)\] rank (\d)/4 \(node (\d)", outcome.stdout, re.MULTILINE))
-    assert joined == {("0", "0", "0"), ("0", "1", "0"), ("1", "2", "1"), ("1", "3", "1")}, outcome.stdout
-    assert "[rank 0] all_reduce sum = 6.0 (expected 6.0 = 0+1+2+3)" in lines
-    assert "[rank 0] parameters identical on all 4 ranks" in lines
-    losses = [float(loss) for loss in re.findall(r"^\[rank 0\] epoch \d+ loss ([\d.]+)$", outcome.stdout,
+    # Four processes, two per pod, in one group: each line is labelled with the global rank of the process
+    # that printed it (what the script calls its rank) and its node (issue 14: they were labelled by pod).
+    joined = set(re.findall(r"^\[rank (\d) node (\d)\] rank (\d)/4 \(node (\d)", outcome.stdout, re.MULTILINE))
+    assert joined == {("0", "0", "0", "0"), ("1", "0", "1", "0"), ("2", "1", "2", "1"), ("3", "1", "3", "1")}, \
+        outcome.stdout
+    assert "[rank 0 node 0] all_reduce sum = 6.0 (expected 6.0 = 0+1+2+3)" in lines
+    assert "[rank 0 node 0] parameters identical on all 4 ranks" in lines
+    losses = [float(loss) for loss in re.findall(r"^\[rank 0 node 0\] epoch \d+ loss ([\d.]+)$", outcome.stdout,
                                                  re.MULTILINE)]
     assert len(losses) == 5 and losses[-1] < losses[0], losses
 
-    # stderr: torchrun's own lines, prefixed too, then the summary; no colour on pipes.
+    # stderr: the workers' and torchrun's own lines ([node N]), prefixed too, then the summary; no colour.
     summary = summary_of(outcome.stderr)
     assert summary["outcome"] == "succeeded" and summary["ranks"] == "rank 0 exit 0, rank 1 exit 0"
-    assert all(line.startswith("[rank ") for line in outcome.stderr.splitlines()[:-1]), outcome.stderr
+    assert all(line.startswith(("[rank ", "[node ")) for line in outcome.stderr.splitlines()[:-1]), outcome.stderr
     assert ANSI not in outcome.output
 
 
@@ -265,7 +267,14 @@ def test_colour_only_on_a_terminal_without_no_color(terminal: io.TextIOWrapper) 
     assert not use_colour(terminal, {"NO_COLOR": "1"})
     assert not use_colour(terminal, {"TERM": "dumb"})
     assert not use_colour(io.StringIO(), {})
-    assert prefix(3, colour=False) == "[rank 3]"
-    assert prefix(0, colour=True) == "\x1b[36m[rank 0]\x1b[0m"
-    assert prefix(10, colour=True) == "\x1b[36m[rank 10]\x1b[0m"  # ten colours, then they repeat
-    assert len({prefix(rank, colour=True) for rank in range(10)}) == 10
+    from devservers_sdk.launch import LaunchLine
+
+    def worker(rank: int, node: int = 0, per_node: int = 1) -> LaunchLine:
+        return LaunchLine(node, "stdout", "x", global_rank=rank, local_rank=rank % per_node, local_world_size=per_node)
+
+    assert prefix(worker(3, node=3), colour=False) == "[rank 3]"
+    assert prefix(worker(3, node=1, per_node=2), colour=False) == "[rank 3 node 1]"  # the script's rank, and where
+    assert prefix(LaunchLine(1, "stderr", "torchrun's own"), colour=False) == "[node 1]"
+    assert prefix(worker(0), colour=True) == "\x1b[36m[rank 0]\x1b[0m"
+    assert prefix(worker(10), colour=True) == "\x1b[36m[rank 10]\x1b[0m"  # ten colours, then they repeat
+    assert len({prefix(worker(rank), colour=True) for rank in range(10)}) == 10

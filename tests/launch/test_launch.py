@@ -83,6 +83,23 @@ def test_ddp_example_runs_as_one_group_of_four_and_learns(ddp: DistributedServer
     assert stamp.timestamp() >= int(before) - 1
 
 
+def test_every_line_is_labelled_with_the_global_rank_of_its_process_and_never_joined(
+        ddp: DistributedServer) -> None:
+    """Issue 14: on a 2x2 server the lines were labelled by pod, and two processes' partial writes joined."""
+    with ddp.client.launch(ddp.name, ["interleave.py"]) as handle:
+        events = list(handle)
+        assert handle.wait(timeout=120) == {0: 0, 1: 0}, handle.logs()
+    lines = [event for event in events if event[2].startswith("LINE ")]
+    assert len(lines) == 4 * 40, handle.logs()
+    for event in lines:
+        node, _, text = event
+        assert re.fullmatch(r"LINE rank=(\d) i=(\d+) end", text), handle.logs()
+        assert f"rank={event.global_rank} " in text and event.global_rank // 2 == node, text
+        assert event.label == f"[rank {event.global_rank} node {node}]"
+    assert not [event for event in events if event.global_rank is not None and not event[2]]  # no stray empties
+    assert "[rank 3 node 1] LINE rank=3 i=39 end" in handle.logs()
+
+
 def test_a_failing_rank_stops_the_others_and_is_named(ddp: DistributedServer) -> None:
     tag = f"tag-{secrets.token_hex(4)}"
     gave_up: list[float] = []

@@ -86,13 +86,15 @@ def test_the_ddp_example_as_a_cell_runs_on_every_rank(ddp: DistributedServer,
 
     out = run.stdout.text
     lines = [line for line in out.splitlines() if not line.startswith("Out[")]
-    assert lines and all(re.match(r"\[rank [01]\] ", line) for line in lines), out
-    joined = set(re.findall(r"^\[rank (\d)\] rank (\d)/4 \(node (\d)", out, re.MULTILINE))
+    assert lines and all(re.match(r"\[rank [0-3] node [01]\] ", line) for line in lines), out
+    # Labelled by the global rank of the process that printed the line, and its node (issue 14).
+    joined = {(node, rank, node_said) for label, node, rank, node_said in
+              re.findall(r"^\[rank (\d) node (\d)\] rank (\d)/4 \(node (\d)", out, re.MULTILINE) if label == rank}
     assert joined == {("0", "0", "0"), ("0", "1", "0"), ("1", "2", "1"), ("1", "3", "1")}, out
-    assert "[rank 0] all_reduce sum = 6.0 (expected 6.0 = 0+1+2+3)" in lines
-    losses = [float(loss) for loss in re.findall(r"^\[rank 0\] epoch \d+ loss ([\d.]+)$", out, re.MULTILINE)]
+    assert "[rank 0 node 0] all_reduce sum = 6.0 (expected 6.0 = 0+1+2+3)" in lines
+    losses = [float(loss) for loss in re.findall(r"^\[rank 0 node 0\] epoch \d+ loss ([\d.]+)$", out, re.MULTILINE)]
     assert len(losses) == 5 and losses[-1] < losses[0], losses
-    assert all(line.startswith("[rank ") for line in run.stderr.text.splitlines()), run.stderr.text
+    assert all(line.startswith(("[rank ", "[node ")) for line in run.stderr.text.splitlines()), run.stderr.text
 
 
 def test_a_failing_rank_raises_usage_error_naming_it(ddp: DistributedServer,
