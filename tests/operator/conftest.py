@@ -78,10 +78,17 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[ClusterHandle]:
         return
     if backend() == "kubernetes":
         request.getfixturevalue("kubernetes_binaries")
-        with LocalCluster(control_plane="kubernetes", node_capacity=NODE_CAPACITY, users=TEST_USERS) as local:
+        # The node agent takes its PATH once, at start: this interpreter's bin first, so that pods find this
+        # environment's python (with torch), as the plugin's kubernetes_cluster does.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+            local = LocalCluster(control_plane="kubernetes", node_capacity=NODE_CAPACITY, users=TEST_USERS).start()
+        try:
             handle = ClusterHandle(kubeconfig=local.kubeconfig, emulator=None, local=local)
             make_admin_a_devservers_admin(handle)
             yield handle
+        finally:
+            local.stop()
         return
     with LocalCluster(node_capacity=NODE_CAPACITY) as local:
         yield ClusterHandle(kubeconfig=local.kubeconfig, emulator=local, local=local)
