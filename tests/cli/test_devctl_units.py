@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,9 @@ def test_render_flavors() -> None:
     assert gpu[1:6] == ["8", "32Gi", "1", "on-demand", "nvidia.com/gpu.present=true"] and gpu[6:8] == ["24h", "1h"]
     spot = next(line for line in wide if line.startswith("gpu-small-spot ")).split()
     assert spot[4] == "spot"
+    header, *rows = [re.split(r"\s{2,}", line) for line in render.render(flavors, "table", render.FLAVOR).splitlines()]
+    prices = {row[0]: row[header.index("COST/HOUR")] for row in rows}
+    assert prices["gpu-small"] == "1.21 USD" and prices["gpu-large"] == "32.77 USD", prices
 
 
 def test_describe_text_has_every_section() -> None:

@@ -257,6 +257,12 @@ def test_cost_counts_running_time_across_a_restart_and_a_stop(kube: Cluster, gpu
 
     live = report()
     assert (live["owner"], live["servers"], live["currency"]) == ("alice", 1, "EUR")
+    table = CliRunner().invoke(cli, ["cost", "--kubeconfig", kube.kubeconfig, "-n", kube.namespace])
+    assert table.exit_code == 0, table.output
+    header, *rows = [line.split() for line in table.output.splitlines()]
+    assert header == ["OWNER", "FLAVOR", "SERVERS", "POD-HOURS", "COST"], table.output
+    assert rows[0][:3] == ["alice", "test-gpu-4", "1"] and rows[-1][0] == "TOTAL", table.output
+    assert f"{amount.quantize(Decimal('0.01'))} EUR" in table.output
     assert Decimal(live["cost"]) == amount.quantize(Decimal("0.0001"))
     kube.delete("paid")
     kube.wait_gone("paid")
