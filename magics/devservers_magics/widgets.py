@@ -607,8 +607,10 @@ class DevServerList(widgets.VBox):
                 server = self._client.start(name)
                 self._status.show(f"Starting {name}.")
             else:
+                from devservers_sdk.lifecycle import home_note  # never "kept" for a server without a home
+
                 server = self._client.stop(name)
-                self._status.show(f"Stopping {name}: its pods go, its home volumes stay.")
+                self._status.show(f"Stopping {name}: its pods go; {home_note(server.spec, server.status.home_size)}.")
             self._place(server, datetime.now(UTC))
 
     def _confirming(self, name: str, asking: bool) -> None:

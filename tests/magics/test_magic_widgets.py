@@ -258,6 +258,18 @@ def test_stop_then_start(ui: DevServerUI, client: DevServerClient) -> None:
     wait_until(lambda: row.cells["phase"] == "Running", timeout=READY_TIMEOUT, message="the row to say Running")
 
 
+def test_stop_never_says_a_missing_home_is_kept(ui: DevServerUI, client: DevServerClient) -> None:
+    """Issue 14: "its home volumes stay" was said of a server without a persistent home."""
+    client.create("homeless", flavor="cpu-small", home_size="0")
+    client.create("homed", flavor="cpu-small", wait=True, timeout=READY_TIMEOUT)  # the default home
+    ui.servers.refresh()
+    ui.servers.row("homeless").toggle_button.click()
+    assert ui.servers.status == ("Stopping homeless: its pods go; it has no persistent home (persistentHomeSize 0), "
+                                 "so files in its home are lost.")
+    ui.servers.row("homed").toggle_button.click()
+    assert ui.servers.status == "Stopping homed: its pods go; its home volumes are kept."
+
+
 def test_delete_asks_for_confirmation(ui: DevServerUI, client: DevServerClient) -> None:
     client.create("kept", flavor="cpu-small")
     client.create("doomed", flavor="cpu-small")
