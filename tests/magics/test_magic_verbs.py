@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import signal
 import threading
 import time
@@ -117,9 +118,12 @@ def test_create_wait_prints_progress_and_returns_the_running_server(
     run = run_cell(f"server = %devserver create waited --flavor cpu-small --wait --timeout {READY_TIMEOUT}")
     assert run.error is None, run.stderr.text
     assert shell.user_ns["server"].status.phase == "Running"
-    lines = run.stdout.text.splitlines()
+    *lines, lifetime = run.stdout.text.splitlines()
     assert lines and lines[-1].startswith("waited: Running, 1/1 ready"), lines
     assert len(lines) == len(set(lines))  # one line per change, no repeats
+    # The default lifetime is said at create (issue 14): the flavor's maximum, as no --time was given.
+    assert re.fullmatch(r"DevServer 'waited' expires at \S+Z \(in (6d23h|7d)\), the maximum lifetime of flavor "
+                        r"'cpu-small' \(7d\), as none was asked for\.", lifetime), lifetime
 
 
 @pytest.mark.parametrize(
@@ -131,6 +135,8 @@ def test_create_wait_prints_progress_and_returns_the_running_server(
         ),
         ("create other --flavor nope", "Flavor 'nope' does not exist. Available flavors: cpu-large"),
         ("create other --flavor cpu-small --time 8", "Invalid time_to_live"),
+        ("create other --flavor cpu-small --time 8d",
+         "asks for a lifetime of 8d, more than the maximum lifetime of its flavor 'cpu-small' (7d)"),
         ("create Bad_Name --flavor cpu-small", 'DevServer name "Bad_Name" is invalid'),
         ("describe ghost", "DevServer 'ghost' not found in namespace"),
         ("delete ghost", "List yours with: %devserver list"),
