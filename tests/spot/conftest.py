@@ -18,8 +18,11 @@ NODES = 2
 
 
 @pytest.fixture(scope="session")
-def cluster(request: pytest.FixtureRequest) -> Iterator[ClusterHandle]:
-    """Two nodes with room for the sample CPU flavors; an outside cluster must bring its own spare node."""
+def cluster(request: pytest.FixtureRequest, pods_use_this_python: None) -> Iterator[ClusterHandle]:  # noqa: F811
+    """Two nodes with room for the sample CPU flavors; an outside cluster must bring its own spare node.
+
+    The real control plane's node agents take PATH when they start, so this interpreter's bin (with torch) goes
+    first before they do."""
     real = os.environ.get(REAL_CLUSTER_ENV)
     if real:
         yield ClusterHandle(kubeconfig=real, emulator=None)

@@ -65,6 +65,8 @@ def test_draining_the_node_under_rank_1_interrupts_then_runs_on_the_other_node(k
     kube.wait_phase("spotty", "Running", timeout=120)
     kube.exec("spotty-1", "echo kept-across-nodes > $HOME/marker")
     drained = node_of(kube, "spotty-1")
+    # The scheduler may have put rank 0 there too: then both move, each with its home.
+    on_drained = [pod for pod in ("spotty-0", "spotty-1") if node_of(kube, pod) == drained]
     try:
         with phases_seen(kube, "spotty") as phases:
             result = kube.kubectl("drain", drained, "--ignore-daemonsets", "--delete-emptydir-data",
@@ -80,7 +82,7 @@ def test_draining_the_node_under_rank_1_interrupts_then_runs_on_the_other_node(k
         assert phases.index("Interrupted") < len(phases) - 1, f"Running again after Interrupted: {phases}"
         status = back["status"]
         last: dict[str, Any] = status["lastInterruption"]
-        assert last["reason"] == "Evicted" and last["time"] and last["pods"] == ["spotty-1"], last
+        assert last["reason"] == "Evicted" and last["time"] and last["pods"] == on_drained, last
         assert last["nodes"] == [drained], last
         recovered = next(c for c in status["conditions"] if c["type"] == "Interrupted")
         assert (recovered["status"], recovered["reason"]) == ("False", "Recovered")
@@ -88,8 +90,9 @@ def test_draining_the_node_under_rank_1_interrupts_then_runs_on_the_other_node(k
         assert all(ready(pod) for pod in pods.values()), pods
         assert node_of(kube, "spotty-1") != drained
         assert kube.exec("spotty-1", "cat $HOME/marker").strip() == "kept-across-nodes"
-        assert kube.exec("spotty-1", "cat $HOME/prestop.log").splitlines() == ["saved-before-drain"]
-        assert kube.exec("spotty-0", "cat $HOME/prestop.log 2>/dev/null || true").strip() == "", "rank 0 stayed"
+        for pod in ("spotty-0", "spotty-1"):  # the preStop hook ran once on each drained pod, never elsewhere
+            expected = ["saved-before-drain"] if pod in on_drained else []
+            assert kube.exec(pod, "cat $HOME/prestop.log 2>/dev/null || true").splitlines() == expected, pod
         wait_for(lambda: {"Interrupted", "InterruptionRecovered"} <= set(kube.event_reasons("spotty")),
                  timeout=30, message="the Interrupted and InterruptionRecovered Events")
         interrupted_event = next(e for e in kube.events("spotty") if e.reason == "Interrupted")

@@ -35,6 +35,16 @@ TRAIN = ["python", "train_ddp.py", "--epochs", str(EPOCHS), "--checkpoint-every"
 DEVCTL = str(Path(sys.executable).with_name("devctl"))
 
 
+# Pods share the host's network here: a torchrun of the run before may hold the rendezvous port a moment.
+FREE_PORT = ("import os, socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+             "s.bind(('', int(os.environ['MASTER_PORT'])))")
+
+
+def wait_for_master_port(client: DevServerClient) -> None:
+    wait_for(lambda: client.exec("trainer", ["python", "-c", FREE_PORT], rank=0).returncode == 0, timeout=90,
+             interval=1, message="the previous run's torchrun on rank 0 to let go of the rendezvous port")
+
+
 def final_parameters(output: str) -> list[float]:
     [line] = [line for line in output.splitlines() if "final parameters " in line]
     values: list[float] = json.loads(line.split("final parameters ", 1)[1])
@@ -79,6 +89,7 @@ def test_training_survives_a_drain_and_resumes_to_the_uninterrupted_result(
         assert (latest.layout, latest.world_size) == ("rank0", 4)
 
         # 2. devctl launch --resume: the checkpoint's directory and step reach every process.
+        wait_for_master_port(client)
         resumed = subprocess.run(
             [DEVCTL, "launch", "trainer", "--kubeconfig", kube.kubeconfig, "-n", kube.namespace, "--resume",
              "--", *TRAIN], capture_output=True, text=True, timeout=300)
@@ -89,6 +100,7 @@ def test_training_survives_a_drain_and_resumes_to_the_uninterrupted_result(
         assert f"[rank 0] epoch {EPOCHS} loss" in resumed.stdout
 
         # 3. The same seed, never interrupted (its own checkpoint directory, so it starts from epoch 1).
+        wait_for_master_port(client)
         started = time.monotonic()
         with client.launch("trainer", TRAIN, checkpoint_dir="~/reference") as reference:
             codes = reference.wait(timeout=300)
