@@ -1599,7 +1599,8 @@ class DevServerClient:
 
         return proxy(self, host, identity=identity)
 
-    def jupyter(self, name: str, *, rank: int = 0, port: int | None = None) -> JupyterServer:
+    def jupyter(self, name: str, *, rank: int = 0, port: int | None = None,
+                python: str = "python3") -> JupyterServer:
         """Start JupyterLab in a DevServer, or find the one already running there.
 
         It runs in the pod with the home as root directory and a generated token, and keeps running after
@@ -1613,6 +1614,7 @@ class DevServerClient:
             name: the DevServer name.
             rank: which pod.
             port: the port in the pod (default: a free one; ignored when one is already running).
+            python: the image's Python that has JupyterLab (a name on the pod's PATH, or a path).
 
         Returns:
             A ``JupyterServer`` (port, token, ``url(address)``, whether it was reused).
@@ -1623,7 +1625,7 @@ class DevServerClient:
         """
         from .connect.jupyter import start
 
-        return start(self, name, rank=rank, port=port)
+        return start(self, name, rank=rank, port=port, python=python)
 
     def jupyter_stop(self, name: str, *, rank: int = 0) -> bool:
         """Stop the JupyterLab ``jupyter`` started in a DevServer; ``False`` if none was running."""

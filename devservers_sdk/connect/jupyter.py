@@ -127,14 +127,15 @@ class JupyterServer:
         return f"{address.url}/{path.lstrip('/')}?token={self.token}"
 
 
-def jupyter_command(action: str, port: int = 0) -> list[str]:
-    """The argv run in the pod: ``python3 -c <script> start|stop PORT``."""
-    return ["python3", "-c", _SCRIPT, action, str(port)]
+def jupyter_command(action: str, port: int = 0, *, python: str = "python3") -> list[str]:
+    """The argv run in the pod: ``python3 -c <script> start|stop PORT`` (JupyterLab runs on that Python)."""
+    return [python, "-c", _SCRIPT, action, str(port)]
 
 
-def start(client: DevServerClient, name: str, *, rank: int = 0, port: int | None = None) -> JupyterServer:
+def start(client: DevServerClient, name: str, *, rank: int = 0, port: int | None = None,
+          python: str = "python3") -> JupyterServer:
     """See ``DevServerClient.jupyter``."""
-    result = client.exec(name, jupyter_command("start", port or 0), rank=rank, timeout=180)
+    result = client.exec(name, jupyter_command("start", port or 0, python=python), rank=rank, timeout=180)
     if result.returncode != 0:
         why = str(result.stderr).strip().removeprefix("devservers: ") or f"exit code {result.returncode}"
         raise ExecError(f"Cannot start JupyterLab in DevServer '{name}' (rank {rank}): {why}", result=result,

@@ -46,7 +46,8 @@ def test_a_busy_kernel_keeps_the_server_and_an_idle_one_lets_it_stop(kube: Clust
     kube.create("nb", persistentHomeSize="1Gi", lifecycle={"idleTimeout": 300, "autoShutdown": False})
     kube.wait_phase("nb", "Running", timeout=120)
     with DevServerClient(namespace=kube.namespace, kubeconfig=kube.kubeconfig) as client:
-        jupyter = client.jupyter("nb")
+        # This interpreter, by path: the real control plane's node agent took its PATH before this test began.
+        jupyter = client.jupyter("nb", python=sys.executable)
         with client.port_forward("nb", jupyter.port) as address:
             kernel = Kernel(address.url, jupyter.token)
             assert kernel.run("print('ready')") == "ready\n"
