@@ -21,7 +21,7 @@ from devservers_sdk.client import DevServerClient
 from tests.connect.jupyter_kernel import Kernel, api
 from tests.operator.conftest import Cluster, stays
 
-SLEEP = 30
+SLEEP = 45  # long enough for a slow probe on a loaded machine to find it busy with time to spare
 
 
 @pytest.fixture
