@@ -28,7 +28,7 @@ No ``not``, ``oneOf`` or ``allOf`` (the generator refuses them): the API server 
 A rule the schema cannot word well is a CEL rule (``x-kubernetes-validations``) whose ``message`` names the
 field and the fix, as the SDK's errors do.
 
-Not refused but warned about: fields that are accepted and have no effect (``models.IGNORED_FIELD_MESSAGES``:
+Not refused but warned about: fields that are accepted and have no effect (``models.IGNORED_FIELDS``:
 ``distributed`` beside ``mode: standalone``, ``enableSSH``). ``ignored_fields_policy`` turns them into a
 ValidatingAdmissionPolicy with a ``Warn`` binding, rendered beside the CRDs, so every write that sets one
 gets a ``Warning`` header (kubectl prints it) and the operator reports them in the ``FieldsIgnored``
@@ -77,8 +77,7 @@ from devservers_sdk.models import (
     DEVSERVER_PLURAL,
     FLAVOR_KIND,
     FLAVOR_PLURAL,
-    IGNORED_FIELD_MESSAGES,
-    IGNORED_FIELD_RULES,
+    IGNORED_FIELDS,
     MAX_NAME_LENGTH,
     NAME_PATTERN,
     DevServerFlavorSpec,
@@ -329,8 +328,7 @@ def ignored_fields_policy() -> list[dict[str, Any]]:
                                    "resources": [DEVSERVER_PLURAL], "scope": "*"}],
             },
             "validations": [
-                {"expression": IGNORED_FIELD_RULES[field], "message": message}
-                for field, message in IGNORED_FIELD_MESSAGES.items()
+                {"expression": ignored.rule, "message": ignored.message} for ignored in IGNORED_FIELDS.values()
             ],
         },
     }

@@ -64,8 +64,7 @@ __all__ = [
     "FLAVOR_KIND",
     "FLAVOR_PLURAL",
     "GPU_RESOURCE",
-    "IGNORED_FIELD_MESSAGES",
-    "IGNORED_FIELD_RULES",
+    "IGNORED_FIELDS",
     "LOADER_ENV",
     "MAX_CHECKPOINT_TIMEOUT",
     "MAX_IDLE_TIMEOUT",
@@ -90,6 +89,7 @@ __all__ = [
     "DistributedSpec",
     "FlavorResources",
     "GpuUse",
+    "IgnoredField",
     "Interruption",
     "LifecycleSpec",
     "MinGpuUtilization",
@@ -526,18 +526,36 @@ class _Observed(BaseModel):
     model_config = ConfigDict(populate_by_name=True, alias_generator=_CAMEL_CASE, extra="ignore")
 
 
-IGNORED_FIELD_MESSAGES: dict[str, str] = {
-    "spec.distributed": "spec.distributed is ignored because spec.mode is standalone: set mode: distributed to "
-    "run a torchrun group, or remove distributed",
-    "spec.enableSSH": "spec.enableSSH is ignored: SSH needs no switch and opens no port (devctl ssh-config NAME, "
-    "then ssh NAME.devserver), so remove enableSSH",
+@dataclass(frozen=True)
+class IgnoredField:
+    """A field accepted but without effect: what is said about it, and when it is set.
+
+    Attributes:
+        message: the sentence of the API warning, the ``FieldsIgnored`` condition and ``devctl describe``.
+        reason: the condition's reason when it is the only one.
+        rule: CEL over ``object`` that holds when the field is *not* ignored (the warning policy's expression).
+    """
+
+    message: str
+    reason: str
+    rule: str
+
+
+IGNORED_FIELDS: dict[str, IgnoredField] = {
+    "spec.distributed": IgnoredField(
+        message="spec.distributed is ignored because spec.mode is standalone: set mode: distributed to run a "
+        "torchrun group, or remove distributed",
+        reason="DistributedNeedsDistributedMode",
+        rule="object.spec.mode == 'distributed' || !has(object.spec.distributed)",
+    ),
+    "spec.enableSSH": IgnoredField(
+        message="spec.enableSSH is ignored: SSH needs no switch and opens no port (devctl ssh-config NAME, then "
+        "ssh NAME.devserver), so remove enableSSH",
+        reason="EnableSSHHasNoEffect",
+        rule="!has(object.spec.enableSSH)",
+    ),
 }
-"""Fields accepted but without effect, and the sentence said about each (warning, condition, describe)."""
-IGNORED_FIELD_RULES: dict[str, str] = {
-    "spec.distributed": "object.spec.mode == 'distributed' || !has(object.spec.distributed)",
-    "spec.enableSSH": "!has(object.spec.enableSSH)",
-}
-"""The same, as CEL over ``object`` for the ValidatingAdmissionPolicy that warns on writes (``crds.py``)."""
+"""Fields accepted but without effect (``DevServerSpec.ignored_fields``, the warning policy in ``crds.py``)."""
 
 
 # --- DevServer ------------------------------------------------------------------------------------------
@@ -811,14 +829,14 @@ class DevServerSpec(_Spec):
         """The fields this spec sets that have no effect, each with a sentence saying why and what to do.
 
         The operator reports them in the ``FieldsIgnored`` condition, the API server warns about them on
-        every write (``IGNORED_FIELD_RULES``, a ValidatingAdmissionPolicy in Warn mode), and ``devctl
+        every write (``IGNORED_FIELDS``' rules, a ValidatingAdmissionPolicy in Warn mode), and ``devctl
         describe`` shows them.
         """
         ignored: dict[str, str] = {}
         if self.mode != "distributed" and self.distributed is not None:
-            ignored["spec.distributed"] = IGNORED_FIELD_MESSAGES["spec.distributed"]
+            ignored["spec.distributed"] = IGNORED_FIELDS["spec.distributed"].message
         if self.enable_ssh is not None:
-            ignored["spec.enableSSH"] = IGNORED_FIELD_MESSAGES["spec.enableSSH"]
+            ignored["spec.enableSSH"] = IGNORED_FIELDS["spec.enableSSH"].message
         return ignored
 
     @model_validator(mode="after")

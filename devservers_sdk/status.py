@@ -55,7 +55,7 @@ from .lifecycle import (
     home_note,
 )
 from .manifests import HOME_VOLUME, NAME_LABEL, RANK_LABEL, rank_count
-from .models import GPU_RESOURCE, Condition, DevServer, DevServerStatus, Interruption
+from .models import GPU_RESOURCE, IGNORED_FIELDS, Condition, DevServer, DevServerStatus, Interruption
 from .next_steps import NextStep
 from .quantities import parse_quantity
 
@@ -64,7 +64,6 @@ __all__ = [
     "DISRUPTION_REASONS",
     "FAILING_WAITING_REASONS",
     "FIELDS_IGNORED",
-    "IGNORED_FIELD_REASONS",
     "LOCAL_CLUSTER_LABEL",
     "Disruption",
     "derive_status",
@@ -79,7 +78,6 @@ __all__ = [
 CONDITION_TYPES = ("Ready", "Scheduled", "Idle", "ExpiringSoon", "Degraded")
 FIELDS_IGNORED = "FieldsIgnored"
 """A condition present only while the spec sets fields without effect (``DevServerSpec.ignored_fields``)."""
-IGNORED_FIELD_REASONS = {"spec.distributed": "DistributedNeedsDistributedMode", "spec.enableSSH": "EnableSSHHasNoEffect"}
 
 FAILING_WAITING_REASONS = frozenset(
     {
@@ -758,6 +756,6 @@ def _conditions(
     conditions = [ready, scheduled, idle, expiring, make("Degraded", *degraded)]
     ignored = devserver.spec.ignored_fields()
     if ignored:
-        reason = IGNORED_FIELD_REASONS[next(iter(ignored))] if len(ignored) == 1 else "SeveralFieldsIgnored"
+        reason = IGNORED_FIELDS[next(iter(ignored))].reason if len(ignored) == 1 else "SeveralFieldsIgnored"
         conditions.append(make(FIELDS_IGNORED, "True", reason, "; ".join(ignored.values())))
     return conditions
