@@ -1136,12 +1136,16 @@ class DevServerClient:
         condition = _last_condition(server)
         detail = f"; last condition: {condition.rstrip('.')}" if condition else ""
         if phase == "Pending" and for_phase:
-            # Waiting gave up, the server did not: say so, and how to give its place in the queue back.
+            # Waiting gave up, the server did not: say so, and why in words when the operator found out.
+            degraded = server.status.condition("Degraded")
+            why = (f"; {server.status.message.rstrip('.')}" if degraded is not None and degraded.status == "True"
+                   and server.status.message else "")
             return WaitTimeoutError(
-                f"DevServer '{server.name}' did not {goal} within {timeout:g}s: {state}{detail}. It stays Pending "
-                "(the wait ending changes nothing) and starts when the cluster can run it.",
-                next_step=NextStep("delete", server.name), lead="If you no longer want it, delete it with",
-                phase=phase, last=server, kind="DevServer", name=server.name, namespace=server.namespace)
+                f"DevServer '{server.name}' did not {goal} within {timeout:g}s: {state}{detail}{why}. It stays "
+                "Pending (the wait ending changes nothing) and starts when the cluster can run it, unless you "
+                "delete it.",
+                next_step=NextStep("describe", server.name), lead="See what is happening with", phase=phase,
+                last=server, kind="DevServer", name=server.name, namespace=server.namespace)
         return WaitTimeoutError(
             f"DevServer '{server.name}' did not {goal} within {timeout:g}s: {state}{detail}.",
             next_step=NextStep("describe", server.name), lead="See what is happening with", phase=phase,

@@ -64,6 +64,7 @@ __all__ = [
     "KEEP_ALIVE_COMMAND",
     "MANAGED_BY",
     "MASTER_PORT_NAME",
+    "MAX_AUTO_NPROCS",
     "NAME_LABEL",
     "OWNER_LABEL",
     "RANK_LABEL",
@@ -490,6 +491,10 @@ def _resources(flavor_spec: DevServerFlavorSpec) -> dict[str, Any]:
     return resources
 
 
+MAX_AUTO_NPROCS = 1024
+"""The most processes per pod ``nprocsPerNode: auto`` resolves to."""
+
+
 def gpu_count(flavor: DevServerFlavor | DevServerFlavorSpec | None) -> int:
     """NVIDIA GPUs per pod of a flavor (limits, else requests); 0 for a CPU flavor or none."""
     if flavor is None:
@@ -513,7 +518,9 @@ def nprocs_per_node(devserver: DevServer, flavor: DevServerFlavor | DevServerFla
         and distributed.nprocs_per_node != NPROCS_AUTO
     ):
         return int(distributed.nprocs_per_node)
-    return max(1, gpu_count(flavor))
+    # Capped: a flavor may ask for 1e400 GPUs (a whole number the API accepts); no machine has more than this,
+    # and the number goes into status.nprocsPerNode, an integer the API server must be able to store.
+    return max(1, min(gpu_count(flavor), MAX_AUTO_NPROCS))
 
 
 def master_addr(devserver: DevServer, config: OperatorConfig) -> str:

@@ -46,7 +46,8 @@ def test_flavors_in_every_format(devctl: Devctl) -> None:
     table = devctl("flavors")
     assert table.exit_code == 0, str(table)
     header, *rows = table.stdout.splitlines()
-    assert header.split() == ["NAME", "CPU", "MEMORY", "GPUS", "CAPACITY", "NODE", "SELECTOR", "DESCRIPTION"]
+    assert header.split() == ["NAME", "CPU", "MEMORY", "GPUS", "CAPACITY", "NODE", "SELECTOR", "COST/HOUR",
+                              "DESCRIPTION"]
     by_name = {row.split()[0]: row.split() for row in rows}
     assert set(by_name) >= {"cpu-small", "cpu-medium", "cpu-large", "gpu-small", "gpu-large"}
     assert by_name["cpu-small"][1:4] == ["1", "2Gi", "0"]
@@ -128,7 +129,7 @@ def test_create_wait_times_out_with_the_reason(devctl: Devctl) -> None:
     # gpu-small selects GPU nodes; the local node has none, so the pod is never scheduled.
     outcome = devctl("create", "nogpu", "--flavor", "gpu-small", "--wait", "--timeout", "3s")
     assert_error(outcome, "DevServer 'nogpu' did not reach phase Running within 3s", "It stays Pending",
-                 "delete it with: devctl delete nogpu")
+                 "unless you delete it", "devctl describe nogpu")
     phases = {match[0] for match in PROGRESS_LINE.findall(outcome.stderr)}
     assert phases and "Running" not in phases, outcome.stderr
 
@@ -142,7 +143,7 @@ def test_create_wait_times_out_with_the_reason(devctl: Devctl) -> None:
     wait_for(lambda: degraded().get("status") == "True", timeout=60, message="Degraded True with the reason")
     assert degraded()["reason"] == "NoNodeOffersResource" and reason in degraded()["message"], degraded()
     waited = devctl("wait", "nogpu", "--timeout", "2s")
-    assert_error(waited, reason, "It stays Pending", "devctl delete nogpu")
+    assert_error(waited, reason, "It stays Pending", "delete it with: devctl delete nogpu")
     assert reason in devctl("describe", "nogpu").stdout
 
 

@@ -30,7 +30,7 @@ from devservers_sdk.cost import (
 )
 from devservers_sdk.lifecycle import ProbeReport, plan, track_gpu_use
 from devservers_sdk.localcluster.node.fake_gpus import FakeGpus, write_reading
-from devservers_sdk.manifests import OperatorConfig, build_statefulset, nprocs_per_node
+from devservers_sdk.manifests import MAX_AUTO_NPROCS, OperatorConfig, build_statefulset, nprocs_per_node
 from devservers_sdk.models import CostStatus, DevServer, DevServerFlavor, MinGpuUtilization
 from devservers_sdk.status import LOCAL_CLUSTER_LABEL, derive_status, explain_unschedulable
 
@@ -70,6 +70,14 @@ def test_auto_is_the_flavors_gpu_count_or_one(gpus: int, expected: int) -> None:
     assert nprocs_per_node(server, flavor(gpus)) == expected
     env = env_of(server, flavor(gpus))
     assert env["PET_NPROC_PER_NODE"] == env["NPROC_PER_NODE"] == str(expected)
+
+
+def test_auto_stays_a_storable_number_for_an_absurd_flavor() -> None:
+    server = devserver(mode="distributed", distributed={"nprocsPerNode": "auto"})
+    absurd = DevServerFlavor.from_manifest({"apiVersion": "devservers.io/v1", "kind": "DevServerFlavor",
+                                            "metadata": {"name": "huge"},
+                                            "spec": {"resources": {"requests": {"nvidia.com/gpu": "1e400"}}}})
+    assert nprocs_per_node(server, absurd) == MAX_AUTO_NPROCS
 
 
 def test_a_number_is_kept_and_a_standalone_server_with_gpus_gets_torchrun_hints() -> None:
