@@ -70,7 +70,7 @@ MAX_CHECKPOINT_TIMEOUT = 3600
 FIELDS = {
     "": {"apiVersion", "kind", "metadata", "spec", "status"},
     "spec": {"owner", "flavor", "image", "mode", "distributed", "persistentHomeSize", "sharedVolumeClaimName",
-             "enableSSH", "lifecycle"},
+             "enableSSH", "lifecycle", "tracking"},
     "spec.distributed": {"worldSize", "nprocsPerNode", "backend", "ncclSettings"},
     "spec.lifecycle": {"idleTimeout", "autoShutdown", "expirationTime", "timeToLive", "minGpuUtilization",
                        "checkpoint"},
@@ -499,6 +499,10 @@ def _spec_problem(spec: dict[str, Any]) -> str | None:
         return "image or shared volume"
     if not _optional(spec, "enableSSH", bool):
         return "enableSSH"
+    if spec.get("tracking") is not None:
+        # Its rules (URIs without credentials, Secret names, per-tool shapes) are the models' alone; copying
+        # them here would be a third version. The few servers that set it are read by the client.
+        return "tracking"
     if spec.get("persistentHomeSize") is not None and not _non_negative_quantity(spec["persistentHomeSize"]):
         return "persistentHomeSize"
     return _distributed_problem(spec) or _lifecycle_problem(spec.get("lifecycle", {}))

@@ -86,14 +86,16 @@ def test_create_wait_shows_progress_then_how_to_connect(devctl: Devctl) -> None:
 
 
 def test_create_without_wait_says_what_to_do_next(devctl: Devctl) -> None:
+    # Within cpu-small's 7-day maximum lifetime, which a later deadline would be refused for.
+    expires = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
     outcome = devctl("create", "later", "--flavor", "cpu-small", "--home-size", "1Gi", "--no-auto-shutdown",
-                     "--expires", "2099-01-01T00:00:00Z")
+                     "--expires", expires)
     assert outcome.exit_code == 0, str(outcome)
     assert "Wait for it with: devctl wait later; then connect with: devctl shell later" in outcome.stdout
     spec = json.loads(devctl("describe", "later", "-o", "json").stdout)["devserver"]["spec"]
     assert spec["persistentHomeSize"] == "1Gi"
     assert spec["lifecycle"]["autoShutdown"] is False
-    assert spec["lifecycle"]["expirationTime"] == "2099-01-01T00:00:00Z"
+    assert spec["lifecycle"]["expirationTime"] == expires
 
 
 def test_create_output_name_and_yaml_for_scripts(devctl: Devctl) -> None:

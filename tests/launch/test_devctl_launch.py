@@ -217,7 +217,7 @@ def test_usage_errors_exit_2_before_any_cluster_call(args: list[str], words: str
 def test_the_help_has_an_example() -> None:
     outcome = make_devctl("runner", None)("launch", "--help")
     assert outcome.exit_code == 0
-    assert "devctl launch ddp -- python train.py --epochs 3" in outcome.stdout
+    assert "devctl launch ddp --workdir . -- python train.py --epochs 3" in outcome.stdout
     assert "Usage: devctl launch [OPTIONS] NAME -- COMMAND..." in outcome.stdout
     listing = make_devctl("runner", None)("--help").stdout
     assert re.search(r"^  launch +Run torchrun on every rank of a distributed DevServer\.$", listing, re.MULTILINE)
