@@ -21,7 +21,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 def _devserver(name: str, owner: str, namespace: str) -> str:
     return json.dumps({"apiVersion": "devservers.io/v1", "kind": "DevServer",
                        "metadata": {"name": name, "namespace": namespace},
-                       "spec": {"owner": owner, "flavor": "cpu-small"}})
+                       # A lifetime under cpu-small's 7-day cap, so that an extend is refused for who asks,
+                       # never for passing the cap.
+                       "spec": {"owner": owner, "flavor": "cpu-small", "lifecycle": {"timeToLive": "2h"}}})
 
 
 def test_alice_runs_her_devserver_through_the_sdk_devctl_and_kubectl(people: People) -> None:
