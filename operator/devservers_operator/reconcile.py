@@ -300,6 +300,14 @@ class Reconciler:
             log.info("DevServer %s/%s: not reconciled, its namespace is being deleted: %s", *key, exc)
             self.forget(key)
             return None
+        except NotFoundError as exc:
+            # The namespace went while the caches still held the DevServer (an owned object's DELETED event,
+            # sent by the namespace controller, triggered a re-create): the same end as above, a moment later.
+            if not str(exc).startswith(f"Namespace '{key[0]}' does not exist"):
+                raise
+            log.info("DevServer %s/%s: not reconciled, its namespace is gone", *key)
+            self.forget(key)
+            return None
 
     async def _reconcile(self, key: Key) -> float | None:
         namespace, name = key
