@@ -224,6 +224,11 @@ def ssh_proxy(ctx: click.Context, host: str, identity: str | None) -> None:
 
     Runs sshd -i in the DevServer and relays it to this process's stdin and stdout. devctl ssh-config
     writes the entries that use it.
+
+    \b
+    Examples:
+      ssh -o ProxyCommand='devctl ssh-proxy %h' mydev.devserver     # what the written Host entry does
+      devctl ssh-proxy ddp-1.devserver --identity ~/.ssh/id_ed25519
     """
     with target(ctx).client() as client:
         ctx.exit(client.ssh_proxy(host, identity=identity))
