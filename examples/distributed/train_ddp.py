@@ -135,8 +135,10 @@ def train(options: argparse.Namespace, backend: str, run: tracking.TrackingRun) 
         say(f"world_size={world_size}")
         say(f"parameters {'identical' if identical else 'DIFFER'} on all {world_size} ranks")
         say(f"trained {options.epochs - first_epoch + 1} epochs in {time.monotonic() - started:.2f}s")
-        if options.print_parameters:
-            say("final parameters " + json.dumps([float(value) for value in flat.cpu().tolist()]))
+        if options.print_parameters:  # 32 values a line: launch output splits very long lines
+            values = [float(value) for value in flat.cpu().tolist()]
+            for start in range(0, len(values), 32):
+                say(f"final parameters {start} {json.dumps(values[start:start + 32])}")
     return contribution.item() == expected_sum and identical
 
 
