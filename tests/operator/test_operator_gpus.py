@@ -159,8 +159,10 @@ def test_pending_is_explained_in_words(kube: Cluster, gpus: Any) -> None:
     assert "devctl delete huge" in message
     degraded = _degraded(kube, "huge")
     assert degraded["reason"] == "NoNodeOffersResource" and "16 nvidia.com/gpu" in degraded["message"]
-    # The scheduler's own words stay in the Scheduled condition.
-    assert "Insufficient nvidia.com/gpu" in kube.condition("huge", "Scheduled")["message"]
+    # The scheduler's own words stay in the Scheduled condition. A real scheduler may first have said the home's
+    # claim was not bound yet; its next attempt, once the claim binds, names the GPUs.
+    wait_for(lambda: "Insufficient nvidia.com/gpu" in kube.condition("huge", "Scheduled").get("message", ""),
+             timeout=90, message="the scheduler's 'Insufficient nvidia.com/gpu' in the Scheduled condition")
 
     kube.wait_phase("nowhere", "Pending", timeout=90, check=lambda s: _degraded(kube, "nowhere").get("status") == "True")
     degraded = _degraded(kube, "nowhere")
