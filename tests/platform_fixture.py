@@ -38,6 +38,18 @@ import yaml
 
 from devservers_sdk.localcluster.pytest_plugin import ClusterHandle, wait_for
 
+
+@contextlib.contextmanager
+def this_python_first_on_path() -> Iterator[None]:
+    """The local cluster's pods take PATH from the process that starts them: this interpreter's bin first makes
+    it the pods' "image" Python, the one with torch and JupyterLab installed."""
+    before = os.environ.get("PATH", os.defpath)
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), before])
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = before
+
 REPO = Path(__file__).resolve().parents[1]
 KUBECTL = str(Path(sys.executable).parent / "kubectl")
 DEPLOY = REPO / "operator" / "deploy"

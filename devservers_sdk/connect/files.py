@@ -287,15 +287,7 @@ def copy_to(client: DevServerClient, name: str, source: str | os.PathLike[str], 
 
         def write(archive: tarfile.TarFile, top: str = top, counted: dict[str, int] = counted) -> None:
             for path, arcname in _walk(local, top):
-                info = archive.gettarinfo(str(path), arcname)
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                if info.isreg():
-                    with open(path, "rb") as handle:
-                        archive.addfile(info, handle)
-                else:
-                    archive.addfile(info)
-                if not info.isdir():
+                if not _add_to_archive(archive, path, arcname).isdir():
                     counted["files"] += 1
 
         result.bytes_sent += _send_archive(client, name, target_rank, directory, write)
@@ -399,17 +391,21 @@ def sync(client: DevServerClient, name: str, source: str | os.PathLike[str], des
 
         def write(archive: tarfile.TarFile, changed: list[str] = changed) -> None:
             for rel in changed:
-                path = root / rel
-                info = archive.gettarinfo(str(path), str(PurePosixPath(rel)))
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                if info.isreg():
-                    with open(path, "rb") as handle:
-                        archive.addfile(info, handle)
-                else:
-                    archive.addfile(info)
+                _add_to_archive(archive, root / rel, str(PurePosixPath(rel)))
 
         result.bytes_sent += _send_archive(client, name, target_rank, expanded, write)
         result.files += len(changed)
     return result
 
+
+def _add_to_archive(archive: tarfile.TarFile, path: Path, arcname: str) -> tarfile.TarInfo:
+    """Add one file, directory or symlink as the pod's user will own it: no local uid or user name travels."""
+    info = archive.gettarinfo(str(path), arcname)
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if info.isreg():
+        with open(path, "rb") as handle:
+            archive.addfile(info, handle)
+    else:
+        archive.addfile(info)
+    return info

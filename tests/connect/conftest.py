@@ -11,10 +11,8 @@ JupyterLab and rsync installed), and a flavor of a quarter CPU keeps a 2-rank se
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +21,7 @@ import pytest
 
 from devservers_sdk.client import DevServerClient
 from devservers_sdk.localcluster.pytest_plugin import create_test_namespace
-from tests.platform_fixture import KUBECTL, Platform
+from tests.platform_fixture import KUBECTL, Platform, this_python_first_on_path
 
 FLAVOR = "connect-tiny"
 READY_TIMEOUT = 120.0
@@ -59,13 +57,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def pods_use_this_python() -> Iterator[None]:
-    bin_dir = str(Path(sys.executable).parent)
-    before = os.environ.get("PATH", os.defpath)
-    os.environ["PATH"] = os.pathsep.join([bin_dir, before])
-    try:
+    with this_python_first_on_path():
         yield
-    finally:
-        os.environ["PATH"] = before
 
 
 @pytest.fixture(scope="module")

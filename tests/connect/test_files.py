@@ -12,11 +12,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Server
 
 from devservers_sdk.connect.files import sync_candidates
 from devservers_sdk.errors import ExecError, InvalidSpecError
 from tests.cli.devctl_support import make_devctl
+from tests.connect.conftest import Server
 
 BIG = 50 * 1024 * 1024
 

@@ -14,9 +14,8 @@ import sys
 import urllib.error
 import urllib.request
 
-from conftest import Server
-
 from devservers_sdk.connect.jupyter import MISSING_JUPYTER, jupyter_command
+from tests.connect.conftest import Server
 from tests.connect.jupyter_kernel import Kernel, api
 
 

@@ -15,11 +15,11 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import Server, free_port
 
 from devservers_sdk.activity import ACTIVITY_ANNOTATION, ACTIVITY_SOURCE_ANNOTATION
 from devservers_sdk.errors import InvalidSpecError
 from devservers_sdk.localcluster.pytest_plugin import wait_for
+from tests.connect.conftest import Server, free_port
 
 
 def start_web_server(server: Server, port: int, text: str) -> None:

@@ -15,11 +15,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Server
-
 from devservers_sdk.activity import ACTIVITY_ANNOTATION, ACTIVITY_SOURCE_ANNOTATION
 from devservers_sdk.connect.ssh import MISSING_SSHD, sshd_command
 from tests.cli.devctl_support import make_devctl
+from tests.connect.conftest import Server
 
 
 class Ssh:

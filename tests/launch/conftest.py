@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ from devservers_sdk.kube import DEVSERVERS, PODS, Kube, Resource
 from devservers_sdk.localcluster.pytest_plugin import ClusterHandle, create_test_namespace, wait_for
 from devservers_sdk.manifests import OperatorConfig, build_objects
 from devservers_sdk.settings import load_kubeconfig
-from tests.platform_fixture import KUBECTL, Platform, apply_crds_and_flavors
+from tests.platform_fixture import KUBECTL, Platform, apply_crds_and_flavors, this_python_first_on_path
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
@@ -68,13 +67,8 @@ def kubectl(kubeconfig: str, *args: str, input_text: str | None = None,
 
 @pytest.fixture(scope="session")
 def pods_use_this_python() -> Iterator[None]:
-    bin_dir = str(Path(sys.executable).parent)
-    before = os.environ.get("PATH", os.defpath)
-    os.environ["PATH"] = os.pathsep.join([bin_dir, before])
-    try:
+    with this_python_first_on_path():
         yield
-    finally:
-        os.environ["PATH"] = before
 
 
 @pytest.fixture(scope="module")

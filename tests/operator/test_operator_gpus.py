@@ -10,9 +10,7 @@ clock is scaled (``DEVSERVERS_IDLE_TIMEOUT_SCALE=0.05``: a 2m window is 6 s) and
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -29,6 +27,7 @@ from devservers_sdk.cost import LEDGER_NAME, cost_at
 from devservers_sdk.localcluster.pytest_plugin import ClusterHandle, wait_for
 from devservers_sdk.models import CostStatus
 from tests.operator.conftest import Cluster, kubectl
+from tests.platform_fixture import this_python_first_on_path
 
 pytestmark = pytest.mark.slow
 
@@ -114,12 +113,8 @@ def test_a_standalone_multi_gpu_server_gets_the_torchrun_hints(kube: Cluster, gp
 def pods_use_this_python() -> Iterator[None]:
     """The emulator's pods take PATH from this process when they start: this interpreter (with torch) first, as
     an image's Python (the real plane's node agent has it first already, see tests/launch/conftest.py)."""
-    before = os.environ.get("PATH", os.defpath)
-    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), before])
-    try:
+    with this_python_first_on_path():
         yield
-    finally:
-        os.environ["PATH"] = before
 
 
 @pytest.mark.parametrize(("flavor", "world_size"), [("test-gpu-4", 2), ("test-gpu-8", 1)])

@@ -8,11 +8,9 @@ notebook culler does; the kernel here sleeps, so no CPU would have shown it. The
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +18,7 @@ import pytest
 from devservers_sdk.client import DevServerClient
 from tests.connect.jupyter_kernel import Kernel, api
 from tests.operator.conftest import Cluster, stays
+from tests.platform_fixture import this_python_first_on_path
 
 SLEEP = 45  # long enough for a slow probe on a loaded machine to find it busy with time to spare
 
@@ -27,12 +26,8 @@ SLEEP = 45  # long enough for a slow probe on a loaded machine to find it busy w
 @pytest.fixture
 def pods_use_this_python() -> Iterator[None]:
     """The pods' python3 is this interpreter's (the image's Python with JupyterLab)."""
-    before = os.environ.get("PATH", os.defpath)
-    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), before])
-    try:
+    with this_python_first_on_path():
         yield
-    finally:
-        os.environ["PATH"] = before
 
 
 def _stopped_for_idle(server: dict[str, Any]) -> bool:

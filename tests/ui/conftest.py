@@ -3,8 +3,6 @@ test's namespace with the platform running, and one headless Debian Chromium for
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,19 +10,15 @@ from typing import Any
 import pytest
 from dashboard_support import CHROMIUM, CHROMIUM_ARGS, RunningDashboard, start_dashboard, stop_dashboard
 
-from tests.platform_fixture import remove_devservers
+from tests.platform_fixture import remove_devservers, this_python_first_on_path
 
 
 @pytest.fixture(scope="session")
 def pods_use_this_python() -> Iterator[None]:
     """Pods of the local cluster take PATH from the cluster process: this interpreter's bin first is the image
     with JupyterLab installed (as in tests/connect and tests/launch)."""
-    before = os.environ.get("PATH", os.defpath)
-    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), before])
-    try:
+    with this_python_first_on_path():
         yield
-    finally:
-        os.environ["PATH"] = before
 
 
 @pytest.fixture
