@@ -13,7 +13,9 @@ from devservers_sdk.lifecycle import DESIRED_STATE_ANNOTATION
 from devservers_sdk.localcluster.pytest_plugin import wait_for
 from tests.operator.conftest import Cluster, rfc3339
 
-pytestmark = pytest.mark.slow
+# Each test's bounded waits (a start, then a stop or a move, then Events) add up to more than the suite's 120 s
+# on a loaded real plane, where a home's first mount can be refused until the Node authorizer sees the pod.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
 SAVE = ["sh", "-c", "echo saved-by-hook >> $HOME/hook.log && echo checkpoint written"]
 
