@@ -216,7 +216,9 @@ def _pod_image(client: DevServerClient) -> str:
 
 
 def _printed_losses(stdout: str) -> list[float]:
-    return [float(loss) for loss in re.findall(r"^\[rank 0\] epoch \d+ loss ([\d.]+)$", stdout, re.MULTILINE)]
+    # Global rank 0's lines; with several processes per pod, launch also names the node ("[rank 0 node 0]").
+    return [float(loss) for loss in re.findall(r"^\[rank 0(?: node 0)?\] epoch \d+ loss ([\d.]+)$", stdout,
+                                               re.MULTILINE)]
 
 
 def test_mlflow_gets_one_run_from_rank_0_with_the_loss_per_epoch_and_where_it_came_from(
