@@ -17,6 +17,7 @@ import urllib.request
 from devservers_sdk.connect.jupyter import MISSING_JUPYTER, jupyter_command
 from tests.connect.conftest import Server
 from tests.connect.jupyter_kernel import Kernel, api
+from tests.magics.magic_support import the_ipython_shell
 
 
 def status_code(url: str) -> int:
@@ -74,10 +75,7 @@ def test_an_image_without_jupyterlab_says_what_to_install(server: Server) -> Non
 
 
 def test_the_magic_shows_a_working_link(server: Server) -> None:
-    from IPython.testing.globalipapp import start_ipython
-
-    shell = start_ipython()
-    shell.run_line_magic("load_ext", "devservers_magics")
+    shell = the_ipython_shell()
     shell.run_line_magic("config", f"DevServerMagics.kubeconfig = {server.kubeconfig!r}")
     try:
         link = shell.run_line_magic("devserver", f"jupyter {server.name}")

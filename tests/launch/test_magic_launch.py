@@ -8,7 +8,6 @@ import os
 import re
 import secrets
 import signal
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,34 +18,14 @@ from IPython.core.error import UsageError
 from devservers_sdk.client import DevServerClient
 from devservers_sdk.launch import LaunchHandle
 from tests.launch.conftest import EXAMPLE, FLAVOR, READY_TIMEOUT, SCRIPTS, DistributedServer, leftovers
-from tests.magics.magic_support import CellRun, Recorder, shell_pointed_at, wait_until
+from tests.magics.magic_support import CellRun, Recorder, shell_pointed_at, the_ipython_shell, wait_until
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def ipython() -> Any:
-    """The process's one IPython shell, with the extension loaded.
-
-    IPython allows one shell per process, and ``start_ipython()`` hands it to its first caller only (the
-    magics tests call it for their own fixture). So the singleton is taken directly, created the way
-    ``start_ipython`` creates it when nobody has yet: whichever suite runs first, both get the same shell.
-    """
-    from IPython.terminal.interactiveshell import TerminalInteractiveShell
-    from IPython.testing import tools
-
-    if TerminalInteractiveShell.initialized():
-        shell = TerminalInteractiveShell.instance()
-    else:
-        config = tools.default_config()
-        config.TerminalInteractiveShell.simple_prompt = True
-        hooks, main = (sys.displayhook, sys.excepthook), sys.modules.get("__main__")
-        shell = TerminalInteractiveShell.instance(config=config)
-        sys.displayhook, sys.excepthook = hooks  # as start_ipython leaves them: the shell sets its own per cell
-        if main is not None:
-            sys.modules["__main__"] = main
-    shell.run_line_magic("load_ext", "devservers_magics")
-    return shell
+    return the_ipython_shell()
 
 
 @pytest.fixture

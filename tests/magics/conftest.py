@@ -24,18 +24,14 @@ if importlib.util.find_spec("devservers_magics") is None:  # until pyproject.tom
     sys.path.insert(0, str(REPO / "magics"))
 
 from devservers_sdk.client import DevServerClient  # noqa: E402
-from tests.magics.magic_support import READY_TIMEOUT, CellRun, Recorder, shell_pointed_at  # noqa: E402
+from tests.magics.magic_support import READY_TIMEOUT, CellRun, Recorder, shell_pointed_at, the_ipython_shell  # noqa: E402
 from tests.platform_fixture import KUBECTL, Platform  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def ipython() -> Any:
     """The one IPython shell of the session (IPython allows one), with the extension loaded."""
-    from IPython.testing.globalipapp import start_ipython
-
-    shell = start_ipython()
-    shell.run_line_magic("load_ext", "devservers_magics")
-    return shell
+    return the_ipython_shell()
 
 
 @pytest.fixture

@@ -15,6 +15,21 @@ READY_TIMEOUT = 90.0
 """Seconds the operator gets to bring a DevServer to Running."""
 
 
+def the_ipython_shell() -> Any:
+    """The process's one IPython shell, with the extension loaded, whichever test asks first.
+
+    IPython allows one shell per process, and ``start_ipython()`` returns it to its first caller only (None
+    after that), so every suite that needs the shell takes it here, never from ``start_ipython`` itself.
+    """
+    from IPython.terminal.interactiveshell import TerminalInteractiveShell
+    from IPython.testing.globalipapp import start_ipython
+
+    start_ipython()  # makes the shell the way IPython's own tests have it, the first time only
+    shell = TerminalInteractiveShell.instance()
+    shell.run_line_magic("load_ext", "devservers_magics")
+    return shell
+
+
 @contextlib.contextmanager
 def shell_pointed_at(shell: Any, kubeconfig: str, namespace: str) -> Iterator[Any]:
     """``shell`` with the magics configured, through ``%config``, for one cluster and namespace, and reset

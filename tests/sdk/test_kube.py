@@ -174,7 +174,8 @@ def test_whoami(cluster: Any, kubeconfig: str, admin_user: str, tmp_path: Path) 
         pytest.skip("minting an identity needs our local cluster (emulator or real control plane)")
     path = cluster.local.user_kubeconfig("carol@example.com", ["ml"], path=tmp_path / "carol")
     assert transport(path).whoami() == "carol@example.com"
-    assert DevServerClient(kubeconfig=path).owner == "carol"
+    # The owner is the name the API server reports, exactly (issue 14): never cut to the part before the @.
+    assert DevServerClient(kubeconfig=path).owner == "carol@example.com"
 
 
 def test_watch_yields_events(kube: Kube, namespace: str) -> None:
