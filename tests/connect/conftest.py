@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,8 @@ import pytest
 
 from devservers_sdk.client import DevServerClient
 from devservers_sdk.localcluster.pytest_plugin import create_test_namespace
-from tests.platform_fixture import KUBECTL, Platform, this_python_first_on_path
+from tests.launch.conftest import kubectl
+from tests.platform_fixture import Platform, this_python_first_on_path
 
 FLAVOR = "connect-tiny"
 READY_TIMEOUT = 120.0
@@ -40,12 +40,6 @@ spec:
       memory: 4Gi
   maxTimeToLive: 1d
 """
-
-
-def kubectl(kubeconfig: str, *args: str, input_text: str | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([KUBECTL, "--kubeconfig", kubeconfig, *args], input=input_text, capture_output=True,
-                          text=True, check=check, timeout=60)
 
 
 def free_port() -> int:
