@@ -251,15 +251,7 @@ def test_up_kubernetes_keeps_every_devserver_and_home_across_down_and_purge_dele
     assert read.exit_code == 0 and read.stdout == f"{marker}\n", str(read)
 
     # --purge asks first on a terminal: "no" leaves everything running.
-    env = devctl_env(str(kubeconfig), DEVSERVERS_STATE_DIR=str(state))
-    child = pexpect.spawn(DEVCTL[0], [*DEVCTL[1:], "local", "down", "--purge"], env=env, encoding="utf-8",
-                          timeout=120)
-    child.expect(rf"Delete {state} for good, with every DevServer and home volume .*\? \[y/N\]: ")
-    child.sendline("n")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 1 and "Aborted!" in (child.before or "")
-    assert json.loads(devctl("local", "status", "-o", "json").stdout)["running"] is True
+    _purge_declined_on_a_terminal(devctl, state, kubeconfig)
 
     purged = devctl("local", "down", "--purge")  # not a terminal: no question
     assert purged.exit_code == 0, str(purged)
@@ -302,14 +294,7 @@ def test_down_then_up_keeps_every_devserver_and_home_of_the_emulator_and_purge_d
     read = devctl("shell", "keep", "--", "sh", "-c", 'cat "$HOME/marker"')
     assert read.exit_code == 0 and read.stdout == f"{marker}\n", str(read)
 
-    env = devctl_env(str(kubeconfig), DEVSERVERS_STATE_DIR=str(state))
-    child = pexpect.spawn(DEVCTL[0], [*DEVCTL[1:], "local", "down", "--purge"], env=env, encoding="utf-8",
-                          timeout=120)
-    child.expect(rf"Delete {state} for good, with every DevServer and home volume .*\? \[y/N\]: ")
-    child.sendline("n")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 1 and json.loads(devctl("local", "status", "-o", "json").stdout)["running"] is True
+    _purge_declined_on_a_terminal(devctl, state, kubeconfig)
 
     purged = devctl("local", "down", "--purge", "--yes")
     assert purged.exit_code == 0 and "(purged)" in purged.stdout, str(purged)
@@ -333,3 +318,16 @@ def test_up_kubernetes_without_go_and_binaries_says_what_to_install_and_starts_n
     status = subprocess.run([*DEVCTL, "local", "status", "-o", "json"], env=env, capture_output=True, text=True,
                             timeout=60)
     assert status.returncode == 3 and json.loads(status.stdout)["cluster_pid"] is None, status
+
+
+def _purge_declined_on_a_terminal(devctl: Any, state: Path, kubeconfig: Path) -> None:
+    """`local down --purge` on a terminal asks first; answering no exits 1 and leaves the cluster running."""
+    env = devctl_env(str(kubeconfig), DEVSERVERS_STATE_DIR=str(state))
+    child = pexpect.spawn(DEVCTL[0], [*DEVCTL[1:], "local", "down", "--purge"], env=env, encoding="utf-8",
+                          timeout=120)
+    child.expect(rf"Delete {state} for good, with every DevServer and home volume .*\? \[y/N\]: ")
+    child.sendline("n")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1 and "Aborted!" in (child.before or "")
+    assert json.loads(devctl("local", "status", "-o", "json").stdout)["running"] is True
