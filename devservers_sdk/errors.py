@@ -6,8 +6,11 @@ sentences that name the object and say what to do next, because that line is all
 
     DevServerError
     ├── ConfigurationError          no kubeconfig, unknown context, credentials the client cannot load
+    │   └── KubeconfigUnreadableError  a file that is no kubeconfig (``path``; ``devctl local up`` may move it
+    │                                  aside)
     ├── ClusterUnreachableError     connection refused, timeout, DNS, TLS (names context and server), or a
-    │                               connection that kept dropping until the retries ran out
+    │   │                           connection that kept dropping until the retries ran out
+    │   └── WatchDropped            a watch stream broke mid-stream: watch again from the last version seen
     ├── AuthenticationError         401: the server rejected the credentials (invalid or expired), or 403 for
     │                               system:anonymous: none were sent (a failed credential plugin)
     ├── PermissionDeniedError       403: RBAC says no, or an admission policy (its message says why)
@@ -18,13 +21,26 @@ sentences that name the object and say what to do next, because that line is all
     ├── AlreadyExistsError          409 AlreadyExists: the name is taken
     ├── ConflictError               409 Conflict: someone else changed the object meanwhile
     ├── InvalidSpecError            422 from the server, or the SDK's own validation (``.field``); a ValueError
+    │   └── LifetimeLimitError      an extension past the flavor's ``maxTimeToLive`` (``cap``, ``requested``)
     ├── ServerError                 5xx and statuses the SDK does not expect
-    │   └── ClusterFailingError     5xx or 429 on every try until the retries ran out (``attempts``, ``elapsed``)
+    │   ├── ClusterFailingError     5xx or 429 on every try until the retries ran out (``attempts``, ``elapsed``)
+    │   └── WatchExpired            410 Gone on a watch: list again and watch from there
     ├── DevServerNotReadyError      no running pod to exec into (yet)
     ├── WaitTimeoutError            ``wait`` ran out of time; a TimeoutError
     ├── WaitCancelledError          a ``Cancellation`` stopped the wait (the DevServer is left as it is)
     ├── DevServerFailedError        the DevServer reached phase Failed while being waited for
-    └── ExecError                   a command failed to start, or exited non-zero with ``check=True``
+    ├── ExecError                   a command failed to start, or exited non-zero with ``check=True``
+    ├── NotDistributedError         ``launch`` on a standalone DevServer (it needs ``mode: distributed``)
+    ├── LaunchFailedError           a rank of a launch failed; the others were stopped (``rank``, ``tail``)
+    │   └── LaunchTimeoutError      the launch outran its ``timeout``; a TimeoutError
+    └── TrackingUnavailableError    a tracking tool is configured but not installed in the pod's Python
+
+Two signals are not errors of the SDK and never reach a user; they live here so that every exception class
+has one home (tests/sdk/test_error_tree.py holds the package to that)::
+
+    Exception
+    ├── FullClientRequired          ``lightweight_read``: this read needs ``DevServerClient`` (argument: why)
+    └── NotPlain                    ``kubeconfig_yaml``: not the plain YAML it reads; read it with PyYAML
 
 API statuses are mapped in exactly one place, ``error_from_api``; ``kube.py`` calls it for every
 ``ApiException`` and chains the original with ``raise ... from``, so ``--debug`` still shows the wire error.
@@ -35,7 +51,9 @@ give-up: which server, what it kept answering, how many tries over how long, and
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from .next_steps import FrontEnd, NextStep
@@ -53,13 +71,23 @@ __all__ = [
     "DevServerNotReadyError",
     "ExecError",
     "FlavorNotFoundError",
+    "FullClientRequired",
     "InvalidSpecError",
+    "KubeconfigUnreadableError",
+    "LaunchFailedError",
+    "LaunchTimeoutError",
+    "LifetimeLimitError",
     "NamespaceTerminatingError",
+    "NotDistributedError",
     "NotFoundError",
+    "NotPlain",
     "PermissionDeniedError",
     "ServerError",
+    "TrackingUnavailableError",
     "WaitCancelledError",
     "WaitTimeoutError",
+    "WatchDropped",
+    "WatchExpired",
     "cluster_kept_failing",
     "error_from_api",
 ]
@@ -232,6 +260,86 @@ class ExecError(DevServerError):
     @property
     def returncode(self) -> int | None:
         return getattr(self.result, "returncode", None)
+
+
+class NotDistributedError(DevServerError):
+    """``launch`` was asked to run on a standalone DevServer (it needs ``mode: distributed``)."""
+
+
+class LaunchFailedError(DevServerError):
+    """A rank of a launch failed (exited non-zero, or its connection was lost); the others were stopped.
+
+    Attributes:
+        rank: the node rank (pod index) that failed first, or ``None`` (e.g. for a timeout).
+        returncode: its exit status (``-1``: no status was reported).
+        worker_exitcode: the exit code of the failing worker process, from torchrun's report, if found.
+        tail: the last lines the failing rank printed (stdout and stderr, in order) before torchrun's own
+            failure report, i.e. the script's last words.
+        returncodes: every rank's exit status as far as known (stopped ranks: what they reported, else
+            ``-15``).
+    """
+
+    def __init__(self, message: str, *, rank: int | None = None, returncode: int | None = None,
+                 worker_exitcode: int | None = None, tail: Sequence[str] = (),
+                 returncodes: Mapping[int, int | None] | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.rank = rank
+        self.returncode = returncode
+        self.worker_exitcode = worker_exitcode
+        self.tail = list(tail)
+        self.returncodes = dict(returncodes or {})
+
+
+class LaunchTimeoutError(LaunchFailedError, TimeoutError):
+    """The launch ran longer than its ``timeout`` and every rank was stopped."""
+
+
+class TrackingUnavailableError(DevServerError):
+    """A tracking tool is configured but its library is not installed in the pod's Python."""
+
+
+class KubeconfigUnreadableError(ConfigurationError):
+    """A kubeconfig file exists but is no kubeconfig: bad YAML, binary bytes, or not a mapping.
+
+    ``devctl local up`` may repair it: it moves the file aside (``path``) and writes a new one.
+    """
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(message, next_step=NextStep("local up"),
+                         lead="or let the local cluster move it aside and write a new one")
+        self.path = path
+
+
+class WatchDropped(ClusterUnreachableError):
+    """The connection of a watch stream broke mid-stream: watch again from the last resourceVersion seen."""
+
+
+class LifetimeLimitError(InvalidSpecError):
+    """An extension would take a DevServer past its flavor's ``maxTimeToLive``; nothing was changed.
+
+    A ``DevServerError`` and a ``ValueError``. Attributes ``cap`` (the latest allowed deadline) and
+    ``requested`` (the deadline asked for).
+    """
+
+    def __init__(self, message: str, *, cap: datetime, requested: datetime, name: str | None = None,
+                 field: str = "spec.lifecycle.expirationTime") -> None:
+        super().__init__(message, field=field, kind="DevServer", name=name)
+        self.cap = cap
+        self.requested = requested
+
+
+class WatchExpired(ServerError):
+    """The watch's resourceVersion is too old (410 Gone): list again and watch from there."""
+
+
+# -- signals inside the SDK (never shown to users) ------------------------------------------------------
+
+class FullClientRequired(Exception):
+    """This read needs ``DevServerClient``: the argument says why (for tests and debugging; users never see it)."""
+
+
+class NotPlain(Exception):
+    """The text is not in the plain style this module reads: read it with PyYAML."""
 
 
 # -- the status table ---------------------------------------------------------------------------------

@@ -88,6 +88,8 @@ from .errors import (
     PermissionDeniedError,
     ServerError,
     WaitCancelledError,
+    WatchDropped,
+    WatchExpired,
     cluster_kept_failing,
     error_from_api,
 )
@@ -155,14 +157,6 @@ SELF_SUBJECT_REVIEWS = Resource("authentication.k8s.io", "v1", "selfsubjectrevie
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
-
-
-class WatchExpired(ServerError):
-    """The watch's resourceVersion is too old (410 Gone): list again and watch from there."""
-
-
-class WatchDropped(ClusterUnreachableError):
-    """The connection of a watch stream broke mid-stream: watch again from the last resourceVersion seen."""
 
 
 _UNSETTLED: Any = object()

@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple
 
+from .errors import NotPlain
+
 __all__ = ["NotPlain", "load"]
 
 # PyYAML's implicit resolvers for a plain scalar (yaml/resolver.py, YAML 1.1), pinned by the tests.
@@ -33,10 +35,6 @@ _PLAIN_INT = re.compile(r"[-+]?(0|[1-9][0-9]*)")
 # A plain scalar starting with one of these is something else in YAML (or not plain in every position).
 _INDICATORS = set("?:,[]{}#&*!|>'\"%@`")
 _KEY = re.compile(r"([^ ]+?):(?: +(.*))?")
-
-
-class NotPlain(Exception):
-    """The text is not in the plain style this module reads: read it with PyYAML."""
 
 
 class _Line(NamedTuple):

@@ -53,7 +53,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from .activity import ActivityHeartbeat
-from .errors import DevServerError, DevServerNotReadyError, InvalidSpecError, WaitTimeoutError
+from .errors import (
+    DevServerError,
+    DevServerNotReadyError,
+    InvalidSpecError,
+    LaunchFailedError,
+    LaunchTimeoutError,
+    NotDistributedError,
+    WaitTimeoutError,
+)
 from .kube import STDERR, STDOUT, ExecSession
 from .models import DevServer, env_name_problem
 from .next_steps import NextStep
@@ -247,40 +255,6 @@ _STOPPER_WRAPPER = (
     'if command -v "$py" >/dev/null 2>&1; then exec "$py" -c "$code" "$@"; fi; done; '
     'echo "devservers launch: no python3 or python to stop the launch with" >&2; exit 127'
 )
-
-
-# -- errors ----------------------------------------------------------------------------------------------
-
-class NotDistributedError(DevServerError):
-    """``launch`` was asked to run on a standalone DevServer (it needs ``mode: distributed``)."""
-
-
-class LaunchFailedError(DevServerError):
-    """A rank of a launch failed (exited non-zero, or its connection was lost); the others were stopped.
-
-    Attributes:
-        rank: the node rank (pod index) that failed first, or ``None`` (e.g. for a timeout).
-        returncode: its exit status (``-1``: no status was reported).
-        worker_exitcode: the exit code of the failing worker process, from torchrun's report, if found.
-        tail: the last lines the failing rank printed (stdout and stderr, in order) before torchrun's own
-            failure report, i.e. the script's last words.
-        returncodes: every rank's exit status as far as known (stopped ranks: what they reported, else
-            ``-15``).
-    """
-
-    def __init__(self, message: str, *, rank: int | None = None, returncode: int | None = None,
-                 worker_exitcode: int | None = None, tail: Sequence[str] = (),
-                 returncodes: Mapping[int, int | None] | None = None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.rank = rank
-        self.returncode = returncode
-        self.worker_exitcode = worker_exitcode
-        self.tail = list(tail)
-        self.returncodes = dict(returncodes or {})
-
-
-class LaunchTimeoutError(LaunchFailedError, TimeoutError):
-    """The launch ran longer than its ``timeout`` and every rank was stopped."""
 
 
 # -- validation (pure) -----------------------------------------------------------------------------------

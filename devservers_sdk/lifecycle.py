@@ -49,7 +49,7 @@ from typing import Literal, NamedTuple
 
 from .activity import ACTIVITY_ANNOTATION, ACTIVITY_SOURCE_ANNOTATION, ACTIVITY_SOURCES, rfc3339
 from .durations import format_duration, parse_duration
-from .errors import InvalidSpecError
+from .errors import LifetimeLimitError
 from .models import DevServer, DevServerFlavorSpec, DevServerSpec, MinGpuUtilization
 from .next_steps import NextStep
 
@@ -115,20 +115,6 @@ DEADLINE_BEFORE_CREATION = "DeadlineBeforeCreation"
 """The reason of a DevServer whose ``expirationTime`` had passed before it was created: a mistake (the seed's
 own example carries ``2024-01-15T18:00:00Z``), not an expiry. The operator runs nothing and deletes nothing,
 and the status says so (phase ``Expired``) until the date is moved to the future."""
-
-
-class LifetimeLimitError(InvalidSpecError):
-    """An extension would take a DevServer past its flavor's ``maxTimeToLive``; nothing was changed.
-
-    A ``DevServerError`` and a ``ValueError``. Attributes ``cap`` (the latest allowed deadline) and
-    ``requested`` (the deadline asked for).
-    """
-
-    def __init__(self, message: str, *, cap: datetime, requested: datetime, name: str | None = None,
-                 field: str = "spec.lifecycle.expirationTime") -> None:
-        super().__init__(message, field=field, kind="DevServer", name=name)
-        self.cap = cap
-        self.requested = requested
 
 
 # -- expiry ----------------------------------------------------------------------------------------------

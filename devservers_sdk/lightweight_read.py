@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
+from .errors import FullClientRequired, NotPlain
 from .settings import CONTEXT_ENV, KubeconfigInfo, kubeconfig_paths, resolve_namespace
 
 # A healthy API server answers a list in well under a second; a silent one is the client's to report.
@@ -85,10 +86,6 @@ CONNECT_TIMEOUT = 3.0
 a healthy API server connects in milliseconds, and a dead one should not be waited for twice in full."""
 
 _MAX_LINE = 65536
-
-
-class FullClientRequired(Exception):
-    """This read needs ``DevServerClient``: the argument says why (for tests and debugging; users never see it)."""
 
 
 # Records are NamedTuples: a frozen dataclass costs ~0.5 ms to define, a NamedTuple a quarter of that, and
@@ -202,7 +199,7 @@ def _read_documents(kubeconfig: str | os.PathLike[str] | None) -> list[tuple[Pat
 
 def _parse(data: bytes) -> Any:
     """The YAML document: ``kubeconfig_yaml`` for the plain style every writer uses, else PyYAML."""
-    from .kubeconfig_yaml import NotPlain, load
+    from .kubeconfig_yaml import load
 
     try:
         return load(data.decode("ascii"))

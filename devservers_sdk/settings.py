@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, KubeconfigUnreadableError
 from .next_steps import NextStep
 
 NAMESPACE_ENV = "DEVSERVERS_NAMESPACE"
@@ -72,18 +72,6 @@ def kubeconfig_paths(kubeconfig: str | os.PathLike[str] | None = None) -> list[P
     env = os.environ.get(KUBECONFIG_ENV, "")
     listed = [Path(p).expanduser() for p in env.split(os.pathsep) if p.strip()]
     return listed or [Path(DEFAULT_KUBECONFIG).expanduser()]
-
-
-class KubeconfigUnreadableError(ConfigurationError):
-    """A kubeconfig file exists but is no kubeconfig: bad YAML, binary bytes, or not a mapping.
-
-    ``devctl local up`` may repair it: it moves the file aside (``path``) and writes a new one.
-    """
-
-    def __init__(self, message: str, *, path: Path) -> None:
-        super().__init__(message, next_step=_LOCAL_UP,
-                         lead="or let the local cluster move it aside and write a new one")
-        self.path = path
 
 
 def read_kubeconfig_file(path: Path) -> dict[str, Any]:

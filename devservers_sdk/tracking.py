@@ -38,7 +38,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from .errors import DevServerError
+from .errors import TrackingUnavailableError
 from .tracking_settings import GIT_COMMIT_ENV, RUN_GROUP_ENV
 
 __all__ = [
@@ -53,10 +53,6 @@ __all__ = [
 
 TAG_PREFIX = "devservers."
 Tool = Literal["mlflow", "wandb"]
-
-
-class TrackingUnavailableError(DevServerError):
-    """A tracking tool is configured but its library is not installed in the pod's Python."""
 
 
 def _rank(environ: Mapping[str, str]) -> int:

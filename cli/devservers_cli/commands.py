@@ -300,7 +300,8 @@ def _list_quickly(where: Target, owner: str | None, all_namespaces: bool) -> tup
     report...): the caller then reads again with it, so failures are worded and retried in one place. The
     fallback happens outside this ``except``, so that ``--debug`` shows the client's traceback alone.
     """
-    from devservers_sdk.lightweight_read import FullClientRequired, list_devservers
+    from devservers_sdk.errors import FullClientRequired
+    from devservers_sdk.lightweight_read import list_devservers
 
     try:
         listing = list_devservers(namespace=where.namespace, context=where.context, kubeconfig=where.kubeconfig,

@@ -31,7 +31,8 @@ import click
 from .options import SECONDS, cluster_options, key_values, name_argument, output_option, target
 
 if TYPE_CHECKING:
-    from devservers_sdk.launch import LaunchFailedError, LaunchHandle, LaunchLine
+    from devservers_sdk.errors import LaunchFailedError
+    from devservers_sdk.launch import LaunchHandle, LaunchLine
 
 __all__ = ["exit_status", "launch", "summary", "use_colour"]
 
@@ -88,7 +89,7 @@ def prefix(event: LaunchLine, *, colour: bool) -> str:
 
 def exit_status(error: LaunchFailedError) -> int:
     """devctl's exit status for a failed launch (see the module docstring)."""
-    from devservers_sdk.launch import LaunchTimeoutError
+    from devservers_sdk.errors import LaunchTimeoutError
 
     if isinstance(error, LaunchTimeoutError):
         return EXIT_TIMEOUT
@@ -180,7 +181,7 @@ def launch(ctx: click.Context, name: str, nprocs_per_node: int | Literal["auto",
     if not command:
         raise click.UsageError("Give the command to run after --, e.g. "
                                f"devctl launch {name} -- python train.py --epochs 3")
-    from devservers_sdk.launch import LaunchFailedError, LaunchTimeoutError
+    from devservers_sdk.errors import LaunchFailedError, LaunchTimeoutError
 
     started = time.monotonic()
     handle: LaunchHandle | None = None

@@ -348,7 +348,7 @@ class LocalPlatform:
     def _merge_context(self, user_kubeconfig: Path, report: Report) -> tuple[kubeconfig.Entries, str | None]:
         """Add and select the local cluster's context in the user's kubeconfig, repairing an unusable file:
         it is moved aside (never deleted: it may hold other clusters' credentials) and a new one written."""
-        from devservers_sdk.settings import KubeconfigUnreadableError
+        from devservers_sdk.errors import KubeconfigUnreadableError
 
         source = kubeconfig.read(self.cluster_kubeconfig)
         try:
@@ -506,7 +506,7 @@ class LocalPlatform:
             return False
         self._stop_processes(record, report=report, timeout=timeout)
         if record.kubeconfig and record.entries:
-            from devservers_sdk.settings import KubeconfigUnreadableError
+            from devservers_sdk.errors import KubeconfigUnreadableError
 
             entries = kubeconfig.Entries(**record.entries)
             try:

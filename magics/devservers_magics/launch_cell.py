@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from devservers_sdk.client import DevServerClient
-    from devservers_sdk.launch import LaunchFailedError, LaunchHandle
+    from devservers_sdk.errors import LaunchFailedError
+    from devservers_sdk.launch import LaunchHandle
 
     from .remote_cell import TextSink
 

@@ -516,7 +516,7 @@ class DevServerMagics(Magics):
 
         Example: %%devserver launch ddp -- --epochs 3   (the first line of the cell)
         """
-        from devservers_sdk.launch import LaunchFailedError
+        from devservers_sdk.errors import LaunchFailedError
 
         from .launch_cell import failure_message, print_lines, script_name, write_everywhere
 

@@ -26,8 +26,9 @@ import yaml
 from devctl_support import Outcome, devctl_env, run_runner
 
 from devservers_sdk.client import DevServerClient
+from devservers_sdk.errors import FullClientRequired
 from devservers_sdk.kube import DEVSERVERS, Kube, Resource
-from devservers_sdk.lightweight_read import FullClientRequired, list_devservers
+from devservers_sdk.lightweight_read import list_devservers
 from devservers_sdk.localcluster import tls
 from devservers_sdk.localcluster.apiserver.faults import FaultSettings
 from devservers_sdk.localcluster.cluster import LocalCluster

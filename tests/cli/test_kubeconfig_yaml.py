@@ -18,7 +18,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devservers_sdk.kubeconfig_yaml import NotPlain, load
+from devservers_sdk.errors import NotPlain
+from devservers_sdk.kubeconfig_yaml import load
 from devservers_sdk.localcluster.cluster import kubeconfig_document
 
 

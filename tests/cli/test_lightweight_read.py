@@ -25,7 +25,8 @@ from pydantic import BaseModel
 
 from devservers_sdk import lightweight_read as light
 from devservers_sdk import models
-from devservers_sdk.lightweight_read import FullClientRequired, check_readable, list_devservers
+from devservers_sdk.errors import FullClientRequired
+from devservers_sdk.lightweight_read import check_readable, list_devservers
 from devservers_sdk.models import DevServer, DevServerSpec, DevServerStatus, DistributedSpec, LifecycleSpec
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)

@@ -18,7 +18,7 @@ import pexpect
 import pytest
 
 from devservers_sdk.client import DevServerClient
-from devservers_sdk.launch import LaunchFailedError, LaunchTimeoutError
+from devservers_sdk.errors import LaunchFailedError, LaunchTimeoutError
 from tests.cli.devctl_support import DEVCTL, Devctl, devctl_env, make_devctl
 from tests.launch.conftest import FLAVOR, DistributedServer, leftovers
 from tests.platform_fixture import Platform

@@ -19,10 +19,10 @@ from devservers_sdk.errors import (
     DevServerNotFoundError,
     FlavorNotFoundError,
     InvalidSpecError,
+    LifetimeLimitError,
     WaitTimeoutError,
 )
 from devservers_sdk.kube import DEVSERVERS, Kube
-from devservers_sdk.lifecycle import LifetimeLimitError
 from devservers_sdk.localcluster.pytest_plugin import wait_for
 from devservers_sdk.models import MAX_NAME_LENGTH, DevServer
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from devservers_sdk import errors
@@ -102,23 +100,6 @@ def test_flavor_not_found_lists_available_flavors() -> None:
     assert error.available == ["gpu-small", "cpu-small"]
     assert "Available flavors: cpu-small, gpu-small" in str(error)
     assert "No flavors are installed" in str(errors.flavor_not_found("huge", []))
-
-
-def test_tree_matches_the_docstring() -> None:
-    """The drawing in the module docstring is the real hierarchy."""
-    doc = errors.__doc__ or ""
-    drawn = re.findall(r"^\s*[│ ]*[├└]── (\w+)", doc, flags=re.MULTILINE)
-    public = {name for name in errors.__all__ if name.endswith("Error") and name != "DevServerError"}
-    assert set(drawn) == public
-    parents: list[type] = [DevServerError]  # by depth: the class drawn last at each depth
-    for line in doc.splitlines():
-        match = re.match(r"^(\s*)([│ ]*)[├└]── (\w+)", line)
-        if match:
-            depth = len(match.group(2)) // 4
-            cls = getattr(errors, match.group(3))
-            assert cls.__mro__[1] is parents[depth], cls
-            del parents[depth + 1:]
-            parents.append(cls)
 
 
 def test_error_attributes() -> None:

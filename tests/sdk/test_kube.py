@@ -30,8 +30,9 @@ from devservers_sdk.errors import (
     FlavorNotFoundError,
     InvalidSpecError,
     NotFoundError,
+    WatchExpired,
 )
-from devservers_sdk.kube import DEVSERVERS, FLAVORS, PODS, ExecSession, Kube, Resource, WatchExpired
+from devservers_sdk.kube import DEVSERVERS, FLAVORS, PODS, ExecSession, Kube, Resource
 from devservers_sdk.settings import load_kubeconfig
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from devservers_sdk.client import DevServerClient
-from devservers_sdk.launch import LaunchFailedError
+from devservers_sdk.errors import LaunchFailedError
 from devservers_sdk.localcluster.pytest_plugin import wait_for
 from tests.launch.conftest import EXAMPLE, copy_into_every_rank
 from tests.operator.conftest import Cluster
