@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "DevServerClient": "client",
     "DevServerDescription": "client",
-    "ExecResult": "client",
+    "ExecResult": "exec",
     "DevServer": "models",
     "DevServerFlavor": "models",
     "DevServerSpec": "models",
@@ -116,7 +116,7 @@ __all__ = [
 if TYPE_CHECKING:
     from .cancellation import Cancellation
     from .checkpoint import CheckpointManager
-    from .client import DevServerClient, DevServerDescription, ExecResult
+    from .client import DevServerClient, DevServerDescription
     from .durations import format_duration, parse_duration
     from .errors import (
         AlreadyExistsError,
@@ -145,6 +145,7 @@ if TYPE_CHECKING:
         WaitCancelledError,
         WaitTimeoutError,
     )
+    from .exec import ExecResult
     from .kube import RetryPolicy
     from .launch import LaunchHandle
     from .live import LiveDevServers

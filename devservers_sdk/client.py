@@ -30,14 +30,7 @@ from __future__ import annotations
 import builtins
 import codecs
 import contextlib
-import io
 import os
-import select
-import shlex
-import signal
-import stat
-import sys
-import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,21 +39,22 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from . import errors
+from . import exec as exec_
 from . import lifecycle as lifecycle_rules
-from .activity import ActivityHeartbeat, activity_patch, rfc3339
+from .activity import activity_patch, rfc3339
 from .cancellation import Cancellation
 from .durations import format_duration, parse_duration
 from .errors import (
     DevServerFailedError,
     DevServerNotFoundError,
     DevServerNotReadyError,
-    ExecError,
     InvalidSpecError,
     NotFoundError,
     PermissionDeniedError,
     WaitCancelledError,
     WaitTimeoutError,
 )
+from .exec import ExecResult, ExecStream, StdinSource
 from .kube import (
     CONFIGMAPS,
     DEVSERVERS,
@@ -68,12 +62,8 @@ from .kube import (
     FLAVORS,
     MERGE_PATCH,
     PODS,
-    STDERR,
-    STDIN,
-    STDOUT,
     ExecSession,
     Kube,
-    Message,
     RetryPolicy,
 )
 from .launch import LaunchHandle, OutputCallback
@@ -108,47 +98,11 @@ _CONTAINER_NAME = "devserver"  # manifests.CONTAINER_NAME: the operator's one co
 RANK_LABEL = "apps.kubernetes.io/pod-index"
 DESIRED_STATE_ANNOTATION = "devservers.io/desired-state"
 DEFAULT_WAIT_TIMEOUT = 300.0
-# Interactive, not a login shell: a login shell sources /etc/profile, which resets PATH to the distribution's
-# default, so `python` from the image's PATH (conda, a venv) was "command not found" in `devctl shell NAME`
-# while `devctl shell NAME -- python` found it. An interactive shell inherits the container's environment.
-DEFAULT_SHELL = ["/bin/sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash -i; else exec sh -i; fi"]
-
-_STDIN_CHUNK = 256 * 1024  # one WebSocket frame each
-_STDIN_BACKLOG = 2 * 1024 * 1024
-_STREAM_NAMES = {STDOUT: "stdout", STDERR: "stderr"}
 
 Progress = Callable[[DevServer], None]
-StdinSource = bytes | bytearray | memoryview | str | IO[bytes] | IO[str] | Iterable[bytes]
 
 
 # -- results ---------------------------------------------------------------------------------------------
-
-@dataclass
-class ExecResult:
-    """What a command run with ``exec`` did, shaped like ``subprocess.CompletedProcess``.
-
-    Attributes:
-        args: the command as given.
-        returncode: its exit status (0 is success).
-        stdout: its standard output; ``str`` (UTF-8, undecodable bytes replaced) when ``text=True``, the
-            default, else ``bytes``.
-        stderr: its standard error, likewise.
-        devserver: the DevServer it ran in.
-        pod: the pod it ran in.
-    """
-
-    args: str | list[str]
-    returncode: int
-    stdout: str | bytes
-    stderr: str | bytes
-    devserver: str = ""
-    pod: str = ""
-
-    def check_returncode(self) -> None:
-        """Raise ``ExecError`` if the command exited non-zero (as ``CompletedProcess.check_returncode``)."""
-        if self.returncode != 0:
-            raise ExecError(_exit_message(self), result=self, kind="DevServer", name=self.devserver)
-
 
 @dataclass
 class PodSummary:
@@ -226,149 +180,6 @@ def _duration(value: str | timedelta, *, field_name: str, argument: str, name: s
     except ValueError as exc:
         raise InvalidSpecError(f"Invalid {argument} for DevServer '{name}': {exc}.", field=field_name,
                                kind="DevServer", name=name) from exc
-
-
-def _exit_message(result: ExecResult) -> str:
-    command = result.args if isinstance(result.args, str) else shlex.join(result.args)
-    where = f" in DevServer '{result.devserver}'" if result.devserver else ""
-    message = f"Command `{command}` exited with code {result.returncode}{where}"
-    stderr = result.stderr.decode("utf-8", "replace") if isinstance(result.stderr, bytes) else result.stderr
-    tail = stderr.strip().splitlines()[-3:]
-    return message + (": " + " / ".join(tail) if tail else ".")
-
-
-def _stdin_chunks(stdin: Any) -> Iterator[bytes]:
-    """Chunks of bytes from a file (read lazily) or an iterable (``bytes`` and ``str`` go to ``send_all``)."""
-    read = getattr(stdin, "read", None)
-    if read is not None:
-        while True:
-            chunk = read(_STDIN_CHUNK)
-            if not chunk:
-                return
-            yield chunk.encode() if isinstance(chunk, str) else chunk
-    for chunk in stdin:
-        yield chunk.encode() if isinstance(chunk, str) else chunk
-
-
-def _run(session: ExecSession, stdin: StdinSource | None, deadline: float | None) -> Iterator[Message]:
-    """Drive a session to its end: feed stdin as the socket drains, yield ``(channel, data)`` as it arrives.
-
-    Raises:
-        TimeoutError: the deadline passed (the session is closed, which kills the command).
-    """
-    fd = _pipe_fd(stdin)
-    chunks = _stdin_chunks(stdin) if stdin is not None and fd is None else None
-    stdin_open = stdin is not None
-    if isinstance(stdin, bytes | bytearray | memoryview | str):
-        session.send_all(STDIN, stdin.encode() if isinstance(stdin, str) else bytes(stdin), then_close=True)
-        chunks, stdin_open = None, False
-    try:
-        while not session.closed:
-            if stdin_open and chunks is not None:
-                while session.backlog < _STDIN_BACKLOG:
-                    chunk = next(chunks, None)
-                    if chunk is None:
-                        session.close_stdin()
-                        stdin_open = False
-                        break
-                    if chunk:
-                        session.send(STDIN, chunk)
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if deadline is not None and wait == 0.0:
-                raise TimeoutError
-            read_fds = [fd] if fd is not None and stdin_open and session.backlog < _STDIN_BACKLOG else []
-            messages, ready = session.pump(wait, read_fds=read_fds, hungry=stdin_open and chunks is not None)
-            if ready and fd is not None:
-                data = os.read(fd, _STDIN_CHUNK)
-                if data:
-                    session.send(STDIN, data)
-                else:
-                    session.close_stdin()
-                    stdin_open = False
-            yield from messages
-    finally:
-        session.close()
-
-
-def _pipe_fd(stdin: Any) -> int | None:
-    """The descriptor of a stdin that is a pipe, socket or terminal (read as data arrives, not in blocks)."""
-    fileno = getattr(stdin, "fileno", None)
-    if fileno is None:
-        return None
-    try:
-        fd = int(fileno())
-        mode = os.fstat(fd).st_mode
-    except (OSError, ValueError, AttributeError):
-        return None
-    return fd if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode) else None
-
-
-class ExecStream:
-    """Output of ``exec_stream`` as it arrives: iterate for ``(stream, chunk)``, then read ``returncode``.
-
-    ``stream`` is ``"stdout"`` or ``"stderr"``; ``chunk`` is ``str`` (``text=True``) or ``bytes``. Use it as
-    a context manager (or call ``close``) to hang up early, which stops the command.
-
-    Attributes:
-        args: the command as given.
-        returncode: the exit status once the iteration is over, else ``None``.
-        pod: the pod it runs in.
-    """
-
-    def __init__(self, messages: Iterator[Message], *, args: str | list[str], text: bool, check: bool,
-                 devserver: str, pod: str, session: ExecSession, heartbeat: ActivityHeartbeat,
-                 command_failed: Callable[[ExecSession], ExecError | None]) -> None:
-        self.args = args
-        self.pod = pod
-        self.devserver = devserver
-        self.returncode: int | None = None
-        self._messages = messages
-        self._text = text
-        self._check = check
-        self._session = session
-        self._heartbeat = heartbeat
-        self._command_failed = command_failed
-        self._decoders = {name: codecs.getincrementaldecoder("utf-8")("replace") for name in ("stdout", "stderr")}
-        self._stderr_tail = b""
-        self._closed = False
-
-    def __iter__(self) -> Iterator[tuple[str, str | bytes]]:
-        try:
-            for channel, data in self._messages:
-                stream = _STREAM_NAMES.get(channel)
-                if stream is None or not data:
-                    continue
-                if stream == "stderr":
-                    self._stderr_tail = bytes(self._stderr_tail + data)[-4096:]
-                yield (stream, self._decoders[stream].decode(data) if self._text else bytes(data))
-            self._finish()
-        finally:
-            self.close()
-
-    def _finish(self) -> None:
-        failure = self._command_failed(self._session)
-        if failure is not None:
-            raise failure
-        self.returncode = self._session.exit_code
-        if self._check and self.returncode:
-            result = ExecResult(self.args, self.returncode, "", self._stderr_tail.decode("utf-8", "replace"),
-                                devserver=self.devserver, pod=self.pod)
-            result.check_returncode()
-
-    def close(self) -> None:
-        """Hang up: the command is killed if it is still running."""
-        if self._closed:
-            return
-        self._closed = True
-        self._session.close()
-        self._heartbeat.__exit__(None, None, None)
-
-    def __enter__(self) -> ExecStream:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
 
 # -- the client ------------------------------------------------------------------------------------------
@@ -1182,32 +993,9 @@ class DevServerClient:
             >>> client.exec("mydev", ["nvidia-smi", "-L"], check=True).stdout  # doctest: +SKIP
             >>> client.exec("mydev", ["tar", "xz", "-C", "/tmp"], stdin=open("data.tgz", "rb"))  # doctest: +SKIP
         """
-        argv = self._argv(command)
-        pod = self._running_pod(name, rank)
-        stdout, stderr = io.BytesIO(), io.BytesIO()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with ActivityHeartbeat(lambda: self._record_activity(name, "exec")):
-            session = self._kube.exec(self.namespace, pod, argv, container=container, stdin=stdin is not None)
-            session.sinks.update({STDOUT: stdout, STDERR: stderr})
-            try:
-                for _ in _run(session, stdin, deadline):
-                    pass  # all output goes to the sinks
-            except TimeoutError:
-                partial = ExecResult(command if isinstance(command, str) else argv, -9,
-                                     *self._decode(stdout, stderr, text), devserver=name, pod=pod)
-                raise ExecError(f"Command `{shlex.join(argv)}` in DevServer '{name}' did not finish within "
-                                f"{timeout:g}s and was stopped.", result=partial, kind="DevServer",
-                                name=name) from None
-        failure = self._command_failed(session, argv, name, pod)
-        if failure is not None:
-            raise failure
-        returncode = session.exit_code
-        result = ExecResult(command if isinstance(command, str) else argv,
-                            returncode if returncode is not None else -1,
-                            *self._decode(stdout, stderr, text), devserver=name, pod=pod)
-        if check:
-            result.check_returncode()
-        return result
+        return exec_.run(self._open_session, command, devserver=name, find_pod=lambda: self._running_pod(name, rank),
+                         record_activity=lambda: self._record_activity(name, "exec"), stdin=stdin,
+                         timeout=timeout, check=check, text=text, container=container)
 
     def exec_stream(self, name: str, command: str | Sequence[str], *, rank: int = 0,
                     stdin: StdinSource | None = None, timeout: float | None = None, check: bool = False,
@@ -1237,26 +1025,10 @@ class DevServerClient:
             >>> run.returncode  # doctest: +SKIP
             0
         """
-        argv = self._argv(command)
-        pod = self._running_pod(name, rank)
-        heartbeat = ActivityHeartbeat(lambda: self._record_activity(name, "exec")).__enter__()
-        try:
-            session = self._kube.exec(self.namespace, pod, argv, container=container, stdin=stdin is not None)
-        except BaseException:
-            heartbeat.__exit__(None, None, None)
-            raise
-        deadline = None if timeout is None else time.monotonic() + timeout
-
-        def messages() -> Iterator[Message]:
-            try:
-                yield from _run(session, stdin, deadline)
-            except TimeoutError:
-                raise ExecError(f"Command `{shlex.join(argv)}` in DevServer '{name}' did not finish within "
-                                f"{timeout:g}s and was stopped.", kind="DevServer", name=name) from None
-
-        return ExecStream(messages(), args=command if isinstance(command, str) else argv, text=text,
-                          check=check, devserver=name, pod=pod, session=session, heartbeat=heartbeat,
-                          command_failed=lambda s: self._command_failed(s, argv, name, pod))
+        return exec_.stream(self._open_session, command, devserver=name,
+                            find_pod=lambda: self._running_pod(name, rank),
+                            record_activity=lambda: self._record_activity(name, "exec"), stdin=stdin,
+                            timeout=timeout, check=check, text=text, container=container)
 
     def shell(self, name: str, *, rank: int = 0, command: str | Sequence[str] | None = None,
               container: str | None = None, stdin: IO[Any] | None = None, stdout: IO[Any] | None = None,
@@ -1286,53 +1058,10 @@ class DevServerClient:
         Example:
             >>> raise SystemExit(client.shell("mydev"))  # doctest: +SKIP
         """
-        in_stream, out_stream = stdin or sys.stdin, stdout or sys.stdout
-        in_fd, out_fd = in_stream.fileno(), out_stream.fileno()
-        tty = os.isatty(in_fd)
-        argv = self._argv(command) if command is not None else self._default_shell()
-        pod = self._running_pod(name, rank)
-        with ActivityHeartbeat(lambda: self._record_activity(name, activity)):
-            session = self._kube.exec(self.namespace, pod, argv, container=container, stdin=True, tty=tty)
-            with _Terminal(in_fd, out_fd, enabled=tty) as terminal:
-                if terminal.size:
-                    session.resize(*terminal.size)
-                self._attach(session, terminal, in_fd, out_fd)
-        failure = self._command_failed(session, argv, name, pod)
-        if failure is not None:
-            raise failure
-        code = session.exit_code
-        return code if code is not None else 1
-
-    @staticmethod
-    def _attach(session: ExecSession, terminal: _Terminal, in_fd: int, out_fd: int) -> None:
-        reading = True
-        try:
-            while not session.closed:
-                fds = [terminal.wakeup_fd] if terminal.wakeup_fd is not None else []
-                if reading and session.backlog < _STDIN_BACKLOG:
-                    fds.append(in_fd)
-                messages, ready = session.pump(None, read_fds=fds)
-                if terminal.wakeup_fd is not None and terminal.wakeup_fd in ready:
-                    size = terminal.drain_resize()
-                    if size:
-                        session.resize(*size)
-                if in_fd in ready:
-                    data = os.read(in_fd, 65536)
-                    if data:
-                        session.send(STDIN, data)
-                    else:
-                        session.close_stdin()
-                        reading = False
-                for channel, output in messages:
-                    if channel in (STDOUT, STDERR) and output:
-                        _write_all(out_fd if channel == STDOUT or terminal.enabled else 2, output)
-        finally:
-            session.close()
-
-    @staticmethod
-    def _default_shell() -> builtins.list[str]:
-        term = os.environ.get("TERM")
-        return ["env", f"TERM={term}", *DEFAULT_SHELL] if term else list(DEFAULT_SHELL)
+        return exec_.attach(self._open_session, command, devserver=name,
+                            find_pod=lambda: self._running_pod(name, rank),
+                            record_activity=lambda: self._record_activity(name, activity), container=container,
+                            stdin=stdin, stdout=stdout)
 
     def logs(self, name: str, *, rank: int = 0, follow: bool = False, tail: int | None = None,
              container: str | None = None, previous: bool = False) -> Generator[str, None, None]:
@@ -1395,14 +1124,9 @@ class DevServerClient:
     def _record_activity(self, name: str, source: str | None = None) -> None:
         self._kube.patch(DEVSERVERS, name, activity_patch(source=source), namespace=self.namespace, timeout=10.0)
 
-    @staticmethod
-    def _argv(command: str | Sequence[str]) -> builtins.list[str]:
-        if isinstance(command, str):
-            return ["/bin/sh", "-c", command]
-        argv = [str(part) for part in command]
-        if not argv:
-            raise InvalidSpecError("The command is empty: pass a list such as ['python', 'train.py'] or a string.")
-        return argv
+    def _open_session(self, pod: str, argv: Sequence[str], /, *, container: str | None = None,
+                      stdin: bool = False, tty: bool = False) -> ExecSession:
+        return self._kube.exec(self.namespace, pod, argv, container=container, stdin=stdin, tty=tty)
 
     def _pods(self, name: str) -> builtins.list[dict[str, Any]]:
         listing = self._kube.list(PODS, namespace=self.namespace, label_selector=f"{NAME_LABEL}={name}")
@@ -1435,28 +1159,6 @@ class DevServerClient:
 
     def _running_pod(self, name: str, rank: int) -> str:
         return self._pod_name(name, rank, running=True)
-
-    @staticmethod
-    def _command_failed(session: ExecSession, argv: builtins.list[str], name: str, pod: str) -> ExecError | None:
-        failure = session.failure
-        if failure is None:
-            if session.status is None and session.exit_code is None:
-                result = ExecResult(argv, -1, "", "", devserver=name, pod=pod)
-                return ExecError(f"The connection to pod {pod} of DevServer '{name}' ended before `{shlex.join(argv)}` "
-                                 f"reported an exit status. Retry; if it persists, check the cluster.",
-                                 result=result, kind="DevServer", name=name)
-            return None
-        code = 127 if "not found" in failure else 126
-        result = ExecResult(argv, code, "", failure, devserver=name, pod=pod)
-        return ExecError(f"Could not run `{shlex.join(argv)}` in DevServer '{name}' (pod {pod}): {failure}. "
-                         f"Check that the command exists in the image.", result=result, kind="DevServer", name=name)
-
-    @staticmethod
-    def _decode(stdout: io.BytesIO, stderr: io.BytesIO, text: bool) -> tuple[str | bytes, str | bytes]:
-        out, err = stdout.getvalue(), stderr.getvalue()
-        if text:
-            return out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
-        return out, err
 
     # -- connect: port-forward, files ---------------------------------------------------------------
 
@@ -1823,81 +1525,4 @@ def _lines(chunks: Iterator[bytes]) -> Generator[str, None, None]:
         close = getattr(chunks, "close", None)
         if close is not None:
             close()
-
-
-def _write_all(fd: int, data: bytes | bytearray) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            written = os.write(fd, view)
-        except BlockingIOError:
-            select.select([], [fd], [])
-            continue
-        view = view[written:]
-
-
-class _Terminal:
-    """Raw mode and window-size tracking for ``shell``, undone on exit whatever happens."""
-
-    def __init__(self, in_fd: int, out_fd: int, *, enabled: bool) -> None:
-        self.in_fd, self.out_fd, self.enabled = in_fd, out_fd, enabled
-        self.wakeup_fd: int | None = None
-        self._wakeup_write: int | None = None
-        self._saved: Any = None
-        self._old_handler: Any = None
-        self._handler_installed = False
-
-    @property
-    def size(self) -> tuple[int, int] | None:
-        if not self.enabled:
-            return None
-        for fd in (self.out_fd, self.in_fd):
-            with contextlib.suppress(OSError):
-                columns, lines = os.get_terminal_size(fd)
-                return columns, lines
-        return None
-
-    def drain_resize(self) -> tuple[int, int] | None:
-        if self.wakeup_fd is not None:
-            with contextlib.suppress(BlockingIOError):
-                os.read(self.wakeup_fd, 4096)
-        return self.size
-
-    def __enter__(self) -> _Terminal:
-        if not self.enabled:
-            return self
-        import termios
-        import tty
-
-        self._saved = termios.tcgetattr(self.in_fd)
-        tty.setraw(self.in_fd, termios.TCSANOW)  # not TCSAFLUSH: keep what was typed ahead
-        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGWINCH"):
-            self.wakeup_fd, self._wakeup_write = os.pipe()
-            os.set_blocking(self.wakeup_fd, False)
-            os.set_blocking(self._wakeup_write, False)
-            write_fd = self._wakeup_write
-
-            def on_resize(signum: int, frame: Any) -> None:
-                with contextlib.suppress(OSError):
-                    os.write(write_fd, b"w")
-
-            self._old_handler = signal.signal(signal.SIGWINCH, on_resize)
-            self._handler_installed = True
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if not self.enabled:
-            return
-        import termios
-
-        if self._handler_installed:
-            signal.signal(signal.SIGWINCH, self._old_handler if self._old_handler is not None else signal.SIG_DFL)
-        for fd in (self.wakeup_fd, self._wakeup_write):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        if self._saved is not None:
-            with contextlib.suppress(termios.error):
-                termios.tcsetattr(self.in_fd, termios.TCSADRAIN, self._saved)
 

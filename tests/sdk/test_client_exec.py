@@ -12,8 +12,9 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from devservers_sdk.client import DEFAULT_SHELL, DevServerClient, ExecResult
+from devservers_sdk.client import DevServerClient
 from devservers_sdk.errors import DevServerNotFoundError, DevServerNotReadyError, ExecError
+from devservers_sdk.exec import DEFAULT_SHELL, ExecResult
 
 ROOT = Path(__file__).resolve().parents[2]
 Make = Callable[..., str]
