@@ -9,7 +9,7 @@ sequences, one-line plain or quoted scalars, ``{}`` and ``[]`` for empty collect
 style and returns exactly what ``yaml.safe_load`` returns for it. On anything else (comments after content,
 anchors, tags, block scalars, escapes, scalars continued on another line, flow collections with content,
 plain scalars PyYAML would read as numbers, dates or merge keys, tabs, non-ASCII text) it raises
-``NotPlain``, and the caller reads the file with PyYAML. tests/cli/test_kubeconfig_yaml.py holds
+``NotPlain``, and the caller reads the file with PyYAML. tests/sdk/test_kubeconfig_yaml.py holds
 ``load`` against ``yaml.safe_load`` on generated documents in the styles of those writers.
 """
 

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["CONNECT_TIMEOUT", "FullClientRequired", "Listing", "check_readable", "list_devservers"]
 
 # The DevServer resource and the models' rules (``check_readable``). Copied, not imported: ``models`` imports
-# pydantic. tests/cli/test_lightweight_read.py pins each to the models, and holds check_readable against
+# pydantic. tests/sdk/test_lightweight_read.py pins each to the models, and holds check_readable against
 # DevServer.from_manifest on a corpus of odd objects.
 DEVSERVERS_PATH = "/apis/devservers.io/v1"
 DEVSERVER_API_VERSION = "devservers.io/v1"

@@ -22,14 +22,18 @@ Front ends (devctl, magics, notebooks, launch) test end to end against this one 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +68,27 @@ HEALTH_PORT = 8080
 @dataclass
 class Platform:
     kubeconfig: str
-    operator: subprocess.Popen[bytes] | None
+    # Our process on the emulator or an outside cluster, the Deployment's pod on the real control plane;
+    # None when the outside cluster runs its own (DEVSERVERS_TEST_EXTERNAL_OPERATOR).
+    operator: OperatorProcess | DeployedOperator | None
     operator_log: Path
-    # On the real control plane: the operator's Deployment (``operator`` is then None).
-    deployed: DeployedOperator | None = None
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """How a folder's tests want the operator of their cluster run (override the ``operator_settings`` fixture).
+
+    Args:
+        env: ``DEVSERVERS_*`` settings on top of the shipped ones (e.g. a scaled idle clock).
+        check_log: at the end of the session, fail if the operator logged an error or a traceback, or (on the
+            real control plane) its container restarted.
+        ours: run our own operator even where ``DEVSERVERS_TEST_EXTERNAL_OPERATOR`` says the outside cluster
+            has one (tests that restart or kill it).
+    """
+
+    env: Mapping[str, str] = field(default_factory=dict)
+    check_log: bool = False
+    ours: bool = False
 
 
 def on_real_control_plane(cluster: ClusterHandle) -> bool:
@@ -319,35 +340,160 @@ def remove_devservers(kubeconfig: str) -> None:
     kube.close()
 
 
-@pytest.fixture(scope="session")
-def platform(cluster: ClusterHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    workdir = tmp_path_factory.mktemp("operator")
-    log_path = workdir / "operator.log"
+def _die_with_parent() -> None:
+    """In the operator's child process: get SIGTERM if pytest dies, so no operator outlives the session."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class OperatorProcess:
+    """``python -m devservers_operator`` (the command of its image) against a test cluster, restartable.
+
+    Its liveness endpoint is on a free port (a fixed one would collide with other sessions' operators), and
+    ``start()`` returns once it answers."""
+
+    def __init__(self, kubeconfig: str, log_path: Path, *, env: Mapping[str, str] | None = None) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.env = dict(env or {})
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def liveness(self) -> str:
+        return f"http://127.0.0.1:{self.port}/healthz"
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            **self.env,
+            "KUBECONFIG": self.kubeconfig,
+            "PYTHONPATH": os.pathsep.join([str(REPO / "operator"), str(REPO)]),
+            "DEVSERVERS_LIVENESS": self.liveness,
+        }
+        env.pop("DEVSERVERS_NAMESPACES", None)
+        log = self.log_path.open("ab")
+        log.write(f"\n===== operator start {self.starts + 1} =====\n".encode())
+        log.flush()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "devservers_operator"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+        log.close()
+        self.starts += 1
+        # Generous: kopf, pydantic and the kubernetes client take seconds to import on a loaded machine; a
+        # process that exits fails at once (_alive).
+        wait_for(self._alive, timeout=120, interval=0.1, message="the operator's liveness endpoint to answer")
+
+    def _alive(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            pytest.fail(f"the operator exited with {self.process.returncode}:\n{self.log_tail()}")
+        try:
+            with urllib.request.urlopen(self.liveness, timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGKILL if kill else signal.SIGINT)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def restart(self, *, kill: bool = False) -> None:
+        self.stop(kill=kill)
+        self.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+
+def check_operator_log(log: str) -> None:
+    problems = [
+        line for line in log.splitlines() if "Traceback" in line or "[ERROR" in line or " ERROR " in line
+    ]
+    assert not problems, f"the operator logged errors:\n{log[-8000:]}"
+
+
+@contextlib.contextmanager
+def running_platform(cluster: ClusterHandle, settings: OperatorSettings, workdir: Path) -> Iterator[Platform]:
+    """CRDs, sample flavors and the operator on ``cluster``, for as long as the context lasts."""
     if on_real_control_plane(cluster):
         make_admin_a_devservers_admin(cluster)
-        deployed = DeployedOperator(cluster.kubeconfig, workdir)
+        deployed = DeployedOperator(cluster.kubeconfig, workdir, env=dict(settings.env))
         deployed.install()
         try:
-            yield Platform(cluster.kubeconfig, None, deployed.log_path, deployed=deployed)
+            yield Platform(cluster.kubeconfig, deployed, deployed.log_path)
         finally:
             deployed.close()
+        if settings.check_log:
+            assert deployed.restarts_seen == 0, f"the operator's container restarted:\n{deployed.log()[-8000:]}"
+            check_operator_log(deployed.log())
         return
     apply_crds_and_flavors(cluster.kubeconfig)
-    if cluster.emulator is None and os.environ.get("DEVSERVERS_TEST_EXTERNAL_OPERATOR"):
-        yield Platform(cluster.kubeconfig, None, log_path)
+    if cluster.emulator is None and os.environ.get("DEVSERVERS_TEST_EXTERNAL_OPERATOR") and not settings.ours:
+        yield Platform(cluster.kubeconfig, None, workdir / "operator.log")
         return
-    # No liveness endpoint: a fixed port would collide with other operators on the same machine.
-    env = {**os.environ, "KUBECONFIG": cluster.kubeconfig, "PYTHONPATH": str(REPO / "operator"),
-           "DEVSERVERS_LIVENESS": ""}
-    with log_path.open("wb") as log:
-        operator = subprocess.Popen([sys.executable, "-m", "devservers_operator"], cwd=REPO, env=env,
-                                    stdout=log, stderr=subprocess.STDOUT)
+    process = OperatorProcess(cluster.kubeconfig, workdir / "operator.log", env=settings.env)
+    process.start()
     try:
-        yield Platform(cluster.kubeconfig, operator, log_path)
+        yield Platform(cluster.kubeconfig, process, process.log_path)
     finally:
-        operator.terminate()
-        try:
-            operator.wait(30)
-        except subprocess.TimeoutExpired:
-            operator.kill()
-            operator.wait()
+        process.stop()
+    if settings.check_log:
+        check_operator_log(process.log())
+
+
+_platforms: pytest.StashKey[dict[str, tuple[OperatorSettings, Platform]]] = pytest.StashKey()
+
+
+@pytest.fixture(scope="session")
+def operator_settings() -> OperatorSettings:
+    """The shipped settings; a folder whose tests need others overrides this fixture."""
+    return OperatorSettings()
+
+
+@pytest.fixture(scope="module")
+def platform(request: pytest.FixtureRequest, cluster: ClusterHandle, operator_settings: OperatorSettings,
+             tmp_path_factory: pytest.TempPathFactory) -> Platform:
+    """The whole product on the test's cluster: the one fixture that starts an operator.
+
+    One platform per cluster, started by the first module that asks and kept until the session ends.
+    Module-scoped, over a per-cluster cache, rather than session-scoped: pytest computes a session fixture
+    once, for whichever folder asks first, so a folder with a ``cluster`` of its own (tests/operator,
+    tests/spot) would get the other folder's platform.
+    """
+    running = request.session.stash.setdefault(_platforms, {})
+    if cluster.kubeconfig in running:
+        settings, found = running[cluster.kubeconfig]
+        if settings != operator_settings:
+            pytest.fail(f"{request.node.nodeid} wants the operator of {cluster.kubeconfig} run with "
+                        f"{operator_settings}, but it runs with {settings}: give those tests a cluster of their "
+                        f"own")
+        return found
+    # A session finalizer registered now runs before the cluster's own teardown, which was registered earlier.
+    stack = contextlib.ExitStack()
+    request.session.addfinalizer(stack.close)
+    started = stack.enter_context(running_platform(cluster, operator_settings, tmp_path_factory.mktemp("operator")))
+    running[cluster.kubeconfig] = (operator_settings, started)
+    return started

@@ -36,7 +36,7 @@ REAL_CLUSTER_ENV = "DEVSERVERS_TEST_KUBECONFIG"
 BACKEND_ENV = "DEVSERVERS_TEST_BACKEND"
 BACKENDS = ("emulator", "kubernetes")
 # Fixtures that need the real control plane's binaries: the build runs before the tests when one is used.
-_NEEDS_BINARIES = {"kubernetes_binaries", "kubernetes_cluster"}
+_NEEDS_BINARIES = {"kubernetes_binaries"}
 _built: pytest.StashKey[Any] = pytest.StashKey()
 
 
@@ -125,37 +125,48 @@ TEST_USERS = [("alice", []), ("bob", []), ("carol", ["devservers:admins"])]
 
 @pytest.fixture(scope="session")
 def cluster(request: pytest.FixtureRequest) -> Iterator[ClusterHandle]:
+    with cluster_for_tests(request, node_capacity=ROOMY_NODE) as handle:
+        yield handle
+
+
+@contextlib.contextmanager
+def cluster_for_tests(request: pytest.FixtureRequest, *, node_capacity: dict[str, str],
+                      nodes: int = 1) -> Iterator[ClusterHandle]:
+    """A cluster for a folder of tests that overrides ``cluster``: the outside cluster when one is given, else a
+    local cluster of its own, the real control plane or the emulator as ``DEVSERVERS_TEST_BACKEND`` says.
+
+    Real control plane: the node agents take PATH once, when they start; this interpreter's bin goes first so
+    that pods find this environment's python (with torch), as an image would provide it (``devctl local up``
+    does the same). Users alice, bob and carol are minted.
+
+    A folder that overrides ``cluster`` must also override every session-scoped fixture it uses that depends
+    on it (``kubeconfig``): pytest computes a session fixture once, for whichever folder asked first.
+    """
     real = os.environ.get(REAL_CLUSTER_ENV)
     if real:
         yield ClusterHandle(kubeconfig=real, emulator=None)
         return
     if backend() == "kubernetes":
-        kubernetes = request.getfixturevalue("kubernetes_cluster")
-        yield ClusterHandle(kubeconfig=kubernetes.kubeconfig, emulator=None, local=kubernetes)
+        request.getfixturevalue("kubernetes_binaries")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent),
+                                                  os.environ.get("PATH", os.defpath)]))
+            local = LocalCluster(control_plane="kubernetes", node_capacity=node_capacity, users=TEST_USERS,
+                                 nodes=nodes).start()
+        try:
+            yield ClusterHandle(kubeconfig=local.kubeconfig, emulator=None, local=local)
+        finally:
+            local.stop()
         return
-    with LocalCluster(node_capacity=ROOMY_NODE) as local:
+    with LocalCluster(node_capacity=node_capacity, nodes=nodes) as local:
         yield ClusterHandle(kubeconfig=local.kubeconfig, emulator=local, local=local)
 
 
-@pytest.fixture(scope="session")
-def kubernetes_cluster(kubernetes_binaries: Any) -> Iterator[LocalCluster]:
-    """The real control plane with our node agent, shared by the session (users alice, bob, carol minted).
-
-    Pods are processes of the node agent, which takes its PATH once, when it starts (the emulator's pods read
-    this process's at each start): this interpreter's bin goes first, so that pods find this environment's
-    python (with torch), as an image would provide it; ``devctl local up`` does the same.
-    """
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)]))
-        local = LocalCluster(control_plane="kubernetes", node_capacity=ROOMY_NODE, users=TEST_USERS).start()
-    try:
-        yield local
-    finally:
-        local.stop()
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kubeconfig(cluster: ClusterHandle) -> str:
+    """The admin kubeconfig of the test's cluster. Module-scoped, not session-scoped: pytest would compute a
+    session fixture once, for whichever folder asked first, and hand that folder's cluster to one that
+    overrides ``cluster``."""
     return cluster.kubeconfig
 
 

@@ -9,8 +9,9 @@ GPU node (64 CPUs, 512Gi, 8 fake GPUs: ``node/fake_gpus.py``), so flavor changes
 kube-controller-manager, kube-scheduler) with the same node; with ``DEVSERVERS_TEST_KUBECONFIG`` set, the
 outside cluster is used instead.
 
-The operator runs once for the session (it watches every namespace; each test has its own), with the idle
-clock scaled (``DEVSERVERS_IDLE_TIMEOUT_SCALE=0.05``: the minimum idleTimeout of 60 s becomes 3 s) and a
+The operator is started by the suite's one ``platform`` fixture (``tests/platform_fixture.py``), once per
+cluster, so once for these tests (it watches every namespace; each test has its own), with this folder's
+``operator_settings``: the idle clock scaled (``DEVSERVERS_IDLE_TIMEOUT_SCALE=0.05``: the minimum idleTimeout of 60 s becomes 3 s) and a
 probe interval of 1 s, so the idle tests take seconds. ``restart()`` kills and restarts it; its log is
 checked for tracebacks and errors when the session ends.
 
@@ -22,17 +23,11 @@ scaling the Deployment to 0 and back; killing it is deleting its pod with grace 
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,15 +37,15 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from devservers_sdk.localcluster.cluster import LocalCluster
-from devservers_sdk.localcluster.pytest_plugin import (
-    REAL_CLUSTER_ENV,
-    TEST_USERS,
-    ClusterHandle,
-    backend,
-    wait_for,
+from devservers_sdk.localcluster.pytest_plugin import ClusterHandle, cluster_for_tests, wait_for
+from tests.platform_fixture import (
+    DeployedOperator,
+    OperatorProcess,
+    OperatorSettings,
+    Platform,
+    make_admin_a_devservers_admin,
+    on_real_control_plane,
 )
-from tests.platform_fixture import DeployedOperator, make_admin_a_devservers_admin, on_real_control_plane
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
@@ -72,26 +67,10 @@ OPERATOR_ENV = {
 @pytest.fixture(scope="session")
 def cluster(request: pytest.FixtureRequest) -> Iterator[ClusterHandle]:
     """Overrides the plugin's cluster for these tests: one with room for every sample CPU flavor."""
-    real = os.environ.get(REAL_CLUSTER_ENV)
-    if real:
-        yield ClusterHandle(kubeconfig=real, emulator=None)
-        return
-    if backend() == "kubernetes":
-        request.getfixturevalue("kubernetes_binaries")
-        # The node agent takes its PATH once, at start: this interpreter's bin first, so that pods find this
-        # environment's python (with torch), as the plugin's kubernetes_cluster does.
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
-            local = LocalCluster(control_plane="kubernetes", node_capacity=NODE_CAPACITY, users=TEST_USERS).start()
-        try:
-            handle = ClusterHandle(kubeconfig=local.kubeconfig, emulator=None, local=local)
+    with cluster_for_tests(request, node_capacity=NODE_CAPACITY) as handle:
+        if on_real_control_plane(handle):
             make_admin_a_devservers_admin(handle)
-            yield handle
-        finally:
-            local.stop()
-        return
-    with LocalCluster(node_capacity=NODE_CAPACITY) as local:
-        yield ClusterHandle(kubeconfig=local.kubeconfig, emulator=local, local=local)
+        yield handle
 
 
 def kubectl(
@@ -122,121 +101,23 @@ def crds(cluster: ClusterHandle) -> str:
     return cluster.kubeconfig
 
 
-def _die_with_parent() -> None:
-    """In the operator's child process: get SIGTERM if pytest dies, so no operator outlives the session."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class OperatorProcess:
-    """``python -m devservers_operator`` against the test cluster, restartable."""
-
-    def __init__(self, kubeconfig: str, log_path: Path) -> None:
-        self.kubeconfig = kubeconfig
-        self.log_path = log_path
-        self.port = _free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    @property
-    def liveness(self) -> str:
-        return f"http://127.0.0.1:{self.port}/healthz"
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            **OPERATOR_ENV,
-            "KUBECONFIG": self.kubeconfig,
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), str(ROOT)]),
-            "DEVSERVERS_LIVENESS": self.liveness,
-        }
-        env.pop("DEVSERVERS_NAMESPACES", None)
-        log = self.log_path.open("ab")
-        log.write(f"\n===== operator start {self.starts + 1} =====\n".encode())
-        log.flush()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "devservers_operator"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
-        )
-        log.close()
-        self.starts += 1
-        wait_for(self._alive, timeout=30, interval=0.1, message="the operator's liveness endpoint")
-
-    def _alive(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            pytest.fail(f"the operator exited with {self.process.returncode}:\n{self.log_tail()}")
-        try:
-            with urllib.request.urlopen(self.liveness, timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    def stop(self, *, kill: bool = False) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGKILL if kill else signal.SIGINT)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def restart(self, *, kill: bool = False) -> None:
-        self.stop(kill=kill)
-        self.start()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log().splitlines()[-lines:])
-
-
 @pytest.fixture(scope="session")
-def operator(
-    cluster: ClusterHandle, crds: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess | DeployedOperator]:
-    workdir = tmp_path_factory.mktemp("operator")
-    if on_real_control_plane(cluster):
-        deployed = DeployedOperator(crds, workdir, env=OPERATOR_ENV)
-        deployed.install()
-        try:
-            yield deployed
-        finally:
-            deployed.close()
-        assert deployed.restarts_seen == 0, f"the operator's container restarted:\n{deployed.log()[-8000:]}"
-        check_operator_log(deployed.log())
-        return
-    process = OperatorProcess(crds, workdir / "operator.log")
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
-    check_operator_log(process.log())
+def operator_settings() -> OperatorSettings:
+    """The idle clock scaled and the probe quick; the session fails if the operator logged an error."""
+    return OperatorSettings(env=OPERATOR_ENV, check_log=True, ours=True)
 
 
-def check_operator_log(log: str) -> None:
-    problems = [
-        line for line in log.splitlines() if "Traceback" in line or "[ERROR" in line or " ERROR " in line
-    ]
-    assert not problems, f"the operator logged errors:\n{log[-8000:]}"
+@pytest.fixture(scope="module")
+def operator(platform: Platform) -> OperatorProcess | DeployedOperator:
+    """The operator of these tests' cluster (the ``platform`` fixture starts it, with ``operator_settings``)."""
+    assert platform.operator is not None, "the platform of tests/operator runs an operator of its own"
+    return platform.operator
 
 
-class Cluster:
-    """What a test does with the cluster: the DevServer API, owned objects, exec, events."""
+class OperatedNamespace:
+    """The test's namespace on a cluster where the operator runs (the ``operated`` fixture).
+
+    What a test does with the cluster: the DevServer API, owned objects, exec, events."""
 
     def __init__(self, kubeconfig: str, namespace: str, operator: OperatorProcess | DeployedOperator) -> None:
         self.kubeconfig = kubeconfig
@@ -398,8 +279,9 @@ class Cluster:
 
 
 @pytest.fixture
-def kube(operator: OperatorProcess | DeployedOperator, crds: str, namespace: str) -> Cluster:
-    return Cluster(crds, namespace, operator)
+def operated(operator: OperatorProcess | DeployedOperator, crds: str, namespace: str) -> OperatedNamespace:
+    """The test's namespace, with the operator of this folder's cluster running."""
+    return OperatedNamespace(crds, namespace, operator)
 
 
 def ready(pod: Any) -> bool:

@@ -9,13 +9,13 @@ import urllib.request
 import pytest
 
 from devservers_sdk.localcluster.pytest_plugin import ClusterHandle
-from tests.operator.conftest import MASTER_PORT, Cluster, OperatorProcess, request_counts, stays
+from tests.operator.conftest import MASTER_PORT, OperatedNamespace, OperatorProcess, request_counts, stays
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.mark.emulator_only
-def test_a_standalone_create_costs_at_most_eight_api_requests(kube: Cluster, cluster: ClusterHandle) -> None:
+def test_a_standalone_create_costs_at_most_eight_api_requests(operated: OperatedNamespace, cluster: ClusterHandle) -> None:
     def operator_requests() -> dict[str, int]:
         counts = request_counts(cluster)
         own = ("get devservers", "create devservers", "total")  # the test's own create and polling
@@ -31,8 +31,8 @@ def test_a_standalone_create_costs_at_most_eight_api_requests(kube: Cluster, clu
             break
         assert time.monotonic() < deadline, "the operator never went quiet"
         before = now
-    kube.create("cheap")
-    kube.wait_phase("cheap", "Running")
+    operated.create("cheap")
+    operated.wait_phase("cheap", "Running")
     after = operator_requests()
     stays(lambda: operator_requests() == after, 0.5, message="the operator keeps writing after Running")
     spent = {key: count - before.get(key, 0) for key, count in after.items() if count != before.get(key, 0)}
@@ -41,9 +41,9 @@ def test_a_standalone_create_costs_at_most_eight_api_requests(kube: Cluster, clu
     assert sum(spent.values()) <= 8, spent
 
 
-def test_standalone_create_runs_with_owned_labelled_objects(kube: Cluster) -> None:
-    created = kube.create("solo", persistentHomeSize="1Gi")
-    server = kube.wait_phase("solo", "Running")
+def test_standalone_create_runs_with_owned_labelled_objects(operated: OperatedNamespace) -> None:
+    created = operated.create("solo", persistentHomeSize="1Gi")
+    server = operated.wait_phase("solo", "Running")
     uid = created["metadata"]["uid"]
     status = server["status"]
     assert status["readyReplicas"] == 1 and status["replicas"] == 1 and status["pods"] == ["solo-0"]
@@ -60,7 +60,7 @@ def test_standalone_create_runs_with_owned_labelled_objects(kube: Cluster) -> No
         "devservers.io/name": "solo",
         "devservers.io/owner": "alice",
     }
-    statefulset, service = kube.statefulset("solo"), kube.service("solo")
+    statefulset, service = operated.statefulset("solo"), operated.service("solo")
     for obj in (statefulset, service):
         assert labels.items() <= obj.metadata.labels.items()
         (owner,) = obj.metadata.owner_references
@@ -69,7 +69,7 @@ def test_standalone_create_runs_with_owned_labelled_objects(kube: Cluster) -> No
     assert statefulset.spec.persistent_volume_claim_retention_policy.when_deleted == "Delete"
     assert service.spec.cluster_ip == "None" and service.spec.publish_not_ready_addresses
 
-    (pod,) = kube.pods("solo")
+    (pod,) = operated.pods("solo")
     assert labels.items() <= pod.metadata.labels.items()
     container = pod.spec.containers[0]
     env = {var.name: var.value for var in container.env}
@@ -82,25 +82,25 @@ def test_standalone_create_runs_with_owned_labelled_objects(kube: Cluster) -> No
         pod.spec.security_context.run_as_non_root
         and pod.spec.security_context.seccomp_profile.type == "RuntimeDefault"
     )
-    (claim,) = kube.claims("solo")
+    (claim,) = operated.claims("solo")
     assert claim.metadata.name == "home-solo-0" and claim.spec.resources.requests["storage"] == "1Gi"
 
-    table = kube.kubectl("get", "devservers").stdout
+    table = operated.kubectl("get", "devservers").stdout
     assert "solo" in table and "Running" in table, table
 
 
-def test_distributed_pods_get_the_torchrun_environment_and_find_rank_zero(kube: Cluster) -> None:
-    kube.create(
+def test_distributed_pods_get_the_torchrun_environment_and_find_rank_zero(operated: OperatedNamespace) -> None:
+    operated.create(
         "group",
         mode="distributed",
         distributed={"worldSize": 2, "nprocsPerNode": 2, "ncclSettings": {"NCCL_DEBUG": "INFO"}},
     )
-    server = kube.wait_phase("group", "Running")
+    server = operated.wait_phase("group", "Running")
     assert server["status"]["pods"] == ["group-0", "group-1"] and server["status"]["readyReplicas"] == 2
-    master = f"group-0.group.{kube.namespace}.svc.cluster.local"
+    master = f"group-0.group.{operated.namespace}.svc.cluster.local"
     for rank in (0, 1):
         env = dict(
-            line.split("=", 1) for line in kube.exec(f"group-{rank}", "env").splitlines() if "=" in line
+            line.split("=", 1) for line in operated.exec(f"group-{rank}", "env").splitlines() if "=" in line
         )
         assert env["PET_NNODES"] == env["NNODES"] == "2"
         assert env["PET_NPROC_PER_NODE"] == env["NPROC_PER_NODE"] == "2"
@@ -110,9 +110,9 @@ def test_distributed_pods_get_the_torchrun_environment_and_find_rank_zero(kube: 
         assert env["NCCL_DEBUG"] == "INFO"
         assert "RANK" not in env and "WORLD_SIZE" not in env
     # Rank 1 resolves rank 0's stable name through the headless Service.
-    resolved = kube.exec("group-1", f"getent hosts {master}")
+    resolved = operated.exec("group-1", f"getent hosts {master}")
     assert master in resolved, resolved
-    assert kube.statefulset("group").spec.replicas == 2
+    assert operated.statefulset("group").spec.replicas == 2
 
 
 def test_liveness_endpoint_answers(operator: OperatorProcess) -> None:

@@ -11,32 +11,32 @@ import pytest
 from kubernetes import client
 
 from devservers_sdk.localcluster.pytest_plugin import ClusterHandle, wait_for
-from tests.operator.conftest import Cluster, OperatorProcess, ready, request_counts, stays
+from tests.operator.conftest import OperatedNamespace, OperatorProcess, ready, request_counts, stays
 
 pytestmark = pytest.mark.slow
 
 
-def test_deleted_statefulset_and_service_are_recreated_and_the_home_survives(kube: Cluster) -> None:
-    kube.create("heal", persistentHomeSize="1Gi")
-    kube.wait_phase("heal", "Running")
-    kube.exec("heal-0", "echo survived > /home/dev/proof.txt")
-    (claim,) = kube.claims("heal")
+def test_deleted_statefulset_and_service_are_recreated_and_the_home_survives(operated: OperatedNamespace) -> None:
+    operated.create("heal", persistentHomeSize="1Gi")
+    operated.wait_phase("heal", "Running")
+    operated.exec("heal-0", "echo survived > /home/dev/proof.txt")
+    (claim,) = operated.claims("heal")
     # The DevServer co-owns the home claim, so deleting the StatefulSet alone cannot delete it.
     wait_for(
         lambda: (
-            {ref.kind for ref in kube.claims("heal")[0].metadata.owner_references or []}
+            {ref.kind for ref in operated.claims("heal")[0].metadata.owner_references or []}
             == {"StatefulSet", "DevServer"}
         ),
         message="the home claim to be owned by the StatefulSet and the DevServer",
     )
-    old_sts, old_svc = kube.statefulset("heal").metadata.uid, kube.service("heal").metadata.uid
-    (old_pod,) = kube.pods("heal")
+    old_sts, old_svc = operated.statefulset("heal").metadata.uid, operated.service("heal").metadata.uid
+    (old_pod,) = operated.pods("heal")
 
-    kube.apps.delete_namespaced_stateful_set("heal", kube.namespace)  # Background: its pods go too
-    kube.core.delete_namespaced_service("heal", kube.namespace)
+    operated.apps.delete_namespaced_stateful_set("heal", operated.namespace)  # Background: its pods go too
+    operated.core.delete_namespaced_service("heal", operated.namespace)
 
     def recreated() -> bool:
-        sts, svc = kube.statefulset("heal"), kube.service("heal")
+        sts, svc = operated.statefulset("heal"), operated.service("heal")
         return (
             sts is not None
             and svc is not None
@@ -46,35 +46,35 @@ def test_deleted_statefulset_and_service_are_recreated_and_the_home_survives(kub
         )
 
     wait_for(recreated, timeout=30, message="the StatefulSet and Service to be recreated")
-    kube.wait_phase(
+    operated.wait_phase(
         "heal",
         "Running",
         check=lambda s: (
-            [(p.metadata.uid != old_pod.metadata.uid, ready(p)) for p in kube.pods("heal")] == [(True, True)]
+            [(p.metadata.uid != old_pod.metadata.uid, ready(p)) for p in operated.pods("heal")] == [(True, True)]
         ),
     )
-    assert [c.metadata.uid for c in kube.claims("heal")] == [claim.metadata.uid]
-    assert kube.exec("heal-0", "cat /home/dev/proof.txt").strip() == "survived"
+    assert [c.metadata.uid for c in operated.claims("heal")] == [claim.metadata.uid]
+    assert operated.exec("heal-0", "cat /home/dev/proof.txt").strip() == "survived"
 
 
 @pytest.fixture
-def flavor_name(kube: Cluster) -> Iterator[str]:
+def flavor_name(operated: OperatedNamespace) -> Iterator[str]:
     name = f"tiny-{secrets.token_hex(3)}"
     yield name
-    kube.kubectl("delete", "devserverflavor", name, "--ignore-not-found", check=False)
+    operated.kubectl("delete", "devserverflavor", name, "--ignore-not-found", check=False)
 
 
 def test_unknown_flavor_is_reported_without_retries_and_recovers_when_created(
-    kube: Cluster, flavor_name: str, cluster: ClusterHandle
+    operated: OperatedNamespace, flavor_name: str, cluster: ClusterHandle
 ) -> None:
-    kube.create("early", flavor=flavor_name)
-    server = kube.wait_phase("early", "Failed")
+    operated.create("early", flavor=flavor_name)
+    server = operated.wait_phase("early", "Failed")
     degraded = next(c for c in server["status"]["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "FlavorNotFound"
     assert f"Flavor '{flavor_name}' does not exist" in degraded["message"]
     assert "cpu-small" in degraded["message"] and "devctl update early --flavor" in degraded["message"]
-    assert kube.statefulset("early") is None
-    wait_for(lambda: "FlavorNotFound" in kube.event_reasons("early"), message="a FlavorNotFound Event")
+    assert operated.statefulset("early") is None
+    wait_for(lambda: "FlavorNotFound" in operated.event_reasons("early"), message="a FlavorNotFound Event")
 
     if cluster.emulator is not None:  # no retry storm: a missing flavor is not polled
         before = request_counts(cluster)
@@ -89,7 +89,7 @@ def test_unknown_flavor_is_reported_without_retries_and_recovers_when_created(
             message="the operator keeps asking for the missing flavor",
         )
 
-    kube.kubectl(
+    operated.kubectl(
         "apply",
         "-f",
         "-",
@@ -101,23 +101,23 @@ spec:
   resources: {{requests: {{cpu: 100m, memory: 128Mi}}}}
 """,
     )
-    kube.wait_phase("early", "Running")
+    operated.wait_phase("early", "Running")
     # The Event follows the status write (on a real API server, often after the status is read here).
-    wait_for(lambda: "Recovered" in kube.event_reasons("early"), timeout=30,
+    wait_for(lambda: "Recovered" in operated.event_reasons("early"), timeout=30,
              message="a Recovered Event of DevServer early")
 
 
-def test_missing_shared_claim_is_named_and_recovers_when_created(kube: Cluster) -> None:
-    kube.create("team", sharedVolumeClaimName="team-data")
-    server = kube.wait_phase("team", "Failed")
+def test_missing_shared_claim_is_named_and_recovers_when_created(operated: OperatedNamespace) -> None:
+    operated.create("team", sharedVolumeClaimName="team-data")
+    server = operated.wait_phase("team", "Failed")
     degraded = next(c for c in server["status"]["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "SharedVolumeClaimNotFound"
     assert (
-        "PersistentVolumeClaim 'team-data'" in degraded["message"] and kube.namespace in degraded["message"]
+        "PersistentVolumeClaim 'team-data'" in degraded["message"] and operated.namespace in degraded["message"]
     )
 
-    kube.core.create_namespaced_persistent_volume_claim(
-        kube.namespace,
+    operated.core.create_namespaced_persistent_volume_claim(
+        operated.namespace,
         client.V1PersistentVolumeClaim(
             metadata=client.V1ObjectMeta(name="team-data"),
             spec=client.V1PersistentVolumeClaimSpec(
@@ -126,61 +126,61 @@ def test_missing_shared_claim_is_named_and_recovers_when_created(kube: Cluster) 
             ),
         ),
     )
-    kube.wait_phase("team", "Running", timeout=40)
-    kube.exec("team-0", "touch /shared/hello && test -f /shared/hello")
+    operated.wait_phase("team", "Running", timeout=40)
+    operated.exec("team-0", "touch /shared/hello && test -f /shared/hello")
 
 
-def test_delete_cascades_to_every_owned_object(kube: Cluster) -> None:
-    kube.create("gone", persistentHomeSize="1Gi", mode="distributed", distributed={"worldSize": 2})
-    kube.wait_phase("gone", "Running")
-    assert len(kube.claims("gone")) == 2
-    kube.delete("gone")
-    kube.wait_gone("gone")
-    kube.wait_for_nothing_left("gone")
+def test_delete_cascades_to_every_owned_object(operated: OperatedNamespace) -> None:
+    operated.create("gone", persistentHomeSize="1Gi", mode="distributed", distributed={"worldSize": 2})
+    operated.wait_phase("gone", "Running")
+    assert len(operated.claims("gone")) == 2
+    operated.delete("gone")
+    operated.wait_gone("gone")
+    operated.wait_for_nothing_left("gone")
 
 
 def test_operator_restart_in_the_middle_converges_without_duplicates_or_orphans(
-    kube: Cluster, operator: OperatorProcess, cluster: ClusterHandle
+    operated: OperatedNamespace, operator: OperatorProcess, cluster: ClusterHandle
 ) -> None:
     for name in ("keep", "change", "drop"):
-        kube.create(name)
+        operated.create(name)
     for name in ("keep", "change", "drop"):
-        kube.wait_phase(name, "Running")
-    uids = {name: kube.statefulset(name).metadata.uid for name in ("keep", "change")}
+        operated.wait_phase(name, "Running")
+    uids = {name: operated.statefulset(name).metadata.uid for name in ("keep", "change")}
 
     operator.stop(kill=True)  # SIGKILL: nothing is cleaned up or finished
-    kube.patch("change", {"spec": {"flavor": "cpu-medium"}})
-    kube.delete("drop")
-    kube.core.delete_namespaced_service("keep", kube.namespace)
-    kube.create("fresh")
+    operated.patch("change", {"spec": {"flavor": "cpu-medium"}})
+    operated.delete("drop")
+    operated.core.delete_namespaced_service("keep", operated.namespace)
+    operated.create("fresh")
     before = request_counts(cluster) if cluster.emulator is not None else {}
     operator.start()
 
-    kube.wait_phase(
+    operated.wait_phase(
         "change",
         "Running",
         check=lambda s: (
             s["status"]["observedGeneration"] == 2
-            and all(p.spec.containers[0].resources.limits["cpu"] == "4" for p in kube.pods("change"))
+            and all(p.spec.containers[0].resources.limits["cpu"] == "4" for p in operated.pods("change"))
         ),
     )
     for name in ("keep", "fresh"):
-        kube.wait_phase(name, "Running")
-    wait_for(lambda: kube.service("keep") is not None, message="the deleted Service to be recreated")
-    kube.wait_gone("drop")
-    kube.wait_for_nothing_left("drop")
+        operated.wait_phase(name, "Running")
+    wait_for(lambda: operated.service("keep") is not None, message="the deleted Service to be recreated")
+    operated.wait_gone("drop")
+    operated.wait_for_nothing_left("drop")
 
     # Exactly one StatefulSet and Service per DevServer, the untouched ones not recreated.
-    assert kube.statefulset("keep").metadata.uid == uids["keep"]
-    assert kube.statefulset("change").metadata.uid == uids["change"]
+    assert operated.statefulset("keep").metadata.uid == uids["keep"]
+    assert operated.statefulset("change").metadata.uid == uids["change"]
     statefulsets = sorted(
-        s.metadata.name for s in kube.apps.list_namespaced_stateful_set(kube.namespace).items
+        s.metadata.name for s in operated.apps.list_namespaced_stateful_set(operated.namespace).items
     )
-    services = sorted(s.metadata.name for s in kube.core.list_namespaced_service(kube.namespace).items)
+    services = sorted(s.metadata.name for s in operated.core.list_namespaced_service(operated.namespace).items)
     assert statefulsets == services == ["change", "fresh", "keep"]
     pods = sorted(
         p.metadata.name
-        for p in kube.core.list_namespaced_pod(kube.namespace).items
+        for p in operated.core.list_namespaced_pod(operated.namespace).items
         if not p.metadata.deletion_timestamp
     )
     assert pods == ["change-0", "fresh-0", "keep-0"]
@@ -194,17 +194,17 @@ def test_operator_restart_in_the_middle_converges_without_duplicates_or_orphans(
         assert writes == {"update statefulsets": 1, "create statefulsets": 1, "create services": 2}, writes
 
 
-def test_a_devserver_that_bypassed_validation_fails_once_without_retries(kube: Cluster) -> None:
+def test_a_devserver_that_bypassed_validation_fails_once_without_retries(operated: OperatedNamespace) -> None:
     # The CRD's rule refuses LD_PRELOAD and any key not starting with NCCL_ (tests/security); upper case
     # after the prefix is a rule of the models only, so the API accepts this object.
-    kube.create("sneaky", mode="distributed", distributed={"ncclSettings": {"NCCL_debug": "INFO"}})
-    server = kube.wait_phase("sneaky", "Failed")
+    operated.create("sneaky", mode="distributed", distributed={"ncclSettings": {"NCCL_debug": "INFO"}})
+    server = operated.wait_phase("sneaky", "Failed")
     degraded = next(c for c in server["status"]["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "InvalidSpec" and "NCCL_debug" in degraded["message"], degraded
     version = server["metadata"]["resourceVersion"]
     stays(
-        lambda: (kube.get("sneaky") or {}).get("metadata", {}).get("resourceVersion") == version,
+        lambda: (operated.get("sneaky") or {}).get("metadata", {}).get("resourceVersion") == version,
         1.0,
         message="the operator keeps rewriting an invalid DevServer",
     )
-    assert kube.statefulset("sneaky") is None
+    assert operated.statefulset("sneaky") is None

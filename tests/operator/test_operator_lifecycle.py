@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from devservers_sdk.localcluster.pytest_plugin import wait_for
-from tests.operator.conftest import Cluster, rfc3339
+from tests.operator.conftest import OperatedNamespace, rfc3339
 
 pytestmark = pytest.mark.slow
 
@@ -20,27 +20,27 @@ def _parse(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def test_extend_moves_expires_at(kube: Cluster) -> None:
-    created = kube.create("ext", lifecycle={"timeToLive": "2h"})
+def test_extend_moves_expires_at(operated: OperatedNamespace) -> None:
+    created = operated.create("ext", lifecycle={"timeToLive": "2h"})
     born = _parse(created["metadata"]["creationTimestamp"])
-    server = kube.wait_phase("ext", "Running", check=lambda s: bool(s["status"].get("expiresAt")))
+    server = operated.wait_phase("ext", "Running", check=lambda s: bool(s["status"].get("expiresAt")))
     assert _parse(server["status"]["expiresAt"]) == born + timedelta(hours=2)
 
     # What DevServerClient.extend writes: a new expirationTime, and no timeToLive.
     later = born + timedelta(hours=5)
-    kube.patch("ext", {"spec": {"lifecycle": {"expirationTime": rfc3339(later), "timeToLive": None}}})
-    server = kube.wait_phase("ext", "Running", check=lambda s: s["status"].get("expiresAt") == rfc3339(later))
+    operated.patch("ext", {"spec": {"lifecycle": {"expirationTime": rfc3339(later), "timeToLive": None}}})
+    server = operated.wait_phase("ext", "Running", check=lambda s: s["status"].get("expiresAt") == rfc3339(later))
     expiring = next(c for c in server["status"]["conditions"] if c["type"] == "ExpiringSoon")
     assert expiring["status"] == "False" and rfc3339(later) in expiring["message"]
 
 
-def test_expiry_warns_once_then_deletes_everything(kube: Cluster) -> None:
+def test_expiry_warns_once_then_deletes_everything(operated: OperatedNamespace) -> None:
     # Long enough for the pod to run first: on the real control plane a home claim is provisioned, bound and
     # authorized for the node before the pod starts, which took more than 5 s on a busy machine.
     deadline = datetime.now(UTC) + timedelta(seconds=30)
-    kube.create("brief", persistentHomeSize="1Gi", lifecycle={"expirationTime": rfc3339(deadline)})
+    operated.create("brief", persistentHomeSize="1Gi", lifecycle={"expirationTime": rfc3339(deadline)})
     # Within the 15-minute warning lead at once: the condition and one Event.
-    server = kube.wait_phase(
+    server = operated.wait_phase(
         "brief",
         "Running",
         check=lambda s: any(
@@ -48,14 +48,14 @@ def test_expiry_warns_once_then_deletes_everything(kube: Cluster) -> None:
         ),
     )
     assert _parse(server["status"]["expiresAt"]) == deadline.replace(microsecond=0)
-    assert kube.claims("brief"), "the home volume exists before expiry"
-    kube.wait_gone("brief", timeout=90)
+    assert operated.claims("brief"), "the home volume exists before expiry"
+    operated.wait_gone("brief", timeout=90)
     # A real API server may serve the deletion before the Event that announced it.
-    wait_for(lambda: "Expired" in kube.event_reasons("brief"), timeout=30, message="the Expired Event")
-    reasons = kube.event_reasons("brief")
+    wait_for(lambda: "Expired" in operated.event_reasons("brief"), timeout=30, message="the Expired Event")
+    reasons = operated.event_reasons("brief")
     assert reasons.count("ExpiringSoon") == 1, reasons
     # Deletion cascades through ownerReferences and the claim retention policy.
-    kube.wait_for_nothing_left("brief")
+    operated.wait_for_nothing_left("brief")
 
 
 def _stopped_for_idle(server: dict[str, Any]) -> bool:
@@ -63,42 +63,42 @@ def _stopped_for_idle(server: dict[str, Any]) -> bool:
     return status.get("stoppedReason") == "Idle" and not status.get("pods")
 
 
-def test_idle_server_stops_keeping_its_home_and_starts_again(kube: Cluster) -> None:
-    kube.create("sleepy", persistentHomeSize="1Gi", lifecycle={"idleTimeout": 60})  # 3 s on the scaled clock
-    kube.wait_phase("sleepy", "Running")
-    kube.exec("sleepy-0", "echo kept > /home/dev/work.txt")
+def test_idle_server_stops_keeping_its_home_and_starts_again(operated: OperatedNamespace) -> None:
+    operated.create("sleepy", persistentHomeSize="1Gi", lifecycle={"idleTimeout": 60})  # 3 s on the scaled clock
+    operated.wait_phase("sleepy", "Running")
+    operated.exec("sleepy-0", "echo kept > /home/dev/work.txt")
 
     # Generous: on a loaded real control plane the node may first be refused the home claim for a moment (the
     # Node authorizer's graph learns of the pod asynchronously), and the idle clock starts only once it runs.
-    server = kube.wait_phase("sleepy", "Stopped", check=_stopped_for_idle, timeout=120)
+    server = operated.wait_phase("sleepy", "Stopped", check=_stopped_for_idle, timeout=120)
     assert server["metadata"]["annotations"][DESIRED_STATE] == "Stopped"
     idle = next(c for c in server["status"]["conditions"] if c["type"] == "Idle")
     assert idle["status"] == "True" and idle["reason"] == "IdleTimeout"
     assert "the in-pod probe saw 0 interactive session(s)" in idle["message"], idle
     assert server["status"]["stoppedAt"] and "devctl start sleepy" in server["status"]["message"]
-    assert kube.statefulset("sleepy").spec.replicas == 0
-    assert [claim.metadata.name for claim in kube.claims("sleepy")] == ["home-sleepy-0"]
-    wait_for(lambda: "IdleStop" in kube.event_reasons("sleepy"), timeout=30, message="the IdleStop Event")
+    assert operated.statefulset("sleepy").spec.replicas == 0
+    assert [claim.metadata.name for claim in operated.claims("sleepy")] == ["home-sleepy-0"]
+    wait_for(lambda: "IdleStop" in operated.event_reasons("sleepy"), timeout=30, message="the IdleStop Event")
 
     # `devctl start` writes desired-state Running; keep it up for the read-back this time.
-    kube.patch(
+    operated.patch(
         "sleepy",
         {
             "metadata": {"annotations": {DESIRED_STATE: "Running"}},
             "spec": {"lifecycle": {"autoShutdown": False}},
         },
     )
-    server = kube.wait_phase("sleepy", "Running")
+    server = operated.wait_phase("sleepy", "Running")
     assert server["status"].get("stoppedReason") is None
-    assert kube.exec("sleepy-0", "cat /home/dev/work.txt").strip() == "kept"
+    assert operated.exec("sleepy-0", "cat /home/dev/work.txt").strip() == "kept"
 
 
-def test_busy_server_is_not_stopped(kube: Cluster) -> None:
-    kube.create("busy", lifecycle={"idleTimeout": 60})
-    kube.wait_phase("busy", "Running")
+def test_busy_server_is_not_stopped(operated: OperatedNamespace) -> None:
+    operated.create("busy", lifecycle={"idleTimeout": 60})
+    operated.wait_phase("busy", "Running")
     # Work started in the background (nohup-style): only the in-pod probe can see it.
-    kube.exec("busy-0", "nohup timeout 30 sh -c 'while :; do :; done' >/dev/null 2>&1 &")
-    server = kube.wait_phase(
+    operated.exec("busy-0", "nohup timeout 30 sh -c 'while :; do :; done' >/dev/null 2>&1 &")
+    server = operated.wait_phase(
         "busy", "Running", check=lambda s: s["status"].get("lastActivitySource") == "cpu", timeout=30
     )
     idle = next(c for c in server["status"]["conditions"] if c["type"] == "Idle")
@@ -106,9 +106,9 @@ def test_busy_server_is_not_stopped(kube: Cluster) -> None:
     assert server["metadata"].get("annotations", {}).get(DESIRED_STATE) != "Stopped"
 
 
-def test_a_failing_probe_never_stops_a_server(kube: Cluster) -> None:
+def test_a_failing_probe_never_stops_a_server(operated: OperatedNamespace) -> None:
     # The container never runs (image pull fails), so the in-pod probe cannot run either.
-    kube.create("blind", image="registry.invalid/x:1", lifecycle={"idleTimeout": 60})
+    operated.create("blind", image="registry.invalid/x:1", lifecycle={"idleTimeout": 60})
 
     def unconfirmed(server: dict[str, Any]) -> bool:
         idle = next((c for c in server["status"]["conditions"] if c["type"] == "Idle"), {})
@@ -116,8 +116,8 @@ def test_a_failing_probe_never_stops_a_server(kube: Cluster) -> None:
             "message", ""
         )
 
-    server = kube.wait_phase("blind", "Failed", check=unconfirmed, timeout=30)
+    server = operated.wait_phase("blind", "Failed", check=unconfirmed, timeout=30)
     idle = next(c for c in server["status"]["conditions"] if c["type"] == "Idle")
     assert idle["status"] == "Unknown" and "not stopping until a probe confirms" in idle["message"], idle
     assert server["metadata"].get("annotations", {}).get(DESIRED_STATE) != "Stopped"
-    assert "IdleStop" not in kube.event_reasons("blind")
+    assert "IdleStop" not in operated.event_reasons("blind")

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from devservers_sdk.localcluster.pytest_plugin import wait_for
-from tests.operator.conftest import Cluster, rfc3339
+from tests.operator.conftest import OperatedNamespace, rfc3339
 from tests.operator.rbac_audit import granted, problems, read_deploy, used
 from tests.platform_fixture import DEPLOY, OPERATOR_NAME, OPERATOR_NAMESPACE, OPERATOR_USER, DeployedOperator
 
@@ -121,73 +121,73 @@ def test_the_shipped_role_parses_into_named_permissions() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_the_operator_uses_every_permission_it_is_granted_and_is_refused_none(
-    real_control_plane: Any, kube: Cluster, operator: DeployedOperator, tmp_path: Path
+    real_control_plane: Any, operated: OperatedNamespace, operator: DeployedOperator, tmp_path: Path
 ) -> None:
     audit_log = Path(real_control_plane.real.control_plane.audit_log)
 
     # A missing flavor: the operator GETs it once (not in its cache), then the flavor watch brings it.
-    kube.create("lost", flavor="no-such-flavor")
-    kube.wait_phase("lost", "Failed")
-    kube.delete("lost")
+    operated.create("lost", flavor="no-such-flavor")
+    operated.wait_phase("lost", "Failed")
+    operated.delete("lost")
 
     # A home volume (the operator patches itself in as the claim's second owner) and a shared claim (GET).
-    kube.kubectl("apply", "-f", "-", input_text=f"""
+    operated.kubectl("apply", "-f", "-", input_text=f"""
 apiVersion: v1
 kind: PersistentVolumeClaim
-metadata: {{name: team-data, namespace: {kube.namespace}}}
+metadata: {{name: team-data, namespace: {operated.namespace}}}
 spec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}}
 """)
-    kube.create("main", persistentHomeSize="1Gi", sharedVolumeClaimName="team-data")
-    kube.wait_phase("main", "Running", timeout=90)
-    wait_for(lambda: all(len(c.metadata.owner_references or []) == 2 for c in kube.claims("main")),
+    operated.create("main", persistentHomeSize="1Gi", sharedVolumeClaimName="team-data")
+    operated.wait_phase("main", "Running", timeout=90)
+    wait_for(lambda: all(len(c.metadata.owner_references or []) == 2 for c in operated.claims("main")),
              timeout=30, message="the home claim owned by the StatefulSet and the DevServer")
 
     # Tracking: the namespace's defaults ConfigMap is watched (list, watch); a Secret it names is read for its
     # keys (get): missing first, then there.
-    kube.kubectl("create", "configmap", "devservers-defaults",
+    operated.kubectl("create", "configmap", "devservers-defaults",
                  "--from-literal=tracking=wandb: {project: team, apiKeySecret: wandb-team}")
-    kube.create("tracked")
-    kube.wait_phase("tracked", "Failed", timeout=60,
+    operated.create("tracked")
+    operated.wait_phase("tracked", "Failed", timeout=60,
                     check=lambda s: "Secret 'wandb-team'" in str(s["status"].get("message")))
-    kube.kubectl("create", "secret", "generic", "wandb-team", "--from-literal=WANDB_API_KEY=not-a-real-key")
-    kube.wait_phase("tracked", "Running", timeout=120)
-    kube.delete("tracked")
+    operated.kubectl("create", "secret", "generic", "wandb-team", "--from-literal=WANDB_API_KEY=not-a-real-key")
+    operated.wait_phase("tracked", "Running", timeout=120)
+    operated.delete("tracked")
 
     # Healing: StatefulSet and Service deleted, created again.
-    old_uid = kube.statefulset("main").metadata.uid
-    kube.apps.delete_namespaced_stateful_set("main", kube.namespace, propagation_policy="Orphan")
-    kube.core.delete_namespaced_service("main", kube.namespace)
-    wait_for(lambda: (s := kube.statefulset("main")) is not None and s.metadata.uid != old_uid
-             and kube.service("main") is not None, timeout=60, message="StatefulSet and Service recreated")
+    old_uid = operated.statefulset("main").metadata.uid
+    operated.apps.delete_namespaced_stateful_set("main", operated.namespace, propagation_policy="Orphan")
+    operated.core.delete_namespaced_service("main", operated.namespace)
+    wait_for(lambda: (s := operated.statefulset("main")) is not None and s.metadata.uid != old_uid
+             and operated.service("main") is not None, timeout=60, message="StatefulSet and Service recreated")
     # A Service edited while the operator was away (no hash of what it applied) is replaced on its return.
     operator.stop()
-    kube.kubectl("annotate", "service", "main", f"{APPLIED_HASH}-")
+    operated.kubectl("annotate", "service", "main", f"{APPLIED_HASH}-")
     operator.start()
 
     def service_annotations() -> dict[str, str]:
-        service = kube.service("main")
+        service = operated.service("main")
         return dict((service.metadata.annotations or {}) if service is not None else {})
 
     wait_for(lambda: APPLIED_HASH in service_annotations(), timeout=60, message="the edited Service replaced")
 
     # A flavor change rolls the StatefulSet (replace); a home size change cannot: delete (orphan), create.
-    kube.patch("main", {"spec": {"flavor": "cpu-medium"}})
-    kube.wait_phase("main", "Running", timeout=90,
+    operated.patch("main", {"spec": {"flavor": "cpu-medium"}})
+    operated.wait_phase("main", "Running", timeout=90,
                     check=lambda s: s["status"].get("observedGeneration") == 2)
-    kube.patch("main", {"spec": {"persistentHomeSize": "2Gi"}})
-    kube.wait_phase("main", "Running", timeout=90,
+    operated.patch("main", {"spec": {"persistentHomeSize": "2Gi"}})
+    operated.wait_phase("main", "Running", timeout=90,
                     check=lambda s: s["status"].get("observedGeneration") == 3)
 
     # A stray pod with the DevServer's labels that its StatefulSet will never adopt (its name is no rank of
     # it) is deleted by the operator.
-    labels = {key: value for key, value in kube.pods("main")[0].metadata.labels.items()
+    labels = {key: value for key, value in operated.pods("main")[0].metadata.labels.items()
               if key in ("app.kubernetes.io/managed-by", "devservers.io/name")}
-    kube.core.create_namespaced_pod(kube.namespace, {
+    operated.core.create_namespaced_pod(operated.namespace, {
         "metadata": {"name": "main-stray", "labels": labels},
         "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}})
 
     def stray_left() -> bool:
-        pods = kube.core.list_namespaced_pod(kube.namespace, field_selector="metadata.name=main-stray").items
+        pods = operated.core.list_namespaced_pod(operated.namespace, field_selector="metadata.name=main-stray").items
         return any(not pod.metadata.deletion_timestamp for pod in pods)
 
     wait_for(lambda: not stray_left(), timeout=60, message="the operator to delete the stray pod main-stray")
@@ -195,32 +195,32 @@ spec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}
     # A pod stuck on an old template (its image never pulls) is replaced once the image is fixed. On the real
     # control plane the StatefulSet controller does that itself (the operator only does it where a controller
     # would wait for the pod to be Ready, as the emulator's did).
-    kube.create("stuck", image="registry.invalid/x:1")
-    kube.wait_phase("stuck", "Failed", timeout=60)
-    kube.patch("stuck", {"spec": {"image": "python:3.12"}})
-    kube.wait_phase("stuck", "Running", timeout=90)
+    operated.create("stuck", image="registry.invalid/x:1")
+    operated.wait_phase("stuck", "Failed", timeout=60)
+    operated.patch("stuck", {"spec": {"image": "python:3.12"}})
+    operated.wait_phase("stuck", "Running", timeout=90)
 
     # A pod no node can take (gpu-large's 768Gi): the operator lists the Nodes to say why.
-    kube.create("huge", flavor="gpu-large")
-    kube.wait_phase("huge", "Pending", timeout=60,
+    operated.create("huge", flavor="gpu-large")
+    operated.wait_phase("huge", "Pending", timeout=60,
                     check=lambda s: any(c["type"] == "Scheduled" and c["reason"] == "Unschedulable"
                                         for c in s["status"].get("conditions") or []))
-    kube.delete("huge")
+    operated.delete("huge")
 
     # Idle: probed in the pod (exec), stopped (the desired-state annotation), started again by its owner.
-    kube.create("sleepy", lifecycle={"idleTimeout": 60})  # 3 s on the test operator's scaled clock
-    kube.wait_phase("sleepy", "Stopped", timeout=90, check=lambda s: s["status"].get("stoppedReason") == "Idle")
-    kube.patch("sleepy", {"metadata": {"annotations": {DESIRED_STATE: "Running"}},
+    operated.create("sleepy", lifecycle={"idleTimeout": 60})  # 3 s on the test operator's scaled clock
+    operated.wait_phase("sleepy", "Stopped", timeout=90, check=lambda s: s["status"].get("stoppedReason") == "Idle")
+    operated.patch("sleepy", {"metadata": {"annotations": {DESIRED_STATE: "Running"}},
                           "spec": {"lifecycle": {"autoShutdown": False}}})
-    kube.wait_phase("sleepy", "Running", timeout=90)
+    operated.wait_phase("sleepy", "Running", timeout=90)
 
     # Expiry: warned (Event, condition), then deleted by the operator.
-    kube.create("brief", lifecycle={"expirationTime": rfc3339(datetime.now(UTC) + timedelta(seconds=5))})
-    kube.wait_gone("brief", timeout=60)
+    operated.create("brief", lifecycle={"expirationTime": rfc3339(datetime.now(UTC) + timedelta(seconds=5))})
+    operated.wait_gone("brief", timeout=60)
 
     # A plain delete: the garbage collector does the rest.
-    kube.delete("main")
-    kube.wait_gone("main")
+    operated.delete("main")
+    operated.wait_gone("main")
 
     grants = _shipped_grants()
 

@@ -27,7 +27,7 @@ import yaml
 
 from devservers_sdk.quantities import parse_quantity
 from tests.cli.devctl_support import devctl_env, run_process
-from tests.operator.conftest import Cluster, rfc3339
+from tests.operator.conftest import OperatedNamespace, rfc3339
 
 HERE = Path(__file__).resolve().parent
 SEED_DEVSERVER = (HERE / "seed_devserver.yaml").read_text()
@@ -51,12 +51,12 @@ def condition(server: dict[str, Any], kind: str) -> dict[str, Any]:
     return found
 
 
-def _node_can_hold(kube: Cluster, flavor: dict[str, Any]) -> bool:
+def _node_can_hold(operated: OperatedNamespace, flavor: dict[str, Any]) -> bool:
     """Whether some node has the flavor's labels and allocatable room for its requests and GPUs."""
     resources = flavor["spec"].get("resources") or {}
     wanted = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
     selector = flavor["spec"].get("nodeSelector") or {}
-    for node in kube.core.list_node().items:
+    for node in operated.core.list_node().items:
         labels = node.metadata.labels or {}
         allocatable = node.status.allocatable or {}
         if all(labels.get(key) == value for key, value in selector.items()) and all(
@@ -66,20 +66,20 @@ def _node_can_hold(kube: Cluster, flavor: dict[str, Any]) -> bool:
     return False
 
 
-def devctl(kube: Cluster, *args: str) -> Any:
-    return run_process([*args, "-n", kube.namespace], env=devctl_env(kube.kubeconfig))
+def devctl(operated: OperatedNamespace, *args: str) -> Any:
+    return run_process([*args, "-n", operated.namespace], env=devctl_env(operated.kubeconfig))
 
 
 # -- the seed's examples ---------------------------------------------------------------------------------
 
 
-def test_seed_example_devserver_applied_exactly_as_written(kube: Cluster) -> None:
+def test_seed_example_devserver_applied_exactly_as_written(operated: OperatedNamespace) -> None:
     # The seed names a shared claim it assumes the user has: give them one, so only the GPU is missing.
     claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "user-shared-efs"},
              "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
-    kube.kubectl("apply", "-f", "-", input_text=json.dumps(claim))
+    operated.kubectl("apply", "-f", "-", input_text=json.dumps(claim))
 
-    applied = kube.kubectl("apply", "-f", "-", input_text=seed_devserver(kube.namespace), check=False)
+    applied = operated.kubectl("apply", "-f", "-", input_text=seed_devserver(operated.namespace), check=False)
     assert applied.returncode == 0, applied.stderr
     assert "devserver.devservers.io/seed-full created" in applied.stdout
     # Accepted, with one API warning (kubectl prints them) for each field that has no effect.
@@ -87,19 +87,19 @@ def test_seed_example_devserver_applied_exactly_as_written(kube: Cluster) -> Non
         applied.stderr and "spec.enableSSH is ignored" in applied.stderr, applied.stderr
 
     # Its expirationTime had passed before it was created: nothing runs, nothing is deleted, and it says why.
-    server = kube.wait_phase("seed-full", "Expired", timeout=60)
+    server = operated.wait_phase("seed-full", "Expired", timeout=60)
     assert server["spec"]["owner"] == "user@company.com"
     ready = condition(server, "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "DeadlineBeforeCreation")
     assert "2024-01-15T18:00:00Z" in ready["message"] and "timeToLive" in ready["message"]
     ignored = condition(server, "FieldsIgnored")
     assert (ignored["status"], ignored["reason"]) == ("True", "SeveralFieldsIgnored")
-    assert kube.statefulset("seed-full") is None and kube.pods("seed-full") == []
-    assert kube.get("seed-full") is not None, "a deadline before creation deletes nothing"
+    assert operated.statefulset("seed-full") is None and operated.pods("seed-full") == []
+    assert operated.get("seed-full") is not None, "a deadline before creation deletes nothing"
 
-    table = kube.kubectl("get", "devservers", "seed-full").stdout
+    table = operated.kubectl("get", "devservers", "seed-full").stdout
     assert "Expired" in table and "2024-01-15T18:00:00Z" in table and "user@company.com" in table, table
-    described = devctl(kube, "describe", "seed-full")
+    described = devctl(operated, "describe", "seed-full")
     assert described.exit_code == 0, described
     for words in ("Expired", "DeadlineBeforeCreation", "2024-01-15T18:00:00Z", "spec.distributed is ignored",
                   "spec.enableSSH is ignored"):
@@ -108,26 +108,26 @@ def test_seed_example_devserver_applied_exactly_as_written(kube: Cluster) -> Non
     # Moving the date to the future makes it a GPU server like any other: it runs where a node has the
     # flavor's GPUs; on a cluster without them it is Pending, and the status says the scheduler's reason.
     later = rfc3339(datetime.now(UTC) + timedelta(hours=2))
-    kube.patch("seed-full", {"spec": {"lifecycle": {"expirationTime": later}}})
-    flavor = json.loads(kube.kubectl("get", "devserverflavor", "gpu-large", "-o", "json").stdout)
-    if _node_can_hold(kube, flavor):
-        kube.wait_phase("seed-full", "Running", timeout=120)
+    operated.patch("seed-full", {"spec": {"lifecycle": {"expirationTime": later}}})
+    flavor = json.loads(operated.kubectl("get", "devserverflavor", "gpu-large", "-o", "json").stdout)
+    if _node_can_hold(operated, flavor):
+        operated.wait_phase("seed-full", "Running", timeout=120)
         return
-    server = kube.wait_phase("seed-full", "Pending", timeout=90,
+    server = operated.wait_phase("seed-full", "Pending", timeout=90,
                              check=lambda s: condition(s, "Scheduled")["reason"] == "Unschedulable")
     scheduled = condition(server, "Scheduled")
     assert scheduled["status"] == "False" and scheduled["message"], scheduled
     assert condition(server, "Ready")["reason"] == "PodsPending"
     assert server["status"]["expiresAt"] == later  # the earlier deadline now: before creation + 4h
-    table = kube.kubectl("get", "devservers", "seed-full").stdout
+    table = operated.kubectl("get", "devservers", "seed-full").stdout
     assert "Pending" in table, table
-    described = devctl(kube, "describe", "seed-full")
+    described = devctl(operated, "describe", "seed-full")
     assert "Pending" in described.stdout and "Unschedulable" in described.stdout, described
 
 
-def test_seed_example_flavor_is_accepted(kube: Cluster) -> None:
+def test_seed_example_flavor_is_accepted(operated: OperatedNamespace) -> None:
     # A server-side dry run: the session's sample gpu-large flavor stays as the other tests expect it.
-    applied = kube.kubectl("apply", "--dry-run=server", "-f", "-", input_text=SEED_FLAVOR, check=False)
+    applied = operated.kubectl("apply", "--dry-run=server", "-f", "-", input_text=SEED_FLAVOR, check=False)
     assert applied.returncode == 0, applied.stderr
     assert "devserverflavor.devservers.io/gpu-large" in applied.stdout
 
@@ -135,17 +135,17 @@ def test_seed_example_flavor_is_accepted(kube: Cluster) -> None:
 # -- a deadline before creation ----------------------------------------------------------------------------
 
 
-def test_deadline_before_creation_runs_nothing_until_the_date_moves_to_the_future(kube: Cluster) -> None:
-    kube.create("late", lifecycle={"expirationTime": "2024-01-15T18:00:00Z"})
-    server = kube.wait_phase("late", "Expired")
+def test_deadline_before_creation_runs_nothing_until_the_date_moves_to_the_future(operated: OperatedNamespace) -> None:
+    operated.create("late", lifecycle={"expirationTime": "2024-01-15T18:00:00Z"})
+    server = operated.wait_phase("late", "Expired")
     assert condition(server, "ExpiringSoon")["reason"] == "DeadlineBeforeCreation"
     assert server["status"]["expiresAt"] == "2024-01-15T18:00:00Z"
-    assert kube.statefulset("late") is None and kube.service("late") is None
-    assert "DeadlineBeforeCreation" in kube.event_reasons("late")
+    assert operated.statefulset("late") is None and operated.service("late") is None
+    assert "DeadlineBeforeCreation" in operated.event_reasons("late")
 
-    kube.patch("late", {"spec": {"lifecycle": {"expirationTime": rfc3339(datetime.now(UTC) + timedelta(hours=1))}}})
-    kube.wait_phase("late", "Running", timeout=90)
-    assert "Expired" not in kube.event_reasons("late"), "it was held, never expired"
+    operated.patch("late", {"spec": {"lifecycle": {"expirationTime": rfc3339(datetime.now(UTC) + timedelta(hours=1))}}})
+    operated.wait_phase("late", "Running", timeout=90)
+    assert "Expired" not in operated.event_reasons("late"), "it was held, never expired"
 
 
 # -- every refusal names the field and the fix -------------------------------------------------------------
@@ -179,9 +179,9 @@ INVALID = {
 
 
 @pytest.mark.parametrize("case", list(INVALID))
-def test_invalid_devserver_refused_naming_the_field(kube: Cluster, case: str) -> None:
+def test_invalid_devserver_refused_naming_the_field(operated: OperatedNamespace, case: str) -> None:
     field, changes, fix = INVALID[case]
-    manifest = yaml.safe_load(seed_devserver(kube.namespace, name="invalid"))
+    manifest = yaml.safe_load(seed_devserver(operated.namespace, name="invalid"))
     spec = manifest["spec"]
     spec["lifecycle"].pop("expirationTime")
     for key, value in changes.items():
@@ -191,10 +191,10 @@ def test_invalid_devserver_refused_naming_the_field(kube: Cluster, case: str) ->
             spec[key] = {**spec[key], **value}
         else:
             spec[key] = value
-    result: subprocess.CompletedProcess[str] = kube.kubectl("apply", "-f", "-", input_text=json.dumps(manifest),
+    result: subprocess.CompletedProcess[str] = operated.kubectl("apply", "-f", "-", input_text=json.dumps(manifest),
                                                             check=False)
     assert result.returncode == 1, result.stdout
     assert field in result.stderr and fix in result.stderr, result.stderr
     for unreadable in UNREADABLE:
         assert unreadable not in result.stderr.replace(CEL_SKIPPED, ""), result.stderr
-    assert kube.get("invalid") is None
+    assert operated.get("invalid") is None

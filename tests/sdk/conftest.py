@@ -1,7 +1,8 @@
-"""Fixtures for the SDK tests: the generated CRDs and sample flavors installed once, a client per test,
-and DevServers with real pods behind them.
+"""Fixtures for the SDK tests: a cluster of their own with the generated CRDs and sample flavors installed
+once, a client per test, and DevServers with real pods behind them.
 
-There is no operator here, so a "running" DevServer is made the way the operator will make it: a
+No operator runs on that cluster (the session's platform operator watches every namespace of the session's
+cluster, and would act on these tests' objects, whatever order the tests run in), so a "running" DevServer is made the way the operator will make it: a
 StatefulSet named like the DevServer whose pod template carries ``devservers.io/name=<name>`` (the
 StatefulSet controller adds ``apps.kubernetes.io/pod-index``), plus a status written through the status
 subresource when a test needs a phase.
@@ -19,7 +20,7 @@ import pytest
 
 from devservers_sdk.client import NAME_LABEL, DevServerClient
 from devservers_sdk.kube import DEVSERVERS, PODS, Kube, Resource
-from devservers_sdk.localcluster.pytest_plugin import wait_for
+from devservers_sdk.localcluster.pytest_plugin import ROOMY_NODE, ClusterHandle, cluster_for_tests, wait_for
 from devservers_sdk.settings import load_kubeconfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,20 +34,29 @@ def kubectl(kubeconfig: str, *args: str, input: str | None = None, check: bool =
 
 
 @pytest.fixture(scope="session")
-def crds(kubeconfig: str) -> str:
+def cluster(request: pytest.FixtureRequest) -> Iterator[ClusterHandle]:
+    """Overrides the plugin's cluster for these tests: one where no operator runs (an outside cluster given by
+    ``DEVSERVERS_TEST_KUBECONFIG`` is used as it is, and must have none)."""
+    with cluster_for_tests(request, node_capacity=ROOMY_NODE) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: ClusterHandle) -> str:
     """The generated CRDs and the sample flavors, applied with the real kubectl."""
+    kubeconfig = cluster.kubeconfig
     kubectl(kubeconfig, "apply", "-f", str(ROOT / "crds"))
-    kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=30s",
+    kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=120s",
             "crd/devservers.devservers.io", "crd/devserverflavors.devservers.io")
     kubectl(kubeconfig, "apply", "-f", str(ROOT / "examples" / "flavors"))
     return kubeconfig
 
 
 @pytest.fixture(scope="session")
-def admin_user(kubeconfig: str) -> str:
+def admin_user(cluster: ClusterHandle) -> str:
     """Who the session's kubeconfig authenticates as, in the cluster's own words (``kubectl auth whoami``):
     localcluster-admin on the emulator, kubernetes-admin on the real control plane."""
-    answer = kubectl(kubeconfig, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout.strip()
+    answer = kubectl(cluster.kubeconfig, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout.strip()
     assert answer, "kubectl auth whoami named no user"
     return answer
 

@@ -11,7 +11,7 @@ import pytest
 
 from devservers_sdk.lifecycle import DESIRED_STATE_ANNOTATION
 from devservers_sdk.localcluster.pytest_plugin import wait_for
-from tests.operator.conftest import Cluster, rfc3339
+from tests.operator.conftest import OperatedNamespace, rfc3339
 
 # Each test's bounded waits (a start, then a stop or a move, then Events) add up to more than the suite's 120 s
 # on a loaded real plane, where a home's first mount can be refused until the Node authorizer sees the pod.
@@ -24,75 +24,75 @@ def stopped(server: dict[str, Any]) -> bool:
     return server["status"].get("stoppedReason") == "Idle" and not server["status"].get("pods")
 
 
-def event_messages(kube: Cluster, name: str, reason: str) -> list[str]:
-    return [event.message for event in kube.events(name) if event.reason == reason]
+def event_messages(operated: OperatedNamespace, name: str, reason: str) -> list[str]:
+    return [event.message for event in operated.events(name) if event.reason == reason]
 
 
-def test_the_hook_runs_on_every_rank_before_an_idle_stop_once(kube: Cluster) -> None:
-    kube.create("saver", mode="distributed", distributed={"worldSize": 2, "backend": "gloo"},
+def test_the_hook_runs_on_every_rank_before_an_idle_stop_once(operated: OperatedNamespace) -> None:
+    operated.create("saver", mode="distributed", distributed={"worldSize": 2, "backend": "gloo"},
                 persistentHomeSize="1Gi",
                 lifecycle={"idleTimeout": 60, "checkpoint": {"command": SAVE, "timeoutSeconds": 20}})
-    kube.wait_phase("saver", "Running", timeout=120)
-    grace = kube.statefulset("saver").spec.template.spec.termination_grace_period_seconds
+    operated.wait_phase("saver", "Running", timeout=120)
+    grace = operated.statefulset("saver").spec.template.spec.termination_grace_period_seconds
     assert grace == 30, "the grace period covers the hook's 20 s and a margin"
 
-    server = kube.wait_phase("saver", "Stopped", check=stopped, timeout=120)
+    server = operated.wait_phase("saver", "Stopped", check=stopped, timeout=120)
     outcome = server["status"]["lastCheckpoint"]
     assert (outcome["trigger"], outcome["succeeded"]) == ("IdleStop", True), outcome
     assert [(r["rank"], r["exitCode"], r["timedOut"]) for r in outcome["ranks"]] == [(0, 0, False), (1, 0, False)]
     assert all("checkpoint written" in r["outputTail"] for r in outcome["ranks"]), outcome
-    wait_for(lambda: event_messages(kube, "saver", "CheckpointSaved"), timeout=30, message="a CheckpointSaved Event")
-    assert "before the idle stop" in event_messages(kube, "saver", "CheckpointSaved")[0]
+    wait_for(lambda: event_messages(operated, "saver", "CheckpointSaved"), timeout=30, message="a CheckpointSaved Event")
+    assert "before the idle stop" in event_messages(operated, "saver", "CheckpointSaved")[0]
 
-    kube.patch("saver", {"metadata": {"annotations": {DESIRED_STATE_ANNOTATION: "Running"}},
+    operated.patch("saver", {"metadata": {"annotations": {DESIRED_STATE_ANNOTATION: "Running"}},
                          "spec": {"lifecycle": {"autoShutdown": False}}})
-    kube.wait_phase("saver", "Running", timeout=120)
+    operated.wait_phase("saver", "Running", timeout=120)
     for rank in (0, 1):  # the pods' preStop saw the operator's marker and did not run the hook again
-        assert kube.exec(f"saver-{rank}", "cat $HOME/hook.log").splitlines() == ["saved-by-hook"]
+        assert operated.exec(f"saver-{rank}", "cat $HOME/hook.log").splitlines() == ["saved-by-hook"]
 
 
-def test_a_hanging_hook_is_cut_at_its_timeout_and_the_stop_goes_on(kube: Cluster) -> None:
-    kube.create("hangs", lifecycle={"idleTimeout": 60, "checkpoint": {"command": ["sleep", "600"],
+def test_a_hanging_hook_is_cut_at_its_timeout_and_the_stop_goes_on(operated: OperatedNamespace) -> None:
+    operated.create("hangs", lifecycle={"idleTimeout": 60, "checkpoint": {"command": ["sleep", "600"],
                                                                       "timeoutSeconds": 2}})
-    kube.wait_phase("hangs", "Running", timeout=120)
-    server = kube.wait_phase("hangs", "Stopped", check=stopped, timeout=120)
+    operated.wait_phase("hangs", "Running", timeout=120)
+    server = operated.wait_phase("hangs", "Stopped", check=stopped, timeout=120)
     outcome = server["status"]["lastCheckpoint"]
     assert (outcome["trigger"], outcome["succeeded"]) == ("IdleStop", False), outcome
     [rank] = outcome["ranks"]
     assert rank["timedOut"] is True and "exitCode" not in rank, rank
     assert rank["durationSeconds"] < 60, rank
-    wait_for(lambda: event_messages(kube, "hangs", "CheckpointFailed"), timeout=30, message="CheckpointFailed")
-    message = event_messages(kube, "hangs", "CheckpointFailed")[0]
+    wait_for(lambda: event_messages(operated, "hangs", "CheckpointFailed"), timeout=30, message="CheckpointFailed")
+    message = event_messages(operated, "hangs", "CheckpointFailed")[0]
     assert "rank 0 timed out after 2s" in message and "stopping anyway" in message, message
 
 
-def test_the_hook_runs_before_expiry(kube: Cluster) -> None:
+def test_the_hook_runs_before_expiry(operated: OperatedNamespace) -> None:
     deadline = datetime.now(UTC) + timedelta(seconds=30)
-    kube.create("expires", lifecycle={"expirationTime": rfc3339(deadline),
+    operated.create("expires", lifecycle={"expirationTime": rfc3339(deadline),
                                       "checkpoint": {"command": SAVE, "timeoutSeconds": 10}})
-    kube.wait_phase("expires", "Running", timeout=60)
-    kube.wait_gone("expires", timeout=120)
-    wait_for(lambda: {"CheckpointSaved", "Expired"} <= set(kube.event_reasons("expires")), timeout=30,
+    operated.wait_phase("expires", "Running", timeout=60)
+    operated.wait_gone("expires", timeout=120)
+    wait_for(lambda: {"CheckpointSaved", "Expired"} <= set(operated.event_reasons("expires")), timeout=30,
              message="the CheckpointSaved and Expired Events")
-    events = {event.reason: event for event in kube.events("expires")}
+    events = {event.reason: event for event in operated.events("expires")}
     assert "before expiry" in events["CheckpointSaved"].message
     saved_at = events["CheckpointSaved"].last_timestamp or events["CheckpointSaved"].event_time
     expired_at = events["Expired"].last_timestamp or events["Expired"].event_time
     assert saved_at <= expired_at
 
 
-def test_the_hook_runs_once_before_a_flavor_change_restarts_the_pods(kube: Cluster) -> None:
-    kube.create("resized", persistentHomeSize="1Gi",
+def test_the_hook_runs_once_before_a_flavor_change_restarts_the_pods(operated: OperatedNamespace) -> None:
+    operated.create("resized", persistentHomeSize="1Gi",
                 lifecycle={"autoShutdown": False, "checkpoint": {"command": SAVE, "timeoutSeconds": 10}})
-    kube.wait_phase("resized", "Running", timeout=120)
-    kube.patch("resized", {"spec": {"flavor": "cpu-medium"}})
-    server = kube.wait_phase("resized", "Running", timeout=120, check=lambda s: (
+    operated.wait_phase("resized", "Running", timeout=120)
+    operated.patch("resized", {"spec": {"flavor": "cpu-medium"}})
+    server = operated.wait_phase("resized", "Running", timeout=120, check=lambda s: (
         (s["status"].get("lastCheckpoint") or {}).get("trigger") == "Restart"
         and s["status"].get("observedGeneration") == s["metadata"]["generation"]))
     assert server["status"]["lastCheckpoint"]["succeeded"] is True
-    wait_for(lambda: event_messages(kube, "resized", "CheckpointSaved"), timeout=30, message="CheckpointSaved")
-    assert "before the pods restart" in event_messages(kube, "resized", "CheckpointSaved")[0]
-    wait_for(lambda: kube.statefulset("resized").status.current_revision
-             == kube.statefulset("resized").status.update_revision, timeout=60, message="the rollout")
-    assert len(event_messages(kube, "resized", "CheckpointSaved")) == 1
-    assert kube.exec("resized-0", "cat $HOME/hook.log").splitlines() == ["saved-by-hook"]
+    wait_for(lambda: event_messages(operated, "resized", "CheckpointSaved"), timeout=30, message="CheckpointSaved")
+    assert "before the pods restart" in event_messages(operated, "resized", "CheckpointSaved")[0]
+    wait_for(lambda: operated.statefulset("resized").status.current_revision
+             == operated.statefulset("resized").status.update_revision, timeout=60, message="the rollout")
+    assert len(event_messages(operated, "resized", "CheckpointSaved")) == 1
+    assert operated.exec("resized-0", "cat $HOME/hook.log").splitlines() == ["saved-by-hook"]

@@ -12,15 +12,15 @@ import pytest
 from kubernetes import watch
 
 from devservers_sdk.localcluster.pytest_plugin import wait_for
-from tests.operator.conftest import Cluster, ready
+from tests.operator.conftest import OperatedNamespace, ready
 
 # Each test's bounded waits (a start, then a stop or a move, then Events) add up to more than the suite's 120 s
 # on a loaded real plane, where a home's first mount can be refused until the Node authorizer sees the pod.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
 
-def node_of(kube: Cluster, pod_name: str) -> str:
-    pod = kube.core.read_namespaced_pod(pod_name, kube.namespace)
+def node_of(operated: OperatedNamespace, pod_name: str) -> str:
+    pod = operated.core.read_namespaced_pod(pod_name, operated.namespace)
     assert pod.spec.node_name, f"pod {pod_name} is not scheduled"
     return str(pod.spec.node_name)
 
@@ -35,7 +35,7 @@ class Phases(list[str]):
 
 
 @contextmanager
-def phases_seen(kube: Cluster, name: str) -> Iterator[Phases]:
+def phases_seen(operated: OperatedNamespace, name: str) -> Iterator[Phases]:
     """Every phase the DevServer's status passes through while the block runs, from a watch: on the emulator
     an interruption may last less than a poll."""
     seen = Phases()
@@ -46,8 +46,8 @@ def phases_seen(kube: Cluster, name: str) -> Iterator[Phases]:
         version = None
         while not done.is_set():  # short watches, resumed: a stopped test leaves no stream open
             stream = watch.Watch()
-            for event in stream.stream(kube.custom.list_namespaced_custom_object, "devservers.io", "v1",
-                                       kube.namespace, "devservers", field_selector=f"metadata.name={name}",
+            for event in stream.stream(operated.custom.list_namespaced_custom_object, "devservers.io", "v1",
+                                       operated.namespace, "devservers", field_selector=f"metadata.name={name}",
                                        timeout_seconds=1, resource_version=version):
                 version = event["object"]["metadata"]["resourceVersion"]
                 seen.last = event["object"].get("status") or {}
@@ -64,31 +64,31 @@ def phases_seen(kube: Cluster, name: str) -> Iterator[Phases]:
         thread.join(timeout=10)
 
 
-def uncordon_all(kube: Cluster) -> None:
-    for node in kube.core.list_node().items:
+def uncordon_all(operated: OperatedNamespace) -> None:
+    for node in operated.core.list_node().items:
         if node.spec.unschedulable:
-            kube.kubectl("uncordon", node.metadata.name)
+            operated.kubectl("uncordon", node.metadata.name)
 
 
-def test_draining_the_node_under_rank_1_interrupts_then_runs_on_the_other_node(kube: Cluster) -> None:
+def test_draining_the_node_under_rank_1_interrupts_then_runs_on_the_other_node(operated: OperatedNamespace) -> None:
     # The checkpoint hook runs as the pods' preStop hook: nobody tells the operator about a drain.
     hook = {"command": ["sh", "-c", "echo saved-before-drain >> $HOME/prestop.log"], "timeoutSeconds": 10}
-    kube.create("spotty", mode="distributed", distributed={"worldSize": 2, "backend": "gloo"},
+    operated.create("spotty", mode="distributed", distributed={"worldSize": 2, "backend": "gloo"},
                 persistentHomeSize="1Gi", lifecycle={"checkpoint": hook})
-    kube.wait_phase("spotty", "Running", timeout=120)
-    kube.exec("spotty-1", "echo kept-across-nodes > $HOME/marker")
-    drained = node_of(kube, "spotty-1")
+    operated.wait_phase("spotty", "Running", timeout=120)
+    operated.exec("spotty-1", "echo kept-across-nodes > $HOME/marker")
+    drained = node_of(operated, "spotty-1")
     # The scheduler may have put rank 0 there too: then both move, each with its home.
-    on_drained = [pod for pod in ("spotty-0", "spotty-1") if node_of(kube, pod) == drained]
+    on_drained = [pod for pod in ("spotty-0", "spotty-1") if node_of(operated, pod) == drained]
     try:
-        with phases_seen(kube, "spotty") as phases:
-            result = kube.kubectl("drain", drained, "--ignore-daemonsets", "--delete-emptydir-data",
+        with phases_seen(operated, "spotty") as phases:
+            result = operated.kubectl("drain", drained, "--ignore-daemonsets", "--delete-emptydir-data",
                                   "--timeout=90s", "--pod-selector=devservers.io/name=spotty", check=False)
             assert result.returncode == 0, result.stdout + result.stderr
             assert "pod/spotty-1 evicted" in result.stdout + result.stderr, result.stdout + result.stderr
-            assert kube.core.read_node(drained).spec.unschedulable, "kubectl drain cordons the node first"
+            assert operated.core.read_node(drained).spec.unschedulable, "kubectl drain cordons the node first"
 
-            back = kube.wait_phase("spotty", "Running", timeout=120,
+            back = operated.wait_phase("spotty", "Running", timeout=120,
                                    check=lambda s: (s.get("status") or {}).get("interruptions") == 1)
             wait_for(lambda: phases.caught_up("Running", 1), timeout=30, message="the watch to see Running again")
         assert "Interrupted" in phases, phases
@@ -99,40 +99,40 @@ def test_draining_the_node_under_rank_1_interrupts_then_runs_on_the_other_node(k
         assert last["nodes"] == [drained], last
         recovered = next(c for c in status["conditions"] if c["type"] == "Interrupted")
         assert (recovered["status"], recovered["reason"]) == ("False", "Recovered")
-        pods = {pod.metadata.name: pod for pod in kube.pods("spotty")}
+        pods = {pod.metadata.name: pod for pod in operated.pods("spotty")}
         assert all(ready(pod) for pod in pods.values()), pods
-        assert node_of(kube, "spotty-1") != drained
-        assert kube.exec("spotty-1", "cat $HOME/marker").strip() == "kept-across-nodes"
+        assert node_of(operated, "spotty-1") != drained
+        assert operated.exec("spotty-1", "cat $HOME/marker").strip() == "kept-across-nodes"
         for pod in ("spotty-0", "spotty-1"):  # the preStop hook ran once on each drained pod, never elsewhere
             expected = ["saved-before-drain"] if pod in on_drained else []
-            assert kube.exec(pod, "cat $HOME/prestop.log 2>/dev/null || true").splitlines() == expected, pod
-        wait_for(lambda: {"Interrupted", "InterruptionRecovered"} <= set(kube.event_reasons("spotty")),
+            assert operated.exec(pod, "cat $HOME/prestop.log 2>/dev/null || true").splitlines() == expected, pod
+        wait_for(lambda: {"Interrupted", "InterruptionRecovered"} <= set(operated.event_reasons("spotty")),
                  timeout=30, message="the Interrupted and InterruptionRecovered Events")
-        interrupted_event = next(e for e in kube.events("spotty") if e.reason == "Interrupted")
+        interrupted_event = next(e for e in operated.events("spotty") if e.reason == "Interrupted")
         assert interrupted_event.type == "Warning" and "spotty-1" in interrupted_event.message
     finally:
-        uncordon_all(kube)
+        uncordon_all(operated)
 
 
 SPOT_INTERRUPTION_TAINT = "aws-node-termination-handler/spot-itn"
 
 
-def test_a_spot_interruption_taint_moves_the_server_with_its_home(kube: Cluster) -> None:
+def test_a_spot_interruption_taint_moves_the_server_with_its_home(operated: OperatedNamespace) -> None:
     """The AWS Node Termination Handler's taint, as NoExecute: the taint-eviction controller deletes the pod."""
-    kube.create("tainted", persistentHomeSize="1Gi")
-    kube.wait_phase("tainted", "Running", timeout=120)
-    kube.exec("tainted-0", "echo still-here > $HOME/marker")
-    reclaimed = node_of(kube, "tainted-0")
+    operated.create("tainted", persistentHomeSize="1Gi")
+    operated.wait_phase("tainted", "Running", timeout=120)
+    operated.exec("tainted-0", "echo still-here > $HOME/marker")
+    reclaimed = node_of(operated, "tainted-0")
     try:
-        with phases_seen(kube, "tainted") as phases:
-            kube.kubectl("taint", "node", reclaimed, f"{SPOT_INTERRUPTION_TAINT}=true:NoExecute")
-            back = kube.wait_phase("tainted", "Running", timeout=120,
+        with phases_seen(operated, "tainted") as phases:
+            operated.kubectl("taint", "node", reclaimed, f"{SPOT_INTERRUPTION_TAINT}=true:NoExecute")
+            back = operated.wait_phase("tainted", "Running", timeout=120,
                                    check=lambda s: (s.get("status") or {}).get("interruptions") == 1)
             wait_for(lambda: phases.caught_up("Running", 1), timeout=30, message="the watch to see Running again")
         assert "Interrupted" in phases, phases
         last = back["status"]["lastInterruption"]
         assert (last["reason"], last["pods"], last["nodes"]) == ("NodeTainted", ["tainted-0"], [reclaimed]), last
-        assert node_of(kube, "tainted-0") != reclaimed
-        assert kube.exec("tainted-0", "cat $HOME/marker").strip() == "still-here"
+        assert node_of(operated, "tainted-0") != reclaimed
+        assert operated.exec("tainted-0", "cat $HOME/marker").strip() == "still-here"
     finally:
-        kube.kubectl("taint", "node", reclaimed, f"{SPOT_INTERRUPTION_TAINT}-", check=False)
+        operated.kubectl("taint", "node", reclaimed, f"{SPOT_INTERRUPTION_TAINT}-", check=False)

@@ -25,7 +25,7 @@ from devservers_sdk.client import DevServerClient
 from devservers_sdk.errors import LaunchFailedError
 from devservers_sdk.localcluster.pytest_plugin import wait_for
 from tests.launch.conftest import EXAMPLE, copy_into_every_rank
-from tests.operator.conftest import Cluster
+from tests.operator.conftest import OperatedNamespace
 from tests.spot.test_drain import node_of, phases_seen, uncordon_all
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # torch starts slowly in 4 processes, twice
@@ -57,14 +57,14 @@ def final_parameters(output: str) -> list[float]:
 
 
 def test_training_survives_a_drain_and_resumes_to_the_uninterrupted_result(
-        kube: Cluster, pods_use_this_python: None) -> None:
-    client = DevServerClient(namespace=kube.namespace, kubeconfig=kube.kubeconfig)
+        operated: OperatedNamespace, pods_use_this_python: None) -> None:
+    client = DevServerClient(namespace=operated.namespace, kubeconfig=operated.kubeconfig)
     try:
         client.create("trainer", flavor="cpu-small", mode="distributed", world_size=2, nprocs_per_node=2,
                       backend="gloo", home_size="1Gi", time_to_live="1h", wait=True, timeout=180)
         copy_into_every_rank(client, "trainer", 2, {"train_ddp.py": EXAMPLE})
         client.exec("trainer", "echo rank-1-home > $HOME/marker", rank=1, check=True)
-        drained = node_of(kube, "trainer-1")
+        drained = node_of(operated, "trainer-1")
 
         # 1. Train slowly enough to be caught in the middle; drain once two checkpoints exist.
         saved = threading.Event()
@@ -73,21 +73,21 @@ def test_training_survives_a_drain_and_resumes_to_the_uninterrupted_result(
                                if "checkpoint saved at epoch 6" in line else None)
         try:
             assert saved.wait(timeout=180), f"no checkpoint at epoch 6:\n{handle.logs()}"
-            with phases_seen(kube, "trainer") as phases:
-                drain = kube.kubectl("drain", drained, "--ignore-daemonsets", "--delete-emptydir-data",
+            with phases_seen(operated, "trainer") as phases:
+                drain = operated.kubectl("drain", drained, "--ignore-daemonsets", "--delete-emptydir-data",
                                      "--timeout=90s", "--pod-selector=devservers.io/name=trainer", check=False)
                 assert drain.returncode == 0, drain.stdout + drain.stderr
                 with pytest.raises(LaunchFailedError):
                     handle.wait(timeout=120)
                 interrupted_logs = handle.logs()
                 assert f"epoch {EPOCHS} loss" not in interrupted_logs, "the drain came after the end of training"
-                kube.wait_phase("trainer", "Running", timeout=180,
+                operated.wait_phase("trainer", "Running", timeout=180,
                                 check=lambda s: (s.get("status") or {}).get("interruptions") == 1)
                 wait_for(lambda: phases.caught_up("Running", 1), timeout=30, message="the watch to see Running again")
         finally:
             handle.cancel()
         assert "Interrupted" in phases and phases.index("Interrupted") < len(phases) - 1, phases
-        assert node_of(kube, "trainer-1") != drained
+        assert node_of(operated, "trainer-1") != drained
         assert client.exec("trainer", "cat $HOME/marker", rank=1, check=True).stdout.strip() == "rank-1-home"
         latest = client.checkpoints("trainer").latest
         assert latest is not None and 6 <= latest.step < EPOCHS, latest
@@ -96,7 +96,7 @@ def test_training_survives_a_drain_and_resumes_to_the_uninterrupted_result(
         # 2. devctl launch --resume: the checkpoint's directory and step reach every process.
         wait_for_master_port(client)
         resumed = subprocess.run(
-            [DEVCTL, "launch", "trainer", "--kubeconfig", kube.kubeconfig, "-n", kube.namespace, "--resume",
+            [DEVCTL, "launch", "trainer", "--kubeconfig", operated.kubeconfig, "-n", operated.namespace, "--resume",
              "--", *TRAIN], capture_output=True, text=True, timeout=300)
         assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
         assert f"Resuming from step {latest.step} ({latest.path})" in resumed.stderr, resumed.stderr
@@ -119,5 +119,5 @@ def test_training_survives_a_drain_and_resumes_to_the_uninterrupted_result(
         worst = max(abs(a - b) for a, b in zip(expected, got, strict=True))
         assert worst <= TOLERANCE, f"resumed parameters differ from the uninterrupted run by up to {worst}"
     finally:
-        uncordon_all(kube)
+        uncordon_all(operated)
         client.close()
