@@ -353,5 +353,5 @@ def test_logs_follow_ends_quietly_on_interrupt(
         run = run_cell("%devserver logs followed -f")
     finally:
         interrupt.cancel()
-    assert 1.0 < time.monotonic() - started < 15
+    assert 1.0 < time.monotonic() - started < 90  # until the interrupt, and not forever
     assert run.error is None and run.result.result is None  # following stops; no KeyboardInterrupt report
