@@ -225,7 +225,7 @@ def namespace_kubeconfig(cluster: ClusterHandle, namespace: str, tmp_path: Path)
     return str(path)
 
 
-def wait_for(predicate: Any, *, timeout: float = 20.0, interval: float = 0.05, message: str = "") -> Any:
+def wait_for(predicate: Any, *, timeout: float = 60.0, interval: float = 0.05, message: str = "") -> Any:
     """Poll ``predicate`` until it returns something truthy; fail the test with ``message`` on timeout."""
     deadline = time.monotonic() + timeout
     last: Any = None

@@ -114,7 +114,7 @@ def test_up_status_down_as_a_user_runs_them(local_env: tuple[Path, Path]) -> Non
     assert [c["name"] for c in document["contexts"]] == ["previous"]
     assert [c["name"] for c in document["clusters"]] == ["elsewhere"]
     assert [u["name"] for u in document["users"]] == ["me"]
-    wait_for(lambda: gone(record["cluster_pid"]) and gone(record["operator_pid"]), timeout=30,
+    wait_for(lambda: gone(record["cluster_pid"]) and gone(record["operator_pid"]), timeout=60,
              message="both processes gone")
     assert (state / "cluster" / "objects.json").is_file() and (state / "cluster.log").is_file()
     assert "Its objects and volumes are kept in" in down.stdout
@@ -164,7 +164,7 @@ def test_up_in_process_into_a_new_kubeconfig_and_recovery_after_a_crash(local_en
 
     record = json.loads(devctl("local", "status", "-o", "json").stdout)
     os.kill(record["cluster_pid"], signal.SIGKILL)  # the cluster dies behind devctl's back
-    wait_for(lambda: gone(record["cluster_pid"]), timeout=30, message="the cluster process gone")
+    wait_for(lambda: gone(record["cluster_pid"]), timeout=60, message="the cluster process gone")
     broken = devctl("local", "status")
     assert broken.exit_code == 3 and f"not running (pid {record['cluster_pid']} gone)" in broken.stdout
 

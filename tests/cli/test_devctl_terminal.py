@@ -48,7 +48,7 @@ def test_ctrl_c_goes_to_the_remote_command(cluster: Any, process_devctl: Devctl,
     running(process_devctl, "intr")
     child = spawn(kubeconfig_for_test, "shell", "intr")
     child.sendline("sleep 613; echo slept")
-    wait_for(lambda: _foreground_on_its_terminal("sleep\x00613"), timeout=30, message="the remote sleep running")
+    wait_for(lambda: _foreground_on_its_terminal("sleep\x00613"), timeout=60, message="the remote sleep running")
     child.sendintr()  # ^C interrupts the remote sleep, not devctl
     child.sendline("echo still-here")
     child.expect("still-here\r\n")

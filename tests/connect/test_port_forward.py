@@ -68,7 +68,7 @@ def test_a_refused_connection_is_reported_and_the_forward_goes_on(server: Server
     with forward as address:
         status, _ = get(f"{address.url}/page.txt")  # nothing listens in the pod yet
         assert status == 0
-        wait_for(lambda: errors, timeout=30, message="the refused connection reported")
+        wait_for(lambda: errors, timeout=60, message="the refused connection reported")
         assert "connection refused" in errors[0] and str(port) in errors[0], errors
         start_web_server(server, port, "now it listens")
         assert wait_for(lambda: get(f"{address.url}/page.txt")[1], timeout=60,

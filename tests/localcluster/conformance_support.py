@@ -251,7 +251,7 @@ def published_root_ca(clients: Clients, namespace: str) -> list[str]:
         return []
     wait_for(
         lambda: name in {c.metadata.name for c in clients.core.list_namespaced_config_map(namespace).items},
-        timeout=30,
+        timeout=60,
         message=f"{name} to be published into {namespace}",
     )
     return [name]
@@ -309,12 +309,12 @@ def create_crd(clients: Clients, body: dict[str, Any]) -> dict[str, Any]:
         conditions = (crd.status.conditions if crd.status else None) or []
         return any(c.type == "Established" and c.status == "True" for c in conditions)
 
-    wait_for(established, timeout=30, message=f"CRD {name} to be Established")
+    wait_for(established, timeout=60, message=f"CRD {name} to be Established")
     for version in spec["versions"]:
         path = f"/apis/{spec['group']}/{version['name']}/{spec['names']['plural']}"
         wait_for(
             lambda p=path: clients.raw.request("GET", p).status == 200,
-            timeout=30,
+            timeout=60,
             message=f"{path} to be served",
         )
     return body

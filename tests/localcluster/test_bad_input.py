@@ -529,7 +529,7 @@ def victim(k8s: Clients, namespace: str) -> str:
         lambda: any(
             sa.metadata.name == "default" for sa in core.list_namespaced_service_account(namespace).items
         ),
-        timeout=10,
+        timeout=60,
         message="the default ServiceAccount",
     )
     previous = [checksum(k8s, namespace)]
@@ -540,7 +540,7 @@ def victim(k8s: Clients, namespace: str) -> str:
         previous.append(current)
         return settled
 
-    wait_for(stable, timeout=10, interval=0.1, message="the namespace to settle")
+    wait_for(stable, timeout=60, interval=0.1, message="the namespace to settle")
     return previous[-1]
 
 

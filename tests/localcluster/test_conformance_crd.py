@@ -329,7 +329,7 @@ def test_deleting_crd_deletes_its_custom_resources(k8s: Clients, namespace: str)
     assert [(c["status"], c["reason"]) for c in terminating] == [("True", "InstanceDeletionPending")]
     wait_for(
         lambda: gone(k8s.ext.read_custom_resource_definition, name),
-        timeout=20,
+        timeout=60,
         message="the CRD to be deleted after its custom resources",
     )
     response = k8s.raw.request("GET", f"/apis/{group}/v1/namespaces/{namespace}/temps")

@@ -122,7 +122,7 @@ def test_background_propagation_deletes_dependents(k8s: Clients, namespace: str)
     assert gone(k8s.core.read_namespaced_config_map, "owner", namespace)
     wait_for(
         lambda: all(gone(k8s.core.read_namespaced_config_map, n, namespace) for n in ("dep-1", "dep-2")),
-        timeout=10,
+        timeout=60,
         message="dependents to be garbage collected",
     )
     assert k8s.core.read_namespaced_config_map("bystander", namespace).metadata.uid == bystander.metadata.uid
@@ -144,7 +144,7 @@ def test_dependent_of_missing_owner_is_collected(k8s: Clients, namespace: str) -
     )
     wait_for(
         lambda: gone(k8s.core.read_namespaced_config_map, "orphan", namespace),
-        timeout=10,
+        timeout=60,
         message="a dependent whose only owner does not exist to be collected",
     )
     # With one live owner left the dependent stays, minus the dangling reference.
@@ -178,12 +178,12 @@ def test_foreground_propagation(k8s: Clients, namespace: str) -> None:
     assert "foregroundDeletion" in waiting.metadata.finalizers
     wait_for(
         lambda: gone(k8s.core.read_namespaced_config_map, "fg-free", namespace),
-        timeout=10,
+        timeout=60,
         message="the unblocked dependent to be deleted",
     )
     wait_for(
         lambda: k8s.core.read_namespaced_config_map("fg-held", namespace).metadata.deletion_timestamp,
-        timeout=10,
+        timeout=60,
         message="the held dependent to be marked for deletion",
     )
     settle()
@@ -191,7 +191,7 @@ def test_foreground_propagation(k8s: Clients, namespace: str) -> None:
     release(k8s, "fg-held", namespace)
     wait_for(
         lambda: gone(k8s.core.read_namespaced_config_map, "fg-owner", namespace),
-        timeout=10,
+        timeout=60,
         message="the owner to go once its blocking dependents are gone",
     )
     assert gone(k8s.core.read_namespaced_config_map, "fg-held", namespace)
@@ -207,7 +207,7 @@ def test_orphan_propagation(k8s: Clients, namespace: str) -> None:
     k8s.core.delete_namespaced_config_map("or-owner", namespace, propagation_policy="Orphan")
     wait_for(
         lambda: gone(k8s.core.read_namespaced_config_map, "or-owner", namespace),
-        timeout=10,
+        timeout=60,
         message="the owner to be deleted after orphaning",
     )
     dep = k8s.core.read_namespaced_config_map("or-dep", namespace)
@@ -264,7 +264,7 @@ def test_namespace_deletion_removes_everything_then_itself(k8s: Clients, namespa
         release(k8s, "c-held", namespace)
         wait_for(
             lambda: gone(k8s.core.read_namespace, namespace),
-            timeout=20,
+            timeout=60,
             message="the namespace to disappear once empty",
         )
         assert k8s.core.list_namespaced_pod(namespace).items == []
@@ -314,7 +314,7 @@ def test_statefulset_controller(k8s: Clients, namespace: str) -> None:
             if p.metadata.deletion_timestamp is None
         }
 
-    wait_for(lambda: sorted(pods()) == ["web-0", "web-1", "web-2"], timeout=20, message="three ordinal pods")
+    wait_for(lambda: sorted(pods()) == ["web-0", "web-1", "web-2"], timeout=60, message="three ordinal pods")
     for name, pod in pods().items():
         assert pod.spec.hostname == name and pod.spec.subdomain == "web"
         [ref] = pod.metadata.owner_references
@@ -329,7 +329,7 @@ def test_statefulset_controller(k8s: Clients, namespace: str) -> None:
         }
         return claims if all(c.status.phase == "Bound" for c in claims.values()) else {}
 
-    claims = wait_for(lambda: len(bound_claims()) == 3 and bound_claims(), timeout=20, message="bound claims")
+    claims = wait_for(lambda: len(bound_claims()) == 3 and bound_claims(), timeout=60, message="bound claims")
     assert sorted(claims) == ["data-web-0", "data-web-1", "data-web-2"]
     for claim in claims.values():
         volume = k8s.core.read_persistent_volume(claim.spec.volume_name)
@@ -340,14 +340,14 @@ def test_statefulset_controller(k8s: Clients, namespace: str) -> None:
         assert volume.status.phase == "Bound"
     wait_for(
         lambda: k8s.apps.read_namespaced_stateful_set("web", namespace).status.replicas == 3,
-        timeout=20,
+        timeout=60,
         message="status.replicas to reach 3",
     )
 
     # Scale down removes the highest ordinal and keeps its claim.
     k8s.apps.patch_namespaced_stateful_set_scale("web", namespace, {"spec": {"replicas": 2}})
-    wait_for(lambda: sorted(pods()) == ["web-0", "web-1"], timeout=20, message="web-2 to be removed")
-    wait_for(lambda: gone(k8s.core.read_namespaced_pod, "web-2", namespace), timeout=20, message="web-2 gone")
+    wait_for(lambda: sorted(pods()) == ["web-0", "web-1"], timeout=60, message="web-2 to be removed")
+    wait_for(lambda: gone(k8s.core.read_namespaced_pod, "web-2", namespace), timeout=60, message="web-2 gone")
     assert "data-web-2" in {
         c.metadata.name for c in k8s.core.list_namespaced_persistent_volume_claim(namespace).items
     }
@@ -372,7 +372,7 @@ def test_statefulset_controller(k8s: Clients, namespace: str) -> None:
             )
         )
 
-    wait_for(rolled, timeout=30, message="pods to be replaced with the new template")
+    wait_for(rolled, timeout=60, message="pods to be replaced with the new template")
     raw = k8s.raw.request("GET", f"/apis/apps/v1/namespaces/{namespace}/statefulsets/web").json
     assert set(raw["status"]) <= STATEFULSET_STATUS_FIELDS, raw["status"]
 
@@ -380,7 +380,7 @@ def test_statefulset_controller(k8s: Clients, namespace: str) -> None:
     k8s.apps.patch_namespaced_stateful_set("web", namespace, {"spec": {"replicas": 0}})
     wait_for(
         lambda: not k8s.core.list_namespaced_pod(namespace, label_selector="app=web").items,
-        timeout=20,
+        timeout=60,
         message="every pod to be removed",
     )
     assert len(k8s.core.list_namespaced_persistent_volume_claim(namespace).items) == 3
@@ -429,7 +429,7 @@ def test_pvc_protection(k8s: Clients, namespace: str) -> None:
     assert "kubernetes.io/pvc-protection" in claim.metadata.finalizers
     wait_for(
         lambda: k8s.core.read_namespaced_persistent_volume_claim("claim", namespace).status.phase == "Bound",
-        timeout=20,
+        timeout=60,
         message="the claim to bind",
     )
     k8s.core.create_namespaced_pod(
@@ -451,7 +451,7 @@ def test_pvc_protection(k8s: Clients, namespace: str) -> None:
     k8s.core.delete_namespaced_pod("user", namespace, grace_period_seconds=0)
     wait_for(
         lambda: gone(k8s.core.read_namespaced_persistent_volume_claim, "claim", namespace),
-        timeout=20,
+        timeout=60,
         message="the claim to go once no pod uses it",
     )
     volume_name = terminating.spec.volume_name
@@ -462,7 +462,7 @@ def test_pvc_protection(k8s: Clients, namespace: str) -> None:
         except ApiException as exc:
             return exc.status == 404
 
-    wait_for(volume_released, timeout=20, message="the bound volume to be reclaimed")
+    wait_for(volume_released, timeout=60, message="the bound volume to be reclaimed")
 
 
 def test_pvc_protection_ignores_unscheduled_pods(k8s: Clients, namespace: str) -> None:
@@ -488,7 +488,7 @@ def test_pvc_protection_ignores_unscheduled_pods(k8s: Clients, namespace: str) -
     k8s.core.delete_namespaced_persistent_volume_claim("loose", namespace)
     wait_for(
         lambda: gone(k8s.core.read_namespaced_persistent_volume_claim, "loose", namespace),
-        timeout=20,
+        timeout=60,
         message="the claim of an unscheduled pod to be deleted",
     )
     assert not k8s.core.read_namespaced_pod("pending", namespace).spec.node_name

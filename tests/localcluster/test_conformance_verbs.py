@@ -468,7 +468,7 @@ def test_scale_subresource_of_statefulset(k8s: Clients, namespace: str) -> None:
                 raise
             return None
 
-    assert wait_for(replaced, timeout=20, message="a replace of the scale without conflict").spec.replicas == 1
+    assert wait_for(replaced, timeout=60, message="a replace of the scale without conflict").spec.replicas == 1
     assert k8s.apps.read_namespaced_stateful_set("sts-scale", namespace).spec.replicas == 1
     wait_for(
         lambda: (

@@ -83,15 +83,15 @@ def test_kopf_handlers_each_run_exactly_once(cluster: ClusterHandle, namespace: 
         objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "Gadget", "metadata": {"name": "g1"}, "spec": {"size": "s"}})
         wait_for(lambda: "timer g1" in _lines(log_path) and "create g1 size=s" in _lines(log_path),
-                 timeout=30, message="kopf create and timer handlers")
+                 timeout=60, message="kopf create and timer handlers")
         wait_for(lambda: objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "g1")
                  .get("status", {}).get("seen") == "s", message="status patched by kopf")
 
         objects.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "g1", {"spec": {"size": "m"}})
-        wait_for(lambda: "update g1 s->m" in _lines(log_path), timeout=30, message="kopf update handler")
+        wait_for(lambda: "update g1 s->m" in _lines(log_path), timeout=60, message="kopf update handler")
 
         objects.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "g1")
-        wait_for(lambda: "delete g1" in _lines(log_path), timeout=30, message="kopf delete handler")
+        wait_for(lambda: "delete g1" in _lines(log_path), timeout=60, message="kopf delete handler")
 
         def gone() -> bool:
             try:
@@ -100,11 +100,11 @@ def test_kopf_handlers_each_run_exactly_once(cluster: ClusterHandle, namespace: 
                 return exc.status == 404
             return False
 
-        wait_for(gone, timeout=30, message="kopf to remove its finalizer so the object is deleted")
+        wait_for(gone, timeout=60, message="kopf to remove its finalizer so the object is deleted")
         # Give a duplicate delivery time to show up before counting.
         wait_for(lambda: True, timeout=1)
         operator.send_signal(signal.SIGINT)
-        output, _ = operator.communicate(timeout=30)
+        output, _ = operator.communicate(timeout=60)
     finally:
         if operator.poll() is None:
             operator.kill()

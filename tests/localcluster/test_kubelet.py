@@ -95,7 +95,7 @@ class Env:
             return False
 
 
-async def until(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
+async def until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
     """Poll ``check`` until it returns something truthy; fail with ``what`` at the deadline."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -318,7 +318,7 @@ def test_crash_loop_back_off(cluster: Callable[..., None]) -> None:
             "default", "crash", "main"
         )
         assert env.kubelet.log_path("default", "crash", "main").name == f"{waiting['restartCount']}.log"
-        await until(lambda: env.status("crash", "main")["restartCount"] >= 3, "more restarts", timeout=20)
+        await until(lambda: env.status("crash", "main")["restartCount"] >= 3, "more restarts", timeout=60)
 
     cluster(scenario)
 
@@ -733,7 +733,7 @@ def test_probes(cluster: Callable[..., None]) -> None:
             },
             terminationGracePeriodSeconds=1,
         )
-        await until(lambda: env.status("sick", "main")["restartCount"] >= 1, "a liveness restart", timeout=20)
+        await until(lambda: env.status("sick", "main")["restartCount"] >= 1, "a liveness restart", timeout=60)
         await until(
             lambda: any(
                 e["reason"] == "Killing" and "failed liveness probe, will be restarted" in e["message"]

@@ -36,7 +36,7 @@ KUBECTL = str(Path(sys.executable).with_name("kubectl"))
 EXEC_PATH = "/api/v1/namespaces/default/pods/box/exec"
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, message: str = "") -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, message: str = "") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -572,7 +572,7 @@ def test_kubectl_exec_tty(server: tuple[ServerThread, ExecApp], kubectl_env: dic
         wait_until(sleeping, message="the remote shell to run sleep in the foreground")
         term.send("\x03")  # ^C travels as a byte; the remote line discipline turns it into SIGINT
         term.sendline("echo after''interrupt")  # the echo of this line cannot match the output
-        term.expect("afterinterrupt", timeout=10)
+        term.expect("afterinterrupt", timeout=60)
         term.setwinsize(40, 120)
         term.sendline("stty size")
         term.expect(r"40 120\r\n")

@@ -39,7 +39,7 @@ def cri(
     return f"{ts} {stream} {tag} {text}\n"
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, message: str = "") -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, message: str = "") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -241,7 +241,7 @@ def test_an_unreachable_kubelet_is_a_500_in_gos_words(kubeconfig: str, core: cli
             status, answer = refusal(kubeconfig, f"{base}/exec?command=true&stdout=true", spdy)
             return answer if status == 500 else None
 
-        answer = wait_for(exec_refused, timeout=30, message="the API server to dial the closed port").json
+        answer = wait_for(exec_refused, timeout=60, message="the API server to dial the closed port").json
         assert answer["message"] == f"error dialing backend: {dial}" and "reason" not in answer
         status, response = refusal(kubeconfig, f"{base}/log", {})
         assert status == 500
@@ -254,7 +254,7 @@ def test_an_unreachable_kubelet_is_a_500_in_gos_words(kubeconfig: str, core: cli
     finally:
         core.patch_node_status(node.metadata.name,
                                {"status": {"daemonEndpoints": {"kubeletEndpoint": {"Port": real_port}}}})
-    wait_for(lambda: core.read_namespaced_pod_log("box", namespace) == "hello\n", timeout=30,
+    wait_for(lambda: core.read_namespaced_pod_log("box", namespace) == "hello\n", timeout=60,
              message="logs again once the Node advertises the kubelet's port")
 
 

@@ -82,7 +82,7 @@ class CellRun:
 
 
 def wait_until(
-    predicate: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.1, message: str = ""
+    predicate: Callable[[], Any], *, timeout: float = 60.0, interval: float = 0.1, message: str = ""
 ) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None

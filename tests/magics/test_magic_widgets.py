@@ -138,7 +138,7 @@ def test_a_create_waiting_for_a_gpu_returns_at_once_and_cancel_stops_the_wait(
     row = ui.servers.row("gpu-wanted")
     wait_until(
         lambda: "scheduled" in row.cells["message"] and row.cells["message"],
-        timeout=30,
+        timeout=60,
         message="the scheduler's reason on the row",
     )
     assert "devctl" not in row.cells["message"], row.cells["message"]  # the widget's own words
@@ -285,7 +285,7 @@ def test_delete_asks_for_confirmation(ui: DevServerUI, client: DevServerClient) 
     row.delete_button.click()
     row.confirm_button.click()
     assert ui.servers.status == "Deleting doomed."
-    wait_until(lambda: ui.servers.names == ["kept"], timeout=30, message="the row of doomed to go")
+    wait_until(lambda: ui.servers.names == ["kept"], timeout=60, message="the row of doomed to go")
     assert [s.name for s in client.list()] == ["kept"]
 
 

@@ -125,7 +125,7 @@ def test_exec_with_a_tty_and_resize(real: LocalCluster, ns: str) -> None:
     run_pod(real, ns, "box", "sleep 3600")
     wait_for(running(real, ns, "box"), timeout=60, message="the pod Running")
     child = pexpect.spawn(KUBECTL, ["--kubeconfig", real.kubeconfig, "-n", ns, "exec", "-it", "box", "--", "sh"],
-                          encoding="utf-8", timeout=30, dimensions=(30, 100))
+                          encoding="utf-8", timeout=60, dimensions=(30, 100))
     try:
         child.expect(r"[#$] ")
         child.sendline("stty size; tty")
@@ -273,7 +273,7 @@ def test_statefulset_claims_bind_and_data_survive_pod_deletion_and_restart(own_c
     wait_for(lambda: get(cluster, "-n", "default", "pod", "db-0")["metadata"]["uid"] != old_uid
              if pod_phase(cluster, "default", "db-0") else False, timeout=60, message="a new db-0")
     wait_for(running(cluster, "default", "db-0"), timeout=120, message="the new db-0 Running")
-    assert wait_for(lambda: boots() == ["boot-db-0", "boot-db-0"], timeout=30,
+    assert wait_for(lambda: boots() == ["boot-db-0", "boot-db-0"], timeout=60,
                     message="the second boot appended to the same volume")
 
     # Stop everything (node and control plane), start it again on the same state: objects and data are kept.
@@ -429,7 +429,7 @@ def test_nothing_outlives_a_killed_parent(kubernetes_binaries: Any, tmp_path: Pa
         assert parent.stdout is not None
         assert parent.stdout.readline().strip() == "running"
         assert any("kube-apiserver" in line for line in survivors()), survivors()
-        wait_for(lambda: any(marker in line for line in survivors()), timeout=30, message="the pod's process")
+        wait_for(lambda: any(marker in line for line in survivors()), timeout=60, message="the pod's process")
     finally:
         parent.kill()
         parent.wait(30)

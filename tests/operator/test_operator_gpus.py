@@ -163,7 +163,7 @@ def test_pending_is_explained_in_words(operated: OperatedNamespace, gpus: Any) -
     degraded = _degraded(operated, "nowhere")
     assert degraded["reason"] == "NoMatchingNode", degraded
     assert "no node has the labels pool=no-such-pool that the flavor's nodeSelector asks for" in degraded["message"]
-    wait_for(lambda: "NoMatchingNode" in operated.event_reasons("nowhere"), timeout=30, message="the Warning Event")
+    wait_for(lambda: "NoMatchingNode" in operated.event_reasons("nowhere"), timeout=60, message="the Warning Event")
 
 
 def _low_since(operated: OperatedNamespace, name: str) -> str | None:
@@ -181,7 +181,7 @@ def test_gpus_below_the_floor_for_the_window_stop_the_server(operated: OperatedN
     stopped = operated.wait_phase("idle", "Stopped", timeout=120)
     assert stopped["status"]["stoppedReason"] == "LowGpuUtilization", stopped["status"]
     assert "GPUs stayed below lifecycle.minGpuUtilization" in stopped["status"]["message"]
-    wait_for(lambda: "LowGpuUtilizationStop" in operated.event_reasons("idle"), timeout=30, message="the stop Event")
+    wait_for(lambda: "LowGpuUtilizationStop" in operated.event_reasons("idle"), timeout=60, message="the stop Event")
     warning = next(e for e in operated.events("idle") if e.reason == "LowGpuUtilization")
     assert "will be stopped" in warning.message and "below 10%" in warning.message, warning.message
     assert operated.statefulset("idle").spec.replicas == 0
@@ -263,7 +263,7 @@ def test_cost_counts_running_time_across_a_restart_and_a_stop(operated: Operated
     assert Decimal(live["cost"]) == amount.quantize(Decimal("0.0001"))
     operated.delete("paid")
     operated.wait_gone("paid")
-    wait_for(lambda: report()["deletedServers"] == 1, timeout=30, message="the deleted server in the ledger")
+    wait_for(lambda: report()["deletedServers"] == 1, timeout=60, message="the deleted server in the ledger")
     gone = report()
     assert Decimal(gone["cost"]) == amount.quantize(Decimal("0.0001")), gone
     client = DevServerClient(kubeconfig=operated.kubeconfig, namespace=operated.namespace)

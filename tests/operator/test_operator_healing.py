@@ -45,7 +45,7 @@ def test_deleted_statefulset_and_service_are_recreated_and_the_home_survives(ope
             and not sts.metadata.deletion_timestamp
         )
 
-    wait_for(recreated, timeout=30, message="the StatefulSet and Service to be recreated")
+    wait_for(recreated, timeout=60, message="the StatefulSet and Service to be recreated")
     operated.wait_phase(
         "heal",
         "Running",
@@ -103,7 +103,7 @@ spec:
     )
     operated.wait_phase("early", "Running")
     # The Event follows the status write (on a real API server, often after the status is read here).
-    wait_for(lambda: "Recovered" in operated.event_reasons("early"), timeout=30,
+    wait_for(lambda: "Recovered" in operated.event_reasons("early"), timeout=60,
              message="a Recovered Event of DevServer early")
 
 

@@ -51,7 +51,7 @@ def test_expiry_warns_once_then_deletes_everything(operated: OperatedNamespace) 
     assert operated.claims("brief"), "the home volume exists before expiry"
     operated.wait_gone("brief", timeout=90)
     # A real API server may serve the deletion before the Event that announced it.
-    wait_for(lambda: "Expired" in operated.event_reasons("brief"), timeout=30, message="the Expired Event")
+    wait_for(lambda: "Expired" in operated.event_reasons("brief"), timeout=60, message="the Expired Event")
     reasons = operated.event_reasons("brief")
     assert reasons.count("ExpiringSoon") == 1, reasons
     # Deletion cascades through ownerReferences and the claim retention policy.
@@ -78,7 +78,7 @@ def test_idle_server_stops_keeping_its_home_and_starts_again(operated: OperatedN
     assert server["status"]["stoppedAt"] and "devctl start sleepy" in server["status"]["message"]
     assert operated.statefulset("sleepy").spec.replicas == 0
     assert [claim.metadata.name for claim in operated.claims("sleepy")] == ["home-sleepy-0"]
-    wait_for(lambda: "IdleStop" in operated.event_reasons("sleepy"), timeout=30, message="the IdleStop Event")
+    wait_for(lambda: "IdleStop" in operated.event_reasons("sleepy"), timeout=60, message="the IdleStop Event")
 
     # `devctl start` writes desired-state Running; keep it up for the read-back this time.
     operated.patch(

@@ -140,7 +140,7 @@ spec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}
     operated.create("main", persistentHomeSize="1Gi", sharedVolumeClaimName="team-data")
     operated.wait_phase("main", "Running", timeout=90)
     wait_for(lambda: all(len(c.metadata.owner_references or []) == 2 for c in operated.claims("main")),
-             timeout=30, message="the home claim owned by the StatefulSet and the DevServer")
+             timeout=60, message="the home claim owned by the StatefulSet and the DevServer")
 
     # Tracking: the namespace's defaults ConfigMap is watched (list, watch); a Secret it names is read for its
     # keys (get): missing first, then there.

@@ -60,7 +60,7 @@ def test_gpu_flavor_reports_the_scheduler_and_switching_to_cpu_removes_every_gpu
     container = _template_container(operated, "gpu")
     assert container.resources.limits["nvidia.com/gpu"] == "1"
     assert operated.statefulset("gpu").spec.template.spec.node_selector == A100
-    wait_for(lambda: "FailedScheduling" in operated.event_reasons("gpu"), timeout=30,
+    wait_for(lambda: "FailedScheduling" in operated.event_reasons("gpu"), timeout=60,
              message="a FailedScheduling Event of DevServer gpu")
 
     operated.patch("gpu", {"spec": {"flavor": "cpu-small"}})
@@ -94,13 +94,13 @@ def test_image_pull_failure_is_reported_and_fixing_the_image_recovers(operated: 
     assert "pull-0" in degraded["message"] and "registry.invalid/x:1" in degraded["message"], degraded
     # The Event follows the status write (on a real API server, often after the status is read here).
     wait_for(lambda: {"ErrImagePull", "ImagePullBackOff"} & set(operated.event_reasons("pull")),
-             timeout=30, message="an ErrImagePull or ImagePullBackOff Event of DevServer pull")
+             timeout=60, message="an ErrImagePull or ImagePullBackOff Event of DevServer pull")
 
     # The failing pod is on the old template: the StatefulSet would wait for it forever, the operator
     # deletes it so the fixed template takes over.
     operated.patch("pull", {"spec": {"image": "python:3.12"}})
     operated.wait_phase("pull", "Running")
-    wait_for(lambda: "Recovered" in operated.event_reasons("pull"), timeout=30,
+    wait_for(lambda: "Recovered" in operated.event_reasons("pull"), timeout=60,
              message="a Recovered Event of DevServer pull")
 
 
@@ -127,7 +127,7 @@ def test_home_size_change_recreates_the_statefulset_keeping_pods_data_and_claims
     operated.wait_phase("grow", "Running", check=recreated)
     assert operated.exec("grow-0", "cat /home/dev/data.txt").strip() == "still-here"
     assert [claim.metadata.name for claim in operated.claims("grow")] == ["home-grow-0"]
-    wait_for(lambda: "RecreatingStatefulSet" in operated.event_reasons("grow"), timeout=30,
+    wait_for(lambda: "RecreatingStatefulSet" in operated.event_reasons("grow"), timeout=60,
              message="the RecreatingStatefulSet Event")
     # The claim belongs to the new StatefulSet: deleting the DevServer still removes it.
     operated.delete("grow")

@@ -41,7 +41,7 @@ def test_the_hook_runs_on_every_rank_before_an_idle_stop_once(operated: Operated
     assert (outcome["trigger"], outcome["succeeded"]) == ("IdleStop", True), outcome
     assert [(r["rank"], r["exitCode"], r["timedOut"]) for r in outcome["ranks"]] == [(0, 0, False), (1, 0, False)]
     assert all("checkpoint written" in r["outputTail"] for r in outcome["ranks"]), outcome
-    wait_for(lambda: event_messages(operated, "saver", "CheckpointSaved"), timeout=30, message="a CheckpointSaved Event")
+    wait_for(lambda: event_messages(operated, "saver", "CheckpointSaved"), timeout=60, message="a CheckpointSaved Event")
     assert "before the idle stop" in event_messages(operated, "saver", "CheckpointSaved")[0]
 
     operated.patch("saver", {"metadata": {"annotations": {DESIRED_STATE_ANNOTATION: "Running"}},
@@ -61,7 +61,7 @@ def test_a_hanging_hook_is_cut_at_its_timeout_and_the_stop_goes_on(operated: Ope
     [rank] = outcome["ranks"]
     assert rank["timedOut"] is True and "exitCode" not in rank, rank
     assert rank["durationSeconds"] < 60, rank
-    wait_for(lambda: event_messages(operated, "hangs", "CheckpointFailed"), timeout=30, message="CheckpointFailed")
+    wait_for(lambda: event_messages(operated, "hangs", "CheckpointFailed"), timeout=60, message="CheckpointFailed")
     message = event_messages(operated, "hangs", "CheckpointFailed")[0]
     assert "rank 0 timed out after 2s" in message and "stopping anyway" in message, message
 
@@ -72,7 +72,7 @@ def test_the_hook_runs_before_expiry(operated: OperatedNamespace) -> None:
                                       "checkpoint": {"command": SAVE, "timeoutSeconds": 10}})
     operated.wait_phase("expires", "Running", timeout=60)
     operated.wait_gone("expires", timeout=120)
-    wait_for(lambda: {"CheckpointSaved", "Expired"} <= set(operated.event_reasons("expires")), timeout=30,
+    wait_for(lambda: {"CheckpointSaved", "Expired"} <= set(operated.event_reasons("expires")), timeout=60,
              message="the CheckpointSaved and Expired Events")
     events = {event.reason: event for event in operated.events("expires")}
     assert "before expiry" in events["CheckpointSaved"].message
@@ -90,7 +90,7 @@ def test_the_hook_runs_once_before_a_flavor_change_restarts_the_pods(operated: O
         (s["status"].get("lastCheckpoint") or {}).get("trigger") == "Restart"
         and s["status"].get("observedGeneration") == s["metadata"]["generation"]))
     assert server["status"]["lastCheckpoint"]["succeeded"] is True
-    wait_for(lambda: event_messages(operated, "resized", "CheckpointSaved"), timeout=30, message="CheckpointSaved")
+    wait_for(lambda: event_messages(operated, "resized", "CheckpointSaved"), timeout=60, message="CheckpointSaved")
     assert "before the pods restart" in event_messages(operated, "resized", "CheckpointSaved")[0]
     wait_for(lambda: operated.statefulset("resized").status.current_revision
              == operated.statefulset("resized").status.update_revision, timeout=60, message="the rollout")

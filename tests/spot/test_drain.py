@@ -90,7 +90,7 @@ def test_draining_the_node_under_rank_1_interrupts_then_runs_on_the_other_node(o
 
             back = operated.wait_phase("spotty", "Running", timeout=120,
                                    check=lambda s: (s.get("status") or {}).get("interruptions") == 1)
-            wait_for(lambda: phases.caught_up("Running", 1), timeout=30, message="the watch to see Running again")
+            wait_for(lambda: phases.caught_up("Running", 1), timeout=60, message="the watch to see Running again")
         assert "Interrupted" in phases, phases
         assert phases.index("Interrupted") < len(phases) - 1, f"Running again after Interrupted: {phases}"
         status = back["status"]
@@ -107,7 +107,7 @@ def test_draining_the_node_under_rank_1_interrupts_then_runs_on_the_other_node(o
             expected = ["saved-before-drain"] if pod in on_drained else []
             assert operated.exec(pod, "cat $HOME/prestop.log 2>/dev/null || true").splitlines() == expected, pod
         wait_for(lambda: {"Interrupted", "InterruptionRecovered"} <= set(operated.event_reasons("spotty")),
-                 timeout=30, message="the Interrupted and InterruptionRecovered Events")
+                 timeout=60, message="the Interrupted and InterruptionRecovered Events")
         interrupted_event = next(e for e in operated.events("spotty") if e.reason == "Interrupted")
         assert interrupted_event.type == "Warning" and "spotty-1" in interrupted_event.message
     finally:
@@ -128,7 +128,7 @@ def test_a_spot_interruption_taint_moves_the_server_with_its_home(operated: Oper
             operated.kubectl("taint", "node", reclaimed, f"{SPOT_INTERRUPTION_TAINT}=true:NoExecute")
             back = operated.wait_phase("tainted", "Running", timeout=120,
                                    check=lambda s: (s.get("status") or {}).get("interruptions") == 1)
-            wait_for(lambda: phases.caught_up("Running", 1), timeout=30, message="the watch to see Running again")
+            wait_for(lambda: phases.caught_up("Running", 1), timeout=60, message="the watch to see Running again")
         assert "Interrupted" in phases, phases
         last = back["status"]["lastInterruption"]
         assert (last["reason"], last["pods"], last["nodes"]) == ("NodeTainted", ["tainted-0"], [reclaimed]), last

@@ -83,7 +83,7 @@ def test_training_survives_a_drain_and_resumes_to_the_uninterrupted_result(
                 assert f"epoch {EPOCHS} loss" not in interrupted_logs, "the drain came after the end of training"
                 operated.wait_phase("trainer", "Running", timeout=180,
                                 check=lambda s: (s.get("status") or {}).get("interruptions") == 1)
-                wait_for(lambda: phases.caught_up("Running", 1), timeout=30, message="the watch to see Running again")
+                wait_for(lambda: phases.caught_up("Running", 1), timeout=60, message="the watch to see Running again")
         finally:
             handle.cancel()
         assert "Interrupted" in phases and phases.index("Interrupted") < len(phases) - 1, phases

@@ -79,7 +79,7 @@ def people(real_control_plane: Any, cluster: ClusterHandle, platform: Platform, 
     # RBAC reads bindings through an informer: wait until alice's is in force (and `edit` aggregates ours).
     wait_for(lambda: result.kubectl("alice", "auth", "can-i", "create", "devservers.devservers.io", "-n",
                                     names[0]).stdout.strip() == "yes",
-             timeout=30, message="alice's edit binding (with devservers-user aggregated) in force")
+             timeout=60, message="alice's edit binding (with devservers-user aggregated) in force")
     try:
         yield result
     finally:

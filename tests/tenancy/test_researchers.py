@@ -143,7 +143,7 @@ def test_e_mail_users_own_servers_under_their_exact_names_with_the_real_cel(peop
     wait_for(lambda: all(people.kubectl(user, "auth", "can-i", "create", "devservers.devservers.io", "-n",
                                         shared).stdout.strip() == "yes"
                          for user in ("alice@example.com", "alice@evil.example", "user@company.com")),
-             timeout=30, message="the e-mail users' edit binding in force")
+             timeout=60, message="the e-mail users' edit binding in force")
 
     # The seed's DevServer, applied as written by the user it names: the policy compares the full e-mail.
     seed = (Path(__file__).resolve().parents[1] / "operator" / "seed_devserver.yaml").read_text()

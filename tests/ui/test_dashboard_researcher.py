@@ -30,7 +30,7 @@ def test_a_researcher_sees_her_namespace_and_why_not_every_namespace(real_contro
                        input=json.dumps(binding), text=True, capture_output=True, timeout=60)
         alice = str(real_control_plane.user_kubeconfig("alice", [], path=tmp_path / "alice", namespace=namespace))
         with DevServerClient(kubeconfig=alice) as client:
-            wait_for(lambda: _can_list(client), timeout=30, message="alice's edit binding in force")
+            wait_for(lambda: _can_list(client), timeout=60, message="alice's edit binding in force")
             client.create("alice-gpu", flavor="gpu-small", time_to_live="1h")  # stays Pending: no GPU node
 
             mine = start_dashboard(alice)
