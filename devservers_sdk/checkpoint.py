@@ -61,6 +61,7 @@ __all__ = [
     "RESUME_STEP_ENV",
     "Checkpoint",
     "CheckpointInfo",
+    "CheckpointListing",
     "CheckpointManager",
     "checkpoint_dir_name",
     "parse_listing",
@@ -107,6 +108,19 @@ class CheckpointInfo:
         return cls(step=int(manifest["step"]), path=path, saved_at=datetime.fromisoformat(manifest["time"]),
                    size=int(manifest["size"]), layout=str(manifest["layout"]),
                    world_size=int(manifest["worldSize"]))
+
+
+@dataclass(frozen=True)
+class CheckpointListing:
+    """What ``DevServerClient.checkpoints`` found: where it looked, on which rank, and the checkpoints."""
+
+    directory: str
+    rank: int
+    checkpoints: builtins.list[CheckpointInfo]
+
+    @property
+    def latest(self) -> CheckpointInfo | None:
+        return self.checkpoints[-1] if self.checkpoints else None
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ from .tracking import git_commit
 from .tracking_settings import DEFAULTS_CONFIGMAP, effective_tracking, parse_defaults, tracking_destinations
 
 if TYPE_CHECKING:
-    from .checkpoint import CheckpointInfo
+    from .checkpoint import CheckpointListing
     from .connect.files import TransferResult
     from .connect.jupyter import JupyterServer
     from .connect.portforward import PortForward
@@ -1125,8 +1125,9 @@ class DevServerClient:
         self._kube.patch(DEVSERVERS, name, activity_patch(source=source), namespace=self.namespace, timeout=10.0)
 
     def _open_session(self, pod: str, argv: Sequence[str], /, *, container: str | None = None,
-                      stdin: bool = False, tty: bool = False) -> ExecSession:
-        return self._kube.exec(self.namespace, pod, argv, container=container, stdin=stdin, tty=tty)
+                      stdin: bool = False, tty: bool = False, timeout: float | None = None) -> ExecSession:
+        return self._kube.exec(self.namespace, pod, argv, container=container, stdin=stdin, tty=tty,
+                               timeout=timeout)
 
     def _pods(self, name: str) -> builtins.list[dict[str, Any]]:
         listing = self._kube.list(PODS, namespace=self.namespace, label_selector=f"{NAME_LABEL}={name}")
@@ -1365,7 +1366,13 @@ class DevServerClient:
             >>> client.checkpoints("ddp").latest.step  # doctest: +SKIP
             40
         """
-        from .checkpoint import CHECKPOINT_DIR_ENV, DEFAULT_CHECKPOINT_DIR, MANIFEST_NAME, parse_listing
+        from .checkpoint import (
+            CHECKPOINT_DIR_ENV,
+            DEFAULT_CHECKPOINT_DIR,
+            MANIFEST_NAME,
+            CheckpointListing,
+            parse_listing,
+        )
 
         default = DEFAULT_CHECKPOINT_DIR.replace("~", "$HOME", 1)
         script = (f'd="${{1:-${{{CHECKPOINT_DIR_ENV}:-{default}}}}}"; case "$d" in "~"*) d="$HOME${{d#"~"}}";; '
@@ -1376,12 +1383,12 @@ class DevServerClient:
         looked_in, _, listing = str(result.stdout).partition("\n")
         return CheckpointListing(directory=looked_in, rank=rank, checkpoints=parse_listing(listing, looked_in))
 
-    def launch(self, name: str, command: str | Sequence[str], *,
+    def launch(self, name: str, command: str | Sequence[str] = (), *,
                nprocs_per_node: int | Literal["auto", "cpu", "gpu"] | None = None,
                env: dict[str, str] | None = None, workdir: str | os.PathLike[str] | None = None,
                cwd: str | None = None, timeout: float | None = None,
                on_output: OutputCallback | None = None, resume: bool = False,
-               checkpoint_dir: str | None = None) -> LaunchHandle:
+               checkpoint_dir: str | None = None, source: str | None = None) -> LaunchHandle:
         """Run ``torchrun`` on every rank of a distributed DevServer at once (see ``launch.py``).
 
         Each pod runs ``python -m torch.distributed.run [--nproc-per-node N] <command>`` over its own exec
@@ -1393,6 +1400,7 @@ class DevServerClient:
             name: the DevServer (``mode: distributed``, phase Running, every rank Ready).
             command: the script and its arguments: ``"train.py --epochs 3"``, ``["train.py", "--lr", "0.1"]``,
                 ``"python train.py"``, ``"-m pkg.train"``; another program (``"bash run.sh"``) runs as is.
+                With ``source``: only the script's arguments (default: none).
             nprocs_per_node: processes per pod instead of the DevServer's ``nprocsPerNode`` (or ``"gpu"``).
             env: extra environment variables for every process (not the ``PET_*``/``MASTER_*``/``NODE_RANK``
                 contract, nor ``LD_PRELOAD``-style ones).
@@ -1408,6 +1416,9 @@ class DevServerClient:
                 (``handle.resumed_from`` is None).
             checkpoint_dir: where the script's checkpoints are (default ``~/checkpoints``); passed on as
                 ``DEVSERVERS_CHECKPOINT_DIR``.
+            source: the text of a Python script to run instead of a file in the pods (a notebook cell): it is
+                written to every rank at one absolute path once the ranks are ready (``launch.write_script``),
+                and ``command`` is then only its arguments.
 
         Returns:
             A ``LaunchHandle``: iterate it for ``(rank, stream, line)``, ``wait()`` for ``{rank: returncode}``,
@@ -1419,6 +1430,7 @@ class DevServerClient:
             DevServerNotReadyError: not Running, or some ranks not Ready (the message names them).
             InvalidSpecError: a bad command, ``env`` name, ``nprocs_per_node``, ``cwd`` or ``timeout``, or a
                 ``workdir`` that is not a local directory.
+            ExecError: ``source`` could not be written in the pods.
 
         Example:
             >>> with client.launch("ddp", "train.py --epochs 3") as run:  # doctest: +SKIP
@@ -1427,7 +1439,7 @@ class DevServerClient:
             ...     run.wait()
             {0: 0, 1: 0}
         """
-        from .launch import launch
+        from .launch import LaunchTarget, launch
 
         if workdir is not None:
             if not os.path.isdir(workdir):
@@ -1440,22 +1452,13 @@ class DevServerClient:
         # The upload leaves .git at home, so the commit of the synced code travels with the launch: the
         # tracked run records it (tracking.start_run).
         commit = git_commit(workdir) if workdir is not None else None
-        return launch(self, name, command, nprocs_per_node=nprocs_per_node, env=env, workdir=cwd,
+        target = LaunchTarget(
+            name=name, namespace=self.namespace, read=lambda: self.get(name), pods=lambda: self._pods(name),
+            open_session=self._open_session, record_activity=lambda: self._record_activity(name),
+            checkpoints=lambda directory: self.checkpoints(name, rank=0, directory=directory))
+        return launch(target, command, nprocs_per_node=nprocs_per_node, env=env, workdir=cwd,
                       timeout=timeout, on_output=on_output, resume=resume, checkpoint_dir=checkpoint_dir,
-                      git_commit=commit)
-
-
-@dataclass(frozen=True)
-class CheckpointListing:
-    """What ``DevServerClient.checkpoints`` found: where it looked, on which rank, and the checkpoints."""
-
-    directory: str
-    rank: int
-    checkpoints: builtins.list[CheckpointInfo]
-
-    @property
-    def latest(self) -> CheckpointInfo | None:
-        return self.checkpoints[-1] if self.checkpoints else None
+                      git_commit=commit, source=source)
 
 
 # -- module helpers --------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ import builtins
 import codecs
 import collections
 import contextlib
+import hashlib
 import json
 import math
 import re
@@ -48,14 +49,17 @@ import shlex
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from . import exec as exec_
 from .activity import ActivityHeartbeat
 from .errors import (
     DevServerError,
     DevServerNotReadyError,
+    ExecError,
     InvalidSpecError,
     LaunchFailedError,
     LaunchTimeoutError,
@@ -68,22 +72,26 @@ from .next_steps import NextStep
 from .tracking_settings import GIT_COMMIT_ENV, RUN_GROUP_ENV
 
 if TYPE_CHECKING:
-    from .checkpoint import CheckpointInfo
-    from .client import DevServerClient
+    from .checkpoint import CheckpointInfo, CheckpointListing
 
 __all__ = [
     "MARKER_ENV",
+    "SCRIPT_FALLBACK_DIRECTORY",
     "LaunchEvent",
     "LaunchFailedError",
     "LaunchHandle",
     "LaunchLine",
+    "LaunchTarget",
     "LaunchTimeoutError",
     "NotDistributedError",
+    "OpenSession",
     "OutputCallback",
     "launch",
     "ranks_not_ready",
+    "script_name",
     "torchrun_args",
     "validate_env",
+    "write_script",
 ]
 
 MARKER_ENV = "DEVSERVERS_LAUNCH"
@@ -96,6 +104,50 @@ RETAINED_LINES = 200_000
 _LINE_LIMIT = 16 * 1024
 _PUMP_INTERVAL = 0.2
 _START_TIMEOUT = 60.0
+SCRIPT_FALLBACK_DIRECTORY = "/tmp/devservers-launch"
+"""Where ``write_script`` puts a script when the ranks' homes are not one path (or not writable)."""
+_MAX_CONCURRENT_WRITES = 8
+# $1: the directory ("" for the home one), $2: the file name. Prints the absolute path written.
+_WRITE = (
+    'd=${1:-"$HOME/.cache/devservers/launch"}; f="$d/$2"; '
+    'mkdir -p "$d" && cat > "$f.partial.$$" && mv -f "$f.partial.$$" "$f" && '
+    'case "$f" in /*) printf "%s\\n" "$f";; *) printf "%s/%s\\n" "$(pwd)" "$f";; esac'
+)
+
+
+class OpenSession(Protocol):
+    """The kube layer's ``exec`` bound to the DevServer's namespace (``exec.OpenSession``, with a timeout for
+    opening the connection)."""
+
+    def __call__(self, pod: str, argv: Sequence[str], /, *, container: str | None = None, stdin: bool = False,
+                 tty: bool = False, timeout: float | None = None) -> ExecSession: ...
+
+
+@dataclass(frozen=True)
+class LaunchTarget:
+    """All a launch needs of the client, for one DevServer; ``DevServerClient.launch`` builds it.
+
+    Handing these over instead of the client keeps this module from importing ``client``, which imports it:
+    the two formed the SDK's one import circle, and a launch reached into the client's private parts.
+
+    Attributes:
+        name: the DevServer.
+        namespace: its namespace.
+        read: reads the DevServer, status included (raises ``DevServerNotFoundError``).
+        pods: lists its pods, as the API returns them.
+        open_session: opens an exec session in one of its pods.
+        record_activity: records activity on it (the launch's heartbeat calls it).
+        checkpoints: the checkpoints on rank 0 in a directory (``None``: the default one), as
+            ``DevServerClient.checkpoints`` lists them.
+    """
+
+    name: str
+    namespace: str
+    read: Callable[[], DevServer]
+    pods: Callable[[], builtins.list[dict[str, Any]]]
+    open_session: OpenSession
+    record_activity: Callable[[], object]
+    checkpoints: Callable[[str | None], CheckpointListing]
 
 class LaunchLine(tuple[int, str, str]):
     """``(rank, stream, line)``: the node rank (pod index), ``"stdout"`` or ``"stderr"``, the line without
@@ -493,18 +545,18 @@ class LaunchHandle:
         started_at: ``time.monotonic()`` when the launch began.
     """
 
-    def __init__(self, client: DevServerClient, name: str, pods: Mapping[int, str], args: Sequence[str], *,
+    def __init__(self, target: LaunchTarget, pods: Mapping[int, str], args: Sequence[str], *,
                  env: Mapping[str, str], workdir: str | None, timeout: float | None,
                  on_output: OutputCallback | None) -> None:
-        self.name = name
-        self.namespace = client.namespace
+        self.name = target.name
+        self.namespace = target.namespace
         self.resumed_from: CheckpointInfo | None = None  # the checkpoint a resume=True launch continues from
         self.launch_id = secrets.token_hex(6)
         self.run_group: str | None = None
         self.args = list(args)
         self.pods = dict(sorted(pods.items()))
         self.started_at = time.monotonic()
-        self._client = client
+        self._open_session = target.open_session
         self._on_output = on_output
         self._deadline = None if timeout is None else self.started_at + timeout
         self._timeout = timeout
@@ -521,7 +573,7 @@ class LaunchHandle:
             argv = ["/bin/sh", "-c", _WRAPPER, "devservers-launch", self._marker(rank), _BOOTSTRAP,
                     json.dumps(config)]
             self._ranks[rank] = _Rank(rank, pod, argv, tail=collections.deque(maxlen=TAIL_LINES * 5))
-        self._heartbeat = ActivityHeartbeat(lambda: client._record_activity(name))
+        self._heartbeat = ActivityHeartbeat(target.record_activity)
         self._threads: builtins.list[threading.Thread] = []
         self._started = threading.Semaphore(0)
         self._all_done = False
@@ -559,7 +611,7 @@ class LaunchHandle:
 
     def _run_rank(self, info: _Rank) -> None:
         try:
-            info.session = self._client._kube.exec(self.namespace, info.pod, info.argv)
+            info.session = self._open_session(info.pod, info.argv)
         except BaseException as exc:  # reported by _start, which stops the others
             info.start_error = exc
             info.finished = True
@@ -662,7 +714,7 @@ class LaunchHandle:
         argv = ["/bin/sh", "-c", _STOPPER_WRAPPER, "devservers-launch-stop", _STOPPER,
                 f"{MARKER_ENV}={self._marker(info.rank)}", str(STOP_GRACE)]
         with contextlib.suppress(DevServerError, OSError):
-            session = self._client._kube.exec(self.namespace, info.pod, argv, timeout=10.0)
+            session = self._open_session(info.pod, argv, timeout=10.0)
             deadline = time.monotonic() + STOP_GRACE + 10.0
             try:
                 while not session.closed and time.monotonic() < deadline:
@@ -859,32 +911,107 @@ class LaunchHandle:
         return f"<LaunchHandle {self.name!r} ranks={len(self._ranks)} {state} returncodes={self.returncodes}>"
 
 
+# -- a script written to every rank ----------------------------------------------------------------------
+
+def script_name(source: str) -> str:
+    """``cell-<hash>.py``: the same source, the same file, so rerunning rewrites it and different scripts
+    launched at once cannot clash."""
+    return f"cell-{hashlib.sha256(source.encode('utf-8')).hexdigest()[:12]}.py"
+
+
+def _write_on_ranks(target: LaunchTarget, pods: Mapping[int, str], directory: str, filename: str,
+                    data: bytes) -> builtins.list[str]:
+    """Write ``data`` on every rank; returns the absolute path each rank reports, in rank order."""
+
+    def one(pod: str) -> str:
+        result = exec_.run(target.open_session, ["/bin/sh", "-c", _WRITE, "devservers-launch-write", directory,
+                                                 filename], devserver=target.name, find_pod=lambda: pod,
+                           record_activity=target.record_activity, stdin=data, check=True)
+        return str(result.stdout).strip()
+
+    ordered = [pod for _, pod in sorted(pods.items())]
+    with ThreadPoolExecutor(max_workers=max(1, min(len(ordered), _MAX_CONCURRENT_WRITES)),
+                            thread_name_prefix="devservers-launch-write") as pool:
+        return list(pool.map(one, ordered))
+
+
+def write_script(target: LaunchTarget, pods: Mapping[int, str], source: str) -> str:
+    """Write a script's source into every rank's pod, at one absolute path; returns that path.
+
+    On a real cluster the pods do not see this machine's files, so the source travels on each pod's exec
+    stdin (``cat > file``: none of it goes into the command line, which travels in a URL of limited length),
+    concurrently for all ranks. torchrun gets the same arguments on every rank, so the path must be the same
+    everywhere. The first choice is the home (``~/.cache/devservers/launch``): a DevServer's home is its own
+    volume at the same path in every pod, and the file stays there to look at after a failure. Each rank
+    reports the path it wrote; if they differ (an image with per-pod homes) or the home is not writable, the
+    script goes to ``SCRIPT_FALLBACK_DIRECTORY``, the same path by construction. It is written under a
+    temporary name and renamed, so a rank never sees half of it.
+
+    Args:
+        target: the DevServer.
+        pods: the pod of each rank.
+        source: the script's text.
+
+    Returns:
+        The script's absolute path, the same on every rank.
+
+    Raises:
+        ExecError: the fallback directory could not be written either.
+    """
+    filename, data = script_name(source), source.encode("utf-8")
+    try:
+        paths = _write_on_ranks(target, pods, "", filename, data)
+    except ExecError:  # e.g. a read-only home: the fallback below is the same path on every rank
+        paths = []
+    if paths and len(set(paths)) == 1:
+        return paths[0]
+    return _write_on_ranks(target, pods, SCRIPT_FALLBACK_DIRECTORY, filename, data)[0]
+
+
 # -- the entry point -------------------------------------------------------------------------------------
 
-def launch(client: DevServerClient, name: str, command: str | Sequence[str], *,
+def launch(target: LaunchTarget, command: str | Sequence[str], *,
            nprocs_per_node: int | Literal["auto", "cpu", "gpu"] | None = None,
            env: Mapping[str, str] | None = None, workdir: str | None = None, timeout: float | None = None,
            on_output: OutputCallback | None = None, resume: bool = False,
-           checkpoint_dir: str | None = None, git_commit: str | None = None) -> LaunchHandle:
+           checkpoint_dir: str | None = None, git_commit: str | None = None,
+           source: str | None = None) -> LaunchHandle:
     """Run torchrun on every rank of a distributed DevServer (``DevServerClient.launch`` documents it).
 
     ``git_commit``: the commit of the code uploaded for this launch, given to every process as
-    ``DEVSERVERS_GIT_COMMIT`` for the tracked run to record."""
-    args = torchrun_args(command, nprocs_per_node=nprocs_per_node)
+    ``DEVSERVERS_GIT_COMMIT`` for the tracked run to record. ``source``: a script's text, written to every
+    rank (``write_script``) once the ranks are known to be ready; ``command`` is then its arguments."""
+    if source is not None:
+        if not isinstance(source, str):
+            raise InvalidSpecError(f"source must be the script's text (a str), got {type(source).__name__}.",
+                                   field="source")
+        if isinstance(command, str):
+            try:
+                command = shlex.split(command)
+            except ValueError as exc:
+                raise InvalidSpecError(f"The script's arguments {command!r} cannot be parsed: {exc}.",
+                                       field="command") from exc
+        script_args = [str(part) for part in command]
+        # Checked with the file's name now, so a bad option fails before anything is written.
+        torchrun_args([script_name(source), *script_args], nprocs_per_node=nprocs_per_node)
+    args = torchrun_args(command, nprocs_per_node=nprocs_per_node) if source is None else []
     extra = validate_env(env)
     if workdir is not None and (not isinstance(workdir, str) or not workdir or "\0" in workdir):
         raise InvalidSpecError(f"workdir must be a non-empty path, got {workdir!r}.", field="workdir")
     if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
         raise InvalidSpecError(f"timeout must be a number of seconds > 0, got {timeout!r}.", field="timeout")
-    server = client.get(name)
+    name = target.name
+    server = target.read()
     world_size = _require_launchable(server)
-    ready, problems = ranks_not_ready(client._pods(name), world_size)
+    ready, problems = ranks_not_ready(target.pods(), world_size)
     if problems:
         raise DevServerNotReadyError(
             f"DevServer '{name}' is Running but not all of its {world_size} ranks are ready: "
             f"{'; '.join(problems)}.", next_step=NextStep("wait", name), lead="Wait for them with",
             kind="DevServer", name=name,
-            namespace=client.namespace)
+            namespace=target.namespace)
+    if source is not None:
+        args = torchrun_args([write_script(target, ready, source), *script_args], nprocs_per_node=nprocs_per_node)
     distributed = server.spec.distributed
     assert distributed is not None
     # One id for every process of this launch: W&B groups the runs by WANDB_RUN_GROUP, and
@@ -898,13 +1025,13 @@ def launch(client: DevServerClient, name: str, command: str | Sequence[str], *,
     if resume or checkpoint_dir is not None:
         from .checkpoint import CHECKPOINT_DIR_ENV, RESUME_FROM_ENV, RESUME_STEP_ENV
 
-        listing = client.checkpoints(name, rank=0, directory=checkpoint_dir)
+        listing = target.checkpoints(checkpoint_dir)
         launch_env[CHECKPOINT_DIR_ENV] = listing.directory
         if resume and listing.latest is not None:
             resumed_from = listing.latest
             launch_env[RESUME_FROM_ENV] = resumed_from.path
             launch_env[RESUME_STEP_ENV] = str(resumed_from.step)
-    handle = LaunchHandle(client, name, ready, args, env=launch_env, workdir=workdir, timeout=timeout,
+    handle = LaunchHandle(target, ready, args, env=launch_env, workdir=workdir, timeout=timeout,
                           on_output=on_output)
     handle.resumed_from = resumed_from
     handle.run_group = run_group

@@ -518,20 +518,15 @@ class DevServerMagics(Magics):
         """
         from devservers_sdk.errors import LaunchFailedError
 
-        from .launch_cell import failure_message, print_lines, script_name, write_everywhere
+        from .launch_cell import failure_message, print_lines
 
         nprocs = args.nprocs_per_node
         env = dict(_key_value(item, option="--env") for item in args.env)
-        client = self.client(args.namespace)
-        server = client.get(args.name)
-        # Written only where launch can run: for a standalone or stopped server launch refuses with the SDK's
-        # sentence before it looks at the script.
-        script = script_name(cell)
-        if server.spec.mode == "distributed" and server.spec.distributed and server.status.phase == "Running":
-            script = write_everywhere(client, args.name, server.spec.distributed.world_size, cell)
-        handle = client.launch(
+        # The SDK writes the cell to every rank, and only once it knows launch can run there.
+        handle = self.client(args.namespace).launch(
             args.name,
-            [script, *args.script_args],
+            args.script_args,
+            source=cell,
             nprocs_per_node=int(nprocs) if nprocs and nprocs.isdigit() else nprocs,
             env=env or None,
             workdir=args.workdir,

@@ -118,7 +118,7 @@ def test_interrupting_the_kernel_stops_every_rank(ddp: DistributedServer,
 
 
 def test_a_standalone_server_is_refused_with_the_sdks_sentence(shell: Any, client: DevServerClient) -> None:
-    from devservers_magics.launch_cell import script_name
+    from devservers_sdk.launch import script_name
 
     client.create("solo", flavor=FLAVOR, time_to_live="1h", wait=True, timeout=READY_TIMEOUT)
     cell = "print('never runs')\n"
