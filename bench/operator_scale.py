@@ -84,11 +84,12 @@ from typing import Any
 import aiohttp
 import yaml
 
+from devservers_sdk.contract import API_GROUP, API_VERSION, MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL
+
 ROOT = Path(__file__).resolve().parents[1]
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
-GROUP, VERSION = "devservers.io", "v1"
-NAME_LABEL = "devservers.io/name"
-MANAGED_SELECTOR = "app.kubernetes.io/managed-by=devservers-operator"
+GROUP, VERSION = API_GROUP, API_VERSION
+MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 

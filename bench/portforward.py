@@ -29,7 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from devservers_sdk.client import NAME_LABEL, DevServerClient  # noqa: E402
+from devservers_sdk.client import DevServerClient  # noqa: E402
+from devservers_sdk.contract import NAME_LABEL  # noqa: E402
 from devservers_sdk.kube import PODS  # noqa: E402
 
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))

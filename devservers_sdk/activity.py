@@ -20,11 +20,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
 
+from .contract import ACTIVITY_ANNOTATION, ACTIVITY_SOURCE_ANNOTATION
 from .errors import DevServerError
 
-ACTIVITY_ANNOTATION = "devservers.io/last-activity"
-ACTIVITY_SOURCE_ANNOTATION = "devservers.io/last-activity-source"
-"""What the latest SDK activity was (``exec``, ``shell``, ``ssh``, ``port-forward``), for ``describe``."""
 ACTIVITY_SOURCES = ("exec", "shell", "ssh", "port-forward")
 HEARTBEAT_INTERVAL = 60.0
 

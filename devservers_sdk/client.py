@@ -43,6 +43,7 @@ from . import exec as exec_
 from . import lifecycle as lifecycle_rules
 from .activity import activity_patch, rfc3339
 from .cancellation import Cancellation
+from .contract import CONTAINER_NAME, DESIRED_STATE_ANNOTATION, NAME_LABEL, RANK_LABEL, validate_name
 from .durations import format_duration, parse_duration
 from .errors import (
     DevServerFailedError,
@@ -67,7 +68,7 @@ from .kube import (
     RetryPolicy,
 )
 from .launch import LaunchHandle, OutputCallback
-from .models import DevServer, DevServerFlavor, DevServerFlavorSpec, TrackingSpec, validate_name
+from .models import DevServer, DevServerFlavor, DevServerFlavorSpec, TrackingSpec
 from .next_steps import NextStep
 from .settings import load_kubeconfig, resolve_namespace, resolve_owner
 from .tracking import git_commit
@@ -82,9 +83,6 @@ if TYPE_CHECKING:
     from .cost import CostRow
 
 __all__ = [
-    "DESIRED_STATE_ANNOTATION",
-    "NAME_LABEL",
-    "RANK_LABEL",
     "DevServerClient",
     "DevServerDescription",
     "EventSummary",
@@ -93,10 +91,6 @@ __all__ = [
     "PodSummary",
 ]
 
-NAME_LABEL = "devservers.io/name"
-_CONTAINER_NAME = "devserver"  # manifests.CONTAINER_NAME: the operator's one container
-RANK_LABEL = "apps.kubernetes.io/pod-index"
-DESIRED_STATE_ANNOTATION = "devservers.io/desired-state"
 DEFAULT_WAIT_TIMEOUT = 300.0
 
 Progress = Callable[[DevServer], None]
@@ -1101,7 +1095,7 @@ class DevServerClient:
             >>> DevServerClient.no_logs_message("mydev", rank=1)
             "No output yet from container 'devserver' of pod 'mydev-1'."
         """
-        return f"No output yet from container '{container or _CONTAINER_NAME}' of pod '{name}-{rank}'."
+        return f"No output yet from container '{container or CONTAINER_NAME}' of pod '{name}-{rank}'."
 
     # -- internals -----------------------------------------------------------------------------------
 

@@ -70,16 +70,18 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import core_schema
 
-from devservers_sdk.models import (
+from devservers_sdk.contract import (
     API_GROUP,
     API_VERSION,
     DEVSERVER_KIND,
     DEVSERVER_PLURAL,
     FLAVOR_KIND,
     FLAVOR_PLURAL,
-    IGNORED_FIELDS,
     MAX_NAME_LENGTH,
     NAME_PATTERN,
+)
+from devservers_sdk.models import (
+    IGNORED_FIELDS,
     DevServerFlavorSpec,
     DevServerSpec,
     DevServerStatus,

@@ -79,6 +79,15 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from .contract import (
+    API_GROUP,
+    API_VERSION,
+    CREATE_TOKEN_ANNOTATION,
+    DEVSERVER_KIND,
+    DEVSERVER_PLURAL,
+    FLAVOR_KIND,
+    FLAVOR_PLURAL,
+)
 from .errors import (
     AlreadyExistsError,
     ClusterUnreachableError,
@@ -93,7 +102,6 @@ from .errors import (
     cluster_kept_failing,
     error_from_api,
 )
-from .models import API_GROUP, API_VERSION, DEVSERVER_KIND, DEVSERVER_PLURAL, FLAVOR_KIND, FLAVOR_PLURAL
 from .settings import KubeconfigInfo
 
 if TYPE_CHECKING:
@@ -113,8 +121,6 @@ DEFAULT_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 10.0
 FOLLOW_STREAM_SECONDS = 300
 """The longest single watch stream of an endless ``follow`` (the API server may end it sooner)."""
-CREATE_TOKEN_ANNOTATION = "devservers.io/create-token"
-"""Set by ``Kube.create`` on every named object it creates: tells its own retried create from a name taken."""
 
 
 @dataclass(frozen=True)

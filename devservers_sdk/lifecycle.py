@@ -47,14 +47,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, NamedTuple
 
-from .activity import ACTIVITY_ANNOTATION, ACTIVITY_SOURCE_ANNOTATION, ACTIVITY_SOURCES, rfc3339
+from .activity import ACTIVITY_SOURCES, rfc3339
+from .contract import ACTIVITY_ANNOTATION, ACTIVITY_SOURCE_ANNOTATION, DESIRED_STATE_ANNOTATION
 from .durations import format_duration, parse_duration
 from .errors import LifetimeLimitError
 from .models import DevServer, DevServerFlavorSpec, DevServerSpec, MinGpuUtilization
 from .next_steps import NextStep
 
 __all__ = [
-    "ACTIVITY_ANNOTATION",
     "CLOCK_SKEW",
     "CPU_ACTIVE_CORES",
     "DEADLINE_BEFORE_CREATION",
@@ -87,9 +87,6 @@ __all__ = [
     "track_gpu_use",
 ]
 
-DESIRED_STATE_ANNOTATION = "devservers.io/desired-state"
-"""``Stopped`` or ``Running`` (absent: Running); ``DevServerClient.stop``/``start`` write it, and so does
-the operator when it stops an idle server, so that ``start`` resumes either kind of stop."""
 
 STOPPED_REASON_IDLE = "Idle"
 STOPPED_REASON_REQUESTED = "Requested"

@@ -37,6 +37,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
+from .contract import (
+    BACKENDS,
+    CONDITION_STATUSES,
+    DEVSERVER_KIND,
+    DEVSERVER_PLURAL,
+    GROUP_VERSION,
+    MAX_CHECKPOINT_TIMEOUT,
+    MAX_NCCL_SETTINGS,
+    MAX_NCCL_VALUE_LENGTH,
+    MAX_WORLD_SIZE,
+    MIN_IDLE_TIMEOUT,
+    MODES,
+    NCCL_KEY_PATTERN,
+    PHASES,
+    validate_name,
+)
 from .errors import FullClientRequired, NotPlain
 from .settings import CONTEXT_ENV, KubeconfigInfo, kubeconfig_paths, resolve_namespace
 
@@ -48,26 +64,12 @@ if TYPE_CHECKING:
 
 __all__ = ["CONNECT_TIMEOUT", "FullClientRequired", "Listing", "check_readable", "list_devservers"]
 
-# The DevServer resource and the models' rules (``check_readable``). Copied, not imported: ``models`` imports
-# pydantic. tests/sdk/test_lightweight_read.py pins each to the models, and holds check_readable against
-# DevServer.from_manifest on a corpus of odd objects.
-DEVSERVERS_PATH = "/apis/devservers.io/v1"
-DEVSERVER_API_VERSION = "devservers.io/v1"
-DEVSERVER_KIND = "DevServer"
-DEVSERVER_PLURAL = "devservers"
-MAX_NAME_LENGTH = 52
-NAME_PATTERN = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
-NCCL_KEY_PATTERN = re.compile(r"NCCL_[A-Z0-9_]+")
+# The DevServer resource and the models' rules that ``check_readable`` applies come from ``contract`` (no
+# pydantic there). tests/sdk/test_lightweight_read.py holds check_readable against DevServer.from_manifest on a
+# corpus of odd objects, including each bound on both sides.
+DEVSERVERS_PATH = f"/apis/{GROUP_VERSION}"
+_NCCL_KEY = re.compile(NCCL_KEY_PATTERN)
 NCCL_LOADER_SUFFIX = "_PLUGIN"  # NCCL loads the library such a variable names: not for users to choose
-MAX_NCCL_SETTINGS = 64
-MAX_NCCL_VALUE_LENGTH = 4096
-MODES = ("standalone", "distributed")  # the first is the default
-BACKENDS = ("nccl", "gloo")  # the first is the default
-PHASES = ("Pending", "Starting", "Running", "Interrupted", "Stopping", "Stopped", "Failed", "Expired", "Terminating")
-CONDITION_STATUSES = ("True", "False", "Unknown")
-MAX_WORLD_SIZE = 1000
-MIN_IDLE_TIMEOUT = 60
-MAX_CHECKPOINT_TIMEOUT = 3600
 FIELDS = {
     "": {"apiVersion", "kind", "metadata", "spec", "status"},
     "spec": {"owner", "flavor", "image", "mode", "distributed", "persistentHomeSize", "sharedVolumeClaimName",
@@ -465,7 +467,7 @@ def check_readable(item: Any) -> None:
 def _problem(item: Any) -> str | None:
     if not isinstance(item, dict) or not set(item) <= FIELDS[""]:
         return "unexpected fields"
-    if item.get("apiVersion", DEVSERVER_API_VERSION) != DEVSERVER_API_VERSION or \
+    if item.get("apiVersion", GROUP_VERSION) != GROUP_VERSION or \
             item.get("kind", DEVSERVER_KIND) != DEVSERVER_KIND:
         return "not a DevServer"
     metadata, spec, status = item.get("metadata"), item.get("spec"), item.get("status", {})
@@ -476,7 +478,7 @@ def _problem(item: Any) -> str | None:
 
 def _metadata_problem(metadata: dict[str, Any]) -> str | None:
     name = metadata.get("name")
-    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH or not NAME_PATTERN.fullmatch(name):
+    if not isinstance(name, str) or _name_problem(name):
         return "name"
     if not all(_optional(metadata, key, str) for key in ("namespace", "uid", "resourceVersion")) or \
             not _optional(metadata, "generation", int) or \
@@ -484,6 +486,14 @@ def _metadata_problem(metadata: dict[str, Any]) -> str | None:
             not all(_strings(metadata.get(key, {})) for key in ("labels", "annotations")):
         return "metadata"
     return None
+
+
+def _name_problem(name: str) -> bool:
+    try:
+        validate_name(name)
+    except ValueError:
+        return True
+    return False
 
 
 def _spec_problem(spec: dict[str, Any]) -> str | None:
@@ -517,7 +527,7 @@ def _distributed_problem(spec: dict[str, Any]) -> str | None:
         return "distributed"
     settings = distributed.get("ncclSettings", {})
     if not isinstance(settings, dict) or len(settings) > MAX_NCCL_SETTINGS or not all(
-            isinstance(key, str) and NCCL_KEY_PATTERN.fullmatch(key) and not key.endswith(NCCL_LOADER_SUFFIX)
+            isinstance(key, str) and _NCCL_KEY.fullmatch(key) and not key.endswith(NCCL_LOADER_SUFFIX)
             and isinstance(value, str) and len(value) <= MAX_NCCL_VALUE_LENGTH and "\0" not in value
             for key, value in settings.items()):
         return "NCCL settings"

@@ -7,7 +7,7 @@ operator to apply by replace or server-side apply (force, one field manager), so
 absent on the server. The builders do no I/O and import neither kubernetes nor kopf: the operator reads,
 calls a builder, applies the result, and derives status (``status.py``).
 
-Per DevServer ``<name>`` in namespace ``<ns>`` (names fit, see ``models.MAX_NAME_LENGTH``):
+Per DevServer ``<name>`` in namespace ``<ns>`` (names fit, see ``contract.MAX_NAME_LENGTH``):
 
 * StatefulSet ``<name>``: 1 pod, or ``worldSize`` pods in distributed mode, or 0 while stopped (the
   ``devservers.io/desired-state`` annotation); ``Parallel`` pod management, so ranks start together and a
@@ -36,12 +36,23 @@ from decimal import Decimal
 from typing import Any
 
 from .checkpoint_hook import POD_UID_ENV, hook_command, termination_grace
+from .contract import (
+    APP_LABEL,
+    APP_LABEL_VALUE,
+    CONTAINER_NAME,
+    DEVSERVER_KIND,
+    GROUP_VERSION,
+    INSTANCE_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    NAME_LABEL,
+    OWNER_LABEL,
+    RANK_LABEL,
+    RESTARTED_AT_ANNOTATION,
+)
 from .errors import InvalidSpecError
 from .lifecycle import desired_stopped
 from .models import (
-    API_GROUP,
-    API_VERSION,
-    DEVSERVER_KIND,
     GPU_RESOURCE,
     NPROCS_AUTO,
     DevServer,
@@ -54,22 +65,16 @@ from .quantities import format_bytes, parse_quantity
 from .tracking_settings import effective_tracking, tracking_env
 
 __all__ = [
-    "APP_LABEL_VALUE",
     "CONTAINER_NAME",
     "DEFAULT_HOME_SIZE",
     "DEFAULT_IMAGE",
     "DEFAULT_SHM_SIZE",
     "HOME_VOLUME",
-    "INSTANCE_LABEL",
     "KEEP_ALIVE_COMMAND",
     "MANAGED_BY",
     "MASTER_PORT_NAME",
     "MAX_AUTO_NPROCS",
-    "NAME_LABEL",
-    "OWNER_LABEL",
-    "RANK_LABEL",
     "RESERVED_ENV",
-    "RESTARTED_AT_ANNOTATION",
     "SPOT_PLATFORMS",
     "DesiredObjects",
     "OperatorConfig",
@@ -94,20 +99,6 @@ __all__ = [
     "shm_size_for",
 ]
 
-APP_LABEL = "app.kubernetes.io/name"
-APP_LABEL_VALUE = "devserver"
-INSTANCE_LABEL = "app.kubernetes.io/instance"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "devservers-operator"
-NAME_LABEL = "devservers.io/name"
-OWNER_LABEL = "devservers.io/owner"
-RANK_LABEL = "apps.kubernetes.io/pod-index"
-"""Set on each pod by the StatefulSet controller (Kubernetes >= 1.28): its ordinal, i.e. its node rank."""
-RESTARTED_AT_ANNOTATION = "devservers.io/restarted-at"
-"""On the DevServer: copied into the pod template, so changing it rolls the pods (like ``kubectl rollout
-restart``'s ``kubectl.kubernetes.io/restartedAt``) without any other change."""
-
-CONTAINER_NAME = "devserver"
 HOME_VOLUME = "home"
 DEFAULT_HOME_SIZE = "10Gi"
 """The operator's default home volume (``DEVSERVERS_DEFAULT_HOME_SIZE``) when neither the DevServer nor its
@@ -408,7 +399,7 @@ def owner_reference(devserver: DevServer) -> dict[str, Any]:
             f"DevServer '{devserver.name}' has no metadata.uid; read it from the API server first"
         )
     return {
-        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "apiVersion": GROUP_VERSION,
         "kind": DEVSERVER_KIND,
         "name": devserver.name,
         "uid": uid,

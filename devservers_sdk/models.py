@@ -16,8 +16,8 @@ Name budget: a DevServer ``<name>`` becomes a StatefulSet whose pods are ``<name
 carry the label ``controller-revision-hash: <name>-<hash>`` (the hash is up to 10 characters), and whose
 home volumes are PersistentVolumeClaims ``home-<name>-<ordinal>``. Pod names double as hostnames and the
 label value is a label value, so all of them must fit in 63 characters; the headless Service ``<name>``
-needs a DNS-1035 label (starting with a letter). ``CHILD_NAME_TEMPLATES`` lists these and
-``MAX_NAME_LENGTH`` is derived from the longest (today the revision-hash label: 63 - 11 = 52). The
+needs a DNS-1035 label (starting with a letter). ``contract.CHILD_NAME_TEMPLATES`` lists these and
+``contract.MAX_NAME_LENGTH`` is derived from the longest (today the revision-hash label: 63 - 11 = 52). The
 apiserver would accept a 60-character DevServer and then fail every pod, far from the user's command.
 """
 
@@ -51,6 +51,27 @@ from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
+from devservers_sdk.contract import (
+    API_GROUP,
+    API_VERSION,
+    CHILD_NAME_TEMPLATES,
+    DEFAULT_WORLD_SIZE,
+    DEVSERVER_KIND,
+    DEVSERVER_PLURAL,
+    FLAVOR_KIND,
+    FLAVOR_PLURAL,
+    GROUP_VERSION,
+    MAX_CHECKPOINT_TIMEOUT,
+    MAX_IDLE_TIMEOUT,
+    MAX_NAME_LENGTH,
+    MAX_NCCL_SETTINGS,
+    MAX_NCCL_VALUE_LENGTH,
+    MAX_WORLD_SIZE,
+    MIN_IDLE_TIMEOUT,
+    NAME_PATTERN,
+    NCCL_KEY_PATTERN,
+    validate_name,
+)
 from devservers_sdk.durations import DURATION_ADVICE, DURATION_PATTERN, parse_duration
 from devservers_sdk.quantities import QUANTITY_PATTERN, parse_quantity
 
@@ -103,48 +124,10 @@ __all__ = [
     "validate_name",
 ]
 
-API_GROUP = "devservers.io"
-API_VERSION = "v1"
-DEVSERVER_KIND = "DevServer"
-DEVSERVER_PLURAL = "devservers"
-FLAVOR_KIND = "DevServerFlavor"
-FLAVOR_PLURAL = "devserverflavors"
 GPU_RESOURCE = "nvidia.com/gpu"
 
-_GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
-
-MAX_WORLD_SIZE = 1000
-"""The most pods a distributed DevServer may have; it bounds the ordinal in child names to 3 digits."""
-
-MAX_IDLE_TIMEOUT = 365 * 24 * 3600
-"""The longest idle timeout, in seconds (a year); ``autoShutdown: false`` is the way to say "never"."""
 MAX_LIFETIME = timedelta(days=3650)
 """The longest ``timeToLive`` and ``maxTimeToLive`` (ten years)."""
-
-_KUBERNETES_NAME_LIMIT = 63  # DNS labels, hostnames and label values
-_REVISION_HASH_LENGTH = 10  # StatefulSet's hash is a safe-encoded uint32 in decimal: at most 10 characters
-
-CHILD_NAME_TEMPLATES: dict[str, str] = {
-    "StatefulSet pod name and hostname": "{name}-{ordinal}",
-    "pod label controller-revision-hash": "{name}-{revision_hash}",
-    "home PersistentVolumeClaim": "home-{name}-{ordinal}",
-    "headless Service": "{name}",
-}
-"""Every child name or label value derived from a DevServer name that must fit in 63 characters."""
-
-
-def _longest_child_overhead() -> int:
-    return max(
-        len(template.format(name="", ordinal=MAX_WORLD_SIZE - 1, revision_hash="x" * _REVISION_HASH_LENGTH))
-        for template in CHILD_NAME_TEMPLATES.values()
-    )
-
-
-MAX_NAME_LENGTH = _KUBERNETES_NAME_LIMIT - _longest_child_overhead()
-"""The longest DevServer name whose every child name still fits Kubernetes' 63-character limit (52)."""
-
-NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
-"""A DNS-1035 label: the headless Service named after the DevServer must start with a letter."""
 
 _SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 MAX_OWNER_LENGTH = 256
@@ -156,16 +139,11 @@ _OWNER_ADVICE = (
     "spec.owner must be your Kubernetes user name as `kubectl auth whoami` shows it, e.g. alice@example.com: "
     f"1 to {MAX_OWNER_LENGTH} characters, no control characters and no spaces at either end"
 )
-_NCCL_KEY_PATTERN = r"^NCCL_[A-Z0-9_]+$"
 _IMAGE_PATTERN = r"^\S+$"
 MAX_IMAGE_LENGTH = 1024
 """Longer than any registry host, repository path, tag and digest together (repository names stop at 255)."""
 MAX_DURATION_LENGTH = 64
 
-MAX_NCCL_SETTINGS = 64
-"""At most this many ``ncclSettings``; NCCL reads a few dozen variables, and the bound keeps the CRD's CEL
-rule over the keys within the apiserver's cost budget."""
-_MAX_NCCL_VALUE_LENGTH = 4096
 
 CONTRACT_ENV = frozenset({
     "MASTER_ADDR", "MASTER_PORT", "NNODES", "NODE_RANK", "NPROC_PER_NODE", "RANK", "WORLD_SIZE",
@@ -206,31 +184,6 @@ def env_name_problem(name: str) -> str | None:
             name.startswith("NCCL_") and name.endswith("_PLUGIN")):
         return "loader"
     return None
-
-
-def validate_name(name: str) -> str:
-    """Check a DevServer name against the Kubernetes rules of every object made from it.
-
-    Returns:
-        The name, unchanged.
-
-    Raises:
-        ValueError: the name is empty, too long for its child objects, or not a DNS-1035 label; the
-            message says which rule and what to write instead.
-    """
-    if not name:
-        raise ValueError('DevServer name is empty: use lowercase letters, digits and "-", e.g. "alice-dev"')
-    if len(name) > MAX_NAME_LENGTH:
-        raise ValueError(
-            f'DevServer name "{name}" is {len(name)} characters; the limit is {MAX_NAME_LENGTH} so that pod '
-            f"and volume names fit Kubernetes' {_KUBERNETES_NAME_LIMIT}-character limit"
-        )
-    if not re.fullmatch(NAME_PATTERN, name):
-        raise ValueError(
-            f'DevServer name "{name}" is invalid: use lowercase letters, digits and "-", starting with a '
-            f'letter and ending with a letter or digit, e.g. "alice-dev"'
-        )
-    return name
 
 
 # --- field types: one validator with a readable message, and the same rule as a schema for the CRD ----
@@ -473,7 +426,7 @@ _PositiveQuantity = Annotated[
 
 
 def _check_nccl_key(key: str) -> str:
-    if not re.fullmatch(_NCCL_KEY_PATTERN, key):
+    if not re.fullmatch(NCCL_KEY_PATTERN, key):
         raise ValueError(
             f'"{key}" is not an NCCL setting: keys are NCCL environment variables such as NCCL_DEBUG or '
             f"NCCL_SOCKET_IFNAME (upper case, starting with NCCL_)"
@@ -496,9 +449,9 @@ def _check_env_value(value: str) -> str:
 _NcclKey = Annotated[str, AfterValidator(_check_nccl_key)]
 _NcclValue = Annotated[
     str,
-    Field(max_length=_MAX_NCCL_VALUE_LENGTH),
+    Field(max_length=MAX_NCCL_VALUE_LENGTH),
     AfterValidator(_check_env_value),
-    WithJsonSchema({"type": "string", "maxLength": _MAX_NCCL_VALUE_LENGTH, "pattern": "^[^\\x00]*$"}),
+    WithJsonSchema({"type": "string", "maxLength": MAX_NCCL_VALUE_LENGTH, "pattern": "^[^\\x00]*$"}),
 ]
 # The CRD's own guard for what bypasses the SDK; CEL, because a structural schema cannot constrain map keys.
 _NCCL_KEYS_RULE: dict[str, JsonValue] = {
@@ -603,7 +556,7 @@ class DistributedSpec(_Spec):
     """How a distributed DevServer's pods form one torchrun group."""
 
     world_size: StrictInt = Field(
-        default=2,
+        default=DEFAULT_WORLD_SIZE,
         ge=1,
         le=MAX_WORLD_SIZE,
         description="Number of pods (torchrun nodes), each a copy of the flavor. Pod i has rank i and the "
@@ -639,11 +592,6 @@ class MinGpuUtilization(_Spec):
     )
 
 
-MAX_CHECKPOINT_TIMEOUT = 3600
-"""The longest a checkpoint hook may run (an hour): the pods' termination grace period is stretched to cover
-it, and a spot node gives two minutes."""
-
-
 class CheckpointHook(_Spec):
     """A command run on every rank before any stop the system starts, so training state reaches the home."""
 
@@ -666,7 +614,7 @@ class LifecycleSpec(_Spec):
 
     idle_timeout: StrictInt | None = Field(
         default=None,
-        ge=60,
+        ge=MIN_IDLE_TIMEOUT,
         le=MAX_IDLE_TIMEOUT,
         description="Seconds without activity after which the server is stopped (its pods removed, its home "
         "volumes and the DevServer kept), when autoShutdown is true. Unset: the flavor's defaultIdleTimeout.",
@@ -1028,10 +976,10 @@ class _Resource(BaseModel):
         if not isinstance(data, dict):
             return data
         data = dict(data)
-        api_version, kind = data.pop("apiVersion", _GROUP_VERSION), data.pop("kind", cls._kind)
-        if kind != cls._kind or api_version != _GROUP_VERSION:
+        api_version, kind = data.pop("apiVersion", GROUP_VERSION), data.pop("kind", cls._kind)
+        if kind != cls._kind or api_version != GROUP_VERSION:
             raise ValueError(
-                f"expected a {cls._kind} manifest (apiVersion: {_GROUP_VERSION}, kind: {cls._kind}), "
+                f"expected a {cls._kind} manifest (apiVersion: {GROUP_VERSION}, kind: {cls._kind}), "
                 f"got apiVersion: {api_version}, kind: {kind}"
             )
         return data
@@ -1065,7 +1013,7 @@ class DevServer(_Resource):
     def to_manifest(self) -> dict[str, Any]:
         """The manifest to create or replace this DevServer with: no status, no server-owned metadata."""
         return {
-            "apiVersion": _GROUP_VERSION,
+            "apiVersion": GROUP_VERSION,
             "kind": DEVSERVER_KIND,
             "metadata": self.metadata.to_manifest(),
             "spec": self.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
@@ -1214,7 +1162,7 @@ class DevServerFlavorSpec(_Spec):
     )
     default_idle_timeout: StrictInt | None = Field(
         default=None,
-        ge=60,
+        ge=MIN_IDLE_TIMEOUT,
         le=MAX_IDLE_TIMEOUT,
         description="Seconds of inactivity before a DevServer of this flavor stops, unless it sets "
         "lifecycle.idleTimeout. Unset: idle servers are not stopped.",
@@ -1264,7 +1212,7 @@ class DevServerFlavor(_Resource):
         metadata = self.metadata.to_manifest()
         metadata.pop("namespace", None)
         return {
-            "apiVersion": _GROUP_VERSION,
+            "apiVersion": GROUP_VERSION,
             "kind": FLAVOR_KIND,
             "metadata": metadata,
             "spec": self.spec.model_dump(mode="json", by_alias=True, exclude_none=True),

@@ -45,6 +45,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from .activity import rfc3339
+from .contract import LOCAL_CLUSTER_LABEL, NAME_LABEL, RANK_LABEL
 from .lifecycle import (
     DEADLINE_BEFORE_CREATION,
     DEFAULT_WARNING_LEAD,
@@ -54,7 +55,7 @@ from .lifecycle import (
     Decision,
     home_note,
 )
-from .manifests import HOME_VOLUME, NAME_LABEL, RANK_LABEL, rank_count
+from .manifests import HOME_VOLUME, rank_count
 from .models import GPU_RESOURCE, IGNORED_FIELDS, Condition, DevServer, DevServerStatus, Interruption
 from .next_steps import NextStep
 from .quantities import parse_quantity
@@ -64,7 +65,6 @@ __all__ = [
     "DISRUPTION_REASONS",
     "FAILING_WAITING_REASONS",
     "FIELDS_IGNORED",
-    "LOCAL_CLUSTER_LABEL",
     "Disruption",
     "derive_status",
     "explain_unschedulable",
@@ -92,8 +92,6 @@ FAILING_WAITING_REASONS = frozenset(
 )
 """Container waiting reasons that will not fix themselves: the server is Failed until the spec changes."""
 
-LOCAL_CLUSTER_LABEL = "devservers.io/local-cluster"
-"""Set to "true" on every Node of the local cluster (``devservers_sdk.localcluster``), whose hints then apply."""
 
 _MISSING_REASONS = {
     "flavor": "FlavorNotFound",

@@ -182,10 +182,10 @@ def devserver_manifest(server: DevServer | Manifest) -> Manifest:
     """
     if isinstance(server, dict):
         return server
-    from devservers_sdk.models import API_GROUP, API_VERSION, DEVSERVER_KIND
+    from devservers_sdk.contract import DEVSERVER_KIND, GROUP_VERSION
 
     body = server.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": DEVSERVER_KIND, **body}
+    return {"apiVersion": GROUP_VERSION, "kind": DEVSERVER_KIND, **body}
 
 
 # What a manifest may leave out and the model fills in (DevServerSpec.mode, DistributedSpec.world_size).
@@ -308,10 +308,10 @@ DEVSERVER = Kind(
 # -- flavors ---------------------------------------------------------------------------------------------
 
 def flavor_manifest(flavor: DevServerFlavor) -> dict[str, Any]:
-    from devservers_sdk.models import API_GROUP, API_VERSION, FLAVOR_KIND
+    from devservers_sdk.contract import FLAVOR_KIND, GROUP_VERSION
 
     body = flavor.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": FLAVOR_KIND, **body}
+    return {"apiVersion": GROUP_VERSION, "kind": FLAVOR_KIND, **body}
 
 
 def _seconds(value: int | None) -> str:

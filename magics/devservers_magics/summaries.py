@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from devservers_sdk.contract import DESIRED_STATE_ANNOTATION
+
 if TYPE_CHECKING:
     from devservers_sdk.models import DevServer
 
@@ -23,8 +25,6 @@ __all__ = [
     "span_text",
 ]
 
-# The SDK's client sets it (see devservers_sdk.client); repeated to avoid importing the client for a label.
-DESIRED_STATE_ANNOTATION = "devservers.io/desired-state"
 
 
 def expires_at(server: DevServer) -> datetime | None:

@@ -27,9 +27,16 @@ from typing import Any
 
 import kopf
 
+from devservers_sdk.contract import (
+    API_GROUP,
+    API_VERSION,
+    DEVSERVER_PLURAL,
+    FLAVOR_PLURAL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    NAME_LABEL,
+)
 from devservers_sdk.kube_async import AsyncKube
-from devservers_sdk.manifests import MANAGED_BY, NAME_LABEL
-from devservers_sdk.models import API_GROUP, API_VERSION, DEVSERVER_PLURAL, FLAVOR_PLURAL
 from devservers_sdk.tracking_settings import DEFAULTS_CONFIGMAP
 
 from .reconcile import Key, Reconciler
@@ -39,9 +46,9 @@ __all__ = ["IndexCache", "NoDiffBase", "QuietEventHandlers"]
 
 log = logging.getLogger(__name__)
 
-MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 DEFAULTS_SELECTOR = f"metadata.name={DEFAULTS_CONFIGMAP}"
-_OWNED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+_OWNED = {MANAGED_BY_LABEL: MANAGED_BY}
 
 
 class IndexCache:

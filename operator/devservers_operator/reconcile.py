@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from devservers_sdk.checkpoint_hook import STOP_MARGIN_SECONDS, TIMED_OUT_CODES, hook_command
+from devservers_sdk.contract import NAME_LABEL
 from devservers_sdk.cost import (
     LEDGER_NAME,
     LedgerEntry,
@@ -255,7 +256,7 @@ class Reconciler:
     def owned_changed(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
         """An owned StatefulSet, Service, pod or claim changed or was deleted: reconcile its DevServer."""
         meta = _meta(body)
-        name = (meta.get("labels") or {}).get("devservers.io/name")
+        name = (meta.get("labels") or {}).get(NAME_LABEL)
         if not name or not meta.get("namespace"):
             return
         key = (str(meta["namespace"]), str(name))

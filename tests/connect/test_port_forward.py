@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from devservers_sdk.activity import ACTIVITY_ANNOTATION, ACTIVITY_SOURCE_ANNOTATION
+from devservers_sdk.contract import ACTIVITY_ANNOTATION, ACTIVITY_SOURCE_ANNOTATION
 from devservers_sdk.errors import InvalidSpecError
 from devservers_sdk.localcluster.pytest_plugin import wait_for
 from tests.connect.conftest import Server, free_port

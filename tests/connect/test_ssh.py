@@ -15,8 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from devservers_sdk.activity import ACTIVITY_ANNOTATION, ACTIVITY_SOURCE_ANNOTATION
 from devservers_sdk.connect.ssh import MISSING_SSHD, sshd_command
+from devservers_sdk.contract import ACTIVITY_ANNOTATION, ACTIVITY_SOURCE_ANNOTATION
 from tests.cli.devctl_support import make_devctl
 from tests.connect.conftest import Server
 

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from devservers_sdk.client import NAME_LABEL, DevServerClient
+from devservers_sdk.client import DevServerClient
+from devservers_sdk.contract import NAME_LABEL
 from devservers_sdk.kube import DEVSERVERS, PODS, Kube, Resource
 from devservers_sdk.localcluster.pytest_plugin import ClusterHandle, create_test_namespace, wait_for
 from devservers_sdk.manifests import OperatorConfig, build_objects

@@ -12,8 +12,8 @@ from datetime import datetime
 
 import pytest
 
-from devservers_sdk.activity import ACTIVITY_ANNOTATION
 from devservers_sdk.client import DevServerClient
+from devservers_sdk.contract import ACTIVITY_ANNOTATION
 from devservers_sdk.errors import DevServerNotFoundError, DevServerNotReadyError, InvalidSpecError
 from devservers_sdk.launch import (
     MARKER_ENV,

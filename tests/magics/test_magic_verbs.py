@@ -20,7 +20,8 @@ from devservers_magics.tables import DevServerTable, FlavorTable
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
-from devservers_sdk.client import DESIRED_STATE_ANNOTATION, DevServerClient, DevServerDescription
+from devservers_sdk.client import DevServerClient, DevServerDescription
+from devservers_sdk.contract import DESIRED_STATE_ANNOTATION
 from devservers_sdk.models import DevServer, DevServerFlavor
 from tests.magics.magic_support import READY_TIMEOUT, CellRun, wait_until
 

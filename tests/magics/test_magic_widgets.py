@@ -17,7 +17,8 @@ import pytest
 import yaml
 from devservers_magics.widgets import CreateForm, DevServerList, DevServerUI, _cell_html
 
-from devservers_sdk.client import DESIRED_STATE_ANNOTATION, DevServerClient
+from devservers_sdk.client import DevServerClient
+from devservers_sdk.contract import DESIRED_STATE_ANNOTATION
 from devservers_sdk.errors import DevServerNotFoundError
 from tests.magics.magic_support import READY_TIMEOUT, wait_until
 

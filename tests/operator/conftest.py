@@ -37,6 +37,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from devservers_sdk.contract import NAME_LABEL
 from devservers_sdk.localcluster.pytest_plugin import ClusterHandle, cluster_for_tests, wait_for
 from tests.platform_fixture import (
     DeployedOperator,
@@ -50,7 +51,6 @@ from tests.platform_fixture import (
 ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
 GROUP, VERSION, PLURAL = "devservers.io", "v1", "devservers"
-NAME_LABEL = "devservers.io/name"
 NODE_CAPACITY = {"cpu": "64", "memory": "512Gi", "nvidia.com/gpu": "8", "pods": "200"}
 # The pods of the local cluster share the machine's network: a torchrun master on the default 29500 collides
 # with any other test session's on the same machine (EADDRINUSE). A port of this session's own instead.

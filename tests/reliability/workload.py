@@ -47,6 +47,7 @@ from typing import Any
 import yaml
 
 from devservers_sdk.client import DevServerClient
+from devservers_sdk.contract import NAME_LABEL
 from devservers_sdk.errors import DevServerError, DevServerNotReadyError, ExecError
 from devservers_sdk.kube import DEVSERVERS, EVENTS, PODS, Kube, Resource, RetryPolicy
 from devservers_sdk.localcluster.apiserver.faults import FaultSettings
@@ -58,7 +59,6 @@ ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
 NAMESPACE = "reliability"
 OWNER = "reliability"
-NAME_LABEL = "devservers.io/name"
 STATEFULSETS = Resource("apps", "v1", "statefulsets", "StatefulSet")
 SERVICES = Resource("", "v1", "services", "Service")
 PVCS = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from devservers_sdk.client import NAME_LABEL, DevServerClient
+from devservers_sdk.client import DevServerClient
+from devservers_sdk.contract import NAME_LABEL
 from devservers_sdk.kube import DEVSERVERS, PODS, Kube, Resource
 from devservers_sdk.localcluster.pytest_plugin import ROOMY_NODE, ClusterHandle, cluster_for_tests, wait_for
 from devservers_sdk.settings import load_kubeconfig

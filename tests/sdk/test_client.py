@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from devservers_sdk.activity import ACTIVITY_ANNOTATION
-from devservers_sdk.client import DESIRED_STATE_ANNOTATION, DevServerClient
+from devservers_sdk.client import DevServerClient
+from devservers_sdk.contract import ACTIVITY_ANNOTATION, DESIRED_STATE_ANNOTATION
 from devservers_sdk.errors import (
     AlreadyExistsError,
     DevServerFailedError,

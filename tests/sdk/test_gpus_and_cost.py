@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from devservers_operator.probe import parse_probe
 
+from devservers_sdk.contract import LOCAL_CLUSTER_LABEL
 from devservers_sdk.cost import (
     LEDGER_MAX_ENTRIES,
     LEDGER_MAX_STRETCHES,
@@ -32,7 +33,7 @@ from devservers_sdk.lifecycle import ProbeReport, plan, track_gpu_use
 from devservers_sdk.localcluster.node.fake_gpus import FakeGpus, write_reading
 from devservers_sdk.manifests import MAX_AUTO_NPROCS, OperatorConfig, build_statefulset, nprocs_per_node
 from devservers_sdk.models import CostStatus, DevServer, DevServerFlavor, MinGpuUtilization
-from devservers_sdk.status import LOCAL_CLUSTER_LABEL, derive_status, explain_unschedulable
+from devservers_sdk.status import derive_status, explain_unschedulable
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 CREATED = NOW - timedelta(hours=1)

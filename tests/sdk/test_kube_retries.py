@@ -34,6 +34,7 @@ import yaml
 from aiohttp import web
 
 from devservers_sdk.client import DevServerClient
+from devservers_sdk.contract import CREATE_TOKEN_ANNOTATION
 from devservers_sdk.errors import (
     AlreadyExistsError,
     ClusterFailingError,
@@ -44,7 +45,7 @@ from devservers_sdk.errors import (
     NotFoundError,
     ServerError,
 )
-from devservers_sdk.kube import CREATE_TOKEN_ANNOTATION, DEVSERVERS, Kube, Resource, RetryPolicy
+from devservers_sdk.kube import DEVSERVERS, Kube, Resource, RetryPolicy
 from devservers_sdk.localcluster import tls
 from devservers_sdk.localcluster.cluster import LocalCluster
 from devservers_sdk.settings import load_kubeconfig

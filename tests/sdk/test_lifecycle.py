@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 
-from devservers_sdk.activity import ACTIVITY_ANNOTATION
+from devservers_sdk.contract import ACTIVITY_ANNOTATION, DESIRED_STATE_ANNOTATION
 from devservers_sdk.errors import DevServerError, InvalidSpecError
 from devservers_sdk.lifecycle import (
-    DESIRED_STATE_ANNOTATION,
     PROBE_RETRY,
     Activity,
     LifetimeLimitError,
@@ -260,9 +259,6 @@ def test_idle_timeout_comes_from_the_spec_then_the_flavor_and_needs_auto_shutdow
 
 
 def test_desired_state_is_read_from_the_sdk_annotation() -> None:
-    from devservers_sdk import client
-
-    assert client.DESIRED_STATE_ANNOTATION == DESIRED_STATE_ANNOTATION
     assert desired_stopped(devserver(annotations={DESIRED_STATE_ANNOTATION: "Stopped"}))
     assert desired_stopped(devserver(annotations={DESIRED_STATE_ANNOTATION: "stopped"}))
     assert not desired_stopped(devserver(annotations={DESIRED_STATE_ANNOTATION: "Running"}))

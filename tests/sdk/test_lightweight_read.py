@@ -1,10 +1,10 @@
 """The fast read path of ``devctl list`` held to the models it must not import, without a cluster.
 
-``devservers_sdk.lightweight_read`` copies the DevServer resource's names and the models' rules, because
-importing ``models`` would import pydantic. Here each copy is pinned to the models; ``check_readable`` is
-held against ``DevServer.from_manifest`` on a corpus of odd objects (it may hand more to the client than
-the models refuse, never fewer); the renderer prints a manifest as it prints the model read from it; and
-every kubeconfig the fast path leaves to the client is refused before anything is sent.
+``devservers_sdk.lightweight_read`` reads the DevServer resource's names and the models' bounds from
+``contract`` (no pydantic there) and applies the models' rules itself, because importing ``models`` would
+import pydantic. Here ``check_readable`` is held against ``DevServer.from_manifest`` on a corpus of odd objects
+and at each bound on both sides (it may hand more to the client than the models refuse, never fewer); the
+renderer prints a manifest as it prints the model read from it; and every kubeconfig the fast path leaves to the client is refused before anything is sent.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import copy
 import io
 import os
 import re
+import subprocess
+import sys
 import typing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +27,14 @@ from pydantic import BaseModel
 
 from devservers_sdk import lightweight_read as light
 from devservers_sdk import models
+from devservers_sdk.contract import (
+    MAX_CHECKPOINT_TIMEOUT,
+    MAX_NAME_LENGTH,
+    MAX_NCCL_SETTINGS,
+    MAX_NCCL_VALUE_LENGTH,
+    MAX_WORLD_SIZE,
+    MIN_IDLE_TIMEOUT,
+)
 from devservers_sdk.errors import FullClientRequired
 from devservers_sdk.lightweight_read import check_readable, list_devservers
 from devservers_sdk.models import DevServer, DevServerSpec, DevServerStatus, DistributedSpec, LifecycleSpec
@@ -46,32 +56,23 @@ def _literal(annotation: Any) -> tuple[str, ...]:
     return next(_literal(arg) for arg in typing.get_args(annotation) if arg is not type(None))
 
 
-def _bound(model: type[BaseModel], field: str, kind: str) -> int:
-    return next(getattr(rule, kind) for rule in model.model_fields[field].metadata if hasattr(rule, kind))
-
-
-def test_copied_names_and_rules_match_the_models() -> None:
-    assert f"/apis/{models.API_GROUP}/{models.API_VERSION}" == light.DEVSERVERS_PATH
-    assert f"{models.API_GROUP}/{models.API_VERSION}" == light.DEVSERVER_API_VERSION
-    assert (light.DEVSERVER_KIND, light.DEVSERVER_PLURAL) == (models.DEVSERVER_KIND, models.DEVSERVER_PLURAL)
-    assert light.MAX_NAME_LENGTH == models.MAX_NAME_LENGTH
-    assert f"^{light.NAME_PATTERN.pattern}$" == models.NAME_PATTERN
-    assert f"^{light.NCCL_KEY_PATTERN.pattern}$" == models._NCCL_KEY_PATTERN
-    assert light.MAX_NCCL_SETTINGS == models.MAX_NCCL_SETTINGS
-    assert light.MAX_NCCL_VALUE_LENGTH == models._MAX_NCCL_VALUE_LENGTH
+def test_the_fast_path_expects_exactly_the_fields_the_models_know() -> None:
+    # A field only the models know would send every object that sets it to the client; a field only the
+    # fast path knows would let through an object the models refuse.
     fields = {"": {"apiVersion", "kind"} | _aliases(DevServer), "spec": _aliases(DevServerSpec),
               "spec.distributed": _aliases(DistributedSpec), "spec.lifecycle": _aliases(LifecycleSpec)}
     assert fields == light.FIELDS
-    assert set(light.MODES) == set(_literal(DevServerSpec.model_fields["mode"].annotation))
-    assert light.MODES[0] == DevServerSpec.model_fields["mode"].default == render._DEFAULT_MODE
-    assert set(light.BACKENDS) == set(_literal(DistributedSpec.model_fields["backend"].annotation))
-    assert light.BACKENDS[0] == DistributedSpec.model_fields["backend"].default
-    assert _literal(DevServerStatus.model_fields["phase"].annotation) == light.PHASES
-    assert _literal(models.Condition.model_fields["status"].annotation) == light.CONDITION_STATUSES
-    assert light.MAX_WORLD_SIZE == models.MAX_WORLD_SIZE == _bound(DistributedSpec, "world_size", "le")
-    assert _bound(LifecycleSpec, "idle_timeout", "ge") == light.MIN_IDLE_TIMEOUT
-    assert light.MAX_CHECKPOINT_TIMEOUT == models.MAX_CHECKPOINT_TIMEOUT
-    assert DistributedSpec.model_fields["world_size"].default == render._DEFAULT_WORLD_SIZE
+
+
+def test_the_fast_path_and_the_contract_load_neither_pydantic_nor_kubernetes() -> None:
+    # What `devctl list` imports before it knows whether the fast path will do: the reader, the names and
+    # rules it shares with the models, and the renderer with the SDK views it calls.
+    code = ("import sys, devservers_sdk.contract, devservers_sdk.lightweight_read, devservers_cli.render; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'pydantic', 'pydantic_core', 'kubernetes', "
+            "'urllib3'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert result.stdout.strip() == "[]"
 
 
 # -- check_readable against the models ---------------------------------------------------------------------
@@ -182,6 +183,58 @@ LEFT_TO_THE_MODELS = {
     "a time with a space": variant(status__lastActivityTime="2026-05-01 11:00:00Z"),
     "a time without a zone in the status": variant(status__stoppedAt="2026-05-01T11:00:00"),
 }
+
+
+# Each of the models' bounds on both sides (``contract`` holds the numbers): the two readers agree at each.
+AT_THE_BOUNDS = {
+    "longest name": (variant(metadata__name="a" * MAX_NAME_LENGTH), True),
+    "a name one longer": (variant(metadata__name="a" * (MAX_NAME_LENGTH + 1)), False),
+    "shortest idle timeout": (variant(spec__lifecycle__idleTimeout=MIN_IDLE_TIMEOUT), True),
+    "a second shorter": (variant(spec__lifecycle__idleTimeout=MIN_IDLE_TIMEOUT - 1), False),
+    "largest world size": (variant(spec__distributed__worldSize=MAX_WORLD_SIZE), True),
+    "one rank more": (variant(spec__distributed__worldSize=MAX_WORLD_SIZE + 1), False),
+    "most NCCL settings": (variant(spec__distributed__ncclSettings={f"NCCL_X{i}": "1"
+                                                                     for i in range(MAX_NCCL_SETTINGS)}), True),
+    "one NCCL setting more": (variant(spec__distributed__ncclSettings={f"NCCL_X{i}": "1"
+                                                                        for i in range(MAX_NCCL_SETTINGS + 1)}), False),
+    "longest NCCL value": (variant(spec__distributed__ncclSettings={"NCCL_DEBUG": "x" * MAX_NCCL_VALUE_LENGTH}), True),
+    "an NCCL value one longer": (variant(spec__distributed__ncclSettings={
+        "NCCL_DEBUG": "x" * (MAX_NCCL_VALUE_LENGTH + 1)}), False),
+    "longest checkpoint hook": (variant(spec__lifecycle__checkpoint={"command": ["true"],
+                                                                      "timeoutSeconds": MAX_CHECKPOINT_TIMEOUT}), True),
+    "a checkpoint hook a second longer": (variant(spec__lifecycle__checkpoint={
+        "command": ["true"], "timeoutSeconds": MAX_CHECKPOINT_TIMEOUT + 1}), False),
+    "unknown mode": (variant(spec__mode="cluster"), False),
+}
+
+
+@pytest.mark.parametrize("name", list(AT_THE_BOUNDS))
+def test_the_fast_path_and_the_models_agree_at_each_bound(name: str) -> None:
+    manifest, readable = AT_THE_BOUNDS[name]
+    assert _model_reads(manifest) == readable, "the corpus is stale: the models' bound moved"
+    assert _fast_path_reads(manifest) == readable
+
+
+@pytest.mark.parametrize(("path", "values"), [
+    ("spec.mode", _literal(DevServerSpec.model_fields["mode"].annotation)),
+    ("spec.distributed.backend", _literal(DistributedSpec.model_fields["backend"].annotation)),
+    ("status.phase", _literal(DevServerStatus.model_fields["phase"].annotation)),
+])
+def test_the_fast_path_reads_every_value_the_models_allow(path: str, values: tuple[str, ...]) -> None:
+    for value in values:
+        manifest = variant(**{path.replace(".", "__"): value})
+        assert _model_reads(manifest) and _fast_path_reads(manifest), value
+    for status in _literal(models.Condition.model_fields["status"].annotation):
+        assert _fast_path_reads(variant(status__conditions=[{"type": "Ready", "status": status}])), status
+
+
+def test_what_a_manifest_leaves_out_reads_as_the_models_default_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No mode, no distributed section, no world size: the table the fast path prints is the models' table."""
+    monkeypatch.setattr(render, "_now", lambda: NOW)
+    for manifest in (variant(spec__mode=DELETE, status=DELETE), variant(spec__distributed__worldSize=DELETE,
+                                                                        status=DELETE)):
+        model = DevServer.from_manifest(manifest)
+        assert render.render([manifest], "wide", render.DEVSERVER) == render.render([model], "wide", render.DEVSERVER)
 
 
 def _model_reads(manifest: dict[str, Any]) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from devservers_sdk.contract import MAX_NAME_LENGTH, NAME_LABEL, RESTARTED_AT_ANNOTATION
 from devservers_sdk.errors import InvalidSpecError
 from devservers_sdk.localcluster.apiserver import openapi, strategies
 from devservers_sdk.localcluster.apiserver.resources import ResourceRegistry, ResourceType
@@ -19,8 +20,6 @@ from devservers_sdk.localcluster.pytest_plugin import wait_for
 from devservers_sdk.manifests import (
     DEFAULT_IMAGE,
     KEEP_ALIVE_COMMAND,
-    RANK_LABEL,
-    RESTARTED_AT_ANNOTATION,
     OperatorConfig,
     build_objects,
     build_service,
@@ -33,7 +32,7 @@ from devservers_sdk.manifests import (
     selector_for,
     shm_size_for,
 )
-from devservers_sdk.models import MAX_NAME_LENGTH, DevServer, DevServerFlavor, DistributedSpec
+from devservers_sdk.models import DevServer, DevServerFlavor, DistributedSpec
 
 CONFIG = OperatorConfig()
 
@@ -164,11 +163,11 @@ def test_the_selector_is_a_stable_subset_without_the_owner() -> None:
     assert build_service(server)["spec"]["selector"] == selector
 
 
-def test_the_labels_match_the_sdk_clients_pod_selection() -> None:
-    from devservers_sdk import client
-
-    assert client.NAME_LABEL in selector_for(devserver())
-    assert client.RANK_LABEL == RANK_LABEL
+def test_the_pods_carry_the_label_the_sdk_finds_them_by() -> None:
+    server = devserver()
+    template = build_statefulset(server, CPU, CONFIG)["spec"]["template"]
+    assert template["metadata"]["labels"][NAME_LABEL] == server.name
+    assert selector_for(server)[NAME_LABEL] == server.name
 
 
 def test_owner_reference_is_a_blocking_controller_reference() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from devservers_sdk.lifecycle import DESIRED_STATE_ANNOTATION
+from devservers_sdk.contract import DESIRED_STATE_ANNOTATION
 from devservers_sdk.localcluster.pytest_plugin import wait_for
 from tests.operator.conftest import OperatedNamespace, rfc3339
 
