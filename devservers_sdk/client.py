@@ -43,7 +43,14 @@ from . import exec as exec_
 from . import lifecycle as lifecycle_rules
 from .activity import activity_patch, rfc3339
 from .cancellation import Cancellation
-from .contract import CONTAINER_NAME, DESIRED_STATE_ANNOTATION, NAME_LABEL, RANK_LABEL, validate_name
+from .contract import (
+    CONTAINER_NAME,
+    DESIRED_STATE_ANNOTATION,
+    MIN_IDLE_TIMEOUT,
+    NAME_LABEL,
+    RANK_LABEL,
+    validate_name,
+)
 from .durations import format_duration, parse_duration
 from .errors import (
     DevServerFailedError,
@@ -463,9 +470,11 @@ class DevServerClient:
         else:
             seconds = int(_duration(value, field_name="spec.lifecycle.idleTimeout", argument="idle_timeout",
                                     name=name).total_seconds())
-        if seconds < 60:
-            raise InvalidSpecError(f"idle_timeout for DevServer '{name}' is {seconds}s; it must be at least 1m "
-                                   f"(60 seconds).", field="spec.lifecycle.idleTimeout", kind="DevServer", name=name)
+        if seconds < MIN_IDLE_TIMEOUT:
+            least = format_duration(timedelta(seconds=MIN_IDLE_TIMEOUT))
+            raise InvalidSpecError(f"idle_timeout for DevServer '{name}' is {seconds}s; it must be at least {least} "
+                                   f"({MIN_IDLE_TIMEOUT} seconds).", field="spec.lifecycle.idleTimeout",
+                                   kind="DevServer", name=name)
         return seconds
 
     @staticmethod
