@@ -51,8 +51,12 @@ if TYPE_CHECKING:
 __all__ = [
     "CONFIGMAPS",
     "DEFAULT_TIMEOUT",
+    "DEVSERVERS",
+    "EVENTS",
     "FIELD_MANAGER",
+    "FLAVORS",
     "NODES",
+    "PODS",
     "PVCS",
     "SECRETS",
     "SERVICES",
@@ -265,12 +269,15 @@ class AsyncKube:
         self,
         resource: Resource,
         *,
-        namespace: str | None,
+        namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
         limit: int = 500,
-    ) -> builtins.list[dict[str, Any]]:
-        """LIST objects, page by page; returns the items. Pods and events require a namespace."""
+    ) -> dict[str, Any]:
+        """LIST objects, page by page; returns one List manifest holding every page's items (as ``Kube.list``).
+
+        Pods and events require a namespace (the operator never lists them across namespaces).
+        """
         if namespace is None and resource.kind in (PODS.kind, EVENTS.kind):
             raise ValueError(f"listing {resource.plural} across all namespaces is not allowed here; name one")
         items: builtins.list[dict[str, Any]] = []
@@ -286,9 +293,10 @@ class AsyncKube:
                 "GET", resource.path(namespace), query=query, kind=resource.kind, namespace=namespace
             )
             items.extend(page.get("items") or [])
-            token = (page.get("metadata") or {}).get("continue") or None
+            metadata = dict(page.get("metadata") or {})
+            token = metadata.pop("continue", None) or None
             if not token:
-                return items
+                return {**page, "metadata": metadata, "items": items}
 
     async def patch(
         self,
@@ -312,10 +320,12 @@ class AsyncKube:
         )
         return result
 
-    async def create(self, resource: Resource, manifest: dict[str, Any]) -> dict[str, Any]:
-        """POST a new object (field validation Strict); returns it as stored."""
+    async def create(
+        self, resource: Resource, manifest: dict[str, Any], *, namespace: str | None = None
+    ) -> dict[str, Any]:
+        """POST a new object (field validation Strict) into ``namespace`` or the manifest's; returns it as stored."""
         metadata = manifest.get("metadata") or {}
-        namespace = metadata.get("namespace")
+        namespace = namespace or metadata.get("namespace")
         result: dict[str, Any] = await self.request(
             "POST",
             resource.path(namespace),
@@ -327,7 +337,9 @@ class AsyncKube:
         )
         return result
 
-    async def replace(self, resource: Resource, manifest: dict[str, Any]) -> dict[str, Any]:
+    async def replace(
+        self, resource: Resource, manifest: dict[str, Any], *, namespace: str | None = None
+    ) -> dict[str, Any]:
         """PUT the complete object; returns it as stored.
 
         Without ``metadata.resourceVersion`` the update is unconditional (StatefulSets and Services allow
@@ -336,7 +348,7 @@ class AsyncKube:
         one loses its GPU limit, node selector and tolerations, and a hand edit of the spec is undone.
         """
         metadata = manifest.get("metadata") or {}
-        name, namespace = metadata["name"], metadata.get("namespace")
+        name, namespace = metadata["name"], namespace or metadata.get("namespace")
         result: dict[str, Any] = await self.request(
             "PUT",
             resource.path(namespace, name),
@@ -355,9 +367,10 @@ class AsyncKube:
         *,
         namespace: str | None = None,
         propagation: str = "Background",
-        missing_ok: bool = True,
+        missing_ok: bool = False,
     ) -> dict[str, Any] | None:
-        """DELETE an object; a missing one is fine unless ``missing_ok`` is false."""
+        """DELETE an object; returns the server's answer. A missing one raises ``NotFoundError``, or returns
+        ``None`` with ``missing_ok``."""
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
         try:
             result: dict[str, Any] | None = await self.request(
@@ -374,67 +387,7 @@ class AsyncKube:
             raise
         return result
 
-    # -- the operator's vocabulary -------------------------------------------------------------------
-
-    async def get_devserver(self, namespace: str, name: str) -> dict[str, Any]:
-        return await self.get(DEVSERVERS, name, namespace=namespace)
-
-    async def list_devservers(
-        self, namespace: str | None, *, label_selector: str | None = None
-    ) -> builtins.list[dict[str, Any]]:
-        return await self.list(DEVSERVERS, namespace=namespace, label_selector=label_selector)
-
-    async def patch_devserver(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        """Merge-patch the DevServer itself (metadata or spec)."""
-        return await self.patch(DEVSERVERS, name, patch, namespace=namespace)
-
-    async def patch_devserver_status(
-        self, namespace: str, name: str, status: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Merge-patch ``status`` through the status subresource (``None`` values remove fields)."""
-        return await self.patch(
-            DEVSERVERS, name, {"status": status}, namespace=namespace, subresource="status"
-        )
-
-    async def delete_devserver(self, namespace: str, name: str) -> None:
-        await self.delete(DEVSERVERS, name, namespace=namespace)
-
-    async def get_flavor(self, name: str) -> dict[str, Any]:
-        return await self.get(FLAVORS, name)
-
-    async def list_flavors(self) -> builtins.list[dict[str, Any]]:
-        return await self.list(FLAVORS, namespace=None)
-
-    async def get_statefulset(self, namespace: str, name: str) -> dict[str, Any]:
-        return await self.get(STATEFULSETS, name, namespace=namespace)
-
-    async def create_statefulset(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        return await self.create(STATEFULSETS, manifest)
-
-    async def replace_statefulset(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        return await self.replace(STATEFULSETS, manifest)
-
-    async def delete_statefulset(self, namespace: str, name: str, *, propagation: str = "Background") -> None:
-        await self.delete(STATEFULSETS, name, namespace=namespace, propagation=propagation)
-
-    async def get_service(self, namespace: str, name: str) -> dict[str, Any]:
-        return await self.get(SERVICES, name, namespace=namespace)
-
-    async def create_service(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        return await self.create(SERVICES, manifest)
-
-    async def replace_service(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        return await self.replace(SERVICES, manifest)
-
-    async def list_pods(self, namespace: str, *, label_selector: str) -> builtins.list[dict[str, Any]]:
-        """Pods of one namespace matching a label selector (never across namespaces)."""
-        return await self.list(PODS, namespace=namespace, label_selector=label_selector)
-
-    async def delete_pod(self, namespace: str, name: str) -> None:
-        await self.delete(PODS, name, namespace=namespace)
-
-    async def get_pvc(self, namespace: str, name: str) -> dict[str, Any]:
-        return await self.get(PVCS, name, namespace=namespace)
+    # -- reads with a rule of their own ------------------------------------------------------------------
 
     async def secret_keys(self, namespace: str, name: str) -> set[str] | None:
         """The keys of a Secret, or None when it does not exist; its values are dropped at once, unread.
@@ -449,17 +402,6 @@ class AsyncKube:
         keys = set((secret.get("data") or {}).keys())
         del secret
         return keys
-
-    async def create_event(self, namespace: str, event: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request(
-            "POST", EVENTS.path(namespace), body=event, kind=EVENTS.kind, namespace=namespace
-        )
-        return result
-
-    async def list_events(
-        self, namespace: str, *, field_selector: str | None = None
-    ) -> builtins.list[dict[str, Any]]:
-        return await self.list(EVENTS, namespace=namespace, field_selector=field_selector)
 
     # -- exec ----------------------------------------------------------------------------------------
 
