@@ -53,7 +53,18 @@ from devservers_sdk.errors import (
     NotFoundError,
     flavor_not_found,
 )
-from devservers_sdk.kube_async import CONFIGMAPS, NODES, PVCS, AsyncKube
+from devservers_sdk.kube_async import (
+    CONFIGMAPS,
+    DEVSERVERS,
+    EVENTS,
+    FLAVORS,
+    NODES,
+    PODS,
+    PVCS,
+    SERVICES,
+    STATEFULSETS,
+    AsyncKube,
+)
 from devservers_sdk.lifecycle import (
     DESIRED_STATE_ANNOTATION,
     Decision,
@@ -379,7 +390,7 @@ class Reconciler:
             if decision.action == "expire":
                 await self._checkpoint(devserver, pods, "Expiry", memory)
                 await self._event(devserver, "Normal", "Expired", decision.message)
-                await self.kube.delete_devserver(namespace, name)
+                await self.kube.delete(DEVSERVERS, name, namespace=namespace, missing_ok=True)
                 self.forget(key)
                 return None
             if decision.warning is not None:
@@ -389,8 +400,9 @@ class Reconciler:
                 await self._event(devserver, "Warning", "LowGpuUtilization", decision.gpu_warning)
             if decision.action in ("stop_idle", "stop_low_gpu") and flavor is not None:
                 await self._checkpoint(devserver, pods, "IdleStop", memory)
-                body = await self.kube.patch_devserver(
-                    namespace, name, {"metadata": {"annotations": {DESIRED_STATE_ANNOTATION: "Stopped"}}}
+                body = await self.kube.patch(
+                    DEVSERVERS, name, {"metadata": {"annotations": {DESIRED_STATE_ANNOTATION: "Stopped"}}},
+                    namespace=namespace,
                 )
                 memory.last_written = body
                 devserver = DevServer.from_manifest(_resource_fields(body))
@@ -452,7 +464,7 @@ class Reconciler:
         if body is None:
             # Not in the cache: absent, or created a moment ago. Ask once; the flavor watch does the rest.
             try:
-                body = await self.kube.get_flavor(flavor_name)
+                body = await self.kube.get(FLAVORS, flavor_name)
             except NotFoundError:
                 available = self.cache.flavor_names()
                 text = flavor_not_found(flavor_name, available).message.rstrip(".")
@@ -474,7 +486,7 @@ class Reconciler:
             return None
         namespace = devserver.namespace or ""
         try:
-            await self.kube.get_pvc(namespace, claim)
+            await self.kube.get(PVCS, claim, namespace=namespace)
         except NotFoundError:
             return (
                 f"PersistentVolumeClaim '{claim}' (spec.sharedVolumeClaimName) does not exist in namespace "
@@ -534,7 +546,7 @@ class Reconciler:
         if cached is not None and time.monotonic() - cached[0] < NODES_MAX_AGE:
             return cached[1]
         try:
-            nodes = await self.kube.list(NODES, namespace=None)
+            nodes = (await self.kube.list(NODES))["items"]
         except DevServerError as exc:
             log.warning("Could not read the Nodes to explain an unschedulable pod: %s", exc)
             return None
@@ -786,7 +798,8 @@ class Reconciler:
                 f"{', '.join(changed)} cannot change in place: recreating StatefulSet "
                 f"'{devserver.name}'; its pods and home volumes are kept and adopted",
             )
-            await self.kube.delete_statefulset(namespace, devserver.name, propagation="Orphan")
+            await self.kube.delete(STATEFULSETS, devserver.name, namespace=namespace, propagation="Orphan",
+                                   missing_ok=True)
             statefulset = None
         else:
             template_hash = manifest_hash(desired.statefulset["spec"]["template"])
@@ -817,7 +830,7 @@ class Reconciler:
             log.info(
                 "Deleting pod %s/%s: it is not on the StatefulSet's current template", namespace, pod_name
             )
-            await self.kube.delete_pod(namespace, pod_name)
+            await self.kube.delete(PODS, pod_name, namespace=namespace, missing_ok=True)
         return statefulset, again
 
     async def _checkpoint(
@@ -936,25 +949,21 @@ class Reconciler:
             if live_meta.get("finalizers"):
                 metadata["finalizers"] = list(live_meta["finalizers"])
         metadata.setdefault("annotations", {})[APPLIED_HASH_ANNOTATION] = digest
-        create, replace = (
-            (self.kube.create_statefulset, self.kube.replace_statefulset)
-            if kind == "StatefulSet"
-            else (self.kube.create_service, self.kube.replace_service)
-        )
+        resource = STATEFULSETS if kind == "StatefulSet" else SERVICES
         if live is None:
             try:
-                result = await create(manifest)
+                result = await self.kube.create(resource, manifest)
             except AlreadyExistsError:  # created by an earlier run this process no longer remembers
-                result = await replace(manifest)
+                result = await self.kube.replace(resource, manifest)
         else:
             try:
-                result = await replace(manifest)
+                result = await self.kube.replace(resource, manifest)
             except NotFoundError:
                 # Gone since the cache saw it: a change of the namespace's defaults can arrive while the
                 # namespace is being deleted, with its objects. Create it again (a terminating namespace
                 # refuses that, which ends the reconcile quietly).
                 manifest["metadata"].pop("resourceVersion", None)
-                result = await create(manifest)
+                result = await self.kube.create(resource, manifest)
         memory.written[kind] = _Written(digest, result)
         return result
 
@@ -988,7 +997,8 @@ class Reconciler:
             "Status of DevServer %s/%s: %s: %s", namespace, devserver.name, status.phase, status.message
         )
         try:
-            result = await self.kube.patch_devserver_status(namespace, devserver.name, patch)
+            result = await self.kube.patch(DEVSERVERS, devserver.name, {"status": patch}, namespace=namespace,
+                                           subresource="status")
         except NotFoundError:
             # Deleted since the cache saw it: nothing left to report on, and no reason to retry.
             log.debug("DevServer %s/%s is gone; its status is not written", namespace, devserver.name)
@@ -1071,15 +1081,17 @@ class Reconciler:
             "lastTransitionTime": now,
             "observedGeneration": meta.get("generation"),
         }
-        await self.kube.patch_devserver_status(
-            namespace,
+        await self.kube.patch(
+            DEVSERVERS,
             name,
-            {
+            {"status": {
                 "phase": "Failed",
                 "message": message,
                 "observedGeneration": meta.get("generation"),
                 "conditions": [condition],
-            },
+            }},
+            namespace=namespace,
+            subresource="status",
         )
         log.warning("DevServer %s/%s: InvalidSpec: %s", namespace, name, message)
 
@@ -1117,7 +1129,7 @@ class Reconciler:
             message,
         )
         try:
-            await self.kube.create_event(namespace, event)
+            await self.kube.create(EVENTS, event, namespace=namespace)
         except DevServerError as exc:
             log.warning(
                 "Could not record the %s Event of DevServer %s/%s: %s", reason, namespace, devserver.name, exc
