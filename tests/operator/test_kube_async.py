@@ -17,8 +17,7 @@ from devservers_sdk.errors import (
     FlavorNotFoundError,
     NotFoundError,
 )
-from devservers_sdk.kube import PODS
-from devservers_sdk.kube_async import AsyncKube
+from devservers_sdk.kube_async import DEVSERVERS, FLAVORS, PODS, PVCS, SERVICES, AsyncKube
 from devservers_sdk.localcluster.pytest_plugin import wait_for
 from tests.operator.conftest import kubectl
 
@@ -48,16 +47,18 @@ def _pod(name: str) -> dict[str, Any]:
 def test_missing_objects_map_to_the_sdk_errors(crds: str, namespace: str) -> None:
     async def body(kube: AsyncKube) -> None:
         with pytest.raises(DevServerNotFoundError, match="devctl list"):
-            await kube.get_devserver(namespace, "nope")
+            await kube.get(DEVSERVERS, "nope", namespace=namespace)
         with pytest.raises(FlavorNotFoundError):
-            await kube.get_flavor("nope")
+            await kube.get(FLAVORS, "nope")
         with pytest.raises(NotFoundError):
-            await kube.get_pvc(namespace, "nope")
-        await kube.delete_pod(namespace, "nope")  # a missing object is fine to delete
+            await kube.get(PVCS, "nope", namespace=namespace)
+        await kube.delete(PODS, "nope", namespace=namespace, missing_ok=True)  # a missing object may be fine
+        with pytest.raises(NotFoundError):
+            await kube.delete(PODS, "nope", namespace=namespace)
         with pytest.raises(ValueError, match="all namespaces"):
             await kube.list(PODS, namespace=None)
-        assert await kube.list_pods(namespace, label_selector="app=none") == []
-        flavors = {flavor["metadata"]["name"] for flavor in await kube.list_flavors()}
+        assert (await kube.list(PODS, namespace=namespace, label_selector="app=none"))["items"] == []
+        flavors = {flavor["metadata"]["name"] for flavor in (await kube.list(FLAVORS))["items"]}
         assert {"cpu-small", "gpu-large"} <= flavors
 
     run(crds, body)
@@ -72,11 +73,11 @@ def test_create_replace_and_exec(crds: str, namespace: str) -> None:
     }
 
     async def services(kube: AsyncKube) -> dict[str, Any]:
-        await kube.create_service(service)
+        await kube.create(SERVICES, service)
         with pytest.raises(AlreadyExistsError):
-            await kube.create_service(service)
+            await kube.create(SERVICES, service)
         smaller = {**service, "spec": {**service["spec"], "selector": {}}}
-        return await kube.replace_service(smaller)
+        return await kube.replace(SERVICES, smaller)
 
     replaced = run(crds, services)
     assert not replaced["spec"].get("selector")  # replace removes what the manifest omits
@@ -85,7 +86,7 @@ def test_create_replace_and_exec(crds: str, namespace: str) -> None:
 
     def running() -> bool:
         async def phase(kube: AsyncKube) -> str:
-            pods = await kube.list_pods(namespace, label_selector="run=box")
+            pods = (await kube.list(PODS, namespace=namespace, label_selector="run=box"))["items"]
             return str(pods[0]["status"].get("phase")) if pods else ""
 
         return run(crds, phase) == "Running"
