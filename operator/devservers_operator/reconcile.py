@@ -206,6 +206,9 @@ class _Memory:
     # created) before the debounced reconcile reads the cache, and with it the evidence.
     disruptions: dict[str, Disruption] = field(default_factory=dict)
     gpu_warned_for: datetime | None = None  # the gpuLowSince whose stop was already announced
+    # Transitions whose Events were posted for a status write that has not landed yet: its retry computes
+    # them again and must not announce them twice. Keys are (condition type, Event reason, condition status).
+    announced: set[tuple[str, str, str]] = field(default_factory=set)
     checkpoint: CheckpointOutcome | None = None  # the last hook run, until the status carries it
 
 
@@ -985,6 +988,7 @@ class Reconciler:
         except ValidationError:
             old = {}
         if old == new and set(old_raw) <= set(new):
+            memory.announced.clear()  # nothing to write: no Event is waiting for its status
             return None
         if progress_only(old, new):
             wait = memory.status_written_at + PROGRESS_WRITE_INTERVAL - time.monotonic()
@@ -996,6 +1000,9 @@ class Reconciler:
         log.debug(
             "Status of DevServer %s/%s: %s: %s", namespace, devserver.name, status.phase, status.message
         )
+        # The Events go first: they are the evidence of the status, so whoever sees the new status (a user
+        # who then runs `kubectl describe`, a test) finds them. Posted after the write, they raced the reader.
+        await self._transition_events(devserver, devserver.status, status, pods, memory)
         try:
             result = await self.kube.patch(DEVSERVERS, devserver.name, {"status": patch}, namespace=namespace,
                                            subresource="status")
@@ -1004,6 +1011,7 @@ class Reconciler:
             log.debug("DevServer %s/%s is gone; its status is not written", namespace, devserver.name)
             self.forget((namespace, devserver.name))
             return None
+        memory.announced.clear()
         # Skip the echo of this write, unless someone else changed the object meanwhile.
         result_meta, body_meta = _meta(result), _meta(body)
         unchanged = all(
@@ -1014,7 +1022,6 @@ class Reconciler:
         memory.status_written_at = time.monotonic()
         if not unchanged:
             self.queue.trigger((namespace, devserver.name))
-        await self._transition_events(devserver, devserver.status, status, pods, memory)
         return None
 
     async def _transition_events(
@@ -1025,27 +1032,36 @@ class Reconciler:
         pods: Sequence[Mapping[str, Any]],
         memory: _Memory,
     ) -> None:
-        """Warn when a problem appears or changes; note when it clears. Never once per reconcile."""
+        """Warn when a problem appears or changes; note when it clears. Never once per reconcile, and never
+        twice for one transition when the status write that makes it is retried."""
+        events: list[tuple[tuple[str, str, str], str, str, str]] = []
         was, now_interrupted = before.condition("Interrupted"), after.condition("Interrupted")
         if now_interrupted is not None and now_interrupted.status == "True" and (
                 was is None or was.status != "True"):
-            await self._event(devserver, "Warning", "Interrupted",
-                              f"{now_interrupted.message}; the pods come back on other nodes with their home "
-                              f"volumes (interruption {after.interruptions})")
+            events.append((("Interrupted", "Interrupted", "True"), "Warning", "Interrupted",
+                           f"{now_interrupted.message}; the pods come back on other nodes with their home "
+                           f"volumes (interruption {after.interruptions})"))
         elif was is not None and was.status == "True" and now_interrupted is not None and \
                 now_interrupted.status != "True" and after.phase == "Running":
-            await self._event(devserver, "Normal", "InterruptionRecovered",
-                              f"Running again after the interruption at {_rfc3339(was.last_transition_time)}: "
-                              f"{after.message}")
+            events.append((("Interrupted", "InterruptionRecovered", now_interrupted.status), "Normal",
+                           "InterruptionRecovered",
+                           f"Running again after the interruption at {_rfc3339(was.last_transition_time)}: "
+                           f"{after.message}"))
         old, new = before.condition("Degraded"), after.condition("Degraded")
         if (
             new is not None
             and new.status == "True"
             and (old is None or old.status != "True" or old.reason != new.reason)
         ):
-            await self._event(devserver, "Warning", new.reason, new.message)
+            events.append((("Degraded", new.reason, "True"), "Warning", new.reason, new.message))
         elif old is not None and old.status == "True" and new is not None and new.status != "True":
-            await self._event(devserver, "Normal", "Recovered", f"no longer degraded ({old.reason})")
+            events.append((("Degraded", "Recovered", new.status), "Normal", "Recovered",
+                           f"no longer degraded ({old.reason})"))
+        for key, event_type, reason, message in events:
+            if key not in memory.announced:
+                await self._event(devserver, event_type, reason, message)
+        # A transition that no longer holds is forgotten: should it come back, that is news again.
+        memory.announced = {key for key, *_ in events}
         # Unschedulable as the scheduler says it (a pod not yet looked at is no news), once per episode.
         scheduled = after.condition("Scheduled")
         if scheduled is not None and scheduled.status == "True":
