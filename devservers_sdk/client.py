@@ -8,8 +8,9 @@ Conventions shared with the operator (it creates the objects, this client finds 
 
 * **Pods.** The pods of DevServer ``X`` carry the label ``devservers.io/name=X``; the rank of a pod is its
   label ``apps.kubernetes.io/pod-index`` (set by the StatefulSet controller: the operator creates the
-  StatefulSet ``X`` whose pods are ``X-<rank>``). ``exec``, ``shell`` and ``logs`` select pods by these two
-  labels only, never by name, and use the first container unless told otherwise.
+  StatefulSet ``X`` whose pods are ``X-<rank>``), else that ordinal of its name on a cluster older than
+  Kubernetes 1.28 (``views.pod_rank``). ``exec``, ``shell`` and ``logs`` take the pods of the name label
+  and pick the rank among them, and use the first container unless told otherwise.
 * **Activity.** ``exec``, ``exec_stream`` and ``shell`` set the annotation ``devservers.io/last-activity``
   (RFC 3339, UTC) on the DevServer when they start, every minute while they last, and when they end
   (JSON merge patch, best effort; see ``activity.py``). The idle policy must count it as activity.
@@ -48,7 +49,6 @@ from .contract import (
     DESIRED_STATE_ANNOTATION,
     MIN_IDLE_TIMEOUT,
     NAME_LABEL,
-    RANK_LABEL,
     validate_name,
 )
 from .durations import format_duration, parse_duration
@@ -80,6 +80,7 @@ from .next_steps import NextStep
 from .settings import load_kubeconfig, resolve_namespace, resolve_owner
 from .tracking import git_commit
 from .tracking_settings import DEFAULTS_CONFIGMAP, effective_tracking, parse_defaults, tracking_destinations
+from .views import pod_rank, pod_ready
 
 if TYPE_CHECKING:
     from .checkpoint import CheckpointListing
@@ -1135,12 +1136,11 @@ class DevServerClient:
     def _pods(self, name: str) -> builtins.list[dict[str, Any]]:
         listing = self._kube.list(PODS, namespace=self.namespace, label_selector=f"{NAME_LABEL}={name}")
         pods = listing.get("items") or []
-        return sorted(pods, key=lambda pod: (_rank(pod) if _rank(pod) is not None else 1 << 30,
+        return sorted(pods, key=lambda pod: (rank if (rank := pod_rank(pod)) is not None else 1 << 30,
                                              pod["metadata"]["name"]))
 
     def _pod_name(self, name: str, rank: int, *, running: bool) -> str:
-        selector = f"{NAME_LABEL}={name},{RANK_LABEL}={rank}"
-        pods = self._kube.list(PODS, namespace=self.namespace, label_selector=selector).get("items") or []
+        pods = [pod for pod in self._pods(name) if pod_rank(pod) == rank]
         live = [pod for pod in pods if not pod["metadata"].get("deletionTimestamp")]
         usable = [pod for pod in live if (pod.get("status") or {}).get("phase") == "Running"] if running else live
         if usable:
@@ -1154,7 +1154,7 @@ class DevServerClient:
             pod_phase = (live[0].get("status") or {}).get("phase") or "unknown"
             hint = f"its pod {live[0]['metadata']['name']} is {pod_phase}."
         else:
-            ranks = sorted(r for r in (_rank(p) for p in self._pods(name)) if r is not None)
+            ranks = sorted(r for r in (pod_rank(p) for p in self._pods(name)) if r is not None)
             known = f" (ranks present: {', '.join(map(str, ranks))})" if ranks else ""
             hint = f"phase {phase}{known}."
         state = "running pod" if running else "pod"
@@ -1473,22 +1473,14 @@ def _typed(manifest: dict[str, Any], resource: Any) -> dict[str, Any]:
     return manifest
 
 
-def _rank(pod: dict[str, Any]) -> int | None:
-    value = ((pod.get("metadata") or {}).get("labels") or {}).get(RANK_LABEL)
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
 def _pod_summary(pod: dict[str, Any]) -> PodSummary:
     status = pod.get("status") or {}
     containers = status.get("containerStatuses") or []
     waiting = next((c["state"]["waiting"] for c in containers if (c.get("state") or {}).get("waiting")), None)
     message = (waiting or {}).get("reason") or status.get("message") or status.get("reason")
     return PodSummary(
-        name=pod["metadata"]["name"], rank=_rank(pod), phase=status.get("phase") or "Unknown",
-        ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []),
+        name=pod["metadata"]["name"], rank=pod_rank(pod), phase=status.get("phase") or "Unknown",
+        ready=pod_ready(pod),
         restarts=sum(int(c.get("restartCount") or 0) for c in containers),
         node=(pod.get("spec") or {}).get("nodeName"), ip=status.get("podIP"),
         started_at=_parse_time(status.get("startTime")), message=message)

@@ -1,7 +1,10 @@
 """Durations the way people write them: ``30s``, ``30m``, ``4h``, ``1h30m``, ``2d``, ``1d12h``.
 
 This is the one place that parses them (the CLI, the magics, the models and the operator all call it), so
-``timeToLive: 4h`` means the same thing everywhere.
+``timeToLive: 4h`` means the same thing everywhere; and the one place that words a length of time for people:
+``format_duration`` as a spec spells it (``1h30m``), ``format_span`` in its largest units (time left:
+``6d23h``, ``3h 59m``) and ``format_age`` as kubectl's AGE column does. Front ends pick one and never
+count units themselves (devctl, the magics and the lifecycle's messages each had a copy of ``format_span``).
 
 The grammar is Go's ``time.ParseDuration`` cut down to what a lifetime needs, plus days:
 
@@ -24,7 +27,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-__all__ = ["DURATION_ADVICE", "DURATION_PATTERN", "format_duration", "parse_duration"]
+__all__ = ["DURATION_ADVICE", "DURATION_PATTERN", "format_age", "format_duration", "format_span", "parse_duration"]
 
 _UNITS = ("d", "h", "m", "s")
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -103,3 +106,41 @@ def format_duration(duration: timedelta) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
+
+
+def format_span(duration: timedelta, *, units: int = 2, separator: str = "") -> str:
+    """A length of time in its ``units`` largest units, from the first that is not zero: ``45s``, ``4m10s``,
+    ``1h59m``, ``6d23h`` (units of zero are left out: ``2d``, not ``2d0h``); ``0s`` for zero or less.
+
+    For deadlines and ages, where ``119m`` reads badly. Fractions of a second are dropped.
+
+    Example:
+        >>> format_span(timedelta(hours=3, minutes=59, seconds=12), separator=" ")
+        '3h 59m'
+    """
+    seconds = max(0, int(duration.total_seconds()))
+    counts = [(seconds // 86400, "d"), (seconds % 86400 // 3600, "h"), (seconds % 3600 // 60, "m"), (seconds % 60, "s")]
+    first = next((index for index, (count, _) in enumerate(counts) if count), len(counts) - 1)
+    return separator.join(f"{count}{unit}" for count, unit in counts[first:first + units] if count) or "0s"
+
+
+def format_age(duration: timedelta) -> str:
+    """``45s``, ``3m20s``, ``25m``, ``5h10m``, ``20h``, ``3d4h``, ``40d``: kubectl's AGE column
+    (``duration.HumanDuration``), so devctl's tables read like kubectl's."""
+    seconds = max(0, int(duration.total_seconds()))
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 120:
+        return f"{seconds}s"
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
+    if hours < 3:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if days < 8:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    if days < 365 * 2:
+        return f"{days}d"
+    return f"{days // 365}y{days % 365}d" if days < 365 * 8 else f"{days // 365}y"

@@ -70,6 +70,7 @@ from .kube import STDERR, STDOUT, ExecSession
 from .models import DevServer, env_name_problem
 from .next_steps import NextStep
 from .tracking_settings import GIT_COMMIT_ENV, RUN_GROUP_ENV
+from .views import pod_rank, pod_ready
 
 if TYPE_CHECKING:
     from .checkpoint import CheckpointInfo, CheckpointListing
@@ -413,21 +414,12 @@ def validate_env(env: Mapping[str, str] | None) -> dict[str, str]:
     return checked
 
 
-def _pod_ready(pod: Mapping[str, Any]) -> bool:
-    status = pod.get("status") or {}
-    if (pod.get("metadata") or {}).get("deletionTimestamp") or status.get("phase") != "Running":
-        return False
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-
-
-def ranks_not_ready(pods: Sequence[Mapping[str, Any]], world_size: int, *,
-                    rank_label: str = "apps.kubernetes.io/pod-index") -> tuple[dict[int, str], builtins.list[str]]:
-    """Match the pods of a distributed DevServer to its ranks.
+def ranks_not_ready(pods: Sequence[Mapping[str, Any]], world_size: int) -> tuple[dict[int, str], builtins.list[str]]:
+    """Match the pods of a distributed DevServer to its ranks (``views.pod_rank``, ``views.pod_ready``).
 
     Args:
         pods: the DevServer's pods (as the API returns them).
         world_size: how many ranks it has.
-        rank_label: the label holding a pod's rank.
 
     Returns:
         ``(ready, problems)``: the pod name of each ready rank, and one phrase per rank that is not, e.g.
@@ -436,14 +428,10 @@ def ranks_not_ready(pods: Sequence[Mapping[str, Any]], world_size: int, *,
     ready: dict[int, str] = {}
     seen: dict[int, Mapping[str, Any]] = {}
     for pod in pods:
-        value = ((pod.get("metadata") or {}).get("labels") or {}).get(rank_label)
-        try:
-            rank = int(value) if value is not None else -1
-        except ValueError:
+        rank = pod_rank(pod)
+        if rank is None or not 0 <= rank < world_size:
             continue
-        if not 0 <= rank < world_size:
-            continue
-        if _pod_ready(pod):
+        if pod_ready(pod):
             ready.setdefault(rank, str(pod["metadata"]["name"]))
         else:
             seen.setdefault(rank, pod)

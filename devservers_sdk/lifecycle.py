@@ -47,9 +47,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, NamedTuple
 
+from . import views
 from .activity import ACTIVITY_SOURCES, rfc3339
 from .contract import ACTIVITY_ANNOTATION, ACTIVITY_SOURCE_ANNOTATION, DESIRED_STATE_ANNOTATION
-from .durations import format_duration, parse_duration
+from .durations import format_duration, format_span, parse_duration
 from .errors import LifetimeLimitError
 from .models import DevServer, DevServerFlavorSpec, DevServerSpec, MinGpuUtilization
 from .next_steps import NextStep
@@ -126,9 +127,11 @@ def _require_aware(moment: datetime, what: str) -> None:
 def lifetime_cap(*, created_at: datetime, flavor_spec: DevServerFlavorSpec | None) -> datetime | None:
     """Creation + the flavor's ``maxTimeToLive``: the latest any deadline may be; None without a maximum."""
     _require_aware(created_at, "created_at")
-    if flavor_spec is None or flavor_spec.max_time_to_live is None:
-        return None
-    return created_at + parse_duration(flavor_spec.max_time_to_live)
+    return views.lifetime_cap(created_at=created_at, max_time_to_live=_maximum(flavor_spec))
+
+
+def _maximum(flavor_spec: DevServerFlavorSpec | None) -> str | None:
+    return flavor_spec.max_time_to_live if flavor_spec is not None else None
 
 
 def expires_at(
@@ -137,19 +140,12 @@ def expires_at(
     """When the DevServer is to be deleted, or None if never.
 
     The earlier of ``expirationTime`` and ``created_at + timeToLive``, capped at ``created_at`` + the
-    flavor's ``maxTimeToLive``; a DevServer that sets neither lives exactly the flavor's maximum.
+    flavor's ``maxTimeToLive``; a DevServer that sets neither lives exactly the flavor's maximum. The rule
+    itself is ``views.deadline``, which the front ends' ``views.expires_at`` applies too.
     """
     _require_aware(created_at, "created_at")
-    lifecycle = spec.lifecycle
-    candidates: list[datetime] = []
-    if lifecycle.expiration_time is not None:
-        candidates.append(lifecycle.expiration_time)
-    if lifecycle.time_to_live is not None:
-        candidates.append(created_at + parse_duration(lifecycle.time_to_live))
-    cap = lifetime_cap(created_at=created_at, flavor_spec=flavor_spec)
-    if cap is not None:
-        candidates.append(cap)
-    return min(candidates) if candidates else None
+    return views.deadline(created_at=created_at, expiration_time=spec.lifecycle.expiration_time,
+                          time_to_live=spec.lifecycle.time_to_live, max_time_to_live=_maximum(flavor_spec))
 
 
 @dataclass(frozen=True)
@@ -176,21 +172,13 @@ class Lifetime:
         if self.expires_at is None:
             return f"never expires (flavor '{self.flavor}' sets no maximum lifetime)"
         left = self.expires_at - now
-        when = f"expires at {rfc3339(self.expires_at)} (in {_two_units(left)})" if left > timedelta(0) \
+        when = f"expires at {rfc3339(self.expires_at)} (in {format_span(left)})" if left > timedelta(0) \
             else f"expired at {rfc3339(self.expires_at)}"
         if self.capped:
             return f"{when}: capped at the maximum lifetime of flavor '{self.flavor}' ({self.maximum})"
         if self.source == "flavor maximum":
             return f"{when}, the maximum lifetime of flavor '{self.flavor}' ({self.maximum}), as none was asked for"
         return when
-
-
-def _two_units(delta: timedelta) -> str:
-    # The way devctl list shows time left (6d23h, 1h59m): what one front end prints, the others match.
-    seconds = max(0, int(delta.total_seconds()))
-    parts = [(seconds // 86400, "d"), (seconds % 86400 // 3600, "h"), (seconds % 3600 // 60, "m"), (seconds % 60, "s")]
-    first = next((i for i, (count, _) in enumerate(parts) if count), len(parts) - 1)
-    return "".join(f"{count}{unit}" for count, unit in parts[first:first + 2] if count) or "0s"
 
 
 def lifetime(spec: DevServerSpec, *, created_at: datetime, flavor_spec: DevServerFlavorSpec | None) -> Lifetime:

@@ -45,7 +45,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from .activity import rfc3339
-from .contract import LOCAL_CLUSTER_LABEL, NAME_LABEL, RANK_LABEL
+from .contract import LOCAL_CLUSTER_LABEL, NAME_LABEL
 from .lifecycle import (
     DEADLINE_BEFORE_CREATION,
     DEFAULT_WARNING_LEAD,
@@ -59,6 +59,7 @@ from .manifests import HOME_VOLUME, rank_count
 from .models import GPU_RESOURCE, IGNORED_FIELDS, Condition, DevServer, DevServerStatus, Interruption
 from .next_steps import NextStep
 from .quantities import parse_quantity
+from .views import pod_rank, pod_ready
 
 __all__ = [
     "CONDITION_TYPES",
@@ -158,18 +159,6 @@ def _parse_time(value: Any) -> datetime | None:
         return None
 
 
-def pod_rank(pod: Mapping[str, Any]) -> int | None:
-    """A pod's rank: its ``apps.kubernetes.io/pod-index`` label, else the ordinal suffix of its name."""
-    metadata = pod.get("metadata") or {}
-    for candidate in (
-        (metadata.get("labels") or {}).get(RANK_LABEL),
-        str(metadata.get("name", "")).rpartition("-")[2],
-    ):
-        if candidate is not None and str(candidate).isdigit():
-            return int(candidate)
-    return None
-
-
 def _name(pod: Mapping[str, Any]) -> str:
     return str((pod.get("metadata") or {}).get("name", "?"))
 
@@ -186,11 +175,6 @@ def _unschedulable(pod: Mapping[str, Any]) -> bool:
     """Whether the scheduler looked at the pod and found no node for it (PodScheduled False, Unschedulable)."""
     condition = _pod_condition(pod, "PodScheduled")
     return condition is not None and condition.get("status") == "False" and condition.get("reason") == "Unschedulable"
-
-
-def _ready(pod: Mapping[str, Any]) -> bool:
-    condition = _pod_condition(pod, "Ready")
-    return condition is not None and condition.get("status") == "True" and not _terminating(pod)
 
 
 def latest_pod_start(pods: Iterable[Mapping[str, Any]]) -> datetime | None:
@@ -399,7 +383,7 @@ def derive_status(
     replicas = 0 if desired_stopped or held else rank_count(devserver)
     live = sorted((p for p in pods if not _terminating(p)), key=lambda p: (pod_rank(p) or 0, _name(p)))
     ranks = {rank: pod for pod in live if (rank := pod_rank(pod)) is not None and rank < replicas}
-    ready = sum(1 for pod in ranks.values() if _ready(pod))
+    ready = sum(1 for pod in ranks.values() if pod_ready(pod))
 
     # Scheduling, from every live pod.
     unscheduled = [
@@ -478,7 +462,7 @@ def derive_status(
             ranks_text = ", ".join(map(str, absent))
             phase, message = "Pending", f"waiting for the pods of rank {ranks_text} to be created"
     elif ready < replicas:
-        waiting = [pod for pod in ranks.values() if not _ready(pod)]
+        waiting = [pod for pod in ranks.values() if not pod_ready(pod)]
         details = []
         for pod in waiting:
             detail = f"{_name(pod)} is {_waiting_reason(pod)}"

@@ -20,6 +20,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from devservers_sdk import views
+from devservers_sdk.contract import MODES
+from devservers_sdk.durations import format_age, format_span
+
 if TYPE_CHECKING:
     from devservers_sdk.client import DevServerDescription, EventSummary, PodSummary
     from devservers_sdk.models import DevServer, DevServerFlavor
@@ -114,35 +118,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, indent: str 
 
 # -- times, as kubectl writes them -----------------------------------------------------------------------
 
-def human_duration(delta: timedelta) -> str:
-    """``45s``, ``3m20s``, ``25m``, ``5h10m``, ``20h``, ``3d4h``, ``40d``: kubectl's age format."""
-    seconds = max(0, int(delta.total_seconds()))
-    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
-    if seconds < 120:
-        return f"{seconds}s"
-    if minutes < 10:
-        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
-    if hours < 3:
-        return f"{minutes}m"
-    if hours < 8:
-        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
-    if hours < 48:
-        return f"{hours}h"
-    if days < 8:
-        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
-    if days < 365 * 2:
-        return f"{days}d"
-    return f"{days // 365}y{days % 365}d" if days < 365 * 8 else f"{days // 365}y"
-
-
-def two_units(delta: timedelta) -> str:
-    """The two largest units: ``45s``, ``4m10s``, ``1h59m``, ``6d23h``. For deadlines, where 119m reads badly."""
-    seconds = max(0, int(delta.total_seconds()))
-    parts = [(seconds // 86400, "d"), (seconds % 86400 // 3600, "h"), (seconds % 3600 // 60, "m"), (seconds % 60, "s")]
-    first = next((i for i, (count, _) in enumerate(parts) if count), len(parts) - 1)
-    return "".join(f"{count}{unit}" for count, unit in parts[first:first + 2] if count) or "0s"
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -154,7 +129,7 @@ def now() -> datetime:
 
 def age(moment: datetime | None) -> str:
     """Time since ``moment``, or ``-``."""
-    return human_duration(_now() - moment) if moment else NONE
+    return format_age(_now() - moment) if moment else NONE
 
 
 def time_left(moment: datetime | None) -> str:
@@ -162,7 +137,7 @@ def time_left(moment: datetime | None) -> str:
     if moment is None:
         return NONE
     left = moment - _now()
-    return two_units(left) if left > timedelta(0) else "expired"
+    return format_span(left) if left > timedelta(0) else "expired"
 
 
 def timestamp(moment: datetime | None, *, relative: Callable[[datetime | None], str] | None = None) -> str:
@@ -188,11 +163,6 @@ def devserver_manifest(server: DevServer | Manifest) -> Manifest:
     return {"apiVersion": GROUP_VERSION, "kind": DEVSERVER_KIND, **body}
 
 
-# What a manifest may leave out and the model fills in (DevServerSpec.mode, DistributedSpec.world_size).
-_DEFAULT_MODE = "standalone"
-_DEFAULT_WORLD_SIZE = 2
-
-
 def _section(manifest: Manifest, *keys: str) -> dict[str, Any]:
     for key in keys:
         manifest = manifest.get(key) or {}
@@ -205,35 +175,17 @@ def _moment(value: str | None) -> datetime | None:
 
 
 def expires_at(server: DevServer | Manifest) -> datetime | None:
-    """The operator's ``status.expiresAt``, else the deadline the spec implies (before the operator runs)."""
-    manifest = devserver_manifest(server)
-    recorded = _moment(_section(manifest, "status").get("expiresAt"))
-    if recorded is not None:
-        return recorded
-    lifecycle = _section(manifest, "spec", "lifecycle")
-    expiration = _moment(lifecycle.get("expirationTime"))
-    deadlines = [expiration] if expiration else []
-    created = _moment(_section(manifest, "metadata").get("creationTimestamp"))
-    if lifecycle.get("timeToLive") and created is not None:
-        from devservers_sdk.durations import parse_duration
-
-        deadlines.append(created + parse_duration(lifecycle["timeToLive"]))
-    return min(deadlines) if deadlines else None
+    """When the DevServer will be deleted: the SDK's one view of it (``views.expires_at``)."""
+    return views.expires_at(devserver_manifest(server))
 
 
 def world_size(server: DevServer | Manifest) -> int:
-    spec = _section(devserver_manifest(server), "spec")
-    if spec.get("mode", _DEFAULT_MODE) != "distributed":
-        return 1
-    return int(_section(spec, "distributed").get("worldSize", _DEFAULT_WORLD_SIZE))
+    return views.world_size(devserver_manifest(server))
 
 
 def ready(server: DevServer | Manifest) -> str:
-    """``ready/wanted`` pods: wanted is the operator's ``replicas``, else the world size."""
-    manifest = devserver_manifest(server)
-    status = _section(manifest, "status")
-    wanted = status["replicas"] if status.get("replicas") is not None else world_size(manifest)
-    return f"{status.get('readyReplicas') or 0}/{wanted}"
+    """``ready/wanted`` pods (``views.ready_text``)."""
+    return views.ready_text(devserver_manifest(server))
 
 
 def latest_condition(conditions: Sequence[Manifest]) -> Manifest | None:
@@ -291,7 +243,7 @@ DEVSERVER = Kind(
         Column("NAME", lambda m: m["metadata"]["name"]),
         Column("OWNER", lambda m: m["spec"]["owner"]),
         Column("FLAVOR", lambda m: m["spec"]["flavor"]),
-        Column("MODE", lambda m: m["spec"].get("mode", _DEFAULT_MODE)),
+        Column("MODE", lambda m: m["spec"].get("mode", MODES[0])),
         Column("PHASE", lambda m: _section(m, "status").get("phase") or "Pending"),
         Column("READY", ready),
         Column("EXPIRES IN", lambda m: time_left(expires_at(m))),

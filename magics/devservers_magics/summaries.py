@@ -9,13 +9,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from devservers_sdk import views
 from devservers_sdk.contract import DESIRED_STATE_ANNOTATION
+from devservers_sdk.durations import format_span
 
 if TYPE_CHECKING:
     from devservers_sdk.models import DevServer
 
 __all__ = [
-    "DESIRED_STATE_ANNOTATION",
     "age_text",
     "expires_at",
     "is_stopped",
@@ -26,31 +27,9 @@ __all__ = [
 ]
 
 
-
 def expires_at(server: DevServer) -> datetime | None:
-    """When the DevServer will be deleted: the operator's ``status.expiresAt`` when it is current.
-
-    Until the operator has seen the latest spec (no status, or ``observedGeneration`` behind
-    ``generation``, e.g. right after ``extend``) the deadline is computed from the spec as the operator
-    will: the earlier of ``lifecycle.expirationTime`` and creation + ``lifecycle.timeToLive`` (the flavor's
-    ``maxTimeToLive`` cap, which only the operator applies, is not known here).
-    """
-    status, generation = server.status, server.metadata.generation
-    current = (
-        status.observed_generation is None or generation is None or status.observed_generation >= generation
-    )
-    if status.expires_at is not None and current:
-        return _aware(status.expires_at)
-    lifecycle = server.spec.lifecycle
-    candidates = []
-    if lifecycle.expiration_time is not None:
-        candidates.append(_aware(lifecycle.expiration_time))
-    created = server.metadata.creation_timestamp
-    if lifecycle.time_to_live and created is not None:
-        from devservers_sdk.durations import parse_duration
-
-        candidates.append(_aware(created) + parse_duration(lifecycle.time_to_live))
-    return min(candidates) if candidates else None
+    """When the DevServer will be deleted: the SDK's one view of it (``devservers_sdk.views.expires_at``)."""
+    return views.expires_at(server)
 
 
 def remaining_text(deadline: datetime | None, *, now: datetime | None = None) -> str:
@@ -72,12 +51,8 @@ def age_text(server: DevServer, *, now: datetime | None = None) -> str:
 
 
 def ready_text(server: DevServer) -> str:
-    """Ready ranks out of those wanted, e.g. ``"1/2"``."""
-    wanted = server.status.replicas
-    if wanted is None:
-        distributed = server.spec.distributed
-        wanted = distributed.world_size if server.spec.mode == "distributed" and distributed else 1
-    return f"{server.status.ready_replicas or 0}/{wanted}"
+    """Ready ranks out of those wanted, e.g. ``"1/2"`` (``devservers_sdk.views.ready_text``)."""
+    return views.ready_text(server)
 
 
 def phase_text(server: DevServer) -> str:
@@ -100,13 +75,5 @@ def _aware(moment: datetime) -> datetime:
 
 
 def span_text(delta: timedelta, *, parts: int = 2) -> str:
-    """A length of time in its largest ``parts`` units: ``"3h 59m"``, ``"2d"``, ``"45s"``."""
-    seconds = int(delta.total_seconds())
-    values = [
-        (seconds // 86400, "d"),
-        (seconds % 86400 // 3600, "h"),
-        (seconds % 3600 // 60, "m"),
-        (seconds % 60, "s"),
-    ]
-    first = next((index for index, (value, _) in enumerate(values) if value), len(values) - 1)
-    return " ".join(f"{value}{unit}" for value, unit in values[first : first + parts] if value) or "0s"
+    """A length of time in its largest ``parts`` units, spaced: ``"3h 59m"``, ``"2d"``, ``"45s"``."""
+    return format_span(delta, units=parts, separator=" ")

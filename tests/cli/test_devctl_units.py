@@ -31,16 +31,6 @@ def devserver(name: str = "mydev", **status: object) -> DevServer:
     })
 
 
-@pytest.mark.parametrize(("seconds", "age", "left"), [
-    (5, "5s", "5s"), (119, "119s", "1m59s"), (200, "3m20s", "3m20s"), (600, "10m", "10m"),
-    (7140, "119m", "1h59m"), (5 * 3600 + 600, "5h10m", "5h10m"), (20 * 3600, "20h", "20h"),
-    (3 * 86400 + 4 * 3600, "3d4h", "3d4h"), (40 * 86400, "40d", "40d"),
-])
-def test_durations_read_like_kubectl_and_deadlines_read_like_sentences(seconds: int, age: str, left: str) -> None:
-    assert render.human_duration(timedelta(seconds=seconds)) == age
-    assert render.two_units(timedelta(seconds=seconds)) == left
-
-
 def test_table_aligns_and_trims() -> None:
     assert render.table(["A", "LONGER"], [["x", "1"], ["wide-cell", ""]]) == "A           LONGER\nx           1\nwide-cell"
     assert render.table(["A"], []) == ""

@@ -1,4 +1,5 @@
-"""Duration parsing: the accepted forms, the refusals and their messages, and the CRD pattern agreeing."""
+"""Duration parsing: the accepted forms, the refusals and their messages, and the CRD pattern agreeing; and the
+three ways a length of time is worded for people."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devservers_sdk.durations import DURATION_PATTERN, format_duration, parse_duration
+from devservers_sdk.durations import (
+    DURATION_PATTERN,
+    format_age,
+    format_duration,
+    format_span,
+    parse_duration,
+)
 
 
 @pytest.mark.parametrize(
@@ -119,3 +126,21 @@ def test_crd_pattern_avoids_what_re2_lacks() -> None:
     for construct in ("(?=", "(?!", "(?<", "\\1"):
         assert construct not in DURATION_PATTERN
     assert DURATION_PATTERN.startswith("^") and DURATION_PATTERN.endswith("$")
+
+
+@pytest.mark.parametrize(("seconds", "age", "left"), [
+    (5, "5s", "5s"), (119, "119s", "1m59s"), (200, "3m20s", "3m20s"), (600, "10m", "10m"),
+    (7140, "119m", "1h59m"), (5 * 3600 + 600, "5h10m", "5h10m"), (20 * 3600, "20h", "20h"),
+    (3 * 86400 + 4 * 3600, "3d4h", "3d4h"), (40 * 86400, "40d", "40d"),
+])
+def test_ages_read_like_kubectl_and_time_left_in_its_two_largest_units(seconds: int, age: str, left: str) -> None:
+    assert format_age(timedelta(seconds=seconds)) == age
+    assert format_span(timedelta(seconds=seconds)) == left
+
+
+@pytest.mark.parametrize(("seconds", "units", "text"), [
+    (0, 2, "0s"), (-30, 2, "0s"), (3599, 2, "59m 59s"), (90061, 2, "1d 1h"), (90061, 3, "1d 1h 1m"),
+    (2 * 86400 + 5, 2, "2d"), (2 * 86400 + 5, 4, "2d 5s"), (3 * 3600 + 1200, 1, "3h"),
+])
+def test_a_span_leaves_out_units_of_zero_and_never_goes_negative(seconds: int, units: int, text: str) -> None:
+    assert format_span(timedelta(seconds=seconds), units=units, separator=" ") == text

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from devservers_sdk import views
+
 if TYPE_CHECKING:
     from devservers_sdk import DevServer, DevServerClient
 
@@ -39,8 +41,6 @@ def _iso(moment: datetime | None) -> str | None:
 def row(server: DevServer) -> dict[str, Any]:
     """What the list shows of one DevServer (and what a server page needs to update itself live)."""
     status, spec = server.status, server.spec
-    wanted = status.replicas if status.replicas is not None else (
-        spec.distributed.world_size if spec.distributed is not None else 1)
     return {
         "namespace": server.namespace or "",
         "name": server.name,
@@ -48,8 +48,8 @@ def row(server: DevServer) -> dict[str, Any]:
         "flavor": spec.flavor,
         "mode": spec.mode,
         "phase": status.phase or "Pending",
-        "ready": f"{status.ready_replicas or 0}/{wanted}",
-        "expiresAt": _iso(status.expires_at),
+        "ready": views.ready_text(server),
+        "expiresAt": _iso(views.expires_at(server)),
         "lastActivity": _iso(status.last_activity_time),
         "message": status.message or "",
         "resourceVersion": server.metadata.resource_version or "",

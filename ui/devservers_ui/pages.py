@@ -14,6 +14,8 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from devservers_sdk import views
+
 if TYPE_CHECKING:
     from devservers_sdk import DevServerFlavor
     from devservers_sdk.client import DevServerDescription
@@ -313,7 +315,7 @@ def details(description: DevServerDescription, item: dict[str, Any]) -> str:
                       ["Backend", spec.distributed.backend], ["NCCL settings", nccl]]
     status_rows = [
         ["Phase", item["phase"]], ["Ready pods", item["ready"]], ["Message", status.message or _UNKNOWN],
-        ["Expires at", _when(status.expires_at)],
+        ["Expires at", _when(views.expires_at(server))],
         ["Last activity", f"{_when(status.last_activity_time)} ({status.last_activity_source or 'unknown source'})"
          if status.last_activity_time else _UNKNOWN],
         ["Stopped", f"{status.stopped_reason or 'by request'} at {_when(status.stopped_at)}"
