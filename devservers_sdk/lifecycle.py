@@ -590,7 +590,8 @@ def plan(
 ) -> Decision:
     """Decide what the lifecycle asks of ``devserver`` at ``now``.
 
-    Priority: hold > expire > stop_idle > stop_low_gpu > warn.
+    Priority: hold > expire > stop_idle > stop_low_gpu > warn. Each rule is a step of its own (``_expiry_step``,
+    ``_idle_step``, ``_gpu_step``); ``_decide`` weighs what they found.
 
     Args:
         devserver: as read from the server (metadata, spec, annotations, the previous status).
@@ -612,8 +613,7 @@ def plan(
             f"DevServer '{devserver.name}' has no metadata.creationTimestamp; plan() needs the object as "
             "stored by the API server"
         )
-    name, spec = devserver.name, devserver.spec
-    deadline = expires_at(spec, created_at=created_at, flavor_spec=flavor_spec)
+    deadline = expires_at(devserver.spec, created_at=created_at, flavor_spec=flavor_spec)
     activity = last_activity(
         devserver.metadata.annotations,
         probe,
@@ -626,128 +626,155 @@ def plan(
         return Decision(
             action="none",
             reason="Terminating",
-            message=f"DevServer '{name}' is being deleted",
+            message=f"DevServer '{devserver.name}' is being deleted",
             requeue_after=None,
             expires_at=deadline,
             activity=activity,
             idle=("False", "Terminating", "the server is being deleted"),
         )
+    expiry = _expiry_step(devserver, deadline, now=now, warning_lead=warning_lead)
+    idle = _idle_step(devserver, activity, probe, now=now, flavor_spec=flavor_spec, probe_max_age=probe_max_age)
+    gpu = _gpu_step(devserver, probe, gpu_low_since, now=now, warning_lead=warning_lead,
+                    probe_max_age=probe_max_age)
+    return _decide(devserver, created_at=created_at, now=now, flavor_spec=flavor_spec, activity=activity,
+                   expiry=expiry, idle=idle, gpu=gpu, probe=probe, gpu_low_since=gpu_low_since)
 
-    wakeups: list[datetime] = []
-    expiring_soon = deadline is not None and now >= deadline - warning_lead
-    if deadline is not None:
-        wakeups.append(deadline if expiring_soon else deadline - warning_lead)
 
-    # Idle: only a running server can become idle; a stopped one keeps the state of its stop.
-    timeout = idle_timeout(spec, flavor_spec)
-    idle_deadline: datetime | None = None
-    probe_wanted = False
-    idle_now = False
-    idle: tuple[Literal["True", "False", "Unknown"], str, str]
-    if desired_stopped(devserver):
-        if devserver.status.stopped_reason == STOPPED_REASON_IDLE:
-            previous = devserver.status.condition("Idle")
-            idle = ("True", "IdleTimeout", previous.message if previous else "stopped after being idle")
-        else:
-            idle = ("False", "Stopped", "the server is stopped; idle shutdown does not apply")
-    elif not spec.lifecycle.auto_shutdown:
-        idle = (
-            "False",
-            "AutoShutdownDisabled",
-            f"lifecycle.autoShutdown is false; last activity: {activity.describe()}",
-        )
-    elif timeout is None:
-        idle = (
-            "False",
-            "NoIdleTimeout",
-            "neither lifecycle.idleTimeout nor the flavor's defaultIdleTimeout is set; last activity: "
-            f"{activity.describe()}",
-        )
-    else:
-        idle_deadline = activity.at + timeout
-        if now < idle_deadline:
-            wakeups.append(idle_deadline)
-            idle = (
-                "False",
-                "Active",
-                f"last activity: {activity.describe()}; stops at {rfc3339(idle_deadline)} if idle until then "
-                f"(idle timeout {format_duration(timeout)})",
-            )
-        else:
-            # Only a probe that saw nothing confirms idleness: one that saw work is where the idle clock restarted,
-            # so once the timeout has passed since then it is as old as the timeout and proves nothing about now.
-            fresh = (probe is not None and probe.ok and probe.active_signal() is None
-                     and now - probe.observed_at <= probe_max_age)
-            idle_for = format_duration(now - activity.at)
-            if fresh:
-                assert probe is not None
-                idle_now = True
-                idle = (
-                    "True",
-                    "IdleTimeout",
-                    f"idle for {idle_for} (idle timeout {format_duration(timeout)}): last activity: "
-                    f"{activity.describe()}; {probe.describe()}",
-                )
-            else:
-                probe_wanted = True
-                wakeups.append(now + PROBE_RETRY)
-                why = (
-                    probe.describe()
-                    if probe is not None and not probe.ok
-                    else (
-                        "no recent in-pod probe"
-                        if probe is None
-                        else f"the last in-pod probe is from {rfc3339(probe.observed_at)}"
-                    )
-                )
-                idle = (
-                    "Unknown",
-                    "IdleUnconfirmed",
-                    f"no activity recorded for {idle_for} (last: {activity.describe()}), but {why}; not "
-                    "stopping until a probe confirms the server is idle",
-                )
+IdleCondition = tuple[Literal["True", "False", "Unknown"], str, str]
 
-    # GPU utilisation floor: stop once every GPU stayed below it for the window, whatever else is open.
-    policy = spec.lifecycle.min_gpu_utilization
-    gpu_deadline: datetime | None = None
-    gpu_warning: str | None = None
-    gpu_stop = False
-    if policy is not None and gpu_low_since is not None and not desired_stopped(devserver):
-        window = parse_duration(policy.window)
-        gpu_deadline = gpu_low_since + window
-        lead = min(warning_lead, window / 2)
-        fresh_low = (
-            probe is not None
-            and probe.ok
-            and probe.gpu_utilization is not None
-            and probe.gpu_utilization < policy.percent
-            and now - probe.observed_at <= probe_max_age
-        )
-        if now >= gpu_deadline and fresh_low:
-            gpu_stop = True
-        else:
-            wakeups.append(gpu_deadline if now >= gpu_deadline - lead else gpu_deadline - lead)
-            if now >= gpu_deadline - lead:
-                gpu_warning = (
-                    f"DevServer '{name}' will be stopped at {rfc3339(max(gpu_deadline, now))} (in "
-                    f"{_until(gpu_deadline, now)}): its GPUs have stayed below {policy.percent}% since "
-                    f"{rfc3339(gpu_low_since)} (lifecycle.minGpuUtilization: {policy.percent}% for {policy.window}). "
-                    f"Use them, or stop it yourself with: {NextStep('stop', name).devctl()}"
-                )
 
-    requeue_after = None
-    if wakeups:
-        requeue_after = max(0.0, math.ceil((min(wakeups) - now).total_seconds()))
+@dataclass(frozen=True)
+class _ExpiryStep:
+    """What the deadline says now: whether it is near (or past), when to look again, and the warning due."""
 
+    deadline: datetime | None
+    expiring_soon: bool = False
+    wakeup: datetime | None = None
+    warning: str | None = None
+
+
+def _expiry_step(devserver: DevServer, deadline: datetime | None, *, now: datetime,
+                 warning_lead: timedelta) -> _ExpiryStep:
+    if deadline is None:
+        return _ExpiryStep(None)
+    expiring_soon = now >= deadline - warning_lead
     warning = None
     if expiring_soon:
-        assert deadline is not None
+        # Once per deadline, not per reconcile: the previous status already saying ExpiringSoon means it was given.
         previous = devserver.status.condition("ExpiringSoon")
         if previous is None or previous.status != "True":
             warning = (
-                f"DevServer '{name}' will be deleted with its home volumes at {rfc3339(deadline)} (in "
-                f"{_until(deadline, now)}); extend it with: {NextStep('extend', name, {'time': '2h'}).devctl()}"
+                f"DevServer '{devserver.name}' will be deleted with its home volumes at {rfc3339(deadline)} (in "
+                f"{_until(deadline, now)}); extend it with: "
+                f"{NextStep('extend', devserver.name, {'time': '2h'}).devctl()}"
             )
+    return _ExpiryStep(deadline, expiring_soon, deadline if expiring_soon else deadline - warning_lead, warning)
+
+
+@dataclass(frozen=True)
+class _IdleStep:
+    """The Idle condition now, and whether the idle rule stops the server."""
+
+    idle: IdleCondition
+    deadline: datetime | None = None
+    probe_wanted: bool = False
+    stop: bool = False
+    wakeup: datetime | None = None
+
+
+def _idle_step(devserver: DevServer, activity: Activity, probe: ProbeReport | None, *, now: datetime,
+               flavor_spec: DevServerFlavorSpec | None, probe_max_age: timedelta) -> _IdleStep:
+    # Only a running server can become idle; a stopped one keeps the state of its stop.
+    spec = devserver.spec
+    timeout = idle_timeout(spec, flavor_spec)
+    if desired_stopped(devserver):
+        if devserver.status.stopped_reason == STOPPED_REASON_IDLE:
+            previous = devserver.status.condition("Idle")
+            return _IdleStep(("True", "IdleTimeout", previous.message if previous else "stopped after being idle"))
+        return _IdleStep(("False", "Stopped", "the server is stopped; idle shutdown does not apply"))
+    if not spec.lifecycle.auto_shutdown:
+        return _IdleStep(("False", "AutoShutdownDisabled",
+                          f"lifecycle.autoShutdown is false; last activity: {activity.describe()}"))
+    if timeout is None:
+        return _IdleStep(("False", "NoIdleTimeout",
+                          "neither lifecycle.idleTimeout nor the flavor's defaultIdleTimeout is set; last activity: "
+                          f"{activity.describe()}"))
+    deadline = activity.at + timeout
+    if now < deadline:
+        return _IdleStep(
+            ("False", "Active", f"last activity: {activity.describe()}; stops at {rfc3339(deadline)} if idle until "
+             f"then (idle timeout {format_duration(timeout)})"),
+            deadline=deadline, wakeup=deadline)
+    # Only a probe that saw nothing confirms idleness: one that saw work is where the idle clock restarted,
+    # so once the timeout has passed since then it is as old as the timeout and proves nothing about now.
+    fresh = (probe is not None and probe.ok and probe.active_signal() is None
+             and now - probe.observed_at <= probe_max_age)
+    idle_for = format_duration(now - activity.at)
+    if fresh:
+        assert probe is not None
+        return _IdleStep(
+            ("True", "IdleTimeout", f"idle for {idle_for} (idle timeout {format_duration(timeout)}): last activity: "
+             f"{activity.describe()}; {probe.describe()}"),
+            deadline=deadline, stop=True)
+    if probe is not None and not probe.ok:
+        why = probe.describe()
+    elif probe is None:
+        why = "no recent in-pod probe"
+    else:
+        why = f"the last in-pod probe is from {rfc3339(probe.observed_at)}"
+    return _IdleStep(
+        ("Unknown", "IdleUnconfirmed", f"no activity recorded for {idle_for} (last: {activity.describe()}), but "
+         f"{why}; not stopping until a probe confirms the server is idle"),
+        deadline=deadline, probe_wanted=True, wakeup=now + PROBE_RETRY)
+
+
+@dataclass(frozen=True)
+class _GpuStep:
+    """What ``minGpuUtilization`` says now: when it stops the server, the warning due, whether it stops it now."""
+
+    deadline: datetime | None = None
+    warning: str | None = None
+    stop: bool = False
+    wakeup: datetime | None = None
+
+
+def _gpu_step(devserver: DevServer, probe: ProbeReport | None, gpu_low_since: datetime | None, *, now: datetime,
+              warning_lead: timedelta, probe_max_age: timedelta) -> _GpuStep:
+    # A utilisation floor: stop once every GPU stayed below it for the window, whatever else is open.
+    policy = devserver.spec.lifecycle.min_gpu_utilization
+    if policy is None or gpu_low_since is None or desired_stopped(devserver):
+        return _GpuStep()
+    window = parse_duration(policy.window)
+    deadline = gpu_low_since + window
+    lead = min(warning_lead, window / 2)
+    fresh_low = (
+        probe is not None
+        and probe.ok
+        and probe.gpu_utilization is not None
+        and probe.gpu_utilization < policy.percent
+        and now - probe.observed_at <= probe_max_age
+    )
+    if now >= deadline and fresh_low:
+        return _GpuStep(deadline, stop=True)
+    if now < deadline - lead:
+        return _GpuStep(deadline, wakeup=deadline - lead)
+    name = devserver.name
+    warning = (
+        f"DevServer '{name}' will be stopped at {rfc3339(max(deadline, now))} (in "
+        f"{_until(deadline, now)}): its GPUs have stayed below {policy.percent}% since "
+        f"{rfc3339(gpu_low_since)} (lifecycle.minGpuUtilization: {policy.percent}% for {policy.window}). "
+        f"Use them, or stop it yourself with: {NextStep('stop', name).devctl()}"
+    )
+    return _GpuStep(deadline, warning=warning, wakeup=deadline)
+
+
+def _decide(devserver: DevServer, *, created_at: datetime, now: datetime, flavor_spec: DevServerFlavorSpec | None,
+            activity: Activity, expiry: _ExpiryStep, idle: _IdleStep, gpu: _GpuStep, probe: ProbeReport | None,
+            gpu_low_since: datetime | None) -> Decision:
+    """The action the steps' findings call for, by priority: hold > expire > stop_idle > stop_low_gpu > warn."""
+    name, spec, deadline = devserver.name, devserver.spec, expiry.deadline
+    wakeups = [wakeup for wakeup in (expiry.wakeup, idle.wakeup, gpu.wakeup) if wakeup is not None]
+    requeue_after = max(0.0, math.ceil((min(wakeups) - now).total_seconds())) if wakeups else None
 
     def decision(action: Action, reason: str, message: str) -> Decision:
         return Decision(
@@ -757,13 +784,13 @@ def plan(
             requeue_after=requeue_after,
             expires_at=deadline,
             activity=activity,
-            idle=idle,
-            expiring_soon=expiring_soon,
-            warning=warning,
-            idle_deadline=idle_deadline,
-            probe_wanted=probe_wanted,
-            gpu_deadline=gpu_deadline,
-            gpu_warning=gpu_warning,
+            idle=idle.idle,
+            expiring_soon=expiry.expiring_soon,
+            warning=expiry.warning,
+            idle_deadline=idle.deadline,
+            probe_wanted=idle.probe_wanted,
+            gpu_deadline=gpu.deadline,
+            gpu_warning=gpu.warning,
         )
 
     expiration = spec.lifecycle.expiration_time
@@ -789,18 +816,19 @@ def plan(
             requeue_after=None,
             expires_at=deadline,
             activity=activity,
-            idle=idle,
+            idle=idle.idle,
             expiring_soon=True,
         )
-    if idle_now:
+    if idle.stop:
         return decision(
             "stop_idle",
             STOPPED_REASON_IDLE,
-            f"Stopping DevServer '{name}': {idle[2]}. "
+            f"Stopping DevServer '{name}': {idle.idle[2]}. "
             f"{_sentence(home_note(spec, devserver.status.home_size))}; resume it with: "
             f"{NextStep('start', name).devctl()}",
         )
-    if gpu_stop:
+    if gpu.stop:
+        policy = spec.lifecycle.min_gpu_utilization
         assert policy is not None and gpu_low_since is not None and probe is not None
         return decision(
             "stop_low_gpu",
@@ -810,9 +838,9 @@ def plan(
             f"last reading: busiest GPU {probe.gpu_utilization:.0f}%). Its home volumes are kept; resume it with: "
             f"{NextStep('start', name).devctl()}",
         )
-    if warning is not None:
-        return decision("warn_expiring", "ExpiringSoon", warning)
-    if expiring_soon:
+    if expiry.warning is not None:
+        return decision("warn_expiring", "ExpiringSoon", expiry.warning)
+    if expiry.expiring_soon:
         assert deadline is not None
         return decision("none", "ExpiringSoon", f"DevServer '{name}' expires at {rfc3339(deadline)}")
     message = f"DevServer '{name}' " + (

@@ -378,104 +378,201 @@ def derive_status(
     """
     previous = devserver.status
     generation = devserver.metadata.generation
-    missing = dict(missing or {})
     held = lifecycle is not None and lifecycle.action == "hold"
-    replicas = 0 if desired_stopped or held else rank_count(devserver)
+    seen = _observe(pods, statefulset, events, nodes,
+                    replicas=0 if desired_stopped or held else rank_count(devserver))
+    home_size = home_size_of(statefulset) or previous.home_size
+    state = _state(devserver, seen, degraded=_degraded(dict(missing or {}), seen.failures), now=now,
+                   desired_stopped=desired_stopped, lifecycle=lifecycle, held=held,
+                   kept=home_note(devserver.spec, home_size))
+    episode = _episode(previous, pods, disruptions, now, state.phase, state.message)
+    conditions = _conditions(
+        devserver,
+        phase=episode.phase,
+        message=episode.message,
+        degraded=state.degraded,
+        unscheduled=seen.unscheduled,
+        live=seen.live,
+        events=events,
+        now=now,
+        expires_at=expires_at,
+        lifecycle=lifecycle,
+        warning_lead=warning_lead,
+        generation=generation,
+    )
+    if episode.condition is not None:
+        conditions.append(_condition(previous, "Interrupted", *episode.condition, now=now, generation=generation))
+
+    activity_time, activity_source = previous.last_activity_time, previous.last_activity_source
+    if lifecycle is not None:
+        activity_time, activity_source = lifecycle.activity.at, lifecycle.activity.source
+
+    return DevServerStatus(
+        phase=episode.phase,
+        conditions=conditions,
+        observed_generation=generation,
+        ready_replicas=seen.ready,
+        replicas=seen.replicas,
+        pods=[_name(pod) for pod in seen.live],
+        expires_at=expires_at,
+        last_activity_time=activity_time,
+        last_activity_source=activity_source,
+        stopped_reason=state.stopped_reason,
+        stopped_at=state.stopped_at,
+        home_size=home_size,
+        message=episode.message,
+        interruptions=episode.counted,
+        last_interruption=episode.last,
+    )
+
+
+@dataclass(frozen=True)
+class _Observed:
+    """The pods as they stand: the live ones, the one per wanted rank, how many are ready, what fails."""
+
+    pods: Sequence[Mapping[str, Any]]
+    statefulset: Mapping[str, Any] | None
+    events: Sequence[Mapping[str, Any]]
+    nodes: Sequence[Mapping[str, Any]] | None
+    replicas: int
+    live: list[Mapping[str, Any]]
+    ranks: dict[int, Mapping[str, Any]]
+    ready: int
+    unscheduled: list[Mapping[str, Any]]
+    failures: list[tuple[str, str]]
+
+
+def _observe(pods: Sequence[Mapping[str, Any]], statefulset: Mapping[str, Any] | None,
+             events: Sequence[Mapping[str, Any]], nodes: Sequence[Mapping[str, Any]] | None, *,
+             replicas: int) -> _Observed:
     live = sorted((p for p in pods if not _terminating(p)), key=lambda p: (pod_rank(p) or 0, _name(p)))
     ranks = {rank: pod for pod in live if (rank := pod_rank(pod)) is not None and rank < replicas}
-    ready = sum(1 for pod in ranks.values() if pod_ready(pod))
+    return _Observed(
+        pods=pods, statefulset=statefulset, events=events, nodes=nodes, replicas=replicas, live=live, ranks=ranks,
+        ready=sum(1 for pod in ranks.values() if pod_ready(pod)),
+        # Scheduling, from every live pod.
+        unscheduled=[pod for pod in live
+                     if (c := _pod_condition(pod, "PodScheduled")) is None or c.get("status") != "True"],
+        failures=[failure for pod in live if (failure := _container_failure(pod)) is not None],
+    )
 
-    # Scheduling, from every live pod.
-    unscheduled = [
-        pod for pod in live if (c := _pod_condition(pod, "PodScheduled")) is None or c.get("status") != "True"
-    ]
-    failures = [failure for pod in live if (failure := _container_failure(pod)) is not None]
 
-    phase: Phase
-    degraded: tuple[ConditionStatus, str, str] = ("False", "AsExpected", "no problem found")
+def _degraded(missing: Mapping[str, str], failures: Sequence[tuple[str, str]]) -> tuple[ConditionStatus, str, str]:
+    """The Degraded condition: a missing dependency first, else the pods' failures."""
     if missing:
         first = sorted(missing)[0]
-        degraded = (
-            "True",
-            _MISSING_REASONS.get(first, "DependencyNotFound"),
-            "; ".join(missing[kind] for kind in sorted(missing)),
-        )
-    elif failures:
-        degraded = ("True", failures[0][0], "; ".join(message for _, message in failures))
+        return ("True", _MISSING_REASONS.get(first, "DependencyNotFound"),
+                "; ".join(missing[kind] for kind in sorted(missing)))
+    if failures:
+        return ("True", failures[0][0], "; ".join(message for _, message in failures))
+    return ("False", "AsExpected", "no problem found")
 
+
+@dataclass(frozen=True)
+class _State:
+    """The phase and its sentence, the Degraded condition (an unschedulable pod may add to it), and the stop."""
+
+    phase: Phase
+    message: str
+    degraded: tuple[ConditionStatus, str, str]
     stopped_reason: str | None = None
     stopped_at: datetime | None = None
-    home_size = home_size_of(statefulset) or previous.home_size
-    kept = home_note(devserver.spec, home_size)
+
+
+def _state(devserver: DevServer, seen: _Observed, *, degraded: tuple[ConditionStatus, str, str], now: datetime,
+           desired_stopped: bool, lifecycle: Decision | None, held: bool, kept: str) -> _State:
+    """The phase, first match wins (see the module docstring)."""
     if devserver.metadata.deletion_timestamp is not None:
-        phase, message = "Terminating", "being deleted with its pods and home volumes"
-    elif held:
+        return _State("Terminating", "being deleted with its pods and home volumes", degraded)
+    if held:
         assert lifecycle is not None
-        phase, message = "Expired", lifecycle.message
-    elif desired_stopped:
-        if previous.stopped_reason is not None and previous.phase in ("Stopping", "Stopped"):
-            stopped_reason, stopped_at = previous.stopped_reason, previous.stopped_at or now
-        elif lifecycle is not None and lifecycle.action == "stop_idle":
-            stopped_reason, stopped_at = STOPPED_REASON_IDLE, now
-        elif lifecycle is not None and lifecycle.action == "stop_low_gpu":
-            stopped_reason, stopped_at = STOPPED_REASON_LOW_GPU, now
-        else:
-            stopped_reason, stopped_at = STOPPED_REASON_REQUESTED, now
-        why = {
-            STOPPED_REASON_IDLE: "after being idle",
-            STOPPED_REASON_LOW_GPU: "because its GPUs stayed below lifecycle.minGpuUtilization",
-        }.get(stopped_reason, "on request")
-        phase = "Stopping" if pods else "Stopped"
-        message = (
-            f"stopping {why}: {len(pods)} pod(s) still shutting down"
-            if pods
-            else f"stopped {why} at {rfc3339(stopped_at)}; {kept}. Start it with: "
-            f"{NextStep('start', devserver.name).devctl()}"
-        )
-    elif degraded[0] == "True":
-        phase, message = "Failed", degraded[2]
-    elif statefulset is None:
-        phase, message = "Pending", "the StatefulSet does not exist yet"
-    elif unscheduled:
-        phase, message = "Pending", _unscheduled_message(unscheduled, events)
-        explained = [
-            (pod, found)
-            for pod in unscheduled
-            if _unschedulable(pod) and nodes is not None and (found := explain_unschedulable(pod, nodes))
-        ]
-        if explained:
-            pod, (reason, why) = explained[0]
-            said = str((_pod_condition(pod, "PodScheduled") or {}).get("message") or "").strip()
-            message = (
-                f"pod {_name(pod)} cannot be scheduled: {why}{f' (the scheduler: {said})' if said else ''}. "
-                "The server stays Pending until that changes; "
-                f"pick another flavor with: {NextStep('update', devserver.name, {'flavor': '...'}).devctl()}, or "
-                f"delete it with: {NextStep('delete', devserver.name).devctl()}"
-            )
-            degraded = ("True", reason, message)
-    elif len(ranks) < replicas:
-        absent = [rank for rank in range(replicas) if rank not in ranks]
-        leaving = sorted(_name(p) for p in pods if _terminating(p) and pod_rank(p) in absent)
+        return _State("Expired", lifecycle.message, degraded)
+    if desired_stopped:
+        return _stopped(devserver, seen.pods, degraded=degraded, now=now, lifecycle=lifecycle, kept=kept)
+    if degraded[0] == "True":
+        return _State("Failed", degraded[2], degraded)
+    if seen.statefulset is None:
+        return _State("Pending", "the StatefulSet does not exist yet", degraded)
+    if seen.unscheduled:
+        return _unscheduled(devserver, seen, degraded)
+    if len(seen.ranks) < seen.replicas:
+        absent = [rank for rank in range(seen.replicas) if rank not in seen.ranks]
+        leaving = sorted(_name(p) for p in seen.pods if _terminating(p) and pod_rank(p) in absent)
         if leaving:  # a rollout replaces pods one by one: the old pod must go before the new one exists
-            phase, message = "Starting", f"replacing pod(s) {', '.join(leaving)} with the new template"
-        else:
-            ranks_text = ", ".join(map(str, absent))
-            phase, message = "Pending", f"waiting for the pods of rank {ranks_text} to be created"
-    elif ready < replicas:
-        waiting = [pod for pod in ranks.values() if not pod_ready(pod)]
+            return _State("Starting", f"replacing pod(s) {', '.join(leaving)} with the new template", degraded)
+        ranks_text = ", ".join(map(str, absent))
+        return _State("Pending", f"waiting for the pods of rank {ranks_text} to be created", degraded)
+    if seen.ready < seen.replicas:
         details = []
-        for pod in waiting:
+        for pod in (pod for pod in seen.ranks.values() if not pod_ready(pod)):
             detail = f"{_name(pod)} is {_waiting_reason(pod)}"
-            event = _latest_event(events, _name(pod))
+            event = _latest_event(seen.events, _name(pod))
             if event is not None:
                 detail += f" ({event.get('reason')}: {str(event.get('message') or '').strip()})"
             details.append(detail)
-        phase, message = "Starting", f"{ready}/{replicas} pods ready; " + "; ".join(details)
-    elif (rollout := _rollout_pending(statefulset, live)) is not None:
-        phase, message = "Starting", rollout
-    else:
-        phase, message = "Running", f"{ready}/{replicas} pods ready"
+        return _State("Starting", f"{seen.ready}/{seen.replicas} pods ready; " + "; ".join(details), degraded)
+    if (rollout := _rollout_pending(seen.statefulset, seen.live)) is not None:
+        return _State("Starting", rollout, degraded)
+    return _State("Running", f"{seen.ready}/{seen.replicas} pods ready", degraded)
 
+
+def _stopped(devserver: DevServer, pods: Sequence[Mapping[str, Any]], *, degraded: tuple[ConditionStatus, str, str],
+             now: datetime, lifecycle: Decision | None, kept: str) -> _State:
+    """Stopping while pods remain, then Stopped, with why: kept from the stop that began it, else this one's."""
+    previous = devserver.status
+    if previous.stopped_reason is not None and previous.phase in ("Stopping", "Stopped"):
+        reason, at = previous.stopped_reason, previous.stopped_at or now
+    elif lifecycle is not None and lifecycle.action == "stop_idle":
+        reason, at = STOPPED_REASON_IDLE, now
+    elif lifecycle is not None and lifecycle.action == "stop_low_gpu":
+        reason, at = STOPPED_REASON_LOW_GPU, now
+    else:
+        reason, at = STOPPED_REASON_REQUESTED, now
+    why = {
+        STOPPED_REASON_IDLE: "after being idle",
+        STOPPED_REASON_LOW_GPU: "because its GPUs stayed below lifecycle.minGpuUtilization",
+    }.get(reason, "on request")
+    if pods:
+        return _State("Stopping", f"stopping {why}: {len(pods)} pod(s) still shutting down", degraded, reason, at)
+    return _State("Stopped", f"stopped {why} at {rfc3339(at)}; {kept}. Start it with: "
+                  f"{NextStep('start', devserver.name).devctl()}", degraded, reason, at)
+
+
+def _unscheduled(devserver: DevServer, seen: _Observed, degraded: tuple[ConditionStatus, str, str]) -> _State:
+    """Pending on the scheduler; a pod no node can ever take is said in words and makes the server Degraded."""
+    message = _unscheduled_message(seen.unscheduled, seen.events)
+    explained = [
+        (pod, found)
+        for pod in seen.unscheduled
+        if _unschedulable(pod) and seen.nodes is not None and (found := explain_unschedulable(pod, seen.nodes))
+    ]
+    if not explained:
+        return _State("Pending", message, degraded)
+    pod, (reason, why) = explained[0]
+    said = str((_pod_condition(pod, "PodScheduled") or {}).get("message") or "").strip()
+    message = (
+        f"pod {_name(pod)} cannot be scheduled: {why}{f' (the scheduler: {said})' if said else ''}. "
+        "The server stays Pending until that changes; "
+        f"pick another flavor with: {NextStep('update', devserver.name, {'flavor': '...'}).devctl()}, or "
+        f"delete it with: {NextStep('delete', devserver.name).devctl()}"
+    )
+    return _State("Pending", message, ("True", reason, message))
+
+
+@dataclass(frozen=True)
+class _Episode:
+    """The phase and message once interruptions are counted, and the Interrupted condition (None: never one)."""
+
+    phase: Phase
+    message: str
+    counted: int | None
+    last: Interruption | None
+    condition: tuple[ConditionStatus, str, str] | None
+
+
+def _episode(previous: DevServerStatus, pods: Sequence[Mapping[str, Any]], disruptions: Sequence[Disruption],
+             now: datetime, phase: Phase, message: str) -> _Episode:
+    """An interruption is counted once, and the server is Interrupted while it is Pending or Starting again."""
     interruption = _interruption(previous, pods, disruptions, now)
     interrupted = previous.condition("Interrupted")
     ongoing = interrupted is not None and interrupted.status == "True"
@@ -484,57 +581,18 @@ def derive_status(
         counted = (counted or 0) + 1
         ongoing = True
     last = interruption or previous.last_interruption
-    interrupted_condition: tuple[ConditionStatus, str, str] | None = None
+    condition: tuple[ConditionStatus, str, str] | None = None
     if last is not None:
         if phase in ("Pending", "Starting") and ongoing:
             phase = "Interrupted"
             message = f"interrupted: {last.message}; coming back with its home volumes: {message}"
-            interrupted_condition = ("True", last.reason, last.message)
+            condition = ("True", last.reason, last.message)
         elif ongoing and phase == "Failed":
-            interrupted_condition = ("True", last.reason, last.message)
+            condition = ("True", last.reason, last.message)
         else:
-            interrupted_condition = ("False", "Recovered" if phase == "Running" else phase,
-                                     f"last interrupted at {rfc3339(last.time)}: {last.message}")
-
-    conditions = _conditions(
-        devserver,
-        phase=phase,
-        message=message,
-        degraded=degraded,
-        unscheduled=unscheduled,
-        live=live,
-        events=events,
-        now=now,
-        expires_at=expires_at,
-        lifecycle=lifecycle,
-        warning_lead=warning_lead,
-        generation=generation,
-    )
-    if interrupted_condition is not None:
-        conditions.append(_condition(previous, "Interrupted", *interrupted_condition, now=now,
-                                     generation=generation))
-
-    activity_time, activity_source = previous.last_activity_time, previous.last_activity_source
-    if lifecycle is not None:
-        activity_time, activity_source = lifecycle.activity.at, lifecycle.activity.source
-
-    return DevServerStatus(
-        phase=phase,
-        conditions=conditions,
-        observed_generation=generation,
-        ready_replicas=ready,
-        replicas=replicas,
-        pods=[_name(pod) for pod in live],
-        expires_at=expires_at,
-        last_activity_time=activity_time,
-        last_activity_source=activity_source,
-        stopped_reason=stopped_reason,
-        stopped_at=stopped_at,
-        home_size=home_size,
-        message=message,
-        interruptions=counted,
-        last_interruption=last,
-    )
+            condition = ("False", "Recovered" if phase == "Running" else phase,
+                         f"last interrupted at {rfc3339(last.time)}: {last.message}")
+    return _Episode(phase, message, counted, last, condition)
 
 
 def _interruption(previous: DevServerStatus, pods: Sequence[Mapping[str, Any]],
