@@ -63,6 +63,7 @@ from .models import (
 )
 from .quantities import format_bytes, parse_quantity
 from .tracking_settings import effective_tracking, tracking_env
+from .views import world_size
 
 __all__ = [
     "CONTAINER_NAME",
@@ -438,10 +439,8 @@ def image_for(
 
 
 def rank_count(devserver: DevServer) -> int:
-    """How many pods the server has when running: ``worldSize`` in distributed mode, else 1."""
-    if devserver.spec.mode == "distributed" and devserver.spec.distributed is not None:
-        return devserver.spec.distributed.world_size
-    return 1
+    """How many pods the server has when running: ``worldSize`` in distributed mode, else 1 (``views``)."""
+    return world_size(devserver)
 
 
 def desired_replicas(devserver: DevServer) -> int:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from .. import views
 from ..errors import ExecError, InvalidSpecError
 
 if TYPE_CHECKING:
@@ -238,8 +239,7 @@ def _same(local: list[Any], remote: list[Any] | None) -> bool:
 def _ranks(client: DevServerClient, name: str, rank: int | None, all_ranks: bool) -> list[int]:
     if not all_ranks:
         return [rank or 0]
-    distributed = client.get(name).spec.distributed
-    return list(range(distributed.world_size if distributed is not None else 1))
+    return list(range(views.world_size(client.get(name))))
 
 
 def _remote_dir(path: str) -> str:
