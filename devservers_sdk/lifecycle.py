@@ -517,9 +517,8 @@ def idle_timeout(spec: DevServerSpec, flavor_spec: DevServerFlavorSpec | None) -
 
 
 def desired_stopped(devserver: DevServer) -> bool:
-    """Whether ``devservers.io/desired-state`` asks for the server to be stopped (case-insensitive)."""
-    value = devserver.metadata.annotations.get(DESIRED_STATE_ANNOTATION, "")
-    return value.strip().lower() == "stopped"
+    """Whether ``devservers.io/desired-state`` asks for the server to be stopped (``views.desired_state``)."""
+    return views.desired_state(devserver.metadata.annotations) == "Stopped"
 
 
 # -- the decision ----------------------------------------------------------------------------------------

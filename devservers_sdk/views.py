@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from .contract import DEFAULT_WORLD_SIZE, MODES, RANK_LABEL
+from .contract import DEFAULT_WORLD_SIZE, DESIRED_STATE_ANNOTATION, MODES, RANK_LABEL
 from .durations import parse_duration
 
 __all__ = [
     "deadline",
+    "desired_state",
     "expires_at",
     "lifetime_cap",
     "pod_rank",
@@ -110,6 +111,15 @@ def expires_at(server: Any, *, max_time_to_live: str | None = None) -> datetime 
         return expiration
     return deadline(created_at=created, expiration_time=expiration, time_to_live=lifecycle.get("timeToLive"),
                     max_time_to_live=max_time_to_live)
+
+
+# -- stop and start --------------------------------------------------------------------------------------
+
+def desired_state(annotations: Mapping[str, str]) -> Literal["Stopped", "Running"] | None:
+    """What ``devservers.io/desired-state`` asks for, read as the operator reads it (case and spaces aside);
+    None when it is absent or says something else (the operator then runs the server)."""
+    value = annotations.get(DESIRED_STATE_ANNOTATION, "").strip().lower()
+    return "Stopped" if value == "stopped" else "Running" if value == "running" else None
 
 
 # -- ranks -----------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from devservers_sdk import views
-from devservers_sdk.contract import DESIRED_STATE_ANNOTATION
 from devservers_sdk.durations import format_span
 
 if TYPE_CHECKING:
@@ -62,12 +61,8 @@ def phase_text(server: DevServer) -> str:
 
 def is_stopped(server: DevServer) -> bool:
     """Whether the user asked it to stop (or the operator stopped it): then Start, not Stop, is offered."""
-    if server.metadata.annotations.get(DESIRED_STATE_ANNOTATION) == "Stopped":
-        return True
-    return (
-        server.status.phase in ("Stopped", "Stopping")
-        and server.metadata.annotations.get(DESIRED_STATE_ANNOTATION) != "Running"
-    )
+    asked = views.desired_state(server.metadata.annotations)
+    return asked == "Stopped" or (server.status.phase in ("Stopped", "Stopping") and asked != "Running")
 
 
 def _aware(moment: datetime) -> datetime:

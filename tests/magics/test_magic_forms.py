@@ -186,6 +186,7 @@ def test_row_before_the_operator_reports() -> None:
     [
         ({}, "Running", "Stop"),
         ({"devservers.io/desired-state": "Stopped"}, "Running", "Start"),  # asked to stop, not yet stopped
+        ({"devservers.io/desired-state": " stopped"}, "Running", "Start"),  # as the operator reads it
         ({}, "Stopped", "Start"),  # stopped by the operator (idle)
         ({"devservers.io/desired-state": "Running"}, "Stopped", "Stop"),  # asked to start, not yet running
     ],

@@ -66,6 +66,19 @@ def test_the_spec_deadline_is_the_lifecycle_rule_capped_by_the_flavor() -> None:
     assert views.expires_at(manifest()) is None
 
 
+# -- stop and start -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("value", "state"), [
+    ("Stopped", "Stopped"), (" stopped ", "Stopped"), ("Running", "Running"), ("RUNNING", "Running"),
+    ("", None), ("paused", None), (None, None),
+])
+def test_the_desired_state_is_read_as_the_operator_reads_it(value: str | None, state: str | None) -> None:
+    annotations = {} if value is None else {"devservers.io/desired-state": value}
+    assert views.desired_state(annotations) == state
+    model = DevServer.from_manifest({**manifest(), "metadata": {**manifest()["metadata"], "annotations": annotations}})
+    assert lifecycle.desired_stopped(model) is (state == "Stopped")
+
+
 # -- ranks --------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("spec", "status", "text"), [
