@@ -100,6 +100,11 @@ TARGET_RSS_MB = 250.0
 TARGET_CORE_PCT = 5.0
 TARGET_N = 500
 REST_TARGET_N = 1000
+# Issue 17: the operator's own cost per DevServer.
+TARGET_OPERATOR_CPU_MS = 8.0
+TARGET_EVENTS = 8.0
+TARGET_STATUS_WRITES = 2.0
+TARGET_COST_REQUESTS = 4.0
 
 PLANES = ("emulator", "kubernetes")
 OPERATOR_NAMESPACE = "devservers-system"
@@ -218,6 +223,36 @@ def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 60) -
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text (the operator's ``/metrics``) as {series with its labels: value}."""
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            series, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                values[series] = float(value)
+    return values
+
+
+def metric_sum(values: dict[str, float], name: str, **labels: str) -> float:
+    """The sum of the series of ``name`` whose labels include ``labels``."""
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
+    return sum(
+        value
+        for series, value in values.items()
+        if series.split("{", 1)[0] == name and all(w in series for w in wanted)
+    )
+
+
+def metric_by(values: dict[str, float], name: str, label: str) -> dict[str, float]:
+    """The series of ``name`` summed by one label's value."""
+    found: collections.Counter[str] = collections.Counter()
+    for series, value in values.items():
+        if series.split("{", 1)[0] == name and f'{label}="' in series:
+            found[series.split(f'{label}="', 1)[1].split('"', 1)[0]] += value
+    return dict(found)
 
 
 def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
@@ -506,12 +541,14 @@ class Tracker:
     first_status: dict[str, float] = field(default_factory=dict)
     live: dict[str, set[str]] = field(default_factory=lambda: collections.defaultdict(set))
     phases: collections.Counter[str] = field(default_factory=collections.Counter)
+    events: collections.Counter[str] = field(default_factory=collections.Counter)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def handler(self, kind: str) -> Callable[[str, dict[str, Any], float], None]:
         def on_event(event_type: str, obj: dict[str, Any], at: float) -> None:
             meta = obj.get("metadata") or {}
             name = meta.get("name", "")
+            self.events[kind] += 1
             if event_type == "DELETED":
                 self.live[kind].discard(name)
             elif event_type in ("ADDED", "MODIFIED"):
@@ -558,6 +595,15 @@ class Processes:
     node_pid: int
     operator: subprocess.Popen[bytes]
     operator_health: str
+    operator_metrics: str
+
+    async def metrics(self) -> dict[str, float]:
+        """The operator's counters (its ``/metrics``)."""
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+            session.get(self.operator_metrics) as response,
+        ):
+            return parse_metrics(await response.text())
 
     def cpu(self) -> tuple[float, float, float]:
         """CPU seconds of the cluster (all its processes), the operator and this script."""
@@ -689,6 +735,9 @@ async def run_size(
         "statefulsets": f"/apis/apps/v1/namespaces/{namespace}/statefulsets",
         "services": f"/api/v1/namespaces/{namespace}/services",
         "pods": f"/api/v1/namespaces/{namespace}/pods?labelSelector={MANAGED_SELECTOR}",
+        # Only counted (the watch events the operator's claim watch is sent too), not waited for.
+        "persistentvolumeclaims": f"/api/v1/namespaces/{namespace}/persistentvolumeclaims"
+        f"?labelSelector={MANAGED_SELECTOR}",
     }
     if not args.stage_watches:
         paths = {"devservers": paths["devservers"]}
@@ -708,6 +757,7 @@ async def run_size(
 
     # -- create ----------------------------------------------------------------------------------------
     before, sent_before = await api.quiet(args.settle, 30), dict(api.sent)
+    metrics_before, events_before = await procs.metrics(), dict(tracker.events)
     cpu_before, waits_before, pods_cpu_before = procs.cpu(), procs.waits(), procs.pods_cpu()
     parts_before = procs.parts()
     host_before = host_busy_seconds()
@@ -751,7 +801,10 @@ async def run_size(
         ]
         Path(args.dump).with_suffix(f".n{n}.counts.json").write_text(json.dumps(series))
     after = await api.quiet(args.settle, 120)
-    cpu_after = procs.cpu()
+    cpu_after, parts_after, pods_cpu_after = procs.cpu(), procs.parts(), procs.pods_cpu()
+    host_after = host_busy_seconds()
+    metrics_after = await procs.metrics()
+    operator_metrics = {k: v - metrics_before.get(k, 0.0) for k, v in metrics_after.items()}
     operator_create = api.operator_requests(after, before, dict(api.sent), sent_before)
     latencies = stage(tracker.running, tracker.sent)
     elapsed = t_running - t0
@@ -795,6 +848,13 @@ async def run_size(
             max(lag.operator, default=0),
         ),
         operator_create=operator_create,
+        operator_cpu_settled=cpu_after[1] - cpu_before[1],
+        cluster_parts_settled={k: v - parts_before.get(k, 0.0) for k, v in parts_after.items()},
+        pods_cpu_settled=pods_cpu_after - pods_cpu_before,
+        bench_cpu_settled=cpu_after[2] - cpu_before[2],
+        host_busy_settled=host_after - host_before,
+        operator_metrics=operator_metrics,
+        watch_events_seen={k: v - events_before.get(k, 0) for k, v in tracker.events.items()},
         others_create=by_client(delta(after, before)),
         create_requests=operator_create.get("total", 0) / n,
         memory_used_gib=memory_before - mem_available_gib(),
@@ -860,7 +920,7 @@ async def run_size(
 
     t0 = time.perf_counter()
     await asyncio.gather(*(delete(name) for name in names))
-    kinds = list(paths)
+    kinds = [kind for kind in paths if kind != "persistentvolumeclaims"]
     gone = await tracker.until(lambda: not any(tracker.live[k] for k in kinds), timeout)
     t_gone = time.perf_counter()
     after = await api.quiet(args.settle, 120)
@@ -1159,19 +1219,21 @@ def operator_identity(kubeconfig: str, workdir: Path) -> str:
 
 
 def start_operator(
-    args: argparse.Namespace, kubeconfig: str, workdir: Path, port: int
+    args: argparse.Namespace, kubeconfig: str, workdir: Path, port: int, metrics_port: int
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "KUBECONFIG": kubeconfig,
         "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), str(ROOT)]),
         "DEVSERVERS_LIVENESS": f"http://127.0.0.1:{port}/healthz",
+        "DEVSERVERS_METRICS": f"http://127.0.0.1:{metrics_port}/metrics",
         "DEVSERVERS_CONTAINER_COMMAND": args.container_command,
     }
     env.pop("DEVSERVERS_NAMESPACES", None)
     log = (workdir / "operator.log").open("wb")
+    profile = ["-m", "cProfile", "-o", str(Path(args.profile_operator).resolve())] if args.profile_operator else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "devservers_operator"],
+        [sys.executable, *profile, "-m", "devservers_operator"],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -1222,6 +1284,78 @@ def clients(counts: dict[str, int], n: int) -> str:
         )
         or "none"
     )
+
+
+def cost(r: dict[str, Any]) -> dict[str, Any]:
+    """Issue 17's figures for one N: the operator's own cost per DevServer, first create until settled."""
+    n, m = r["n"], r["operator_metrics"]
+    events = metric_by(m, "devservers_operator_watch_events_total", "kind")
+    outcomes = metric_by(m, "devservers_operator_watch_events_total", "outcome")
+    verbs = metric_by(m, "devservers_operator_api_requests_total", "verb")
+    return {
+        "cpu_ms": r["operator_cpu_settled"] / n * 1000,
+        "events": sum(events.values()) / n,
+        "events_by_kind": {k: v / n for k, v in sorted(events.items(), key=lambda kv: -kv[1])},
+        "events_by_outcome": {k: v / n for k, v in sorted(outcomes.items(), key=lambda kv: -kv[1])},
+        "events_seen": sum(r["watch_events_seen"].values()) / n,
+        "events_seen_by_kind": {k: v / n for k, v in r["watch_events_seen"].items()},
+        "status_writes": metric_sum(m, "devservers_operator_status_writes_total") / n,
+        "requests": r["create_requests"],
+        "own_requests": metric_sum(m, "devservers_operator_api_requests_total") / n,
+        "own_requests_by_verb": {k: v / n for k, v in sorted(verbs.items(), key=lambda kv: -kv[1])},
+        "reconciles": metric_sum(m, "devservers_operator_reconciles_total") / n,
+    }
+
+
+def cost_report(results: list[dict[str, Any]], real: bool) -> None:
+    """The four figures of issue 17 beside their targets, what they are made of, and every process's CPU."""
+    print(
+        "the operator's cost per DevServer (issue 17), first create until the operator was quiet; counters "
+        "from its /metrics, requests counted by the server:"
+    )
+    rows = [
+        ("operator CPU (ms)", "cpu_ms", TARGET_OPERATOR_CPU_MS),
+        ("watch events the operator processed", "events", TARGET_EVENTS),
+        ("status writes / create", "status_writes", TARGET_STATUS_WRITES),
+        ("API requests / standalone create", "requests", TARGET_COST_REQUESTS),
+    ]
+    for r in results:
+        c = cost(r)
+        print(f"  N={r['n']}:")
+        for label, key, target in rows:
+            print(f"    {label:<40} {c[key]:>7.2f}   target <= {target:g}  {mark(c[key] <= target)}")
+        print(
+            "    watch events processed, by kind: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in c["events_by_kind"].items())
+            + "; by outcome: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in c["events_by_outcome"].items())
+        )
+        print(
+            f"    watch events sent on the same kinds (this script's watches see the same): {c['events_seen']:.2f} ("
+            + ", ".join(f"{k} {v:.2f}" for k, v in c["events_seen_by_kind"].items())
+            + ")"
+        )
+        print(
+            f"    reconciles {c['reconciles']:.2f}; the operator's own count of its requests {c['own_requests']:.2f} ("
+            + ", ".join(f"{k} {v:.2f}" for k, v in c["own_requests_by_verb"].items())
+            + ")"
+        )
+        parts = {"operator": r["operator_cpu_settled"]}
+        if real:
+            parts.update(r["cluster_parts_settled"])
+        else:
+            parts["emulator (API server, controllers) + node/kubelet, one process"] = sum(
+                r["cluster_parts_settled"].values()
+            )
+        parts["pod processes"] = r["pods_cpu_settled"]
+        parts["this script"] = r["bench_cpu_settled"]
+        parts["rest of the host (other processes)"] = r["host_busy_settled"] - sum(parts.values())
+        print(
+            "    CPU ms per DevServer by process: "
+            + ", ".join(f"{k} {v / r['n'] * 1000:.1f}" for k, v in parts.items())
+            + f"; whole host {r['host_busy_settled'] / r['n'] * 1000:.1f} (load average {r['load']:.1f})"
+        )
+    print()
 
 
 def report(results: list[dict[str, Any]], args: argparse.Namespace, plane: str = "emulator") -> None:
@@ -1401,6 +1535,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, plane: str =
                 + clients(rest["others"], 1)
             )
     print()
+    cost_report(results, real)
     print("targets:")
     at = next((r for r in results if r["n"] == TARGET_N), None)
     if at is None and results:
@@ -1497,10 +1632,28 @@ def side_by_side(by_plane: dict[str, list[dict[str, Any]]]) -> None:
         (
             "operator API requests / create",
             lambda r: f"{r['create_requests']:.2f}",
-            f"<= {TARGET_REQUESTS:g}",
-            lambda r: r["create_requests"] <= TARGET_REQUESTS,
+            f"<= {TARGET_COST_REQUESTS:g} (issue 17; 8 in issue 4)",
+            lambda r: r["create_requests"] <= TARGET_COST_REQUESTS,
         ),
         ("operator API requests / delete", lambda r: f"{r['delete_requests']:.2f}", "", lambda r: None),
+        (
+            "operator CPU ms / DevServer (to quiet)",
+            lambda r: f"{cost(r)['cpu_ms']:.1f}",
+            f"<= {TARGET_OPERATOR_CPU_MS:g}",
+            lambda r: cost(r)["cpu_ms"] <= TARGET_OPERATOR_CPU_MS,
+        ),
+        (
+            "watch events processed / DevServer",
+            lambda r: f"{cost(r)['events']:.2f}",
+            f"<= {TARGET_EVENTS:g}",
+            lambda r: cost(r)["events"] <= TARGET_EVENTS,
+        ),
+        (
+            "status writes / create",
+            lambda r: f"{cost(r)['status_writes']:.2f}",
+            f"<= {TARGET_STATUS_WRITES:g}",
+            lambda r: cost(r)["status_writes"] <= TARGET_STATUS_WRITES,
+        ),
         ("other clients' API requests / create", control_plane_requests, "", lambda r: None),
         ("  of which refused by the server", control_plane_refused, "", lambda r: None),
         ("create failures", lambda r: str(sum(r["failures"].values())), "0", lambda r: not r["failures"]),
@@ -1603,16 +1756,22 @@ async def bench(args: argparse.Namespace, workdir: Path, plane: str) -> list[dic
         else:
             args.flavor_body = yaml.safe_load(example.read_text())
         kubectl(kubeconfig, "apply", "-f", "-", input_text=json.dumps(args.flavor_body))
-        port = free_port()
+        port, metrics_port = free_port(), free_port()
         if real is not None:
-            operator = start_operator(args, operator_identity(kubeconfig, workdir), workdir, port)
+            operator = start_operator(args, operator_identity(kubeconfig, workdir), workdir, port, metrics_port)
             parts, node_pid = real_processes(real)
             audit_log = real.real.control_plane.audit_log
         else:
             assert cluster is not None
-            operator = start_operator(args, kubeconfig, workdir, port)
+            operator = start_operator(args, kubeconfig, workdir, port, metrics_port)
             parts, node_pid, audit_log = {"emulator + node": cluster.pid}, cluster.pid, None
-        procs = Processes(parts, node_pid, operator, f"http://127.0.0.1:{port}/healthz")
+        procs = Processes(
+            parts,
+            node_pid,
+            operator,
+            f"http://127.0.0.1:{port}/healthz",
+            f"http://127.0.0.1:{metrics_port}/metrics",
+        )
         api = Api(kubeconfig, args.concurrency, audit_log=audit_log)
         await api.open()
         try:
@@ -1733,6 +1892,11 @@ def main() -> int:
         "--dump", default="", help="write each DevServer's timeline (wall clock) to PATH.nN.json"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument(
+        "--profile-operator",
+        default="",
+        help="run the operator under cProfile and write its profile (pstats) to PATH when it stops",
+    )
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.rest_seconds = "50", min(args.rest_seconds, 30.0)

@@ -36,9 +36,9 @@ from devservers_sdk.contract import (
     MANAGED_BY_LABEL,
     NAME_LABEL,
 )
-from devservers_sdk.kube_async import AsyncKube
 from devservers_sdk.tracking_settings import DEFAULTS_CONFIGMAP
 
+from .metrics import COUNTERS, CountedKube, MetricsServer
 from .reconcile import Key, Reconciler
 from .settings import OperatorSettings
 
@@ -162,10 +162,14 @@ async def startup(
     objects_logger = logging.getLogger("kopf.objects")
     if not any(isinstance(f, QuietEventHandlers) for f in objects_logger.filters):
         objects_logger.addFilter(QuietEventHandlers())
-    kube = await AsyncKube.connect()
+    kube = await CountedKube.connect()
     reconciler = Reconciler(kube, IndexCache(kwargs), operator_settings)
     memo["kube"] = kube
     memo["reconciler"] = reconciler
+    if operator_settings.metrics:
+        metrics = MetricsServer(operator_settings.metrics)
+        await metrics.start()
+        memo["metrics"] = metrics
     where = ", ".join(operator_settings.namespaces) or "all namespaces"
     logger.info(f"devservers operator watching {where} on {kube.server} (context {kube.context})")
 
@@ -175,9 +179,12 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     reconciler: Reconciler | None = memo.get("reconciler")
     if reconciler is not None:
         await reconciler.stop()
-    kube: AsyncKube | None = memo.get("kube")
+    kube: CountedKube | None = memo.get("kube")
     if kube is not None:
         await kube.close()
+    metrics: MetricsServer | None = memo.get("metrics")
+    if metrics is not None:
+        await metrics.stop()
 
 
 # -- indices (the caches) ----------------------------------------------------------------------------
@@ -242,34 +249,36 @@ async def defaults_index(body: kopf.Body, namespace: str | None, **_: Any) -> di
 
 @kopf.on.event(API_GROUP, API_VERSION, DEVSERVER_PLURAL)
 async def devserver_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _reconciler(memo).devserver_changed(type, body)
+    COUNTERS.event("DevServer", _reconciler(memo).devserver_changed(type, body))
 
 
 @kopf.on.event(API_GROUP, API_VERSION, FLAVOR_PLURAL)
 async def flavor_event(name: str, memo: kopf.Memo, **_: Any) -> None:
     _reconciler(memo).flavor_changed(name)
+    COUNTERS.event("DevServerFlavor", "reconcile")
 
 
 @kopf.on.event("apps", "v1", "statefulsets", labels=_OWNED)
 async def statefulset_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _reconciler(memo).owned_changed("StatefulSet", type, body)
+    COUNTERS.event("StatefulSet", _reconciler(memo).owned_changed("StatefulSet", type, body))
 
 
 @kopf.on.event("", "v1", "services", labels=_OWNED)
 async def service_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _reconciler(memo).owned_changed("Service", type, body)
+    COUNTERS.event("Service", _reconciler(memo).owned_changed("Service", type, body))
 
 
 @kopf.on.event("", "v1", "pods", labels=_OWNED)
 async def pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _reconciler(memo).owned_changed("Pod", type, body)
+    COUNTERS.event("Pod", _reconciler(memo).owned_changed("Pod", type, body))
 
 
 @kopf.on.event("", "v1", "persistentvolumeclaims", labels=_OWNED)
 async def claim_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _reconciler(memo).owned_changed("PersistentVolumeClaim", type, body)
+    COUNTERS.event("PersistentVolumeClaim", _reconciler(memo).owned_changed("PersistentVolumeClaim", type, body))
 
 
 @kopf.on.event("", "v1", "configmaps", when=_is_defaults)
 async def defaults_event(namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     _reconciler(memo).namespace_defaults_changed(str(namespace))
+    COUNTERS.event("ConfigMap", "reconcile")

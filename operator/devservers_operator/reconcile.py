@@ -112,6 +112,7 @@ from devservers_sdk.tracking_settings import (
     secret_problem,
 )
 
+from .metrics import COUNTERS
 from .probe import parse_probe, probe_command
 from .settings import OperatorSettings
 from .workqueue import WorkQueue
@@ -141,6 +142,7 @@ CLAIM_RETRY_FIRST = 2.0
 CLAIM_RETRY_MAX = 60.0
 PROBE_CONCURRENCY = 16
 ORPHAN_GRACE = 3.0
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 PROGRESS_WRITE_INTERVAL = 2.0
 """Seconds between two status writes that only report progress (see ``progress_only``)."""
 _PROGRESS_PHASES = ("Pending", "Starting")
@@ -247,8 +249,11 @@ class Reconciler:
 
     # -- events in -----------------------------------------------------------------------------------
 
-    def devserver_changed(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """A DevServer event: reconcile it, unless the event is the echo of our own status write."""
+    def devserver_changed(self, event_type: str | None, body: Mapping[str, Any]) -> str:
+        """A DevServer event: reconcile it, unless the event is the echo of our own status write.
+
+        Returns what became of the event (``metrics``): ``reconcile``, ``echo`` or ``ignored``.
+        """
         meta = _meta(body)
         key = (str(meta.get("namespace")), str(meta.get("name")))
         if event_type == "DELETED":
@@ -257,22 +262,26 @@ class Reconciler:
                 task = asyncio.get_running_loop().create_task(self._ledger_deleted(body))
                 self._ledger_tasks.add(task)
                 task.add_done_callback(self._ledger_tasks.discard)
-            return
+            return "ignored"
         memory = self._memory.get(key)
         if (
             memory is not None
             and memory.own_status_version
             and meta.get("resourceVersion") == memory.own_status_version
         ):
-            return
+            return "echo"
         self.queue.trigger(key)
+        return "reconcile"
 
-    def owned_changed(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """An owned StatefulSet, Service, pod or claim changed or was deleted: reconcile its DevServer."""
+    def owned_changed(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> str:
+        """An owned StatefulSet, Service, pod or claim changed or was deleted: reconcile its DevServer.
+
+        Returns what became of the event, as ``devserver_changed`` does.
+        """
         meta = _meta(body)
         name = (meta.get("labels") or {}).get(NAME_LABEL)
         if not name or not meta.get("namespace"):
-            return
+            return "ignored"
         key = (str(meta["namespace"]), str(name))
         if kind == "Pod" and (disruption := pod_disruption(body)) is not None:
             self._memory.setdefault(key, _Memory()).disruptions[disruption.uid] = disruption
@@ -283,6 +292,7 @@ class Reconciler:
                 del memory.written[kind]  # gone: the next reconcile creates it again
             memory.claims_owned.discard(str(meta.get("uid")))
         self.queue.trigger(key)
+        return "reconcile"
 
     def namespace_defaults_changed(self, namespace: str) -> None:
         """The namespace's devservers-defaults ConfigMap appeared, changed or went away: reconcile every
@@ -325,6 +335,7 @@ class Reconciler:
             return None
 
     async def _reconcile(self, key: Key) -> float | None:
+        COUNTERS.reconciles += 1
         namespace, name = key
         body = self.cache.devserver(namespace, name)
         if body is None:
@@ -910,14 +921,15 @@ class Reconciler:
                 or any(owner.get("uid") == uid for owner in owners)
             ):
                 continue
-            patch = {
-                "metadata": {
-                    "resourceVersion": meta.get("resourceVersion"),
-                    "ownerReferences": [*owners, reference],
-                }
-            }
+            # A strategic merge patch adds the reference by uid to whatever owners the claim has by then,
+            # so it needs no resourceVersion: the StatefulSet controller adds its own reference at about the
+            # same moment, and a merge patch of the whole list (with a resourceVersion) lost that race, was
+            # refused (409) and was sent again, 3.5 times per create at N=100.
+            patch = {"metadata": {"ownerReferences": [reference]}}
             try:
-                await self.kube.patch(PVCS, str(meta.get("name")), patch, namespace=namespace)
+                await self.kube.patch(
+                    PVCS, str(meta.get("name")), patch, namespace=namespace, content_type=STRATEGIC_MERGE_PATCH
+                )
                 memory.claims_owned.add(claim_uid)
             except ConflictError:  # changed meanwhile (e.g. by the StatefulSet controller): next event
                 self.queue.trigger((namespace, devserver.name))
@@ -1003,6 +1015,7 @@ class Reconciler:
         # The Events go first: they are the evidence of the status, so whoever sees the new status (a user
         # who then runs `kubectl describe`, a test) finds them. Posted after the write, they raced the reader.
         await self._transition_events(devserver, devserver.status, status, pods, memory)
+        COUNTERS.status_writes += 1
         try:
             result = await self.kube.patch(DEVSERVERS, devserver.name, {"status": patch}, namespace=namespace,
                                            subresource="status")
@@ -1097,6 +1110,7 @@ class Reconciler:
             "lastTransitionTime": now,
             "observedGeneration": meta.get("generation"),
         }
+        COUNTERS.status_writes += 1
         await self.kube.patch(
             DEVSERVERS,
             name,

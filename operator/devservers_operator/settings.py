@@ -23,12 +23,16 @@ variable                                   default                          mean
                                                                             empty: none
 ``DEVSERVERS_IDLE_TIMEOUT_SCALE``          ``1``                            multiplies idle timeouts; tests
                                                                             and demos (0.05: 60 s is 3 s)
+``DEVSERVERS_METRICS``                     (none)                           the counters in Prometheus
+                                                                            text (``metrics``), e.g.
+                                                                            ``http://0.0.0.0:8081/metrics``
 =========================================  ===============================  ================================
 """
 
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -57,6 +61,20 @@ def _number(
     return value
 
 
+def _endpoint(environ: Mapping[str, str], key: str) -> str | None:
+    raw = (environ.get(key) or "").strip()
+    if not raw:
+        return None
+    parts = urllib.parse.urlsplit(raw)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "http" or port is None:
+        raise ValueError(f"{key}={raw!r} must be an http URL with a port, e.g. http://0.0.0.0:8081/metrics")
+    return raw
+
+
 def _duration(environ: Mapping[str, str], key: str, default: timedelta) -> timedelta:
     raw = (environ.get(key) or "").strip()
     if not raw:
@@ -81,6 +99,7 @@ class OperatorSettings:
         debounce: seconds events for one DevServer are gathered before it is reconciled.
         liveness: kopf's liveness endpoint URL, or None.
         idle_timeout_scale: factor applied to idle timeouts (tests and demos).
+        metrics: the URL the counters are served at, or None.
         objects: the settings of the objects built for each DevServer.
     """
 
@@ -93,6 +112,7 @@ class OperatorSettings:
     debounce: float = 0.1
     liveness: str | None = DEFAULT_LIVENESS
     idle_timeout_scale: float = 1.0
+    metrics: str | None = None
     objects: OperatorConfig = field(default_factory=OperatorConfig)
 
     @classmethod
@@ -124,5 +144,6 @@ class OperatorSettings:
             idle_timeout_scale=_number(
                 environ, "DEVSERVERS_IDLE_TIMEOUT_SCALE", 1.0, minimum=0, strictly=True
             ),
+            metrics=_endpoint(environ, "DEVSERVERS_METRICS"),
             objects=OperatorConfig.from_env(environ),
         )
