@@ -6,7 +6,7 @@ queue (``workqueue.py`` says why not kopf's change handlers, timers or daemons).
 Watched, each through one kopf watch stream:
 
 * DevServers (the watched namespaces, or the cluster) and DevServerFlavors (cluster-scoped);
-* StatefulSets, Services, pods and home claims labelled ``app.kubernetes.io/managed-by=devservers-operator``, with the
+* StatefulSets, Services and pods labelled ``app.kubernetes.io/managed-by=devservers-operator``, with the
   label selector sent to the API server, so the operator never receives other pods (no cluster-wide pod
   LIST or WATCH of everything);
 * the ConfigMaps named ``devservers-defaults`` (a field selector sent to the API server: no other
@@ -57,11 +57,9 @@ class IndexCache:
     def __init__(self, indices: dict[str, Any]) -> None:
         self._devservers: kopf.Index[Key, dict[str, Any]] = indices["devserver_index"]
         self._flavors: kopf.Index[str, dict[str, Any]] = indices["flavor_index"]
-        self._users: kopf.Index[str, Key] = indices["flavor_user_index"]
         self._statefulsets: kopf.Index[Key, dict[str, Any]] = indices["statefulset_index"]
         self._services: kopf.Index[Key, dict[str, Any]] = indices["service_index"]
         self._pods: kopf.Index[Key, dict[str, Any]] = indices["pod_index"]
-        self._claims: kopf.Index[Key, dict[str, Any]] = indices["claim_index"]
         self._defaults: kopf.Index[str, dict[str, Any]] = indices["defaults_index"]
 
     @staticmethod
@@ -88,13 +86,14 @@ class IndexCache:
         store = self._pods.get((namespace, name))
         return list(store) if store else []
 
-    def claims(self, namespace: str, name: str) -> list[dict[str, Any]]:
-        store = self._claims.get((namespace, name))
-        return list(store) if store else []
-
     def flavor_users(self, flavor: str) -> list[Key]:
-        store = self._users.get(flavor)
-        return sorted(set(store)) if store else []
+        # A scan, not an index of its own: flavors change rarely, DevServers on every status write, and a
+        # second index cost a second kopf handler run on each of their watch events.
+        return sorted(
+            key
+            for key in self._devservers
+            if ((self.devserver(*key) or {}).get("spec") or {}).get("flavor") == flavor
+        )
 
     def namespace_defaults(self, namespace: str) -> dict[str, Any] | None:
         return self._one(self._defaults, namespace)
@@ -156,7 +155,7 @@ async def startup(
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="devservers.io")
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.batching.worker_limit = None  # never 1: one worker per object, all objects in parallel
-    for plural in ("pods", "statefulsets", "services", "persistentvolumeclaims"):
+    for plural in ("pods", "statefulsets", "services"):
         settings.watching.label_selectors[plural] = MANAGED_SELECTOR
     settings.watching.field_selectors["configmaps"] = DEFAULTS_SELECTOR
     objects_logger = logging.getLogger("kopf.objects")
@@ -199,11 +198,6 @@ async def devserver_index(body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]
     return {_key(body): dict(body)}
 
 
-@kopf.index(API_GROUP, API_VERSION, DEVSERVER_PLURAL)
-async def flavor_user_index(body: kopf.Body, spec: kopf.Spec, **_: Any) -> dict[str, Key]:
-    return {str(spec.get("flavor")): _key(body)}
-
-
 @kopf.index(API_GROUP, API_VERSION, FLAVOR_PLURAL)
 async def flavor_index(body: kopf.Body, name: str, **_: Any) -> dict[str, dict[str, Any]]:
     return {name: dict(body)}
@@ -226,11 +220,6 @@ async def service_index(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[
 
 @kopf.index("", "v1", "pods", labels=_OWNED)
 async def pod_index(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[Key, dict[str, Any]]:
-    return _owner_key(body, labels)
-
-
-@kopf.index("", "v1", "persistentvolumeclaims", labels=_OWNED)
-async def claim_index(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[Key, dict[str, Any]]:
     return _owner_key(body, labels)
 
 
@@ -271,11 +260,6 @@ async def service_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
 @kopf.on.event("", "v1", "pods", labels=_OWNED)
 async def pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     COUNTERS.event("Pod", _reconciler(memo).owned_changed("Pod", type, body))
-
-
-@kopf.on.event("", "v1", "persistentvolumeclaims", labels=_OWNED)
-async def claim_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    COUNTERS.event("PersistentVolumeClaim", _reconciler(memo).owned_changed("PersistentVolumeClaim", type, body))
 
 
 @kopf.on.event("", "v1", "configmaps", when=_is_defaults)

@@ -203,6 +203,11 @@ def test_progress_on_the_way_up_may_wait() -> None:
     )
     assert progress_only(pending, _status("Starting", "0/1 pods ready; mydev-0 is ContainerCreating"))
     assert progress_only(_status("Starting", "0/2 pods ready"), _status("Starting", "1/2 pods ready"))
+    # The pod's start is activity, but on the way up it is the progress itself.
+    assert progress_only(
+        _status("Pending", lastActivityTime="2026-01-01T00:00:00Z", lastActivitySource="creation"),
+        _status("Starting", lastActivityTime="2026-01-01T00:00:09Z", lastActivitySource="start"),
+    )
 
 
 @pytest.mark.parametrize(
@@ -215,6 +220,10 @@ def test_progress_on_the_way_up_may_wait() -> None:
         (_status("Starting"), _status("Stopping")),
         (_status("Pending"), _status("Pending", observedGeneration=2)),  # a spec change is acknowledged
         (_status("Pending"), _status("Pending", expiresAt="2026-01-01T00:00:00Z")),  # extend shows at once
+        (  # activity recorded by a client is news, even on the way up
+            _status("Starting", lastActivityTime="2026-01-01T00:00:00Z", lastActivitySource="start"),
+            _status("Starting", lastActivityTime="2026-01-01T00:00:09Z", lastActivitySource="sdk"),
+        ),
         (
             _status("Pending"),
             _status(
