@@ -6,9 +6,10 @@ they need no audit log and no request log to read, and ``bench/operator_scale.py
 after each measurement. Counters only (monotonic, reset by a restart), by label:
 
 * ``devservers_operator_watch_events_total{kind, outcome}``: the watch events kopf handed to the operator
-  (after kopf's own batching of an object's events), ``outcome="reconcile"`` when one triggered a
-  reconcile, ``"echo"`` when it was recognised as the echo of the operator's own write and dropped,
-  ``"ignored"`` when it could not concern any DevServer;
+  ``outcome="reconcile"`` when one triggered a reconcile, ``"progress"`` when a pod's start only
+  progressed (a reconcile a moment later, shared with the events that follow), ``"echo"`` when it was
+  recognised as the echo of the operator's own write and dropped, ``"ignored"`` when it could not concern
+  any DevServer;
 * ``devservers_operator_reconciles_total``;
 * ``devservers_operator_status_writes_total``;
 * ``devservers_operator_api_requests_total{verb, resource}``: every request of the reconciler (kopf's own

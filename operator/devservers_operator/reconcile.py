@@ -144,6 +144,9 @@ CLAIM_RETRY_MAX = 60.0
 PROBE_CONCURRENCY = 16
 ORPHAN_GRACE = 3.0
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+POD_PROGRESS_DELAY = 2.0
+"""Seconds a pod event that is only progress waits for others to join it in one reconcile (``_pod_news``)."""
+_PROGRESS_WAITING = ("ContainerCreating", "PodInitializing")
 PROGRESS_WRITE_INTERVAL = 30.0
 """Seconds a status that only reports progress waits after the last write (see ``progress_only``).
 
@@ -311,6 +314,13 @@ class Reconciler:
                 del memory.written[kind]  # gone: the next reconcile creates it again
         elif written is not None and _meta(written.body).get("resourceVersion") == meta.get("resourceVersion"):
             return "echo"  # the object as this operator's own create or replace returned it: nothing new
+        if kind == "Pod" and event_type != "DELETED" and not _pod_news(body):
+            # A pod on its way up (bound, scheduled, its containers being created, started but not
+            # ready) changes seven times in a few seconds, and on the way up the status only reports
+            # progress, which is held back anyway (``PROGRESS_WRITE_INTERVAL``). One reconcile for
+            # the lot, or earlier when news comes (ready, a problem, a deletion).
+            self.queue.schedule(key, POD_PROGRESS_DELAY)
+            return "progress"
         self.queue.trigger(key)
         return "reconcile"
 
@@ -1327,6 +1337,28 @@ def _orphaned(pod: Mapping[str, Any]) -> bool:
     meta = _meta(pod)
     owners = meta.get("ownerReferences") or []
     return not meta.get("deletionTimestamp") and not any(owner.get("controller") for owner in owners)
+
+
+def _pod_news(pod: Mapping[str, Any]) -> bool:
+    """Whether a pod event may change more than the progress of a start: the pod is ready, being deleted,
+    orphaned, finished, refused by the scheduler, or a container waits for another reason than being
+    created, has ended or has restarted (the causes of Degraded)."""
+    meta, status = _meta(pod), pod.get("status") or {}
+    if meta.get("deletionTimestamp") or _orphaned(pod) or status.get("phase") in ("Succeeded", "Failed"):
+        return True
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Ready" and condition.get("status") == "True":
+            return True
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return True
+    for container in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        state = container.get("state") or {}
+        waiting = state.get("waiting")
+        if waiting is not None and waiting.get("reason") not in _PROGRESS_WAITING:
+            return True
+        if state.get("terminated") or container.get("restartCount") or container.get("lastState"):
+            return True
+    return False
 
 
 def _pod_unschedulable(pod: Mapping[str, Any]) -> bool:
