@@ -35,17 +35,20 @@ sentences that name the object and say what to do next, because that line is all
     │   └── LaunchTimeoutError      the launch outran its ``timeout``; a TimeoutError
     └── TrackingUnavailableError    a tracking tool is configured but not installed in the pod's Python
 
-Two signals are not errors of the SDK and never reach a user; they live here so that every exception class
+Three signals are not errors of the SDK and never reach a user; they live here so that every exception class
 has one home (tests/sdk/test_error_tree.py holds the package to that)::
 
     Exception
     ├── FullClientRequired          ``lightweight_read``: this read needs ``DevServerClient`` (argument: why)
-    └── NotPlain                    ``kubeconfig_yaml``: not the plain YAML it reads; read it with PyYAML
+    ├── NotPlain                    ``kubeconfig_yaml``: not the plain YAML it reads; read it with PyYAML
+    └── TryFailed                   ``kube_core``: one try of a request failed (``.error``); the retry loop of
+                                    ``kube``/``kube_async`` raises ``.error`` or tries again
 
-API statuses are mapped in exactly one place, ``error_from_api``; ``kube.py`` calls it for every
-``ApiException`` and chains the original with ``raise ... from``, so ``--debug`` still shows the wire error.
-When ``kube.py`` retried a request until its ``RetryPolicy`` ran out, ``cluster_kept_failing`` words the
-give-up: which server, what it kept answering, how many tries over how long, and what to do.
+API statuses are mapped in exactly one place, ``error_from_api``; both API clients reach it through
+``kube_core.error_from_status``, which reads the body (a Status, or a gateway's HTML page), and chain the
+original with ``raise ... from``, so ``--debug`` still shows the wire error. When a client retried a request
+until its ``RetryPolicy`` ran out, ``cluster_kept_failing`` words the give-up: which server, what it kept
+answering, how many tries over how long, and what to do.
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ __all__ = [
     "PermissionDeniedError",
     "ServerError",
     "TrackingUnavailableError",
+    "TryFailed",
     "WaitCancelledError",
     "WaitTimeoutError",
     "WatchDropped",
@@ -340,6 +344,25 @@ class FullClientRequired(Exception):
 
 class NotPlain(Exception):
     """The text is not in the plain style this module reads: read it with PyYAML."""
+
+
+class TryFailed(Exception):
+    """One try of an API request failed: the mapped ``error``, and what the retry loop needs to decide.
+
+    Built by ``kube_core.status_failure`` and ``kube_core.transport_failure``; judged by ``kube_core.Retries``.
+    """
+
+    def __init__(self, error: DevServerError, *, transient: bool = False, maybe_applied: bool = False,
+                 conflict: bool = False, timed_out: bool = False, retry_after: float | None = None,
+                 detail: str = "") -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.transient = transient  # another try may well succeed
+        self.maybe_applied = maybe_applied  # the server may have acted on it before failing
+        self.conflict = conflict  # 409 Conflict: the write was refused as a whole
+        self.timed_out = timed_out
+        self.retry_after = retry_after
+        self.detail = detail  # the server's message, for the give-up error
 
 
 # -- the status table ---------------------------------------------------------------------------------

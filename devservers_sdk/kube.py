@@ -21,6 +21,11 @@ the official client. Three decisions shape it:
   caller's bytes (over TLS the masking key is zero, see ``_frame``), and large output frames are received
   in place, straight into ``exec``'s result buffers. ``bench/sdk.py`` measures it against kubectl.
 
+What this module shares with ``kube_async`` (the operator's asyncio client) lives in ``kube_core``: the
+``Resource`` descriptors and their paths, the one reading of a failed answer (``error_from_status``), and
+the retry rules below (``safety_of``, ``Retries``). Both clients have the same verbs: ``get``, ``list``,
+``create``, ``replace``, ``patch``, ``delete``, each taking a ``Resource`` first.
+
 Every failure leaves this module as a ``DevServerError`` (``errors.error_from_api`` for API statuses,
 ``ClusterUnreachableError`` for the network and TLS, ``ConfigurationError`` for the kubeconfig), chained
 with ``raise ... from`` to the original exception. Every request carries a timeout.
@@ -69,25 +74,13 @@ import json
 import logging
 import math
 import os
-import random
-import secrets
 import select
 import struct
 import sys
-import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from collections.abc import Callable, Generator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .contract import (
-    API_GROUP,
-    API_VERSION,
-    CREATE_TOKEN_ANNOTATION,
-    DEVSERVER_KIND,
-    DEVSERVER_PLURAL,
-    FLAVOR_KIND,
-    FLAVOR_PLURAL,
-)
 from .errors import (
     AlreadyExistsError,
     ClusterUnreachableError,
@@ -99,8 +92,41 @@ from .errors import (
     WaitCancelledError,
     WatchDropped,
     WatchExpired,
-    cluster_kept_failing,
-    error_from_api,
+)
+from .kube_core import (
+    APPLY_PATCH,
+    CONFIGMAPS,
+    CREATE_TOKEN_ANNOTATION,
+    DEVSERVERS,
+    EVENTS,
+    FLAVORS,
+    JSON_PATCH,
+    MERGE_PATCH,
+    NODES,
+    PODS,
+    PVCS,
+    RETRIED_STATUSES,
+    SECRETS,
+    SELF_SUBJECT_REVIEWS,
+    SERVICES,
+    STATEFULSETS,
+    UNSETTLED,
+    Resource,
+    Retries,
+    RetryPolicy,
+    Safety,
+    TryFailed,
+    create_settles,
+    error_from_status,
+    exception_chain,
+    exec_exit_code,
+    not_json,
+    safety_of,
+    stamp_create,
+    status_failure,
+    transport_failure,
+    url,
+    why_unreachable,
 )
 from .settings import KubeconfigInfo
 
@@ -121,245 +147,30 @@ DEFAULT_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 10.0
 FOLLOW_STREAM_SECONDS = 300
 """The longest single watch stream of an endless ``follow`` (the API server may end it sooner)."""
-
-
-@dataclass(frozen=True)
-class Resource:
-    """Where a kind lives in the API."""
-
-    group: str
-    version: str
-    plural: str
-    kind: str
-    namespaced: bool = True
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    def path(self, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
-        from urllib.parse import quote
-
-        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        if self.namespaced and namespace:
-            base += f"/namespaces/{quote(namespace, safe='')}"
-        base += f"/{self.plural}"
-        if name:
-            base += f"/{quote(name, safe='')}"
-        if subresource:
-            base += f"/{subresource}"
-        return base
-
-
-DEVSERVERS = Resource(API_GROUP, API_VERSION, DEVSERVER_PLURAL, DEVSERVER_KIND)
-FLAVORS = Resource(API_GROUP, API_VERSION, FLAVOR_PLURAL, FLAVOR_KIND, namespaced=False)
-PODS = Resource("", "v1", "pods", "Pod")
-EVENTS = Resource("", "v1", "events", "Event")
-NODES = Resource("", "v1", "nodes", "Node", namespaced=False)
-CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap")
-SELF_SUBJECT_REVIEWS = Resource("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview",
-                                namespaced=False)
-
-MERGE_PATCH = "application/merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
-APPLY_PATCH = "application/apply-patch+yaml"
-
-
-_UNSETTLED: Any = object()
-
-
-# -- retries --------------------------------------------------------------------------------------------
-
-Safety = Literal["read", "write", "conditional", "create", "once"]
-"""How safe it is to send a request again (see "Retries" in the module docstring).
-
-``read``: no effect on the server. ``write``: idempotent and unconditional, a pure set (409 is retried too).
-``conditional``: idempotent but with a resourceVersion precondition (409 goes to the caller). ``create``: a
-named POST stamped with ``CREATE_TOKEN_ANNOTATION``. ``once``: retried only when the server certainly did
-nothing (429).
-"""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How ``Kube`` retries requests the cluster failed transiently (see "Retries" in the module docstring).
-
-    Attributes:
-        attempts: tries in all, the first included; 1 never retries.
-        total: seconds from the first try after which no new try starts (a try under way is not cut).
-        backoff: the pause before the first retry; it doubles for each further one, up to ``max_backoff``.
-            Each pause is drawn between half and all of that (jitter, so that clients failed by the same
-            blip do not come back in step).
-        max_backoff: the longest pause of the doubling (a ``Retry-After`` may ask for longer, within ``total``).
-        sleep, clock: how to pause and read the time (tests pass their own).
-
-    Example:
-        >>> DevServerClient(retry=RetryPolicy(attempts=3, total=10))  # doctest: +SKIP
-        >>> DevServerClient(retry=RetryPolicy.never())  # doctest: +SKIP
-    """
-
-    attempts: int = 5
-    total: float = 30.0
-    backoff: float = 0.5
-    max_backoff: float = 8.0
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
-    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError(f"RetryPolicy.attempts counts the first try too: at least 1, got {self.attempts}")
-        if self.total < 0 or self.backoff < 0 or self.max_backoff < 0:
-            raise ValueError("RetryPolicy times must not be negative")
-
-    @classmethod
-    def never(cls) -> RetryPolicy:
-        """One try, no retries."""
-        return cls(attempts=1)
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> RetryPolicy:
-        """The default policy, with ``DEVSERVERS_RETRY_ATTEMPTS`` and ``DEVSERVERS_RETRY_TOTAL`` (seconds) applied.
-
-        Raises:
-            ConfigurationError: a variable is not a number.
-        """
-        environ = dict(os.environ) if environ is None else environ
-        values: dict[str, Any] = {}
-        for key, attribute, kind in (("DEVSERVERS_RETRY_ATTEMPTS", "attempts", int),
-                                     ("DEVSERVERS_RETRY_TOTAL", "total", float)):
-            raw = (environ.get(key) or "").strip()
-            if raw:
-                try:
-                    values[attribute] = kind(raw)
-                except ValueError:
-                    raise ConfigurationError(f"{key}={raw!r} is not a number; unset it or give e.g. "
-                                             f"{key}={5 if kind is int else 30}") from None
-        try:
-            return cls(**values)
-        except ValueError as exc:
-            raise ConfigurationError(f"Invalid retry settings from the environment: {exc}") from None
-
-    def pause(self, retry: int) -> float:
-        """Seconds to wait before retry number ``retry`` (1 for the first retry), without Retry-After."""
-        ceiling = min(self.max_backoff, self.backoff * 2 ** (retry - 1))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-
-class _TryFailed(Exception):
-    """One try of a request failed; carries the mapped error and what the retry loop needs to decide."""
-
-    def __init__(self, error: DevServerError, *, transient: bool = False, maybe_applied: bool = False,
-                 conflict: bool = False, timed_out: bool = False, retry_after: float | None = None,
-                 detail: str = "") -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.transient = transient  # another try may well succeed
-        self.maybe_applied = maybe_applied  # the server may have acted on it before failing
-        self.conflict = conflict  # 409 Conflict: the write was refused as a whole
-        self.timed_out = timed_out
-        self.retry_after = retry_after
-        self.detail = detail  # the server's message, for the give-up error
-
-
-RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (the apiserver sends seconds; an HTTP date is not honoured)."""
-    try:
-        seconds = float(value) if value else None
-    except ValueError:
-        return None
-    return seconds if seconds is not None and 0 <= seconds < math.inf else None
-
-
-def _safety(method: str, body: Any, content_type: str | None) -> Safety:
-    """The safety of a request that does not say (see ``Safety``)."""
-    if method == "GET":
-        return "read"
-    if method in ("PUT", "DELETE") or content_type in (MERGE_PATCH, APPLY_PATCH):
-        if method == "DELETE":
-            conditional = bool(isinstance(body, dict) and body.get("preconditions"))
-        else:
-            conditional = bool(isinstance(body, dict) and (body.get("metadata") or {}).get("resourceVersion"))
-        return "conditional" if conditional else "write"
-    if content_type == JSON_PATCH and isinstance(body, list) and body \
-            and all(isinstance(op, dict) and op.get("op") == "replace" for op in body):
-        return "write"
-    return "once"
-
-
-def _may_retry(safety: Safety, failure: _TryFailed) -> bool:
-    if failure.conflict:
-        return safety in ("write", "create")
-    if not failure.transient:
-        return False
-    if failure.maybe_applied:
-        return safety != "once"
-    return True
-
-
-# -- transport failures ---------------------------------------------------------------------------------
-
-def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        todo.extend([current.__cause__, current.__context__, getattr(current, "reason", None)
-                     if isinstance(getattr(current, "reason", None), BaseException) else None])
-        todo.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
-
-
-def _why_unreachable(exc: BaseException, timeout: float | None) -> tuple[str, str]:
-    """(short cause, advice) for a transport failure, found anywhere in the exception chain."""
-    import socket
-    import ssl
-
-    chain = list(_exception_chain(exc))
-    text = " ".join(str(e) for e in chain)
-    names = {type(e).__name__ for e in chain}
-    if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain) or "CERTIFICATE_VERIFY_FAILED" in text:
-        return ("TLS certificate verification failed (the kubeconfig's certificate authority does not "
-                "match the server)", "Fetch a fresh kubeconfig for this cluster (for the local cluster: "
-                "devctl local up)")
-    if any(isinstance(e, ssl.SSLError) for e in chain) or "SSLError" in names:
-        return (f"TLS handshake failed ({_short(text)})", "Check the server URL and certificate in the kubeconfig")
-    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "Connection refused" in text:
-        return ("connection refused", "Is the cluster running? Start a local one with: devctl local up")
-    if (any(isinstance(e, socket.gaierror) for e in chain) or "NameResolutionError" in names
-            or "Name or service not known" in text or "name resolution" in text):
-        return ("the server's host name does not resolve (DNS)",
-                "Check the server URL in the kubeconfig and your network or VPN")
-    if (any(isinstance(e, TimeoutError | socket.timeout) for e in chain)
-            or {"ConnectTimeoutError", "ReadTimeoutError", "WebSocketTimeoutException"} & names):
-        after = f" after {timeout:g}s" if timeout else ""
-        return (f"the request timed out{after}", "Check that the cluster is up and reachable (network, VPN)")
-    return (_short(text) or type(exc).__name__, "Check that the cluster is running and reachable, or start a "
-            "local one with: devctl local up")
-
-
-def _short(text: str, limit: int = 240) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _status_fields(body: bytes | str | None) -> tuple[str, str, list[dict[str, Any]]]:
-    """(reason, message, causes) of a ``metav1.Status`` body, tolerating non-JSON bodies."""
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    try:
-        status = json.loads(body) if body else {}
-    except ValueError:
-        return "", (body or "").strip(), []
-    if not isinstance(status, dict):
-        return "", str(status), []
-    causes = (status.get("details") or {}).get("causes") or []
-    return str(status.get("reason") or ""), str(status.get("message") or ""), list(causes)
+# Re-exported: callers name resources, patch types and the policy through ``kube`` as before.
+__all__ = [
+    "APPLY_PATCH",
+    "CONFIGMAPS",
+    "CREATE_TOKEN_ANNOTATION",
+    "DEFAULT_TIMEOUT",
+    "DEVSERVERS",
+    "EVENTS",
+    "FLAVORS",
+    "JSON_PATCH",
+    "MERGE_PATCH",
+    "NODES",
+    "PODS",
+    "PVCS",
+    "SECRETS",
+    "SELF_SUBJECT_REVIEWS",
+    "SERVICES",
+    "STATEFULSETS",
+    "ExecSession",
+    "Kube",
+    "Resource",
+    "RetryPolicy",
+    "Safety",
+]
 
 
 # -- the client ------------------------------------------------------------------------------------------
@@ -419,16 +230,16 @@ class Kube:
 
     def unreachable(self, exc: BaseException, timeout: float | None = None) -> ClusterUnreachableError:
         """The ``ClusterUnreachableError`` for a transport failure, naming context and server."""
-        why, advice = _why_unreachable(exc, timeout or self.timeout)
+        why, advice = why_unreachable(exc, timeout or self.timeout)
         return ClusterUnreachableError(
             f"Cannot reach the cluster of context '{self.info.context}' at {self.info.server or '?'}: {why}. "
             f"{advice}.", context=self.info.context, server=self.info.server)
 
     def api_error(self, status: int, body: bytes | str | None, *, kind: str, name: str | None,
                   namespace: str | None) -> DevServerError:
-        reason, message, causes = _status_fields(body)
-        return error_from_api(status, reason, message, kind=kind, name=name or "", namespace=namespace or "",
-                              causes=causes, context=self.info.context)
+        """The SDK's error for a failed answer (``kube_core.error_from_status``, naming this context)."""
+        return error_from_status(status, body, kind=kind, name=name, namespace=namespace,
+                                 context=self.info.context)
 
     def _headers(self, method: str, path: str, *, accept: str = "application/json",
                  content_type: str | None = None) -> dict[str, str]:
@@ -445,88 +256,59 @@ class Kube:
         return headers
 
     def _url(self, path: str, query: Sequence[tuple[str, Any]] | None) -> str:
-        from urllib.parse import urlencode
+        return url(self.api.configuration.host, path, query)
 
-        url = self.api.configuration.host.rstrip("/") + path
-        if query:
-            pairs = [(k, _query_value(v)) for k, v in query if v is not None]
-            if pairs:
-                url += "?" + urlencode(pairs)
-        return url
-
-    def _transport_failure(self, exc: BaseException, timeout: float | None) -> _TryFailed:
+    def _transport_failure(self, exc: BaseException, timeout: float | None) -> TryFailed:
         """A network failure of one try: transient once a connection was made, final before that."""
         import ssl
 
         import urllib3
 
-        error = self.unreachable(exc, timeout)
-        chain = list(_exception_chain(exc))
+        chain = exception_chain(exc)
         not_connected = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError,
                          urllib3.exceptions.NameResolutionError, urllib3.exceptions.SSLError, ssl.SSLError,
                          ConnectionRefusedError)
-        if any(isinstance(e, not_connected) for e in chain):
-            return _TryFailed(error)
-        timed_out = any(isinstance(e, urllib3.exceptions.ReadTimeoutError | TimeoutError) for e in chain)
-        return _TryFailed(error, transient=True, maybe_applied=True, timed_out=timed_out)
+        return transport_failure(
+            self.unreachable(exc, timeout), connected=not any(isinstance(e, not_connected) for e in chain),
+            timed_out=any(isinstance(e, urllib3.exceptions.ReadTimeoutError | TimeoutError) for e in chain))
 
     def _status_failure(self, status: int, body: bytes | str | None, retry_after: str | None, *, kind: str,
-                        name: str | None, namespace: str | None) -> _TryFailed:
-        """A failed status of one try, mapped, with what the retry loop needs to know about it."""
-        reason, message, _ = _status_fields(body)
-        error = self.api_error(status, body, kind=kind, name=name, namespace=namespace)
-        return _TryFailed(error, transient=status in RETRIED_STATUSES, maybe_applied=status >= 500,
-                          conflict=status == 409 and reason != "AlreadyExists", retry_after=_retry_after(retry_after),
-                          detail=message or reason)
+                        name: str | None, namespace: str | None) -> TryFailed:
+        return status_failure(status, body, retry_after, kind=kind, name=name, namespace=namespace,
+                              context=self.info.context)
 
     def _retrying(self, attempt: Callable[[], T], *, safety: Safety,
                   settle: Callable[[DevServerError], Any] | None = None) -> T:
-        """Run ``attempt`` until it succeeds, fails for good, or the policy runs out (module docstring).
+        """Run ``attempt`` until it succeeds, fails for good, or the policy runs out (``kube_core.Retries``).
 
         Args:
-            attempt: one try; raises ``_TryFailed``.
+            attempt: one try; raises ``TryFailed``.
             safety: what may be retried.
             settle: asked about a final failure that follows a try which may have been applied: returns
                 the result that failure stands for (a DELETE's 404, a create's AlreadyExists for our own
-                object), or ``_UNSETTLED``.
+                object), or ``UNSETTLED``.
         """
-        policy = self.retry
-        start = policy.clock()
-        statuses: list[int] = []
-        tries = timeouts = 0
-        maybe_applied = False
+        retries = Retries(self.retry, safety=safety, server=self.info.server)
         while True:
-            tries += 1
             try:
                 return attempt()
-            except _TryFailed as failure:
-                error = failure.error
-                if error.status:
-                    statuses.append(error.status)
-                retryable = _may_retry(safety, failure) and not (failure.timed_out and timeouts)
-                if not retryable and settle is not None and maybe_applied:
-                    settled = settle(error)
-                    if settled is not _UNSETTLED:
-                        return settled
-                timeouts += failure.timed_out
-                maybe_applied = maybe_applied or failure.maybe_applied
-                if not retryable:
-                    raise error from failure.__cause__
-                elapsed = policy.clock() - start
-                pause = max(policy.pause(tries), failure.retry_after or 0.0)
-                if tries >= policy.attempts or elapsed + pause > policy.total:
-                    if tries == 1:
-                        raise error from failure.__cause__
-                    raise cluster_kept_failing(error, server=self.info.server, attempts=tries, elapsed=elapsed,
-                                               statuses=statuses, detail=failure.detail) \
-                        from (failure.__cause__ or error)
-                log.debug("%s; try %d of %d again in %.2fs", error, tries + 1, policy.attempts, pause)
-                policy.sleep(pause)
+            except TryFailed as failure:
+                verdict = retries.after(failure)
+                if verdict.pause is None:
+                    assert verdict.error is not None
+                    if verdict.settle and settle is not None:
+                        settled = settle(verdict.error)
+                        if settled is not UNSETTLED:
+                            return settled
+                    raise verdict.error from verdict.cause
+                log.debug("%s; try %d of %d again in %.2fs", failure.error, retries.tries + 1,
+                          self.retry.attempts, verdict.pause)
+                self.retry.sleep(verdict.pause)
 
     def _send_once(self, method: str, path: str, *, query: Sequence[tuple[str, Any]] | None, body: Any,
                    content_type: str | None, request_timeout: tuple[float, float | None], kind: str,
                    name: str | None, namespace: str | None) -> Any:
-        """Send one request and return the urllib3 response (status 2xx), or raise ``_TryFailed``."""
+        """Send one request and return the urllib3 response (status 2xx), or raise ``TryFailed``."""
         import urllib3
 
         headers = self._headers(method, path, content_type=content_type or ("application/json" if body is not None
@@ -542,7 +324,7 @@ class Kube:
 
             if isinstance(exc, ApiException):
                 if not exc.status:  # the client's wrapping of a TLS failure: nothing was sent
-                    raise _TryFailed(self.unreachable(exc, request_timeout[1])) from exc
+                    raise TryFailed(self.unreachable(exc, request_timeout[1])) from exc
                 answer_headers = getattr(exc, "headers", None)
                 retry_after = answer_headers.get("Retry-After") if answer_headers is not None else None
                 raise self._status_failure(exc.status, exc.body, retry_after, kind=kind, name=name,
@@ -606,10 +388,9 @@ class Kube:
             try:
                 return json.loads(data)
             except ValueError as exc:
-                raise ServerError(f"The cluster answered {method} {path} with something that is not JSON: "
-                                  f"{_short(data.decode('utf-8', 'replace'))}") from exc
+                raise not_json(method, path, data) from exc
 
-        return self._retrying(once, safety=safety or _safety(method, body, content_type), settle=settle)
+        return self._retrying(once, safety=safety or safety_of(method, body, content_type), settle=settle)
 
     # -- objects -------------------------------------------------------------------------------------
 
@@ -628,7 +409,7 @@ class Kube:
 
     def create(self, resource: Resource, manifest: dict[str, Any], *, namespace: str | None = None,
                timeout: float | None = None) -> dict[str, Any]:
-        """POST a new object; returns it as stored.
+        """POST a new object into ``namespace`` (default: the manifest's); returns it as stored.
 
         A named object is stamped with ``CREATE_TOKEN_ANNOTATION`` (a random token, or the one the manifest
         already carries), so that a retry answered AlreadyExists can tell our own earlier try, committed
@@ -637,31 +418,42 @@ class Kube:
         Raises:
             AlreadyExistsError: the name is taken by an object this call did not create.
         """
-        metadata = dict(manifest.get("metadata") or {})
+        metadata = manifest.get("metadata") or {}
         name = metadata.get("name")
+        namespace = namespace or metadata.get("namespace")
         path = resource.path(namespace)
         query = [("fieldValidation", "Strict")]
         if not name:  # generateName: a second try would make a second object
             return self.request("POST", path, body=manifest, kind=resource.kind, namespace=namespace,
                                 timeout=timeout, query=query, safety="once")
-        annotations = dict(metadata.get("annotations") or {})
-        token = annotations.setdefault(CREATE_TOKEN_ANNOTATION, secrets.token_hex(8))
-        body = {**manifest, "metadata": {**metadata, "annotations": annotations}}
+        body, token = stamp_create(manifest)
 
         def ours(error: DevServerError) -> Any:
             if not isinstance(error, AlreadyExistsError):
-                return _UNSETTLED
+                return UNSETTLED
             try:
                 existing = self.get(resource, name, namespace=namespace, timeout=timeout)
             except NotFoundError:  # created by our try, then deleted by someone: the name is free again
-                return _UNSETTLED
-            found = ((existing.get("metadata") or {}).get("annotations") or {}).get(CREATE_TOKEN_ANNOTATION)
-            return existing if found == token else _UNSETTLED
+                return UNSETTLED
+            return existing if create_settles(existing, token) else UNSETTLED
 
         created: dict[str, Any] = self.request("POST", path, body=body, kind=resource.kind, name=name,
                                                namespace=namespace, timeout=timeout, query=query,
                                                safety="create", settle=ours)
         return created
+
+    def replace(self, resource: Resource, manifest: dict[str, Any], *, namespace: str | None = None,
+                timeout: float | None = None) -> dict[str, Any]:
+        """PUT the complete object; returns it as stored.
+
+        What ``manifest`` omits is gone afterwards. With ``metadata.resourceVersion`` the write is
+        conditional (a 409 goes to the caller); without, it is a pure set, retried like a read.
+        """
+        metadata = manifest.get("metadata") or {}
+        name, namespace = metadata["name"], namespace or metadata.get("namespace")
+        return self.request("PUT", resource.path(namespace, name), body=manifest,
+                            query=[("fieldValidation", "Strict")], kind=resource.kind, name=name,
+                            namespace=namespace, timeout=timeout)
 
     def patch(self, resource: Resource, name: str, patch: Any, *, namespace: str | None = None,
               content_type: str = MERGE_PATCH, subresource: str | None = None,
@@ -672,17 +464,28 @@ class Kube:
                             timeout=timeout)
 
     def delete(self, resource: Resource, name: str, *, namespace: str | None = None,
-               propagation: str = "Background", timeout: float | None = None) -> dict[str, Any] | None:
-        """DELETE an object; returns the server's answer (the object, or a Status)."""
+               propagation: str = "Background", missing_ok: bool = False,
+               timeout: float | None = None) -> dict[str, Any] | None:
+        """DELETE an object; returns the server's answer (the object, or a Status).
+
+        Raises:
+            NotFoundError: it does not exist, unless ``missing_ok`` (then ``None``). A 404 after a try that
+                may have reached the server is that try's success, and returns ``None``.
+        """
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
 
         def gone(error: DevServerError) -> Any:
             # 404 after a try that may have reached the server: that try deleted it.
-            return None if isinstance(error, NotFoundError) else _UNSETTLED
+            return None if isinstance(error, NotFoundError) else UNSETTLED
 
-        result: dict[str, Any] | None = self.request("DELETE", resource.path(namespace, name), body=body,
-                                                     kind=resource.kind, name=name, namespace=namespace,
-                                                     timeout=timeout, settle=gone)
+        try:
+            result: dict[str, Any] | None = self.request("DELETE", resource.path(namespace, name), body=body,
+                                                         kind=resource.kind, name=name, namespace=namespace,
+                                                         timeout=timeout, settle=gone)
+        except NotFoundError:
+            if missing_ok:
+                return None
+            raise
         return result
 
     def watch(self, resource: Resource, *, namespace: str | None = None, field_selector: str | None = None,
@@ -955,12 +758,6 @@ def _shut_down(raw: Any) -> None:
 def _raise_if_cancelled(cancel: Cancellation | None, resource: Resource) -> None:
     if cancel is not None and cancel.cancelled:
         raise WaitCancelledError(f"Stopped watching {resource.plural}: the wait was cancelled.")
-
-
-def _query_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _object_key(obj: dict[str, Any]) -> tuple[str, str]:
@@ -1423,16 +1220,7 @@ class ExecSession:
     @property
     def exit_code(self) -> int | None:
         """0 on success, the command's code on a non-zero exit, ``None`` if it never reported one."""
-        status = self.status
-        if status is None:
-            return None
-        if status.get("status") == "Success":
-            return 0
-        for cause in (status.get("details") or {}).get("causes") or []:
-            if cause.get("reason") == "ExitCode":
-                with contextlib.suppress(TypeError, ValueError):
-                    return int(cause.get("message"))
-        return None
+        return exec_exit_code(self.status)
 
     @property
     def failure(self) -> str | None:
