@@ -1,4 +1,4 @@
-"""The asyncio twin of ``kube.py``, for the operator: the same resources, errors and plain-dict manifests.
+"""The asyncio twin of ``kube.py``, for the operator: the same verbs, resources, errors and retries.
 
 Why a second module: the operator runs on kopf's event loop, and a blocking HTTP call there stalls every
 watch and every other DevServer (the peer project's flavor sweeper did exactly that). ``kubernetes.aio``
@@ -7,16 +7,26 @@ exec credential plugins such as ``aws eks get-token``) and an aiohttp session wi
 context; requests are then sent raw, as in ``kube.py``: bodies are JSON in and JSON out, never the
 generated models, which would cost more CPU than the whole reconcile.
 
+Everything the two clients must agree on is ``kube_core``'s: the ``Resource`` descriptors and paths, the
+one reading of a failed answer (``error_from_status``), and when a request may be sent again (``safety_of``,
+``Retries`` under a ``RetryPolicy``). This module only sends bytes and sleeps with ``asyncio.sleep``.
+
 Rules this module keeps:
 
 * **One client per process.** ``AsyncKube.connect`` is called once (kopf's startup handler) and closed at
   cleanup; it owns one aiohttp connection pool.
-* **Namespaced reads only** for pods and events: there is no helper that lists pods across namespaces.
+* **Namespaced reads only** for pods and events: ``list`` refuses to list them across namespaces.
 * **Complete objects** (``replace``, a PUT of the whole object): what the desired manifest omits is gone
   afterwards (a GPU flavor changed to a CPU one loses its GPU limit). Not server-side apply: it removes
   only fields this manager set itself, so a hand edit (``kubectl edit`` adding a toleration) would stay;
   and not a strategic merge, which removes nothing (the peer project's bug).
-* **Every failure is a ``DevServerError``**: API statuses through ``errors.error_from_api``, the network
+* **Transient failures are retried here**, as the SDK's blocking client retries them: an etcd leader change
+  (500), API priority and fairness (429 with ``Retry-After``), a gateway's 502/503/504 (often an HTML page,
+  not a Status), a connection reset. Each retry is logged at INFO, one line, no traceback; a reconcile fails
+  only when the policy runs out, and the work queue then logs a WARNING and tries again later. A named create
+  is retried only because its ``CREATE_TOKEN_ANNOTATION`` tells its own earlier, committed try from a name
+  taken; an Event (``generateName``) only on 429; exec never.
+* **Every failure is a ``DevServerError``**: API statuses through ``kube_core.error_from_status``, the network
   as ``ClusterUnreachableError``, the kubeconfig as ``ConfigurationError``; chained with ``raise ... from``.
   Every request has a timeout.
 """
@@ -26,24 +36,52 @@ from __future__ import annotations
 import asyncio
 import builtins
 import json
+import logging
 import os
 import subprocess
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 
 from .errors import (
+    AlreadyExistsError,
     ClusterUnreachableError,
     ConfigurationError,
     DevServerError,
     ExecError,
     NotFoundError,
-    ServerError,
-    error_from_api,
 )
-from .kube import CONFIGMAPS, DEVSERVERS, EVENTS, FLAVORS, MERGE_PATCH, NODES, PODS, Resource
+from .kube_core import (
+    CONFIGMAPS,
+    DEVSERVERS,
+    EVENTS,
+    FLAVORS,
+    MERGE_PATCH,
+    NODES,
+    PODS,
+    PVCS,
+    SECRETS,
+    SERVICES,
+    STATEFULSETS,
+    UNSETTLED,
+    Resource,
+    Retries,
+    RetryPolicy,
+    Safety,
+    TryFailed,
+    create_settles,
+    error_from_status,
+    exception_chain,
+    exec_exit_code,
+    not_json,
+    safety_of,
+    stamp_create,
+    status_failure,
+    transport_failure,
+    url,
+    why_unreachable,
+)
 
 if TYPE_CHECKING:
     from kubernetes.aio.client import ApiClient
@@ -62,34 +100,21 @@ __all__ = [
     "SERVICES",
     "STATEFULSETS",
     "AsyncKube",
+    "Resource",
+    "RetryPolicy",
 ]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds one request may take (connect is capped at 10 s)."""
 CONNECT_TIMEOUT = 10.0
 FIELD_MANAGER = "devservers-operator"
 
-STATEFULSETS = Resource("apps", "v1", "statefulsets", "StatefulSet")
-SERVICES = Resource("", "v1", "services", "Service")
-PVCS = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
-SECRETS = Resource("", "v1", "secrets", "Secret")
-
 _EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 _STDOUT, _STDERR, _ERROR, _CLOSE = 1, 2, 3, 255
 _SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-
-
-def _status_fields(data: bytes) -> tuple[str, str, list[dict[str, Any]]]:
-    """(reason, message, causes) of a ``metav1.Status`` body; tolerates bodies that are not JSON."""
-    text = data.decode("utf-8", "replace")
-    try:
-        status = json.loads(text) if text else {}
-    except ValueError:
-        return "", text.strip(), []
-    if not isinstance(status, dict):
-        return "", str(status), []
-    causes = (status.get("details") or {}).get("causes") or []
-    return str(status.get("reason") or ""), str(status.get("message") or ""), list(causes)
 
 
 class AsyncKube:
@@ -99,20 +124,37 @@ class AsyncKube:
         api: a ``kubernetes.aio`` ``ApiClient`` whose configuration holds the server and credentials.
         timeout: seconds per request.
         context: the kubeconfig context (or ``in-cluster``), named in errors.
+        retry: how transient failures are retried (``kube_core.RetryPolicy``); default
+            ``RetryPolicy.from_env()``. Its ``clock`` is used; its ``sleep`` is not (it would block the loop).
+        sleep: how to pause between tries (tests pass their own).
     """
 
     def __init__(
-        self, api: ApiClient, *, timeout: float = DEFAULT_TIMEOUT, context: str = "in-cluster"
+        self,
+        api: ApiClient,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        context: str = "in-cluster",
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.api = api
         self.timeout = timeout
         self.context = context
+        self.retry = retry if retry is not None else RetryPolicy.from_env()
+        self._sleep = sleep
 
     # -- lifetime ------------------------------------------------------------------------------------
 
     @classmethod
     async def connect(
-        cls, *, kubeconfig: str | None = None, context: str | None = None, timeout: float = DEFAULT_TIMEOUT
+        cls,
+        *,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> AsyncKube:
         """Load in-cluster credentials inside a pod (unless a kubeconfig is named), else the kubeconfig.
 
@@ -159,8 +201,9 @@ class AsyncKube:
                 f"Cannot load cluster credentials from {where}: {exc}. Set KUBECONFIG, or run the operator "
                 "in a pod with a service account."
             ) from exc
-        configuration.retries = None  # the reconciler retries with backoff; never replay a write here
-        return cls(ApiClient(configuration), timeout=timeout, context=name)
+        # aiohttp-retry would replay any method, writes included: retries are ours, judged per request.
+        configuration.retries = None
+        return cls(ApiClient(configuration), timeout=timeout, context=name, retry=retry, sleep=sleep)
 
     async def close(self) -> None:
         await self.api.close()
@@ -192,18 +235,106 @@ class AsyncKube:
         return headers
 
     def _url(self, path: str, query: Sequence[tuple[str, Any]] | None) -> str:
-        url = self.server.rstrip("/") + path
-        pairs = [(key, _query_value(value)) for key, value in query or () if value is not None]
-        return f"{url}?{urlencode(pairs)}" if pairs else url
+        return url(self.server, path, query)
 
-    def unreachable(self, exc: BaseException) -> ClusterUnreachableError:
-        why = "the request timed out" if isinstance(exc, TimeoutError) else (str(exc) or type(exc).__name__)
+    def unreachable(self, exc: BaseException, timeout: float | None = None) -> ClusterUnreachableError:
+        why, _ = why_unreachable(exc, timeout)
         return ClusterUnreachableError(
             f"Cannot reach the cluster of context '{self.context}' at {self.server}: {why}. "
             "Check that the API server is up and reachable from the operator.",
             context=self.context,
             server=self.server,
         )
+
+    def _transport_failure(self, exc: BaseException, timeout: float) -> TryFailed:
+        """A network failure of one try: transient once a connection was made, final before that."""
+        import ssl
+
+        chain = exception_chain(exc)
+        not_connected = (
+            aiohttp.ClientConnectorError,  # refused, DNS, TLS (ClientSSLError is one)
+            aiohttp.ConnectionTimeoutError,
+            ssl.SSLError,
+            ConnectionRefusedError,
+        )
+        return transport_failure(
+            self.unreachable(exc, timeout),
+            connected=not any(isinstance(e, not_connected) for e in chain),
+            timed_out=any(isinstance(e, TimeoutError) for e in chain),
+        )
+
+    async def _send_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Sequence[tuple[str, Any]] | None,
+        body: Any,
+        content_type: str | None,
+        timeout: float,
+        kind: str,
+        name: str | None,
+        namespace: str | None,
+    ) -> Any:
+        """One try: the decoded body (``None`` when empty), or ``TryFailed``."""
+        headers = await self._headers(method, path, content_type=content_type)
+        client_timeout = aiohttp.ClientTimeout(total=timeout, connect=min(CONNECT_TIMEOUT, timeout))
+        try:
+            response = await self.api.rest_client.request(
+                method, self._url(path, query), headers=headers, body=body, _request_timeout=client_timeout
+            )
+            data = await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise self._transport_failure(exc, timeout) from exc
+        if not 200 <= response.status <= 299:
+            raise status_failure(
+                response.status,
+                data,
+                response.headers.get("Retry-After"),
+                kind=kind,
+                name=name,
+                namespace=namespace,
+                context=self.context,
+            )
+        if not data:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise not_json(method, path, data) from exc
+
+    async def _retrying(
+        self,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        safety: Safety,
+        what: str,
+        settle: Callable[[DevServerError], Awaitable[Any]] | None = None,
+    ) -> T:
+        """``kube.Kube._retrying`` on the event loop: the same ``kube_core.Retries``, paused with asyncio."""
+        retries = Retries(self.retry, safety=safety, server=self.server)
+        while True:
+            try:
+                return await attempt()
+            except TryFailed as failure:
+                verdict = retries.after(failure)
+                if verdict.pause is None:
+                    assert verdict.error is not None
+                    if verdict.settle and settle is not None:
+                        settled = await settle(verdict.error)
+                        if settled is not UNSETTLED:
+                            return settled
+                    raise verdict.error from verdict.cause
+                # One line, no traceback: a blip the retry absorbs is news, not an error.
+                log.info(
+                    "%s failed (%s); try %d of %d in %.2fs",
+                    what,
+                    _first_sentence(failure.error),
+                    retries.tries + 1,
+                    self.retry.attempts,
+                    verdict.pause,
+                )
+                await self._sleep(verdict.pause)
 
     async def request(
         self,
@@ -217,51 +348,57 @@ class AsyncKube:
         kind: str,
         name: str | None = None,
         namespace: str | None = None,
+        safety: Safety | None = None,
+        settle: Callable[[DevServerError], Awaitable[Any]] | None = None,
     ) -> Any:
-        """One JSON request; returns the decoded body (``None`` when empty).
+        """One JSON request, retried as its safety allows; returns the decoded body (``None`` when empty).
+
+        Args:
+            safety: what may be retried (``kube_core.Safety``); default: judged from method, body and type.
+            settle: asked about a final failure after a try that may have been applied: returns what that
+                failure stands for, or ``kube_core.UNSETTLED``.
 
         Raises:
-            DevServerError: the mapped API status, or ``ClusterUnreachableError`` for the network.
+            DevServerError: the mapped API status, or ``ClusterUnreachableError`` for the network (after the
+                retries, if any).
         """
         if body is not None and content_type is None:
             content_type = "application/json"
-        headers = await self._headers(method, path, content_type=content_type)
         total = timeout or self.timeout
-        client_timeout = aiohttp.ClientTimeout(total=total, connect=min(CONNECT_TIMEOUT, total))
-        try:
-            response = await self.api.rest_client.request(
-                method, self._url(path, query), headers=headers, body=body, _request_timeout=client_timeout
-            )
-            data = await response.read()
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise self.unreachable(exc) from exc
-        if not 200 <= response.status <= 299:
-            reason, message, causes = _status_fields(data)
-            raise error_from_api(
-                response.status,
-                reason,
-                message,
+
+        async def once() -> Any:
+            return await self._send_once(
+                method,
+                path,
+                query=query,
+                body=body,
+                content_type=content_type,
+                timeout=total,
                 kind=kind,
-                name=name or "",
-                namespace=namespace or "",
-                causes=causes,
-                context=self.context,
+                name=name,
+                namespace=namespace,
             )
-        if not data:
-            return None
-        try:
-            return json.loads(data)
-        except ValueError as exc:
-            raise ServerError(
-                f"The cluster answered {method} {path} with something that is not JSON: {data[:200]!r}"
-            ) from exc
 
-    # -- generic verbs -------------------------------------------------------------------------------
+        return await self._retrying(
+            once,
+            safety=safety or safety_of(method, body, content_type),
+            what=f"{method} {path}",
+            settle=settle,
+        )
 
-    async def get(self, resource: Resource, name: str, *, namespace: str | None = None) -> dict[str, Any]:
-        """GET one object."""
+    # -- generic verbs (as ``kube.Kube``'s) --------------------------------------------------------------
+
+    async def get(
+        self, resource: Resource, name: str, *, namespace: str | None = None, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """GET one object as a manifest."""
         result: dict[str, Any] = await self.request(
-            "GET", resource.path(namespace, name), kind=resource.kind, name=name, namespace=namespace
+            "GET",
+            resource.path(namespace, name),
+            kind=resource.kind,
+            name=name,
+            namespace=namespace,
+            timeout=timeout,
         )
         return result
 
@@ -273,6 +410,7 @@ class AsyncKube:
         label_selector: str | None = None,
         field_selector: str | None = None,
         limit: int = 500,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
         """LIST objects, page by page; returns one List manifest holding every page's items (as ``Kube.list``).
 
@@ -290,7 +428,12 @@ class AsyncKube:
                 ("continue", token),
             ]
             page = await self.request(
-                "GET", resource.path(namespace), query=query, kind=resource.kind, namespace=namespace
+                "GET",
+                resource.path(namespace),
+                query=query,
+                kind=resource.kind,
+                namespace=namespace,
+                timeout=timeout,
             )
             items.extend(page.get("items") or [])
             metadata = dict(page.get("metadata") or {})
@@ -298,47 +441,72 @@ class AsyncKube:
             if not token:
                 return {**page, "metadata": metadata, "items": items}
 
-    async def patch(
+    async def create(
         self,
         resource: Resource,
-        name: str,
-        patch: Any,
+        manifest: dict[str, Any],
         *,
         namespace: str | None = None,
-        subresource: str | None = None,
-        content_type: str = MERGE_PATCH,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
-        """PATCH (JSON merge patch unless told otherwise); returns the object as stored."""
-        result: dict[str, Any] = await self.request(
-            "PATCH",
-            resource.path(namespace, name, subresource),
-            body=patch,
-            content_type=content_type,
+        """POST a new object (field validation Strict) into ``namespace`` or the manifest's; returns it as stored.
+
+        A named object is stamped with ``CREATE_TOKEN_ANNOTATION`` (``kube_core.stamp_create``): a retry
+        answered AlreadyExists is then success only when the object found carries this call's token. A
+        ``generateName`` create (an Event) is retried only on 429, which the server sends before acting.
+
+        Raises:
+            AlreadyExistsError: the name is taken by an object this call did not create.
+        """
+        metadata = manifest.get("metadata") or {}
+        name = metadata.get("name")
+        namespace = namespace or metadata.get("namespace")
+        path = resource.path(namespace)
+        query = [("fieldManager", FIELD_MANAGER), ("fieldValidation", "Strict")]
+        if not name:
+            once: dict[str, Any] = await self.request(
+                "POST",
+                path,
+                body=manifest,
+                query=query,
+                kind=resource.kind,
+                namespace=namespace,
+                timeout=timeout,
+                safety="once",
+            )
+            return once
+        body, token = stamp_create(manifest)
+
+        async def ours(error: DevServerError) -> Any:
+            if not isinstance(error, AlreadyExistsError):
+                return UNSETTLED
+            try:
+                existing = await self.get(resource, name, namespace=namespace, timeout=timeout)
+            except NotFoundError:  # created by our try, then deleted by someone: the name is free again
+                return UNSETTLED
+            return existing if create_settles(existing, token) else UNSETTLED
+
+        created: dict[str, Any] = await self.request(
+            "POST",
+            path,
+            body=body,
+            query=query,
             kind=resource.kind,
             name=name,
             namespace=namespace,
+            timeout=timeout,
+            safety="create",
+            settle=ours,
         )
-        return result
-
-    async def create(
-        self, resource: Resource, manifest: dict[str, Any], *, namespace: str | None = None
-    ) -> dict[str, Any]:
-        """POST a new object (field validation Strict) into ``namespace`` or the manifest's; returns it as stored."""
-        metadata = manifest.get("metadata") or {}
-        namespace = namespace or metadata.get("namespace")
-        result: dict[str, Any] = await self.request(
-            "POST",
-            resource.path(namespace),
-            body=manifest,
-            query=[("fieldManager", FIELD_MANAGER), ("fieldValidation", "Strict")],
-            kind=resource.kind,
-            name=metadata.get("name"),
-            namespace=namespace,
-        )
-        return result
+        return created
 
     async def replace(
-        self, resource: Resource, manifest: dict[str, Any], *, namespace: str | None = None
+        self,
+        resource: Resource,
+        manifest: dict[str, Any],
+        *,
+        namespace: str | None = None,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
         """PUT the complete object; returns it as stored.
 
@@ -357,6 +525,31 @@ class AsyncKube:
             kind=resource.kind,
             name=name,
             namespace=namespace,
+            timeout=timeout,
+        )
+        return result
+
+    async def patch(
+        self,
+        resource: Resource,
+        name: str,
+        patch: Any,
+        *,
+        namespace: str | None = None,
+        subresource: str | None = None,
+        content_type: str = MERGE_PATCH,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """PATCH (JSON merge patch unless told otherwise); returns the object as stored."""
+        result: dict[str, Any] = await self.request(
+            "PATCH",
+            resource.path(namespace, name, subresource),
+            body=patch,
+            content_type=content_type,
+            kind=resource.kind,
+            name=name,
+            namespace=namespace,
+            timeout=timeout,
         )
         return result
 
@@ -368,10 +561,19 @@ class AsyncKube:
         namespace: str | None = None,
         propagation: str = "Background",
         missing_ok: bool = False,
+        timeout: float | None = None,
     ) -> dict[str, Any] | None:
-        """DELETE an object; returns the server's answer. A missing one raises ``NotFoundError``, or returns
-        ``None`` with ``missing_ok``."""
+        """DELETE an object; returns the server's answer.
+
+        Raises:
+            NotFoundError: it does not exist, unless ``missing_ok`` (then ``None``). A 404 after a try that
+                may have reached the server is that try's success, and returns ``None``.
+        """
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
+
+        async def gone(error: DevServerError) -> Any:
+            return None if isinstance(error, NotFoundError) else UNSETTLED
+
         try:
             result: dict[str, Any] | None = await self.request(
                 "DELETE",
@@ -380,9 +582,11 @@ class AsyncKube:
                 kind=resource.kind,
                 name=name,
                 namespace=namespace,
+                timeout=timeout,
+                settle=gone,
             )
-        except DevServerError as exc:
-            if exc.status == 404 and missing_ok:
+        except NotFoundError:
+            if missing_ok:
                 return None
             raise
         return result
@@ -460,8 +664,8 @@ class AsyncKube:
                             except ValueError:
                                 status = {"status": "Failure", "message": payload.decode("utf-8", "replace")}
         except aiohttp.WSServerHandshakeError as exc:
-            raise error_from_api(
-                exc.status, "", exc.message, kind="Pod", name=pod, namespace=namespace, context=self.context
+            raise error_from_status(
+                exc.status, exc.message, kind="Pod", name=pod, namespace=namespace, context=self.context
             ) from exc
         except TimeoutError as exc:
             raise ExecError(
@@ -469,7 +673,7 @@ class AsyncKube:
             ) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise self.unreachable(exc) from exc
-        returncode = _exit_code(status)
+        returncode = exec_exit_code(status)
         if returncode is None:
             why = (status or {}).get("message") or "the connection closed without an exit status"
             raise ExecError(
@@ -478,21 +682,5 @@ class AsyncKube:
         return subprocess.CompletedProcess(builtins.list(command), returncode, bytes(stdout), bytes(stderr))
 
 
-def _exit_code(status: dict[str, Any] | None) -> int | None:
-    if status is None:
-        return None
-    if status.get("status") == "Success":
-        return 0
-    for cause in (status.get("details") or {}).get("causes") or []:
-        if cause.get("reason") == "ExitCode":
-            try:
-                return int(cause.get("message"))
-            except (TypeError, ValueError):
-                return None
-    return None
-
-
-def _query_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+def _first_sentence(error: DevServerError) -> str:
+    return error.message.split(". ", 1)[0].rstrip(".")
