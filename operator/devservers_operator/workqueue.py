@@ -19,7 +19,9 @@ decides *when* to reconcile, the way client-go's rate-limited workqueue does for
 * at most one reconcile per key at a time; a trigger during a run schedules one more run after it.
 * at most ``concurrency`` reconciles at a time overall (never 1: the peer's ``worker_limit=1`` handled one
   DevServer every 5 s).
-* a failed reconcile is retried with exponential backoff (1 s doubling to 5 min), reset by a success.
+* a failed reconcile is retried with exponential backoff (1 s doubling to 5 min), reset by a success. A
+  failure the cluster caused for now (``kube_core.transient``: unreachable, 429, 5xx, after the client's own
+  retries ran out) is logged as one WARNING line; anything else at ERROR with its traceback, as a bug.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
+
+from devservers_sdk.kube_core import transient
 
 __all__ = ["MAX_BACKOFF", "WorkQueue"]
 
@@ -143,14 +147,23 @@ class WorkQueue(Generic[K]):
                     self._failures.pop(key, None)
                 except asyncio.CancelledError:
                     raise
-                except Exception:
+                except Exception as exc:
                     self.errors += 1
                     failures = self._failures.get(key, 0)
                     self._failures[key] = failures + 1
                     next_delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2**failures)
-                    log.exception(
-                        "Reconciling %s failed (attempt %d); retrying in %.0fs", key, failures + 1, next_delay
-                    )
+                    if transient(exc):
+                        log.warning(
+                            "Reconciling %s failed (attempt %d): %s; retrying in %.0fs",
+                            key,
+                            failures + 1,
+                            exc,
+                            next_delay,
+                        )
+                    else:
+                        log.exception(
+                            "Reconciling %s failed (attempt %d); retrying in %.0fs", key, failures + 1, next_delay
+                        )
         finally:
             self._running.discard(key)
             again = self._again.pop(key, None)
