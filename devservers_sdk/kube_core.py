@@ -26,6 +26,7 @@ What this module must not import: ``kubernetes``, ``urllib3``, ``aiohttp`` (each
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -197,10 +198,17 @@ def error_from_status(status: int, body: bytes | str | None, *, kind: str, name:
 
     Example:
         >>> error = error_from_status(502, b"<html>Bad Gateway</html>", kind="Pod", namespace="alice")
-        >>> type(error).__name__, error.status
-        ('ServerError', 502)
+        >>> type(error).__name__, error.status, error.reason
+        ('ServerError', 502, 'BadGateway')
     """
     reason, message, causes = status_fields(body)
+    if not reason:
+        # Not a Status (a gateway's page, an empty body): the HTTP phrase in the API's own spelling, so that
+        # the message reads "502 BadGateway: <page>" as it reads "503 ServiceUnavailable: ..." from the server.
+        from http import HTTPStatus
+
+        with contextlib.suppress(ValueError):
+            reason = HTTPStatus(status).phrase.title().replace(" ", "").replace("-", "")
     return error_from_api(status, reason, message, kind=kind, name=name or "", namespace=namespace or "",
                           causes=causes, context=context)
 
