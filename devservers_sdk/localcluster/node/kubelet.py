@@ -110,6 +110,13 @@ NODE_STATUS_SECONDS = 300.0
 # Grace period used for every container when the whole cluster shuts down.
 SHUTDOWN_GRACE = 2.0
 HOST_IP = "127.0.0.1"
+# A pod's first reads of its claims, volumes, ConfigMaps and Secrets can be refused (403) for a moment: the Node
+# authorizer admits them only once its graph, fed by the API server's own pod informer, has seen the pod bound
+# here, and this node may see the pod first. The refusal is retried at once and then quickly (the real kubelet's
+# volume populator loops every 100 ms), and said in a FailedMount Event only if it outlasts the grace.
+REFUSED_RETRY_FIRST = 0.1
+REFUSED_RETRY_MAX = 2.0
+REFUSED_GRACE_SECONDS = 5.0
 LOCAL_CLUSTER_LABEL = "devservers.io/local-cluster"
 """On every Node of the local cluster: how front ends know their hints (``--gpus N``) apply."""
 # k8s.io/component-helpers/nodedeclaredfeatures/features: every feature a 1.37 kubelet can declare.
@@ -850,15 +857,22 @@ class PodWorker:
         reported: set[str] = set()
         waiting_since = time.monotonic()
         unbound_reported = False
+        refusals = Backoff(REFUSED_RETRY_FIRST, REFUSED_RETRY_MAX)
         while True:
             self.volume_wakeup.clear()
-            problems, unbound = await self.materialize_volumes()
-            if not problems and not unbound:
+            problems, unbound, refused = await self.materialize_volumes()
+            if not problems and not unbound and not refused:
                 return
+            if time.monotonic() - waiting_since > REFUSED_GRACE_SECONDS:
+                problems = problems + refused
             for problem in problems:
                 if problem not in reported:
                     reported.add(problem)
                     self.event("Warning", "FailedMount", problem)
+            if refused:
+                # Backoff.next_delay is 0 on the first refusal: ask again at once, then 0.1 s, 0.2 s, ...
+                await asyncio.sleep(refusals.next_delay())
+                continue
             if unbound and not unbound_reported and time.monotonic() - waiting_since > 5:
                 unbound_reported = True
                 names = " ".join(sorted(unbound))
@@ -872,10 +886,12 @@ class PodWorker:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.volume_wakeup.wait(), timeout=2 if unbound else 5)
 
-    async def materialize_volumes(self) -> tuple[list[str], set[str]]:
-        """Set every volume up; returns (problems worded as MountVolume.SetUp failures, unbound claims)."""
+    async def materialize_volumes(self) -> tuple[list[str], set[str], list[str]]:
+        """Set every volume up; returns (problems worded as MountVolume.SetUp failures, unbound claims, and the
+        failures that were the API server refusing this node, worded the same: see ``REFUSED_RETRY_FIRST``)."""
         problems: list[str] = []
         unbound: set[str] = set()
+        refused: list[str] = []
         writes: list[tuple[Path, dict[str, tuple[bytes, int]]]] = []
         dirs: list[Path] = []
         refs: set[tuple[str, str]] = set()
@@ -915,7 +931,8 @@ class PodWorker:
             except ConfigError as exc:
                 problems.append(f'MountVolume.SetUp failed for volume "{name}" : {exc}')
             except StatusError as exc:
-                problems.append(f'MountVolume.SetUp failed for volume "{name}" : {exc.message}')
+                failed = refused if exc.code == 403 else problems
+                failed.append(f'MountVolume.SetUp failed for volume "{name}" : {exc.message}')
         self.volume_refs = refs
 
         def write() -> None:
@@ -925,7 +942,7 @@ class PodWorker:
                 sandbox.project_files(path, files)
 
         await asyncio.to_thread(write)
-        return problems, unbound
+        return problems, unbound, refused
 
     async def _host_path(self, source: dict[str, Any]) -> str:
         path = source.get("path", "")
@@ -964,7 +981,9 @@ class PodWorker:
             return None
         try:
             pv = await client.get(object_path("persistentvolumes", None, volume_name))
-        except StatusError:
+        except StatusError as exc:
+            if exc.code == 403:  # the Node authorizer reaches a volume only through its bound claim
+                raise
             return None
         spec = pv.get("spec", {})
         path = (spec.get("hostPath") or {}).get("path") or (spec.get("local") or {}).get("path")
@@ -1010,10 +1029,13 @@ class PodWorker:
         return files
 
     async def _exists(self, plural: str, name: str) -> bool:
+        """Whether the object exists; a refusal is raised, not taken for absence (it is retried)."""
         try:
             await self.kubelet.watched_object(plural, self.namespace, name)
             return True
-        except StatusError:
+        except StatusError as exc:
+            if exc.code == 403:
+                raise
             return False
 
     async def _service_account_token(self, source: dict[str, Any]) -> str:
@@ -2198,6 +2220,10 @@ class Kubelet:
         except TimeoutError:
             raise StatusError(503, "ServiceUnavailable", f"{plural} {namespace}/{name}: no answer") from None
         if informer.forbidden:
+            # Forget the refused watch so that the next use asks again: the refusal may only mean that the Node
+            # authorizer has not yet seen the pod that uses the object (see REFUSED_RETRY_FIRST).
+            if self._object_watches.get(key) is informer:
+                del self._object_watches[key]
             raise StatusError(403, "Forbidden", f'{plural} "{name}" is forbidden for node {self.node_name}')
         obj = informer.get(namespace, name)
         if obj is None:
