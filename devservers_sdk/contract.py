@@ -7,6 +7,8 @@ copies were held together only by tests comparing them. The models cannot be the
 imports pydantic, and ``lightweight_read`` (``devctl list`` without pydantic or the ``kubernetes`` client)
 and the magics' summaries must not pay for it. So they live here, and ``models``, ``manifests``,
 ``client``, ``lifecycle``, ``status``, ``lightweight_read``, the front ends and the operator import them.
+The same goes for the environment variables no user may set (``env_name_problem``): the models, the manifest
+builder, launch and the fast path apply that one rule.
 
 Only the standard library: the import contract ``contract-stays-light`` (``.importlinter``) forbids
 pydantic, ``kubernetes`` and aiohttp here, directly or through another module.
@@ -30,6 +32,7 @@ __all__ = [
     "CHILD_NAME_TEMPLATES",
     "CONDITION_STATUSES",
     "CONTAINER_NAME",
+    "CONTRACT_ENV",
     "CREATE_TOKEN_ANNOTATION",
     "DEFAULT_WORLD_SIZE",
     "DESIRED_STATE_ANNOTATION",
@@ -40,6 +43,7 @@ __all__ = [
     "GROUP_VERSION",
     "INSTANCE_LABEL",
     "KUBERNETES_NAME_LIMIT",
+    "LOADER_ENV",
     "LOCAL_CLUSTER_LABEL",
     "MANAGED_BY",
     "MANAGED_BY_LABEL",
@@ -58,6 +62,7 @@ __all__ = [
     "PHASES",
     "RANK_LABEL",
     "RESTARTED_AT_ANNOTATION",
+    "env_name_problem",
     "validate_name",
 ]
 
@@ -189,3 +194,46 @@ MAX_NCCL_VALUE_LENGTH = 4096
 MAX_CHECKPOINT_TIMEOUT = 3600
 """The longest a checkpoint hook may run (an hour): the pods' termination grace period is stretched to cover
 it, and a spot node gives two minutes."""
+
+
+# -- environment variables a user may not set ------------------------------------------------------------
+
+CONTRACT_ENV = frozenset({
+    "MASTER_ADDR", "MASTER_PORT", "NNODES", "NODE_RANK", "NPROC_PER_NODE", "RANK", "WORLD_SIZE",
+    "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_RANK", "ROLE_WORLD_SIZE",
+    "HOME", "PATH",
+})  # fmt: skip
+"""The distributed contract (DESIGN.md) and what torchrun sets per process: never taken from a user. With
+``_CONTRACT_PREFIXES`` (``PET_*``, ``TORCHELASTIC_*``, ``DEVSERVER_*``, ``DEVSERVERS_*``)."""
+_CONTRACT_PREFIXES = ("PET_", "TORCHELASTIC_", "DEVSERVER_", "DEVSERVERS_")
+
+LOADER_ENV = frozenset({
+    "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONINSPECT", "PYTHONUSERBASE", "PYTHONWARNINGS",
+    "PYTHONBREAKPOINT", "PYTHONEXECUTABLE", "PYTHONPLATLIBDIR", "BASH_ENV", "ENV", "GCONV_PATH",
+    "CUDA_INJECTION64_PATH", "NODE_OPTIONS", "PERL5OPT", "PERL5LIB", "RUBYOPT", "JAVA_TOOL_OPTIONS",
+})  # fmt: skip
+"""Variables that make a program load code before the user's own: ``PYTHONSTARTUP`` runs a file,
+``PYTHONWARNINGS`` and ``PYTHONBREAKPOINT`` import modules, ``PYTHONUSERBASE`` adds ``.pth`` files,
+``BASH_ENV`` is sourced by every non-interactive bash, ``GCONV_PATH`` and ``CUDA_INJECTION64_PATH`` load
+shared objects. With ``_LOADER_PREFIXES`` (every ``LD_*`` of the dynamic loader, ``LD_PRELOAD``,
+``LD_LIBRARY_PATH`` and ``LD_AUDIT`` included) and ``NCCL_*_PLUGIN`` (NCCL loads the named library)."""
+_LOADER_PREFIXES = ("LD_", "DYLD_")
+
+
+def env_name_problem(name: str) -> str | None:
+    """Why a user may not set the environment variable ``name``, or None when they may.
+
+    One rule for every place a user's variables reach a process: ``ncclSettings`` (the models, the CRD's
+    rule and the operator's manifest builder) and ``launch``'s ``env``.
+
+    Returns:
+        ``"contract"`` for a variable of the distributed contract or torchrun (``MASTER_ADDR``, ``PET_*``,
+        ``RANK``...), ``"loader"`` for one that loads code into the process (``LD_PRELOAD``,
+        ``PYTHONPATH``, ``NCCL_NET_PLUGIN``...), else None.
+    """
+    if name in CONTRACT_ENV or name.startswith(_CONTRACT_PREFIXES):
+        return "contract"
+    if name in LOADER_ENV or name.startswith(_LOADER_PREFIXES) or (
+            name.startswith("NCCL_") and name.endswith("_PLUGIN")):
+        return "loader"
+    return None

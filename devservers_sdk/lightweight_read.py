@@ -51,6 +51,7 @@ from .contract import (
     MODES,
     NCCL_KEY_PATTERN,
     PHASES,
+    env_name_problem,
     validate_name,
 )
 from .errors import FullClientRequired, NotPlain
@@ -69,7 +70,6 @@ __all__ = ["CONNECT_TIMEOUT", "FullClientRequired", "Listing", "check_readable",
 # corpus of odd objects, including each bound on both sides.
 DEVSERVERS_PATH = f"/apis/{GROUP_VERSION}"
 _NCCL_KEY = re.compile(NCCL_KEY_PATTERN)
-NCCL_LOADER_SUFFIX = "_PLUGIN"  # NCCL loads the library such a variable names: not for users to choose
 FIELDS = {
     "": {"apiVersion", "kind", "metadata", "spec", "status"},
     "spec": {"owner", "flavor", "image", "mode", "distributed", "persistentHomeSize", "sharedVolumeClaimName",
@@ -527,7 +527,7 @@ def _distributed_problem(spec: dict[str, Any]) -> str | None:
         return "distributed"
     settings = distributed.get("ncclSettings", {})
     if not isinstance(settings, dict) or len(settings) > MAX_NCCL_SETTINGS or not all(
-            isinstance(key, str) and _NCCL_KEY.fullmatch(key) and not key.endswith(NCCL_LOADER_SUFFIX)
+            isinstance(key, str) and _NCCL_KEY.fullmatch(key) and env_name_problem(key) is None
             and isinstance(value, str) and len(value) <= MAX_NCCL_VALUE_LENGTH and "\0" not in value
             for key, value in settings.items()):
         return "NCCL settings"

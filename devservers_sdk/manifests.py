@@ -46,9 +46,11 @@ from .contract import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     NAME_LABEL,
+    NCCL_KEY_PATTERN,
     OWNER_LABEL,
     RANK_LABEL,
     RESTARTED_AT_ANNOTATION,
+    env_name_problem,
 )
 from .errors import InvalidSpecError
 from .lifecycle import desired_stopped
@@ -59,7 +61,6 @@ from .models import (
     DevServerFlavor,
     DevServerFlavorSpec,
     TrackingSpec,
-    env_name_problem,
 )
 from .quantities import format_bytes, parse_quantity
 from .tracking_settings import effective_tracking, tracking_env
@@ -124,7 +125,7 @@ KEEP_ALIVE_COMMAND: tuple[str, ...] = (
 # Requests without a limit are allowed for these; anything else (GPUs and other extended resources) must
 # have a limit equal to its request, or the apiserver refuses the pod.
 _OVERCOMMITTABLE = ("cpu", "memory", "ephemeral-storage")
-_NCCL_KEY = re.compile(r"^NCCL_[A-Z0-9_]+$")
+_NCCL_KEY = re.compile(NCCL_KEY_PATTERN)
 
 RESERVED_ENV = frozenset(
     {

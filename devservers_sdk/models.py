@@ -55,12 +55,14 @@ from devservers_sdk.contract import (
     API_GROUP,
     API_VERSION,
     CHILD_NAME_TEMPLATES,
+    CONTRACT_ENV,
     DEFAULT_WORLD_SIZE,
     DEVSERVER_KIND,
     DEVSERVER_PLURAL,
     FLAVOR_KIND,
     FLAVOR_PLURAL,
     GROUP_VERSION,
+    LOADER_ENV,
     MAX_CHECKPOINT_TIMEOUT,
     MAX_IDLE_TIMEOUT,
     MAX_NAME_LENGTH,
@@ -70,6 +72,7 @@ from devservers_sdk.contract import (
     MIN_IDLE_TIMEOUT,
     NAME_PATTERN,
     NCCL_KEY_PATTERN,
+    env_name_problem,
     validate_name,
 )
 from devservers_sdk.durations import DURATION_ADVICE, DURATION_PATTERN, parse_duration
@@ -143,47 +146,6 @@ _IMAGE_PATTERN = r"^\S+$"
 MAX_IMAGE_LENGTH = 1024
 """Longer than any registry host, repository path, tag and digest together (repository names stop at 255)."""
 MAX_DURATION_LENGTH = 64
-
-
-CONTRACT_ENV = frozenset({
-    "MASTER_ADDR", "MASTER_PORT", "NNODES", "NODE_RANK", "NPROC_PER_NODE", "RANK", "WORLD_SIZE",
-    "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_RANK", "ROLE_WORLD_SIZE",
-    "HOME", "PATH",
-})  # fmt: skip
-"""The distributed contract (DESIGN.md) and what torchrun sets per process: never taken from a user. With
-``_CONTRACT_PREFIXES`` (``PET_*``, ``TORCHELASTIC_*``, ``DEVSERVER_*``, ``DEVSERVERS_*``)."""
-_CONTRACT_PREFIXES = ("PET_", "TORCHELASTIC_", "DEVSERVER_", "DEVSERVERS_")
-
-LOADER_ENV = frozenset({
-    "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONINSPECT", "PYTHONUSERBASE", "PYTHONWARNINGS",
-    "PYTHONBREAKPOINT", "PYTHONEXECUTABLE", "PYTHONPLATLIBDIR", "BASH_ENV", "ENV", "GCONV_PATH",
-    "CUDA_INJECTION64_PATH", "NODE_OPTIONS", "PERL5OPT", "PERL5LIB", "RUBYOPT", "JAVA_TOOL_OPTIONS",
-})  # fmt: skip
-"""Variables that make a program load code before the user's own: ``PYTHONSTARTUP`` runs a file,
-``PYTHONWARNINGS`` and ``PYTHONBREAKPOINT`` import modules, ``PYTHONUSERBASE`` adds ``.pth`` files,
-``BASH_ENV`` is sourced by every non-interactive bash, ``GCONV_PATH`` and ``CUDA_INJECTION64_PATH`` load
-shared objects. With ``_LOADER_PREFIXES`` (every ``LD_*`` of the dynamic loader, ``LD_PRELOAD``,
-``LD_LIBRARY_PATH`` and ``LD_AUDIT`` included) and ``NCCL_*_PLUGIN`` (NCCL loads the named library)."""
-_LOADER_PREFIXES = ("LD_", "DYLD_")
-
-
-def env_name_problem(name: str) -> str | None:
-    """Why a user may not set the environment variable ``name``, or None when they may.
-
-    One rule for every place a user's variables reach a process: ``ncclSettings`` (the models, the CRD's
-    rule and the operator's manifest builder) and ``launch``'s ``env``.
-
-    Returns:
-        ``"contract"`` for a variable of the distributed contract or torchrun (``MASTER_ADDR``, ``PET_*``,
-        ``RANK``...), ``"loader"`` for one that loads code into the process (``LD_PRELOAD``,
-        ``PYTHONPATH``, ``NCCL_NET_PLUGIN``...), else None.
-    """
-    if name in CONTRACT_ENV or name.startswith(_CONTRACT_PREFIXES):
-        return "contract"
-    if name in LOADER_ENV or name.startswith(_LOADER_PREFIXES) or (
-            name.startswith("NCCL_") and name.endswith("_PLUGIN")):
-        return "loader"
-    return None
 
 
 # --- field types: one validator with a readable message, and the same rule as a schema for the CRD ----
