@@ -47,11 +47,10 @@ from .cancellation import Cancellation
 from .contract import (
     CONTAINER_NAME,
     DESIRED_STATE_ANNOTATION,
-    MIN_IDLE_TIMEOUT,
     NAME_LABEL,
     validate_name,
 )
-from .durations import format_duration, parse_duration
+from .durations import parse_duration
 from .errors import (
     DevServerFailedError,
     DevServerNotFoundError,
@@ -75,7 +74,7 @@ from .kube import (
     RetryPolicy,
 )
 from .launch import LaunchHandle, OutputCallback
-from .models import DevServer, DevServerFlavor, DevServerFlavorSpec, TrackingSpec
+from .models import DevServer, DevServerFlavor, DevServerFlavorSpec, DevServerSpec, TrackingSpec
 from .next_steps import NextStep
 from .settings import load_kubeconfig, resolve_namespace, resolve_owner
 from .tracking import git_commit
@@ -182,6 +181,27 @@ def _duration(value: str | timedelta, *, field_name: str, argument: str, name: s
     except ValueError as exc:
         raise InvalidSpecError(f"Invalid {argument} for DevServer '{name}': {exc}.", field=field_name,
                                kind="DevServer", name=name) from exc
+
+
+def _spec_options(options: dict[str, Any], name: str) -> dict[str, Any]:
+    """``create``'s keyword shortcuts for ``DevServerSpec.from_options``: they need a flavor."""
+    if not options["flavor"]:
+        raise InvalidSpecError(f"DevServer '{name}' needs a flavor: pass flavor=... (see flavors()) or a whole "
+                               f"spec=DevServerSpec(...).", field="spec.flavor", kind="DevServer", name=name)
+    return options
+
+
+def _require_spec_alone(spec: DevServerSpec, options: dict[str, Any], name: str) -> None:
+    """A typed spec says everything: a keyword shortcut beside it would be silently ignored, so refuse it."""
+    if not isinstance(spec, DevServerSpec):
+        raise InvalidSpecError(f"spec must be a DevServerSpec (e.g. DevServerSpec.from_options(...)), got "
+                               f"{type(spec).__name__}.", field="spec", kind="DevServer", name=name)
+    defaults = {"mode": "standalone", "auto_shutdown": True}
+    given = [key for key, value in options.items() if value is not None and value != defaults.get(key)]
+    if given:
+        raise InvalidSpecError(f"create got spec= and also {', '.join(given)} for DevServer '{name}': put them in "
+                               f"the spec (DevServerSpec.from_options takes the same options), or leave spec out.",
+                               field="spec", kind="DevServer", name=name)
 
 
 # -- the client ------------------------------------------------------------------------------------------
@@ -293,9 +313,9 @@ class DevServerClient:
 
     # -- CRUD ----------------------------------------------------------------------------------------
 
-    def create(self, name: str, *, flavor: str, image: str | None = None,
-               mode: Literal["standalone", "distributed"] = "standalone", world_size: int | None = None,
-               nprocs_per_node: int | Literal["auto"] | None = None,
+    def create(self, name: str, spec: DevServerSpec | None = None, *, flavor: str | None = None,
+               image: str | None = None, mode: Literal["standalone", "distributed"] = "standalone",
+               world_size: int | None = None, nprocs_per_node: int | Literal["auto"] | None = None,
                backend: Literal["nccl", "gloo"] | None = None,
                nccl_settings: dict[str, str] | None = None, home_size: str | None = None,
                shared_volume: str | None = None, time_to_live: str | timedelta | None = None,
@@ -306,15 +326,20 @@ class DevServerClient:
                tracking: TrackingSpec | Mapping[str, Any] | None = None) -> DevServer:
         """Create a DevServer (and optionally wait until it runs).
 
-        Everything is validated before the DevServer is sent: the name, the durations and the spec rules
-        locally, then the flavor against the cluster.
+        Give either a typed ``spec`` or the keyword shortcuts (``flavor=`` and the options below), which
+        ``DevServerSpec.from_options`` turns into one: every front end goes through it, so they all refuse
+        the same input with the same sentence. Everything is validated before the DevServer is sent: the
+        name, the durations and the spec rules locally, then the flavor against the cluster.
 
         Args:
             name: the DevServer name (lowercase letters, digits, ``-``; at most ``MAX_NAME_LENGTH``).
-            flavor: the DevServerFlavor that sizes each pod (see ``flavors()``).
+            spec: the whole spec, e.g. ``DevServerSpec(owner=client.owner, flavor="cpu-small")`` or
+                ``DevServerSpec.from_options(...)``; then none of the options from ``flavor`` to ``tracking``.
+            flavor: the DevServerFlavor that sizes each pod (see ``flavors()``); required without ``spec``.
             image: the container image; default: the flavor's ``defaultImage``.
             mode: ``"standalone"`` (one pod) or ``"distributed"`` (a torchrun group).
-            world_size: pods in the group (distributed only; default 2).
+            world_size: pods in the group (distributed only; default 2). This and the next three options
+                need ``mode="distributed"``: without it they are refused (``InvalidSpecError`` on ``spec.mode``).
             nprocs_per_node: processes per pod (distributed only; default 1); ``"auto"``: one per GPU of the
                 flavor, or 1 for a CPU flavor.
             backend: ``"nccl"`` or ``"gloo"`` (distributed only; default nccl).
@@ -348,40 +373,31 @@ class DevServerClient:
             >>> client.create("mydev", flavor="gpu-small", time_to_live="8h", home_size="100Gi")  # doctest: +SKIP
             >>> client.create("ddp", flavor="gpu-large", mode="distributed", world_size=2,  # doctest: +SKIP
             ...               nprocs_per_node=8, wait=True, on_progress=lambda s: print(s.status.phase))
+            >>> spec = DevServerSpec.from_options(owner=client.owner, flavor="cpu-small", time_to_live="4h")
+            >>> client.create("mydev", spec=spec)  # doctest: +SKIP
         """
+        options = {"flavor": flavor, "image": image, "mode": mode, "world_size": world_size,
+                   "nprocs_per_node": nprocs_per_node, "backend": backend, "nccl_settings": nccl_settings,
+                   "home_size": home_size, "shared_volume": shared_volume, "time_to_live": time_to_live,
+                   "idle_timeout": idle_timeout, "auto_shutdown": auto_shutdown,
+                   "expiration_time": expiration_time, "tracking": tracking}
         try:
             validate_name(name)
         except ValueError as exc:
             raise InvalidSpecError(f"{exc}.", field="metadata.name", kind="DevServer", name=name) from exc
-        lifecycle: dict[str, Any] = {"autoShutdown": auto_shutdown}
-        if time_to_live is not None:
-            ttl = _duration(time_to_live, field_name="spec.lifecycle.timeToLive", argument="time_to_live", name=name)
-            lifecycle["timeToLive"] = time_to_live if isinstance(time_to_live, str) else format_duration(ttl)
-        if idle_timeout is not None:
-            lifecycle["idleTimeout"] = self._idle_seconds(idle_timeout, name)
-        if expiration_time is not None:
-            lifecycle["expirationTime"] = self._expiration(expiration_time, name)
-        distributed = {key: value for key, value in (("worldSize", world_size), ("nprocsPerNode", nprocs_per_node),
-                                                     ("backend", backend), ("ncclSettings", nccl_settings))
-                       if value is not None}
-        if distributed and mode != "distributed":
-            given = ", ".join(sorted(distributed))
-            raise InvalidSpecError(f"DevServer '{name}': {given} only apply to mode='distributed'; pass "
-                                   f"mode='distributed' or leave them out.", field="spec.mode",
-                                   kind="DevServer", name=name)
-        spec: dict[str, Any] = {"owner": self.owner, "flavor": flavor, "mode": mode, "lifecycle": lifecycle}
-        if isinstance(tracking, TrackingSpec):
-            tracking = tracking.model_dump(mode="json", by_alias=True, exclude_none=True)
-        optional = {"image": image, "persistentHomeSize": home_size, "sharedVolumeClaimName": shared_volume,
-                    "distributed": distributed or None, "tracking": dict(tracking) if tracking else None}
-        spec.update({key: value for key, value in optional.items() if value is not None})
+        if spec is None:
+            spec = DevServerSpec.from_options(owner=self.owner, name=name, **_spec_options(options, name))
+        else:
+            _require_spec_alone(spec, options, name)
+            spec.require_new_deadline(now=datetime.now(UTC), name=name)
         manifest = {"apiVersion": DEVSERVERS.api_version, "kind": DEVSERVERS.kind,
-                    "metadata": {"name": name, "namespace": self.namespace}, "spec": spec}
+                    "metadata": {"name": name, "namespace": self.namespace},
+                    "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True)}
         try:
             devserver = DevServer.from_manifest(manifest)
         except ValueError as exc:
             raise _invalid_from_validation(exc, name) from exc
-        flavor_object = self._require_flavor(flavor)
+        flavor_object = self._require_flavor(devserver.spec.flavor)
         lifecycle_rules.check_requested_lifetime(devserver.spec, now=datetime.now(UTC),
                                                  flavor_spec=flavor_object.spec, name=name)
         created = self._kube.create(DEVSERVERS, devserver.to_manifest(), namespace=self.namespace)
@@ -391,11 +407,13 @@ class DevServerClient:
 
     def check_create(self, name: str, *, flavor: str, image: str | None = None,
                      mode: Literal["standalone", "distributed"] = "standalone", world_size: int | None = None,
-                     nprocs_per_node: int | None = None, backend: Literal["nccl", "gloo"] | None = None,
+                     nprocs_per_node: int | Literal["auto"] | None = None,
+                     backend: Literal["nccl", "gloo"] | None = None,
                      nccl_settings: dict[str, str] | None = None, home_size: str | None = None,
                      shared_volume: str | None = None, time_to_live: str | timedelta | None = None,
                      idle_timeout: int | str | timedelta | None = None, auto_shutdown: bool = True,
-                     expiration_time: datetime | str | None = None) -> builtins.list[InvalidSpecError]:
+                     expiration_time: datetime | str | None = None,
+                     tracking: TrackingSpec | Mapping[str, Any] | None = None) -> builtins.list[InvalidSpecError]:
         """Every rule ``create`` would refuse these arguments for, without sending anything.
 
         ``create`` stops at the first problem; a form wants them all at once, each beside its field. The
@@ -413,84 +431,15 @@ class DevServerClient:
             ['metadata.name', 'spec.lifecycle.timeToLive']
         """
         problems: builtins.list[InvalidSpecError] = []
-
-        def attempt(check: Callable[[], Any]) -> Any:
-            try:
-                return check()
-            except InvalidSpecError as exc:
-                problems.append(exc)
-                return None
-
-        def named() -> str:
-            try:
-                return validate_name(name)
-            except ValueError as exc:
-                raise InvalidSpecError(f"{exc}.", field="metadata.name", kind="DevServer", name=name) from exc
-
-        # A placeholder name keeps the other fields checked when the name itself is the problem.
-        checked_name = attempt(named) or "name-placeholder"
-        lifecycle: dict[str, Any] = {"autoShutdown": auto_shutdown}
-        if time_to_live is not None and attempt(lambda: _duration(
-                time_to_live, field_name="spec.lifecycle.timeToLive", argument="time to live", name=name)):
-            lifecycle["timeToLive"] = time_to_live if isinstance(time_to_live, str) else format_duration(time_to_live)
-        if idle_timeout is not None:
-            seconds = attempt(lambda: self._idle_seconds(idle_timeout, name))
-            if seconds is not None:
-                lifecycle["idleTimeout"] = seconds
-        if expiration_time is not None:
-            moment = attempt(lambda: self._expiration(expiration_time, name))
-            if moment is not None:
-                lifecycle["expirationTime"] = moment
-        distributed = {key: value for key, value in (("worldSize", world_size), ("nprocsPerNode", nprocs_per_node),
-                                                     ("backend", backend), ("ncclSettings", nccl_settings))
-                       if value is not None}
-        spec: dict[str, Any] = {"owner": self.owner, "flavor": flavor, "mode": mode, "lifecycle": lifecycle}
-        optional = {"image": image, "persistentHomeSize": home_size, "sharedVolumeClaimName": shared_volume,
-                    "distributed": distributed or None}
-        spec.update({key: value for key, value in optional.items() if value is not None})
-        manifest = {"apiVersion": DEVSERVERS.api_version, "kind": DEVSERVERS.kind,
-                    "metadata": {"name": checked_name, "namespace": self.namespace}, "spec": spec}
         try:
-            DevServer.from_manifest(manifest)
+            validate_name(name)
         except ValueError as exc:
-            for problem in exc.errors() if hasattr(exc, "errors") else []:
-                path = ".".join(str(part) for part in problem.get("loc", ())
-                                if not isinstance(part, int) and part != "[key]")
-                message = str(problem.get("msg", "invalid")).removeprefix("Value error, ")
-                problems.append(InvalidSpecError(f"DevServer '{name}' is invalid: {path}: {message}.",
-                                                 field=path or None, kind="DevServer", name=name))
-        return problems
-
-    @staticmethod
-    def _idle_seconds(value: int | str | timedelta, name: str) -> int:
-        if isinstance(value, bool):
-            raise InvalidSpecError("idle_timeout must be seconds, a duration such as 30m, or a timedelta.",
-                                   field="spec.lifecycle.idleTimeout", kind="DevServer", name=name)
-        if isinstance(value, int):
-            seconds = value
-        else:
-            seconds = int(_duration(value, field_name="spec.lifecycle.idleTimeout", argument="idle_timeout",
-                                    name=name).total_seconds())
-        if seconds < MIN_IDLE_TIMEOUT:
-            least = format_duration(timedelta(seconds=MIN_IDLE_TIMEOUT))
-            raise InvalidSpecError(f"idle_timeout for DevServer '{name}' is {seconds}s; it must be at least {least} "
-                                   f"({MIN_IDLE_TIMEOUT} seconds).", field="spec.lifecycle.idleTimeout",
-                                   kind="DevServer", name=name)
-        return seconds
-
-    @staticmethod
-    def _expiration(value: datetime | str, name: str) -> str:
-        moment = value if isinstance(value, datetime) else _parse_time(value)
-        if moment is None or moment.tzinfo is None:
-            raise InvalidSpecError(f"expiration_time for DevServer '{name}' must be an RFC 3339 time with a time "
-                                   f"zone, e.g. 2025-01-31T18:00:00Z (got {value!r}).",
-                                   field="spec.lifecycle.expirationTime", kind="DevServer", name=name)
-        if moment <= datetime.now(UTC):
-            # The operator would hold such a server (phase Expired, DeadlineBeforeCreation): say it before sending.
-            raise InvalidSpecError(f"expirationTime {rfc3339(moment)} is in the past; use timeToLive or a future "
-                                   f"time (DevServer '{name}').", field="spec.lifecycle.expirationTime",
-                                   kind="DevServer", name=name)
-        return rfc3339(moment)
+            problems.append(InvalidSpecError(f"{exc}.", field="metadata.name", kind="DevServer", name=name))
+        return problems + DevServerSpec.option_problems(
+            owner=self.owner, name=name, flavor=flavor, image=image, mode=mode, world_size=world_size,
+            nprocs_per_node=nprocs_per_node, backend=backend, nccl_settings=nccl_settings, home_size=home_size,
+            shared_volume=shared_volume, time_to_live=time_to_live, idle_timeout=idle_timeout,
+            auto_shutdown=auto_shutdown, expiration_time=expiration_time, tracking=tracking)
 
     def get(self, name: str) -> DevServer:
         """Read one DevServer, status included.

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -43,6 +44,7 @@ from pydantic import (
     JsonValue,
     StrictBool,
     StrictInt,
+    ValidationError,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -51,6 +53,7 @@ from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
+from devservers_sdk.activity import rfc3339
 from devservers_sdk.contract import (
     API_GROUP,
     API_VERSION,
@@ -75,7 +78,9 @@ from devservers_sdk.contract import (
     env_name_problem,
     validate_name,
 )
-from devservers_sdk.durations import DURATION_ADVICE, DURATION_PATTERN, parse_duration
+from devservers_sdk.durations import DURATION_ADVICE, DURATION_PATTERN, format_duration, parse_duration
+from devservers_sdk.errors import InvalidSpecError
+from devservers_sdk.next_steps import NextStep
 from devservers_sdk.quantities import QUANTITY_PATTERN, parse_quantity
 
 __all__ = [
@@ -754,6 +759,232 @@ class DevServerSpec(_Spec):
         if self.mode == "distributed" and self.distributed is None:
             self.distributed = DistributedSpec()
         return self
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        owner: str,
+        flavor: str,
+        image: str | None = None,
+        mode: Literal["standalone", "distributed"] = "standalone",
+        world_size: int | None = None,
+        nprocs_per_node: int | Literal["auto"] | None = None,
+        backend: Literal["nccl", "gloo"] | None = None,
+        nccl_settings: Mapping[str, str] | None = None,
+        home_size: str | None = None,
+        shared_volume: str | None = None,
+        time_to_live: str | timedelta | None = None,
+        idle_timeout: int | str | timedelta | None = None,
+        auto_shutdown: bool = True,
+        expiration_time: datetime | str | None = None,
+        tracking: TrackingSpec | Mapping[str, Any] | None = None,
+        name: str = "NAME",
+    ) -> DevServerSpec:
+        """The spec for the keyword shortcuts every front end offers (``DevServerClient.create`` documents
+        each); the one place that turns options into a spec, so devctl, the magics and the widgets refuse
+        the same input with the same sentence.
+
+        Durations are written ``30m``, ``4h``, ``1h30m``, ``2d`` (or a ``timedelta``; the idle timeout also
+        as seconds); ``expiration_time`` is an aware ``datetime`` or RFC 3339 text, and must be in the
+        future. ``world_size``, ``nprocs_per_node``, ``backend`` and ``nccl_settings`` need
+        ``mode="distributed"``: given without it they are refused, not dropped and not taken to mean it.
+
+        Args:
+            owner: the user the DevServer belongs to (``DevServerClient.owner``).
+            name: the DevServer's name, for the messages only.
+
+        Returns:
+            The validated spec.
+
+        Raises:
+            InvalidSpecError: the first problem; ``.field`` is its CRD path (``spec.lifecycle.idleTimeout``).
+        """
+        spec = _spec_from_options(cls, None, owner=owner, flavor=flavor, image=image, mode=mode,
+                                  world_size=world_size, nprocs_per_node=nprocs_per_node, backend=backend,
+                                  nccl_settings=nccl_settings, home_size=home_size, shared_volume=shared_volume,
+                                  time_to_live=time_to_live, idle_timeout=idle_timeout, auto_shutdown=auto_shutdown,
+                                  expiration_time=expiration_time, tracking=tracking, name=name)
+        assert spec is not None
+        return spec
+
+    @classmethod
+    def option_problems(cls, **options: Any) -> list[InvalidSpecError]:
+        """Every problem ``from_options`` would refuse these options for (it stops at the first), in the order
+        of the fields: what a form shows beside each of its inputs. Empty when ``from_options`` succeeds."""
+        problems: list[InvalidSpecError] = []
+        _spec_from_options(cls, problems, **options)
+        return problems
+
+    def require_new_deadline(self, *, now: datetime, name: str = "NAME") -> None:
+        """Refuse an ``expirationTime`` that has passed: the operator would hold such a new server (phase
+        Expired, DeadlineBeforeCreation), so it is said before anything is sent.
+
+        Raises:
+            InvalidSpecError: on ``spec.lifecycle.expirationTime``.
+        """
+        if self.lifecycle.expiration_time is not None:
+            _require_future(self.lifecycle.expiration_time, now=now, name=name)
+
+
+# -- options to a spec (DevServerSpec.from_options) -------------------------------------------------------
+
+# The keyword of each distributed option -> how a sentence names it, in the order they are listed.
+_DISTRIBUTED_OPTIONS = {
+    "world_size": ("worldSize", "world size"),
+    "nprocs_per_node": ("nprocsPerNode", "processes per node"),
+    "backend": ("backend", "backend"),
+    "nccl_settings": ("ncclSettings", "NCCL settings"),
+}
+
+
+def _option_duration(value: str | timedelta, *, field: str, argument: str, name: str) -> timedelta:
+    if isinstance(value, timedelta):
+        if value <= timedelta(0):
+            raise InvalidSpecError(f"{argument} must be longer than zero, e.g. 30m, 4h, 1h30m, 2d.",
+                                   field=field, kind=DEVSERVER_KIND, name=name)
+        return value
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise InvalidSpecError(f"Invalid {argument} for DevServer '{name}': {exc}.", field=field,
+                               kind=DEVSERVER_KIND, name=name) from exc
+
+
+def _idle_seconds(value: int | str | timedelta, name: str) -> int:
+    field = "spec.lifecycle.idleTimeout"
+    if isinstance(value, bool):
+        raise InvalidSpecError("idle_timeout must be seconds, a duration such as 30m, or a timedelta.",
+                               field=field, kind=DEVSERVER_KIND, name=name)
+    if isinstance(value, int):
+        seconds = value
+    else:
+        seconds = int(_option_duration(value, field=field, argument="idle_timeout", name=name).total_seconds())
+    if seconds < MIN_IDLE_TIMEOUT:
+        least = format_duration(timedelta(seconds=MIN_IDLE_TIMEOUT))
+        raise InvalidSpecError(f"idle_timeout for DevServer '{name}' is {seconds}s; it must be at least {least} "
+                               f"({MIN_IDLE_TIMEOUT} seconds).", field=field, kind=DEVSERVER_KIND, name=name)
+    return seconds
+
+
+def _require_future(moment: datetime, *, now: datetime, name: str) -> None:
+    if moment <= now:
+        raise InvalidSpecError(f"expirationTime {rfc3339(moment)} is in the past; use timeToLive or a future "
+                               f"time (DevServer '{name}').", field="spec.lifecycle.expirationTime",
+                               kind=DEVSERVER_KIND, name=name)
+
+
+def _expiration(value: datetime | str, name: str) -> datetime:
+    moment: datetime | None = value if isinstance(value, datetime) else None
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+    if moment is None or moment.tzinfo is None:
+        raise InvalidSpecError(f"expiration_time for DevServer '{name}' must be an RFC 3339 time with a time "
+                               f"zone, e.g. 2025-01-31T18:00:00Z (got {value!r}).",
+                               field="spec.lifecycle.expirationTime", kind=DEVSERVER_KIND, name=name)
+    _require_future(moment, now=datetime.now(UTC), name=name)
+    return moment
+
+
+def _distributed_without_mode(given: dict[str, Any], *, flavor: str, name: str) -> InvalidSpecError:
+    labels = [_DISTRIBUTED_OPTIONS[key][1] for key in _DISTRIBUTED_OPTIONS if key in given]
+    listed = labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
+    fields = ", ".join(f"spec.distributed.{_DISTRIBUTED_OPTIONS[key][0]}" for key in _DISTRIBUTED_OPTIONS
+                       if key in given)
+    one = len(labels) == 1
+    world_size, nprocs = given.get("world_size"), given.get("nprocs_per_node")
+    # The step repeats the sizes given, so it is the command to run; the rest the sentence names.
+    step = NextStep("create", name, {
+        "flavor": flavor or "...", "distributed": True,
+        **({"world-size": world_size} if isinstance(world_size, int) and not isinstance(world_size, bool) else {}),
+        **({"nprocs-per-node": nprocs} if isinstance(nprocs, int | str) and not isinstance(nprocs, bool) else {}),
+    })
+    return InvalidSpecError(
+        f"DevServer '{name}' is standalone, but {listed} ({fields}) only appl{'ies' if one else 'y'} to a "
+        f"distributed DevServer: make it distributed, or leave {'it' if one else 'them'} out.",
+        field="spec.mode", kind=DEVSERVER_KIND, name=name, next_step=step, lead="To make it distributed")
+
+
+def _validation_problems(exc: ValidationError, name: str) -> list[tuple[str, str]]:
+    """``(field, message)`` of each error of a spec's validation, the field in CRD spelling under ``spec``."""
+    problems = []
+    for problem in exc.errors():
+        # The options are given in camelCase, so the location is already in CRD spelling; turning it into
+        # camelCase again would mangle map keys (ncclSettings.LD_PRELOAD would become ncclSettings.LDPRELOAD).
+        path = ".".join(["spec", *(str(part) for part in problem.get("loc", ())
+                                   if not isinstance(part, int) and part != "[key]")])
+        message = str(problem.get("msg", "invalid")).removeprefix("Value error, ")
+        problems.append((path, message))
+    return problems
+
+
+def _spec_from_options(cls: type[DevServerSpec], problems: list[InvalidSpecError] | None, *, owner: str,
+                       flavor: str, image: str | None = None, mode: str = "standalone",
+                       world_size: int | None = None, nprocs_per_node: int | str | None = None,
+                       backend: str | None = None, nccl_settings: Mapping[str, str] | None = None,
+                       home_size: str | None = None, shared_volume: str | None = None,
+                       time_to_live: str | timedelta | None = None,
+                       idle_timeout: int | str | timedelta | None = None, auto_shutdown: bool = True,
+                       expiration_time: datetime | str | None = None,
+                       tracking: TrackingSpec | Mapping[str, Any] | None = None,
+                       name: str = "NAME") -> DevServerSpec | None:
+    """``from_options`` (``problems`` None: raise the first problem) and ``option_problems`` (collect them all)."""
+
+    def attempt(check: Callable[[], Any]) -> Any:
+        """``check()``, or None once its problem is collected (raised when not collecting)."""
+        if problems is None:
+            return check()
+        try:
+            return check()
+        except InvalidSpecError as exc:
+            problems.append(exc)
+            return None
+
+    lifecycle: dict[str, Any] = {"autoShutdown": auto_shutdown}
+    if time_to_live is not None:
+        ttl = attempt(lambda: _option_duration(time_to_live, field="spec.lifecycle.timeToLive",
+                                               argument="time_to_live", name=name))
+        if ttl is not None:
+            lifecycle["timeToLive"] = time_to_live if isinstance(time_to_live, str) else format_duration(ttl)
+    if idle_timeout is not None:
+        seconds = attempt(lambda: _idle_seconds(idle_timeout, name))
+        if seconds is not None:
+            lifecycle["idleTimeout"] = seconds
+    if expiration_time is not None:
+        moment = attempt(lambda: _expiration(expiration_time, name))
+        if moment is not None:
+            lifecycle["expirationTime"] = rfc3339(moment)
+    given = {key: value for key, value in (("world_size", world_size), ("nprocs_per_node", nprocs_per_node),
+                                           ("backend", backend), ("nccl_settings", nccl_settings))
+             if value is not None}
+    if given and mode != "distributed":
+        error = _distributed_without_mode(given, flavor=flavor, name=name)
+        if problems is None:
+            raise error
+        problems.append(error)
+        given = {}
+    if isinstance(tracking, TrackingSpec):
+        tracking = tracking.model_dump(mode="json", by_alias=True, exclude_none=True)
+    distributed = {_DISTRIBUTED_OPTIONS[key][0]: value for key, value in given.items()}
+    spec: dict[str, Any] = {"owner": owner, "flavor": flavor, "mode": mode, "lifecycle": lifecycle}
+    optional = {"image": image, "persistentHomeSize": home_size, "sharedVolumeClaimName": shared_volume,
+                "distributed": distributed or None, "tracking": dict(tracking) if tracking else None}
+    spec.update({key: value for key, value in optional.items() if value is not None})
+    try:
+        return cls.model_validate(spec)
+    except ValidationError as exc:
+        found = _validation_problems(exc, name)
+        if problems is None:
+            (path, message), more = found[0], len(found) - 1
+            extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+            raise InvalidSpecError(f"DevServer '{name}' is invalid: {path}: {message}{extra}.", field=path,
+                                   kind=DEVSERVER_KIND, name=name) from exc
+        problems.extend(InvalidSpecError(f"DevServer '{name}' is invalid: {path}: {message}.", field=path,
+                                         kind=DEVSERVER_KIND, name=name) for path, message in found)
+        return None
 
 
 class Condition(_Observed):

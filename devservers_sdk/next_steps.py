@@ -56,12 +56,13 @@ class NextStep:
         name: the DevServer it applies to (devctl's NAME argument), or None.
         options: devctl's long options without the dashes, in order; ``True`` is a flag, a string a value,
             ``"..."`` a value the user must choose (rendered as its name: ``--flavor FLAVOR``); give an
-            example value instead where devctl checks the type (durations, numbers).
+            example value instead where devctl checks the type (durations, numbers); an ``int`` stays a
+            number in Python (``world_size=4``).
     """
 
     command: str
     name: str | None = None
-    options: Mapping[str, str | bool] = field(default_factory=dict)
+    options: Mapping[str, str | bool | int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", dict(self.options))
@@ -123,7 +124,7 @@ class NextStep:
         return words
 
 
-def _python_value(value: str | bool) -> str:
+def _python_value(value: str | bool | int) -> str:
     if value == "...":
         return "..."
     return repr(value)

@@ -161,11 +161,8 @@ def create(ctx: click.Context, name: str, flavor: str, image: str | None, home_s
       devctl create exp --flavor gpu-small --mlflow https://mlflow.example.com --mlflow-secret mlflow-creds \\
           --wandb-project llm --wandb-secret wandb-key
     """
-    group = {"--world-size": world_size, "--nprocs-per-node": nprocs_per_node, "--backend": backend,
-             "--nccl": nccl_settings or None}
-    given = [flag for flag, value in group.items() if value is not None]
-    if given and not distributed:
-        raise click.UsageError(f"{', '.join(given)}: only for a distributed DevServer; add --distributed.")
+    # --world-size and the like without --distributed are refused by the SDK (DevServerSpec.from_options), in
+    # the same words as the magics and the widgets.
     if no_home and home_size is not None:
         raise click.UsageError("--no-home and --home-size contradict each other; pass one of them.")
     if no_home:

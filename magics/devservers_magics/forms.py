@@ -42,8 +42,8 @@ class CreateValues:
     flavor: str | None = None
     image: str = ""
     mode: str = "standalone"
-    world_size: int = 2
-    nprocs_per_node: int = 1
+    world_size: int | None = None
+    nprocs_per_node: int | None = None
     time_to_live: str = ""
     idle_timeout: str = ""
     wait: bool = True
@@ -52,8 +52,10 @@ class CreateValues:
 def create_arguments(values: CreateValues) -> tuple[str, dict[str, Any]]:
     """The name and keyword arguments of ``DevServerClient.create`` for these form values.
 
-    Blank fields are left out (the flavor's defaults apply); world size and processes per node are sent
-    only in distributed mode, whatever the hidden fields hold; an idle timeout of only digits is seconds.
+    Blank fields are left out (the flavor's defaults apply); an idle timeout of only digits is seconds. A
+    world size or processes per node is passed on whatever the mode: the SDK refuses them in standalone
+    mode (``DevServerSpec.from_options``), as devctl and ``%devserver create`` do. The form itself reports
+    none while those fields are hidden (``CreateForm.values``).
 
     Raises:
         ValueError: no name, no flavor, or an unknown mode; the message says what to fill in.
@@ -68,8 +70,9 @@ def create_arguments(values: CreateValues) -> tuple[str, dict[str, Any]]:
     kwargs: dict[str, Any] = {"flavor": values.flavor, "mode": values.mode, "wait": values.wait}
     if values.image.strip():
         kwargs["image"] = values.image.strip()
-    if values.mode == "distributed":
+    if values.world_size is not None:
         kwargs["world_size"] = values.world_size
+    if values.nprocs_per_node is not None:
         kwargs["nprocs_per_node"] = values.nprocs_per_node
     if values.time_to_live.strip():
         kwargs["time_to_live"] = values.time_to_live.strip()

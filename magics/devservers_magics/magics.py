@@ -222,7 +222,7 @@ class DevServerMagics(Magics):
     @argument("--no-home", action="store_true", help="no persistent home: its files are lost at every stop")
     @argument("--shared-volume", default=None, metavar="CLAIM", help="existing PVC to mount at /shared")
     @argument(
-        "--distributed", action="store_true", help="a torchrun group (implied by the next four options)"
+        "--distributed", action="store_true", help="a torchrun group (the next four options need it)"
     )
     @argument("--world-size", type=int, default=None, help="pods in the group (default 2)")
     @argument("--nprocs-per-node", type=int, default=None, help="processes per pod (default 1)")
@@ -239,9 +239,6 @@ class DevServerMagics(Magics):
         Example: server = %devserver create mydev --flavor cpu-small --time 4h --wait
         """
         nccl = dict(_key_value(item) for item in args.nccl)
-        distributed = args.distributed or any(
-            value not in (None, {}) for value in (args.world_size, args.nprocs_per_node, args.backend, nccl)
-        )
         idle = (
             int(args.idle_timeout) if args.idle_timeout and args.idle_timeout.isdigit() else args.idle_timeout
         )
@@ -250,7 +247,7 @@ class DevServerMagics(Magics):
             args.name,
             flavor=args.flavor,
             image=args.image,
-            mode="distributed" if distributed else "standalone",
+            mode="distributed" if args.distributed else "standalone",
             world_size=args.world_size,
             nprocs_per_node=args.nprocs_per_node,
             backend=args.backend,

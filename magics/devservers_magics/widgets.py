@@ -209,14 +209,16 @@ class CreateForm(widgets.VBox):
 
     @property
     def values(self) -> CreateValues:
-        """The form's current values."""
+        """The form's current values; a hidden field (world size and processes per node outside distributed
+        mode) is not one."""
+        shown = shows_distributed_fields(self._mode.value)
         return CreateValues(
             name=self._name.value,
             flavor=self._flavor.value,
             image=self._image.value,
             mode=self._mode.value,
-            world_size=self._world_size.value,
-            nprocs_per_node=self._nprocs.value,
+            world_size=self._world_size.value if shown else None,
+            nprocs_per_node=self._nprocs.value if shown else None,
             time_to_live=self._ttl.value,
             idle_timeout=self._idle.value,
             wait=self._wait.value,

@@ -113,7 +113,11 @@ def test_create_refuses_what_cannot_work(devctl: Devctl) -> None:
     assert_usage_error(devctl("create", "x", "--flavor", "cpu-small", "--time", "4 hours"), "4 hours")
     assert_usage_error(devctl("create", "x", "--flavor", "cpu-small", "--idle-timeout", "90"), "90s")
     assert_usage_error(devctl("create", "x"), "Missing option '--flavor'")
-    assert_usage_error(devctl("create", "x", "--flavor", "cpu-small", "--world-size", "2"), "--distributed")
+    # The SDK's refusal (DevServerSpec.from_options), word for word as the magics and the widgets give it.
+    assert_error(devctl("create", "x", "--flavor", "cpu-small", "--world-size", "2"),
+                 "Error: DevServer 'x' is standalone, but world size (spec.distributed.worldSize) only applies to a "
+                 "distributed DevServer: make it distributed, or leave it out. To make it distributed: devctl create x "
+                 "--flavor cpu-small --distributed --world-size 2")
     assert_usage_error(devctl("create", "x", "--flavor", "cpu-small", "--distributed", "--nccl", "oops"),
                        "KEY=VALUE")
     assert_usage_error(devctl("create", "x", "--flavor", "cpu-small", "--wait", "--timeout", "soon"), "soon")

@@ -23,7 +23,8 @@ from devservers_magics.magics import notebook_message
 from devservers_magics.summaries import age_text, expires_at, ready_text, remaining_text, span_text
 from devservers_magics.tables import DevServerTable, FlavorTable, devserver_text, html_table, text_table
 
-from devservers_sdk.models import DevServer, DevServerFlavor
+from devservers_sdk.errors import InvalidSpecError
+from devservers_sdk.models import DevServer, DevServerFlavor, DevServerSpec
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -107,9 +108,19 @@ def test_every_field_given() -> None:
     )
 
 
-def test_hidden_distributed_fields_are_not_sent_in_standalone_mode() -> None:
-    _, kwargs = create_arguments(CreateValues(name="a", flavor="f", world_size=8, nprocs_per_node=4))
-    assert "world_size" not in kwargs and "nprocs_per_node" not in kwargs
+def test_distributed_values_in_standalone_mode_are_refused_by_the_sdk() -> None:
+    # The same input as `devctl create x --flavor cpu-small --world-size 2`: passed on, not dropped, and the
+    # SDK refuses it in the words devctl and the magics use.
+    name, kwargs = create_arguments(CreateValues(name="x", flavor="cpu-small", world_size=2))
+    assert kwargs == {"flavor": "cpu-small", "mode": "standalone", "wait": True, "world_size": 2}
+    options = {key: value for key, value in kwargs.items() if key != "wait"}
+    with pytest.raises(InvalidSpecError) as refused:
+        DevServerSpec.from_options(owner="alice", name=name, **options)
+    assert refused.value.field == "spec.mode"
+    assert refused.value.render("magic") == (
+        "DevServer 'x' is standalone, but world size (spec.distributed.worldSize) only applies to a distributed "
+        "DevServer: make it distributed, or leave it out. To make it distributed: %devserver create x --flavor "
+        "cpu-small --distributed --world-size 2")
 
 
 def test_idle_timeout_in_digits_is_seconds() -> None:

@@ -99,7 +99,7 @@ def test_create_returns_the_devserver_and_it_is_displayed_richly(shell: Any, cli
 def test_create_distributed_with_nccl_settings(shell: Any, client: DevServerClient) -> None:
     magic(
         shell,
-        "create ddp --flavor cpu-small --world-size 3 --nprocs-per-node 2 --backend gloo "
+        "create ddp --flavor cpu-small --distributed --world-size 3 --nprocs-per-node 2 --backend gloo "
         "--nccl NCCL_DEBUG=INFO --no-auto-shutdown --home-size 1Gi",
     )
     spec = client.get("ddp").spec
@@ -136,6 +136,11 @@ def test_create_wait_prints_progress_and_returns_the_running_server(
         ),
         ("create other --flavor nope", "Flavor 'nope' does not exist. Available flavors: cpu-large"),
         ("create other --flavor cpu-small --time 8", "Invalid time_to_live"),
+        # Refused, as devctl and the widgets refuse it (the magic used to make such a server distributed).
+        ("create x --flavor cpu-small --world-size 2",
+         "DevServer 'x' is standalone, but world size (spec.distributed.worldSize) only applies to a distributed "
+         "DevServer: make it distributed, or leave it out. To make it distributed: %devserver create x --flavor "
+         "cpu-small --distributed --world-size 2"),
         ("create other --flavor cpu-small --time 8d",
          "asks for a lifetime of 8d, more than the maximum lifetime of its flavor 'cpu-small' (7d)"),
         ("create Bad_Name --flavor cpu-small", 'DevServer name "Bad_Name" is invalid'),

@@ -56,6 +56,8 @@ def test_choosing_distributed_reveals_world_size_and_processes(ui: DevServerUI) 
     assert form.values.mode == "distributed" and form.values.world_size == 2
     form._mode.value = "standalone"
     assert form._distributed.layout.display == "none"
+    # A hidden field is no input: back in standalone mode the form reports no world size to refuse.
+    assert form.values.world_size is None and form.values.nprocs_per_node is None
 
 
 def test_create_without_waiting_then_the_list_shows_it(ui: DevServerUI, client: DevServerClient) -> None:

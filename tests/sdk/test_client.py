@@ -24,7 +24,7 @@ from devservers_sdk.errors import (
 )
 from devservers_sdk.kube import DEVSERVERS, Kube
 from devservers_sdk.localcluster.pytest_plugin import wait_for
-from devservers_sdk.models import MAX_NAME_LENGTH, DevServer
+from devservers_sdk.models import MAX_NAME_LENGTH, DevServer, DevServerSpec
 
 SetStatus = Callable[[str, dict[str, Any]], Any]
 
@@ -74,7 +74,9 @@ def offline(kubeconfig: str, tmp_path: Path) -> DevServerClient:
     # The seed's example date: a deadline that passed before the server would exist is refused, not sent.
     ({"expiration_time": "2024-01-15T18:00:00Z"}, "spec.lifecycle.expirationTime",
      ["expirationTime 2024-01-15T18:00:00Z is in the past; use timeToLive or a future time"]),
-    ({"world_size": 2}, "spec.mode", ["mode='distributed'"]),
+    ({"world_size": 2}, "spec.mode", ["DevServer 'mydev' is standalone, but world size "
+                                      "(spec.distributed.worldSize) only applies to a distributed DevServer",
+                                      "--flavor cpu-small --distributed --world-size 2"]),
     ({"mode": "distributed", "nccl_settings": {"DEBUG": "INFO"}}, "spec.distributed.ncclSettings.DEBUG",
      ["NCCL_"]),
     ({"mode": "distributed", "world_size": 0}, "spec.distributed.worldSize", ["greater than or equal to 1"]),
@@ -89,6 +91,29 @@ def test_create_validates_before_sending(offline: DevServerClient, kwargs: dict[
     assert caught.value.field == field
     for phrase in phrases:
         assert phrase in str(caught.value)
+
+
+def test_a_typed_spec_goes_alone(offline: DevServerClient) -> None:
+    spec = DevServerSpec.from_options(owner="alice", flavor="cpu-small")
+    with pytest.raises(InvalidSpecError) as both:
+        offline.create("mydev", spec, time_to_live="4h", mode="distributed")
+    assert both.value.field == "spec" and "spec= and also mode, time_to_live" in str(both.value)
+    with pytest.raises(InvalidSpecError) as neither:
+        offline.create("mydev")
+    assert neither.value.field == "spec.flavor" and "pass flavor=... (see flavors())" in str(neither.value)
+    past = DevServerSpec.model_validate({"owner": "alice", "flavor": "cpu-small",
+                                         "lifecycle": {"expirationTime": "2024-01-15T18:00:00Z"}})
+    with pytest.raises(InvalidSpecError, match="expirationTime 2024-01-15T18:00:00Z is in the past"):
+        offline.create("mydev", spec=past)
+
+
+def test_create_from_a_typed_spec_sends_what_the_keywords_send(client: DevServerClient) -> None:
+    options: dict[str, Any] = {"flavor": "cpu-small", "mode": "distributed", "world_size": 3, "backend": "gloo",
+                               "time_to_live": "4h", "idle_timeout": "30m"}
+    by_keywords = client.create("keywords", **options)
+    by_spec = client.create("typed", spec=DevServerSpec.from_options(owner=client.owner, **options))
+    assert by_spec.spec == by_keywords.spec
+    assert by_spec.spec.distributed is not None and by_spec.spec.distributed.world_size == 3
 
 
 def test_unknown_flavor_lists_the_existing_ones(client: DevServerClient) -> None:

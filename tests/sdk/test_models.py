@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from devservers_sdk.contract import MIN_IDLE_TIMEOUT
+from devservers_sdk.errors import InvalidSpecError
 from devservers_sdk.models import (
     API_GROUP,
     API_VERSION,
@@ -559,3 +561,48 @@ def test_quantity_pattern_accepts_what_the_parser_accepts(text: str) -> None:
 def test_format_bytes(value: Decimal | int, text: str) -> None:
     assert format_bytes(value) == text
     assert parse_quantity(text) == Decimal(value)
+
+
+# -- options to a spec: the one place the keyword shortcuts become a spec -------------------------------------
+
+def test_from_options_builds_the_spec_the_keywords_describe() -> None:
+    spec = DevServerSpec.from_options(owner="alice", flavor="cpu-small", mode="distributed", world_size=3,
+                                      nprocs_per_node="auto", nccl_settings={"NCCL_DEBUG": "INFO"},
+                                      time_to_live=timedelta(hours=1, minutes=30), idle_timeout="30m",
+                                      expiration_time="2099-01-01T00:00:00Z", home_size="0",
+                                      tracking={"wandb": {"project": "llm", "apiKeySecret": "wandb-key"}})
+    assert spec.model_dump(by_alias=True, exclude_none=True, mode="json") == {
+        "owner": "alice", "flavor": "cpu-small", "mode": "distributed", "persistentHomeSize": "0",
+        "distributed": {"worldSize": 3, "nprocsPerNode": "auto", "backend": "nccl",
+                        "ncclSettings": {"NCCL_DEBUG": "INFO"}},
+        "lifecycle": {"timeToLive": "1h30m", "idleTimeout": 1800, "autoShutdown": True,
+                      "expirationTime": "2099-01-01T00:00:00Z"},
+        "tracking": {"wandb": {"project": "llm", "apiKeySecret": "wandb-key"}},
+    }
+
+
+def test_distributed_options_without_distributed_mode_are_refused_in_each_front_ends_words() -> None:
+    with pytest.raises(InvalidSpecError) as refused:
+        DevServerSpec.from_options(owner="alice", flavor="cpu-small", world_size=4, backend="gloo",
+                                   nccl_settings={"NCCL_DEBUG": "INFO"}, name="x")
+    error = refused.value
+    assert error.field == "spec.mode"
+    assert error.problem == (
+        "DevServer 'x' is standalone, but world size, backend and NCCL settings (spec.distributed.worldSize, "
+        "spec.distributed.backend, spec.distributed.ncclSettings) only apply to a distributed DevServer: make it "
+        "distributed, or leave them out.")
+    assert error.render("devctl").endswith(
+        "To make it distributed: devctl create x --flavor cpu-small --distributed --world-size 4")
+    assert error.render("magic").endswith(
+        "To make it distributed: %devserver create x --flavor cpu-small --distributed --world-size 4")
+    assert error.render("python").endswith(
+        "To make it distributed: client.create('x', flavor='cpu-small', mode=\"distributed\", world_size=4)")
+
+
+def test_option_problems_lists_every_problem_in_field_order() -> None:
+    problems = DevServerSpec.option_problems(owner="alice", flavor="cpu-small", name="x", time_to_live="8",
+                                             idle_timeout=MIN_IDLE_TIMEOUT - 1, world_size=2, home_size="lots")
+    assert [problem.field for problem in problems] == [
+        "spec.lifecycle.timeToLive", "spec.lifecycle.idleTimeout", "spec.mode", "spec.persistentHomeSize"]
+    assert f"it must be at least 1m ({MIN_IDLE_TIMEOUT} seconds)" in str(problems[1])
+    assert DevServerSpec.option_problems(owner="alice", flavor="cpu-small", idle_timeout=MIN_IDLE_TIMEOUT) == []
