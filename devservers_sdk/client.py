@@ -142,6 +142,9 @@ class DevServerDescription:
     tracking: dict[str, dict[str, str]] = field(default_factory=dict)
     """Where the pods' experiment runs go, per tool (``mlflow``, ``wandb``): URI or project, experiment or
     entity, the Secret's name (never its value), and ``from``: ``DevServer`` or ``namespace defaults``."""
+    max_time_to_live: str | None = None
+    """The flavor's ``maxTimeToLive`` (None: no maximum, or the flavor is gone), so that the expiry shown
+    before the operator reports it is capped as the operator caps it (``views.expires_at``)."""
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
@@ -617,8 +620,10 @@ class DevServerClient:
                          if (event.get("involvedObject") or {}).get("kind") in ("DevServer", "Pod", "StatefulSet"))
         epoch = datetime.min.replace(tzinfo=UTC)
         found.sort(key=lambda event: event.last_seen or epoch)
+        flavor = self._flavor_spec_or_none(devserver.spec.flavor)
         return DevServerDescription(devserver=devserver, pods=pods, events=found[-events:] if events else [],
-                                    tracking=self._tracking_destinations(devserver))
+                                    tracking=self._tracking_destinations(devserver),
+                                    max_time_to_live=flavor.max_time_to_live if flavor is not None else None)
 
     def _tracking_destinations(self, devserver: DevServer) -> dict[str, dict[str, str]]:
         """Where runs go: the DevServer's own tools, else its namespace's defaults (as the operator decides)."""

@@ -377,11 +377,12 @@ def _cost(server: DevServer) -> str | None:
             f"{' ' + cost.currency if cost.currency else ''} per pod-hour{running})")
 
 
-def _lifecycle(server: DevServer) -> list[tuple[str, str]]:
+def _lifecycle(server: DevServer, max_time_to_live: str | None) -> list[tuple[str, str]]:
     lifecycle, status = server.spec.lifecycle, server.status
     idle = _seconds(lifecycle.idle_timeout) if lifecycle.idle_timeout else "the flavor's"
+    deadline = views.expires_at(server, max_time_to_live=max_time_to_live)
     rows = [
-        ("Expires at", timestamp(expires_at(server), relative=lambda m: "passed" if time_left(m) == "expired"
+        ("Expires at", timestamp(deadline, relative=lambda m: "passed" if time_left(m) == "expired"
                                  else f"in {time_left(m)}")),
         ("Time to live", lifecycle.time_to_live or NONE),
         ("Expiration time", timestamp(lifecycle.expiration_time)),
@@ -449,7 +450,8 @@ def describe_text(description: DevServerDescription) -> str:
         ("Observed", NONE if observed is None else f"generation {observed} of {generation}"),
         *([("Cost", cost)] if cost else []),
     ]
-    sections = [_fields(overview), "Status:\n" + _fields(state, "  "), "Lifecycle:\n" + _fields(_lifecycle(server), "  ")]
+    lifecycle = _lifecycle(server, description.max_time_to_live)
+    sections = [_fields(overview), "Status:\n" + _fields(state, "  "), "Lifecycle:\n" + _fields(lifecycle, "  ")]
     gpus = _gpus(server)
     if gpus:
         sections.append("GPUs:\n" + gpus)

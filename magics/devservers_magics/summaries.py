@@ -26,9 +26,9 @@ __all__ = [
 ]
 
 
-def expires_at(server: DevServer) -> datetime | None:
+def expires_at(server: DevServer, *, max_time_to_live: str | None = None) -> datetime | None:
     """When the DevServer will be deleted: the SDK's one view of it (``devservers_sdk.views.expires_at``)."""
-    return views.expires_at(server)
+    return views.expires_at(server, max_time_to_live=max_time_to_live)
 
 
 def remaining_text(deadline: datetime | None, *, now: datetime | None = None) -> str:

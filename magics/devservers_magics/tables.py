@@ -193,9 +193,9 @@ class FlavorTable(list["DevServerFlavor"]):
 # -- one DevServer -----------------------------------------------------------------------------------
 
 
-def _fields(server: DevServer, now: datetime) -> list[tuple[str, str]]:
+def _fields(server: DevServer, now: datetime, max_time_to_live: str | None) -> list[tuple[str, str]]:
     spec, status = server.spec, server.status
-    deadline = expires_at(server)
+    deadline = expires_at(server, max_time_to_live=max_time_to_live)
     expiry = (
         f"in {remaining_text(deadline, now=now)} ({deadline:%Y-%m-%d %H:%M UTC})" if deadline else "never"
     )
@@ -244,10 +244,12 @@ def _conditions(server: DevServer) -> list[list[str]]:
     return [[c.type, c.status, c.reason, c.message] for c in server.status.conditions]
 
 
-def devserver_text(server: DevServer, p: RepresentationPrinter | None = None, cycle: bool = False) -> str:
-    """A DevServer as aligned ``key  value`` lines (also an IPython pretty printer)."""
+def devserver_text(server: DevServer, p: RepresentationPrinter | None = None, cycle: bool = False, *,
+                   max_time_to_live: str | None = None) -> str:
+    """A DevServer as aligned ``key  value`` lines (also an IPython pretty printer); ``max_time_to_live`` is its
+    flavor's, when known (``DevServerDescription``), for the expiry shown before the operator reports one."""
     now = datetime.now(UTC)
-    fields = _fields(server, now)
+    fields = _fields(server, now, max_time_to_live)
     width = max(len(key) for key, _ in fields)
     lines = [f"DevServer {server.name}"] + [f"  {key.ljust(width)}  {value}" for key, value in fields]
     conditions = _conditions(server)
@@ -259,9 +261,9 @@ def devserver_text(server: DevServer, p: RepresentationPrinter | None = None, cy
     return text
 
 
-def devserver_html(server: DevServer) -> str:
+def devserver_html(server: DevServer, *, max_time_to_live: str | None = None) -> str:
     now = datetime.now(UTC)
-    parts = [html_table(("field", "value"), _fields(server, now), caption=f"DevServer {server.name}")]
+    parts = [html_table(("field", "value"), _fields(server, now, max_time_to_live), caption=f"DevServer {server.name}")]
     conditions = _conditions(server)
     if conditions:
         parts.append(html_table(("condition", "status", "reason", "message"), conditions))
@@ -300,7 +302,7 @@ def description_text(
 ) -> str:
     """``%devserver describe``: the DevServer, its pods and recent events (also an IPython pretty printer)."""
     now = datetime.now(UTC)
-    sections = [devserver_text(description.devserver)]
+    sections = [devserver_text(description.devserver, max_time_to_live=description.max_time_to_live)]
     pods = _pod_rows(description)
     sections.append("Pods:\n" + (_indent(text_table(_POD_COLUMNS, pods)) if pods else "  none"))
     events = _event_rows(description, now)
@@ -316,7 +318,7 @@ def description_html(description: DevServerDescription) -> str:
     pods, events = _pod_rows(description), _event_rows(description, now)
     return "".join(
         [
-            devserver_html(description.devserver),
+            devserver_html(description.devserver, max_time_to_live=description.max_time_to_live),
             html_table(_POD_COLUMNS, pods, caption="Pods") if pods else "<p><b>Pods:</b> none</p>",
             html_table(_EVENT_COLUMNS, events, caption="Events") if events else "<p><b>Events:</b> none</p>",
         ]

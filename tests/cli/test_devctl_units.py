@@ -95,6 +95,16 @@ def test_describe_text_has_every_section() -> None:
     assert document["pods"][0]["name"] == "mydev-0" and document["events"][0]["last_seen"].endswith("Z")
 
 
+def test_describe_caps_the_expiry_by_the_flavor_before_the_operator_reports_it() -> None:
+    server = devserver()  # timeToLive 4h, created five minutes ago, no status yet
+    capped = render.render([DevServerDescription(devserver=server, max_time_to_live="1h")], "table", render.DESCRIPTION)
+    line = next(line for line in capped.splitlines() if "Expires at" in line)
+    assert "(in 54m" in line or "(in 55m" in line, line
+    uncapped = render.render([DevServerDescription(devserver=server)], "table", render.DESCRIPTION)
+    line = next(line for line in uncapped.splitlines() if "Expires at" in line)
+    assert "(in 3h5" in line, line
+
+
 def test_progress_prints_one_line_per_change_without_a_terminal() -> None:
     stream = io.StringIO()
     with WaitProgress(stream, live=False) as progress:

@@ -315,7 +315,7 @@ def details(description: DevServerDescription, item: dict[str, Any]) -> str:
                       ["Backend", spec.distributed.backend], ["NCCL settings", nccl]]
     status_rows = [
         ["Phase", item["phase"]], ["Ready pods", item["ready"]], ["Message", status.message or _UNKNOWN],
-        ["Expires at", _when(views.expires_at(server))],
+        ["Expires at", _when(views.expires_at(server, max_time_to_live=description.max_time_to_live))],
         ["Last activity", f"{_when(status.last_activity_time)} ({status.last_activity_source or 'unknown source'})"
          if status.last_activity_time else _UNKNOWN],
         ["Stopped", f"{status.stopped_reason or 'by request'} at {_when(status.stopped_at)}"
