@@ -36,7 +36,7 @@ from .. import views
 from ..errors import ExecError, InvalidSpecError
 
 if TYPE_CHECKING:
-    from ..client import DevServerClient
+    from .target import ConnectClient
 
 _PIPE_CHUNK = 256 * 1024
 
@@ -236,7 +236,7 @@ def _same(local: list[Any], remote: list[Any] | None) -> bool:
 
 # -- the operations -------------------------------------------------------------------------------------
 
-def _ranks(client: DevServerClient, name: str, rank: int | None, all_ranks: bool) -> list[int]:
+def _ranks(client: ConnectClient, name: str, rank: int | None, all_ranks: bool) -> list[int]:
     if not all_ranks:
         return [rank or 0]
     return list(range(views.world_size(client.get(name))))
@@ -249,7 +249,7 @@ def _remote_dir(path: str) -> str:
     return path
 
 
-def _send_archive(client: DevServerClient, name: str, rank: int, directory: str,
+def _send_archive(client: ConnectClient, name: str, rank: int, directory: str,
                   write: Any) -> int:
     """Unpack an archive (written by ``write(tarfile)``) into ``directory`` of one pod; the bytes sent."""
     pipe = _ArchivePipe(write)
@@ -266,7 +266,7 @@ def _send_archive(client: DevServerClient, name: str, rank: int, directory: str,
     return pipe.bytes
 
 
-def copy_to(client: DevServerClient, name: str, source: str | os.PathLike[str], destination: str, *,
+def copy_to(client: ConnectClient, name: str, source: str | os.PathLike[str], destination: str, *,
             rank: int = 0, all_ranks: bool = False) -> TransferResult:
     """See ``DevServerClient.copy_to``."""
     local = Path(source)
@@ -308,7 +308,7 @@ def _walk(local: Path, top: str) -> Iterator[tuple[Path, str]]:
                 yield Path(directory) / entry, f"{prefix}/{entry}"
 
 
-def copy_from(client: DevServerClient, name: str, source: str, destination: str | os.PathLike[str], *,
+def copy_from(client: ConnectClient, name: str, source: str, destination: str | os.PathLike[str], *,
               rank: int = 0) -> TransferResult:
     """See ``DevServerClient.copy_from``."""
     source = _remote_dir(source).rstrip("/") or "/"
@@ -361,7 +361,7 @@ def default_remote_dir(local: Path) -> str:
     return f"~/{local.resolve().name}"
 
 
-def sync(client: DevServerClient, name: str, source: str | os.PathLike[str], destination: str | None = None, *,
+def sync(client: ConnectClient, name: str, source: str | os.PathLike[str], destination: str | None = None, *,
          ranks: Iterable[int] | None = None) -> TransferResult:
     """See ``DevServerClient.sync``."""
     root = Path(source)

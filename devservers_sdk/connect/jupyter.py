@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 from ..errors import ExecError
 
 if TYPE_CHECKING:
-    from ..client import DevServerClient
     from .portforward import LocalAddress
+    from .target import ConnectClient
 
 STATE_PATH = "~/.devservers/jupyter/server.json"
 MISSING_JUPYTER = 127
@@ -132,7 +132,7 @@ def jupyter_command(action: str, port: int = 0, *, python: str = "python3") -> l
     return [python, "-c", _SCRIPT, action, str(port)]
 
 
-def start(client: DevServerClient, name: str, *, rank: int = 0, port: int | None = None,
+def start(client: ConnectClient, name: str, *, rank: int = 0, port: int | None = None,
           python: str = "python3") -> JupyterServer:
     """See ``DevServerClient.jupyter``."""
     result = client.exec(name, jupyter_command("start", port or 0, python=python), rank=rank, timeout=180)
@@ -145,7 +145,7 @@ def start(client: DevServerClient, name: str, *, rank: int = 0, port: int | None
                          bool(state.get("reused")))
 
 
-def stop(client: DevServerClient, name: str, *, rank: int = 0) -> bool:
+def stop(client: ConnectClient, name: str, *, rank: int = 0) -> bool:
     """See ``DevServerClient.jupyter_stop``."""
     result = client.exec(name, jupyter_command("stop"), rank=rank, timeout=60, check=True)
     return bool(json.loads(str(result.stdout).strip().splitlines()[-1])["stopped"])

@@ -28,8 +28,8 @@ from ..activity import ActivityHeartbeat
 from ..errors import DevServerError, InvalidSpecError, NotFoundError
 
 if TYPE_CHECKING:
-    from ..client import DevServerClient
     from ..kube import ExecSession
+    from .target import ConnectClient
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class PortForward:
         errors: the messages of connections that failed (the pod refused, the stream broke).
     """
 
-    def __init__(self, client: DevServerClient, name: str, remote_port: int, *, local_port: int = 0,
+    def __init__(self, client: ConnectClient, name: str, remote_port: int, *, local_port: int = 0,
                  rank: int = 0, address: str = "127.0.0.1", on_error: ErrorCallback | None = None) -> None:
         if not isinstance(remote_port, int) or not 0 < remote_port < 65536:
             raise InvalidSpecError(f"remote_port must be a TCP port (1-65535), got {remote_port!r}.",

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 from ..errors import ConfigurationError, DevServerNotFoundError, DevServerNotReadyError, ExecError
 
 if TYPE_CHECKING:
-    from ..client import DevServerClient
+    from .target import ConnectClient
 
 HOST_SUFFIX = ".devserver"
 KEY_NAME = "devservers_ed25519"
@@ -101,7 +101,7 @@ def sshd_command(public_key: str, *, candidates: Sequence[str] = SSHD_CANDIDATES
     return ["env", "DEVSERVERS_SSHD_PRINT_HOST_KEY=1", *argv] if print_host_key else argv
 
 
-def resolve_host(client: DevServerClient, host: str) -> tuple[str, int]:
+def resolve_host(client: ConnectClient, host: str) -> tuple[str, int]:
     """The DevServer and rank an ssh host name means: ``NAME.devserver`` is rank 0, ``NAME-R.devserver``
     rank R, unless a DevServer is called ``NAME-R`` itself."""
     name = host[:-len(HOST_SUFFIX)] if host.endswith(HOST_SUFFIX) else host
@@ -189,7 +189,7 @@ class SshConfigResult:
     notes: list[str] = field(default_factory=list)
 
 
-def proxy_command(client: DevServerClient, identity: Path) -> str:
+def proxy_command(client: ConnectClient, identity: Path) -> str:
     """``python -m devservers_cli [cluster flags] ssh-proxy --identity KEY %h``, quoted for ssh's shell."""
     argv = [sys.executable, "-m", "devservers_cli"]
     info = client._kube.info
@@ -208,7 +208,7 @@ def _config_value(value: str) -> str:
     return f'"{value}"' if any(ch.isspace() for ch in value) else value
 
 
-def ssh_config(client: DevServerClient, names: Sequence[str] | None = None, *,
+def ssh_config(client: ConnectClient, names: Sequence[str] | None = None, *,
                identity: str | os.PathLike[str] | None = None, install: bool = False) -> SshConfigResult:
     """See ``DevServerClient.ssh_config``."""
     key = ensure_key(identity)
@@ -299,7 +299,7 @@ def _install_include(include: str) -> None:
     config.chmod(0o600)
 
 
-def proxy(client: DevServerClient, host: str, *, identity: str | os.PathLike[str] | None = None) -> int:
+def proxy(client: ConnectClient, host: str, *, identity: str | os.PathLike[str] | None = None) -> int:
     """See ``DevServerClient.ssh_proxy``."""
     name, rank = resolve_host(client, host)
     key = ensure_key(identity)
