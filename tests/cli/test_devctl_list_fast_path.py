@@ -5,8 +5,10 @@ a bearer token, which the fast path handles, and an exec credential plugin handi
 which it leaves to the SDK's client. Same identity, context name and server, and the renderer's clock
 frozen: every byte devctl prints must be the same, in every format and for every failure.
 
-The cluster is a private emulator without kubelet or operator, so the statuses are written here (every
-column has something to show) and the faults injected here disturb no other test.
+The cluster is a private emulator without kubelet or operator (``tests/sdk/fast_list_scene.py``), so the
+statuses are written there (every column has something to show) and the faults injected here disturb no other
+test. That the fast path resolves namespace, context and owner as the client does is the SDK's own question:
+``tests/sdk/test_lightweight_read_listing.py``.
 """
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +26,16 @@ import pytest
 import yaml
 from devctl_support import Outcome, devctl_env, run_runner
 
-from devservers_sdk.client import DevServerClient
 from devservers_sdk.errors import FullClientRequired
-from devservers_sdk.kube import DEVSERVERS, Kube, Resource
+from devservers_sdk.kube import DEVSERVERS, Kube
 from devservers_sdk.lightweight_read import list_devservers
 from devservers_sdk.localcluster import tls
 from devservers_sdk.localcluster.apiserver.faults import FaultSettings
-from devservers_sdk.localcluster.cluster import LocalCluster
 from devservers_sdk.settings import load_kubeconfig
-from tests.platform_fixture import apply_crds_and_flavors
+from tests.sdk.fast_list_scene import EMPTY, HOME, OTHER, Scene, running_scene
 
 pytestmark = [pytest.mark.emulator_only, pytest.mark.slow]
 
-HOME, OTHER, EMPTY = "fast-home", "fast-other", "fast-empty"
-NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
 HEAVY = ("kubernetes", "urllib3", "pydantic", "pydantic_core", "devservers_sdk.client", "devservers_sdk.models")
 
 # devctl in a subprocess with the renderer's clock frozen at argv[1]; the heavy modules it loaded go to argv[2].
@@ -57,97 +54,10 @@ finally:
 """.format(heavy=repr(set(HEAVY)))
 
 
-@dataclass
-class Scene:
-    cluster: LocalCluster
-    directory: Path
-    token: Path  # kubeconfig with the admin token: the fast path
-    exec: Path  # the same user through an exec plugin: the client's path
-    calls: Path  # one line per run of the exec plugins
-    now: datetime  # the renderer's clock in every comparison
-
-    def variant(self, name: str, *, user: dict[str, Any] | None = None, cluster: dict[str, Any] | None = None,
-                source: Path | None = None) -> Path:
-        """A copy of a kubeconfig (the token one by default) with its user replaced or cluster fields changed."""
-        document = yaml.safe_load((source or self.token).read_text())
-        if user is not None:
-            document["users"][0]["user"] = user
-        if cluster is not None:
-            document["clusters"][0]["cluster"].update(cluster)
-        path = self.directory / name
-        path.write_text(yaml.safe_dump(document))
-        path.chmod(0o600)
-        return path
-
-    def exec_user(self, token: str) -> dict[str, Any]:
-        """An exec credential plugin that hands out ``token`` and counts its runs in ``calls``."""
-        script = self.directory / f"credential-{len(list(self.directory.glob('credential-*')))}.py"
-        credential = {"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential",
-                      "status": {"token": token}}
-        script.write_text(f"import json\nwith open({str(self.calls)!r}, 'a') as calls:\n    calls.write('run\\n')\n"
-                          f"print(json.dumps({credential!r}))\n")
-        return {"exec": {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": sys.executable,
-                         "args": [str(script)]}}
-
-    def plugin_runs(self) -> int:
-        return len(self.calls.read_text().splitlines()) if self.calls.exists() else 0
-
-
-def _timestamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _populate(kube: Kube, now: datetime) -> None:
-    """DevServers that exercise every column, and the defaults a manifest may leave to the model."""
-    for namespace in (HOME, OTHER, EMPTY):
-        kube.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    servers: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
-        (HOME, "alpha", {"owner": "alice", "flavor": "cpu-small", "lifecycle": {"timeToLive": "4h"}},
-         {"phase": "Running", "readyReplicas": 1, "replicas": 1, "message": "1/1 pods ready",
-          "lastActivityTime": _timestamp(now - timedelta(minutes=3))}),
-        # distributed without a `distributed` section: the model's default world size (2) applies
-        (HOME, "beta", {"owner": "bob", "flavor": "cpu-small", "mode": "distributed", "image": "python:3.11",
-                        "persistentHomeSize": "10Gi"}, {}),
-        (HOME, "gamma", {"owner": "alice", "flavor": "cpu-large", "mode": "distributed",
-                         "distributed": {"worldSize": 3, "backend": "gloo", "ncclSettings": {"NCCL_DEBUG": "INFO"}},
-                         "lifecycle": {"expirationTime": _timestamp(now + timedelta(days=2)), "timeToLive": "1d"}},
-         {"phase": "Starting", "readyReplicas": 1, "replicas": 3, "expiresAt": _timestamp(now + timedelta(hours=5)),
-          "conditions": [
-              {"type": "Ready", "status": "False", "reason": "PodsStarting", "message": "1/3 pods ready",
-               "lastTransitionTime": _timestamp(now - timedelta(minutes=2))},
-              {"type": "Expiring", "status": "Unknown", "reason": "Soon", "message": "",
-               "lastTransitionTime": _timestamp(now - timedelta(minutes=9))}]}),
-        (HOME, "delta", {"owner": "alice", "flavor": "cpu-small", "lifecycle": {"autoShutdown": False}},
-         {"phase": "Stopped", "readyReplicas": 0, "replicas": 0, "stoppedReason": "IdleTimeout",
-          "conditions": [{"type": "Stopped", "status": "True", "reason": "IdleTimeout",
-                          "lastTransitionTime": _timestamp(now - timedelta(hours=1))}]}),
-        (OTHER, "epsilon", {"owner": "carol", "flavor": "gpu-small",
-                            "lifecycle": {"expirationTime": _timestamp(now - timedelta(minutes=1))}},
-         {"phase": "Failed", "message": "ImagePullBackOff"}),
-    ]
-    for namespace, name, spec, status in servers:
-        kube.create(DEVSERVERS, {"apiVersion": "devservers.io/v1", "kind": "DevServer",
-                                 "metadata": {"name": name, "namespace": namespace}, "spec": spec},
-                    namespace=namespace)
-        if status:
-            kube.patch(DEVSERVERS, name, {"status": status}, namespace=namespace, subresource="status")
-
-
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
-    directory = tmp_path_factory.mktemp("fast-list")
-    with LocalCluster(kubelet=False) as cluster:
-        apply_crds_and_flavors(cluster.kubeconfig)
-        kube = Kube(load_kubeconfig(cluster.kubeconfig))
-        now = datetime.now(UTC).replace(microsecond=0)
-        _populate(kube, now)
-        kube.close()
-        token = Path(cluster.kubeconfig_for(directory / "token.kubeconfig", namespace=HOME))
-        # 20m30s later: every age and deadline is then shown in minutes, whichever second the objects got.
-        scene = Scene(cluster, directory, token, token, directory / "plugin-runs",
-                      now + timedelta(minutes=20, seconds=30))
-        scene.exec = scene.variant("exec.kubeconfig", user=scene.exec_user(cluster.token))
-        yield scene
+    with running_scene(tmp_path_factory.mktemp("fast-list")) as made:
+        yield made
 
 
 @pytest.fixture
@@ -276,42 +186,6 @@ def _same_error(fast: Outcome, full: Outcome, *fragments: str) -> None:
 
 
 # -- what the fast path reads, and what it leaves to the client ---------------------------------------------
-
-def test_the_listing_is_the_clients(scene: Scene, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Namespace, context, owner and sorting resolved as ``DevServerClient`` resolves them."""
-    for key in ("DEVSERVERS_NAMESPACE", "DEVSERVERS_CONTEXT", "DEVSERVERS_OWNER", "KUBECONFIG"):
-        monkeypatch.delenv(key, raising=False)
-    cases: list[tuple[dict[str, str], dict[str, Any]]] = [
-        ({}, {}), ({}, {"all_namespaces": True}), ({}, {"owner": "alice"}), ({}, {"namespace": OTHER}),
-        ({"DEVSERVERS_NAMESPACE": OTHER}, {}), ({"DEVSERVERS_NAMESPACE": OTHER}, {"namespace": HOME}),
-        ({"DEVSERVERS_NAMESPACE": EMPTY}, {"all_namespaces": True, "owner": "bob"}),
-    ]
-    for environment, arguments in cases:
-        with monkeypatch.context() as patch:
-            for key, value in environment.items():
-                patch.setenv(key, value)
-            listing = list_devservers(kubeconfig=scene.token, **arguments)
-            with DevServerClient(kubeconfig=scene.token, namespace=arguments.get("namespace")) as client:
-                expected = client.list(owner=arguments.get("owner"), all_namespaces=bool(arguments.get("all_namespaces")))
-                assert listing.namespace == client.namespace and listing.context == client.context
-        assert [(m["metadata"]["namespace"], m["metadata"]["name"]) for m in listing.items] == \
-               [(s.namespace, s.name) for s in expected], (environment, arguments)
-
-
-def test_a_context_chosen_by_the_environment(scene: Scene, monkeypatch: pytest.MonkeyPatch) -> None:
-    document = yaml.safe_load(scene.token.read_text())
-    document["contexts"].insert(0, {"name": "elsewhere", "context": {"cluster": "nowhere", "user": "nobody"}})
-    document["clusters"].append({"name": "nowhere", "cluster": {"server": "https://127.0.0.1:9"}})
-    document["users"].append({"name": "nobody", "user": {"token": "x"}})
-    document["current-context"] = "elsewhere"
-    path = scene.directory / "two-contexts.kubeconfig"
-    path.write_text(yaml.safe_dump(document))
-    monkeypatch.setenv("DEVSERVERS_CONTEXT", "devservers-local")
-    listing = list_devservers(kubeconfig=path)
-    assert listing.context == "devservers-local" and [m["metadata"]["name"] for m in listing.items][:1] == ["alpha"]
-    with pytest.raises(FullClientRequired, match="ConnectionRefused"):
-        list_devservers(kubeconfig=path, context="elsewhere")
-
 
 def test_files_beside_the_kubeconfig_and_client_certificates(scene: Scene, frozen: datetime) -> None:
     """tokenFile and certificate-authority relative to the kubeconfig, inline client certificates: all read."""

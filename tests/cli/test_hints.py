@@ -18,7 +18,6 @@ import click
 import pytest
 from devservers_cli.main import cli
 
-from devservers_sdk.errors import DevServerNotFoundError
 from devservers_sdk.next_steps import NextStep
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,15 +139,3 @@ def test_every_hint_parses_through_devctl(where: str, line: str) -> None:
 def test_a_wrong_flag_is_caught() -> None:
     with pytest.raises(click.UsageError, match="--by"):
         parse("devctl extend mydev --by 2h")
-
-
-def test_a_next_step_in_each_front_ends_syntax() -> None:
-    step = NextStep("extend", "mydev", {"time": "2h"})
-    assert step.devctl() == "devctl extend mydev --time 2h"
-    assert step.magic() == "%devserver extend mydev --time 2h"
-    assert step.python() == "client.extend('mydev', by='2h')"
-    assert NextStep("local up").magic() == "devctl local up"  # a terminal step stays a shell command
-    error = DevServerNotFoundError("DevServer 'x' not found.", next_step=NextStep("list"), lead="List yours with")
-    assert str(error) == "DevServer 'x' not found. List yours with: devctl list"
-    assert error.render("magic") == "DevServer 'x' not found. List yours with: %devserver list"
-    assert error.render("python") == "DevServer 'x' not found. List yours with: client.list()"
