@@ -18,7 +18,7 @@ FUZZ_OPERATOR_ENV = {"DEVSERVERS_PROBE_INTERVAL": "1h"}
 
 
 @pytest.fixture(scope="module")
-def server() -> InProcessServer:
+def api_server() -> InProcessServer:
     return InProcessServer()
 
 

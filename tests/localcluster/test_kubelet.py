@@ -124,7 +124,7 @@ def pid_alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Callable[..., None]:
+def run_scenario(tmp_path: Path) -> Callable[..., None]:
     """Run ``scenario(env)`` against a fresh API + kubelet; the kubelet is stopped afterwards."""
 
     def run(scenario: Callable[[Env], Awaitable[None]], **kubelet_options: Any) -> None:
@@ -144,7 +144,7 @@ def cluster(tmp_path: Path) -> Callable[..., None]:
     return run
 
 
-def test_node_is_registered_ready_with_capacity(cluster: Callable[..., None]) -> None:
+def test_node_is_registered_ready_with_capacity(run_scenario: Callable[..., None]) -> None:
     async def scenario(env: Env) -> None:
         node = env.api.get(env.rt("nodes"), None, "localcluster")
         labels = node["metadata"]["labels"]
@@ -164,10 +164,10 @@ def test_node_is_registered_ready_with_capacity(cluster: Callable[..., None]) ->
         )
         assert lease["spec"]["holderIdentity"] == "localcluster"
 
-    cluster(scenario, capacity={"nvidia.com/gpu": "2"})
+    run_scenario(scenario, capacity={"nvidia.com/gpu": "2"})
 
 
-def test_pod_runs_and_logs(cluster: Callable[..., None]) -> None:
+def test_pod_runs_and_logs(run_scenario: Callable[..., None]) -> None:
     async def scenario(env: Env) -> None:
         env.run_pod("hello", {"name": "main", "command": ["sh", "-c", "echo hi; echo oops >&2; sleep 30"]})
         await until(running_ready(env, "hello"), "hello Running and Ready")
@@ -201,10 +201,10 @@ def test_pod_runs_and_logs(cluster: Callable[..., None]) -> None:
         assert started["source"]["component"] == "kubelet"
         assert started["involvedObject"]["fieldPath"] == "spec.containers{main}"
 
-    cluster(scenario)
+    run_scenario(scenario)
 
 
-def test_environment(cluster: Callable[..., None]) -> None:
+def test_environment(run_scenario: Callable[..., None]) -> None:
     async def scenario(env: Env) -> None:
         env.create("configmaps", {"metadata": {"name": "cfg"}, "data": {"color": "blue", "size": "L"}})
         env.create("secrets", {"metadata": {"name": "sec"}, "stringData": {"token": "s3cret"}})
@@ -262,10 +262,10 @@ def test_environment(cluster: Callable[..., None]) -> None:
         conditions = {c["type"]: c for c in status["conditions"]}
         assert conditions["Ready"]["reason"] == "PodCompleted"
 
-    cluster(scenario, api_server_url="https://127.0.0.1:6443")
+    run_scenario(scenario, api_server_url="https://127.0.0.1:6443")
 
 
-def test_missing_configmap_is_a_config_error_until_it_appears(cluster: Callable[..., None]) -> None:
+def test_missing_configmap_is_a_config_error_until_it_appears(run_scenario: Callable[..., None]) -> None:
     async def scenario(env: Env) -> None:
         env.run_pod(
             "late",
@@ -287,10 +287,10 @@ def test_missing_configmap_is_a_config_error_until_it_appears(cluster: Callable[
         await until(running_ready(env, "late"), "late Running")
         await until(lambda: env.log("late", "main") == "arrived\n", "the value in the log")
 
-    cluster(scenario)
+    run_scenario(scenario)
 
 
-def test_crash_loop_back_off(cluster: Callable[..., None]) -> None:
+def test_crash_loop_back_off(run_scenario: Callable[..., None]) -> None:
     async def scenario(env: Env) -> None:
         env.run_pod("crash", {"name": "main", "command": ["sh", "-c", "echo run; exit 3"]})
         await until(
@@ -320,10 +320,10 @@ def test_crash_loop_back_off(cluster: Callable[..., None]) -> None:
         assert env.kubelet.log_path("default", "crash", "main").name == f"{waiting['restartCount']}.log"
         await until(lambda: env.status("crash", "main")["restartCount"] >= 3, "more restarts", timeout=60)
 
-    cluster(scenario)
+    run_scenario(scenario)
 
 
-def test_restart_policies_and_init_containers(cluster: Callable[..., None]) -> None:
+def test_restart_policies_and_init_containers(run_scenario: Callable[..., None]) -> None:
     async def scenario(env: Env) -> None:
         env.create(
             "pods",
@@ -415,10 +415,10 @@ def test_restart_policies_and_init_containers(cluster: Callable[..., None]) -> N
         await until(lambda: env.status("bad-init").get("phase") == "Failed", "bad-init Failed")
         assert env.status("bad-init", "main")["state"]["waiting"]["reason"] == "PodInitializing"
 
-    cluster(scenario)
+    run_scenario(scenario)
 
 
-def test_unschedulable_gpu_pod_waits_for_room(cluster: Callable[..., None]) -> None:
+def test_unschedulable_gpu_pod_waits_for_room(run_scenario: Callable[..., None]) -> None:
     def gpu_pod(name: str, count: int) -> dict[str, Any]:
         return {
             "name": "main",
@@ -451,10 +451,10 @@ def test_unschedulable_gpu_pod_waits_for_room(cluster: Callable[..., None]) -> N
         env.delete("holder")
         await until(running_ready(env, "big"), "big scheduled once the GPU is free")
 
-    cluster(scenario, capacity={"nvidia.com/gpu": "2"})
+    run_scenario(scenario, capacity={"nvidia.com/gpu": "2"})
 
 
-def test_invalid_registry_gives_image_pull_back_off(cluster: Callable[..., None]) -> None:
+def test_invalid_registry_gives_image_pull_back_off(run_scenario: Callable[..., None]) -> None:
     async def scenario(env: Env) -> None:
         env.run_pod(
             "pull", {"name": "main", "image": "registry.invalid/team/app:1", "command": ["sleep", "5"]}
@@ -485,10 +485,10 @@ def test_invalid_registry_gives_image_pull_back_off(cluster: Callable[..., None]
         with pytest.raises(StatusError, match="is waiting to start: trying and failing to pull image"):
             env.kubelet.log_path("default", "pull", "main")
 
-    cluster(scenario)
+    run_scenario(scenario)
 
 
-def test_deleting_a_pod_kills_its_processes(cluster: Callable[..., None]) -> None:
+def test_deleting_a_pod_kills_its_processes(run_scenario: Callable[..., None]) -> None:
     async def scenario(env: Env) -> None:
         # A background grandchild in its own session must die too.
         env.run_pod(
@@ -517,10 +517,10 @@ def test_deleting_a_pod_kills_its_processes(cluster: Callable[..., None]) -> Non
             "the Killing event",
         )
 
-    cluster(scenario)
+    run_scenario(scenario)
 
 
-def test_grace_period_then_sigkill(cluster: Callable[..., None]) -> None:
+def test_grace_period_then_sigkill(run_scenario: Callable[..., None]) -> None:
     async def scenario(env: Env) -> None:
         env.run_pod(
             "stubborn",
@@ -542,10 +542,10 @@ def test_grace_period_then_sigkill(cluster: Callable[..., None]) -> None:
         assert 0.9 < time.monotonic() - started < 5
         assert not pid_alive(pid)
 
-    cluster(scenario)
+    run_scenario(scenario)
 
 
-def test_claim_outlives_pods_and_nothing_is_created_on_the_host(cluster: Callable[..., None]) -> None:
+def test_claim_outlives_pods_and_nothing_is_created_on_the_host(run_scenario: Callable[..., None]) -> None:
     mount_path = f"/home/dev-{os.getpid()}-{time.time_ns()}"
 
     async def scenario(env: Env) -> None:
@@ -611,10 +611,10 @@ def test_claim_outlives_pods_and_nothing_is_created_on_the_host(cluster: Callabl
         assert env.log("writer", "main") == "persisted\n"
         assert not os.path.exists(mount_path), "the mount point must not be created on the host"
 
-    cluster(scenario)
+    run_scenario(scenario)
 
 
-def test_pods_resolve_each_other(cluster: Callable[..., None]) -> None:
+def test_pods_resolve_each_other(run_scenario: Callable[..., None]) -> None:
     resolve = textwrap.dedent("""
         import socket, sys, time
         for _ in range(100):
@@ -657,11 +657,11 @@ def test_pods_resolve_each_other(cluster: Callable[..., None]) -> None:
             assert lines[1] == name, "the hostname is the pod's"
             assert lines[2].split()[0] == ips[other], "glibc resolves the peer too (C/C++ programs)"
 
-    cluster(scenario)
+    run_scenario(scenario)
 
 
 def test_service_name_resolves_to_a_ready_pod_and_hosts_file_keeps_its_inode(
-    cluster: Callable[..., None],
+    run_scenario: Callable[..., None],
 ) -> None:
     async def scenario(env: Env) -> None:
         hosts = env.kubelet.hosts_path
@@ -685,10 +685,10 @@ def test_service_name_resolves_to_a_ready_pod_and_hosts_file_keeps_its_inode(
         )
         assert hosts.stat().st_ino == inode
 
-    cluster(scenario)
+    run_scenario(scenario)
 
 
-def test_probes(cluster: Callable[..., None]) -> None:
+def test_probes(run_scenario: Callable[..., None]) -> None:
     server = (
         "import http.server, os; http.server.HTTPServer((os.environ['POD_IP'], 8080), "
         "http.server.SimpleHTTPRequestHandler).serve_forever()"
@@ -759,10 +759,10 @@ def test_probes(cluster: Callable[..., None]) -> None:
         )
         assert not env.status("tcp", "main")["ready"]
 
-    cluster(scenario)
+    run_scenario(scenario)
 
 
-def test_exec_launch_spec_enters_the_container(cluster: Callable[..., None]) -> None:
+def test_exec_launch_spec_enters_the_container(run_scenario: Callable[..., None]) -> None:
     # A top-level directory that does not exist on the host: the container gets a new root.
     scratch = f"/lc-scratch-{os.getpid()}-{time.time_ns()}"
 
@@ -816,10 +816,10 @@ def test_exec_launch_spec_enters_the_container(cluster: Callable[..., None]) -> 
         env.delete("box")
         await asyncio.wait_for(process.communicate(), 10)  # the exec'd process dies with the pod
 
-    cluster(scenario)
+    run_scenario(scenario)
 
 
-def test_stop_leaves_no_process(cluster: Callable[..., None]) -> None:
+def test_stop_leaves_no_process(run_scenario: Callable[..., None]) -> None:
     pids: list[int] = []
 
     async def scenario(env: Env) -> None:
@@ -834,12 +834,12 @@ def test_stop_leaves_no_process(cluster: Callable[..., None]) -> None:
         env.delete("a")  # a deletion with a long grace period under way must not delay the shutdown
 
     started = time.monotonic()
-    cluster(scenario)
+    run_scenario(scenario)
     assert time.monotonic() - started < 15
     assert pids and not any(pid_alive(pid) for pid in pids)
 
 
-def test_fallback_mode_without_namespaces(cluster: Callable[..., None]) -> None:
+def test_fallback_mode_without_namespaces(run_scenario: Callable[..., None]) -> None:
     script = textwrap.dedent("""
         import os, socket, sys
         root = os.environ["LOCALCLUSTER_ROOT"]
@@ -867,7 +867,7 @@ def test_fallback_mode_without_namespaces(cluster: Callable[..., None]) -> None:
         await until(lambda: env.status("probe").get("phase") in ("Succeeded", "Failed"), "probe finished")
         assert env.log("probe", "main").splitlines() == ["hi", env.status("target")["podIP"], "True"]
 
-    cluster(scenario, isolation="none")
+    run_scenario(scenario, isolation="none")
 
 
 def test_nothing_survives_a_sigkilled_cluster(tmp_path: Path) -> None:
@@ -923,7 +923,7 @@ def test_nothing_survives_a_sigkilled_cluster(tmp_path: Path) -> None:
 
 
 def test_image_update_restarts_the_container_and_volumes_follow_configmaps(
-    cluster: Callable[..., None],
+    run_scenario: Callable[..., None],
 ) -> None:
     async def scenario(env: Env) -> None:
         env.create("configmaps", {"metadata": {"name": "cfg"}, "data": {"v": "one"}})
@@ -959,10 +959,10 @@ def test_image_update_restarts_the_container_and_volumes_follow_configmaps(
             "the definition-changed event",
         )
 
-    cluster(scenario)
+    run_scenario(scenario)
 
 
-def test_unbound_claim_keeps_the_pod_pending_until_bound(cluster: Callable[..., None]) -> None:
+def test_unbound_claim_keeps_the_pod_pending_until_bound(run_scenario: Callable[..., None]) -> None:
     async def scenario(env: Env) -> None:
         env.create(
             "persistentvolumeclaims",
@@ -1015,4 +1015,4 @@ def test_unbound_claim_keeps_the_pod_pending_until_bound(cluster: Callable[..., 
         await until(running_ready(env, "waits"), "waits Running once the claim is bound")
         await until(lambda: env.log("waits", "main") == "bound\n", "the volume's content")
 
-    cluster(scenario)
+    run_scenario(scenario)
