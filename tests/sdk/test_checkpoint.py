@@ -162,8 +162,11 @@ directory = os.path.join(sys.argv[1], f"home-{rank}")  # each rank its own home,
 manager = CheckpointManager(directory)
 written = manager.save({"weight": torch.full((2,), 3.0), "rank": rank}, step=11)
 loaded = manager.load_latest()
-print(f"RESULT rank={rank} wrote={written is not None} step={loaded.step} from={loaded.state['rank']} "
-      f"files={sorted(os.listdir(directory)) if os.path.isdir(directory) else []}", flush=True)
+# One write per line: both ranks share torchrun's stdout, and print() writes the text and its newline apart
+# (with PYTHONUNBUFFERED, two writes), so the two ranks' lines could interleave into one.
+sys.stdout.write(f"RESULT rank={rank} wrote={written is not None} step={loaded.step} from={loaded.state['rank']} "
+                 f"files={sorted(os.listdir(directory)) if os.path.isdir(directory) else []}\\n")
+sys.stdout.flush()
 dist.barrier()
 dist.destroy_process_group()
 """
