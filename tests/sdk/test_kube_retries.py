@@ -195,7 +195,8 @@ def test_total_time_bounds_the_retries(cluster: LocalCluster) -> None:
 
 def test_devctl_says_the_cluster_is_failing(cluster: LocalCluster) -> None:
     cluster.set_faults("error=1")
-    env = {**os.environ, "DEVSERVERS_RETRY_ATTEMPTS": "3", "PYTHONPATH": str(ROOT)}
+    # This checkout's devctl, not the one the environment installed (a worktree beside the installed clone).
+    env = {**os.environ, "DEVSERVERS_RETRY_ATTEMPTS": "3", "PYTHONPATH": os.pathsep.join([str(ROOT / "cli"), str(ROOT)])}
     result = subprocess.run([sys.executable, "-m", "devservers_cli", "list", "--kubeconfig", cluster.kubeconfig,
                              "-n", "alice"], capture_output=True, text=True, env=env, timeout=60, cwd=ROOT)
     assert result.returncode == 1, result
