@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import pytest
 from devservers_operator.probe import parse_probe, probe_command
@@ -15,6 +17,7 @@ from devservers_operator.settings import OperatorSettings
 from devservers_operator.workqueue import WorkQueue
 
 NOW = datetime(2025, 1, 31, 12, 0, tzinfo=UTC)
+T = TypeVar("T")
 
 
 # -- probe -----------------------------------------------------------------------------------------------
@@ -96,6 +99,36 @@ def test_bad_settings_name_the_variable(key: str, value: str) -> None:
 # -- work queue ------------------------------------------------------------------------------------------
 
 
+class _VirtualClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock jumps to the next timer whenever nothing is ready to run.
+
+    The queue's debounce, deadlines and backoff are loop times, so these tests read them exactly, however
+    busy the machine: on the real clock, a loop stalled for a fraction of a second (two cores, other suites
+    running) fired a timer late, and a test that slept 0.4 s to let a reconcile run found it had not.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._now = 0.0
+
+    def time(self) -> float:
+        return self._now
+
+    def _run_once(self) -> None:
+        ready, scheduled = self._ready, self._scheduled  # type: ignore[attr-defined]
+        if not ready and scheduled:
+            self._now = max(self._now, scheduled[0].when())
+        super()._run_once()  # type: ignore[misc]
+
+
+def _run(main: Coroutine[Any, Any, T]) -> T:
+    loop = _VirtualClockLoop()
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        loop.close()
+
+
 def test_a_burst_of_triggers_is_one_reconcile() -> None:
     async def main() -> list[str]:
         calls: list[str] = []
@@ -112,7 +145,7 @@ def test_a_burst_of_triggers_is_one_reconcile() -> None:
         await queue.stop()
         return calls
 
-    assert sorted(asyncio.run(main())) == ["a", "b"]
+    assert sorted(_run(main())) == ["a", "b"]
 
 
 def test_one_reconcile_per_key_at_a_time_and_a_trigger_during_it_runs_once_more() -> None:
@@ -137,7 +170,7 @@ def test_one_reconcile_per_key_at_a_time_and_a_trigger_during_it_runs_once_more(
         await queue.stop()
         return peak, runs
 
-    assert asyncio.run(main()) == (1, 2)
+    assert _run(main()) == (1, 2)
 
 
 def test_the_earliest_deadline_wins_and_a_requeue_comes_back() -> None:
@@ -159,7 +192,7 @@ def test_the_earliest_deadline_wins_and_a_requeue_comes_back() -> None:
         await queue.stop()
         return seen, left
 
-    seen, left = asyncio.run(main())
+    seen, left = _run(main())
     assert seen == [0.1, 0.3] and left is None
 
 
@@ -177,7 +210,7 @@ def test_failures_back_off_and_forget_drops_the_key() -> None:
         await queue.stop()
         return queue.errors, first, after
 
-    errors, first, after = asyncio.run(main())
+    errors, first, after = _run(main())
     assert errors == 1 and first is not None and 0.8 < first <= 1.0 and after is None
 
 
