@@ -93,7 +93,7 @@ def crds(cluster: ClusterHandle) -> str:
         cluster.kubeconfig,
         "wait",
         "--for=condition=Established",
-        "--timeout=30s",
+        "--timeout=120s",
         "crd/devservers.devservers.io",
         "crd/devserverflavors.devservers.io",
     )

@@ -126,7 +126,7 @@ def test_missing_shared_claim_is_named_and_recovers_when_created(operated: Opera
             ),
         ),
     )
-    operated.wait_phase("team", "Running", timeout=40)
+    operated.wait_phase("team", "Running", timeout=120)  # a claim to bind and a pod to start, on a busy machine
     operated.exec("team-0", "touch /shared/hello && test -f /shared/hello")
 
 
