@@ -105,7 +105,6 @@ from .kube_core import (
     NODES,
     PODS,
     PVCS,
-    RETRIED_STATUSES,
     SECRETS,
     SELF_SUBJECT_REVIEWS,
     SERVICES,
@@ -126,6 +125,8 @@ from .kube_core import (
     status_failure,
     transport_failure,
     url,
+    watch_event,
+    watch_query,
     why_unreachable,
 )
 from .settings import KubeconfigInfo
@@ -511,9 +512,8 @@ class Kube:
         import urllib3
 
         _raise_if_cancelled(cancel, resource)
-        query = [("watch", "true"), ("allowWatchBookmarks", "true"), ("fieldSelector", field_selector),
-                 ("labelSelector", label_selector), ("resourceVersion", resource_version),
-                 ("timeoutSeconds", max(1, int(timeout_seconds)))]
+        query = watch_query(field_selector=field_selector, label_selector=label_selector,
+                            resource_version=resource_version, timeout_seconds=timeout_seconds)
         try:
             raw = self._send("GET", resource.path(namespace), query=query, kind=resource.kind, namespace=namespace,
                              timeout=(min(CONNECT_TIMEOUT, self.timeout), timeout_seconds + 5.0))
@@ -622,17 +622,7 @@ class Kube:
                 pause(min(policy.pause(drops), max(0.0, deadline - policy.clock())))
 
     def _watch_event(self, line: bytes, resource: Resource, namespace: str | None) -> tuple[str, dict[str, Any]]:
-        event = json.loads(line)
-        kind, obj = str(event.get("type")), event.get("object") or {}
-        if kind == "ERROR":
-            code = int(obj.get("code") or 500)
-            if code == 410:
-                raise WatchExpired(f"The watch on {resource.plural} expired: {obj.get('message')}", status=410)
-            if code in RETRIED_STATUSES:  # the server's end of the stream failed, not the watch itself
-                raise WatchDropped(f"The watch on {resource.plural} broke ({code}): {obj.get('message')}",
-                                   context=self.info.context, server=self.info.server)
-            raise self.api_error(code, json.dumps(obj), kind=resource.kind, name=None, namespace=namespace)
-        return kind, obj
+        return watch_event(line, resource, namespace, context=self.info.context, server=self.info.server)
 
     # -- pods ----------------------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ import json
 import logging
 import os
 import subprocess
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
@@ -51,6 +51,8 @@ from .errors import (
     DevServerError,
     ExecError,
     NotFoundError,
+    WatchDropped,
+    WatchExpired,
 )
 from .kube_core import (
     CONFIGMAPS,
@@ -80,6 +82,8 @@ from .kube_core import (
     status_failure,
     transport_failure,
     url,
+    watch_event,
+    watch_query,
     why_unreachable,
 )
 
@@ -246,7 +250,7 @@ class AsyncKube:
             server=self.server,
         )
 
-    def _transport_failure(self, exc: BaseException, timeout: float) -> TryFailed:
+    def _transport_failure(self, exc: BaseException, timeout: float | None) -> TryFailed:
         """A network failure of one try: transient once a connection was made, final before that."""
         import ssl
 
@@ -263,6 +267,40 @@ class AsyncKube:
             timed_out=any(isinstance(e, TimeoutError) for e in chain),
         )
 
+    async def _respond(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Sequence[tuple[str, Any]] | None,
+        body: Any,
+        content_type: str | None,
+        timeout: aiohttp.ClientTimeout,
+        kind: str,
+        name: str | None,
+        namespace: str | None,
+    ) -> Any:
+        """One try, up to a 2xx answer whose body is not read yet (the ``RESTResponse``), or ``TryFailed``."""
+        headers = await self._headers(method, path, content_type=content_type)
+        try:
+            response = await self.api.rest_client.request(
+                method, self._url(path, query), headers=headers, body=body, _request_timeout=timeout
+            )
+            if 200 <= response.status <= 299:
+                return response
+            data = await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise self._transport_failure(exc, timeout.total or timeout.sock_read) from exc
+        raise status_failure(
+            response.status,
+            data,
+            response.headers.get("Retry-After"),
+            kind=kind,
+            name=name,
+            namespace=namespace,
+            context=self.context,
+        )
+
     async def _send_once(
         self,
         method: str,
@@ -277,25 +315,22 @@ class AsyncKube:
         namespace: str | None,
     ) -> Any:
         """One try: the decoded body (``None`` when empty), or ``TryFailed``."""
-        headers = await self._headers(method, path, content_type=content_type)
         client_timeout = aiohttp.ClientTimeout(total=timeout, connect=min(CONNECT_TIMEOUT, timeout))
+        response = await self._respond(
+            method,
+            path,
+            query=query,
+            body=body,
+            content_type=content_type,
+            timeout=client_timeout,
+            kind=kind,
+            name=name,
+            namespace=namespace,
+        )
         try:
-            response = await self.api.rest_client.request(
-                method, self._url(path, query), headers=headers, body=body, _request_timeout=client_timeout
-            )
             data = await response.read()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise self._transport_failure(exc, timeout) from exc
-        if not 200 <= response.status <= 299:
-            raise status_failure(
-                response.status,
-                data,
-                response.headers.get("Retry-After"),
-                kind=kind,
-                name=name,
-                namespace=namespace,
-                context=self.context,
-            )
         if not data:
             return None
         try:
@@ -590,6 +625,76 @@ class AsyncKube:
                 return None
             raise
         return result
+
+    async def watch(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        field_selector: str | None = None,
+        label_selector: str | None = None,
+        resource_version: str | None = None,
+        timeout_seconds: int = 60,
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Watch events (``ADDED``, ``MODIFIED``, ``DELETED``, ``BOOKMARK``) as ``(type, object)``, as ``Kube.watch``.
+
+        The server ends the stream after ``timeout_seconds``; a silence 5 s longer ends it here. The connect is
+        retried like any read; what happens to the stream after that is the caller's.
+
+        Raises:
+            WatchExpired: the resourceVersion is too old; list again.
+            WatchDropped: the connection broke mid-stream; watch again from the last resourceVersion.
+            DevServerError: any other failure.
+        """
+        path = resource.path(namespace)
+        query = watch_query(
+            field_selector=field_selector,
+            label_selector=label_selector,
+            resource_version=resource_version,
+            timeout_seconds=timeout_seconds,
+        )
+        read_timeout = timeout_seconds + 5.0
+        stream_timeout = aiohttp.ClientTimeout(
+            total=None, connect=min(CONNECT_TIMEOUT, self.timeout), sock_read=read_timeout
+        )
+
+        async def connect() -> Any:
+            return await self._respond(
+                "GET",
+                path,
+                query=query,
+                body=None,
+                content_type=None,
+                timeout=stream_timeout,
+                kind=resource.kind,
+                name=None,
+                namespace=namespace,
+            )
+
+        try:
+            response = await self._retrying(connect, safety="read", what=f"WATCH {path}")
+        except DevServerError as exc:
+            if exc.status == 410:
+                raise WatchExpired(f"The watch on {resource.plural} expired: {exc}", status=410) from exc
+            raise
+        raw: aiohttp.ClientResponse = response.response
+        buffer = b""
+        try:
+            # Not ``async for line in raw.content``: its readline refuses lines past 128 KiB, and one event of
+            # a large object is one line.
+            async for chunk in raw.content.iter_any():
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if line.strip():
+                        yield watch_event(line, resource, namespace, context=self.context, server=self.server)
+            if buffer.strip():
+                yield watch_event(buffer, resource, namespace, context=self.context, server=self.server)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            error = self.unreachable(exc, read_timeout)
+            raise WatchDropped(error.message, context=error.context, server=error.server) from exc
+        finally:
+            raw.release()
 
     # -- reads with a rule of their own ------------------------------------------------------------------
 

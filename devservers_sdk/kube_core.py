@@ -52,6 +52,8 @@ from .errors import (
     DevServerError,
     ServerError,
     TryFailed,
+    WatchDropped,
+    WatchExpired,
     cluster_kept_failing,
     error_from_api,
 )
@@ -89,6 +91,8 @@ __all__ = [
     "transient",
     "transport_failure",
     "url",
+    "watch_event",
+    "watch_query",
     "why_unreachable",
 ]
 
@@ -226,6 +230,38 @@ def exec_exit_code(status: dict[str, Any] | None) -> int | None:
             except (TypeError, ValueError):
                 return None
     return None
+
+
+# -- watches --------------------------------------------------------------------------------------------
+
+def watch_query(*, field_selector: str | None, label_selector: str | None, resource_version: str | None,
+                timeout_seconds: float) -> list[tuple[str, Any]]:
+    """The query of a watch: bookmarks on, the server ending the stream after ``timeout_seconds``."""
+    return [("watch", "true"), ("allowWatchBookmarks", "true"), ("fieldSelector", field_selector),
+            ("labelSelector", label_selector), ("resourceVersion", resource_version),
+            ("timeoutSeconds", max(1, int(timeout_seconds)))]
+
+
+def watch_event(line: bytes | str, resource: Resource, namespace: str | None, *, context: str | None,
+                server: str | None) -> tuple[str, dict[str, Any]]:
+    """One line of a watch stream as ``(type, object)``; an ``ERROR`` event raises.
+
+    Raises:
+        WatchExpired: 410 Gone, the resourceVersion is too old: list again.
+        WatchDropped: the server's end of the stream failed (a retried status): watch again.
+        DevServerError: any other status, mapped.
+    """
+    event = json.loads(line)
+    kind, obj = str(event.get("type")), event.get("object") or {}
+    if kind == "ERROR":
+        code = int(obj.get("code") or 500)
+        if code == 410:
+            raise WatchExpired(f"The watch on {resource.plural} expired: {obj.get('message')}", status=410)
+        if code in RETRIED_STATUSES:  # the server's end of the stream failed, not the watch itself
+            raise WatchDropped(f"The watch on {resource.plural} broke ({code}): {obj.get('message')}",
+                               context=context, server=server)
+        raise error_from_status(code, json.dumps(obj), kind=resource.kind, namespace=namespace, context=context)
+    return kind, obj
 
 
 # -- transport failures -----------------------------------------------------------------------------------

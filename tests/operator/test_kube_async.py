@@ -17,7 +17,7 @@ from devservers_sdk.errors import (
     FlavorNotFoundError,
     NotFoundError,
 )
-from devservers_sdk.kube_async import DEVSERVERS, FLAVORS, PODS, PVCS, SERVICES, AsyncKube
+from devservers_sdk.kube_async import CONFIGMAPS, DEVSERVERS, FLAVORS, PODS, PVCS, SERVICES, AsyncKube
 from devservers_sdk.localcluster.pytest_plugin import wait_for
 from tests.operator.conftest import kubectl
 
@@ -105,3 +105,20 @@ def test_create_replace_and_exec(crds: str, namespace: str) -> None:
     ok, failed = run(crds, execs)
     assert (ok.returncode, ok.stdout, ok.stderr) == (0, b"out\n", b"err\n")
     assert failed.returncode == 3
+
+
+def test_watch_streams_events_from_a_listed_version(crds: str, namespace: str) -> None:
+    async def body(kube: AsyncKube) -> tuple[str, str]:
+        listed = await kube.list(CONFIGMAPS, namespace=namespace)
+        version = listed["metadata"]["resourceVersion"]
+        await kube.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "watched"}},
+                          namespace=namespace)
+        events = kube.watch(CONFIGMAPS, namespace=namespace, field_selector="metadata.name=watched",
+                            resource_version=version, timeout_seconds=30)
+        async for kind, obj in events:
+            if kind != "BOOKMARK":
+                await events.aclose()
+                return kind, obj["metadata"]["name"]
+        raise AssertionError("the watch ended without an event for the ConfigMap created")
+
+    assert run(crds, body) == ("ADDED", "watched")

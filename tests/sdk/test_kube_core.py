@@ -27,6 +27,7 @@ from devservers_sdk.errors import (
     ServerError,
     TryFailed,
     WatchDropped,
+    WatchExpired,
 )
 from devservers_sdk.kube_core import (
     CONFIGMAPS,
@@ -46,6 +47,8 @@ from devservers_sdk.kube_core import (
     transient,
     transport_failure,
     url,
+    watch_event,
+    watch_query,
 )
 
 
@@ -296,3 +299,31 @@ def test_a_final_failure_after_a_maybe_applied_try_asks_to_settle() -> None:
 ])
 def test_transient_errors(error: BaseException, expected: bool) -> None:
     assert transient(error) is expected
+
+
+# -- watches ----------------------------------------------------------------------------------------------
+
+def watch_line(kind: str, obj: dict[str, Any]) -> bytes:
+    return json.dumps({"type": kind, "object": obj}).encode()
+
+
+@pytest.mark.parametrize(("line", "outcome"), [
+    (watch_line("ADDED", {"metadata": {"name": "a"}}), ("ADDED", {"metadata": {"name": "a"}})),
+    (watch_line("BOOKMARK", {"metadata": {"resourceVersion": "9"}}), ("BOOKMARK", {"metadata": {"resourceVersion": "9"}})),
+    (watch_line("ERROR", {"code": 410, "reason": "Expired", "message": "too old resource version"}), WatchExpired),
+    (watch_line("ERROR", {"code": 503, "reason": "ServiceUnavailable", "message": "apiserver shutting down"}),
+     WatchDropped),
+    (watch_line("ERROR", {"code": 403, "reason": "Forbidden", "message": "nope"}), PermissionDeniedError),
+])
+def test_watch_events(line: bytes, outcome: Any) -> None:
+    if isinstance(outcome, tuple):
+        assert watch_event(line, CONFIGMAPS, "alice", context="c", server="s") == outcome
+    else:
+        with pytest.raises(outcome):
+            watch_event(line, CONFIGMAPS, "alice", context="c", server="s")
+
+
+def test_a_watch_query_never_asks_for_less_than_a_second() -> None:
+    query = dict(watch_query(field_selector=None, label_selector="a=b", resource_version="5", timeout_seconds=0.2))
+    assert query == {"watch": "true", "allowWatchBookmarks": "true", "fieldSelector": None, "labelSelector": "a=b",
+                     "resourceVersion": "5", "timeoutSeconds": 1}
