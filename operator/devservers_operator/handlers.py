@@ -115,6 +115,20 @@ class QuietEventHandlers(logging.Filter):
         return not (message.startswith("Handler '") and message.endswith("' succeeded."))
 
 
+class KopfRetriesAreWarnings(logging.Filter):
+    """kopf logs each retry of its own requests (its watch streams, mostly) at ERROR: "Request attempt #1/9
+    failed; will retry: GET ... -> APIServerError(...)". It does retry them, as ``AsyncKube`` retries the
+    operator's; a blip it absorbs is a WARNING here. Its give-up ("failed; escalating") stays an ERROR.
+    """
+
+    LOGGERS = ("kopf._cogs.clients.watching", "kopf.objects")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and "failed; will retry" in record.getMessage():
+            record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+        return True
+
+
 class NoDiffBase(kopf.DiffBaseStorage):
     """Keeps no diff-base: without change handlers nothing reads one.
 
@@ -158,6 +172,10 @@ async def startup(
     for plural in ("pods", "statefulsets", "services"):
         settings.watching.label_selectors[plural] = MANAGED_SELECTOR
     settings.watching.field_selectors["configmaps"] = DEFAULTS_SELECTOR
+    for name in KopfRetriesAreWarnings.LOGGERS:
+        kopf_logger = logging.getLogger(name)
+        if not any(isinstance(f, KopfRetriesAreWarnings) for f in kopf_logger.filters):
+            kopf_logger.addFilter(KopfRetriesAreWarnings())
     objects_logger = logging.getLogger("kopf.objects")
     if not any(isinstance(f, QuietEventHandlers) for f in objects_logger.filters):
         objects_logger.addFilter(QuietEventHandlers())

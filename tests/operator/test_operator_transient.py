@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from devservers_operator.handlers import KopfRetriesAreWarnings
 from devservers_operator.workqueue import WorkQueue
 
 from devservers_sdk.kube_async import CONFIGMAPS, AsyncKube
@@ -111,3 +112,16 @@ def test_a_bug_is_still_an_error_with_its_traceback(api: ScriptedApi, caplog: py
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert [(r.name, r.levelname) for r in errors] == [("devservers_operator.workqueue", "ERROR")], caplog.text
     assert errors[0].exc_info is not None and errors[0].exc_info[0] is KeyError
+
+
+@pytest.mark.parametrize(("message", "level"), [
+    ("Request attempt #1/9 failed; will retry: GET https://k8s/api/v1/pods?watch=true -> APIServerError('etcd')",
+     logging.WARNING),
+    ("Request attempt #9/9 failed; escalating: GET https://k8s/api/v1/pods?watch=true -> APIServerError('etcd')",
+     logging.ERROR),
+    ("Handler 'pod_event' failed with an exception. Will retry.", logging.ERROR),
+])
+def test_kopfs_own_retries_are_warnings_and_its_give_up_an_error(message: str, level: int) -> None:
+    record = logging.LogRecord("kopf._cogs.clients.watching", logging.ERROR, __file__, 1, message, None, None)
+    assert KopfRetriesAreWarnings().filter(record)
+    assert (record.levelno, record.levelname) == (level, logging.getLevelName(level))
