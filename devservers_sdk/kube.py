@@ -436,6 +436,8 @@ class Kube:
                 existing = self.get(resource, name, namespace=namespace, timeout=timeout)
             except NotFoundError:  # created by our try, then deleted by someone: the name is free again
                 return UNSETTLED
+            except PermissionDeniedError:  # may create but not read (the operator's StatefulSets): say taken
+                return UNSETTLED
             return existing if create_settles(existing, token) else UNSETTLED
 
         created: dict[str, Any] = self.request("POST", path, body=body, kind=resource.kind, name=name,

@@ -51,6 +51,7 @@ from .errors import (
     DevServerError,
     ExecError,
     NotFoundError,
+    PermissionDeniedError,
     WatchDropped,
     WatchExpired,
 )
@@ -518,6 +519,8 @@ class AsyncKube:
             try:
                 existing = await self.get(resource, name, namespace=namespace, timeout=timeout)
             except NotFoundError:  # created by our try, then deleted by someone: the name is free again
+                return UNSETTLED
+            except PermissionDeniedError:  # may create but not read (the operator's StatefulSets): say taken
                 return UNSETTLED
             return existing if create_settles(existing, token) else UNSETTLED
 

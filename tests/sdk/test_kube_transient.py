@@ -196,3 +196,14 @@ def test_the_operators_client_logs_a_retried_blip_as_one_info_line(api: Scripted
     assert f"GET {CM_PATH}/cfg failed" in retried[0].getMessage() and "502" in retried[0].getMessage()
     assert "try 2 of 5" in retried[0].getMessage()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+def test_a_create_that_may_not_read_back_reports_the_name_taken(api: ScriptedApi,
+                                                                make_client: Callable[..., Client]) -> None:
+    """The operator may create StatefulSets but not GET them (its RBAC): after a lost answer it cannot check
+    the token, so the AlreadyExists stands, and its reconcile replaces the object as it does for any."""
+    api.then(Answer("POST", "/configmaps", 504, status_body(504, "Timeout", "gateway timeout"), commit=True),
+             Answer("GET", "/configmaps/mine", 403, status_body(403, "Forbidden", "cannot get configmaps")))
+    with pytest.raises(AlreadyExistsError, match="ConfigMap 'mine'"):
+        make_client().call("create", CONFIGMAPS, configmap("mine"), namespace="default")
+    assert api.count("POST", "/configmaps") == 2 and api.count("GET", "/configmaps/mine") == 1
