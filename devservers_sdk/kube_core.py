@@ -439,6 +439,10 @@ def safety_of(method: str, body: Any, content_type: str | None) -> Safety:
     """The safety of a request that does not say (see ``Safety``)."""
     if method == "GET":
         return "read"
+    if method == "PATCH" and isinstance(body, dict) and (body.get("metadata") or {}).get("resourceVersion"):
+        # Any patch with a precondition, a strategic merge of a list included: a try that was applied moved
+        # the resourceVersion, so sending it again can only be refused (409), never applied twice.
+        return "conditional"
     if method in ("PUT", "DELETE") or content_type in (MERGE_PATCH, APPLY_PATCH):
         if method == "DELETE":
             conditional = bool(isinstance(body, dict) and body.get("preconditions"))

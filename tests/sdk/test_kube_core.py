@@ -177,6 +177,8 @@ def test_a_long_page_is_shortened_in_the_message() -> None:
     ("PATCH", [{"op": "replace", "path": "/spec/image", "value": "a"}], JSON_PATCH, "write"),
     ("PATCH", [{"op": "add", "path": "/spec/x", "value": 1}], JSON_PATCH, "once"),
     ("PATCH", {"spec": {}}, "application/strategic-merge-patch+json", "once"),
+    ("PATCH", {"metadata": {"resourceVersion": "7", "ownerReferences": []}},
+     "application/strategic-merge-patch+json", "conditional"),
     ("DELETE", {"propagationPolicy": "Background"}, None, "write"),
     ("DELETE", {"preconditions": {"uid": "u"}}, None, "conditional"),
     ("POST", {"metadata": {"generateName": "e."}}, None, "once"),
