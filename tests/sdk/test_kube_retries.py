@@ -72,8 +72,9 @@ def flaky() -> Iterator[LocalCluster]:
 
 
 @pytest.fixture
-def cluster(flaky: LocalCluster) -> Iterator[LocalCluster]:
-    """The module's cluster, with its faults switched off again after each test."""
+def faulty(flaky: LocalCluster) -> Iterator[LocalCluster]:
+    """The module's cluster, with its faults switched off again after each test (not ``cluster``: that is the
+    cluster of every other SDK test, which fixtures such as ``namespace`` and ``crds`` build on)."""
     try:
         yield flaky
     finally:
@@ -124,33 +125,33 @@ def configmap(name: str, value: str = "0") -> dict[str, Any]:
 
 # -- reads -------------------------------------------------------------------------------------------------
 
-def test_reads_succeed_under_30_percent_500s(cluster: LocalCluster) -> None:
+def test_reads_succeed_under_30_percent_500s(faulty: LocalCluster) -> None:
     fake = FakeTime()
-    kube = transport(cluster.kubeconfig, policy(fake, attempts=8))
+    kube = transport(faulty.kubeconfig, policy(fake, attempts=8))
     kube.create(CONFIGMAPS, configmap("read-me"), namespace="default")
-    cluster.set_faults("error=0.3,seed=7")
-    before, faults_before = cluster.request_counts(), cluster.fault_counts()
+    faulty.set_faults("error=0.3,seed=7")
+    before, faults_before = faulty.request_counts(), faulty.fault_counts()
     for _ in range(40):
         assert kube.get(CONFIGMAPS, "read-me", namespace="default")["data"] == {"value": "0"}
         assert any(item["metadata"]["name"] == "read-me"
                    for item in kube.list(CONFIGMAPS, namespace="default")["items"])
-    errors = injected(cluster, faults_before)["500"]
+    errors = injected(faulty, faults_before)["500"]
     assert errors >= 10, errors  # the faults really hit
     # Every injected 500 cost exactly one more try, and nothing else was sent.
-    sent = counted(cluster, before, "get configmaps") + counted(cluster, before, "list configmaps")
+    sent = counted(faulty, before, "get configmaps") + counted(faulty, before, "list configmaps")
     assert sent == 80 + errors
     assert len(fake.pauses) == errors
 
-    without = transport(cluster.kubeconfig, RetryPolicy.never())
+    without = transport(faulty.kubeconfig, RetryPolicy.never())
     with pytest.raises(ServerError, match="500"):
         for _ in range(40):
             without.get(CONFIGMAPS, "read-me", namespace="default")
 
 
-def test_throttled_reads_wait_as_long_as_retry_after_says(cluster: LocalCluster) -> None:
+def test_throttled_reads_wait_as_long_as_retry_after_says(faulty: LocalCluster) -> None:
     fake = FakeTime()
-    kube = transport(cluster.kubeconfig, policy(fake, attempts=4, backoff=0.01))
-    cluster.set_faults("throttle=1,retry_after=3")
+    kube = transport(faulty.kubeconfig, policy(fake, attempts=4, backoff=0.01))
+    faulty.set_faults("throttle=1,retry_after=3")
     with pytest.raises(ClusterFailingError) as caught:
         kube.list(CONFIGMAPS, namespace="default")
     # The policy's own pauses would be at most 0.01, 0.02, 0.04 s.
@@ -160,22 +161,22 @@ def test_throttled_reads_wait_as_long_as_retry_after_says(cluster: LocalCluster)
     # A Retry-After longer than what is left of the total is not waited for: give up at once.
     short = FakeTime()
     with pytest.raises(ServerError, match="throttled") as first:
-        transport(cluster.kubeconfig, policy(short, total=2)).list(CONFIGMAPS, namespace="default")
+        transport(faulty.kubeconfig, policy(short, total=2)).list(CONFIGMAPS, namespace="default")
     assert short.pauses == [] and not isinstance(first.value, ClusterFailingError)
 
 
-def test_giving_up_names_the_server_the_answers_and_the_time(cluster: LocalCluster) -> None:
+def test_giving_up_names_the_server_the_answers_and_the_time(faulty: LocalCluster) -> None:
     fake = FakeTime()
-    kube = transport(cluster.kubeconfig, policy(fake))
-    cluster.set_faults("error=1")
-    before = cluster.request_counts()
+    kube = transport(faulty.kubeconfig, policy(fake))
+    faulty.set_faults("error=1")
+    before = faulty.request_counts()
     with pytest.raises(ClusterFailingError) as caught:
         kube.get(DEVSERVERS, "mydev", namespace="alice")
     error = caught.value
-    assert counted(cluster, before, "get devservers") == 5 == error.attempts
+    assert counted(faulty, before, "get devservers") == 5 == error.attempts
     assert error.elapsed == pytest.approx(sum(fake.pauses))
     message = str(error)
-    assert message.startswith(f"The API server at {cluster.url} kept answering 500 after 5 attempts over ")
+    assert message.startswith(f"The API server at {faulty.url} kept answering 500 after 5 attempts over ")
     assert "DevServer 'mydev' in namespace 'alice'" in message and "etcdserver: leader changed" in message
     assert message.endswith("try again later or check the cluster.")
     # Pauses double from 0.5 s, each between half and all of its ceiling.
@@ -183,24 +184,25 @@ def test_giving_up_names_the_server_the_answers_and_the_time(cluster: LocalClust
         assert ceiling / 2 <= pause <= ceiling
 
 
-def test_total_time_bounds_the_retries(cluster: LocalCluster) -> None:
+def test_total_time_bounds_the_retries(faulty: LocalCluster) -> None:
     fake = FakeTime()
-    kube = transport(cluster.kubeconfig, policy(fake, attempts=100, total=10))
-    cluster.set_faults("error=1")
+    kube = transport(faulty.kubeconfig, policy(fake, attempts=100, total=10))
+    faulty.set_faults("error=1")
     with pytest.raises(ClusterFailingError) as caught:
         kube.get(DEVSERVERS, "mydev", namespace="alice")
     assert caught.value.elapsed <= 10 and sum(fake.pauses) <= 10
     assert caught.value.attempts < 10
 
 
-def test_devctl_says_the_cluster_is_failing(cluster: LocalCluster) -> None:
-    cluster.set_faults("error=1")
+def test_devctl_says_the_cluster_is_failing(faulty: LocalCluster) -> None:
+    faulty.set_faults("error=1")
     # This checkout's devctl, not the one the environment installed (a worktree beside the installed clone).
-    env = {**os.environ, "DEVSERVERS_RETRY_ATTEMPTS": "3", "PYTHONPATH": os.pathsep.join([str(ROOT / "cli"), str(ROOT)])}
-    result = subprocess.run([sys.executable, "-m", "devservers_cli", "list", "--kubeconfig", cluster.kubeconfig,
+    env = {**os.environ, "DEVSERVERS_RETRY_ATTEMPTS": "3",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "cli"), str(ROOT)])}
+    result = subprocess.run([sys.executable, "-m", "devservers_cli", "list", "--kubeconfig", faulty.kubeconfig,
                              "-n", "alice"], capture_output=True, text=True, env=env, timeout=60, cwd=ROOT)
     assert result.returncode == 1, result
-    assert result.stderr.startswith(f"Error: The API server at {cluster.url} kept answering 500 after 3 "
+    assert result.stderr.startswith(f"Error: The API server at {faulty.url} kept answering 500 after 3 "
                                     f"attempts over "), result.stderr
     assert "try again later or check the cluster" in result.stderr
     assert "Traceback" not in result.stderr
@@ -208,11 +210,11 @@ def test_devctl_says_the_cluster_is_failing(cluster: LocalCluster) -> None:
 
 # -- what is never retried ---------------------------------------------------------------------------------
 
-def test_client_errors_are_sent_once(cluster: LocalCluster) -> None:
+def test_client_errors_are_sent_once(faulty: LocalCluster) -> None:
     fake = FakeTime()
-    kube = transport(cluster.kubeconfig, policy(fake))
+    kube = transport(faulty.kubeconfig, policy(fake))
     created = kube.create(DEVSERVERS, devserver("once"), namespace="default")
-    before = cluster.request_counts()
+    before = faulty.request_counts()
     with pytest.raises(DevServerNotFoundError):
         kube.get(DEVSERVERS, "ghost", namespace="default")
     with pytest.raises(AlreadyExistsError):
@@ -229,52 +231,52 @@ def test_client_errors_are_sent_once(cluster: LocalCluster) -> None:
         kube.patch(DEVSERVERS, "once", stale, namespace="default")
     with pytest.raises(DevServerNotFoundError):
         kube.delete(DEVSERVERS, "ghost", namespace="default")
-    assert counted(cluster, before, "get devservers") == 1
-    assert counted(cluster, before, "create devservers") == 2
-    assert counted(cluster, before, "list devservers") == 1
-    assert counted(cluster, before, "patch devservers") == 2
-    assert counted(cluster, before, "delete devservers") == 1
+    assert counted(faulty, before, "get devservers") == 1
+    assert counted(faulty, before, "create devservers") == 2
+    assert counted(faulty, before, "list devservers") == 1
+    assert counted(faulty, before, "patch devservers") == 2
+    assert counted(faulty, before, "delete devservers") == 1
     assert fake.pauses == []
 
 
-def test_a_conditional_write_leaves_its_409_to_the_caller(cluster: LocalCluster) -> None:
+def test_a_conditional_write_leaves_its_409_to_the_caller(faulty: LocalCluster) -> None:
     fake = FakeTime()
-    kube = transport(cluster.kubeconfig, policy(fake))
+    kube = transport(faulty.kubeconfig, policy(fake))
     created = kube.create(CONFIGMAPS, configmap("guarded"), namespace="default")
-    cluster.set_faults("conflict=1")
-    before = cluster.request_counts()
+    faulty.set_faults("conflict=1")
+    before = faulty.request_counts()
     guarded = {"metadata": {"resourceVersion": created["metadata"]["resourceVersion"]}, "data": {"value": "1"}}
     with pytest.raises(ConflictError):
         kube.patch(CONFIGMAPS, "guarded", guarded, namespace="default")
-    assert counted(cluster, before, "patch configmaps") == 1
+    assert counted(faulty, before, "patch configmaps") == 1
 
 
-def test_a_generate_name_create_is_not_repeated_after_a_500(cluster: LocalCluster) -> None:
+def test_a_generate_name_create_is_not_repeated_after_a_500(faulty: LocalCluster) -> None:
     fake = FakeTime()
-    kube = transport(cluster.kubeconfig, policy(fake))
-    cluster.set_faults("error=1")
-    before = cluster.request_counts()
+    kube = transport(faulty.kubeconfig, policy(fake))
+    faulty.set_faults("error=1")
+    before = faulty.request_counts()
     manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "gen-"}}
     with pytest.raises(ServerError) as caught:
         kube.create(CONFIGMAPS, manifest, namespace="default")
     assert not isinstance(caught.value, ClusterFailingError)
-    assert counted(cluster, before, "create configmaps") == 1
+    assert counted(faulty, before, "create configmaps") == 1
 
 
 # -- idempotent writes -------------------------------------------------------------------------------------
 
-def test_pure_sets_are_applied_again_after_409_and_500(cluster: LocalCluster) -> None:
+def test_pure_sets_are_applied_again_after_409_and_500(faulty: LocalCluster) -> None:
     fake = FakeTime()
-    kube = transport(cluster.kubeconfig, policy(fake, attempts=10))
+    kube = transport(faulty.kubeconfig, policy(fake, attempts=10))
     kube.create(CONFIGMAPS, configmap("setme"), namespace="default")
-    cluster.set_faults("conflict=0.3,error=0.2,seed=3")
-    before, faults_before = cluster.request_counts(), cluster.fault_counts()
+    faulty.set_faults("conflict=0.3,error=0.2,seed=3")
+    before, faults_before = faulty.request_counts(), faulty.fault_counts()
     for value in range(20):
         patched = kube.patch(CONFIGMAPS, "setme", {"data": {"value": str(value)}}, namespace="default")
         assert patched["data"] == {"value": str(value)}
-    faults = injected(cluster, faults_before)
+    faults = injected(faulty, faults_before)
     assert faults["409"] >= 3 and faults["500"] >= 3, faults
-    assert counted(cluster, before, "patch configmaps") == 20 + faults["409"] + faults["500"]
+    assert counted(faulty, before, "patch configmaps") == 20 + faults["409"] + faults["500"]
 
 
 # -- answers lost after the write was committed -------------------------------------------------------------
@@ -367,92 +369,92 @@ class LosingProxy:
 
 
 @pytest.fixture
-def proxy(cluster: LocalCluster, tmp_path: Path) -> Iterator[LosingProxy]:
-    with LosingProxy(cluster, tmp_path) as losing:
+def proxy(faulty: LocalCluster, tmp_path: Path) -> Iterator[LosingProxy]:
+    with LosingProxy(faulty, tmp_path) as losing:
         yield losing
 
 
 @pytest.mark.parametrize("how", ["504", "reset"])
-def test_a_create_whose_answer_was_lost_is_not_duplicated(cluster: LocalCluster, proxy: LosingProxy,
+def test_a_create_whose_answer_was_lost_is_not_duplicated(faulty: LocalCluster, proxy: LosingProxy,
                                                           how: str) -> None:
     fake = FakeTime()
     kube = transport(proxy.kubeconfig(), policy(fake))
     name = f"lost-{how}"
     proxy.lose("POST", "/devservers", how)
-    before = cluster.request_counts()
+    before = faulty.request_counts()
     created = kube.create(DEVSERVERS, devserver(name), namespace="default")
     assert proxy.lost == 1
-    assert counted(cluster, before, "create devservers") == 2  # committed, then retried into AlreadyExists
+    assert counted(faulty, before, "create devservers") == 2  # committed, then retried into AlreadyExists
     assert created["metadata"]["name"] == name
     token = created["metadata"]["annotations"][CREATE_TOKEN_ANNOTATION]
-    items = transport(cluster.kubeconfig, RetryPolicy.never()).list(DEVSERVERS, namespace="default")["items"]
+    items = transport(faulty.kubeconfig, RetryPolicy.never()).list(DEVSERVERS, namespace="default")["items"]
     assert [item["metadata"]["uid"] for item in items if item["metadata"]["name"] == name] == \
         [created["metadata"]["uid"]]
     assert len(token) == 16
 
 
-def test_a_name_taken_by_someone_else_is_still_already_exists(cluster: LocalCluster, proxy: LosingProxy) -> None:
-    theirs = transport(cluster.kubeconfig, RetryPolicy.never()).create(DEVSERVERS, devserver("taken"),
+def test_a_name_taken_by_someone_else_is_still_already_exists(faulty: LocalCluster, proxy: LosingProxy) -> None:
+    theirs = transport(faulty.kubeconfig, RetryPolicy.never()).create(DEVSERVERS, devserver("taken"),
                                                                        namespace="default")
     fake = FakeTime()
     proxy.lose("POST", "/devservers", "504")  # this try is refused (the name is taken), then its answer is lost
     with pytest.raises(AlreadyExistsError, match="DevServer 'taken'"):
         transport(proxy.kubeconfig(), policy(fake)).create(DEVSERVERS, devserver("taken"), namespace="default")
     assert proxy.lost == 1 and len(fake.pauses) == 1
-    kept = transport(cluster.kubeconfig, RetryPolicy.never()).get(DEVSERVERS, "taken", namespace="default")
+    kept = transport(faulty.kubeconfig, RetryPolicy.never()).get(DEVSERVERS, "taken", namespace="default")
     assert kept["metadata"]["uid"] == theirs["metadata"]["uid"]
 
 
-def test_a_delete_whose_answer_was_lost_succeeds(cluster: LocalCluster, proxy: LosingProxy) -> None:
+def test_a_delete_whose_answer_was_lost_succeeds(faulty: LocalCluster, proxy: LosingProxy) -> None:
     fake = FakeTime()
     kube = transport(proxy.kubeconfig(), policy(fake))
     kube.create(CONFIGMAPS, configmap("doomed"), namespace="default")
     proxy.lose("DELETE", "/configmaps/doomed", "504")
-    before = cluster.request_counts()
+    before = faulty.request_counts()
     assert kube.delete(CONFIGMAPS, "doomed", namespace="default") is None
-    assert counted(cluster, before, "delete configmaps") == 2
+    assert counted(faulty, before, "delete configmaps") == 2
     with pytest.raises(NotFoundError):
         kube.get(CONFIGMAPS, "doomed", namespace="default")
 
 
-def test_client_create_through_a_lossy_gateway(cluster: LocalCluster, proxy: LosingProxy) -> None:
+def test_client_create_through_a_lossy_gateway(faulty: LocalCluster, proxy: LosingProxy) -> None:
     """The whole client path (flavor check, create) through the proxy and 20 % 500s: one DevServer."""
-    subprocess.run([KUBECTL, "--kubeconfig", cluster.kubeconfig, "apply", "-f",
+    subprocess.run([KUBECTL, "--kubeconfig", faulty.kubeconfig, "apply", "-f",
                     str(ROOT / "examples" / "flavors" / "cpu-small.yaml")], check=True, capture_output=True,
                    timeout=60)
-    cluster.set_faults("error=0.2,seed=11")
+    faulty.set_faults("error=0.2,seed=11")
     proxy.lose("POST", "/devservers", "reset")
     client = DevServerClient(kubeconfig=proxy.kubeconfig(), namespace="default", owner="alice",
                              retry=RetryPolicy(backoff=0.01, attempts=8))
     server = client.create("viaproxy", flavor="cpu-small")
     assert server.name == "viaproxy"
-    cluster.set_faults("")
+    faulty.set_faults("")
     assert [s.name for s in client.list()].count("viaproxy") == 1
 
 
-def test_extend_whose_answer_was_lost_extends_once(cluster: LocalCluster, proxy: LosingProxy) -> None:
+def test_extend_whose_answer_was_lost_extends_once(faulty: LocalCluster, proxy: LosingProxy) -> None:
     """The committed patch is retried into a 409 (its own write moved the resourceVersion): no second hour."""
     deadline = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
     manifest = devserver("stretch")
     manifest["spec"]["lifecycle"] = {"expirationTime": deadline.strftime("%Y-%m-%dT%H:%M:%SZ")}
-    transport(cluster.kubeconfig, RetryPolicy.never()).create(DEVSERVERS, manifest, namespace="default")
+    transport(faulty.kubeconfig, RetryPolicy.never()).create(DEVSERVERS, manifest, namespace="default")
     client = DevServerClient(kubeconfig=proxy.kubeconfig(), namespace="default", owner="alice",
                              retry=RetryPolicy(backoff=0.01))
     proxy.lose("PATCH", "/devservers/stretch", "504")
-    before = cluster.request_counts()
+    before = faulty.request_counts()
     extended = client.extend("stretch", by="1h")
-    assert proxy.lost == 1 and counted(cluster, before, "patch devservers") == 2
+    assert proxy.lost == 1 and counted(faulty, before, "patch devservers") == 2
     assert extended.spec.lifecycle.expiration_time == deadline + timedelta(hours=1)
     assert client.get("stretch").spec.lifecycle.expiration_time == deadline + timedelta(hours=1)
 
 
 # -- watches ------------------------------------------------------------------------------------------------
 
-def test_follow_resumes_cut_watches_without_losing_events(cluster: LocalCluster) -> None:
-    kube = transport(cluster.kubeconfig, RetryPolicy(backoff=0.05))
+def test_follow_resumes_cut_watches_without_losing_events(faulty: LocalCluster) -> None:
+    kube = transport(faulty.kubeconfig, RetryPolicy(backoff=0.05))
     start = kube.create(CONFIGMAPS, configmap("ticker"), namespace="default")
-    cluster.set_faults("watch_cut=0.2,seed=5")
-    before = cluster.request_counts()
+    faulty.set_faults("watch_cut=0.2,seed=5")
+    before = faulty.request_counts()
     events = kube.follow(CONFIGMAPS, namespace="default", field_selector="metadata.name=ticker",
                          resource_version=start["metadata"]["resourceVersion"], seen=[start], timeout=30)
     seen: list[str] = []
@@ -474,22 +476,22 @@ def test_follow_resumes_cut_watches_without_losing_events(cluster: LocalCluster)
         events.close()
         thread.join()
     assert seen == ["1", "2", "3", "4", "5"]
-    assert counted(cluster, before, "watch configmaps") >= 3  # resumed, not one long stream
-    assert counted(cluster, before, "list configmaps") == 0  # resumed from the resourceVersion, no relist
+    assert counted(faulty, before, "watch configmaps") >= 3  # resumed, not one long stream
+    assert counted(faulty, before, "list configmaps") == 0  # resumed from the resourceVersion, no relist
 
 
-def test_follow_relists_after_410_and_reports_what_went(cluster: LocalCluster) -> None:
-    kube = transport(cluster.kubeconfig, RetryPolicy(backoff=0.05))
+def test_follow_relists_after_410_and_reports_what_went(faulty: LocalCluster) -> None:
+    kube = transport(faulty.kubeconfig, RetryPolicy(backoff=0.05))
     gone = kube.create(CONFIGMAPS, configmap("gone"), namespace="default")
     stays = kube.create(CONFIGMAPS, configmap("stays"), namespace="default")
     version = stays["metadata"]["resourceVersion"]
     kube.delete(CONFIGMAPS, "gone", namespace="default")
     kube.patch(CONFIGMAPS, "stays", {"data": {"value": "1"}}, namespace="default")
     kube.create(CONFIGMAPS, configmap("new"), namespace="default")
-    runtime = cluster.runtime
+    runtime = faulty.runtime
     assert runtime is not None
-    cluster.call(runtime.api.store.compact)  # the history after `version` is gone: resuming there is 410
-    before = cluster.request_counts()
+    faulty.call(runtime.api.store.compact)  # the history after `version` is gone: resuming there is 410
+    before = faulty.request_counts()
     events = kube.follow(CONFIGMAPS, namespace="default", resource_version=version, seen=[gone, stays],
                          timeout=30)
     changes: dict[str, str] = {}
@@ -500,16 +502,16 @@ def test_follow_relists_after_410_and_reports_what_went(cluster: LocalCluster) -
             break
     events.close()
     assert changes["gone"] == "DELETED" and changes["stays"] == "MODIFIED" and changes["new"] == "ADDED"
-    assert counted(cluster, before, "list configmaps") == 1
+    assert counted(faulty, before, "list configmaps") == 1
 
 
-def test_wait_rides_out_cut_watches_and_500s(cluster: LocalCluster) -> None:
-    kube = transport(cluster.kubeconfig, RetryPolicy(backoff=0.05))
+def test_wait_rides_out_cut_watches_and_500s(faulty: LocalCluster) -> None:
+    kube = transport(faulty.kubeconfig, RetryPolicy(backoff=0.05))
     kube.create(DEVSERVERS, devserver("waited"), namespace="default")
-    client = DevServerClient(kubeconfig=cluster.kubeconfig, namespace="default",
+    client = DevServerClient(kubeconfig=faulty.kubeconfig, namespace="default",
                              retry=RetryPolicy(backoff=0.05, attempts=8))
-    cluster.set_faults("error=0.2,watch_cut=0.3,seed=2")
-    faults_before = cluster.fault_counts()
+    faulty.set_faults("error=0.2,watch_cut=0.3,seed=2")
+    faults_before = faulty.fault_counts()
 
     def operator() -> None:
         time.sleep(1.5)
@@ -522,7 +524,7 @@ def test_wait_rides_out_cut_watches_and_500s(cluster: LocalCluster) -> None:
         assert client.wait("waited", timeout=30).status.phase == "Running"
     finally:
         thread.join()
-    assert injected(cluster, faults_before)["watch_cut"] >= 2
+    assert injected(faulty, faults_before)["watch_cut"] >= 2
 
 
 def test_retry_settings_from_the_environment() -> None:
