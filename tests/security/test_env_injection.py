@@ -120,7 +120,8 @@ def test_user_settings_come_after_the_contract_and_never_repeat_it() -> None:
 
 
 @pytest.fixture(scope="module")
-def team(secured: SecuredPlatform) -> Iterator[client.CustomObjectsApi]:
+def alice_in_team(secured: SecuredPlatform) -> Iterator[client.CustomObjectsApi]:
+    """Alice's custom-objects API, and the namespace team she writes to."""
     with secured.api() as admin:
         client.CoreV1Api(admin).create_namespace({"metadata": {"name": "team"}})
     api = client.CustomObjectsApi(secured.api("alice"))
@@ -136,10 +137,10 @@ def team(secured: SecuredPlatform) -> Iterator[client.CustomObjectsApi]:
     ({"NCCL_DEBUG": "IN\0FO"}, "spec.distributed.ncclSettings.NCCL_DEBUG", "should match"),
     ({f"NCCL_X{i}": "1" for i in range(65)}, "spec.distributed.ncclSettings", "must have at most 64 items"),
 ])
-def test_the_api_server_refuses_raw_writes(team: client.CustomObjectsApi, nccl: dict[str, str], field: str,
-                                           says: str) -> None:
+def test_the_api_server_refuses_raw_writes(alice_in_team: client.CustomObjectsApi, nccl: dict[str, str],
+                                           field: str, says: str) -> None:
     with pytest.raises(client.ApiException) as caught:
-        team.create_namespaced_custom_object(GROUP, VERSION, "team", PLURAL, distributed(nccl))
+        alice_in_team.create_namespaced_custom_object(GROUP, VERSION, "team", PLURAL, distributed(nccl))
     status = json.loads(caught.value.body)
     assert caught.value.status == 422
     assert field in [cause["field"] for cause in status["details"]["causes"]], status
@@ -159,7 +160,7 @@ def test_the_sdk_refuses_before_sending(secured: SecuredPlatform) -> None:
 
 
 def test_an_object_stored_before_the_rule_is_refused_by_the_operator(
-        secured: SecuredPlatform, team: client.CustomObjectsApi, tmp_path: Path) -> None:
+        secured: SecuredPlatform, alice_in_team: client.CustomObjectsApi, tmp_path: Path) -> None:
     # An upgrade: the object was admitted by an older CRD without the rule; the new CRD does not
     # re-validate stored objects, so the operator is the last line.
     crds = [doc for doc in yaml.safe_load_all((DEPLOY / "crds.yaml").read_text()) if doc]
@@ -171,12 +172,12 @@ def test_an_object_stored_before_the_rule_is_refused_by_the_operator(
     old.write_text(yaml.safe_dump(crd))
     kubectl(secured.admin_kubeconfig, "apply", "-f", str(old))
     try:
-        team.create_namespaced_custom_object(GROUP, VERSION, "team", PLURAL,
-                                             distributed({"NCCL_DEBUG": "INFO", "LD_PRELOAD": "/tmp/evil.so"}))
+        alice_in_team.create_namespaced_custom_object(
+            GROUP, VERSION, "team", PLURAL, distributed({"NCCL_DEBUG": "INFO", "LD_PRELOAD": "/tmp/evil.so"}))
     finally:
         kubectl(secured.admin_kubeconfig, "apply", "-f", str(DEPLOY / "crds.yaml"))
     # The SDK cannot read the object either (its model refuses it), so read the status raw.
-    failed = wait_for(lambda: _failed(team, "ddp"), timeout=60, message="ddp to be marked Failed")
+    failed = wait_for(lambda: _failed(alice_in_team, "ddp"), timeout=60, message="ddp to be marked Failed")
     assert "ncclSettings" in failed["message"] and "LD_PRELOAD" in failed["message"], failed
     assert failed["conditions"][0]["reason"] == "InvalidSpec"
     with secured.api() as admin:
