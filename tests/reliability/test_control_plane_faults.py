@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from devservers_sdk.errors import DevServerError
-from devservers_sdk.kube import RetryPolicy
+from devservers_sdk.kube import Resource, RetryPolicy
 from tests.reliability.workload import NAMESPACE, Platform, converge, plan, read_markers, run_workload
 
 pytestmark = pytest.mark.slow
@@ -29,6 +29,8 @@ MAX_LIVE = 8
 DEVCTL = str(Path(sys.executable).with_name("devctl"))
 # What an impatient user allows before deciding the tool hangs; the SDK's default retries end within 30 s.
 ANSWER_WITHIN = 60.0
+NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
+SERVED_ANNOTATION = "devservers.io/test-served-at"
 
 
 def outage_is_reported(platform: Platform, component: str) -> None:
@@ -54,21 +56,34 @@ def outage_is_reported(platform: Platform, component: str) -> None:
     assert devctl_seconds < ANSWER_WITHIN, f"devctl took {devctl_seconds:.0f}s to say {lines[0]!r}"
 
 
-def wait_until_served(platform: Platform, timeout: float = 120.0) -> None:
+def wait_until_served(platform: Platform, timeout: float = 240.0) -> None:
+    """Until the API server answers a DevServer list, a read of one object and a write: all three, because a
+    list can come from its watch cache while it has not reached etcd again. A restarted etcd took it over 30 s
+    to reach on a loaded machine, and the workload's first read then timed out as if the outage went on."""
     client = platform.client(retry=RetryPolicy.never())
+    kube = platform.kube()
+    kube.retry = RetryPolicy.never()
     deadline = time.monotonic() + timeout
     last: Any = None
+    step = "list DevServers"
     try:
         while time.monotonic() < deadline:
             try:
+                step = "list DevServers"
                 client.list()
+                step = f"read namespace {NAMESPACE}"
+                kube.get(NAMESPACES, NAMESPACE)
+                step = f"write an annotation of namespace {NAMESPACE}"
+                stamp = {"metadata": {"annotations": {SERVED_ANNOTATION: str(time.time())}}}
+                kube.patch(NAMESPACES, NAMESPACE, stamp)
                 return
             except DevServerError as exc:
                 last = exc
                 time.sleep(0.5)
     finally:
         client.close()
-    raise AssertionError(f"the API server did not serve DevServers again within {timeout:.0f}s: {last}")
+        kube.close()
+    raise AssertionError(f"the API server did not serve again within {timeout:.0f}s: could not {step}: {last}")
 
 
 @pytest.mark.timeout(900)
