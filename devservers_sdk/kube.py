@@ -40,17 +40,18 @@ again can do harm, decided per request (``Safety``):
 * **Idempotent writes**: a merge patch (setting the same fields twice is setting them once), a PUT, a
   JSON patch of only ``replace`` operations, a DELETE. Retried like reads, and also on 409 Conflict when
   the write has no ``resourceVersion`` precondition: such a write is a pure set, so it is simply applied
-  again. With a precondition, 409 goes to the caller, who must re-read and decide (``client.extend`` does).
+  again. With a precondition (any patch carrying ``metadata.resourceVersion``, a strategic merge included, is
+  such a write), 409 goes to the caller, who must re-read and decide (``client.extend`` does).
   A DELETE that gets 404 after a try that may have reached the server (5xx, dropped connection) succeeded.
 * **Creates** (POST of a named object) may have been committed before a 5xx or a dropped connection, so
   they are never simply repeated: ``create`` stamps the object with a random token
   (``CREATE_TOKEN_ANNOTATION``, kept on the object) before the first try, and a retry answered 409
   AlreadyExists is success only when the object found carries that same token; otherwise the name really was
-  taken. A ``generateName`` create has no name to find again, so it is retried only on 429, which the
-  server sends before doing anything.
-* **Never retried**: 4xx other than 429 (a 400/403/404/422 will not change by asking again), other
-  patches (strategic merge, JSON patch with ``add``, ``remove``...), exec sessions (the command may have
-  started), and connection failures before anything was sent (refused, DNS, TLS): urllib3 already retries
+  taken. A ``generateName`` create has no name to find again, so it is retried only on 429 or 409 Conflict,
+  which refuse a request before anything is done.
+* **Never retried**: 4xx other than 429 and 409 Conflict (a 400/403/404/422 will not change by asking again),
+  other patches (strategic merge, JSON patch with ``add``, ``remove``...) except on 429 and 409 Conflict, exec
+  sessions (the command may have started), and connection failures before anything was sent (refused, DNS, TLS): urllib3 already retries
   those once, and waiting longer would only delay the message that the cluster is down or misconfigured.
 * A read timeout is retried once at most: a server too slow to answer in time gets no faster when every
   client asks twice as often.

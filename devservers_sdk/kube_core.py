@@ -470,7 +470,9 @@ def transient(error: BaseException) -> bool:
 def may_retry(safety: Safety, failure: TryFailed) -> bool:
     """Whether a try that failed so may be sent again, by what it is (not by the policy's budget)."""
     if failure.conflict:
-        return safety in ("write", "create")
+        # 409 Conflict refuses a write as a whole. Only a precondition's own verdict belongs to the caller; any
+        # other write, even one not safe to repeat once applied, was not applied.
+        return safety != "conditional"
     if not failure.transient:
         return False
     if failure.maybe_applied:

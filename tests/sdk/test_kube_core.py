@@ -226,6 +226,8 @@ VERDICTS = [
     ("once", lambda: answered(502, b"<html>Bad Gateway</html>"), False),
     ("once", lambda: transport_failure(unreachable(), connected=True), False),
     ("once", lambda: answered(429), True),  # throttled before anything was done
+    ("once", lambda: answered(409, reason="Conflict"), True),  # refused as a whole: nothing was done
+    ("read", lambda: answered(409, reason="Conflict"), True),
 ]
 
 
