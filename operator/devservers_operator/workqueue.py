@@ -21,7 +21,8 @@ decides *when* to reconcile, the way client-go's rate-limited workqueue does for
   DevServer every 5 s).
 * a failed reconcile is retried with exponential backoff (1 s doubling to 5 min), reset by a success. A
   failure the cluster caused for now (``kube_core.transient``: unreachable, 429, 5xx, after the client's own
-  retries ran out) is logged as one WARNING line; anything else at ERROR with its traceback, as a bug.
+  retries ran out) or a 409 Conflict is logged as one WARNING line; anything else at ERROR with its traceback,
+  as a bug.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import math
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
+from devservers_sdk.errors import ConflictError
 from devservers_sdk.kube_core import transient
 
 __all__ = ["MAX_BACKOFF", "WorkQueue"]
@@ -152,7 +154,8 @@ class WorkQueue(Generic[K]):
                     failures = self._failures.get(key, 0)
                     self._failures[key] = failures + 1
                     next_delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2**failures)
-                    if transient(exc):
+                    # A conflict (the object changed under a write) is a reason to read again, not a bug.
+                    if transient(exc) or isinstance(exc, ConflictError):
                         log.warning(
                             "Reconciling %s failed (attempt %d): %s; retrying in %.0fs",
                             key,

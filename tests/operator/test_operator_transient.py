@@ -125,3 +125,19 @@ def test_kopfs_own_retries_are_warnings_and_its_give_up_an_error(message: str, l
     record = logging.LogRecord("kopf._cogs.clients.watching", logging.ERROR, __file__, 1, message, None, None)
     assert KopfRetriesAreWarnings().filter(record)
     assert (record.levelno, record.levelname) == (level, logging.getLevelName(level))
+
+
+def test_a_conflict_is_one_warning_and_a_later_try(api: ScriptedApi, caplog: pytest.LogCaptureFixture) -> None:
+    """A write refused by its resourceVersion precondition: the reconcile reads again later, which is no bug."""
+    api.then(Answer("PATCH", "/configmaps/cfg", 409, status_body(409, "Conflict", "the object has been modified")))
+
+    async def guarded_write(kube: AsyncKube) -> None:
+        await kube.patch(CONFIGMAPS, "cfg", {"metadata": {"resourceVersion": "1"}, "data": {"k": "v"}},
+                         namespace="default")
+
+    with caplog.at_level(logging.DEBUG):
+        reconcile_once(api, guarded_write, failures=1)
+    assert api.count("PATCH", "/configmaps/cfg") == 1  # the precondition's verdict is not retried
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.name, r.levelname) for r in warnings] == [("devservers_operator.workqueue", "WARNING")], caplog.text
+    assert warnings[0].exc_info is None and "changed by someone else" in warnings[0].getMessage()
