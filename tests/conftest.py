@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 
 import pytest
 
@@ -29,6 +30,19 @@ def pytest_configure(config: pytest.Config) -> None:
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     config.stash[_seed] = _shuffle_seed(config)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_event_loop_left_running(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails the module that leaves an asyncio loop running in the main thread (a sync Playwright left open
+    does): every later asyncio.run() would fail, so the failures would land on whichever modules the shuffle
+    put after it, far from their cause."""
+    yield
+    if asyncio._get_running_loop() is not None:
+        asyncio.events._set_running_loop(None)  # so the modules after it do not fail for its fault
+        pytest.fail(f"{request.module.__name__} left an asyncio event loop running in the main thread: close "
+                    f"what started it (sync_playwright(), a loop run_forever) in a fixture of this module",
+                    pytrace=False)
 
 
 def _shuffle_seed(config: pytest.Config) -> int | None:

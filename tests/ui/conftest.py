@@ -1,5 +1,5 @@
 """Fixtures for the dashboard's browser tests (see ``dashboard_support``): a ``devctl ui`` process in the
-test's namespace with the platform running, and one headless Debian Chromium for the session."""
+test's namespace with the platform running, and one headless Debian Chromium per module."""
 
 from __future__ import annotations
 
@@ -37,8 +37,11 @@ def dashboard(ui_kubeconfig: str) -> Iterator[RunningDashboard]:
         stop_dashboard(running)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Per module, not per session: Playwright's sync API keeps an asyncio loop running in the main thread
+    # while it is open, so every asyncio.run() of a module shuffled in after the first browser test failed
+    # ("cannot be called from a running event loop"), and another module's sync_playwright() refused to start.
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (tools/install-system-packages), "
                     f"or point DEVSERVERS_CHROMIUM at a Chromium binary")
