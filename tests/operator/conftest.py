@@ -76,14 +76,14 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[ClusterHandle]:
 def kubectl(
     kubeconfig: str, *args: str, check: bool = True, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [KUBECTL, "--kubeconfig", kubeconfig, *args],
-        capture_output=True,
-        text=True,
-        check=check,
-        timeout=60,
-        input=input,
+    # The process gets longer than any `kubectl wait --timeout` given here (120 s), so kubectl's own answer,
+    # with what it was still waiting for, is what a failure shows.
+    result = subprocess.run(
+        [KUBECTL, "--kubeconfig", kubeconfig, *args], capture_output=True, text=True, timeout=180, input=input
     )
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} exited {result.returncode}: {result.stderr.strip()}")
+    return result
 
 
 @pytest.fixture(scope="session")
