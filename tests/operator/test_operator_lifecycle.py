@@ -64,12 +64,13 @@ def _stopped_for_idle(server: dict[str, Any]) -> bool:
 
 
 def test_idle_server_stops_keeping_its_home_and_starts_again(operated: OperatedNamespace) -> None:
-    operated.create("sleepy", persistentHomeSize="1Gi", lifecycle={"idleTimeout": 60})  # 3 s on the scaled clock
+    # Auto shutdown off until the home holds the file: the idle clock (3 s on the scaled clock) runs from the pod's
+    # start, so on a loaded machine the server could be stopped before the test ever saw it Running.
+    operated.create("sleepy", persistentHomeSize="1Gi", lifecycle={"idleTimeout": 60, "autoShutdown": False})
     operated.wait_phase("sleepy", "Running")
     operated.exec("sleepy-0", "echo kept > /home/dev/work.txt")
+    operated.patch("sleepy", {"spec": {"lifecycle": {"autoShutdown": True}}})
 
-    # Generous: on a loaded real control plane the node may first be refused the home claim for a moment (the
-    # Node authorizer's graph learns of the pod asynchronously), and the idle clock starts only once it runs.
     server = operated.wait_phase("sleepy", "Stopped", check=_stopped_for_idle, timeout=120)
     assert server["metadata"]["annotations"][DESIRED_STATE] == "Stopped"
     idle = next(c for c in server["status"]["conditions"] if c["type"] == "Idle")

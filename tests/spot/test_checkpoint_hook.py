@@ -14,7 +14,7 @@ from devservers_sdk.localcluster.pytest_plugin import wait_for
 from tests.operator.conftest import OperatedNamespace, rfc3339
 
 # Each test's bounded waits (a start, then a stop or a move, then Events) add up to more than the suite's 120 s
-# on a loaded real plane, where a home's first mount can be refused until the Node authorizer sees the pod.
+# on a loaded real plane.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
 SAVE = ["sh", "-c", "echo saved-by-hook >> $HOME/hook.log && echo checkpoint written"]
@@ -29,12 +29,16 @@ def event_messages(operated: OperatedNamespace, name: str, reason: str) -> list[
 
 
 def test_the_hook_runs_on_every_rank_before_an_idle_stop_once(operated: OperatedNamespace) -> None:
+    # Auto shutdown off until both ranks run: the idle clock (3 s on the scaled clock) runs from the pods' start, so
+    # on a loaded machine a rank that came up late would miss the idle stop's hook.
     operated.create("saver", mode="distributed", distributed={"worldSize": 2, "backend": "gloo"},
                 persistentHomeSize="1Gi",
-                lifecycle={"idleTimeout": 60, "checkpoint": {"command": SAVE, "timeoutSeconds": 20}})
+                lifecycle={"idleTimeout": 60, "autoShutdown": False,
+                           "checkpoint": {"command": SAVE, "timeoutSeconds": 20}})
     operated.wait_phase("saver", "Running", timeout=120)
     grace = operated.statefulset("saver").spec.template.spec.termination_grace_period_seconds
     assert grace == 30, "the grace period covers the hook's 20 s and a margin"
+    operated.patch("saver", {"spec": {"lifecycle": {"autoShutdown": True}}})
 
     server = operated.wait_phase("saver", "Stopped", check=stopped, timeout=120)
     outcome = server["status"]["lastCheckpoint"]
