@@ -1,16 +1,14 @@
 """What a person wants to read about a DevServer at a glance: phase, ready ranks, time left, age.
 
 Shared by the tables (``%devserver list``) and the widgets (the list's rows), so both say the same thing.
-Pure functions of the SDK's models and a ``now``; nothing here talks to the cluster.
+Pure functions of the SDK's models and a ``now``; nothing here talks to the cluster. The SDK is imported
+inside each function: ``%load_ext devservers_magics`` loads this module and must not load the SDK.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
-
-from devservers_sdk import views
-from devservers_sdk.durations import format_span
 
 if TYPE_CHECKING:
     from devservers_sdk.models import DevServer
@@ -28,6 +26,8 @@ __all__ = [
 
 def expires_at(server: DevServer, *, max_time_to_live: str | None = None) -> datetime | None:
     """When the DevServer will be deleted: the SDK's one view of it (``devservers_sdk.views.expires_at``)."""
+    from devservers_sdk import views
+
     return views.expires_at(server, max_time_to_live=max_time_to_live)
 
 
@@ -51,6 +51,8 @@ def age_text(server: DevServer, *, now: datetime | None = None) -> str:
 
 def ready_text(server: DevServer) -> str:
     """Ready ranks out of those wanted, e.g. ``"1/2"`` (``devservers_sdk.views.ready_text``)."""
+    from devservers_sdk import views
+
     return views.ready_text(server)
 
 
@@ -61,6 +63,8 @@ def phase_text(server: DevServer) -> str:
 
 def is_stopped(server: DevServer) -> bool:
     """Whether the user asked it to stop (or the operator stopped it): then Start, not Stop, is offered."""
+    from devservers_sdk import views
+
     asked = views.desired_state(server.metadata.annotations)
     return asked == "Stopped" or (server.status.phase in ("Stopped", "Stopping") and asked != "Running")
 
@@ -71,4 +75,6 @@ def _aware(moment: datetime) -> datetime:
 
 def span_text(delta: timedelta, *, parts: int = 2) -> str:
     """A length of time in its largest ``parts`` units, spaced: ``"3h 59m"``, ``"2d"``, ``"45s"``."""
+    from devservers_sdk.durations import format_span
+
     return format_span(delta, units=parts, separator=" ")
