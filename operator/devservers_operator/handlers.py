@@ -257,11 +257,35 @@ async def defaults_index(body: kopf.Body, namespace: str | None, **_: Any) -> di
 
 
 # -- events → triggers -----------------------------------------------------------------------------------
+#
+# The DevServer and owned-object events are handled in the handlers' ``when`` filter, which then answers
+# False, so kopf never runs the handler itself. kopf evaluates a filter once per event with the same
+# arguments a handler gets, and a filtered-out handler skips its execution machinery (outcome and state
+# bookkeeping, the handler's log lines): a seventh of the operator's CPU per watch event, and every
+# DevServer costs some fourteen of them. The work is the same either way (record, trigger, return), never
+# a request, so nothing is lost by doing it in the filter; kopf still holds the filters back until every
+# index is filled, as it holds handlers.
 
 
-@kopf.on.event(API_GROUP, API_VERSION, DEVSERVER_PLURAL)
-async def devserver_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    COUNTERS.event("DevServer", _reconciler(memo).devserver_changed(type, body))
+def _handled_in_filter(kind: str) -> Any:
+    def handle(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
+        try:
+            reconciler = _reconciler(memo)
+            if kind == "DevServer":
+                outcome = reconciler.devserver_changed(type, body)
+            else:
+                outcome = reconciler.owned_changed(kind, type, body)
+            COUNTERS.event(kind, outcome)
+        except Exception:  # a filter that raises makes kopf throttle the object's whole stream
+            log.exception("A %s event was not handled", kind)
+        return False
+
+    return handle
+
+
+@kopf.on.event(API_GROUP, API_VERSION, DEVSERVER_PLURAL, when=_handled_in_filter("DevServer"))
+async def devserver_event(**_: Any) -> None:
+    """Never runs: its filter handles the event (see above)."""
 
 
 @kopf.on.event(API_GROUP, API_VERSION, FLAVOR_PLURAL)
@@ -270,19 +294,19 @@ async def flavor_event(name: str, memo: kopf.Memo, **_: Any) -> None:
     COUNTERS.event("DevServerFlavor", "reconcile")
 
 
-@kopf.on.event("apps", "v1", "statefulsets", labels=_OWNED)
-async def statefulset_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    COUNTERS.event("StatefulSet", _reconciler(memo).owned_changed("StatefulSet", type, body))
+@kopf.on.event("apps", "v1", "statefulsets", labels=_OWNED, when=_handled_in_filter("StatefulSet"))
+async def statefulset_event(**_: Any) -> None:
+    """Never runs: its filter handles the event (see above)."""
 
 
-@kopf.on.event("", "v1", "services", labels=_OWNED)
-async def service_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    COUNTERS.event("Service", _reconciler(memo).owned_changed("Service", type, body))
+@kopf.on.event("", "v1", "services", labels=_OWNED, when=_handled_in_filter("Service"))
+async def service_event(**_: Any) -> None:
+    """Never runs: its filter handles the event (see above)."""
 
 
-@kopf.on.event("", "v1", "pods", labels=_OWNED)
-async def pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    COUNTERS.event("Pod", _reconciler(memo).owned_changed("Pod", type, body))
+@kopf.on.event("", "v1", "pods", labels=_OWNED, when=_handled_in_filter("Pod"))
+async def pod_event(**_: Any) -> None:
+    """Never runs: its filter handles the event (see above)."""
 
 
 @kopf.on.event("", "v1", "configmaps", when=_is_defaults)
