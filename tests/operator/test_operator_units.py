@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
+from devservers_operator.metrics import Counters
 from devservers_operator.probe import parse_probe, probe_command
-from devservers_operator.reconcile import progress_only
+from devservers_operator.reconcile import _pod_news, progress_only
 from devservers_operator.settings import OperatorSettings
 from devservers_operator.workqueue import WorkQueue
 
@@ -89,6 +90,8 @@ def test_settings_from_environment() -> None:
         ("DEVSERVERS_PROBE_WINDOW", "0"),
         ("DEVSERVERS_MAX_CONCURRENT_RECONCILES", "many"),
         ("DEVSERVERS_MASTER_PORT", "0"),
+        ("DEVSERVERS_METRICS", "0.0.0.0:8081"),
+        ("DEVSERVERS_METRICS", "https://0.0.0.0:8081/metrics"),
     ],
 )
 def test_bad_settings_name_the_variable(key: str, value: str) -> None:
@@ -298,3 +301,42 @@ def test_a_create_in_a_terminating_namespace_is_not_a_permission_problem() -> No
     rbac = error_from_api(403, "Forbidden", 'statefulsets.apps "img" is forbidden: User "x" cannot create',
                           kind="StatefulSet", name="img", namespace="team")
     assert type(rbac) is PermissionDeniedError and "Ask your cluster admin" in str(rbac)
+
+
+# -- what the operator costs ----------------------------------------------------------------------------
+
+
+def test_counters_render_as_prometheus_text() -> None:
+    counters = Counters()
+    counters.event("Pod", "progress")
+    counters.event("Pod", "progress")
+    counters.request("PATCH", "/apis/devservers.io/v1/namespaces/ns/devservers/x/status", "DevServer", named=True)
+    counters.request("GET", "/api/v1/nodes", "Node", named=False)
+    counters.status_writes += 1
+    lines = counters.render().splitlines()
+    assert 'devservers_operator_watch_events_total{kind="Pod",outcome="progress"} 2' in lines
+    assert 'devservers_operator_api_requests_total{verb="patch",resource="DevServer/status"} 1' in lines
+    assert 'devservers_operator_api_requests_total{verb="list",resource="Node"} 1' in lines
+    assert "devservers_operator_status_writes_total 1" in lines
+    assert OperatorSettings.from_env({"DEVSERVERS_METRICS": "http://127.0.0.1:9/metrics"}).metrics
+
+
+def _pod(phase: str = "Pending", *, conditions: list[dict[str, str]] | None = None,
+         waiting: str | None = None, **meta: Any) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "main", "restartCount": 0, "ready": False,
+                                 "state": {"waiting": {"reason": waiting}} if waiting else {"running": {}}}
+    return {"metadata": {"name": "x-0", "ownerReferences": [{"controller": True, "uid": "s"}], **meta},
+            "status": {"phase": phase, "conditions": conditions or [], "containerStatuses": [container]}}
+
+
+def test_a_pod_on_its_way_up_is_progress_and_trouble_is_news() -> None:
+    assert not _pod_news(_pod(waiting="ContainerCreating"))
+    assert not _pod_news(_pod("Running", conditions=[{"type": "Ready", "status": "False"}]))
+    assert _pod_news(_pod("Running", conditions=[{"type": "Ready", "status": "True"}]))
+    assert _pod_news(_pod(waiting="ImagePullBackOff"))
+    assert _pod_news(_pod(conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]))
+    assert _pod_news(_pod("Running", deletionTimestamp="2026-01-01T00:00:00Z"))
+    assert _pod_news(_pod("Failed"))
+    orphan = _pod("Running")
+    orphan["metadata"]["ownerReferences"] = []
+    assert _pod_news(orphan)
