@@ -435,6 +435,18 @@ def _owner_uids(obj: dict[str, Any]) -> set[str]:
     return {str(ref.get("uid")) for ref in _meta(obj).get("ownerReferences") or []}
 
 
+def _lineage(obj: dict[str, Any]) -> str:
+    """Owners, finalizers and deletion of an object, in one bracket: what tells why an orphan stayed (never
+    collected, or a deletion that something does not finish, such as a pod's node or a claim's protection)."""
+    meta = _meta(obj)
+    owners = ",".join(f"{ref.get('kind')}/{ref.get('name')}/{str(ref.get('uid'))[:8]}"
+                      for ref in meta.get("ownerReferences") or []) or "none"
+    deleting = meta.get("deletionTimestamp") or "no"
+    phase = (obj.get("status") or {}).get("phase")
+    return (f"[owners {owners}; finalizers {','.join(meta.get('finalizers') or []) or 'none'}; "
+            f"deleting since {deleting}{f'; phase {phase}' if phase else ''}]")
+
+
 def _ready(pod: dict[str, Any]) -> bool:
     conditions = (pod.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
@@ -463,7 +475,7 @@ def inspect(kube: Kube, expected: dict[str, Expected]) -> EndState:
     for kind in ("StatefulSet", "Service", "PersistentVolumeClaim", "Pod"):
         for obj in listed[kind]:
             label, owners = _label(obj), _owner_uids(obj)
-            where = f"{kind} {_meta(obj).get('name')}"
+            where = f"{kind} {_meta(obj).get('name')} {_lineage(obj)}"
             if label is None or label not in servers:
                 state.orphans.append(f"{where} (labelled for DevServer {label}, which does not exist)")
             elif kind == "Pod" and not owners & set_uids:
