@@ -157,3 +157,47 @@ def test_a_refused_configmap_watch_is_started_again(refused_node: Callable[..., 
         assert Path(worker.volume_sources["ca"], "ca.crt").read_text() == "the CA\n"
 
     refused_node(scenario, {"configmaps": 2})
+
+
+class PodCacheNotSynced(ApiClient):
+    """A node's client whose first DELETEs of a pod are answered 404, as kube-apiserver's NodeRestriction answers
+    while its pod informer has not synced after a restart: it looks the pod up in that cache, not in storage."""
+
+    def __init__(self, credentials: Credentials, not_found: int) -> None:
+        super().__init__(credentials, user_agent=f"kubelet/{NODE}")
+        self.not_found = not_found
+        self.answered: list[str] = []
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        if method == "DELETE" and "/pods/" in path and self.not_found > 0:
+            self.not_found -= 1
+            self.answered.append(path)
+            raise StatusError(404, "NotFound", f'pods "{path.rsplit("/", 1)[-1]}" not found')
+        return await super().request(method, path, **kwargs)
+
+
+def test_a_deletion_answered_not_found_for_a_pod_that_exists_is_finished(tmp_path: Path) -> None:
+    """The control-plane faults run left a deleted DevServer's pod Terminating for good (and its home claim,
+    held by pvc-protection): the node's final DELETE, sent just after kube-apiserver restarted, got a 404 that
+    NodeRestriction's unsynced cache gave, and the kubelet took the pod for gone and forgot it."""
+
+    async def main() -> None:
+        runtime = ClusterRuntime(state_dir=tmp_path / "state", kubelet=False, controllers=False)
+        await runtime.start()
+        client = PodCacheNotSynced(
+            Credentials(server=runtime.url, ca_pem=runtime.certificate.ca_pem, token=runtime.node_token), 2)
+        kubelet = Kubelet(client, state_dir=tmp_path / "node", node_name=NODE, names_client=client)
+        try:
+            await kubelet.start()
+            env = Env(runtime.api, kubelet, tmp_path)
+            env.run_pod("dev-0", {"name": "main", "command": ["sleep", "30"]}, nodeName=NODE)
+            await until(running_ready(env, "dev-0"), "dev-0 Running")
+            env.delete("dev-0")
+            await until(lambda: not env.exists("dev-0"), "dev-0 deleted from the API after two DELETEs answered 404")
+            assert len(client.answered) == 2, client.answered
+        finally:
+            await kubelet.stop()
+            await client.close()
+            await runtime.stop()
+
+    asyncio.run(main())

@@ -601,7 +601,7 @@ class PodWorker:
             # Deleted, or replaced by a pod of the same name (the uid precondition). A 409 can also be a
             # plain conflict, which is retried: only a pod that is really gone may be forgotten, or its
             # deletion would never be finished.
-            if exc.code == 404 or (exc.code == 409 and not await self._still_ours()):
+            if exc.code in (404, 409) and not await self._still_ours():  # a 404 only if the read agrees
                 self.gone = True
                 return
             raise
@@ -1819,9 +1819,10 @@ class PodWorker:
                 )
                 return
             except StatusError as exc:
-                if exc.code == 404:
-                    return
-                if exc.code == 409 and not await self._still_ours():  # a new pod of the same name
+                # A 404 is checked like a 409: kube-apiserver's NodeRestriction admission looks the pod up in its
+                # own informer cache and answers 404 for a pod that exists until that cache is synced after a
+                # restart. Taken for done, the pod stayed Terminating for good, and its claim with it (pvc-protection).
+                if exc.code in (404, 409) and not await self._still_ours():  # gone, or a new pod of the same name
                     return
                 failures += 1
                 log.info("deletion of %s/%s not finished: %s", self.namespace, self.name, exc.message)
