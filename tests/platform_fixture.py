@@ -467,10 +467,17 @@ def running_platform(cluster: ClusterHandle, settings: OperatorSettings, workdir
 _platforms: pytest.StashKey[dict[str, tuple[OperatorSettings, Platform]]] = pytest.StashKey()
 
 
+# The pods of the local cluster share the machine's network: with the shipped torchrun master port (29500),
+# two test sessions on one machine (CI beside another copy of the suite) failed each other's launches with
+# EADDRINUSE. Below the kernel's ephemeral range, and apart from tests/operator's own (30000 + pid % 20000).
+PLATFORM_MASTER_PORT = str(20000 + os.getpid() % 9000)
+
+
 @pytest.fixture(scope="session")
 def operator_settings() -> OperatorSettings:
-    """The shipped settings; a folder whose tests need others overrides this fixture."""
-    return OperatorSettings()
+    """The shipped settings but a torchrun master port of this session's own; a folder whose tests need others
+    overrides this fixture."""
+    return OperatorSettings(env={"DEVSERVERS_MASTER_PORT": PLATFORM_MASTER_PORT})
 
 
 @pytest.fixture(scope="module")
