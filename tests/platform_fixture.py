@@ -469,7 +469,7 @@ _platforms: pytest.StashKey[dict[str, tuple[OperatorSettings, Platform]]] = pyte
 
 # The pods of the local cluster share the machine's network: with the shipped torchrun master port (29500),
 # two test sessions on one machine (CI beside another copy of the suite) failed each other's launches with
-# EADDRINUSE. Below the kernel's ephemeral range, and apart from tests/operator's own (30000 + pid % 20000).
+# EADDRINUSE. Below the kernel's ephemeral range, and apart from tests/operator's own (11000 + pid % 9000).
 PLATFORM_MASTER_PORT = str(20000 + os.getpid() % 9000)
 
 

@@ -53,8 +53,10 @@ KUBECTL = str(Path(sys.executable).with_name("kubectl"))
 GROUP, VERSION, PLURAL = "devservers.io", "v1", "devservers"
 NODE_CAPACITY = {"cpu": "64", "memory": "512Gi", "nvidia.com/gpu": "8", "pods": "200"}
 # The pods of the local cluster share the machine's network: a torchrun master on the default 29500 collides
-# with any other test session's on the same machine (EADDRINUSE). A port of this session's own instead.
-MASTER_PORT = str(30000 + os.getpid() % 20000)
+# with any other test session's on the same machine (EADDRINUSE). A port of this session's own instead, below
+# the kernel's ephemeral range (32768-60999), where a client's outgoing connection had taken it (seen: 36278),
+# and apart from the platform's range (tests/platform_fixture.py).
+MASTER_PORT = str(11000 + os.getpid() % 9000)
 OPERATOR_ENV = {
     "DEVSERVERS_MASTER_PORT": MASTER_PORT,
     "DEVSERVERS_IDLE_TIMEOUT_SCALE": "0.05",
