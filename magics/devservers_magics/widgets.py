@@ -573,7 +573,9 @@ class DevServerList(widgets.VBox):
                 if row is not None:
                     self._table.children = tuple(self._rows.values())
                     row.close()
-                    if not self._rows and not self._status.is_error:
+                    # Only into an empty status line: the watch's news must not replace what the user's last
+                    # action said ("Deleting NAME."), which it did or not depending on which thread ran first.
+                    if not self._rows and not self._status.text:
                         self._status.show("No DevServers yet: create one above.")
                 return
             self._place(server, datetime.now(UTC))
