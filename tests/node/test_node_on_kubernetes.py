@@ -147,11 +147,14 @@ def test_exec_with_a_tty_and_resize(real: LocalCluster, ns: str) -> None:
 
 
 def test_port_forward_to_a_web_server_in_a_pod(real: LocalCluster, ns: str) -> None:
-    run_pod(real, ns, "web", f"cd /tmp && echo served > index.html && exec {PY} -m http.server 8080")
+    # Pods share the machine's network: a fixed 8080 was taken by another session's operator (its health
+    # port) when a second copy of the suite ran beside this one.
+    pod_port = free_port()
+    run_pod(real, ns, "web", f"cd /tmp && echo served > index.html && exec {PY} -m http.server {pod_port}")
     wait_for(running(real, ns, "web"), timeout=60, message="the web pod Running")
     port = free_port()
     forward = subprocess.Popen([KUBECTL, "--kubeconfig", real.kubeconfig, "-n", ns, "port-forward", "pod/web",
-                                f"{port}:8080"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                f"{port}:{pod_port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert forward.stdout is not None
         assert "Forwarding from 127.0.0.1" in forward.stdout.readline()
