@@ -10,16 +10,16 @@ clients load.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from aiohttp import web
+
+from tests.threaded_http import ThreadedHttpServer
 
 __all__ = ["HTML_502", "Answer", "ScriptedApi"]
 
@@ -48,19 +48,16 @@ def status_body(code: int, reason: str, message: str) -> bytes:
                        "message": message}).encode()
 
 
-class ScriptedApi:
+class ScriptedApi(ThreadedHttpServer):
     """Start with ``with ScriptedApi(tmp_path) as api``; script with ``api.then(Answer(...))``."""
 
     def __init__(self, workdir: Path) -> None:
+        super().__init__()
         self.workdir = workdir
         self.objects: dict[str, dict[str, Any]] = {}  # by object path
         self.script: list[Answer] = []
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request received
-        self.url = ""
         self._versions = itertools.count(1)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
 
     def then(self, *answers: Answer) -> None:
         self.script.extend(answers)
@@ -115,29 +112,6 @@ class ScriptedApi:
                 return 404, json.loads(status_body(404, "NotFound", "not found"))
             return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
         return 405, json.loads(status_body(405, "MethodNotAllowed", method))
-
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-
-    async def _stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def __enter__(self) -> ScriptedApi:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
 
     def kubeconfig(self) -> str:
         path = self.workdir / "scripted-kubeconfig"

@@ -15,7 +15,6 @@ fake clock run) instead of measuring time.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import ssl
 import subprocess
@@ -49,6 +48,7 @@ from devservers_sdk.kube import DEVSERVERS, Kube, Resource, RetryPolicy
 from devservers_sdk.localcluster import tls
 from devservers_sdk.localcluster.cluster import LocalCluster
 from devservers_sdk.settings import load_kubeconfig
+from tests.threaded_http import ThreadedHttpServer
 
 pytestmark = pytest.mark.emulator_only
 
@@ -281,7 +281,7 @@ def test_pure_sets_are_applied_again_after_409_and_500(faulty: LocalCluster) -> 
 
 # -- answers lost after the write was committed -------------------------------------------------------------
 
-class LosingProxy:
+class LosingProxy(ThreadedHttpServer):
     """A TLS reverse proxy to the cluster that can lose the answer of requests it has forwarded.
 
     ``lose(method, path_part, how)`` arms it for the next matching request: it is forwarded, the cluster
@@ -290,15 +290,12 @@ class LosingProxy:
     """
 
     def __init__(self, upstream: LocalCluster, workdir: Path) -> None:
+        super().__init__()
         self.upstream = upstream
         self.workdir = workdir
         self.certificate = tls.generate()
         self.armed: list[tuple[str, str, str]] = []
         self.lost = 0
-        self.url = ""
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
     def lose(self, method: str, path_part: str, how: str) -> None:
@@ -328,33 +325,16 @@ class LosingProxy:
                                          status=504)
         return web.Response(status=status, body=payload, headers={"Content-Type": content_type})
 
-    async def _start(self) -> None:
+    def _ssl_context(self) -> ssl.SSLContext:
+        return self.certificate.server_context(self.workdir / "proxy-pki")
+
+    async def _open(self) -> None:
         upstream_ca = ssl.create_default_context(cadata=self.upstream.runtime.certificate.ca_pem.decode())  # type: ignore[union-attr]
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=upstream_ca))
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0,
-                           ssl_context=self.certificate.server_context(self.workdir / "proxy-pki"))
-        await site.start()
-        self.url = f"https://127.0.0.1:{self._runner.addresses[0][1]}"
 
-    async def _stop(self) -> None:
+    async def _close(self) -> None:
         if self._session is not None:
             await self._session.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def __enter__(self) -> LosingProxy:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
 
     def kubeconfig(self) -> str:
         import base64
