@@ -93,7 +93,7 @@ spec:
 """)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        pods = client._kube.list(PODS, namespace=NAMESPACE, label_selector=f"{NAME_LABEL}={NAME}")["items"]
+        pods = client.kube.list(PODS, namespace=NAMESPACE, label_selector=f"{NAME_LABEL}={NAME}")["items"]
         if pods and (pods[0].get("status") or {}).get("phase") == "Running":
             break
         time.sleep(0.2)

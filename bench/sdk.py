@@ -113,7 +113,7 @@ def start_exec_pod(client: DevServerClient, kubeconfig: str) -> str:
     kubectl(kubeconfig, "apply", "-f", "-", input=yaml.safe_dump(statefulset).encode(), stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        pods = client._kube.list(PODS, namespace=NAMESPACE, label_selector=f"{NAME_LABEL}={name}")["items"]
+        pods = client.kube.list(PODS, namespace=NAMESPACE, label_selector=f"{NAME_LABEL}={name}")["items"]
         if pods and (pods[0].get("status") or {}).get("phase") == "Running":
             return name
         time.sleep(0.1)

@@ -79,7 +79,7 @@ from .next_steps import NextStep
 from .settings import load_kubeconfig, resolve_namespace, resolve_owner
 from .tracking import git_commit
 from .tracking_settings import DEFAULTS_CONFIGMAP, effective_tracking, parse_defaults, tracking_destinations
-from .views import pod_rank, pod_ready
+from .views import pod_rank, pod_ready, pod_running
 
 if TYPE_CHECKING:
     from .checkpoint import CheckpointListing
@@ -258,6 +258,11 @@ class DevServerClient:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+    @property
+    def kube(self) -> Kube:
+        """The API client underneath, for what the DevServer methods do not cover (its pods, say)."""
+        return self._kube
 
     @property
     def owner(self) -> str:
@@ -951,8 +956,8 @@ class DevServerClient:
             >>> client.exec("mydev", ["nvidia-smi", "-L"], check=True).stdout  # doctest: +SKIP
             >>> client.exec("mydev", ["tar", "xz", "-C", "/tmp"], stdin=open("data.tgz", "rb"))  # doctest: +SKIP
         """
-        return exec_.run(self._open_session, command, devserver=name, find_pod=lambda: self._running_pod(name, rank),
-                         record_activity=lambda: self._record_activity(name, "exec"), stdin=stdin,
+        return exec_.run(self._open_session, command, devserver=name, find_pod=lambda: self.running_pod(name, rank),
+                         record_activity=lambda: self.record_activity(name, "exec"), stdin=stdin,
                          timeout=timeout, check=check, text=text, container=container)
 
     def exec_stream(self, name: str, command: str | Sequence[str], *, rank: int = 0,
@@ -984,8 +989,8 @@ class DevServerClient:
             0
         """
         return exec_.stream(self._open_session, command, devserver=name,
-                            find_pod=lambda: self._running_pod(name, rank),
-                            record_activity=lambda: self._record_activity(name, "exec"), stdin=stdin,
+                            find_pod=lambda: self.running_pod(name, rank),
+                            record_activity=lambda: self.record_activity(name, "exec"), stdin=stdin,
                             timeout=timeout, check=check, text=text, container=container)
 
     def shell(self, name: str, *, rank: int = 0, command: str | Sequence[str] | None = None,
@@ -1017,8 +1022,8 @@ class DevServerClient:
             >>> raise SystemExit(client.shell("mydev"))  # doctest: +SKIP
         """
         return exec_.attach(self._open_session, command, devserver=name,
-                            find_pod=lambda: self._running_pod(name, rank),
-                            record_activity=lambda: self._record_activity(name, activity), container=container,
+                            find_pod=lambda: self.running_pod(name, rank),
+                            record_activity=lambda: self.record_activity(name, activity), container=container,
                             stdin=stdin, stdout=stdout)
 
     def logs(self, name: str, *, rank: int = 0, follow: bool = False, tail: int | None = None,
@@ -1079,7 +1084,11 @@ class DevServerClient:
         return self._devserver(self._kube.patch(DEVSERVERS, name, patch, namespace=self.namespace,
                                                 content_type=MERGE_PATCH))
 
-    def _record_activity(self, name: str, source: str | None = None) -> None:
+    def record_activity(self, name: str, source: str | None = None) -> None:
+        """Mark the DevServer as in use now: its idle timeout counts from this moment.
+
+        ``source`` names what was used (``exec``, ``port-forward``...), shown by ``describe``.
+        """
         self._kube.patch(DEVSERVERS, name, activity_patch(source=source), namespace=self.namespace, timeout=10.0)
 
     def _open_session(self, pod: str, argv: Sequence[str], /, *, container: str | None = None,
@@ -1096,7 +1105,7 @@ class DevServerClient:
     def _pod_name(self, name: str, rank: int, *, running: bool) -> str:
         pods = [pod for pod in self._pods(name) if pod_rank(pod) == rank]
         live = [pod for pod in pods if not pod["metadata"].get("deletionTimestamp")]
-        usable = [pod for pod in live if (pod.get("status") or {}).get("phase") == "Running"] if running else live
+        usable = [pod for pod in live if pod_running(pod)] if running else live
         if usable:
             return str(usable[0]["metadata"]["name"])
         server = self.get(name)  # raises DevServerNotFoundError when that is the problem
@@ -1115,7 +1124,14 @@ class DevServerClient:
         raise DevServerNotReadyError(f"DevServer '{name}' has no {state} for rank {rank}: {hint}", next_step=step,
                                      lead=lead, kind="DevServer", name=name, namespace=self.namespace)
 
-    def _running_pod(self, name: str, rank: int) -> str:
+    def running_pod(self, name: str, rank: int = 0) -> str:
+        """The name of the pod of ``rank`` that runs now (phase Running, not being deleted).
+
+        Raises:
+            DevServerNotFoundError: no DevServer of that name.
+            DevServerNotReadyError: no such pod; the message says why (stopped, still starting, which ranks
+                exist) and the next step.
+        """
         return self._pod_name(name, rank, running=True)
 
     # -- connect: port-forward, files ---------------------------------------------------------------
@@ -1411,7 +1427,7 @@ class DevServerClient:
         commit = git_commit(workdir) if workdir is not None else None
         target = LaunchTarget(
             name=name, namespace=self.namespace, read=lambda: self.get(name), pods=lambda: self._pods(name),
-            open_session=self._open_session, record_activity=lambda: self._record_activity(name),
+            open_session=self._open_session, record_activity=lambda: self.record_activity(name),
             checkpoints=lambda directory: self.checkpoints(name, rank=0, directory=directory))
         return launch(target, command, nprocs_per_node=nprocs_per_node, env=env, workdir=cwd,
                       timeout=timeout, on_output=on_output, resume=resume, checkpoint_dir=checkpoint_dir,

@@ -64,6 +64,17 @@ def pod_ready(pod: Mapping[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
+def pod_running(pod: Mapping[str, Any]) -> bool:
+    """Whether a pod's container runs now and will go on running: phase Running and not being deleted.
+
+    A different question from ``pod_ready``: a running pod whose probe fails can still be exec'd into (to
+    find out why), and it still costs money. A pod being deleted is refused because its container is being
+    stopped under whatever would start in it.
+    """
+    return (pod.get("status") or {}).get("phase") == "Running" and not (pod.get("metadata") or {}).get(
+        "deletionTimestamp")
+
+
 # -- expiry ----------------------------------------------------------------------------------------------
 
 def lifetime_cap(*, created_at: datetime, max_time_to_live: str | None) -> datetime | None:

@@ -82,7 +82,7 @@ class PortForward:
         self.remote_port = remote_port
         self.rank = rank
         self._on_error = on_error or _log_error
-        self._pod = client._running_pod(name, rank)
+        self._pod = client.running_pod(name, rank)
         self._listener = self._listen(address, local_port)
         host, port = self._listener.getsockname()[:2]
         self.address = LocalAddress(host, port)
@@ -91,7 +91,7 @@ class PortForward:
         self._lock = threading.Lock()
         self._sessions: set[ExecSession] = set()
         self._closed = threading.Event()
-        self._heartbeat = ActivityHeartbeat(lambda: client._record_activity(name, "port-forward")).__enter__()
+        self._heartbeat = ActivityHeartbeat(lambda: client.record_activity(name, "port-forward")).__enter__()
         self._acceptor = threading.Thread(target=self._accept, name=f"port-forward-{port}", daemon=True)
         self._acceptor.start()
 
@@ -128,11 +128,11 @@ class PortForward:
             threading.Thread(target=self._serve, args=(conn,), name="port-forward-conn", daemon=True).start()
 
     def _open(self) -> ExecSession:
-        kube, namespace = self._client._kube, self._client.namespace
+        kube, namespace = self._client.kube, self._client.namespace
         try:
             return kube.port_forward(namespace, self._pod, self.remote_port)
         except NotFoundError:
-            self._pod = self._client._running_pod(self.name, self.rank)  # restarted under another name
+            self._pod = self._client.running_pod(self.name, self.rank)  # restarted under another name
             return kube.port_forward(namespace, self._pod, self.remote_port)
 
     def _serve(self, conn: socket.socket) -> None:

@@ -192,7 +192,7 @@ class SshConfigResult:
 def proxy_command(client: ConnectClient, identity: Path) -> str:
     """``python -m devservers_cli [cluster flags] ssh-proxy --identity KEY %h``, quoted for ssh's shell."""
     argv = [sys.executable, "-m", "devservers_cli"]
-    info = client._kube.info
+    info = client.kube.info
     paths = [str(Path(p).resolve()) for p in info.paths]
     if len(paths) == 1:
         argv += ["--kubeconfig", paths[0]]

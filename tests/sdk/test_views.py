@@ -114,6 +114,19 @@ def test_a_pods_rank_is_its_index_label_else_its_ordinal() -> None:
     assert views.pod_rank(pod("stray")) is None
 
 
+@pytest.mark.parametrize(("case", "running"), [
+    (pod("x-0"), True),
+    (pod("x-0", ready="False"), True),  # a failing probe: still exec-able, still paid for
+    (pod("x-0", deleting=True), False),
+    (pod("x-0", phase="Pending", ready="True"), False),
+    (pod("x-0", phase="Succeeded", ready="False"), False),
+    ({"metadata": {"name": "x-0"}}, False),  # no status yet
+])
+def test_a_pod_is_running_when_its_phase_says_so_and_it_is_not_being_deleted(case: dict[str, Any],
+                                                                             running: bool) -> None:
+    assert views.pod_running(case) is running
+
+
 @pytest.mark.parametrize(("case", "ready"), [
     (pod("x-0"), True),
     (pod("x-0", ready="False"), False),
