@@ -450,10 +450,15 @@ class AsyncKube:
     ) -> dict[str, Any]:
         """LIST objects, page by page; returns one List manifest holding every page's items (as ``Kube.list``).
 
-        Pods and events require a namespace (the operator never lists them across namespaces).
+        Pods and events require a namespace, or for pods a label selector: every pod of a cluster is far
+        more than anything here needs (the operator's cluster-wide pod watch lists only its own pods).
         """
-        if namespace is None and resource.kind in (PODS.kind, EVENTS.kind):
-            raise ValueError(f"listing {resource.plural} across all namespaces is not allowed here; name one")
+        unbounded = resource.kind == EVENTS.kind or (resource.kind == PODS.kind and not label_selector)
+        if namespace is None and unbounded:
+            raise ValueError(
+                f"listing {resource.plural} across all namespaces is not allowed here; name one"
+                + (" or select by label" if resource.kind == PODS.kind else "")
+            )
         items: builtins.list[dict[str, Any]] = []
         token: str | None = None
         while True:

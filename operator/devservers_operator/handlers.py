@@ -6,15 +6,19 @@ queue (``workqueue.py`` says why not kopf's change handlers, timers or daemons).
 Watched, each through one kopf watch stream:
 
 * DevServers (the watched namespaces, or the cluster) and DevServerFlavors (cluster-scoped);
-* StatefulSets, Services and pods labelled ``app.kubernetes.io/managed-by=devservers-operator``, with the
-  label selector sent to the API server, so the operator never receives other pods (no cluster-wide pod
-  LIST or WATCH of everything);
+* StatefulSets and Services labelled ``app.kubernetes.io/managed-by=devservers-operator``, with the
+  label selector sent to the API server;
 * the ConfigMaps named ``devservers-defaults`` (a field selector sent to the API server: no other
   ConfigMap reaches the operator), whose ``tracking`` key is a namespace's experiment-tracking defaults.
 
-The indices are the caches the reconcile reads instead of GETting. kopf holds every handler back until
-all indices are filled from the initial listings, so after a restart the first reconcile of a DevServer
-already sees its StatefulSet and pods: nothing is recreated twice and no status flaps to Pending.
+Pods are watched outside kopf (``podwatch.py``: kopf's cost per event, and most pod events are not news),
+with the same label selector, so the operator never receives other pods (no cluster-wide pod LIST or
+WATCH of everything).
+
+The indices and the pod watch are the caches the reconcile reads instead of GETting. kopf holds every
+handler back until all indices are filled from the initial listings, and the reconciler runs nothing until
+the pod watch has its first listing, so after a restart the first reconcile of a DevServer already sees its
+StatefulSet and pods: nothing is recreated twice and no status flaps to Pending.
 
 No kopf finalizer, no kopf annotations or status: the operator writes ``status`` itself through the API,
 and deleting a DevServer is never blocked by an operator that is down (ownerReferences do the cleanup).
@@ -39,6 +43,7 @@ from devservers_sdk.contract import (
 from devservers_sdk.tracking_settings import DEFAULTS_CONFIGMAP
 
 from .metrics import COUNTERS, CountedKube, MetricsServer
+from .podwatch import PodWatch
 from .reconcile import Key, Reconciler
 from .settings import OperatorSettings
 
@@ -52,14 +57,14 @@ _OWNED = {MANAGED_BY_LABEL: MANAGED_BY}
 
 
 class IndexCache:
-    """The reconcile's ``Cache``, read from kopf's live indices (see the module docstring)."""
+    """The reconcile's ``Cache``, read from kopf's live indices and the pod watch (see the module docstring)."""
 
-    def __init__(self, indices: dict[str, Any]) -> None:
+    def __init__(self, indices: dict[str, Any], pods: PodWatch) -> None:
         self._devservers: kopf.Index[Key, dict[str, Any]] = indices["devserver_index"]
         self._flavors: kopf.Index[str, dict[str, Any]] = indices["flavor_index"]
         self._statefulsets: kopf.Index[Key, dict[str, Any]] = indices["statefulset_index"]
         self._services: kopf.Index[Key, dict[str, Any]] = indices["service_index"]
-        self._pods: kopf.Index[Key, dict[str, Any]] = indices["pod_index"]
+        self._pods = pods
         self._defaults: kopf.Index[str, dict[str, Any]] = indices["defaults_index"]
 
     @staticmethod
@@ -83,8 +88,7 @@ class IndexCache:
         return self._one(self._services, (namespace, name))
 
     def pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
-        store = self._pods.get((namespace, name))
-        return list(store) if store else []
+        return self._pods.pods(namespace, name)
 
     def flavor_users(self, flavor: str) -> list[Key]:
         # A scan, not an index of its own: flavors change rarely, DevServers on every status write, and a
@@ -103,7 +107,7 @@ class IndexCache:
 
 
 class QuietEventHandlers(logging.Filter):
-    """Drops kopf's "Handler 'pod_event' succeeded." lines: one per watch event, thousands a minute at scale.
+    """Drops kopf's "Handler 'flavor_event' succeeded." lines: one per watch event, thousands a minute at scale.
 
     Failures, and every line of the operator's own loggers, still show.
     """
@@ -169,7 +173,7 @@ async def startup(
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="devservers.io")
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.batching.worker_limit = None  # never 1: one worker per object, all objects in parallel
-    for plural in ("pods", "statefulsets", "services"):
+    for plural in ("statefulsets", "services"):
         settings.watching.label_selectors[plural] = MANAGED_SELECTOR
     settings.watching.field_selectors["configmaps"] = DEFAULTS_SELECTOR
     for name in KopfRetriesAreWarnings.LOGGERS:
@@ -185,9 +189,12 @@ async def startup(
         # and errors still show; DEVSERVERS_LOG_LEVEL=DEBUG shows everything.
         objects_logger.setLevel(logging.WARNING)
     kube = await CountedKube.connect()
-    reconciler = Reconciler(kube, IndexCache(kwargs), operator_settings)
+    pods = PodWatch(kube, operator_settings.namespaces)
+    reconciler = Reconciler(kube, IndexCache(kwargs, pods), operator_settings, ready=pods.synced)
     memo["kube"] = kube
     memo["reconciler"] = reconciler
+    memo["pods"] = pods
+    pods.start(reconciler.owned_changed)
     if operator_settings.metrics:
         metrics = MetricsServer(operator_settings.metrics)
         await metrics.start()
@@ -198,6 +205,9 @@ async def startup(
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    pods: PodWatch | None = memo.get("pods")
+    if pods is not None:
+        await pods.stop()  # first: it would wake the reconciler
     reconciler: Reconciler | None = memo.get("reconciler")
     if reconciler is not None:
         await reconciler.stop()
@@ -241,11 +251,6 @@ async def service_index(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[
     return _owner_key(body, labels)
 
 
-@kopf.index("", "v1", "pods", labels=_OWNED)
-async def pod_index(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[Key, dict[str, Any]]:
-    return _owner_key(body, labels)
-
-
 def _is_defaults(name: str, **_: Any) -> bool:
     # The field selector already keeps every other ConfigMap away; this guards a server that ignores it.
     return name == DEFAULTS_CONFIGMAP
@@ -262,9 +267,9 @@ async def defaults_index(body: kopf.Body, namespace: str | None, **_: Any) -> di
 # False, so kopf never runs the handler itself. kopf evaluates a filter once per event with the same
 # arguments a handler gets, and a filtered-out handler skips its execution machinery (outcome and state
 # bookkeeping, the handler's log lines): a seventh of the operator's CPU per watch event, and every
-# DevServer costs some fourteen of them. The work is the same either way (record, trigger, return), never
-# a request, so nothing is lost by doing it in the filter; kopf still holds the filters back until every
-# index is filled, as it holds handlers.
+# DevServer cost some fourteen of them before pods left kopf. The work is the same either way (record,
+# trigger, return), never a request, so nothing is lost by doing it in the filter; kopf still holds the
+# filters back until every index is filled, as it holds handlers.
 
 
 def _handled_in_filter(kind: str) -> Any:
@@ -301,11 +306,6 @@ async def statefulset_event(**_: Any) -> None:
 
 @kopf.on.event("", "v1", "services", labels=_OWNED, when=_handled_in_filter("Service"))
 async def service_event(**_: Any) -> None:
-    """Never runs: its filter handles the event (see above)."""
-
-
-@kopf.on.event("", "v1", "pods", labels=_OWNED, when=_handled_in_filter("Pod"))
-async def pod_event(**_: Any) -> None:
     """Never runs: its filter handles the event (see above)."""
 
 

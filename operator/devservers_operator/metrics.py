@@ -5,11 +5,13 @@ status writes and API requests made, each per DevServer. Counted here, in the pr
 they need no audit log and no request log to read, and ``bench/operator_scale.py`` scrapes them before and
 after each measurement. Counters only (monotonic, reset by a restart), by label:
 
-* ``devservers_operator_watch_events_total{kind, outcome}``: the watch events kopf handed to the operator
-  ``outcome="reconcile"`` when one triggered a reconcile, ``"progress"`` when a pod's start only
-  progressed (a reconcile a moment later, shared with the events that follow), ``"echo"`` when it was
-  recognised as the echo of the operator's own write and dropped, ``"ignored"`` when it could not concern
-  any DevServer;
+* ``devservers_operator_watch_events_total{kind, outcome}``: the watch events the operator received, from
+  kopf or (pods) its own watch: ``outcome="reconcile"`` when one triggered a reconcile, ``"progress"`` when
+  a pod's start only progressed (a reconcile a moment later, shared with the events that follow),
+  ``"joined"`` when such progress found that reconcile already due (it woke nothing), ``"echo"`` when it
+  was recognised as the echo of the operator's own write and dropped, ``"ignored"`` when it could not
+  concern any DevServer, ``"unchanged"`` when a pod event changed nothing the operator reads
+  (``podwatch.py``: counted, cached, and handed to nothing);
 * ``devservers_operator_reconciles_total``;
 * ``devservers_operator_status_writes_total``;
 * ``devservers_operator_api_requests_total{verb, resource}``: every request of the reconciler (kopf's own
@@ -59,7 +61,7 @@ class Counters:
     def render(self) -> str:
         """The Prometheus text exposition format (version 0.0.4)."""
         lines = [
-            "# HELP devservers_operator_watch_events_total Watch events handed to the operator by kopf.",
+            "# HELP devservers_operator_watch_events_total Watch events received by the operator.",
             "# TYPE devservers_operator_watch_events_total counter",
             *(
                 f'devservers_operator_watch_events_total{{kind="{kind}",outcome="{outcome}"}} {count}'

@@ -244,6 +244,7 @@ class Reconciler:
         cache: the watched objects.
         settings: the operator's settings.
         clock: the current time (tests can move it).
+        ready: set once the caches hold their first listing; no reconcile runs before (None: ready now).
     """
 
     def __init__(
@@ -253,8 +254,10 @@ class Reconciler:
         settings: OperatorSettings,
         *,
         clock: Callable[[], datetime] = _utcnow,
+        ready: asyncio.Event | None = None,
     ) -> None:
         self.kube = kube
+        self._ready = ready
         self.cache = cache
         self.settings = settings
         self.clock = clock
@@ -298,7 +301,8 @@ class Reconciler:
     def owned_changed(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> str:
         """An owned StatefulSet, Service, pod or claim changed or was deleted: reconcile its DevServer.
 
-        Returns what became of the event, as ``devserver_changed`` does.
+        Returns what became of the event, as ``devserver_changed`` does, or for a pod's progress,
+        ``progress`` (a reconcile soon) or ``joined`` (one was due already).
         """
         meta = _meta(body)
         name = (meta.get("labels") or {}).get(NAME_LABEL)
@@ -318,9 +322,9 @@ class Reconciler:
             # A pod on its way up (bound, scheduled, its containers being created, started but not
             # ready) changes seven times in a few seconds, and on the way up the status only reports
             # progress, which is held back anyway (``PROGRESS_WRITE_INTERVAL``). One reconcile for
-            # the lot, or earlier when news comes (ready, a problem, a deletion).
-            self.queue.schedule(key, POD_PROGRESS_DELAY)
-            return "progress"
+            # the lot, or earlier when news comes (ready, a problem, a deletion). When that reconcile is
+            # already due, the event joins it (it reads the pod from the cache, where this event is).
+            return "progress" if self.queue.schedule(key, POD_PROGRESS_DELAY) else "joined"
         self.queue.trigger(key)
         return "reconcile"
 
@@ -348,6 +352,9 @@ class Reconciler:
 
     async def reconcile(self, key: Key) -> float | None:
         """Bring one DevServer's objects, status and lifecycle up to date; returns seconds until next look."""
+        if self._ready is not None and not self._ready.is_set():
+            # On an empty pod cache a pod would look missing: recreated, orphaned, the status Pending.
+            await self._ready.wait()
         try:
             return await self._reconcile(key)
         except NamespaceTerminatingError as exc:

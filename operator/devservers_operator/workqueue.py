@@ -78,24 +78,29 @@ class WorkQueue(Generic[K]):
         """Reconcile ``key`` soon (after the debounce)."""
         self.schedule(key, self._debounce)
 
-    def schedule(self, key: K, delay: float) -> None:
-        """Reconcile ``key`` in at most ``delay`` seconds (an earlier request stands)."""
+    def schedule(self, key: K, delay: float) -> bool:
+        """Reconcile ``key`` in at most ``delay`` seconds (an earlier request stands).
+
+        Returns False when an earlier request stood, so this one changed nothing.
+        """
         if self._stopped:
-            return
+            return False
         loop = asyncio.get_running_loop()
         when = loop.time() + max(0.0, delay)
         self._dropped.discard(key)
         if key in self._running:
-            self._again[key] = min(self._again.get(key, math.inf), when)
-            return
+            again = self._again.get(key, math.inf)
+            self._again[key] = min(again, when)
+            return when < again
         due = self._due.get(key)
         if due is not None and due <= when:
-            return
+            return False
         handle = self._handles.pop(key, None)
         if handle is not None:
             handle.cancel()
         self._due[key] = when
         self._handles[key] = loop.call_at(when, self._fire, key)
+        return True
 
     def forget(self, key: K) -> None:
         """Drop every timer of ``key`` (its object was deleted); a running reconcile finishes alone."""
