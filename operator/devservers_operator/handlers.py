@@ -107,7 +107,7 @@ class IndexCache:
 
 
 class QuietEventHandlers(logging.Filter):
-    """Drops kopf's "Handler 'flavor_event' succeeded." lines: one per watch event, thousands a minute at scale.
+    """Drops kopf's "Handler 'flavor_event' succeeded." lines: one per event of the handlers that run.
 
     Failures, and every line of the operator's own loggers, still show.
     """
