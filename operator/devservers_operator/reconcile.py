@@ -309,7 +309,8 @@ class Reconciler:
         if not name or not meta.get("namespace"):
             return "ignored"
         key = (str(meta["namespace"]), str(name))
-        if kind == "Pod" and (disruption := pod_disruption(body)) is not None:
+        disruption = pod_disruption(body) if kind == "Pod" else None
+        if disruption is not None:
             self._memory.setdefault(key, _Memory()).disruptions[disruption.uid] = disruption
         memory = self._memory.get(key)
         written = memory.written.get(kind) if memory is not None else None
@@ -318,6 +319,11 @@ class Reconciler:
                 del memory.written[kind]  # gone: the next reconcile creates it again
         elif written is not None and _meta(written.body).get("resourceVersion") == meta.get("resourceVersion"):
             return "echo"  # the object as this operator's own create or replace returned it: nothing new
+        if disruption is not None and event_type != "DELETED" and not meta.get("deletionTimestamp"):
+            # Marked for a disruption (eviction, taint, preemption), still up: the deletion follows at
+            # once, and is the news. A reconcile between the two would see the pod still Running and
+            # count the interruption as over before it began (no Interrupted phase).
+            return "progress" if self.queue.schedule(key, POD_PROGRESS_DELAY) else "joined"
         if kind == "Pod" and event_type != "DELETED" and not _pod_news(body):
             # A pod on its way up (bound, scheduled, its containers being created, started but not
             # ready) changes seven times in a few seconds, and on the way up the status only reports

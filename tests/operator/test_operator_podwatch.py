@@ -196,3 +196,27 @@ def test_no_reconcile_runs_before_the_pod_cache_has_its_first_listing() -> None:
             await reconciler.stop()
 
     asyncio.run(main())
+
+
+def test_a_pod_marked_for_disruption_waits_for_its_deletion_to_reconcile() -> None:
+    """Eviction, taint and preemption mark the pod (DisruptionTarget) and then delete it: a reconcile between
+    the two saw the pod still Running and closed the interruption before it began."""
+
+    async def main() -> None:
+        reconciler = Reconciler(None, _NoCache(), OperatorSettings(debounce=0.1))  # type: ignore[arg-type]
+        try:
+            marked = _pod("web-0", "5", ready=True)
+            marked["status"]["conditions"].append(
+                {"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager"}
+            )
+            assert reconciler.owned_changed("Pod", "MODIFIED", marked) == "progress"
+            due = reconciler.queue.due_in(("team", "web"))
+            assert due is not None and due > 1.0, due
+            marked["metadata"]["deletionTimestamp"] = "2025-01-31T12:00:00Z"
+            assert reconciler.owned_changed("Pod", "MODIFIED", marked) == "reconcile"
+            due = reconciler.queue.due_in(("team", "web"))
+            assert due is not None and due <= 0.1, due
+        finally:
+            await reconciler.stop()
+
+    asyncio.run(main())
