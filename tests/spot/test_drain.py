@@ -4,7 +4,7 @@ reason and time, counts the interruption, emits an Event, and returns to Running
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -81,6 +81,30 @@ def operator_off(operated: OperatedNamespace, node: str) -> None:
     assert all(pod.spec.node_name != node for pod in operator.pods()), "the operator's pod is still on " + node
 
 
+@contextmanager
+def replacements_held(operated: OperatedNamespace, *, taken: str) -> Iterator[Callable[[], None]]:
+    """Cordon every node but ``taken`` (the one the test takes away) until ``release()``: the server's
+    replacement pod waits, Pending, so the operator's next reconcile sees the server interrupted. On a loaded
+    machine the replacement could otherwise be Ready before that reconcile, which then records the
+    interruption as already over, and the phase never reads Interrupted (seen in a loaded trial run)."""
+    others = [node.metadata.name for node in operated.core.list_node().items if node.metadata.name != taken]
+    for node in others:
+        operated.kubectl("cordon", node)
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        for node in others:
+            operated.kubectl("uncordon", node)
+        released = True
+
+    try:
+        yield release
+    finally:
+        if not released:
+            release()
+
+
 def uncordon_all(operated: OperatedNamespace) -> None:
     for node in operated.core.list_node().items:
         if node.spec.unschedulable:
@@ -98,12 +122,14 @@ def test_draining_the_node_under_rank_1_interrupts_then_runs_on_the_other_node(o
     # The scheduler may have put rank 0 there too: then both move, each with its home.
     on_drained = [pod for pod in ("spotty-0", "spotty-1") if node_of(operated, pod) == drained]
     try:
-        with phases_seen(operated, "spotty") as phases:
+        with phases_seen(operated, "spotty") as phases, replacements_held(operated, taken=drained) as release:
             result = operated.kubectl("drain", drained, "--ignore-daemonsets", "--delete-emptydir-data",
                                   "--timeout=90s", "--pod-selector=devservers.io/name=spotty", check=False)
             assert result.returncode == 0, result.stdout + result.stderr
             assert "pod/spotty-1 evicted" in result.stdout + result.stderr, result.stdout + result.stderr
             assert operated.core.read_node(drained).spec.unschedulable, "kubectl drain cordons the node first"
+            wait_for(lambda: "Interrupted" in phases, timeout=120, message="the Interrupted phase, the replacement pod held Pending")
+            release()
 
             back = operated.wait_phase("spotty", "Running", timeout=120,
                                    check=lambda s: (s.get("status") or {}).get("interruptions") == 1)
@@ -142,8 +168,10 @@ def test_a_spot_interruption_taint_moves_the_server_with_its_home(operated: Oper
     reclaimed = node_of(operated, "tainted-0")
     operator_off(operated, reclaimed)
     try:
-        with phases_seen(operated, "tainted") as phases:
+        with phases_seen(operated, "tainted") as phases, replacements_held(operated, taken=reclaimed) as release:
             operated.kubectl("taint", "node", reclaimed, f"{SPOT_INTERRUPTION_TAINT}=true:NoExecute")
+            wait_for(lambda: "Interrupted" in phases, timeout=120, message="the Interrupted phase, the replacement pod held Pending")
+            release()
             back = operated.wait_phase("tainted", "Running", timeout=120,
                                    check=lambda s: (s.get("status") or {}).get("interruptions") == 1)
             wait_for(lambda: phases.caught_up("Running", 1), timeout=60, message="the watch to see Running again")
@@ -154,3 +182,4 @@ def test_a_spot_interruption_taint_moves_the_server_with_its_home(operated: Oper
         assert operated.exec("tainted-0", "cat $HOME/marker").strip() == "still-here"
     finally:
         operated.kubectl("taint", "node", reclaimed, f"{SPOT_INTERRUPTION_TAINT}-", check=False)
+        uncordon_all(operated)
