@@ -9,6 +9,7 @@ At the end everything must converge to the plan with nothing lost: every marker 
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -17,9 +18,17 @@ from typing import Any
 
 import pytest
 
-from devservers_sdk.errors import DevServerError
-from devservers_sdk.kube import Resource, RetryPolicy
-from tests.reliability.workload import NAMESPACE, Platform, converge, plan, read_markers, run_workload
+from devservers_sdk.errors import DevServerError, NotFoundError
+from devservers_sdk.kube import DEVSERVERS, FLAVORS, PODS, Resource, RetryPolicy
+from tests.reliability.workload import (
+    FLAVOR_CPU,
+    NAMESPACE,
+    Platform,
+    converge,
+    plan,
+    read_markers,
+    run_workload,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +68,10 @@ def outage_is_reported(platform: Platform, component: str) -> None:
 def wait_until_served(platform: Platform, timeout: float = 240.0) -> None:
     """Until the API server answers a DevServer list, a read of one object and a write: all three, because a
     list can come from its watch cache while it has not reached etcd again. A restarted etcd took it over 30 s
-    to reach on a loaded machine, and the workload's first read then timed out as if the outage went on."""
+    to reach on a loaded machine, and the workload's first read then timed out as if the outage went on.
+    Then a GET of each kind the workload reads by name: kube-apiserver keeps a storage per resource, each
+    reconnecting to etcd on its own backoff, and in loaded trials the flavors' still hung a GET for 30 s,
+    and the pods' an exec for 10 s, after the namespace's answered."""
     client = platform.client(retry=RetryPolicy.never())
     kube = platform.kube()
     kube.retry = RetryPolicy.never()
@@ -76,6 +88,13 @@ def wait_until_served(platform: Platform, timeout: float = 240.0) -> None:
                 step = f"write an annotation of namespace {NAMESPACE}"
                 stamp = {"metadata": {"annotations": {SERVED_ANNOTATION: str(time.time())}}}
                 kube.patch(NAMESPACES, NAMESPACE, stamp)
+                for flavor in sorted(FLAVOR_CPU):
+                    step = f"read DevServerFlavor {flavor}"
+                    kube.get(FLAVORS, flavor)
+                for kind in (DEVSERVERS, PODS):  # exec reads the pod first
+                    step = f"read a {kind.kind} by name"
+                    with contextlib.suppress(NotFoundError):  # a 404 is an answer from etcd too
+                        kube.get(kind, "never-created", namespace=NAMESPACE)
                 return
             except DevServerError as exc:
                 last = exc
