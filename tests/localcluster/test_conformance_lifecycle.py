@@ -386,6 +386,34 @@ def test_statefulset_controller(k8s: Clients, namespace: str) -> None:
     assert len(k8s.core.list_namespaced_persistent_volume_claim(namespace).items) == 3
 
 
+def test_claims_carry_their_template_metadata_and_keep_a_second_owner(k8s: Clients, namespace: str) -> None:
+    """The devservers operator relies on this: its home claims are born owned by the DevServer through the
+    template, and that owner keeps a claim when its StatefulSet is deleted."""
+    keeper = k8s.core.create_namespaced_config_map(namespace, {"metadata": {"name": "keeper"}})
+    second = {"apiVersion": "v1", "kind": "ConfigMap", "name": "keeper", "uid": keeper.metadata.uid,
+              "controller": False}
+    body = sts_body("kept", 1)
+    body["spec"]["persistentVolumeClaimRetentionPolicy"] = {"whenScaled": "Retain", "whenDeleted": "Delete"}
+    body["spec"]["volumeClaimTemplates"][0]["metadata"] |= {
+        "labels": {"tier": "home"}, "annotations": {"note": "from-template"}, "ownerReferences": [second]}
+    sts = k8s.apps.create_namespaced_stateful_set(namespace, body)
+
+    def owners() -> dict[str, str]:
+        claims = k8s.core.list_namespaced_persistent_volume_claim(namespace, field_selector="metadata.name=data-kept-0")
+        return {ref.kind: ref.uid for claim in claims.items for ref in claim.metadata.owner_references or []}
+
+    wait_for(lambda: owners() == {"ConfigMap": keeper.metadata.uid, "StatefulSet": sts.metadata.uid}, timeout=60,
+             message="the claim owned by the template's ConfigMap and by the StatefulSet")
+    claim = k8s.core.read_namespaced_persistent_volume_claim("data-kept-0", namespace)
+    assert claim.metadata.labels == {"tier": "home", "app": "kept"}
+    assert (claim.metadata.annotations or {}).get("note") == "from-template"
+    assert [ref.controller for ref in claim.metadata.owner_references if ref.kind == "ConfigMap"] == [False]
+
+    k8s.apps.delete_namespaced_stateful_set("kept", namespace, propagation_policy="Background")
+    wait_for(lambda: owners() == {"ConfigMap": keeper.metadata.uid}, timeout=60,
+             message="the garbage collector to drop the deleted StatefulSet from the claim's owners and keep it")
+
+
 # -- Services and volumes ---------------------------------------------------------------------------
 
 

@@ -687,11 +687,14 @@ class StatefulSetReconciler:
             name = f"{template['metadata']['name']}-{self.meta['name']}-{ordinal}"
             if self.api.store.get(PVCS, self.namespace, name) is not None:
                 continue
-            metadata: dict[str, Any] = {"name": name, "namespace": self.namespace,
-                                        "labels": {**(template.get("metadata", {}).get("labels") or {}),
-                                                   **match_labels}}
+            # The claim is the template with its name and namespace set and the selector's labels added: its
+            # annotations and ownerReferences (a second owner that outlives the set) come as written.
+            metadata: dict[str, Any] = copy.deepcopy(template.get("metadata") or {})
+            metadata.update(name=name, namespace=self.namespace,
+                            labels={**(metadata.get("labels") or {}), **match_labels})
             if retention.get("whenDeleted") == "Delete":
-                metadata["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "StatefulSet",
+                metadata["ownerReferences"] = [*(metadata.get("ownerReferences") or []),
+                                               {"apiVersion": "apps/v1", "kind": "StatefulSet",
                                                 "name": self.meta["name"], "uid": self.meta["uid"],
                                                 "controller": True, "blockOwnerDeletion": True}]
             try:
