@@ -774,11 +774,17 @@ def build_statefulset(
         if config.home_storage_class is not None:
             claim_spec["storageClassName"] = config.home_storage_class
         # Only fixed labels: claim templates are immutable, and the controller adds the selector's labels.
+        # The StatefulSet controller creates each claim with the template's metadata, so the claim is born
+        # with the DevServer as a second, non-controller owner: the set's ``whenDeleted: Delete`` alone
+        # would let a mere ``kubectl delete statefulset`` delete the homes, while with the DevServer as an
+        # owner the garbage collector keeps them until the DevServer goes. The uid never changes for the
+        # DevServer's life, so the immutable template can hold it.
         spec["volumeClaimTemplates"] = [
             {
                 "metadata": {
                     "name": HOME_VOLUME,
                     "labels": {**selector_for(devserver), MANAGED_BY_LABEL: MANAGED_BY},
+                    "ownerReferences": [owner_reference(devserver) | {"controller": False}],
                 },
                 "spec": claim_spec,
             }

@@ -143,7 +143,6 @@ CLAIM_RETRY_FIRST = 2.0
 CLAIM_RETRY_MAX = 60.0
 PROBE_CONCURRENCY = 16
 ORPHAN_GRACE = 3.0
-STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 POD_PROGRESS_DELAY = 2.0
 """Seconds a pod event that is only progress waits for others to join it in one reconcile (``_pod_news``)."""
 _PROGRESS_WAITING = ("ContainerCreating", "PodInitializing")
@@ -224,7 +223,6 @@ class _Memory:
     warned_unschedulable: bool = False
     written: dict[str, _Written] = field(default_factory=dict)
     desired: _Desired | None = None
-    claims_owned: set[str] = field(default_factory=set)
     last_written: dict[str, Any] | None = None
     # Pods the system took away, seen in watch events: a drained pod may be gone (and its replacement
     # created) before the debounced reconcile reads the cache, and with it the evidence.
@@ -871,7 +869,6 @@ class Reconciler:
             )
         service = self.cache.service(namespace, devserver.name)
         await self._apply("Service", desired.service, service, memory, digests["Service"])
-        await self._own_home_claims(devserver, statefulset, pods, memory)
         doomed = set(pods_to_replace(statefulset, pods))
         orphans = [str(_meta(pod).get("name")) for pod in pods if _orphaned(pod)]
         if statefulset is not None and orphans:
@@ -943,57 +940,6 @@ class Reconciler:
             await self._event(devserver, "Warning", "CheckpointFailed",
                               f"checkpoint hook before {what} failed ({failed}); stopping anyway")
 
-    async def _own_home_claims(
-        self,
-        devserver: DevServer,
-        statefulset: Mapping[str, Any] | None,
-        pods: Sequence[Mapping[str, Any]],
-        memory: _Memory,
-    ) -> None:
-        """Make the DevServer a second owner of each home claim (once per claim and pod).
-
-        The StatefulSet's ``whenDeleted: Delete`` policy makes it the claims' owner, so deleting the
-        DevServer deletes them; but so would a mere ``kubectl delete statefulset`` (the operator then
-        heals the StatefulSet with empty homes). With the DevServer as a second owner the garbage collector
-        keeps a claim while the DevServer exists, and deletes it with the DevServer. It also keeps the
-        cascade working for a StatefulSet recreated after an immutable change, whose claims lost their
-        owner.
-
-        The claims are not watched: a watch of them cost four events per create (created, bound, owned by
-        the StatefulSet, owned by the DevServer) for this one patch. The StatefulSet controller creates a
-        pod's claims before the pod, and names them ``<template>-<pod>``, so each pod the pod watch brings
-        names its claims. The patch is a strategic merge patch that adds the reference by uid, so it needs
-        no resourceVersion and changes nothing when the reference is there; it is sent once per claim and
-        pod uid this process has seen (after a restart, once more per claim).
-        """
-        if statefulset is None:
-            return
-        namespace = devserver.namespace or ""
-        templates = [
-            str(_meta(template).get("name"))
-            for template in (statefulset.get("spec") or {}).get("volumeClaimTemplates") or []
-        ]
-        if not templates:
-            return
-        reference = owner_reference(devserver) | {"controller": False}
-        for pod in pods:
-            meta = _meta(pod)
-            if meta.get("deletionTimestamp") or pod_rank(pod) is None:
-                continue
-            for template in templates:
-                claim = f"{template}-{meta.get('name')}"
-                seen = f"{meta.get('uid')}/{claim}"
-                if seen in memory.claims_owned:
-                    continue
-                patch = {"metadata": {"ownerReferences": [reference]}}
-                try:
-                    await self.kube.patch(
-                        PVCS, claim, patch, namespace=namespace, content_type=STRATEGIC_MERGE_PATCH
-                    )
-                except NotFoundError:  # not created yet, or deleted: the pod's next event brings us back
-                    continue
-                memory.claims_owned.add(seen)
-
     def _desired(
         self, devserver: DevServer, flavor: DevServerFlavor, tracking: TrackingSpec, memory: _Memory
     ) -> tuple[DesiredObjects, dict[str, str]]:
@@ -1051,6 +997,11 @@ class Reconciler:
             metadata["annotations"] = {**(live_meta.get("annotations") or {}), **metadata.get("annotations", {})}
             if live_meta.get("finalizers"):
                 metadata["finalizers"] = list(live_meta["finalizers"])
+            if kind == "StatefulSet" and "volumeClaimTemplates" in (live.get("spec") or {}):
+                # Immutable, and equal where it matters (immutable_changes said so); sending ours would be
+                # refused where they differ in the rest, e.g. a StatefulSet made before the templates carried
+                # the DevServer as the claims' owner.
+                manifest["spec"]["volumeClaimTemplates"] = live["spec"]["volumeClaimTemplates"]
         metadata.setdefault("annotations", {})[APPLIED_HASH_ANNOTATION] = digest
         resource = STATEFULSETS if kind == "StatefulSet" else SERVICES
         if live is None:

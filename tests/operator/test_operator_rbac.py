@@ -130,7 +130,7 @@ def test_the_operator_uses_every_permission_it_is_granted_and_is_refused_none(
     operated.wait_phase("lost", "Failed")
     operated.delete("lost")
 
-    # A home volume (the operator patches itself in as the claim's second owner) and a shared claim (GET).
+    # A home volume (born owned by the DevServer too: the claim template carries it) and a shared claim (GET).
     operated.kubectl("apply", "-f", "-", input_text=f"""
 apiVersion: v1
 kind: PersistentVolumeClaim

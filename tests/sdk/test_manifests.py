@@ -333,6 +333,12 @@ def test_a_persistent_home_is_one_claim_per_rank_and_no_empty_dir() -> None:
     }
     assert "home" not in {volume["name"] for volume in pod_spec(sts)["volumes"]}
     assert {"name": "home", "mountPath": "/home/dev"} in container(sts)["volumeMounts"]
+    # Each claim is born owned by the DevServer too (not as its controller: the StatefulSet is), so a
+    # deleted StatefulSet leaves the homes and a deleted DevServer takes them.
+    assert claim["metadata"]["ownerReferences"] == [
+        {"apiVersion": "devservers.io/v1", "kind": "DevServer", "name": "mydev",
+         "uid": "6f1c1e8e-0000-4000-8000-000000000001", "controller": False, "blockOwnerDeletion": True}
+    ]
     with_class = build_statefulset(
         devserver(persistentHomeSize="100Gi"), CPU, OperatorConfig(home_storage_class="gp3")
     )
