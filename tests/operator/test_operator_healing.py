@@ -10,13 +10,17 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
+from devservers_operator.reconcile import APPLIED_HASH_ANNOTATION as APPLIED_HASH
 from devservers_sdk.localcluster.pytest_plugin import ClusterHandle, wait_for
 from tests.operator.conftest import OperatedNamespace, OperatorProcess, ready, request_counts, stays
 
 pytestmark = pytest.mark.slow
 
 
-def test_deleted_statefulset_and_service_are_recreated_and_the_home_survives(operated: OperatedNamespace) -> None:
+def test_deleted_statefulset_and_service_are_recreated_and_the_home_survives(
+    operated: OperatedNamespace, cluster: ClusterHandle
+) -> None:
+    before = request_counts(cluster) if cluster.emulator is not None else {}
     operated.create("heal", persistentHomeSize="1Gi")
     operated.wait_phase("heal", "Running")
     operated.exec("heal-0", "echo survived > /home/dev/proof.txt")
@@ -29,6 +33,9 @@ def test_deleted_statefulset_and_service_are_recreated_and_the_home_survives(ope
         ),
         message="the home claim to be owned by the StatefulSet and the DevServer",
     )
+    if cluster.emulator is not None:  # born so, from the claim template: nobody patched the claim
+        after = request_counts(cluster)
+        assert after.get("patch persistentvolumeclaims", 0) == before.get("patch persistentvolumeclaims", 0)
     old_sts, old_svc = operated.statefulset("heal").metadata.uid, operated.service("heal").metadata.uid
     (old_pod,) = operated.pods("heal")
 
@@ -208,3 +215,35 @@ def test_a_devserver_that_bypassed_validation_fails_once_without_retries(operate
         message="the operator keeps rewriting an invalid DevServer",
     )
     assert operated.statefulset("sneaky") is None
+
+
+def test_a_statefulset_from_before_the_claim_template_owned_its_claims_is_replaced_in_place(
+    operated: OperatedNamespace, operator: OperatorProcess
+) -> None:
+    """An earlier operator left claim templates without the DevServer's ownerReference (it patched each claim
+    instead). They are immutable: the operator's replace must keep them, not be refused, and not recreate."""
+    operated.create("legacy", persistentHomeSize="1Gi")
+    operated.wait_phase("legacy", "Running")
+    operator.stop()
+    old = operated.apps.api_client.sanitize_for_serialization(operated.statefulset("legacy"))
+    operated.apps.delete_namespaced_stateful_set("legacy", operated.namespace, propagation_policy="Orphan")
+    wait_for(lambda: operated.statefulset("legacy") is None, message="the StatefulSet deleted (orphan)")
+    metadata = {key: old["metadata"][key] for key in ("name", "labels", "annotations", "ownerReferences")}
+    metadata["annotations"][APPLIED_HASH] = "from-an-earlier-operator"
+    for template in old["spec"]["volumeClaimTemplates"]:
+        del template["metadata"]["ownerReferences"]
+    legacy = operated.apps.create_namespaced_stateful_set(
+        operated.namespace, {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": metadata, "spec": old["spec"]}
+    )
+    operator.start()
+
+    def replaced() -> bool:
+        sts = operated.statefulset("legacy")
+        return sts is not None and (sts.metadata.annotations or {}).get(APPLIED_HASH) != "from-an-earlier-operator"
+
+    wait_for(replaced, timeout=60, message="the earlier operator's StatefulSet replaced by this one")
+    sts = operated.statefulset("legacy")
+    assert sts.metadata.uid == legacy.metadata.uid, "recreated, not replaced in place"
+    assert [t.metadata.owner_references for t in sts.spec.volume_claim_templates] == [None]
+    assert "RecreatingStatefulSet" not in operated.event_reasons("legacy")
+    operated.wait_phase("legacy", "Running")
