@@ -10,7 +10,8 @@ Front ends (devctl, magics, notebooks, launch) test end to end against this one 
   node agent runs it with its projected ServiceAccount token and in-cluster config, so the operator holds
   exactly the rights ``operator-rbac.yaml`` gives it. The overlay (``DeployedOperator.overlay``) changes only
   the operator container's environment: images are not pulled here, so ``PATH`` leads to this venv's
-  ``python`` (the Deployment's command, ``python -m devservers_operator``, is also the image's), the liveness
+  ``python`` (the Deployment's command, ``python -m devservers_operator``, is also the image's) and
+  ``PYTHONPATH`` to this checkout's code, the liveness
   endpoint binds the pod's own loopback IP rather than ``0.0.0.0`` (pods share this machine's ports), and
   tests may add ``DEVSERVERS_*`` settings. The RBAC is never patched.
 
@@ -173,6 +174,9 @@ class DeployedOperator:
         container = shipped["spec"]["template"]["spec"]["containers"][0]
         overrides = {
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)]),
+            # The code under test, as the emulator's OperatorProcess runs it: the venv's editable install
+            # points at one checkout, and a worktree's run would otherwise deploy that checkout's operator.
+            "PYTHONPATH": os.pathsep.join([str(REPO / "operator"), str(REPO)]),
             "DEVSERVERS_LIVENESS": f"http://$(POD_IP):{HEALTH_PORT}/healthz",
             **self.env,
         }
