@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -516,6 +517,41 @@ def test_deleting_a_pod_kills_its_processes(run_scenario: Callable[..., None]) -
             ),
             "the Killing event",
         )
+
+    run_scenario(scenario)
+
+
+def test_a_stopped_container_never_takes_a_newer_one_for_its_own(
+    run_scenario: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel hands a freed namespace's inode number to the next namespace made: a container stopped
+    while another starts must not see the newcomer in "its" mount namespace and kill it as a straggler."""
+    started = threading.Event()
+    scan = sandbox.processes_in_mount_namespace
+    old_namespace: list[str] = []
+
+    def slow_scan(namespace: str) -> list[int]:
+        # A loaded machine: the stopped container's last sweep runs after the next container has started.
+        if namespace in old_namespace:
+            started.wait(30)
+        return scan(namespace)
+
+    async def scenario(env: Env) -> None:
+        env.run_pod("old", {"name": "main", "command": ["sh", "-c", "echo $$$$; exec sleep 1000"]},
+                    terminationGracePeriodSeconds=5)
+        old_pid = int(await until(lambda: env.log("old", "main").strip(), "old's pid"))
+        old_namespace.append(os.readlink(f"/proc/{old_pid}/ns/mnt"))
+        monkeypatch.setattr(sandbox, "processes_in_mount_namespace", slow_scan)
+        env.delete("old")
+        await until(lambda: not pid_alive(old_pid), "old's process to end")
+        env.run_pod("new", {"name": "main", "command": ["sh", "-c", "echo $$$$; exec sleep 1000"]})
+        new_pid = int(await until(lambda: env.log("new", "main").strip(), "new's pid"))
+        await until(running_ready(env, "new"), "new Running")
+        new_namespace = os.readlink(f"/proc/{new_pid}/ns/mnt")
+        started.set()
+        await until(lambda: not env.exists("old"), "old to be gone")
+        assert pid_alive(new_pid), f"the new container, in {new_namespace} (the old one was in {old_namespace[0]}), was killed"
+        assert env.status("new", "main")["restartCount"] == 0
 
     run_scenario(scenario)
 

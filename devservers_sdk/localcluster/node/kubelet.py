@@ -399,6 +399,10 @@ class ContainerRuntime:
     process: asyncio.subprocess.Process | None = None
     shim_pid: int = 0
     mount_ns: str | None = None
+    # Holds the run's mount namespace open until the run is over: a namespace no process holds is freed, and
+    # the kernel gives its inode number (all that ``mount_ns`` names) to the next namespace made, another
+    # pod's container, which a sweep by that name would then kill.
+    mount_ns_pin: int | None = None
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     exit_code: int | None = None
     started_at: str = ""
@@ -1520,7 +1524,7 @@ class PodWorker:
                 f"runc create failed: unable to start container process: {why}: unknown"
             )
         if mode != sandbox.ISOLATION_NONE:
-            c.mount_ns = sandbox.mount_namespace_of(process.pid)
+            c.mount_ns, c.mount_ns_pin = sandbox.pin_mount_namespace(process.pid)
         return None
 
     async def _wait(
@@ -1531,12 +1535,23 @@ class PodWorker:
         log_file: Any,
         log_path: Path,
     ) -> None:
-        returncode = await process.wait()
-        self.kubelet.shims.discard(process.pid)
-        _done, pending = await asyncio.wait(pumps, timeout=2)
-        for task in pending:
-            task.cancel()
-        log_file.close()
+        try:
+            returncode = await process.wait()
+            self.kubelet.shims.discard(process.pid)
+            _done, pending = await asyncio.wait(pumps, timeout=2)
+            for task in pending:
+                task.cancel()
+            log_file.close()
+            # Processes that joined the container (kubectl exec, exec probes) end with it, as they do when a
+            # container's PID namespace loses its init; swept while the namespace is still pinned.
+            if c.mount_ns and c.mount_ns_pin is not None:
+                await asyncio.to_thread(
+                    lambda: sandbox.kill_pids(sandbox.processes_in_mount_namespace(c.mount_ns or ""))
+                )
+        finally:
+            if c.mount_ns_pin is not None:
+                os.close(c.mount_ns_pin)
+            c.mount_ns, c.mount_ns_pin = None, None
         code = returncode if returncode >= 0 else 128 - returncode
         c.exit_code = code
         if c.running:
@@ -1750,14 +1765,18 @@ class PodWorker:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(c.exited.wait(), max(0.0, deadline - time.monotonic()))
         if c.process_alive:
-            await asyncio.to_thread(_kill_container_tree, c.shim_pid, c.mount_ns)
+            await self._kill_tree(c)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(c.exited.wait(), 10)
-        # Processes that joined the container (kubectl exec, exec probes) go with it.
-        if c.mount_ns:
-            await asyncio.to_thread(
-                lambda: sandbox.kill_pids(sandbox.processes_in_mount_namespace(c.mount_ns or ""))
-            )
+
+    async def _kill_tree(self, c: ContainerRuntime) -> None:
+        # A pin of our own: the run may end (and its waiter unpin the namespace) while the sweep is under way.
+        pin = os.dup(c.mount_ns_pin) if c.mount_ns_pin is not None else None
+        try:
+            await asyncio.to_thread(_kill_container_tree, c.shim_pid, c.mount_ns if pin is not None else None)
+        finally:
+            if pin is not None:
+                os.close(pin)
 
     async def _stop_container(self, c: ContainerRuntime, grace: float) -> None:
         c.stopping = True
@@ -1845,7 +1864,7 @@ class PodWorker:
             # A graceful deletion with a long grace period was under way: cut it short.
             for c in self.containers.values():
                 if c.process_alive:
-                    await asyncio.to_thread(_kill_container_tree, c.shim_pid, c.mount_ns)
+                    await self._kill_tree(c)
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self.task, 10)
 

@@ -190,6 +190,21 @@ def mount_namespace_of(pid: int) -> str | None:
         return None
 
 
+def pin_mount_namespace(pid: int) -> tuple[str | None, int | None]:
+    """The mount namespace of ``pid`` (its ``mnt:[inode]`` name) and a descriptor that keeps it alive, so that
+    the name cannot pass to a newer namespace while the descriptor is open; (None, None) if ``pid`` is gone or
+    shares our own namespace (sweeping that would kill the host's processes)."""
+    try:
+        fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None, None
+    name = f"mnt:[{os.fstat(fd).st_ino}]"
+    if name == mount_namespace_of(os.getpid()):
+        os.close(fd)
+        return None, None
+    return name, fd
+
+
 def processes_in_mount_namespace(namespace: str) -> list[int]:
     """Pids whose mount namespace is ``namespace`` (a ``mnt:[inode]`` link text), excluding ourselves."""
     me = os.getpid()
