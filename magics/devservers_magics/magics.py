@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import keyword
 import os
 import re
 import sys
@@ -501,6 +502,8 @@ class DevServerMagics(Magics):
         metavar="SECONDS",
         help="stop every rank after this long (default: no limit)",
     )
+    @argument("--as", dest="as_name", default=None, metavar="VAR",
+              help="also store the LaunchHandle in the notebook variable VAR, as soon as the launch starts")
     @argument("script_args", nargs="*", metavar="-- ARGS", help="arguments for the cell's script, after --")
     @_namespace_option
     def _launch(self, args: Namespace, cell: str) -> Any:
@@ -509,14 +512,19 @@ class DevServerMagics(Magics):
         The cell is written to every pod, then torchrun runs it there (the group's shape comes from the
         DevServer); every rank's output streams in, each line prefixed [rank N]. If a rank fails, the others
         are stopped and UsageError names the rank; interrupting the kernel stops every rank. Returns the
-        SDK's LaunchHandle (returncodes, logs(rank=...)).
+        SDK's LaunchHandle (returncodes, logs(rank=...)); --as VAR stores it in VAR too, which the next cells
+        can rely on (IPython's ``_`` is not always the cell's value), also when a rank fails or the cell is
+        interrupted.
 
         Example: %%devserver launch ddp -- --epochs 3   (the first line of the cell)
+        Example: %%devserver launch ddp --as run -- --epochs 3   (then run.returncodes, run.logs(rank=0))
         """
         from devservers_sdk.errors import LaunchFailedError
 
         from .launch_cell import failure_message, print_lines
 
+        if args.as_name is not None and (not args.as_name.isidentifier() or keyword.iskeyword(args.as_name)):
+            raise UsageError(f"--as takes a Python variable name, e.g. --as run (got {args.as_name!r})")
         nprocs = args.nprocs_per_node
         env = dict(_key_value(item, option="--env") for item in args.env)
         # The SDK writes the cell to every rank, and only once it knows launch can run there.
@@ -530,6 +538,8 @@ class DevServerMagics(Magics):
             cwd=args.cwd,
             timeout=args.timeout,
         )
+        if args.as_name is not None and self.shell is not None:  # a shell always, once the magics are loaded
+            self.shell.push({args.as_name: handle})
         try:
             with handle:
                 print_lines(handle, sys.stdout, sys.stderr)

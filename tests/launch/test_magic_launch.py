@@ -48,14 +48,15 @@ def run_cell(shell: Any) -> Callable[..., CellRun]:
     return run
 
 
-def test_the_ddp_example_as_a_cell_runs_on_every_rank(ddp: DistributedServer,
+def test_the_ddp_example_as_a_cell_runs_on_every_rank(ddp: DistributedServer, shell: Any,
                                                       run_cell: Callable[..., CellRun]) -> None:
     source = EXAMPLE.read_text()
-    run = run_cell(f"%%devserver launch ddp -- --epochs 5\n{source}")
+    run = run_cell(f"%%devserver launch ddp --as trained -- --epochs 5\n{source}")
     assert run.error is None, run.stderr.text
 
     handle = run.result.result
     assert isinstance(handle, LaunchHandle) and handle.returncodes == {0: 0, 1: 0}
+    assert shell.user_ns["trained"] is handle  # --as: the notebook's way to the handle, not IPython's `_`
     # The cell went to each rank's own home (one volume per pod), where torchrun ran it.
     script = next(arg for arg in handle.args if arg.endswith(".py"))
     assert re.fullmatch(r"/.+/cell-[0-9a-f]{12}\.py", script), handle.args
@@ -76,12 +77,16 @@ def test_the_ddp_example_as_a_cell_runs_on_every_rank(ddp: DistributedServer,
     assert all(line.startswith(("[rank ", "[node ")) for line in run.stderr.text.splitlines()), run.stderr.text
 
 
-def test_a_failing_rank_raises_usage_error_naming_it(ddp: DistributedServer,
+def test_a_failing_rank_raises_usage_error_naming_it(ddp: DistributedServer, shell: Any,
                                                      run_cell: Callable[..., CellRun]) -> None:
     tag = f"tag-{secrets.token_hex(4)}"
     # Node 1 exits 3 after a second; node 0 would sleep a minute unless it is stopped.
-    run = run_cell(f"%%devserver launch ddp --nprocs-per-node 1 -- {tag}\n{(SCRIPTS / 'fail_rank.py').read_text()}")
+    run = run_cell(f"%%devserver launch ddp --nprocs-per-node 1 --as failed -- {tag}\n"
+                   f"{(SCRIPTS / 'fail_rank.py').read_text()}")
     assert type(run.error) is UsageError, run.error
+    # The cell raised, so it has no value; --as still hands over the launch, for its logs.
+    failed = shell.user_ns["failed"]
+    assert isinstance(failed, LaunchHandle) and failed.returncodes[1] not in (None, 0), failed.returncodes
     message = str(run.error)
     assert message.startswith("Rank 1 of the launch on DevServer 'ddp' (pod ddp-1) exited with code"), message
     assert "exited with code 3" in message and message.endswith("rank 0 was stopped.")
@@ -139,6 +144,8 @@ def test_usage_mistakes_are_usage_errors(shell: Any) -> None:
         shell.run_cell_magic("devserver", "launch ddp --env NOVALUE", "print(1)\n")
     with pytest.raises(UsageError, match="DevServer 'ghost' not found"):
         shell.run_cell_magic("devserver", "launch ghost", "print(1)\n")
+    with pytest.raises(UsageError, match=r"--as takes a Python variable name, e.g. --as run \(got 'class'\)"):
+        shell.run_cell_magic("devserver", "launch ddp --as class", "print(1)\n")
     with pytest.raises(UsageError, match="%devserver list takes no arguments after --"):
         shell.run_line_magic("devserver", "list -- --epochs 3")
 
