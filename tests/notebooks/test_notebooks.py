@@ -30,16 +30,26 @@ REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "examples" / "notebooks").glob("0[123]*.ipynb"))
 RUN_TORCH_IN_PODS = {"03-distributed.ipynb"}
 KERNEL_NAME = "devservers-test"
+# IPython prints a UsageError (how the magics report every SDK error) as stderr text, with no error message
+# on iopub, and nbval fails a cell only on such a message: a failed `%%devserver launch` cell passed, and the
+# next cell failed for want of its value. The test kernel reports a UsageError as an error too.
+USAGE_ERRORS_FAIL = (
+    "from IPython.core.error import UsageError; "
+    "get_ipython().set_custom_exc((UsageError,), "
+    "lambda shell, etype, value, tb, tb_offset=None: shell._showtraceback(etype, value, [f'UsageError: {value}']))"
+)
 
 
 def kernelspec_path(root: Path) -> str:
-    """A ``JUPYTER_PATH`` whose only kernel runs ipykernel with this very interpreter (and so this venv)."""
+    """A ``JUPYTER_PATH`` whose only kernel runs ipykernel with this very interpreter (and so this venv), a
+    UsageError failing its cell (``USAGE_ERRORS_FAIL``)."""
     kernel = root / "kernels" / KERNEL_NAME
     kernel.mkdir(parents=True)
     (kernel / "kernel.json").write_text(
         json.dumps(
             {
-                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                         f"--IPKernelApp.exec_lines={json.dumps([USAGE_ERRORS_FAIL])}"],
                 "display_name": "devservers tests",
                 "language": "python",
             }
@@ -108,6 +118,28 @@ def test_notebook_runs_under_nbval(
         f"nbval failed for {notebook.name}:\n{result.stdout[-8000:]}\n{result.stderr[-2000:]}"
     )
     assert " passed" in result.stdout and "failed" not in result.stdout
+
+
+@pytest.mark.timeout(300)
+def test_a_magic_usage_error_fails_its_cell_under_nbval(tmp_path: Path) -> None:
+    """Without USAGE_ERRORS_FAIL this notebook passes nbval: the error is only text on stderr."""
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("%load_ext devservers_magics"),
+        nbformat.v4.new_code_cell("%devserver frobnicate"),
+    ])
+    path = tmp_path / "usage_error.ipynb"
+    nbformat.write(notebook, path)
+    env = {**os.environ, "JUPYTER_PATH": kernelspec_path(tmp_path / "jupyter"),
+           "PYTHONPATH": os.pathsep.join([str(REPO / "magics"), str(REPO)])}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-kernel-name", KERNEL_NAME, "-p", "no:cacheprovider",
+         "-q", "-o", "addopts=", str(path)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=250,
+    )
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "Unknown verb 'frobnicate'" in result.stdout and "1 failed, 1 passed" in result.stdout, result.stdout[-3000:]
 
 
 @pytest.mark.timeout(300)
