@@ -6,19 +6,18 @@ queue (``workqueue.py`` says why not kopf's change handlers, timers or daemons).
 Watched, each through one kopf watch stream:
 
 * DevServers (the watched namespaces, or the cluster) and DevServerFlavors (cluster-scoped);
-* StatefulSets and Services labelled ``app.kubernetes.io/managed-by=devservers-operator``, with the
-  label selector sent to the API server;
 * the ConfigMaps named ``devservers-defaults`` (a field selector sent to the API server: no other
   ConfigMap reaches the operator), whose ``tracking`` key is a namespace's experiment-tracking defaults.
 
-Pods are watched outside kopf (``podwatch.py``: kopf's cost per event, and most pod events are not news),
-with the same label selector, so the operator never receives other pods (no cluster-wide pod LIST or
-WATCH of everything).
+What the operator makes (pods, StatefulSets, Services) is watched outside kopf (``ownedwatch.py``: kopf's
+cost per event, and most of their events are not news), with the label selector
+``app.kubernetes.io/managed-by=devservers-operator`` sent to the API server, so the operator never
+receives other objects of those kinds (no cluster-wide pod LIST or WATCH of everything).
 
-The indices and the pod watch are the caches the reconcile reads instead of GETting. kopf holds every
+The indices and the owned watches are the caches the reconcile reads instead of GETting. kopf holds every
 handler back until all indices are filled from the initial listings, and the reconciler runs nothing until
-the pod watch has its first listing, so after a restart the first reconcile of a DevServer already sees its
-StatefulSet and pods: nothing is recreated twice and no status flaps to Pending.
+every owned watch has its first listing, so after a restart the first reconcile of a DevServer already
+sees its StatefulSet and pods: nothing is recreated twice and no status flaps to Pending.
 
 No kopf finalizer, no kopf annotations or status: the operator writes ``status`` itself through the API,
 and deleting a DevServer is never blocked by an operator that is down (ownerReferences do the cleanup).
@@ -36,14 +35,11 @@ from devservers_sdk.contract import (
     API_VERSION,
     DEVSERVER_PLURAL,
     FLAVOR_PLURAL,
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
-    NAME_LABEL,
 )
 from devservers_sdk.tracking_settings import DEFAULTS_CONFIGMAP
 
 from .metrics import COUNTERS, CountedKube, MetricsServer
-from .podwatch import PodWatch
+from .ownedwatch import OwnedWatches
 from .reconcile import Key, Reconciler
 from .settings import OperatorSettings
 
@@ -51,20 +47,16 @@ __all__ = ["IndexCache", "NoDiffBase", "QuietEventHandlers"]
 
 log = logging.getLogger(__name__)
 
-MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 DEFAULTS_SELECTOR = f"metadata.name={DEFAULTS_CONFIGMAP}"
-_OWNED = {MANAGED_BY_LABEL: MANAGED_BY}
 
 
 class IndexCache:
-    """The reconcile's ``Cache``, read from kopf's live indices and the pod watch (see the module docstring)."""
+    """The reconcile's ``Cache``, read from kopf's live indices and the owned watches (see the module docstring)."""
 
-    def __init__(self, indices: dict[str, Any], pods: PodWatch) -> None:
+    def __init__(self, indices: dict[str, Any], owned: OwnedWatches) -> None:
         self._devservers: kopf.Index[Key, dict[str, Any]] = indices["devserver_index"]
         self._flavors: kopf.Index[str, dict[str, Any]] = indices["flavor_index"]
-        self._statefulsets: kopf.Index[Key, dict[str, Any]] = indices["statefulset_index"]
-        self._services: kopf.Index[Key, dict[str, Any]] = indices["service_index"]
-        self._pods = pods
+        self._owned = owned
         self._defaults: kopf.Index[str, dict[str, Any]] = indices["defaults_index"]
 
     @staticmethod
@@ -82,13 +74,13 @@ class IndexCache:
         return sorted(self._flavors)
 
     def statefulset(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._one(self._statefulsets, (namespace, name))
+        return self._owned.statefulsets.one(namespace, name)
 
     def service(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._one(self._services, (namespace, name))
+        return self._owned.services.one(namespace, name)
 
     def pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
-        return self._pods.pods(namespace, name)
+        return self._owned.pods.owned(namespace, name)
 
     def flavor_users(self, flavor: str) -> list[Key]:
         # A scan, not an index of its own: flavors change rarely, DevServers on every status write, and a
@@ -173,8 +165,6 @@ async def startup(
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="devservers.io")
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.batching.worker_limit = None  # never 1: one worker per object, all objects in parallel
-    for plural in ("statefulsets", "services"):
-        settings.watching.label_selectors[plural] = MANAGED_SELECTOR
     settings.watching.field_selectors["configmaps"] = DEFAULTS_SELECTOR
     for name in KopfRetriesAreWarnings.LOGGERS:
         kopf_logger = logging.getLogger(name)
@@ -189,12 +179,12 @@ async def startup(
         # and errors still show; DEVSERVERS_LOG_LEVEL=DEBUG shows everything.
         objects_logger.setLevel(logging.WARNING)
     kube = await CountedKube.connect()
-    pods = PodWatch(kube, operator_settings.namespaces)
-    reconciler = Reconciler(kube, IndexCache(kwargs, pods), operator_settings, ready=pods.synced)
+    owned = OwnedWatches(kube, operator_settings.namespaces)
+    reconciler = Reconciler(kube, IndexCache(kwargs, owned), operator_settings, ready=owned.synced)
     memo["kube"] = kube
     memo["reconciler"] = reconciler
-    memo["pods"] = pods
-    pods.start(reconciler.owned_changed)
+    memo["owned"] = owned
+    owned.start(reconciler.owned_changed)
     if operator_settings.metrics:
         metrics = MetricsServer(operator_settings.metrics)
         await metrics.start()
@@ -205,9 +195,9 @@ async def startup(
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    pods: PodWatch | None = memo.get("pods")
-    if pods is not None:
-        await pods.stop()  # first: it would wake the reconciler
+    owned: OwnedWatches | None = memo.get("owned")
+    if owned is not None:
+        await owned.stop()  # first: they would wake the reconciler
     reconciler: Reconciler | None = memo.get("reconciler")
     if reconciler is not None:
         await reconciler.stop()
@@ -236,21 +226,6 @@ async def flavor_index(body: kopf.Body, name: str, **_: Any) -> dict[str, dict[s
     return {name: dict(body)}
 
 
-def _owner_key(body: kopf.Body, labels: kopf.Labels) -> dict[Key, dict[str, Any]]:
-    owner = labels.get(NAME_LABEL)
-    return {_key(body, owner): dict(body)} if owner else {}
-
-
-@kopf.index("apps", "v1", "statefulsets", labels=_OWNED)
-async def statefulset_index(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[Key, dict[str, Any]]:
-    return _owner_key(body, labels)
-
-
-@kopf.index("", "v1", "services", labels=_OWNED)
-async def service_index(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[Key, dict[str, Any]]:
-    return _owner_key(body, labels)
-
-
 def _is_defaults(name: str, **_: Any) -> bool:
     # The field selector already keeps every other ConfigMap away; this guards a server that ignores it.
     return name == DEFAULTS_CONFIGMAP
@@ -263,32 +238,23 @@ async def defaults_index(body: kopf.Body, namespace: str | None, **_: Any) -> di
 
 # -- events → triggers -----------------------------------------------------------------------------------
 #
-# The DevServer and owned-object events are handled in the handlers' ``when`` filter, which then answers
-# False, so kopf never runs the handler itself. kopf evaluates a filter once per event with the same
-# arguments a handler gets, and a filtered-out handler skips its execution machinery (outcome and state
-# bookkeeping, the handler's log lines): a seventh of the operator's CPU per watch event, and every
-# DevServer cost some fourteen of them before pods left kopf. The work is the same either way (record,
-# trigger, return), never a request, so nothing is lost by doing it in the filter; kopf still holds the
-# filters back until every index is filled, as it holds handlers.
+# The DevServer events are handled in the handler's ``when`` filter, which then answers False, so kopf
+# never runs the handler itself. kopf evaluates a filter once per event with the same arguments a handler
+# gets, and a filtered-out handler skips its execution machinery (outcome and state bookkeeping, the
+# handler's log lines): a seventh of the operator's CPU per watch event. The work is the same either way
+# (record, trigger, return), never a request, so nothing is lost by doing it in the filter; kopf still
+# holds the filters back until every index is filled, as it holds handlers.
 
 
-def _handled_in_filter(kind: str) -> Any:
-    def handle(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
-        try:
-            reconciler = _reconciler(memo)
-            if kind == "DevServer":
-                outcome = reconciler.devserver_changed(type, body)
-            else:
-                outcome = reconciler.owned_changed(kind, type, body)
-            COUNTERS.event(kind, outcome)
-        except Exception:  # a filter that raises makes kopf throttle the object's whole stream
-            log.exception("A %s event was not handled", kind)
-        return False
-
-    return handle
+def _devserver_in_filter(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
+    try:
+        COUNTERS.event("DevServer", _reconciler(memo).devserver_changed(type, body))
+    except Exception:  # a filter that raises makes kopf throttle the object's whole stream
+        log.exception("A DevServer event was not handled")
+    return False
 
 
-@kopf.on.event(API_GROUP, API_VERSION, DEVSERVER_PLURAL, when=_handled_in_filter("DevServer"))
+@kopf.on.event(API_GROUP, API_VERSION, DEVSERVER_PLURAL, when=_devserver_in_filter)
 async def devserver_event(**_: Any) -> None:
     """Never runs: its filter handles the event (see above)."""
 
@@ -297,16 +263,6 @@ async def devserver_event(**_: Any) -> None:
 async def flavor_event(name: str, memo: kopf.Memo, **_: Any) -> None:
     _reconciler(memo).flavor_changed(name)
     COUNTERS.event("DevServerFlavor", "reconcile")
-
-
-@kopf.on.event("apps", "v1", "statefulsets", labels=_OWNED, when=_handled_in_filter("StatefulSet"))
-async def statefulset_event(**_: Any) -> None:
-    """Never runs: its filter handles the event (see above)."""
-
-
-@kopf.on.event("", "v1", "services", labels=_OWNED, when=_handled_in_filter("Service"))
-async def service_event(**_: Any) -> None:
-    """Never runs: its filter handles the event (see above)."""
 
 
 @kopf.on.event("", "v1", "configmaps", when=_is_defaults)

@@ -6,12 +6,13 @@ they need no audit log and no request log to read, and ``bench/operator_scale.py
 after each measurement. Counters only (monotonic, reset by a restart), by label:
 
 * ``devservers_operator_watch_events_total{kind, outcome}``: the watch events the operator received, from
-  kopf or (pods) its own watch: ``outcome="reconcile"`` when one triggered a reconcile, ``"progress"`` when
-  a pod's start only progressed (a reconcile a moment later, shared with the events that follow),
-  ``"joined"`` when such progress found that reconcile already due (it woke nothing), ``"echo"`` when it
-  was recognised as the echo of the operator's own write and dropped, ``"ignored"`` when it could not
-  concern any DevServer, ``"unchanged"`` when a pod event changed nothing the operator reads
-  (``podwatch.py``: counted, cached, and handed to nothing);
+  kopf (DevServers, flavors, ConfigMaps) or its own watches (pods, StatefulSets, Services):
+  ``outcome="reconcile"`` when one triggered a reconcile, ``"progress"`` when a pod's start only
+  progressed (a reconcile a moment later, shared with the events that follow), ``"joined"`` when such
+  progress found that reconcile already due (it woke nothing), ``"echo"`` when it was recognised as the
+  echo of the operator's own write and dropped, ``"ignored"`` when it could not concern any DevServer,
+  ``"unchanged"`` when an event of an owned object changed nothing the operator reads (``ownedwatch.py``:
+  counted, cached, and handed to nothing);
 * ``devservers_operator_reconciles_total``;
 * ``devservers_operator_status_writes_total``;
 * ``devservers_operator_api_requests_total{verb, resource}``: every request of the reconciler (kopf's own

@@ -2,7 +2,7 @@
 
 Level-triggered: the same function runs for a create, an update, an operator restart (kopf's initial
 listing), a change of an owned StatefulSet, Service or pod, a flavor change and a lifecycle deadline, and
-it always starts from what *is* (the caches kopf fills from its watches), never from what changed.
+it always starts from what *is* (the caches its watches fill), never from what changed.
 
 What it costs the API server, per reconcile (the caches make reads free):
 
@@ -162,7 +162,7 @@ LEDGER_ATTEMPTS = 5
 
 
 class Cache(Protocol):
-    """What the reconcile reads without a request: kopf's indices of the watched objects."""
+    """What the reconcile reads without a request: kopf's indices and the owned watches' caches."""
 
     def devserver(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     def flavor(self, name: str) -> dict[str, Any] | None: ...
@@ -974,8 +974,7 @@ class Reconciler:
     ) -> dict[str, Any] | None:
         """Create the object, or replace it whole when it differs from what was last applied.
 
-        The cache lags the API by a watch event (kopf gathers an object's events for a moment before it
-        indexes them), so the object this operator itself just wrote is remembered and preferred over an
+        The cache lags the API by a watch event (the write's event arrives after its response), so the object this operator itself just wrote is remembered and preferred over an
         older cached copy: otherwise the next reconcile would create it again (409) or replace it again.
         """
         written = memory.written.get(kind)
