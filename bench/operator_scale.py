@@ -1345,6 +1345,9 @@ def cost(r: dict[str, Any]) -> dict[str, Any]:
         "events_received": sum(events.values()) / n,
         "own_events_received": sum(own_received.values()) / n,
         "own_events_woke": sum(own_woke.values()) / n,
+        "own_events_reconciled": sum(
+            v for o in own_outcomes.values() for k, v in o.items() if k in ("reconcile", "progress")
+        ) / n,
         "own_events_by_kind": {
             kind: (own_received[kind] / n, own_woke[kind] / n, {k: v / n for k, v in sorted(
                 own_outcomes[kind].items(), key=lambda kv: -kv[1])})
@@ -1389,6 +1392,8 @@ def cost_report(results: list[dict[str, Any]], real: bool) -> None:
                 + ")"
                 for kind, (received, woke, outcomes) in c["own_events_by_kind"].items()
             )
+            + f"; {c['own_events_reconciled']:.2f} of them woke a reconcile (reconcile, progress), so kopf's and"
+            f" those: {c['events'] - c['own_events_woke'] + c['own_events_reconciled']:.2f}"
         )
         print(
             "    watch events received, by kind: "
