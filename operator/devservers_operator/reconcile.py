@@ -81,7 +81,6 @@ from devservers_sdk.manifests import (
     gpu_count,
     immutable_changes,
     nprocs_per_node,
-    owner_reference,
     rank_count,
 )
 from devservers_sdk.models import (

@@ -8,9 +8,9 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+from devservers_operator.reconcile import APPLIED_HASH_ANNOTATION as APPLIED_HASH
 from kubernetes import client
 
-from devservers_operator.reconcile import APPLIED_HASH_ANNOTATION as APPLIED_HASH
 from devservers_sdk.localcluster.pytest_plugin import ClusterHandle, wait_for
 from tests.operator.conftest import OperatedNamespace, OperatorProcess, ready, request_counts, stays
 
