@@ -277,8 +277,11 @@ class DeployedOperator:
         assert self._pod is not None, "the operator is not running"
         return f"http://{self._pod['ip']}:{HEALTH_PORT}/healthz"
 
-    def stop(self, *, kill: bool = False, timeout: float = 60.0) -> None:
-        """Scale to 0 and wait until no operator process is left (``kill``: delete the pod with grace 0)."""
+    def stop(self, *, kill: bool = False, timeout: float = 180.0) -> None:
+        """Scale to 0 and wait until no operator process is left (``kill``: delete the pod with grace 0).
+
+        Generous: the ReplicaSet controller, the kubelet's graceful stop and kopf's own shutdown each wait their
+        turn on a loaded machine, where 60 s was once not enough."""
         from kubernetes.client.exceptions import ApiException
 
         self._count_restarts()
@@ -288,9 +291,12 @@ class DeployedOperator:
             with contextlib.suppress(ApiException):
                 self.core.delete_namespaced_pod(self._pod["name"], OPERATOR_NAMESPACE, grace_period_seconds=0)
         deadline = time.monotonic() + timeout
-        while self.pods() or (self._pod is not None and self._answers(self.liveness)):
+        while (left := self.pods()) or (self._pod is not None and self._answers(self.liveness)):
             if time.monotonic() > deadline:
-                pytest.fail(f"the operator's pod was still there {timeout}s after scaling to 0")
+                what = ", ".join(f"{pod.metadata.name} ({pod.status.phase}"
+                                 f"{', terminating' if pod.metadata.deletion_timestamp else ''})" for pod in left)
+                pytest.fail(f"the operator was still there {timeout:.0f}s after scaling to 0: "
+                            f"{what or 'no pod, but its health endpoint still answered'}\n{self.log_tail()}")
             time.sleep(0.2)
         self._pod = None
         self._stop_followers()
