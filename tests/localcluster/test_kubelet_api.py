@@ -546,17 +546,27 @@ def test_go_port_forward_with_concurrent_connections(node: Node, kubelet_probe: 
     assert result.stdout.splitlines() == [f"hello /get-{n}" for n in range(8)]
 
 
+def closed_port(ip: str) -> int:
+    """A port nothing listens on at ``ip`` now. Not a fixed one: the pods of every cluster on this machine
+    share its network, and a second copy of the suite once had a pod serving 0.0.0.0:8081, which then
+    answered here where the test expected a refusal."""
+    with socket.socket() as probe_socket:
+        probe_socket.bind((ip, 0))  # the kernel picks a port no listener holds, wildcard ones included
+        return int(probe_socket.getsockname()[1])
+
+
 def test_go_port_forward_refused_port_keeps_the_session(node: Node, kubelet_probe: Path) -> None:
     uid = node.pod_uid("web")
+    ip = node.pod_ip("web")
+    closed = closed_port(ip)
     result = probe(
-        kubelet_probe, "pairs", node.url + node.path("portForward", "web", uid), "8081", "8080", "8080"
+        kubelet_probe, "pairs", node.url + node.path("portForward", "web", uid), str(closed), "8080", "8080"
     )
     assert result.returncode == 0, result.stderr
     refused, *served = result.stdout.splitlines()
-    ip = node.pod_ip("web")
     assert refused == (
-        f"8081 error: error forwarding port 8081 to pod {uid}, uid : failed to connect to {ip}:8081 inside "
-        f"the pod: dial tcp4 {ip}:8081: connect: connection refused"
+        f"{closed} error: error forwarding port {closed} to pod {uid}, uid : failed to connect to {ip}:{closed} "
+        f"inside the pod: dial tcp4 {ip}:{closed}: connect: connection refused"
     )
     assert served == ["8080 body: hello /pair-1", "8080 body: hello /pair-2"]
 
@@ -587,8 +597,10 @@ def test_spdy_port_forward_with_our_client_and_stream_validation(node: Node) -> 
 
 
 def test_websocket_port_forward(node: Node) -> None:
+    closed = closed_port(node.pod_ip("web"))
+
     async def scenario(protocol: str) -> dict[int, bytes]:
-        url = node.url + node.path("portForward", "web", query={"port": "8080,8081"})
+        url = node.url + node.path("portForward", "web", query={"port": f"8080,{closed}"})
         channels: dict[int, bytes] = {}
         encoded = "base64" in protocol
         async with (
@@ -610,7 +622,7 @@ def test_websocket_port_forward(node: Node) -> None:
     for protocol in ("v4.channel.k8s.io", "v4.base64.channel.k8s.io"):
         channels = run(scenario(protocol))
         # Each channel opens with its port, little-endian, as the Python client expects.
-        for channel, port in ((0, 8080), (1, 8080), (2, 8081), (3, 8081)):
+        for channel, port in ((0, 8080), (1, 8080), (2, closed), (3, closed)):
             assert channels[channel][:2] == struct.pack("<H", port)
         assert channels[0][2:].startswith(b"HTTP/1.0 200") and channels[0].endswith(b"hello /websocket")
         assert channels[1] == struct.pack("<H", 8080)  # no error for the port that answered

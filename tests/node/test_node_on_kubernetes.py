@@ -71,9 +71,13 @@ def running(cluster: LocalCluster, namespace: str, name: str) -> Callable[[], bo
 
 
 def run_pod(cluster: LocalCluster, namespace: str, name: str, script: str, **spec: Any) -> None:
+    """``script`` gets ``$POD_IP`` (the downward API) to bind its servers to: pods share this machine's network, and a
+    server on 0.0.0.0 answers on every other pod's IP too, another copy of the suite's included."""
+    pod_ip = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+    container = {"name": "main", "image": "busybox", "command": ["sh", "-c", script], "env": [pod_ip]}
     manifest = {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
-        "spec": {"containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", script]}], **spec},
+        "spec": {"containers": [container], **spec},
     }
     kubectl(cluster, "apply", "-f", "-", input=json.dumps(manifest))
 
@@ -150,7 +154,7 @@ def test_port_forward_to_a_web_server_in_a_pod(real: LocalCluster, ns: str) -> N
     # Pods share the machine's network: a fixed 8080 was taken by another session's operator (its health
     # port) when a second copy of the suite ran beside this one.
     pod_port = free_port()
-    run_pod(real, ns, "web", f"cd /tmp && echo served > index.html && exec {PY} -m http.server {pod_port}")
+    run_pod(real, ns, "web", f"cd /tmp && echo served > index.html && exec {PY} -m http.server --bind $POD_IP {pod_port}")
     wait_for(running(real, ns, "web"), timeout=60, message="the web pod Running")
     port = free_port()
     forward = subprocess.Popen([KUBECTL, "--kubeconfig", real.kubeconfig, "-n", ns, "port-forward", "pod/web",
@@ -192,7 +196,7 @@ def test_the_python_client_execs_and_port_forwards(real: LocalCluster, ns: str) 
     from kubernetes import client, config
     from kubernetes.stream import portforward, stream
 
-    run_pod(real, ns, "pyclient", f"cd /tmp && echo via-python > index.html && exec {PY} -m http.server 8081")
+    run_pod(real, ns, "pyclient", f"cd /tmp && echo via-python > index.html && exec {PY} -m http.server --bind $POD_IP 8081")
     wait_for(running(real, ns, "pyclient"), timeout=60, message="the pod Running")
     api = client.CoreV1Api(config.new_client_from_config(real.kubeconfig))
     try:
