@@ -253,7 +253,13 @@ class DeployedOperator:
                            if s.state and s.state.waiting]
                 last = f"pod {live[0].metadata.name} {live[0].status.phase} {reasons}"
             time.sleep(0.2)
-        pytest.fail(f"the operator's pod did not start within {timeout}s ({last}):\n{self.log_tail()}\n"
+        # The log of a pod that never answered is not followed yet: show what its process printed, if anything.
+        unanswered = "".join(
+            f"\n===== log of {pod.metadata.name}, not live =====\n"
+            + _kubectl(self.kubeconfig, "-n", OPERATOR_NAMESPACE, "logs", pod.metadata.name, "--tail=80",
+                       check=False).stdout
+            for pod in self.pods())
+        pytest.fail(f"the operator's pod did not start within {timeout}s ({last}):\n{self.log_tail()}{unanswered}\n"
                     f"{_kubectl(self.kubeconfig, '-n', OPERATOR_NAMESPACE, 'describe', 'pods', check=False).stdout}")
 
     @staticmethod
