@@ -296,7 +296,7 @@ class Reconciler:
         return "reconcile"
 
     def owned_changed(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> str:
-        """An owned StatefulSet, Service, pod or claim changed or was deleted: reconcile its DevServer.
+        """An owned StatefulSet, Service or pod changed or was deleted: reconcile its DevServer.
 
         Returns what became of the event, as ``devserver_changed`` does, or for a pod's progress,
         ``progress`` (a reconcile soon) or ``joined`` (one was due already).
@@ -973,8 +973,9 @@ class Reconciler:
     ) -> dict[str, Any] | None:
         """Create the object, or replace it whole when it differs from what was last applied.
 
-        The cache lags the API by a watch event (the write's event arrives after its response), so the object this operator itself just wrote is remembered and preferred over an
-        older cached copy: otherwise the next reconcile would create it again (409) or replace it again.
+        The cache lags the API by a watch event (the write's event arrives after its response), so the
+        object this operator itself just wrote is remembered and preferred over an older cached copy:
+        otherwise the next reconcile would create it again (409) or replace it again.
         """
         written = memory.written.get(kind)
         if live is not None and not _meta(live).get("deletionTimestamp"):
