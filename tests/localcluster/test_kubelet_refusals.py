@@ -201,3 +201,64 @@ def test_a_deletion_answered_not_found_for_a_pod_that_exists_is_finished(tmp_pat
             await runtime.stop()
 
     asyncio.run(main())
+
+
+class SlowFirstList(ApiClient):
+    """A node's client that holds the first LIST of one ConfigMap until the test lets it go, as a loaded API
+    server does; ``held`` is set once it is held."""
+
+    def __init__(self, credentials: Credentials, configmap: str) -> None:
+        super().__init__(credentials, user_agent=f"kubelet/{NODE}")
+        self.selector = f"metadata.name={configmap}"
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        params = kwargs.get("params") or {}
+        first_list = not self.held.is_set() and "watch" not in params
+        if method == "GET" and path.endswith("/configmaps") and params.get("fieldSelector") == self.selector \
+                and first_list:
+            self.held.set()
+            await self.release.wait()
+        return await super().request(method, path, **kwargs)
+
+
+def test_another_pods_departure_does_not_stop_the_watch_a_starting_pod_waits_on(tmp_path: Path) -> None:
+    """A restarted operator on the real control plane never answered: its service account volume had an empty
+    ``ca.crt``. While the new pod's ConfigMap watch waited for its first LIST, the old pod left the node, and the
+    kubelet stopped every watch no pod had recorded yet, this one too; it never synced, the read gave up after
+    30 s, and the kubelet took ``kube-root-ca.crt`` for absent."""
+
+    async def main() -> None:
+        runtime = ClusterRuntime(state_dir=tmp_path / "state", kubelet=False, controllers=False)
+        await runtime.start()
+        client = SlowFirstList(
+            Credentials(server=runtime.url, ca_pem=runtime.certificate.ca_pem, token=runtime.node_token),
+            "kube-root-ca.crt")
+        kubelet = Kubelet(client, state_dir=tmp_path / "node", node_name=NODE, names_client=client)
+        try:
+            await kubelet.start()
+            env = Env(runtime.api, kubelet, tmp_path)
+            env.create("configmaps", {"metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": "the CA\n"}})
+            env.run_pod("old-0", {"name": "main", "command": ["sleep", "30"]}, nodeName=NODE)
+            await until(running_ready(env, "old-0"), "old-0 Running")
+            env.run_pod("new-0", {"name": "main", "command": ["sleep", "30"],
+                                  "volumeMounts": [{"name": "ca", "mountPath": "/var/run/ca"}]},
+                        volumes=[{"name": "ca", "projected": {
+                            "sources": [{"configMap": {"name": "kube-root-ca.crt"}}]}}],
+                        nodeName=NODE)
+            await asyncio.wait_for(client.held.wait(), 60)
+            env.delete("old-0")
+            await until(lambda: not env.exists("old-0") and ("default", "old-0") not in kubelet._by_name,
+                        "old-0 gone from the API and the node")
+            client.release.set()
+            await until(running_ready(env, "new-0"), "new-0 Running")
+            worker = kubelet._by_name[("default", "new-0")]
+            assert Path(worker.volume_sources["ca"], "ca.crt").read_text() == "the CA\n"
+        finally:
+            client.release.set()
+            await kubelet.stop()
+            await client.close()
+            await runtime.stop()
+
+    asyncio.run(main())

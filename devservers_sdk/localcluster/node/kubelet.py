@@ -485,6 +485,8 @@ class PodWorker:
         self.gone = False  # the API object no longer exists
         self.volume_sources: dict[str, str] = {}
         self.volume_refs: set[tuple[str, str]] = set()  # (kind, name) of ConfigMaps/Secrets in volumes
+        # The refs of volume reads under way: their watches must outlive another pod's departure (see forget).
+        self.volume_refs_being_read: list[set[tuple[str, str]]] = []
         self.volume_wakeup = asyncio.Event()
         self.exec_pids: set[int] = set()
         self._conditions: dict[str, dict[str, Any]] = {}
@@ -899,6 +901,31 @@ class PodWorker:
         writes: list[tuple[Path, dict[str, tuple[bytes, int]]]] = []
         dirs: list[Path] = []
         refs: set[tuple[str, str]] = set()
+        self.volume_refs_being_read.append(refs)
+        try:
+            await self._read_volumes(problems, unbound, refused, writes, dirs, refs)
+        finally:
+            self.volume_refs_being_read.remove(refs)
+        self.volume_refs = refs
+
+        def write() -> None:
+            for path in dirs:
+                path.mkdir(parents=True, exist_ok=True)
+            for path, files in writes:
+                sandbox.project_files(path, files)
+
+        await asyncio.to_thread(write)
+        return problems, unbound, refused
+
+    async def _read_volumes(
+        self,
+        problems: list[str],
+        unbound: set[str],
+        refused: list[str],
+        writes: list[tuple[Path, dict[str, tuple[bytes, int]]]],
+        dirs: list[Path],
+        refs: set[tuple[str, str]],
+    ) -> None:
         for volume in self.spec.get("volumes") or []:
             name = volume.get("name", "")
             try:
@@ -937,16 +964,6 @@ class PodWorker:
             except StatusError as exc:
                 failed = refused if exc.code == 403 else problems
                 failed.append(f'MountVolume.SetUp failed for volume "{name}" : {exc.message}')
-        self.volume_refs = refs
-
-        def write() -> None:
-            for path in dirs:
-                path.mkdir(parents=True, exist_ok=True)
-            for path, files in writes:
-                sandbox.project_files(path, files)
-
-        await asyncio.to_thread(write)
-        return problems, unbound, refused
 
     async def _host_path(self, source: dict[str, Any]) -> str:
         path = source.get("path", "")
@@ -1012,9 +1029,10 @@ class PodWorker:
         default_mode = projected.get("defaultMode")
         for source in projected.get("sources") or []:
             if "configMap" in source:
-                if source["configMap"].get("name") == "kube-root-ca.crt" and not await self._exists(
-                    "configmaps", "kube-root-ca.crt"
-                ):
+                root_ca = source["configMap"].get("name") == "kube-root-ca.crt"
+                if root_ca:
+                    refs.add(("configmaps", "kube-root-ca.crt"))  # watched even while absent: its creation fills the file
+                if root_ca and not await self._exists("configmaps", "kube-root-ca.crt"):
                     # The auto-mounted service account volume wants this ConfigMap; without one, an empty
                     # CA file keeps such pods starting (the emulator's CA is in the kubeconfig).
                     files["ca.crt"] = (b"", default_mode or 0o644)
@@ -1033,12 +1051,13 @@ class PodWorker:
         return files
 
     async def _exists(self, plural: str, name: str) -> bool:
-        """Whether the object exists; a refusal is raised, not taken for absence (it is retried)."""
+        """Whether the object exists. Only a 404 means absent: a refusal or an unanswered watch (503) is raised,
+        and the volume is tried again; taken for absence, it gave a pod an empty CA file for good."""
         try:
             await self.kubelet.watched_object(plural, self.namespace, name)
             return True
         except StatusError as exc:
-            if exc.code == 403:
+            if exc.code != 404:
                 raise
             return False
 
@@ -2259,7 +2278,10 @@ class Kubelet:
 
     def _release_object_watches(self) -> None:
         """Stop watching objects no pod on this node uses any more."""
-        used = {(plural, w.namespace, name) for w in self._workers.values() for plural, name in w.volume_refs}
+        # A pod still reading its volumes counts too: its new watch, stopped before its first LIST, never synced,
+        # and the pod waited 30 s and got an empty CA file (any other pod's deletion on the node did it).
+        used = {(plural, w.namespace, name) for w in self._workers.values()
+                for refs in (w.volume_refs, *w.volume_refs_being_read) for plural, name in refs}
         for key in [k for k in self._object_watches if k not in used]:
             informer = self._object_watches.pop(key)
             asyncio.get_running_loop().create_task(informer.stop())
