@@ -301,8 +301,11 @@ class DeployedOperator:
             if time.monotonic() > deadline:
                 what = ", ".join(f"{pod.metadata.name} ({pod.status.phase}"
                                  f"{', terminating' if pod.metadata.deletion_timestamp else ''})" for pod in left)
+                described = _kubectl(self.kubeconfig, "-n", OPERATOR_NAMESPACE, "describe", "pods",
+                                     check=False).stdout
                 pytest.fail(f"the operator was still there {timeout:.0f}s after scaling to 0: "
-                            f"{what or 'no pod, but its health endpoint still answered'}\n{self.log_tail()}")
+                            f"{what or 'no pod, but its health endpoint still answered'}\n{self.log_tail()}\n"
+                            f"{described}")
             time.sleep(0.2)
         self._pod = None
         self._stop_followers()
