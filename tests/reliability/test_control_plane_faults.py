@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from devservers_sdk.errors import DevServerError, NotFoundError
-from devservers_sdk.kube import DEVSERVERS, FLAVORS, PODS, Resource, RetryPolicy
+from devservers_sdk.kube import DEVSERVERS, FLAVORS, NODES, PODS, Resource, RetryPolicy
 from tests.reliability.workload import (
     FLAVOR_CPU,
     NAMESPACE,
@@ -71,7 +71,9 @@ def wait_until_served(platform: Platform, timeout: float = 240.0) -> None:
     to reach on a loaded machine, and the workload's first read then timed out as if the outage went on.
     Then a GET of each kind the workload reads by name: kube-apiserver keeps a storage per resource, each
     reconnecting to etcd on its own backoff, and in loaded trials the flavors' still hung a GET for 30 s,
-    and the pods' an exec for 10 s, after the namespace's answered."""
+    and the pods' an exec for 10 s, after the namespace's answered. And a GET of each Node: exec and logs read
+    the pod's Node for its kubelet's address, through the nodes' own storage; in a loaded trial its etcd client
+    still refused 47 s after etcd was back, and the workload's exec failed with a 500 after 10 s."""
     client = platform.client(retry=RetryPolicy.never())
     kube = platform.kube()
     kube.retry = RetryPolicy.never()
@@ -95,6 +97,10 @@ def wait_until_served(platform: Platform, timeout: float = 240.0) -> None:
                     step = f"read a {kind.kind} by name"
                     with contextlib.suppress(NotFoundError):  # a 404 is an answer from etcd too
                         kube.get(kind, "never-created", namespace=NAMESPACE)
+                step = "list Nodes"
+                for node in kube.list(NODES).get("items") or []:
+                    step = f"read Node {node['metadata']['name']} (exec reads it)"
+                    kube.get(NODES, node["metadata"]["name"])
                 return
             except DevServerError as exc:
                 last = exc
