@@ -1052,3 +1052,25 @@ def test_unbound_claim_keeps_the_pod_pending_until_bound(run_scenario: Callable[
         await until(lambda: env.log("waits", "main") == "bound\n", "the volume's content")
 
     run_scenario(scenario)
+
+
+def test_a_pod_marked_not_ready_by_someone_else_is_made_ready_again(run_scenario: Callable[..., None]) -> None:
+    """kube-controller-manager marks the pods of a node it cannot reach not Ready; once the node is back, its
+    kubelet writes its own view again. Ours did not, and after an API server outage a DevServer's pods stayed
+    unready (and the DevServer Starting) for good, though their containers ran and passed their probes."""
+
+    async def scenario(env: Env) -> None:
+        env.run_pod("web", {"name": "main", "command": ["sleep", "60"]})
+        await until(running_ready(env, "web"), "web Running and Ready")
+        # What the node lifecycle controller's MarkPodsNotReady writes: Ready False, nothing else changed.
+        conditions = [
+            {**c, "status": "False", "lastTransitionTime": "2026-01-01T00:00:00Z"} if c["type"] == "Ready" else c
+            for c in env.status("web")["conditions"]
+        ]
+        env.api.patch(env.rt("pods"), "default", "web", "merge", {"status": {"conditions": conditions}},
+                      subresource="status")
+        await until(running_ready(env, "web"), "web Ready again, written back by its node")
+        ready = next(c for c in env.status("web")["conditions"] if c["type"] == "Ready")
+        assert ready["lastTransitionTime"] != "2026-01-01T00:00:00Z", ready
+
+    run_scenario(scenario)

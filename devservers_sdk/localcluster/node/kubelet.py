@@ -511,6 +511,8 @@ class PodWorker:
         if meta.get("deletionTimestamp"):
             self.request_stop(float(meta.get("deletionGracePeriodSeconds") or 0))
             return
+        if self._conditions_overwritten(pod):
+            self.push_status()
         # ``image`` is the one container field a pod update may change: like the kubelet, restart the
         # container with the new definition (whatever the restart policy).
         for spec in (pod.get("spec", {}).get("initContainers") or []) + (
@@ -526,6 +528,16 @@ class PodWorker:
                     "Normal", "Killing", f"Container {c.name} definition changed, will be restarted", c
                 )
                 self.detach(self._kill(c, float(self.spec.get("terminationGracePeriodSeconds", 30))))
+
+    def _conditions_overwritten(self, pod: dict[str, Any]) -> bool:
+        """Whether someone else changed a condition this node owns: kube-controller-manager marks every pod of an
+        unreachable node not Ready, and the kubelet's status manager writes its own view back once the node is
+        reachable again. Not doing so left a DevServer's pods unready for good after an API server outage."""
+        if self.final_phase or self.terminating or self.gone:
+            return False
+        theirs = {c.get("type"): c.get("status") for c in pod.get("status", {}).get("conditions") or []}
+        return any(theirs.get(kind, mine.get("status")) != mine.get("status")
+                   for kind, mine in self._conditions.items())
 
     def detach(self, coro: Any) -> None:
         """Run ``coro`` on its own, keeping a reference (tasks cancelled by terminate)."""
