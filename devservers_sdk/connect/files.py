@@ -106,8 +106,11 @@ class _ArchivePipe:
                 self._writer.close()
 
     def finish(self) -> None:
-        self._thread.join()
+        # The read end is closed first: an exec session that ended before reading the whole archive (a failed
+        # exec, a tar that stopped) leaves the writer blocked on a full pipe, and only EPIPE wakes it. Joined
+        # first, a loaded trial's `sync` waited for it forever.
         self.reader.close()
+        self._thread.join()
         if self.error is not None:
             raise self.error
 

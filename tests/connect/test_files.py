@@ -9,11 +9,12 @@ import hashlib
 import os
 import stat
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
-from devservers_sdk.connect.files import sync_candidates
+from devservers_sdk.connect.files import _ArchivePipe, sync_candidates
 from devservers_sdk.errors import ExecError, InvalidSpecError
 from tests.cli.devctl_support import make_devctl
 from tests.connect.conftest import Server
@@ -139,3 +140,14 @@ def test_sync_candidates_in_a_git_work_tree(tmp_path: Path) -> None:
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     (repo / "untracked.py").write_text("")
     assert sync_candidates(repo) == [".gitignore", "a.txt", "link", "run.sh", "untracked.py"]
+
+
+def test_an_archive_the_pod_stopped_reading_does_not_hang_the_copy(tmp_path: Path) -> None:
+    """An exec session that ends before it has read the whole archive (it failed, or the pod's tar stopped)
+    must not leave the copy waiting for the thread that writes the archive: a loaded trial's sync hung for good."""
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(4 * 1024 * 1024))  # far more than a pipe holds
+    pipe = _ArchivePipe(lambda archive: archive.add(str(big), arcname="big"))
+    finished = threading.Event()
+    threading.Thread(target=lambda: (pipe.finish(), finished.set()), daemon=True).start()
+    assert finished.wait(60), "finish() still waits for the archive's writer after the reader went away"
