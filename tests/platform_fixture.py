@@ -41,7 +41,7 @@ from typing import Any
 import pytest
 import yaml
 
-from devservers_sdk.localcluster.pytest_plugin import ClusterHandle, wait_for
+from devservers_sdk.localcluster.pytest_plugin import ClusterHandle, wait_established, wait_for
 
 
 @contextlib.contextmanager
@@ -210,8 +210,7 @@ class DeployedOperator:
         # race their own CRD, and the operator's first LIST of DevServers meets the real API server's
         # "429 storage is (re)initializing" of a CRD a moment old, which kopf retries but logs as an ERROR.
         _kubectl(self.kubeconfig, "apply", "-f", str(DEPLOY / "crds.yaml"))
-        _kubectl(self.kubeconfig, "wait", "--for=condition=Established", "--timeout=60s",
-                 "crd/devservers.devservers.io", "crd/devserverflavors.devservers.io")
+        wait_established(self.kubeconfig, "devservers.devservers.io", "devserverflavors.devservers.io")
         deadline = time.monotonic() + 60
         while _kubectl(self.kubeconfig, "get", "devservers,devserverflavors", "-A", check=False).returncode:
             if time.monotonic() > deadline:

@@ -235,3 +235,26 @@ def wait_for(predicate: Any, *, timeout: float = 60.0, interval: float = 0.05, m
             return last
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {message or predicate!r} (last value: {last!r})")
+
+
+def wait_established(kubeconfig: str, *crds: str, timeout: float = 120.0) -> None:
+    """Until every named CustomResourceDefinition is Established.
+
+    Not ``kubectl wait --for=condition=Established``: a CRD a moment old has no ``status.conditions`` yet, and
+    kubectl v1.37 then fails at once (``.status.conditions accessor error: <nil> is of the type <nil>``) instead
+    of waiting; a loaded trial's control-plane fault test met it.
+    """
+    from kubernetes import client, config
+
+    api = client.ApiextensionsV1Api(config.new_client_from_config(kubeconfig))
+
+    def established(name: str) -> bool:
+        crd = api.read_custom_resource_definition(name)
+        conditions = (crd.status.conditions if crd.status else None) or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    try:
+        wait_for(lambda: all(established(name) for name in crds), timeout=timeout,
+                 message=f"CustomResourceDefinitions {', '.join(crds)} Established")
+    finally:
+        api.api_client.close()

@@ -38,7 +38,12 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from devservers_sdk.contract import NAME_LABEL
-from devservers_sdk.localcluster.pytest_plugin import ClusterHandle, cluster_for_tests, wait_for
+from devservers_sdk.localcluster.pytest_plugin import (
+    ClusterHandle,
+    cluster_for_tests,
+    wait_established,
+    wait_for,
+)
 from tests.platform_fixture import (
     DeployedOperator,
     OperatorProcess,
@@ -91,14 +96,7 @@ def kubectl(
 @pytest.fixture(scope="session")
 def crds(cluster: ClusterHandle) -> str:
     kubectl(cluster.kubeconfig, "apply", "-f", str(ROOT / "crds"))
-    kubectl(
-        cluster.kubeconfig,
-        "wait",
-        "--for=condition=Established",
-        "--timeout=120s",
-        "crd/devservers.devservers.io",
-        "crd/devserverflavors.devservers.io",
-    )
+    wait_established(cluster.kubeconfig, "devservers.devservers.io", "devserverflavors.devservers.io")
     kubectl(cluster.kubeconfig, "apply", "-f", str(ROOT / "examples" / "flavors"))
     return cluster.kubeconfig
 

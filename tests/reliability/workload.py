@@ -52,6 +52,7 @@ from devservers_sdk.errors import DevServerError, DevServerNotReadyError, ExecEr
 from devservers_sdk.kube import DEVSERVERS, EVENTS, PODS, Kube, Resource, RetryPolicy
 from devservers_sdk.localcluster.apiserver.faults import FaultSettings
 from devservers_sdk.localcluster.cluster import LocalCluster
+from devservers_sdk.localcluster.pytest_plugin import wait_established
 from devservers_sdk.quantities import parse_quantity
 from devservers_sdk.settings import load_kubeconfig
 
@@ -270,8 +271,7 @@ class Platform:
         try:
             kubeconfig = self.cluster.kubeconfig
             kubectl(kubeconfig, "apply", "-f", str(ROOT / "crds"))
-            kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=30s",
-                    "crd/devservers.devservers.io", "crd/devserverflavors.devservers.io")
+            wait_established(kubeconfig, "devservers.devservers.io", "devserverflavors.devservers.io")
             kubectl(kubeconfig, "apply", "-f", "-", input_text=flavor_manifests())
             kubectl(kubeconfig, "apply", "-f", "-",
                     input_text=yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}))

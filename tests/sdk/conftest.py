@@ -21,7 +21,13 @@ import pytest
 from devservers_sdk.client import DevServerClient
 from devservers_sdk.contract import NAME_LABEL
 from devservers_sdk.kube import DEVSERVERS, PODS, Kube, Resource
-from devservers_sdk.localcluster.pytest_plugin import ROOMY_NODE, ClusterHandle, cluster_for_tests, wait_for
+from devservers_sdk.localcluster.pytest_plugin import (
+    ROOMY_NODE,
+    ClusterHandle,
+    cluster_for_tests,
+    wait_established,
+    wait_for,
+)
 from devservers_sdk.settings import load_kubeconfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,8 +53,7 @@ def crds(cluster: ClusterHandle) -> str:
     """The generated CRDs and the sample flavors, applied with the real kubectl."""
     kubeconfig = cluster.kubeconfig
     kubectl(kubeconfig, "apply", "-f", str(ROOT / "crds"))
-    kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=120s",
-            "crd/devservers.devservers.io", "crd/devserverflavors.devservers.io")
+    wait_established(kubeconfig, "devservers.devservers.io", "devserverflavors.devservers.io")
     kubectl(kubeconfig, "apply", "-f", str(ROOT / "examples" / "flavors"))
     return kubeconfig
 

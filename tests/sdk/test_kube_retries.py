@@ -47,6 +47,7 @@ from devservers_sdk.errors import (
 from devservers_sdk.kube import DEVSERVERS, Kube, Resource, RetryPolicy
 from devservers_sdk.localcluster import tls
 from devservers_sdk.localcluster.cluster import LocalCluster
+from devservers_sdk.localcluster.pytest_plugin import wait_established
 from devservers_sdk.settings import load_kubeconfig
 from tests.threaded_http import ThreadedHttpServer
 
@@ -65,9 +66,7 @@ def flaky() -> Iterator[LocalCluster]:
     with LocalCluster(kubelet=False) as cluster:
         subprocess.run([KUBECTL, "--kubeconfig", cluster.kubeconfig, "apply", "-f", str(ROOT / "crds")],
                        check=True, capture_output=True, timeout=120)
-        subprocess.run([KUBECTL, "--kubeconfig", cluster.kubeconfig, "wait", "--for=condition=Established",
-                        "--timeout=30s", "crd/devservers.devservers.io"], check=True, capture_output=True,
-                       timeout=60)
+        wait_established(cluster.kubeconfig, "devservers.devservers.io")
         yield cluster
 
 
