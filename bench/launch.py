@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from devservers_sdk.client import DevServerClient  # noqa: E402
+from devservers_sdk.localcluster.pytest_plugin import wait_established  # noqa: E402
 
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
 NAME = "bench"
@@ -163,8 +164,7 @@ def main() -> None:
         operator = None
         try:
             kubectl(kubeconfig, "apply", "-f", str(ROOT / "crds"))
-            kubectl(kubeconfig, "wait", "--for=condition=Established", "crd/devservers.devservers.io",
-                    "crd/devserverflavors.devservers.io")
+            wait_established(kubeconfig, "devservers.devservers.io", "devserverflavors.devservers.io")
             kubectl(kubeconfig, "apply", "-f", "-", input_text=FLAVOR)
             namespace = f"bench-{secrets.token_hex(3)}"
             kubectl(kubeconfig, "apply", "-f", "-", input_text=f"apiVersion: v1\nkind: Namespace\nmetadata: "

@@ -32,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "magics")]
 
+from devservers_sdk.localcluster.pytest_plugin import wait_established  # noqa: E402
+
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
 NAMESPACE = "bench-magics"
 
@@ -81,18 +83,7 @@ def start_platform(directory: Path) -> tuple[list[subprocess.Popen[bytes]], str]
         time.sleep(0.05)
     run = [KUBECTL, "--kubeconfig", str(kubeconfig)]
     subprocess.run([*run, "apply", "-f", str(ROOT / "crds")], check=True, capture_output=True)
-    subprocess.run(
-        [
-            *run,
-            "wait",
-            "--for=condition=Established",
-            "--timeout=30s",
-            "crd/devservers.devservers.io",
-            "crd/devserverflavors.devservers.io",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    wait_established(str(kubeconfig), "devservers.devservers.io", "devserverflavors.devservers.io", timeout=30)
     subprocess.run([*run, "apply", "-f", str(ROOT / "examples" / "flavors")], check=True, capture_output=True)
     namespace = json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
     subprocess.run([*run, "apply", "-f", "-"], input=namespace.encode(), check=True, capture_output=True)

@@ -1813,14 +1813,10 @@ async def bench(args: argparse.Namespace, workdir: Path, plane: str) -> list[dic
         else:
             cluster, kubeconfig = start_cluster(args, workdir)
         kubectl(kubeconfig, "apply", "-f", str(ROOT / "crds"))
-        kubectl(
-            kubeconfig,
-            "wait",
-            "--for=condition=Established",
-            "--timeout=30s",
-            "crd/devservers.devservers.io",
-            "crd/devserverflavors.devservers.io",
-        )
+        sys.path.insert(0, str(ROOT))
+        from devservers_sdk.localcluster.pytest_plugin import wait_established
+
+        wait_established(kubeconfig, "devservers.devservers.io", "devserverflavors.devservers.io", timeout=30)
         example = ROOT / "examples" / "flavors" / f"{args.flavor}.yaml"
         if args.flavor == "bench-tiny" or not example.exists():
             args.flavor_body = flavor_manifest(args)

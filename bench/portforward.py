@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from devservers_sdk.client import DevServerClient  # noqa: E402
 from devservers_sdk.contract import NAME_LABEL  # noqa: E402
 from devservers_sdk.kube import PODS  # noqa: E402
+from devservers_sdk.localcluster.pytest_plugin import wait_established  # noqa: E402
 
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
 NAMESPACE = "bench"
@@ -65,7 +66,7 @@ def free_port() -> int:
 def start_web_pod(client: DevServerClient, kubeconfig: str, megabytes: int) -> tuple[str, int]:
     """A DevServer-labelled StatefulSet pod (no operator needed) serving a file of ``megabytes``."""
     kubectl(kubeconfig, "apply", "-f", str(ROOT / "crds"))
-    kubectl(kubeconfig, "wait", "--for=condition=Established", "crd/devservers.devservers.io")
+    wait_established(kubeconfig, "devservers.devservers.io")
     kubectl(kubeconfig, "apply", "-f", str(ROOT / "examples" / "flavors"))
     kubectl(kubeconfig, "create", "namespace", NAMESPACE)
     deadline = time.monotonic() + 60

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from devservers_sdk.client import DevServerClient  # noqa: E402
 from devservers_sdk.contract import NAME_LABEL  # noqa: E402
 from devservers_sdk.kube import PODS  # noqa: E402
+from devservers_sdk.localcluster.pytest_plugin import wait_established  # noqa: E402
 
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))
 NAMESPACE = "bench"
@@ -88,8 +89,7 @@ def start_cluster(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 def seed(kubeconfig: str, objects: int, directory: Path) -> None:
     kubectl(kubeconfig, "apply", "-f", str(ROOT / "crds"), stdout=subprocess.DEVNULL)
-    kubectl(kubeconfig, "wait", "--for=condition=Established", "crd/devservers.devservers.io",
-            stdout=subprocess.DEVNULL)
+    wait_established(kubeconfig, "devservers.devservers.io")
     kubectl(kubeconfig, "apply", "-f", str(ROOT / "examples" / "flavors"), stdout=subprocess.DEVNULL)
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
     kubectl(kubeconfig, "apply", "-f", "-", input=yaml.safe_dump(namespace).encode(), stdout=subprocess.DEVNULL)

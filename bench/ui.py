@@ -58,9 +58,9 @@ def start_cluster(tmp: str) -> tuple[subprocess.Popen[bytes], str]:
         time.sleep(0.1)
     subprocess.run([KUBECTL, "--kubeconfig", kubeconfig, "apply", "-f", str(ROOT / "crds")], check=True,
                    stdout=subprocess.DEVNULL)
-    subprocess.run([KUBECTL, "--kubeconfig", kubeconfig, "wait", "--for=condition=Established",
-                    "crd/devservers.devservers.io", "crd/devserverflavors.devservers.io"], check=True,
-                   stdout=subprocess.DEVNULL)
+    from devservers_sdk.localcluster.pytest_plugin import wait_established
+
+    wait_established(kubeconfig, "devservers.devservers.io", "devserverflavors.devservers.io")
     subprocess.run([KUBECTL, "--kubeconfig", kubeconfig, "apply", "-f", str(ROOT / "examples" / "flavors")],
                    check=True, stdout=subprocess.DEVNULL)
     return cluster, kubeconfig
