@@ -26,8 +26,9 @@ import pytest
 from devservers_sdk.localcluster.apiserver.api import ClusterAPI
 from devservers_sdk.localcluster.apiserver.errors import StatusError
 from devservers_sdk.localcluster.cluster import ClusterRuntime
+from devservers_sdk.localcluster.node import kubelet as kubelet_module
 from devservers_sdk.localcluster.node import sandbox
-from devservers_sdk.localcluster.node.kubelet import Kubelet
+from devservers_sdk.localcluster.node.kubelet import Kubelet, PodWorker
 
 pytestmark = pytest.mark.emulator_only
 
@@ -1072,5 +1073,42 @@ def test_a_pod_marked_not_ready_by_someone_else_is_made_ready_again(run_scenario
         await until(running_ready(env, "web"), "web Ready again, written back by its node")
         ready = next(c for c in env.status("web")["conditions"] if c["type"] == "Ready")
         assert ready["lastTransitionTime"] != "2026-01-01T00:00:00Z", ready
+
+    run_scenario(scenario)
+
+
+def test_an_overdue_deletion_says_where_the_pods_stop_waits(
+    run_scenario: Callable[..., None], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pod left Terminating is all a user sees of a stop that hung, and only the node knows where it waits: a
+    loaded trial's restarted operator pod stayed "Running, terminating" for minutes with nothing to go on."""
+    monkeypatch.setattr(kubelet_module, "DELETION_OVERDUE_SECONDS", 0.5)
+    monkeypatch.setattr(kubelet_module, "DELETION_WATCHDOG_SECONDS", 0.1)
+    release = asyncio.Event()
+    terminate = PodWorker.terminate
+
+    async def held_terminate(self: PodWorker, grace: float) -> None:
+        await release.wait()
+        await terminate(self, grace)
+
+    monkeypatch.setattr(PodWorker, "terminate", held_terminate)
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "deletion overdue" in r.getMessage()]
+
+    async def scenario(env: Env) -> None:
+        env.run_pod("stuck", {"name": "main", "command": ["sleep", "60"]}, terminationGracePeriodSeconds=1)
+        await until(running_ready(env, "stuck"), "stuck Running")
+        env.delete("stuck")
+        try:
+            said = await until(warnings, "a WARNING about the overdue deletion")
+        finally:
+            release.set()
+        assert "default/stuck" in said[0], said
+        assert "stop requested: True (grace 1s), terminating: False" in said[0], said
+        assert "main alive" in said[0], said
+        assert "pod: _run:" in said[0] and "held_terminate:" in said[0], said  # where the pod's task waits
+        await until(lambda: not env.exists("stuck"), "stuck deleted once its stop goes on")
+        assert len(warnings()) == 1, warnings()  # once per pod, not every sweep
 
     run_scenario(scenario)

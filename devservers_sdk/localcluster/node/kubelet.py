@@ -118,6 +118,10 @@ REFUSED_RETRY_FIRST = 0.1
 REFUSED_RETRY_MAX = 2.0
 REFUSED_GRACE_SECONDS = 5.0
 LOCAL_CLUSTER_LABEL = "devservers.io/local-cluster"
+# A pod still here this long after its deletionTimestamp (which already counts its grace period) gets a WARNING in
+# the node's log saying where its stop is: a pod left Terminating is all a user sees, and only the node knows why.
+DELETION_OVERDUE_SECONDS = 30.0
+DELETION_WATCHDOG_SECONDS = 10.0
 """On every Node of the local cluster: how front ends know their hints (``--gpus N``) apply."""
 # k8s.io/component-helpers/nodedeclaredfeatures/features: every feature a 1.37 kubelet can declare.
 DECLARABLE_FEATURES = (
@@ -555,6 +559,21 @@ class PodWorker:
             return
         self._grace = grace
         self._stop_requested.set()
+
+    def where_stopping(self) -> str:
+        """Where this pod's stop stands, and where each of its tasks waits (for an overdue deletion's WARNING)."""
+        containers = ", ".join(
+            f"{c.name} {'alive' if c.process_alive else 'not running'} (shim {c.shim_pid}, state {next(iter(c.state), '?')})"
+            for c in self.containers.values()
+        )
+        tasks = [("pod", self.task), ("lifecycle", self._life), ("status", self._status_writer)]
+        tasks += [(f"supervisor {n}", t) for n, t in enumerate(self._supervisors)]
+        tasks += [(f"background {n}", t) for n, t in enumerate(self._background)]
+        waiting = "; ".join(f"{label}: {_awaiting(task)}" for label, task in tasks if task is not None and not task.done())
+        return (
+            f"stop requested: {self._stop_requested.is_set()} (grace {self._grace:g}s), terminating: "
+            f"{self.terminating}, gone: {self.gone}; containers: {containers or 'none'}; waiting: {waiting or 'nothing'}"
+        )
 
     def event(self, type_: str, reason: str, message: str, container: ContainerRuntime | None = None) -> None:
         if self.gone:
@@ -1900,6 +1919,20 @@ class PodWorker:
                 await asyncio.wait_for(self.task, 10)
 
 
+def _awaiting(task: asyncio.Task[Any]) -> str:
+    """The chain of coroutines a task is suspended in, outermost first (``Task.get_stack`` stops at the first)."""
+    frames = []
+    coro: Any = task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            frames.append(type(coro).__name__)
+            break
+        frames.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return " > ".join(frames)
+
+
 def _read_all(fd: int) -> str:
     chunks = []
     try:
@@ -2187,6 +2220,7 @@ class Kubelet:
         self._tasks = [
             asyncio.create_task(self._heartbeat(), name="kubelet heartbeat"),
             asyncio.create_task(self._hosts_loop(), name="kubelet hosts file"),
+            asyncio.create_task(self._deletion_watchdog(), name="kubelet deletion watchdog"),
         ]
         self._hosts_wakeup.set()
 
@@ -2498,6 +2532,32 @@ class Kubelet:
         self._workers[worker.uid] = worker
         self._by_name[(worker.namespace, worker.name)] = worker
         worker.observe(pod)
+
+    async def _deletion_watchdog(self) -> None:
+        """A WARNING, once per pod, for a pod of this node whose deletion is overdue (see DELETION_OVERDUE_SECONDS)."""
+        reported: set[str] = set()
+        while True:
+            await asyncio.sleep(DELETION_WATCHDOG_SECONDS)
+            moment = datetime.datetime.now(datetime.UTC)
+            for pod in self.pods.values():
+                meta = pod["metadata"]
+                uid, deadline = meta.get("uid", ""), meta.get("deletionTimestamp")
+                if not deadline or uid in reported:
+                    continue
+                try:
+                    overdue = (moment - datetime.datetime.fromisoformat(deadline.replace("Z", "+00:00"))).total_seconds()
+                except ValueError:
+                    continue
+                if overdue < DELETION_OVERDUE_SECONDS:
+                    continue
+                reported.add(uid)
+                worker = self._workers.get(uid)
+                log.warning(
+                    "pod %s/%s (uid %s): deletion overdue by %.0fs (phase %s); %s",
+                    meta.get("namespace"), meta.get("name"), uid, overdue, pod.get("status", {}).get("phase"),
+                    worker.where_stopping() if worker is not None else "no worker of this node holds it",
+                )
+            reported &= {p["metadata"].get("uid", "") for p in self.pods.values()}
 
     def forget(self, worker: PodWorker) -> None:
         self._workers.pop(worker.uid, None)
