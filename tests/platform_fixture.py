@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,12 +148,15 @@ class DeployedOperator:
         kubeconfig: an admin kubeconfig of the cluster.
         workdir: where the kustomize overlay and the log go.
         env: ``DEVSERVERS_*`` settings for the operator, on top of the shipped ones.
+        node_logs: the node agents' logs, whose warnings a failure to start or stop the operator shows.
     """
 
-    def __init__(self, kubeconfig: str, workdir: Path, *, env: dict[str, str] | None = None) -> None:
+    def __init__(self, kubeconfig: str, workdir: Path, *, env: dict[str, str] | None = None,
+                 node_logs: Sequence[Path] = ()) -> None:
         self.kubeconfig = kubeconfig
         self.workdir = workdir
         self.env = dict(env or {})
+        self.node_logs = list(node_logs)
         self.log_path = workdir / "operator.log"
         self.starts = 0
         self.restarts_seen = 0
@@ -259,7 +262,17 @@ class DeployedOperator:
                        check=False).stdout
             for pod in self.pods())
         pytest.fail(f"the operator's pod did not start within {timeout}s ({last}):\n{self.log_tail()}{unanswered}\n"
-                    f"{_kubectl(self.kubeconfig, '-n', OPERATOR_NAMESPACE, 'describe', 'pods', check=False).stdout}")
+                    f"{_kubectl(self.kubeconfig, '-n', OPERATOR_NAMESPACE, 'describe', 'pods', check=False).stdout}"
+                    f"{self.node_warnings()}")
+
+    def node_warnings(self, lines: int = 30) -> str:
+        """The last warnings of the node agents (an overdue deletion says there where the pod's stop waits)."""
+        said = []
+        for path in self.node_logs:
+            found = [line for line in path.read_text(errors="replace").splitlines() if " WARNING " in line] \
+                if path.exists() else []
+            said.append(f"\n===== warnings in {path} =====\n" + ("\n".join(found[-lines:]) or "(none)"))
+        return "".join(said)
 
     @staticmethod
     def _answers(url: str) -> bool:
@@ -304,7 +317,7 @@ class DeployedOperator:
                                      check=False).stdout
                 pytest.fail(f"the operator was still there {timeout:.0f}s after scaling to 0: "
                             f"{what or 'no pod, but its health endpoint still answered'}\n{self.log_tail()}\n"
-                            f"{described}")
+                            f"{described}{self.node_warnings()}")
             time.sleep(0.2)
         self._pod = None
         self._stop_followers()
@@ -312,6 +325,15 @@ class DeployedOperator:
     def restart(self, *, kill: bool = False) -> None:
         self.stop(kill=kill)
         self.start()
+
+    def ensure_running(self) -> None:
+        """Scale back to 1 if an earlier test stopped the operator and failed before it started it again: one
+        test's failure must not fail every later test of the module."""
+        # Not "== 0": the real API server omits a replicas of 0 from a Scale (omitempty), which reads as None.
+        if not self.apps.read_namespaced_deployment_scale(OPERATOR_NAME, OPERATOR_NAMESPACE).spec.replicas:
+            self._pod = None
+            self._stop_followers()
+            self.start()
 
     def _count_restarts(self) -> None:
         for pod in self.pods():
@@ -439,6 +461,11 @@ class OperatorProcess:
         self.stop(kill=kill)
         self.start()
 
+    def ensure_running(self) -> None:
+        """Start again an operator that an earlier test stopped and failed before it started it again."""
+        if self.process is None or self.process.poll() is not None:
+            self.start()
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -458,7 +485,9 @@ def running_platform(cluster: ClusterHandle, settings: OperatorSettings, workdir
     """CRDs, sample flavors and the operator on ``cluster``, for as long as the context lasts."""
     if on_real_control_plane(cluster):
         make_admin_a_devservers_admin(cluster)
-        deployed = DeployedOperator(cluster.kubeconfig, workdir, env=dict(settings.env))
+        real = cluster.local.real if cluster.local is not None else None
+        node_logs = [real.agent_log(name) for name in real.node_names] if real is not None else []
+        deployed = DeployedOperator(cluster.kubeconfig, workdir, env=dict(settings.env), node_logs=node_logs)
         deployed.install()
         try:
             yield Platform(cluster.kubeconfig, deployed, deployed.log_path)

@@ -281,6 +281,7 @@ class OperatedNamespace:
 @pytest.fixture
 def operated(operator: OperatorProcess | DeployedOperator, crds: str, namespace: str) -> OperatedNamespace:
     """The test's namespace, with the operator of this folder's cluster running."""
+    operator.ensure_running()
     return OperatedNamespace(crds, namespace, operator)
 
 

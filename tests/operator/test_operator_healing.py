@@ -247,3 +247,15 @@ def test_a_statefulset_from_before_the_claim_template_owned_its_claims_is_replac
     assert [t.metadata.owner_references for t in sts.spec.volume_claim_templates] == [None]
     assert "RecreatingStatefulSet" not in operated.event_reasons("legacy")
     operated.wait_phase("legacy", "Running")
+
+
+def test_an_operator_left_stopped_by_a_failed_test_runs_for_the_next(
+    operator: OperatorProcess, crds: str, namespace: str
+) -> None:
+    """A test that stops the operator and fails before starting it again must fail alone: in a loaded trial every
+    later test of the module waited for an operator that was scaled to 0."""
+    operator.stop()
+    operator.ensure_running()
+    created = OperatedNamespace(crds, namespace, operator)
+    created.create("after")
+    created.wait_phase("after", "Running")
