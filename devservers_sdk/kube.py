@@ -87,6 +87,7 @@ from .errors import (
     ClusterUnreachableError,
     ConfigurationError,
     DevServerError,
+    DevServerNotReadyError,
     NotFoundError,
     PermissionDeniedError,
     ServerError,
@@ -712,6 +713,14 @@ class Kube:
             websocket.connect(url, **options)
         except WebSocketBadStatusException as exc:
             websocket.shutdown()
+            body = exc.resp_body.decode(errors="replace") if isinstance(exc.resp_body, bytes) else str(exc.resp_body)
+            if "container not found" in body:
+                # The node's answer for a container that is not running at this moment (starting again after a
+                # restart, or its pod being replaced by a rollout): a state to wait out, not a bad request.
+                raise DevServerNotReadyError(
+                    f"Pod '{pod}' in namespace '{namespace}' has no running container right now (it is starting, "
+                    f"restarting or being replaced). Wait until it is Running and try again.",
+                    status=exc.status_code, kind="Pod", name=pod, namespace=namespace) from exc
             raise self.api_error(exc.status_code, exc.resp_body, kind="Pod", name=pod,
                                  namespace=namespace) from exc
         except (WebSocketException, OSError) as exc:

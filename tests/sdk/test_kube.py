@@ -27,12 +27,14 @@ from devservers_sdk.errors import (
     ConfigurationError,
     ConflictError,
     DevServerNotFoundError,
+    DevServerNotReadyError,
     FlavorNotFoundError,
     InvalidSpecError,
     NotFoundError,
     WatchExpired,
 )
 from devservers_sdk.kube import DEVSERVERS, FLAVORS, PODS, ExecSession, Kube, Resource
+from devservers_sdk.localcluster.pytest_plugin import wait_for
 from devservers_sdk.settings import load_kubeconfig
 
 
@@ -207,6 +209,18 @@ def test_exec_into_missing_pod_is_not_found(kube: Kube, namespace: str) -> None:
         kube.exec(namespace, "ghost", ["true"])
     with pytest.raises(NotFoundError):
         kube.get(PODS, "ghost", namespace=namespace)
+
+
+def test_exec_into_a_container_that_is_not_running_says_to_wait(kube: Kube, namespace: str) -> None:
+    """A rollout or a restart takes the container away under an exec; the node answers "container not found".
+    A loaded trial's workload stopped there, told the pod "was rejected as a bad request. Fix the spec"."""
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "done"},
+           "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox", "command": ["true"]}]}}
+    kube.create(PODS, pod, namespace=namespace)
+    wait_for(lambda: (kube.get(PODS, "done", namespace=namespace).get("status") or {}).get("phase") == "Succeeded",
+             message="pod done to finish")
+    with pytest.raises(DevServerNotReadyError, match=r"Pod 'done' .* has no running container right now"):
+        kube.exec(namespace, "done", ["true"])
 
 
 # -- the WebSocket framing, against a scripted peer -------------------------------------------------------
