@@ -92,6 +92,7 @@ from typing import Any
 from ..apiserver import errors
 from ..apiserver.errors import StatusError
 from ..apiserver.strategies import qos_class
+from ..apiserver.tables import parse_time
 from ..controllers.scheduler import parse_quantity
 from . import sandbox
 from .apiclient import ApiClient, Informer, object_path
@@ -118,11 +119,11 @@ REFUSED_RETRY_FIRST = 0.1
 REFUSED_RETRY_MAX = 2.0
 REFUSED_GRACE_SECONDS = 5.0
 LOCAL_CLUSTER_LABEL = "devservers.io/local-cluster"
+"""On every Node of the local cluster: how front ends know their hints (``--gpus N``) apply."""
 # A pod still here this long after its deletionTimestamp (which already counts its grace period) gets a WARNING in
 # the node's log saying where its stop is: a pod left Terminating is all a user sees, and only the node knows why.
 DELETION_OVERDUE_SECONDS = 30.0
 DELETION_WATCHDOG_SECONDS = 10.0
-"""On every Node of the local cluster: how front ends know their hints (``--gpus N``) apply."""
 # k8s.io/component-helpers/nodedeclaredfeatures/features: every feature a 1.37 kubelet can declare.
 DECLARABLE_FEATURES = (
     "DRANodeAllocatableResources",
@@ -2541,13 +2542,10 @@ class Kubelet:
             moment = datetime.datetime.now(datetime.UTC)
             for pod in self.pods.values():
                 meta = pod["metadata"]
-                uid, deadline = meta.get("uid", ""), meta.get("deletionTimestamp")
-                if not deadline or uid in reported:
+                uid, deadline = meta.get("uid", ""), parse_time(meta.get("deletionTimestamp"))
+                if deadline is None or uid in reported:
                     continue
-                try:
-                    overdue = (moment - datetime.datetime.fromisoformat(deadline.replace("Z", "+00:00"))).total_seconds()
-                except ValueError:
-                    continue
+                overdue = (moment - deadline).total_seconds()
                 if overdue < DELETION_OVERDUE_SECONDS:
                     continue
                 reported.add(uid)
