@@ -856,6 +856,34 @@ def test_exec_launch_spec_enters_the_container(run_scenario: Callable[..., None]
     run_scenario(scenario)
 
 
+def test_finished_exec_sessions_are_forgotten_and_live_ones_die_with_the_pod(
+    run_scenario: Callable[..., None],
+) -> None:
+    """A long-lived pod used to keep every exec session's pid, and its deletion SIGKILLed whatever held them by then."""
+
+    async def scenario(env: Env) -> None:
+        env.run_pod("box", {"name": "main", "command": ["sleep", "60"]})
+        await until(running_ready(env, "box"), "box Running")
+        spec = env.kubelet.launch_spec("default", "box", None)
+
+        async def exec_in_box(*command: str) -> asyncio.subprocess.Process:
+            process = await asyncio.create_subprocess_exec(
+                *spec.argv_prefix, *command, env=spec.env, cwd=spec.cwd, start_new_session=True
+            )
+            env.kubelet.track_process("default", "box", process.pid)
+            return process
+
+        finished = await exec_in_box("true")
+        assert await asyncio.wait_for(finished.wait(), 10) == 0
+        live = await exec_in_box("sleep", "60")
+        worker = env.kubelet._by_name[("default", "box")]
+        assert {g.pgid for g in worker.exec_groups} == {live.pid}
+        env.delete("box")
+        assert await asyncio.wait_for(live.wait(), 10) == -9
+
+    run_scenario(scenario)
+
+
 def test_stop_leaves_no_process(run_scenario: Callable[..., None]) -> None:
     pids: list[int] = []
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -196,3 +200,53 @@ def test_ip_allocator_cycles_before_reusing() -> None:
     assert first == ["127.9.0.1", "127.9.0.2", "127.9.0.3"]
     ips.release("127.9.0.1")
     assert ips.allocate() == "127.9.0.4"
+
+
+def _within(seconds: float, condition: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_a_process_group_whose_pid_now_names_another_process_is_not_killed() -> None:
+    """A pod's deletion kills its exec sessions' groups: never a newer process that was given the same pid."""
+    other = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        started = sandbox.process_start_time(other.pid)
+        assert started is not None
+        recorded_before_reuse = sandbox.ProcessGroup(other.pid, started - 1)
+        assert recorded_before_reuse.ended()
+        recorded_before_reuse.kill()
+        assert other.poll() is None
+        assert sandbox.pid_alive(other.pid)
+
+        ours = sandbox.ProcessGroup.led_by(other.pid)
+        assert not ours.ended()
+        ours.kill()
+        assert other.wait(timeout=10) == -9
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_process_group_is_killed_after_its_leader_has_gone() -> None:
+    """``kubectl exec -- sh -c 'job &'``: the job stays in the session's group after sh exits, and dies with the pod."""
+    leader = subprocess.Popen(["sh", "-c", "sleep 60 & echo $!"], stdout=subprocess.PIPE, start_new_session=True)
+    group = sandbox.ProcessGroup.led_by(leader.pid)
+    assert leader.stdout is not None
+    job = int(leader.stdout.readline())
+    leader.stdout.close()
+    assert leader.wait(timeout=10) == 0
+    try:
+        assert os.getpgid(job) == group.pgid
+        assert not group.ended()
+        group.kill()
+        assert _within(10, lambda: not sandbox.pid_alive(job)), f"pid {job} of the exec's group is still alive"
+        # Its zombie holds the group until init reaps it.
+        assert _within(10, group.ended)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(job, 9)

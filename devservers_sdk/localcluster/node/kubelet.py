@@ -493,7 +493,8 @@ class PodWorker:
         # The refs of volume reads under way: their watches must outlive another pod's departure (see forget).
         self.volume_refs_being_read: list[set[tuple[str, str]]] = []
         self.volume_wakeup = asyncio.Event()
-        self.exec_pids: set[int] = set()
+        # Exec sessions and exec hooks, killed with the pod; finished ones are dropped as new ones come.
+        self.exec_groups: set[sandbox.ProcessGroup] = set()
         self._conditions: dict[str, dict[str, Any]] = {}
         self._status_dirty = asyncio.Event()
         self._status_writer: asyncio.Task[None] | None = None
@@ -1735,13 +1736,14 @@ class PodWorker:
             cwd=cwd,
             start_new_session=True,
         )
-        self.exec_pids.add(process.pid)
+        group = sandbox.ProcessGroup.led_by(process.pid)
+        self.exec_groups.add(group)
         try:
             output, _ = await asyncio.wait_for(process.communicate(), timeout)
         except TimeoutError:
             return False, f'command "{" ".join(command)}" timed out'
         finally:
-            self.exec_pids.discard(process.pid)
+            self.exec_groups.discard(group)
             if process.returncode is None:
                 # Timed out, or the probe was cancelled with its container: kill it, and reap it in the
                 # background so that neither the process nor its pipes outlive the kubelet.
@@ -1852,11 +1854,16 @@ class PodWorker:
             codes = [c.exit_code for c in regular]
             self.final_phase = "Succeeded" if codes and all(code == 0 for code in codes) else "Failed"
 
+    def track_exec(self, group: sandbox.ProcessGroup) -> None:
+        # Without the pruning a long-lived pod kept every session's pid; pids wrap within minutes here, and its
+        # deletion killed whatever process held them by then.
+        self.exec_groups = {g for g in self.exec_groups if not g.ended()}
+        self.exec_groups.add(group)
+
     def _kill_exec_processes(self) -> None:
-        for pid in list(self.exec_pids):
-            sandbox.kill_process_group(pid, signal.SIGKILL)
-            sandbox.kill_pids([pid])
-        self.exec_pids.clear()
+        for group in list(self.exec_groups):
+            group.kill()
+        self.exec_groups.clear()
 
     async def _finish_deletion(self) -> None:
         kubelet = self.kubelet
@@ -2682,11 +2689,11 @@ class Kubelet:
         """Tie a process started with ``launch_spec`` to the pod: it is killed when the pod goes away."""
         pid = popen_or_pid if isinstance(popen_or_pid, int) else int(popen_or_pid.pid)
         worker = self._by_name.get((namespace, pod_name))
+        group = sandbox.ProcessGroup.led_by(pid)
         if worker is None or worker.terminating:
-            sandbox.kill_process_group(pid, signal.SIGKILL)
-            sandbox.kill_pids([pid])
+            group.kill()
             return
-        worker.exec_pids.add(pid)
+        worker.track_exec(group)
 
     def log_path(self, namespace: str, pod_name: str, container: str | None, previous: bool = False) -> Path:
         """The CRI log the kubelet would read, chosen and refused as ``validateContainerLogStatus`` does.

@@ -222,6 +222,59 @@ def kill_process_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+def process_start_time(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (``/proc/PID/stat`` field 22); None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    rest = data[data.rfind(b")") + 2 :].split()
+    try:
+        return int(rest[19])
+    except (IndexError, ValueError):
+        return None
+
+
+class ProcessGroup(NamedTuple):
+    """A process group the node started (a ``kubectl exec`` session, an exec hook) and must kill with its pod.
+
+    Its pgid alone is not a safe name for it: once the leader is reaped and the group empty, the kernel may
+    give that pid to a new process, and a shim or an exec of another pod leads a group of its own. The kernel
+    never reuses a pid while a group still holds it, so the leader's start time tells the two apart: a
+    process with the pgid's pid but another start time means ours is gone, members and all.
+    """
+
+    pgid: int
+    leader_start: int | None  # None: the leader was already reaped when the group was recorded
+
+    @classmethod
+    def led_by(cls, pid: int) -> ProcessGroup:
+        return cls(pid, process_start_time(pid))
+
+    def _pid_taken_by_another(self) -> bool:
+        started = process_start_time(self.pgid)
+        return started is not None and started != self.leader_start
+
+    def ended(self) -> bool:
+        if self._pid_taken_by_another():
+            return True
+        try:
+            os.killpg(self.pgid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def kill(self) -> None:
+        if self._pid_taken_by_another():
+            return
+        kill_process_group(self.pgid, signal.SIGKILL)
+        # The leader may have moved to a group of its own (setsid in the command).
+        kill_pids([self.pgid])
+
+
 def pid_alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
     try:
