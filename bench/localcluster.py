@@ -165,11 +165,13 @@ def bench_watches(kubeconfig: str, namespace: str, watches: int) -> dict[str, fl
                             return
 
             tasks = [asyncio.create_task(watch(i)) for i in range(watches)]
-            await asyncio.wait_for(opened_all.wait(), 60)
+            async with asyncio.timeout(60):
+                await opened_all.wait()
             await asyncio.sleep(0.2)
             ready.set()
             sent: list[float] = results.setdefault("sent", [])
-            await asyncio.wait_for(asyncio.gather(*tasks), 120)
+            async with asyncio.timeout(120):
+                await asyncio.gather(*tasks)
             fanout = [max(a[i] for a in arrivals) - sent[i] for i in range(20)]
             results["fanout_p50_ms"] = percentile(fanout, 50) * 1000
             results["fanout_max_ms"] = max(fanout) * 1000

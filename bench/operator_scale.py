@@ -590,7 +590,8 @@ class Tracker:
                 return False
             self.changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), min(remaining, 1.0))
+                async with asyncio.timeout(min(remaining, 1.0)):
+                    await self.changed.wait()
         return True
 
 
@@ -755,7 +756,8 @@ async def run_size(
     for kind, path in paths.items():
         opened = asyncio.Event()
         watches.append(asyncio.create_task(api.watch(kind, path, tracker.handler(kind), opened)))
-        await asyncio.wait_for(opened.wait(), 30)
+        async with asyncio.timeout(30):
+            await opened.wait()
     names = [f"ds-{n}-{i:05d}" for i in range(n)]
     body_for = lambda name: {  # noqa: E731
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -1028,7 +1030,8 @@ async def run_baseline(api: Api, procs: Processes, args: argparse.Namespace, n: 
     for kind, path in paths.items():
         opened = asyncio.Event()
         watches.append(asyncio.create_task(api.watch(kind, path, tracker.handler(kind), opened)))
-        await asyncio.wait_for(opened.wait(), 30)
+        async with asyncio.timeout(30):
+            await opened.wait()
     names = [f"em-{n}-{i:05d}" for i in range(n)]
     placeholder = "bench-placeholder-name"
     template = baseline_objects(args, namespace, placeholder)

@@ -884,6 +884,33 @@ def test_finished_exec_sessions_are_forgotten_and_live_ones_die_with_the_pod(
     run_scenario(scenario)
 
 
+def test_a_pods_stop_ends_its_start_even_if_a_cancellation_is_swallowed(
+    run_scenario: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python 3.11's wait_for swallows a cancellation that arrives as its awaitable finishes. The lifecycle of a
+    pod deleted at that moment went on to start its containers, and the stop waited for them for good: the pod
+    stayed Running and terminating, with no Killing event."""
+    preparing: list[PodWorker] = []
+    prepare = PodWorker._prepare_sandbox
+
+    async def prepare_swallowing_a_cancellation(worker: PodWorker) -> None:
+        preparing.append(worker)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)  # until the stop cancels the lifecycle
+        await prepare(worker)
+
+    monkeypatch.setattr(PodWorker, "_prepare_sandbox", prepare_swallowing_a_cancellation)
+
+    async def scenario(env: Env) -> None:
+        env.run_pod("box", {"name": "main", "command": ["sleep", "600"]})
+        await until(lambda: preparing, "the pod's sandbox being prepared")
+        env.delete("box")
+        await until(lambda: not env.exists("box"), "the pod's deletion to finish")
+        assert not preparing[0].containers["main"].process_alive
+
+    run_scenario(scenario)
+
+
 def test_stop_leaves_no_process(run_scenario: Callable[..., None]) -> None:
     pids: list[int] = []
 

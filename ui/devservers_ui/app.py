@@ -285,7 +285,8 @@ class Dashboard:
                                                                   for item in self.live.sorted_rows()]})
             while not subscriber.dropped:
                 try:
-                    message = await asyncio.wait_for(subscriber.queue.get(), _HEARTBEAT)
+                    async with asyncio.timeout(_HEARTBEAT):
+                        message = await subscriber.queue.get()
                 except TimeoutError:
                     await response.write(b": still here\n\n")
                     continue
@@ -344,7 +345,8 @@ class Dashboard:
         try:
             while True:
                 try:
-                    kind, text = await asyncio.wait_for(queue.get(), _HEARTBEAT)
+                    async with asyncio.timeout(_HEARTBEAT):
+                        kind, text = await queue.get()
                 except TimeoutError:
                     await response.write(b": still here\n\n")
                     continue

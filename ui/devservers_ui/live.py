@@ -106,7 +106,8 @@ class LiveList:
         whether the picture is complete."""
         assert self._answered is not None and self._listed is not None, "start() first"
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._answered.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._answered.wait()
         return self._listed.is_set()
 
     def subscribe(self) -> Subscriber:

@@ -253,11 +253,10 @@ class KubeletProxy:
         if "upgrade" not in ",".join(request.headers.getall("Connection", [])).lower():
             raise errors.bad_request("Upgrade request required")
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(location.host, location.port, ssl=self._ssl(), limit=_CHUNK,
-                                        server_hostname=location.host if self.ssl_context else None),
-                _DIAL_TIMEOUT,
-            )
+            async with asyncio.timeout(_DIAL_TIMEOUT):
+                reader, writer = await asyncio.open_connection(
+                    location.host, location.port, ssl=self._ssl(), limit=_CHUNK,
+                    server_hostname=location.host if self.ssl_context else None)
         except (OSError, TimeoutError) as exc:
             raise StatusError(500, "", f"error dialing backend: {_dial_error(location, exc)}") from None
         try:
@@ -296,9 +295,8 @@ class KubeletProxy:
         length = next((v for k, v in headers if k.lower() == "content-length"), None)
         body = b""
         with contextlib.suppress(Exception):
-            body = await asyncio.wait_for(
-                reader.readexactly(int(length)) if length is not None else reader.read(_MAX_ERROR_BODY), 10
-            )
+            async with asyncio.timeout(10):
+                body = await (reader.readexactly(int(length)) if length is not None else reader.read(_MAX_ERROR_BODY))
         response = web.Response(status=status, reason=reason or None, body=body)
         for name, value in headers:
             if name.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
@@ -381,7 +379,8 @@ async def _copy_body(request: web.Request, upstream: aiohttp.ClientResponse, res
     while True:
         try:
             # A follow on a silent container waits here: wake up now and then to see if the client left.
-            data = await asyncio.wait_for(upstream.content.readany(), 1.0)
+            async with asyncio.timeout(1.0):
+                data = await upstream.content.readany()
         except TimeoutError:
             if request.transport is None or request.transport.is_closing():
                 return

@@ -544,8 +544,8 @@ class ApiServer:
                 if remaining <= 0:
                     break
                 try:
-                    item = await asyncio.wait_for(watcher.queue.get(),
-                                                  timeout=min(remaining, BOOKMARK_INTERVAL) if bookmarks else remaining)
+                    async with asyncio.timeout(min(remaining, BOOKMARK_INTERVAL) if bookmarks else remaining):
+                        item = await watcher.queue.get()
                 except TimeoutError:
                     if bookmarks and time.monotonic() < deadline:
                         await response.write(_event_line("BOOKMARK", self._bookmark(rt)))

@@ -43,8 +43,9 @@ class NodeEventRecorder:
     async def stop(self) -> None:
         """Write what is queued (briefly), then stop."""
         if self._queue is not None and self._task is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._queue.join(), timeout=2)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2):
+                    await self._queue.join()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -110,6 +110,8 @@ LEASE_RENEW_SECONDS = 10.0
 NODE_STATUS_SECONDS = 300.0
 # Grace period used for every container when the whole cluster shuts down.
 SHUTDOWN_GRACE = 2.0
+# How long a stop waits for a pod's lifecycle to end before cancelling it again (see PodWorker._cancel_life).
+CANCEL_RETRY_SECONDS = 1.0
 HOST_IP = "127.0.0.1"
 # A pod's first reads of its claims, volumes, ConfigMaps and Secrets can be refused (403) for a moment: the Node
 # authorizer admits them only once its graph, fed by the API server's own pod informer, has seen the pod bound
@@ -828,13 +830,16 @@ class PodWorker:
         self.push_status()
 
     async def _cancel_life(self) -> None:
-        for task in [self._life, *self._supervisors]:
-            if task is not None and not task.done():
+        # Cancelled until it ends, not once: a coroutine may swallow a cancellation (Python 3.11's wait_for did, when
+        # what it awaited finished in the same loop iteration). A lifecycle that went on started the containers of a
+        # pod being deleted, and its stop then waited for them for good: "Running", terminating, no Killing event.
+        while pending := [t for t in (self._life, *self._supervisors) if t is not None and not t.done()]:
+            for task in pending:
                 task.cancel()
-        for task in [self._life, *self._supervisors]:
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await asyncio.wait(pending, timeout=CANCEL_RETRY_SECONDS)
+        for ended in (self._life, *self._supervisors):
+            if ended is not None and not ended.cancelled():
+                ended.exception()  # retrieved: the lifecycle logs its own failures
 
     async def _lifecycle(self) -> None:
         try:
@@ -922,8 +927,9 @@ class PodWorker:
                     f"Unable to attach or mount volumes: unmounted volumes=[{names}], unattached "
                     f"volumes=[{all_names}]: timed out waiting for the condition",
                 )
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.volume_wakeup.wait(), timeout=2 if unbound else 5)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2 if unbound else 5):
+                    await self.volume_wakeup.wait()
 
     async def materialize_volumes(self) -> tuple[list[str], set[str], list[str]]:
         """Set every volume up; returns (problems worded as MountVolume.SetUp failures, unbound claims, and the
@@ -1739,7 +1745,8 @@ class PodWorker:
         group = sandbox.ProcessGroup.led_by(process.pid)
         self.exec_groups.add(group)
         try:
-            output, _ = await asyncio.wait_for(process.communicate(), timeout)
+            async with asyncio.timeout(timeout):
+                output, _ = await process.communicate()
         except TimeoutError:
             return False, f'command "{" ".join(command)}" timed out'
         finally:
@@ -1780,7 +1787,8 @@ class PodWorker:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=context), timeout)
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(host, port, ssl=context)
         except (TimeoutError, OSError) as exc:
             return False, f'Get "{url}": {_dial_error(host, port, exc)}'
         try:
@@ -1788,7 +1796,8 @@ class PodWorker:
                 f"GET {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
             )
             writer.write(request.encode())
-            line = await asyncio.wait_for(reader.readline(), timeout)
+            async with asyncio.timeout(timeout):
+                line = await reader.readline()
         except (TimeoutError, OSError) as exc:
             return False, f'Get "{url}": context deadline exceeded ({type(exc).__name__})'
         finally:
@@ -1815,12 +1824,14 @@ class PodWorker:
                 self.event("Warning", "FailedPreStopHook", f"PreStopHook failed: {message}", c)
         if c.process_alive and grace > 0:
             sandbox.kill_pids([c.shim_pid], signal.SIGTERM)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(c.exited.wait(), max(0.0, deadline - time.monotonic()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await c.exited.wait()
         if c.process_alive:
             await self._kill_tree(c)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(c.exited.wait(), 10)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(10):
+                    await c.exited.wait()
 
     async def _kill_tree(self, c: ContainerRuntime) -> None:
         # A pin of our own: the run may end (and its waiter unpin the namespace) while the sweep is under way.
@@ -1917,14 +1928,16 @@ class PodWorker:
         """The kubelet is stopping: stop the containers quickly and leave the API alone."""
         self.request_stop(SHUTDOWN_GRACE)
         try:
-            await asyncio.wait_for(asyncio.shield(self.task), SHUTDOWN_GRACE + 1)
+            async with asyncio.timeout(SHUTDOWN_GRACE + 1):
+                await asyncio.shield(self.task)
         except (TimeoutError, asyncio.CancelledError, Exception):
             # A graceful deletion with a long grace period was under way: cut it short.
             for c in self.containers.values():
                 if c.process_alive:
                     await self._kill_tree(c)
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self.task, 10)
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                async with asyncio.timeout(10):
+                    await self.task
 
 
 def _awaiting(task: asyncio.Task[Any]) -> str:
@@ -2021,7 +2034,8 @@ def _kill_container_tree(shim_pid: int, mount_ns: str | None) -> None:
 
 async def _tcp_check(host: str, port: int, timeout: float) -> tuple[bool, str]:
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(host, port)
     except (TimeoutError, OSError) as exc:
         return False, _dial_error(host, port, exc)
     writer.close()
@@ -2309,7 +2323,8 @@ class Kubelet:
             self._object_watches[key] = informer
             informer.start()
         try:
-            await asyncio.wait_for(informer.synced.wait(), timeout=30)
+            async with asyncio.timeout(30):
+                await informer.synced.wait()
         except TimeoutError:
             raise StatusError(503, "ServiceUnavailable", f"{plural} {namespace}/{name}: no answer") from None
         if informer.forbidden:

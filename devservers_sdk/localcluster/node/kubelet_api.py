@@ -495,7 +495,8 @@ class _Forwarder:
         except errors.StatusError as err:
             raise OSError(errno.EHOSTUNREACH, err.message) from None
         try:
-            return await asyncio.wait_for(asyncio.open_connection(ip, port, limit=_CHUNK), _CONNECT_TIMEOUT)
+            async with asyncio.timeout(_CONNECT_TIMEOUT):
+                return await asyncio.open_connection(ip, port, limit=_CHUNK)
         except (OSError, TimeoutError) as exc:
             # asyncio words a refusal "Connect call failed (...)"; Go says "connection refused".
             code = exc.errno if isinstance(exc, OSError) else None

@@ -771,8 +771,9 @@ class _ExecSession:
                 if self.tty:
                     tty_path = await self._open_pty()
                     input_task = asyncio.create_task(self.pump_input())
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self.sized.wait(), _FIRST_RESIZE_WAIT)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(_FIRST_RESIZE_WAIT):
+                            await self.sized.wait()
                     if input_task.done():
                         return
                     self.proc = await self._spawn_pty(tty_path)
@@ -796,8 +797,9 @@ class _ExecSession:
             if not exit_task.done():
                 # The client hung up (or ^C'd kubectl) while the command runs: kill what it started.
                 self._kill()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(exit_task, 5)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(5):
+                        await exit_task
                 return
             await self._drain(output_tasks, input_task)
             if input_task.done():

@@ -516,7 +516,8 @@ class SpdySession:
         stream.local_closed = fin
         await self.drain()
         try:
-            await asyncio.wait_for(asyncio.shield(stream._replied), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(stream._replied)
         except TimeoutError:
             stream.reset()
             raise TimeoutError(f"no SYN_REPLY for SPDY stream {stream_id} within {timeout}s") from None
@@ -547,7 +548,8 @@ class SpdySession:
         try:
             self._send_control(PING, 0, struct.pack(">I", ping_id))
             await self.drain()
-            await asyncio.wait_for(waiter, timeout)
+            async with asyncio.timeout(timeout):
+                await waiter
         finally:
             self._pings.pop(ping_id, None)
         return loop.time() - started
@@ -565,7 +567,8 @@ class SpdySession:
         if grace > 0:
             # The peer hangs up, or says GOAWAY too (spdystream's Close), once it has read everything.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.peer_closed.wait(), grace)
+                async with asyncio.timeout(grace):
+                    await self.peer_closed.wait()
         self._close_transport()
 
     def _close_transport(self) -> None:
@@ -870,9 +873,8 @@ async def dial(
         body = b""
         length = response_headers.get("content-length")
         with contextlib.suppress(Exception):
-            body = await asyncio.wait_for(
-                reader.readexactly(int(length)) if length else reader.read(65536), 5
-            )
+            async with asyncio.timeout(5):
+                body = await (reader.readexactly(int(length)) if length else reader.read(65536))
         writer.close()
         raise UpgradeRefused(status, response_headers, body.decode("utf-8", "replace"))
     chosen = response_headers.get(HEADER_PROTOCOL_VERSION.lower(), "")
