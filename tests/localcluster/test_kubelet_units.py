@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from devservers_sdk.localcluster.node import sandbox
+from devservers_sdk.localcluster.node.apiclient import Informer
 from devservers_sdk.localcluster.node.kubelet import (
     Backoff,
     _pump,
@@ -250,3 +251,31 @@ def test_a_process_group_is_killed_after_its_leader_has_gone() -> None:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(job, 9)
+
+
+def test_a_relist_reports_an_object_made_again_under_its_name_as_deleted_and_added() -> None:
+    """A StatefulSet's pod deleted and made again while the watch was down: the node must stop the old one."""
+
+    def pod(uid: str, version: str) -> dict[str, object]:
+        return {"metadata": {"namespace": "ns", "name": "w-0", "uid": uid, "resourceVersion": version}}
+
+    class Listing:
+        def __init__(self) -> None:
+            self.items = [pod("old", "1")]
+
+        async def get(self, path: str, **params: str) -> dict[str, object]:
+            return {"metadata": {"resourceVersion": "9"}, "items": self.items}
+
+    listing = Listing()
+    informer = Informer(listing, "/api/v1/pods")  # type: ignore[arg-type]
+    seen: list[tuple[str, object]] = []
+    informer.add_handler(lambda kind, obj: seen.append((kind, obj["metadata"]["uid"])))
+
+    async def relist_twice() -> None:
+        await informer._relist()
+        listing.items = [pod("new", "7")]
+        await informer._relist()
+
+    asyncio.run(relist_twice())
+    assert seen == [("ADDED", "old"), ("DELETED", "old"), ("ADDED", "new")]
+    assert informer.get("ns", "w-0") == pod("new", "7")

@@ -187,6 +187,11 @@ def _status_error(code: int, payload: bytes) -> StatusError:
     return StatusError(code, status.get("reason") or "Unknown", message, details=status.get("details"))
 
 
+def _uid(obj: dict[str, Any]) -> str | None:
+    uid = obj.get("metadata", {}).get("uid")
+    return str(uid) if uid is not None else None
+
+
 class Informer:
     """A watch-fed cache of one collection; ``synced`` is set after the first LIST."""
 
@@ -243,6 +248,12 @@ class Informer:
         for key, item in fresh.items():
             previous = self.items.get(key)
             self.items[key] = item
+            if previous is not None and _uid(previous) != _uid(item):
+                # Deleted and made again under the same name while the watch was down (a StatefulSet's pods): two
+                # objects, as a watch would have said. A MODIFIED left the old pod's worker, and its containers,
+                # running with nothing to stop them.
+                self._emit("DELETED", previous)
+                previous = None
             if previous is None:
                 self._emit("ADDED", item)
             elif previous.get("metadata", {}).get("resourceVersion") != item["metadata"].get("resourceVersion"):
