@@ -776,6 +776,10 @@ def _relisted(known: dict[tuple[str, str], dict[str, Any]],
         events.append(("DELETED", known.pop(key)))
     for key, item in current.items():
         before = known.get(key)
+        if before is not None and (before.get("metadata") or {}).get("uid") != (item.get("metadata") or {}).get("uid"):
+            # Deleted and made again under its name while the watch was down: two objects, as a watch says.
+            events.append(("DELETED", before))
+            before = None
         if before is None:
             events.append(("ADDED", item))
         elif (before.get("metadata") or {}).get("resourceVersion") != (item.get("metadata") or {}).get(

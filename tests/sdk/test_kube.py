@@ -33,7 +33,7 @@ from devservers_sdk.errors import (
     NotFoundError,
     WatchExpired,
 )
-from devservers_sdk.kube import DEVSERVERS, FLAVORS, PODS, ExecSession, Kube, Resource
+from devservers_sdk.kube import DEVSERVERS, FLAVORS, PODS, ExecSession, Kube, Resource, _relisted
 from devservers_sdk.localcluster.pytest_plugin import wait_for
 from devservers_sdk.settings import load_kubeconfig
 
@@ -202,6 +202,17 @@ def test_watch_error_events_are_mapped(kube: Kube) -> None:
                                                       "message": "boom"}}).encode()
     with pytest.raises(Exception, match="boom"):
         kube._watch_event(failure, DEVSERVERS, "ns")
+
+
+def test_a_relist_reports_an_object_made_again_under_its_name_as_deleted_and_added() -> None:
+    def server(uid: str, version: str) -> dict[str, Any]:
+        return {"metadata": {"namespace": "ns", "name": "a", "uid": uid, "resourceVersion": version}}
+
+    known = {("ns", "a"): server("old", "1")}
+    events = _relisted(known, [server("new", "5")])
+    assert [(kind, obj["metadata"]["uid"]) for kind, obj in events] == [("DELETED", "old"), ("ADDED", "new")]
+    assert known == {("ns", "a"): server("new", "5")}
+    assert _relisted(known, [server("new", "6")]) == [("MODIFIED", server("new", "6"))]
 
 
 def test_exec_into_missing_pod_is_not_found(kube: Kube, namespace: str) -> None:
