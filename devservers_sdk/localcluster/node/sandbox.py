@@ -149,18 +149,28 @@ def _proc_pids() -> list[int]:
         return []
 
 
-def _parent_of(pid: int) -> int | None:
+def _stat_from_state(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/PID/stat`` from the third (the state) on; None if ``pid`` is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
     # The command name may contain spaces and parentheses: fields resume after the last ')'.
-    rest = data[data.rfind(b")") + 2 :].split()
+    return data[data.rfind(b")") + 2 :].split()
+
+
+def _stat_number(pid: int, field: int) -> int | None:
+    """Field ``field`` (numbered from 1, as in proc(5)) of ``/proc/PID/stat``, a number; None if ``pid`` is gone."""
+    fields = _stat_from_state(pid)
     try:
-        return int(rest[1])
+        return int(fields[field - 3]) if fields is not None else None
     except (IndexError, ValueError):
         return None
+
+
+def _parent_of(pid: int) -> int | None:
+    return _stat_number(pid, 4)
 
 
 def descendants(root: int) -> list[int]:
@@ -223,17 +233,8 @@ def kill_process_group(pgid: int, sig: int) -> None:
 
 
 def process_start_time(pid: int) -> int | None:
-    """When ``pid`` started, in clock ticks since boot (``/proc/PID/stat`` field 22); None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    rest = data[data.rfind(b")") + 2 :].split()
-    try:
-        return int(rest[19])
-    except (IndexError, ValueError):
-        return None
+    """When ``pid`` started, in clock ticks since boot; None if it is gone."""
+    return _stat_number(pid, 22)
 
 
 class ProcessGroup(NamedTuple):
@@ -277,13 +278,8 @@ class ProcessGroup(NamedTuple):
 
 def pid_alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return False
-    rest = data[data.rfind(b")") + 2 :].split()
-    return bool(rest) and rest[0] != b"Z"
+    fields = _stat_from_state(pid)
+    return fields is not None and bool(fields) and fields[0] != b"Z"
 
 
 # -- the shim (runs as a script inside the container's context) -----------------------------------------
