@@ -911,6 +911,36 @@ def test_a_pods_stop_ends_its_start_even_if_a_cancellation_is_swallowed(
     run_scenario(scenario)
 
 
+def test_a_pod_deleted_while_its_container_starts_goes_without_its_grace_period(
+    run_scenario: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled between spawning the shim and watching it, the start left a run nobody waited for: the stop sent
+    SIGTERM, the shim ended, and the node still waited the whole grace period for the container to exit."""
+    starting = threading.Event()
+    release = threading.Event()
+    read_report = kubelet_module._read_all
+
+    def read_report_once_released(fd: int) -> str:
+        starting.set()
+        release.wait(120)
+        return read_report(fd)
+
+    monkeypatch.setattr(kubelet_module, "_read_all", read_report_once_released)
+
+    async def scenario(env: Env) -> None:
+        try:
+            env.run_pod("box", {"name": "main", "command": ["sleep", "600"]}, terminationGracePeriodSeconds=600)
+            await until(starting.is_set, "the container's shim to start")
+            worker = env.kubelet._by_name[("default", "box")]
+            env.delete("box")
+            await until(lambda: not env.exists("box"), "the pod's deletion to finish, long before its grace period")
+            assert not worker.containers["main"].process_alive
+        finally:
+            release.set()
+
+    run_scenario(scenario)
+
+
 def test_stop_leaves_no_process(run_scenario: Callable[..., None]) -> None:
     pids: list[int] = []
 

@@ -1560,12 +1560,9 @@ class PodWorker:
         c.process = process
         c.shim_pid = process.pid
         kubelet.shims.add(process.pid)
-        assert process.stdin is not None
-        process.stdin.write(json.dumps(spec).encode())
-        with contextlib.suppress(ConnectionError):
-            await process.stdin.drain()
-        process.stdin.close()
-        report = await asyncio.to_thread(_read_all, report_r)
+        # The waiter comes before the first await: a pod deleted while its container starts cancels us there, and its
+        # stop must find a run that ends (c.exited). Without a waiter it took the whole grace period and 10 s more
+        # for a shim that was long gone, and the node said the container was alive meanwhile.
         log_file = open(log_path, "ab")  # noqa: SIM115 - closed by the waiter when the run ends
         pumps = [
             asyncio.create_task(_pump(process.stdout, b"stdout", log_file)),
@@ -1574,6 +1571,12 @@ class PodWorker:
         c.waiter = asyncio.create_task(self._wait(c, process, pumps, log_file, log_path))
         kubelet.waiters.add(c.waiter)
         c.waiter.add_done_callback(kubelet.waiters.discard)
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(spec).encode())
+        with contextlib.suppress(ConnectionError):
+            await process.stdin.drain()
+        process.stdin.close()
+        report = await asyncio.to_thread(_read_all, report_r)
         if not report.startswith("started"):
             await c.exited.wait()
             why = report.partition(" ")[2].strip() or f"the container shim exited with code {c.exit_code}"
