@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import os
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +22,7 @@ from devservers_sdk.localcluster.node.kubelet import (
     normalize_image,
     resource_field_value,
 )
+from devservers_sdk.localcluster.pytest_plugin import wait_for
 
 
 def test_expand_follows_kubernetes_rules() -> None:
@@ -203,15 +202,6 @@ def test_ip_allocator_cycles_before_reusing() -> None:
     assert ips.allocate() == "127.9.0.4"
 
 
-def _within(seconds: float, condition: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def test_a_process_group_whose_pid_now_names_another_process_is_not_killed() -> None:
     """A pod's deletion kills its exec sessions' groups: never a newer process that was given the same pid."""
     other = subprocess.Popen(["sleep", "60"], start_new_session=True)
@@ -245,9 +235,10 @@ def test_a_process_group_is_killed_after_its_leader_has_gone() -> None:
         assert os.getpgid(job) == group.pgid
         assert not group.ended()
         group.kill()
-        assert _within(10, lambda: not sandbox.pid_alive(job)), f"pid {job} of the exec's group is still alive"
+        wait_for(lambda: not sandbox.pid_alive(job), timeout=10, interval=0.02,
+                 message=f"pid {job} of the exec's group to die")
         # Its zombie holds the group until init reaps it.
-        assert _within(10, group.ended)
+        wait_for(group.ended, timeout=10, interval=0.02, message="the exec's group to end")
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(job, 9)
